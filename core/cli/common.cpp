@@ -1,0 +1,67 @@
+#include "cli/common.hpp"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "common/error.hpp"
+#include "diff/json_writer.hpp"
+#include "plugin/plugin_host.hpp"
+
+namespace kubetrail::cli {
+
+namespace {
+// %j: the message as a JSON string (quoted and escaped), for [log] format = "json".
+class JsonMessageFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string out;
+    diff::append_json_string(std::string_view(msg.payload.data(), msg.payload.size()), out);
+    dest.append(out.data(), out.data() + out.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+};
+}  // namespace
+
+config::Config load_config(const Args& args) {
+  if (args.has("--config")) return config::load_file(args.get("--config"));
+  return config::parse(config::default_config_text(), "<built-in config>");
+}
+
+void setup_logging(const config::Config& cfg, const Args& args) {
+  // Logs go to stderr: stdout belongs to handlers such as log (format text).
+  auto logger = spdlog::stderr_color_mt("kubetrail");
+  spdlog::set_default_logger(logger);
+  std::string level = args.get("--log-level", cfg.log.level);
+  spdlog::set_level(spdlog::level::from_str(level));
+  if (cfg.log.format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<JsonMessageFlag>('j').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":%j})");
+    spdlog::set_formatter(std::move(f));
+  } else
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+}
+
+std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args) {
+  if (args.has("--plugins-dir")) return args.get("--plugins-dir");
+  if (!cfg.plugins_dir.empty()) return cfg.plugins_dir;
+  return plugin::default_plugin_dir();
+}
+
+std::string now_rfc3339() {
+  using namespace std::chrono;
+  auto now = system_clock::now();
+  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::time_t t = system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+}  // namespace kubetrail::cli

@@ -1,0 +1,22 @@
+// Pieces shared by the subcommands: loading the config, setting up logging,
+// finding plugins.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "cli/cli.hpp"
+#include "config/config.hpp"
+
+namespace kubetrail::cli {
+
+// --config FILE, or the built-in default. Throws kubetrail::Error.
+config::Config load_config(const Args& args);
+// Logging to stderr, at the config's level unless --log-level overrides it.
+void setup_logging(const config::Config& cfg, const Args& args);
+// --plugins-dir, else [plugins] dir, else beside the executable.
+std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args);
+// Current time as RFC 3339 UTC with milliseconds.
+std::string now_rfc3339();
+
+}  // namespace kubetrail::cli

@@ -1,0 +1,112 @@
+// `kubetrail diff [--output text|json] OLD NEW`: the semantic diff of two
+// manifest files, with the same noise rules and redaction as the daemon.
+// Exit status like diff(1): 0 equal, 1 different, 2 trouble.
+#include <iostream>
+#include <map>
+
+#include "cli/common.hpp"
+#include "common/error.hpp"
+#include "diff/diff.hpp"
+#include "kube/manifest.hpp"
+#include "kube/resource.hpp"
+
+namespace kubetrail::cli {
+
+namespace {
+
+void print_text(const diff::ChangeSet& cs) {
+  std::cout << diff::to_string(cs.type) << " " << cs.summary << "\n";
+  for (const auto& c : cs.changes) {
+    std::cout << "  " << c.path << ": ";
+    if (c.op == diff::FieldOp::add)
+      std::cout << "+ " << c.new_json;
+    else if (c.op == diff::FieldOp::remove)
+      std::cout << "- " << c.old_json;
+    else
+      std::cout << c.old_json << " → " << c.new_json;
+    std::cout << "\n";
+  }
+}
+
+}  // namespace
+
+int run_diff(const Args& args) {
+  if (args.positional.size() != 2) {
+    std::cerr << "usage: kubetrail diff [--config FILE] [--output text|json] OLD NEW\n";
+    return 2;
+  }
+  std::string output = args.get("--output", "text");
+  if (output != "text" && output != "json") {
+    std::cerr << "kubetrail diff: --output must be text or json, not \"" << output << "\"\n";
+    return 2;
+  }
+  config::Config cfg;
+  std::vector<nlohmann::json> olds, news;
+  try {
+    cfg = load_config(args);
+    olds = kube::load_manifests(args.positional[0]);
+    news = kube::load_manifests(args.positional[1]);
+  } catch (const Error& e) {
+    std::cerr << "kubetrail diff: " << e.what() << "\n";
+    return 2;
+  }
+  std::map<std::string, const nlohmann::json*> old_by_id;
+  for (const auto& o : olds) old_by_id[kube::manifest_identity(o)] = &o;
+
+  diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
+  simdjson::dom::parser parser_a, parser_b;
+  diff::DocumentDiffer differ;
+  std::string now = now_rfc3339();
+  std::vector<diff::ChangeSet> sets;
+
+  auto base = [&](const nlohmann::json& o, diff::ChangeType t) {
+    diff::ChangeSet cs;
+    cs.type = t;
+    cs.cluster = cfg.cluster.name;
+    cs.observed_at = now;
+    cs.resource = kube::resource_type_for(o.value("apiVersion", ""), o.value("kind", ""));
+    const auto& md = o.contains("metadata") ? o["metadata"] : nlohmann::json::object();
+    cs.object_namespace = md.value("namespace", "");
+    cs.name = md.value("name", "");
+    cs.uid = md.value("uid", "");
+    cs.resource_version = md.value("resourceVersion", "");
+    cs.id = cs.cluster + "/" + cs.uid + "/" + cs.resource_version;
+    return cs;
+  };
+  auto pruned = [&](const nlohmann::json& o, simdjson::dom::parser& p, const kube::ResourceType& t) {
+    simdjson::dom::element e = p.parse(simdjson::padded_string(o.dump())).value();
+    return detector.prune(t, e).json;
+  };
+
+  for (const auto& n : news) {
+    auto it = old_by_id.find(kube::manifest_identity(n));
+    if (it == old_by_id.end()) {
+      auto cs = base(n, diff::ChangeType::added);
+      cs.new_object = pruned(n, parser_a, cs.resource);
+      sets.push_back(std::move(cs));
+      continue;
+    }
+    auto cs = base(n, diff::ChangeType::modified);
+    std::string a = pruned(*it->second, parser_a, cs.resource);
+    std::string b = pruned(n, parser_b, cs.resource);
+    old_by_id.erase(it);
+    if (a == b) continue;
+    differ.diff(parser_a.parse(a).value(), parser_b.parse(b).value(), cs.changes);
+    if (!cs.changes.empty()) sets.push_back(std::move(cs));
+  }
+  for (const auto& [id, o] : old_by_id) {
+    auto cs = base(*o, diff::ChangeType::deleted);
+    cs.old_object = pruned(*o, parser_a, cs.resource);
+    sets.push_back(std::move(cs));
+  }
+  for (auto& cs : sets) {
+    cs.summary = diff::summarize(cs);
+    if (output == "json")
+      std::cout << cs.to_json() << "\n";
+    else
+      print_text(cs);
+  }
+  return sets.empty() ? 0 : 1;
+}
+
+}  // namespace kubetrail::cli

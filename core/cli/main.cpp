@@ -1,0 +1,171 @@
+// kubetrail's entry point: subcommand dispatch and argument parsing.
+#include <kubetrail/plugin.h>
+
+#include <algorithm>
+#include <iostream>
+#include <set>
+
+#include "cli/cli.hpp"
+#include "cli/common.hpp"
+#include "common/error.hpp"
+#include "plugin/plugin_host.hpp"
+#include "version.hpp"
+
+namespace kubetrail::cli {
+
+namespace {
+
+constexpr const char* kUsage = R"(kubetrail - semantic change sets from a Kubernetes cluster, to handler plugins
+
+usage: kubetrail COMMAND [OPTIONS]
+
+commands:
+  replay [--config FILE] RECORDING...   feed recorded watch streams (kubectl get --watch
+                                        --output-watch-events -o json) through diff, routes
+                                        and handlers; no cluster needed
+  diff [--output text|json] OLD NEW     semantic diff of two manifests (YAML or JSON)
+  check-config [--config FILE]          validate a config and load its plugins, do nothing else
+  plugins [--dir DIR] [-v]              list installed plugins (-v: with config schemas)
+  version                               print version and plugin ABI version
+  run [--config FILE]                   watch a cluster (needs the Kubernetes client, not in this build yet)
+
+common options:
+  --config FILE        TOML config (default: built-in: every change set as a line on stdout)
+  --plugins-dir DIR    where NAME.so plugins are found (default: [plugins] dir, else beside kubetrail)
+  --log-level LEVEL    trace, debug, info, warn, error
+)";
+
+// Options that take a value; everything else starting with '-' is a flag.
+const std::set<std::string> kValued = {"--config", "--plugins-dir", "--dir", "--log-level", "--output"};
+const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help"};
+
+}  // namespace
+
+int run_version(const Args&) {
+  std::cout << "kubetrail " << KUBETRAIL_VERSION << " (plugin ABI " << KUBETRAIL_ABI_MAJOR << "." << KUBETRAIL_ABI_MINOR
+            << ")\n";
+  return 0;
+}
+
+int run_plugins(const Args& args) {
+  config::Config cfg;
+  std::filesystem::path dir = args.has("--dir") ? std::filesystem::path(args.get("--dir")) : plugin_dir(cfg, args);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    std::cerr << "kubetrail: plugins directory " << dir.string() << " does not exist\n";
+    return 1;
+  }
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".so") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  bool verbose = args.has("-v") || args.has("--verbose");
+  int status = 0;
+  std::cout << "plugins in " << dir.string() << ":\n";
+  for (const auto& f : files) {
+    try {
+      auto lib = plugin::PluginLibrary::load(f);
+      const auto& i = lib->info();
+      std::cout << "  " << i.name << " " << i.version << "  ABI " << i.abi_major << "." << i.abi_minor << "  "
+                << i.description << "  (" << f.filename().string() << ")\n";
+      if (verbose) {
+        auto schema = nlohmann::json::parse(i.config_schema.empty() ? "null" : i.config_schema, nullptr, false);
+        std::string text = schema.is_null() ? "(takes no config)" : schema.dump(2);
+        std::string indented;
+        for (char c : text) indented += c == '\n' ? std::string("\n      ") : std::string(1, c);
+        std::cout << "    config schema:\n      " << indented << "\n";
+      }
+    } catch (const Error& e) {
+      std::cout << "  ! " << e.what() << "\n";
+      status = 1;
+    }
+  }
+  if (files.empty()) std::cout << "  (none)\n";
+  return status;
+}
+
+int run_check_config(const Args& args) {
+  config::Config cfg;
+  try {
+    cfg = load_config(args);
+  } catch (const Error& e) {
+    std::cerr << "kubetrail: " << e.what() << "\n";
+    return 2;
+  }
+  plugin::PluginLoader loader(plugin_dir(cfg, args));
+  int status = 0;
+  for (const auto& h : cfg.handlers) {
+    try {
+      auto lib = loader.load(h.plugin);
+      lib->validate_config(h.config, "handler \"" + h.name + "\" (plugin " + lib->info().name + ")");
+    } catch (const Error& e) {
+      std::cerr << "kubetrail: " << h.where << ": " << e.what() << "\n";
+      status = 2;
+    }
+  }
+  if (status == 0)
+    std::cout << cfg.source << ": OK (" << cfg.handlers.size() << " handlers, " << cfg.routes.size()
+              << " routes, plugins from " << loader.dir().string() << ")\n";
+  return status;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string command = argv[1];
+  if (command == "-h" || command == "--help" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (command == "--version") command = "version";
+  Args args;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (kValued.count(a)) {
+      if (i + 1 >= argc) {
+        std::cerr << "kubetrail " << command << ": option " << a << " needs a value\n";
+        return 2;
+      }
+      args.options[a] = argv[++i];
+    } else if (a.starts_with("--") && a.find('=') != std::string::npos && kValued.count(a.substr(0, a.find('=')))) {
+      args.options[a.substr(0, a.find('='))] = a.substr(a.find('=') + 1);
+    } else if (kFlags.count(a)) {
+      args.options[a] = "";
+    } else if (a.size() > 1 && a[0] == '-') {
+      std::cerr << "kubetrail " << command << ": unknown option " << a << "\n";
+      return 2;
+    } else {
+      args.positional.push_back(a);
+    }
+  }
+  if (args.has("-h") || args.has("--help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  try {
+    if (command == "replay") return run_replay(args);
+    if (command == "diff") return run_diff(args);
+    if (command == "check-config") return run_check_config(args);
+    if (command == "plugins") return run_plugins(args);
+    if (command == "version") return run_version(args);
+    if (command == "run") {
+      std::cerr << "kubetrail run: watching a live cluster needs the Kubernetes client, which this build does not "
+                   "have yet; try `kubetrail replay` with a recorded stream\n";
+      return 2;
+    }
+  } catch (const Error& e) {
+    std::cerr << "kubetrail " << command << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "kubetrail " << command << ": internal error: " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "kubetrail: unknown command \"" << command << "\"\n\n" << kUsage;
+  return 2;
+}
+
+}  // namespace kubetrail::cli
+
+int main(int argc, char** argv) { return kubetrail::cli::main(argc, argv); }

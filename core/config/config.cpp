@@ -1,0 +1,349 @@
+#include "config/config.hpp"
+
+#include <toml.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/error.hpp"
+
+namespace kubetrail::config {
+
+namespace {
+
+using value = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+
+std::string where(const value& v) {
+  auto loc = v.location();
+  return loc.file_name() + ":" + std::to_string(loc.line());
+}
+
+std::string type_name(const value& v) {
+  switch (v.type()) {
+    case toml::value_t::boolean: return "a boolean";
+    case toml::value_t::integer: return "an integer";
+    case toml::value_t::floating: return "a float";
+    case toml::value_t::string: return "a string";
+    case toml::value_t::array: return "an array";
+    case toml::value_t::table: return "a table";
+    case toml::value_t::empty: return "nothing";
+    default: return "a date/time";
+  }
+}
+
+// Reads one TOML table, remembering which keys were used so that leftovers
+// (typos) are reported with the list of known keys.
+class TableReader {
+ public:
+  TableReader(const value& table, std::string prefix) : table_(table), prefix_(std::move(prefix)) {}
+
+  [[noreturn]] void fail(const value& at, std::string_view key, std::string_view what) const {
+    throw Error(where(at) + ": key \"" + prefix_ + std::string(key) + "\": " + std::string(what));
+  }
+
+  const value* get(std::string_view key) {
+    known_.insert(std::string(key));
+    auto& t = table_.as_table();
+    auto it = t.find(std::string(key));
+    return it == t.end() ? nullptr : &it->second;
+  }
+
+  void read(std::string_view key, std::string& out) {
+    if (auto v = get(key)) {
+      if (!v->is_string()) fail(*v, key, "expected a string, got " + type_name(*v));
+      out = v->as_string().str;
+    }
+  }
+  void read(std::string_view key, bool& out) {
+    if (auto v = get(key)) {
+      if (!v->is_boolean()) fail(*v, key, "expected true or false, got " + type_name(*v));
+      out = v->as_boolean();
+    }
+  }
+  void read(std::string_view key, uint32_t& out, uint32_t min = 0, uint32_t max = UINT32_MAX) {
+    if (auto v = get(key)) {
+      if (!v->is_integer()) fail(*v, key, "expected an integer, got " + type_name(*v));
+      auto i = v->as_integer();
+      if (i < static_cast<int64_t>(min) || i > static_cast<int64_t>(max))
+        fail(*v, key,
+             "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", got " +
+                 std::to_string(i));
+      out = static_cast<uint32_t>(i);
+    }
+  }
+  void read(std::string_view key, std::vector<std::string>& out) {
+    if (auto v = get(key)) {
+      if (!v->is_array()) fail(*v, key, "expected an array of strings, got " + type_name(*v));
+      out.clear();
+      for (const auto& e : v->as_array()) {
+        if (!e.is_string()) fail(e, key, "expected an array of strings, found " + type_name(e) + " in it");
+        out.push_back(e.as_string().str);
+      }
+    }
+  }
+  void read_types(std::string_view key, std::vector<diff::ChangeType>& out) {
+    std::vector<std::string> names;
+    read(key, names);
+    if (!get(key)) return;
+    out.clear();
+    for (const auto& n : names) {
+      auto t = diff::parse_change_type(n);
+      if (!t) fail(*get(key), key, "unknown event type \"" + n + "\" (expected Added, Modified or Deleted)");
+      out.push_back(*t);
+    }
+  }
+  void read_paths(std::string_view key, std::vector<std::string>& out) {
+    read(key, out);
+    for (const auto& p : out) {
+      try {
+        diff::PathPattern::parse(p);
+      } catch (const Error& e) {
+        fail(*get(key), key, e.what());
+      }
+    }
+  }
+  void read_choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> choices) {
+    read(key, out);
+    if (!get(key)) return;
+    if (std::find(choices.begin(), choices.end(), out) != choices.end()) return;
+    std::string list;
+    for (auto c : choices) list += (list.empty() ? "" : ", ") + std::string(c);
+    fail(*get(key), key, "expected one of " + list + ", got \"" + out + "\"");
+  }
+
+  // Call last: any key not read is a mistake.
+  void reject_unknown() const {
+    for (const auto& [k, v] : table_.as_table()) {
+      if (known_.count(k)) continue;
+      std::string list;
+      for (const auto& n : known_) list += (list.empty() ? "" : ", ") + n;
+      throw Error(where(v) + ": unknown key \"" + prefix_ + k + "\" (known keys here: " + list + ")");
+    }
+  }
+
+ private:
+  const value& table_;
+  std::string prefix_;
+  std::set<std::string> known_;
+};
+
+const value* table_at(TableReader& r, std::string_view key) {
+  const value* v = r.get(key);
+  if (v && !v->is_table()) r.fail(*v, key, "expected a table, got " + type_name(*v));
+  return v;
+}
+
+nlohmann::json to_json(const value& v, const std::string& key_path) {
+  switch (v.type()) {
+    case toml::value_t::boolean: return v.as_boolean();
+    case toml::value_t::integer: return v.as_integer();
+    case toml::value_t::floating: return v.as_floating();
+    case toml::value_t::string: return v.as_string().str;
+    case toml::value_t::array: {
+      auto a = nlohmann::json::array();
+      for (const auto& e : v.as_array()) a.push_back(to_json(e, key_path));
+      return a;
+    }
+    case toml::value_t::table: {
+      auto o = nlohmann::json::object();
+      for (const auto& [k, e] : v.as_table()) o[k] = to_json(e, key_path + "." + k);
+      return o;
+    }
+    default:
+      throw Error(where(v) + ": key \"" + key_path +
+                  "\": dates and times are not supported in plugin config; "
+                  "use a string");
+  }
+}
+
+void read_handler(const value& t, size_t index, Config& cfg) {
+  std::string prefix = "handlers[" + std::to_string(index) + "].";
+  if (!t.is_table()) throw Error(where(t) + ": handlers[" + std::to_string(index) + "] must be a table");
+  TableReader r(t, prefix);
+  HandlerConfig h;
+  h.where = where(t);
+  r.read("name", h.name);
+  r.read("plugin", h.plugin);
+  if (h.name.empty()) throw Error(h.where + ": key \"" + prefix + "name\": a handler needs a non-empty name");
+  if (h.plugin.empty())
+    throw Error(h.where + ": key \"" + prefix + "plugin\": handler \"" + h.name + "\" needs a plugin (name or path)");
+  if (auto c = table_at(r, "config")) h.config = to_json(*c, prefix + "config");
+  if (auto rt = table_at(r, "retry")) {
+    TableReader rr(*rt, prefix + "retry.");
+    rr.read("attempts", h.retry.attempts, 1, 1000);
+    rr.read("initial_ms", h.retry.initial_ms, 1);
+    rr.read("max_ms", h.retry.max_ms, 1);
+    rr.reject_unknown();
+  }
+  r.read("queue_size", h.queue_size, 1);
+  r.read("batch_max", h.batch_max, 1, 10000);
+  r.read("batch_wait_ms", h.batch_wait_ms);
+  r.reject_unknown();
+  for (const auto& other : cfg.handlers)
+    if (other.name == h.name)
+      throw Error(h.where + ": key \"" + prefix + "name\": handler \"" + h.name + "\" is defined twice (first at " +
+                  other.where + ")");
+  cfg.handlers.push_back(std::move(h));
+}
+
+void read_route(const value& t, size_t index, Config& cfg) {
+  std::string prefix = "routes[" + std::to_string(index) + "].";
+  if (!t.is_table()) throw Error(where(t) + ": routes[" + std::to_string(index) + "] must be a table");
+  TableReader r(t, prefix);
+  RouteConfig route;
+  route.where = where(t);
+  r.read("name", route.name);
+  if (route.name.empty()) route.name = "routes[" + std::to_string(index) + "]";
+  if (auto m = table_at(r, "match")) {
+    route.has_match = true;
+    TableReader mr(*m, prefix + "match.");
+    mr.read("resources", route.match.resources);
+    mr.read("namespaces", route.match.namespaces);
+    mr.read_types("types", route.match.types);
+    mr.read_paths("paths", route.match.paths);
+    mr.reject_unknown();
+  }
+  r.read("chain", route.chain);
+  const value* chain = r.get("chain");
+  if (!chain || route.chain.empty())
+    throw Error(route.where + ": key \"" + prefix + "chain\": a route needs a non-empty chain of handler names");
+  for (const auto& name : route.chain) {
+    bool found = std::any_of(cfg.handlers.begin(), cfg.handlers.end(), [&](auto& h) { return h.name == name; });
+    if (!found) {
+      std::string known;
+      for (const auto& h : cfg.handlers) known += (known.empty() ? "" : ", ") + h.name;
+      r.fail(*chain, "chain",
+             "no handler named \"" + name + "\" (defined handlers: " + (known.empty() ? "none" : known) + ")");
+    }
+  }
+  r.reject_unknown();
+  cfg.routes.push_back(std::move(route));
+}
+
+Config from_value(const value& root, const std::string& source) {
+  Config cfg;
+  cfg.source = source;
+  TableReader top(root, "");
+  if (auto t = table_at(top, "cluster")) {
+    TableReader r(*t, "cluster.");
+    r.read("name", cfg.cluster.name);
+    r.read("kubeconfig", cfg.cluster.kubeconfig);
+    r.read("context", cfg.cluster.context);
+    r.reject_unknown();
+    if (cfg.cluster.name.empty()) r.fail(*t, "name", "must not be empty (it is put in every change set)");
+  }
+  if (auto t = table_at(top, "watch")) {
+    TableReader r(*t, "watch.");
+    r.read("resources", cfg.watch.resources);
+    r.read("namespaces", cfg.watch.namespaces);
+    r.read("exclude_namespaces", cfg.watch.exclude_namespaces);
+    r.read("label_selector", cfg.watch.label_selector);
+    r.read("field_selector", cfg.watch.field_selector);
+    r.read_types("events", cfg.watch.events);
+    r.reject_unknown();
+  }
+  if (auto t = table_at(top, "diff")) {
+    TableReader r(*t, "diff.");
+    r.read_paths("ignore_paths", cfg.diff.ignore_paths);
+    r.read_paths("redact_paths", cfg.diff.redact_paths);
+    r.read("include_status", cfg.diff.include_status);
+    r.read("include_objects", cfg.diff.include_objects);
+    r.reject_unknown();
+  }
+  if (auto t = table_at(top, "state")) {
+    TableReader r(*t, "state.");
+    r.read("path", cfg.state.path);
+    r.reject_unknown();
+  }
+  if (auto t = table_at(top, "server")) {
+    TableReader r(*t, "server.");
+    r.read("listen", cfg.server.listen);
+    r.reject_unknown();
+  }
+  if (auto t = table_at(top, "leader_election")) {
+    TableReader r(*t, "leader_election.");
+    r.read("enabled", cfg.leader_election.enabled);
+    r.read("namespace", cfg.leader_election.lease_namespace);
+    r.read("lease_name", cfg.leader_election.lease_name);
+    r.reject_unknown();
+  }
+  if (auto t = table_at(top, "plugins")) {
+    TableReader r(*t, "plugins.");
+    r.read("dir", cfg.plugins_dir);
+    r.reject_unknown();
+  }
+  if (auto t = table_at(top, "log")) {
+    TableReader r(*t, "log.");
+    r.read_choice("level", cfg.log.level, {"trace", "debug", "info", "warn", "error"});
+    r.read_choice("format", cfg.log.format, {"text", "json"});
+    r.reject_unknown();
+  }
+  if (auto h = top.get("handlers")) {
+    if (!h->is_array()) top.fail(*h, "handlers", "expected [[handlers]] tables, got " + type_name(*h));
+    size_t i = 0;
+    for (const auto& e : h->as_array()) read_handler(e, i++, cfg);
+  }
+  if (auto rt = top.get("routes")) {
+    if (!rt->is_array()) top.fail(*rt, "routes", "expected [[routes]] tables, got " + type_name(*rt));
+    size_t i = 0;
+    for (const auto& e : rt->as_array()) read_route(e, i++, cfg);
+  }
+  top.reject_unknown();
+
+  // A handler in no route would never receive anything: almost certainly a
+  // mistake, so say so rather than run silently.
+  for (const auto& h : cfg.handlers) {
+    bool used = std::any_of(cfg.routes.begin(), cfg.routes.end(), [&](const RouteConfig& r) {
+      return std::find(r.chain.begin(), r.chain.end(), h.name) != r.chain.end();
+    });
+    if (!used)
+      throw Error(h.where + ": handler \"" + h.name + "\" is in no route's chain, so it would receive nothing");
+  }
+  return cfg;
+}
+
+}  // namespace
+
+Config parse(std::string_view toml_text, const std::string& source_name) {
+  std::istringstream in{std::string(toml_text)};
+  value root;
+  try {
+    root = toml::parse<toml::discard_comments, std::map, std::vector>(in, source_name);
+  } catch (const toml::syntax_error& e) {
+    throw Error("invalid TOML in " + source_name + ":\n" + e.what());
+  }
+  try {
+    return from_value(root, source_name);
+  } catch (const toml::exception& e) {
+    throw Error("invalid config in " + source_name + ":\n" + e.what());
+  }
+}
+
+Config load_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read config file " + path.string() + ": " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path.string());
+}
+
+std::string_view default_config_text() {
+  return R"toml(# The built-in configuration: every change set as one readable line on stdout.
+[cluster]
+name = "default"
+
+[[handlers]]
+name = "stdout"
+plugin = "log"
+config = { format = "text" }
+
+[[routes]]
+chain = ["stdout"]
+)toml";
+}
+
+}  // namespace kubetrail::config

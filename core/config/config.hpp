@@ -1,0 +1,107 @@
+// kubetrail's configuration (TOML, see DESIGN.md and README.md): parsed into
+// plain values, fully checked at load time. Every error names the file, the
+// line, the key and what was expected; unknown keys are errors, so a typo
+// never passes silently.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "diff/diff.hpp"
+
+namespace kubetrail::config {
+
+struct ClusterConfig {
+  std::string name = "default";
+  std::string kubeconfig;  // "" = in-cluster, then $KUBECONFIG, then ~/.kube/config
+  std::string context;
+};
+
+struct WatchConfig {
+  std::vector<std::string> resources;
+  std::vector<std::string> namespaces;  // empty = all
+  std::vector<std::string> exclude_namespaces;
+  std::string label_selector;
+  std::string field_selector;
+  std::vector<diff::ChangeType> events{diff::ChangeType::added, diff::ChangeType::modified, diff::ChangeType::deleted};
+};
+
+struct StateConfig {
+  std::string path = "/var/lib/kubetrail/state.db";  // "" = keep nothing across restarts
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:9090";  // "" = off
+};
+
+struct LeaderElectionConfig {
+  bool enabled = false;
+  std::string lease_namespace = "kubetrail";
+  std::string lease_name = "kubetrail";
+};
+
+struct LogConfig {
+  std::string level = "info";   // trace, debug, info, warn, error
+  std::string format = "text";  // text, json
+};
+
+struct RetryPolicy {
+  uint32_t attempts = 5;
+  uint32_t initial_ms = 500;
+  uint32_t max_ms = 60000;
+};
+
+struct HandlerConfig {
+  std::string name;
+  std::string plugin;  // a name in the plugins dir, or a path to a .so
+  nlohmann::json config = nlohmann::json::object();
+  RetryPolicy retry;
+  uint32_t queue_size = 10000;
+  uint32_t batch_max = 1;
+  uint32_t batch_wait_ms = 0;
+  std::string where;  // "file:line" of the [[handlers]] entry, for messages
+};
+
+struct RouteMatch {
+  std::vector<std::string> resources;  // plural, kind or plural.group
+  std::vector<std::string> namespaces;
+  std::vector<diff::ChangeType> types;
+  std::vector<std::string> paths;  // path patterns (diff/path.hpp)
+};
+
+struct RouteConfig {
+  std::string name;        // optional; "routes[N]" otherwise
+  bool has_match = false;  // no match = every change set
+  RouteMatch match;
+  std::vector<std::string> chain;  // handler names, in order
+  std::string where;
+};
+
+struct Config {
+  std::string source;  // file name, or "<built-in>"
+  ClusterConfig cluster;
+  WatchConfig watch;
+  diff::DiffOptions diff;
+  StateConfig state;
+  ServerConfig server;
+  LeaderElectionConfig leader_election;
+  std::string plugins_dir;  // "" = beside the executable
+  LogConfig log;
+  std::vector<HandlerConfig> handlers;
+  std::vector<RouteConfig> routes;
+};
+
+// Throws kubetrail::Error with "FILE:LINE: ..." messages.
+Config load_file(const std::filesystem::path& path);
+Config parse(std::string_view toml_text, const std::string& source_name);
+
+// The configuration used when none is given: print every change set as a
+// readable line to stdout.
+std::string_view default_config_text();
+
+}  // namespace kubetrail::config

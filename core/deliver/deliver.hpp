@@ -1,0 +1,69 @@
+// Delivery: hands each change set to the handler chains its routes name, in
+// order, with retries and backoff. A STOP ends a chain; a FAIL is logged and
+// counted and the chain goes on (one failing handler never takes down the
+// others).
+//
+// This is the synchronous first stage of delivery used by `replay`; per
+// handler queues and the durable outbox build on it (see docs/ROADMAP.md).
+// Not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "plugin/plugin_host.hpp"
+#include "route/route.hpp"
+#include "server/metrics.hpp"
+
+namespace kubetrail::deliver {
+
+struct HandlerSlot {
+  std::unique_ptr<plugin::Handler> handler;  // null when the handler could not be created
+  config::RetryPolicy retry;
+  std::string error;  // why it could not be created
+};
+
+// Creates every configured handler. A handler that cannot be created is kept
+// as a slot with its error (reported by the caller), so that the others run.
+std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, plugin::PluginLoader& loader,
+                                                   server::Metrics* metrics);
+
+// The delay before retry number `attempt` (1-based): exponential from
+// initial_ms, capped at max_ms, with ±20% jitter; a plugin's retry-after wins
+// when it is longer.
+std::chrono::milliseconds backoff(const config::RetryPolicy& p, uint32_t attempt, uint32_t plugin_retry_after_ms);
+
+class Dispatcher {
+ public:
+  using SleepFn = std::function<void(std::chrono::milliseconds)>;
+  Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route::Router& router, server::Metrics* metrics,
+             SleepFn sleep = nullptr);
+
+  // Delivers along every route the change set matches. True when every
+  // handler took it (OK or STOP).
+  bool dispatch(const diff::ChangeSet& cs);
+
+  struct Stats {
+    uint64_t dispatched = 0;
+    uint64_t unrouted = 0;
+    uint64_t delivered = 0;  // handler deliveries that succeeded
+    uint64_t failed = 0;     // handler deliveries that failed for good
+  };
+  const Stats& stats() const noexcept { return stats_; }
+
+ private:
+  bool deliver_one(const std::string& handler, const plugin::AbiChangeSet& item, bool& stop);
+
+  std::map<std::string, HandlerSlot>& handlers_;
+  const route::Router& router_;
+  server::Metrics* metrics_;
+  SleepFn sleep_;
+  Stats stats_;
+};
+
+}  // namespace kubetrail::deliver

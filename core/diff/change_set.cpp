@@ -1,0 +1,118 @@
+// Change sets as JSON (schema kubetrail.dev/v1) and their one-line summary.
+#include <nlohmann/json.hpp>
+
+#include "diff/diff.hpp"
+
+namespace kubetrail::diff {
+
+using ordered_json = nlohmann::ordered_json;
+
+namespace {
+ordered_json parse_or_string(const std::string& text) {
+  // Our own minified output: always valid; a failure would be a bug, but a
+  // change set must still go out, so carry the text rather than throw.
+  auto v = ordered_json::parse(text, nullptr, false);
+  return v.is_discarded() ? ordered_json(text) : v;
+}
+}  // namespace
+
+std::string ChangeSet::to_json() const {
+  ordered_json j;
+  j["schemaVersion"] = "kubetrail.dev/v1";
+  j["id"] = id;
+  j["cluster"] = cluster;
+  j["type"] = std::string(diff::to_string(type));
+  j["observedAt"] = observed_at;
+  j["resource"] = {{"group", resource.group},
+                   {"version", resource.version},
+                   {"resource", resource.resource},
+                   {"kind", resource.kind}};
+  if (!object_namespace.empty()) j["namespace"] = object_namespace;
+  j["name"] = name;
+  j["uid"] = uid;
+  j["resourceVersion"] = resource_version;
+  if (actor) {
+    auto& a = j["actor"] = {{"manager", actor->manager}, {"operation", actor->operation}};
+    if (!actor->time.empty()) a["time"] = actor->time;
+  }
+  if (catch_up) j["catchUp"] = true;
+  j["summary"] = summary;
+  auto& arr = j["changes"] = ordered_json::array();
+  for (const auto& c : changes) {
+    ordered_json e;
+    e["op"] = std::string(diff::to_string(c.op));
+    e["path"] = c.path;
+    if (!c.old_json.empty()) e["old"] = parse_or_string(c.old_json);
+    if (!c.new_json.empty()) e["new"] = parse_or_string(c.new_json);
+    arr.push_back(std::move(e));
+  }
+  if (!old_object.empty()) j["old"] = parse_or_string(old_object);
+  if (!new_object.empty()) j["new"] = parse_or_string(new_object);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
+constexpr size_t kSummaryItems = 3;
+constexpr size_t kValueWidth = 60;
+
+// A value for humans: strings without quotes, long values shortened.
+std::string show(const std::string& json) {
+  std::string s = json;
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') {
+    auto v = nlohmann::json::parse(s, nullptr, false);
+    if (v.is_string()) s = v.get<std::string>();
+  }
+  if (s.size() > kValueWidth) s = s.substr(0, kValueWidth - 3) + "...";
+  return s;
+}
+
+// "spec.template.spec.containers[name=web].image" -> "web"
+std::string container_of(const std::string& path) {
+  auto open = path.rfind("containers[name=");
+  if (open == std::string::npos) return {};
+  open += 16;
+  auto close = path.find(']', open);
+  return close == std::string::npos ? std::string() : path.substr(open, close - open);
+}
+
+bool is_image(const FieldChange& c) {
+  return c.op == FieldOp::replace && c.path.ends_with(".image") && !container_of(c.path).empty();
+}
+bool is_replicas(const FieldChange& c) { return c.path == "spec.replicas"; }
+
+std::string describe(const FieldChange& c) {
+  if (is_image(c)) return "container " + container_of(c.path) + " image " + show(c.old_json) + " → " + show(c.new_json);
+  if (is_replicas(c) && c.op == FieldOp::replace) return "replicas " + show(c.old_json) + " → " + show(c.new_json);
+  switch (c.op) {
+    case FieldOp::add: return c.path + " added (" + show(c.new_json) + ")";
+    case FieldOp::remove: return c.path + " removed";
+    default: return c.path + " " + show(c.old_json) + " → " + show(c.new_json);
+  }
+}
+
+}  // namespace
+
+std::string summarize(const ChangeSet& cs) {
+  std::string who =
+      cs.resource.kind + " " + (cs.object_namespace.empty() ? cs.name : cs.object_namespace + "/" + cs.name);
+  if (cs.type == ChangeType::added) return who + " added";
+  if (cs.type == ChangeType::deleted) return who + " deleted";
+  // What users look for first: images, then scale, then the rest in order.
+  std::vector<const FieldChange*> order;
+  for (const auto& c : cs.changes)
+    if (is_image(c)) order.push_back(&c);
+  for (const auto& c : cs.changes)
+    if (is_replicas(c)) order.push_back(&c);
+  for (const auto& c : cs.changes)
+    if (!is_image(c) && !is_replicas(c)) order.push_back(&c);
+  std::string out = who + ": ";
+  for (size_t i = 0; i < order.size() && i < kSummaryItems; ++i) {
+    if (i) out += "; ";
+    out += describe(*order[i]);
+  }
+  if (order.size() > kSummaryItems) out += "; and " + std::to_string(order.size() - kSummaryItems) + " more";
+  return out;
+}
+
+}  // namespace kubetrail::diff

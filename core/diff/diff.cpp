@@ -1,0 +1,585 @@
+#include "diff/diff.hpp"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cctype>
+#include <span>
+
+#include "diff/json_writer.hpp"
+
+namespace kubetrail::diff {
+
+namespace dom = simdjson::dom;
+
+std::string_view to_string(ChangeType t) noexcept {
+  switch (t) {
+    case ChangeType::added: return "Added";
+    case ChangeType::deleted: return "Deleted";
+    default: return "Modified";
+  }
+}
+
+std::optional<ChangeType> parse_change_type(std::string_view s) noexcept {
+  if (s == "Added") return ChangeType::added;
+  if (s == "Modified") return ChangeType::modified;
+  if (s == "Deleted") return ChangeType::deleted;
+  return std::nullopt;
+}
+
+std::string_view to_string(FieldOp op) noexcept {
+  switch (op) {
+    case FieldOp::add: return "add";
+    case FieldOp::remove: return "remove";
+    default: return "replace";
+  }
+}
+
+std::string redacted_marker(std::string_view value) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(value.data()), value.size(), digest);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "<redacted sha256:";
+  for (int i = 0; i < 4; ++i) {
+    out.push_back(hex[digest[i] >> 4]);
+    out.push_back(hex[digest[i] & 0xf]);
+  }
+  out.push_back('>');
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Merge keys of lists. Lists that Kubernetes merges by key (strategic merge
+// patch x-kubernetes-patch-merge-key / x-kubernetes-list-map-keys in the
+// OpenAPI spec of the built-in types) are diffed by key, so reordering is no
+// change and inserting an element is one add. Keyed by the list's field
+// name; where one name has different keys in different types (container
+// ports vs service ports), the first key that every element carries wins.
+// ---------------------------------------------------------------------------
+namespace {
+
+struct ListKeys {
+  std::string_view field;
+  std::array<std::string_view, 2> keys;
+};
+constexpr std::array kListKeys{
+    ListKeys{"containers", {"name"}},
+    ListKeys{"initContainers", {"name"}},
+    ListKeys{"ephemeralContainers", {"name"}},
+    ListKeys{"env", {"name"}},
+    ListKeys{"ports", {"containerPort", "port"}},
+    ListKeys{"volumes", {"name"}},
+    ListKeys{"volumeMounts", {"mountPath"}},
+    ListKeys{"volumeDevices", {"devicePath"}},
+    ListKeys{"imagePullSecrets", {"name"}},
+    ListKeys{"hostAliases", {"ip"}},
+    ListKeys{"conditions", {"type"}},
+    ListKeys{"readinessGates", {"conditionType"}},
+    ListKeys{"topologySpreadConstraints", {"topologyKey"}},
+    ListKeys{"resourceClaims", {"name"}},
+    ListKeys{"schedulingGates", {"name"}},
+    ListKeys{"secrets", {"name"}},
+    ListKeys{"ownerReferences", {"uid"}},
+    ListKeys{"webhooks", {"name"}},
+    ListKeys{"podIPs", {"ip"}},
+    ListKeys{"hostIPs", {"ip"}},
+    ListKeys{"addresses", {"type"}},
+};
+
+std::span<const std::string_view> keys_for(std::string_view field) {
+  for (const auto& lk : kListKeys)
+    if (lk.field == field) {
+      size_t n = lk.keys[1].empty() ? 1 : 2;
+      return {lk.keys.data(), n};
+    }
+  return {};
+}
+
+// The list's field name: the last path segment, when it is a key.
+std::string_view list_field(std::span<const Segment> path) {
+  if (path.empty() || path.back().kind != Segment::Kind::key) return {};
+  return path.back().key;
+}
+
+// Text of a merge-key value (string, or integer such as containerPort).
+bool key_text(dom::element v, std::string_view& text, std::vector<std::unique_ptr<std::string>>& scratch) {
+  switch (v.type()) {
+    case dom::element_type::STRING: text = std::string_view(v); return true;
+    case dom::element_type::INT64:
+      scratch.push_back(std::make_unique<std::string>(std::to_string(int64_t(v))));
+      text = *scratch.back();
+      return true;
+    case dom::element_type::UINT64:
+      scratch.push_back(std::make_unique<std::string>(std::to_string(uint64_t(v))));
+      text = *scratch.back();
+      return true;
+    default: return false;
+  }
+}
+
+// Picks the merge key every element of the given arrays has; "" if none.
+std::string_view choose_key(std::string_view field, std::initializer_list<dom::array> arrays) {
+  for (std::string_view key : keys_for(field)) {
+    bool all = true;
+    for (dom::array arr : arrays) {
+      for (dom::element e : arr) {
+        dom::object o;
+        if (e.get(o) != simdjson::SUCCESS || o[key].error() != simdjson::SUCCESS) {
+          all = false;
+          break;
+        }
+      }
+      if (!all) break;
+    }
+    if (all) return key;
+  }
+  return {};
+}
+
+struct KeyedElement {
+  std::string_view key;
+  dom::element value;
+  bool matched = false;
+};
+
+// Elements of a keyed list with their key texts; false if keys are missing,
+// not scalars, or not unique (then the list is diffed by index).
+bool keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedElement>& out,
+                    std::vector<std::unique_ptr<std::string>>& scratch) {
+  for (dom::element e : arr) {
+    std::string_view text;
+    if (!key_text(dom::object(e)[key].value_unsafe(), text, scratch)) return false;
+    for (const auto& k : out)
+      if (k.key == text) return false;
+    out.push_back({text, e});
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// DocumentDiffer
+// ---------------------------------------------------------------------------
+void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<FieldChange>& out) {
+  path_.clear();
+  scratch_.clear();
+  diff_value(old_doc, new_doc, out);
+}
+
+void DocumentDiffer::emit(FieldOp op, const dom::element* a, const dom::element* b, std::vector<FieldChange>& out) {
+  FieldChange c;
+  c.op = op;
+  append_path(path_, c.path);
+  if (a) append_json(*a, c.old_json);
+  if (b) append_json(*b, c.new_json);
+  out.push_back(std::move(c));
+}
+
+namespace {
+bool same_scalar(dom::element a, dom::element b) {
+  using T = dom::element_type;
+  T ta = a.type(), tb = b.type();
+  if (ta != tb) {
+    // 3 and 3.0 (or int64/uint64 of one value) are the same number.
+    auto is_num = [](T t) { return t == T::INT64 || t == T::UINT64 || t == T::DOUBLE; };
+    if (is_num(ta) && is_num(tb)) return double(a) == double(b);
+    return false;
+  }
+  switch (ta) {
+    case T::STRING: return std::string_view(a) == std::string_view(b);
+    case T::INT64: return int64_t(a) == int64_t(b);
+    case T::UINT64: return uint64_t(a) == uint64_t(b);
+    case T::DOUBLE: return double(a) == double(b);
+    case T::BOOL: return bool(a) == bool(b);
+    case T::NULL_VALUE: return true;
+    default: return false;
+  }
+}
+}  // namespace
+
+void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<FieldChange>& out) {
+  using T = dom::element_type;
+  T ta = a.type(), tb = b.type();
+  if (ta == T::OBJECT && tb == T::OBJECT) return diff_object(dom::object(a), dom::object(b), out);
+  if (ta == T::ARRAY && tb == T::ARRAY) return diff_array(dom::array(a), dom::array(b), out);
+  if (ta == T::OBJECT || ta == T::ARRAY || tb == T::OBJECT || tb == T::ARRAY || !same_scalar(a, b))
+    emit(FieldOp::replace, &a, &b, out);
+}
+
+void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<FieldChange>& out) {
+  // Keys of Kubernetes objects are few (rarely > 20): a linear look-up beats
+  // building a map per object.
+  for (auto [key, av] : a) {
+    path_.push_back(Segment{Segment::Kind::key, key, 0, {}, {}});
+    dom::element bv;
+    if (b.at_key(key).get(bv) == simdjson::SUCCESS)
+      diff_value(av, bv, out);
+    else
+      emit(FieldOp::remove, &av, nullptr, out);
+    path_.pop_back();
+  }
+  for (auto [key, bv] : b) {
+    if (a.at_key(key).error() == simdjson::SUCCESS) continue;
+    path_.push_back(Segment{Segment::Kind::key, key, 0, {}, {}});
+    emit(FieldOp::add, nullptr, &bv, out);
+    path_.pop_back();
+  }
+}
+
+void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldChange>& out) {
+  std::string_view key = choose_key(list_field(path_), {a, b});
+  if (!key.empty()) {
+    std::vector<KeyedElement> ka, kb;
+    if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
+      for (size_t j = 0; j < kb.size(); ++j) {
+        auto match = std::find_if(ka.begin(), ka.end(), [&](const KeyedElement& e) { return e.key == kb[j].key; });
+        path_.push_back(Segment{Segment::Kind::keyed, {}, j, key, kb[j].key});
+        if (match != ka.end()) {
+          match->matched = true;
+          diff_value(match->value, kb[j].value, out);
+        } else {
+          emit(FieldOp::add, nullptr, &kb[j].value, out);
+        }
+        path_.pop_back();
+      }
+      for (size_t i = 0; i < ka.size(); ++i) {
+        if (ka[i].matched) continue;
+        path_.push_back(Segment{Segment::Kind::keyed, {}, i, key, ka[i].key});
+        emit(FieldOp::remove, &ka[i].value, nullptr, out);
+        path_.pop_back();
+      }
+      return;
+    }
+  }
+  // By index: common prefix element-wise, then adds, then removes from the
+  // end backwards (so that applying the changes in order is well defined).
+  size_t na = a.size(), nb = b.size(), common = std::min(na, nb);
+  auto ia = a.begin(), ib = b.begin();
+  for (size_t i = 0; i < common; ++i, ++ia, ++ib) {
+    path_.push_back(Segment{Segment::Kind::index, {}, i, {}, {}});
+    diff_value(*ia, *ib, out);
+    path_.pop_back();
+  }
+  for (size_t i = common; i < nb; ++i, ++ib) {
+    path_.push_back(Segment{Segment::Kind::index, {}, i, {}, {}});
+    dom::element e = *ib;
+    emit(FieldOp::add, nullptr, &e, out);
+    path_.pop_back();
+  }
+  if (na > nb) {
+    std::vector<dom::element> extra;
+    for (; ia != a.end(); ++ia) extra.push_back(*ia);
+    for (size_t k = extra.size(); k-- > 0;) {
+      path_.push_back(Segment{Segment::Kind::index, {}, common + k, {}, {}});
+      emit(FieldOp::remove, &extra[k], nullptr, out);
+      path_.pop_back();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Pruning rules: what is dropped and what is redacted before an object is
+// cached, compiled per resource type. Rules are matched while walking with a
+// bitmask of the rules still alive at each depth, so a subtree no rule can
+// reach is copied without looking at its paths.
+// ---------------------------------------------------------------------------
+class ChangeDetector::Rules {
+ public:
+  enum class Action : unsigned char { drop, redact };
+  static constexpr size_t kMaxRules = 64;
+
+  void add(std::string_view pattern, Action action) {
+    if (rules_.size() == kMaxRules)
+      throw Error("too many [diff] ignore_paths and redact_paths: at most " + std::to_string(kMaxRules) +
+                  " path rules per resource, built-in noise rules included");
+    rules_.push_back({PathPattern::parse(pattern), action});
+  }
+
+  kube::StoredObject prune(dom::element object) {
+    kube::StoredObject out;
+    path_.clear();
+    scratch_.clear();
+    out.json.reserve(4096);
+    uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
+    write(object, all, out.json);
+    return out;
+  }
+
+ private:
+  struct Rule {
+    PathPattern pattern;
+    Action action;
+  };
+
+  // Which rules a child at `seg` keeps alive, and whether one ends there.
+  std::optional<Action> step(uint64_t alive, const Segment& seg, uint64_t& child_alive) const {
+    size_t depth = path_.size();
+    std::optional<Action> ends;
+    child_alive = 0;
+    for (uint64_t m = alive; m; m &= m - 1) {
+      int i = std::countr_zero(m);
+      const auto& segs = rules_[i].pattern.segments();
+      if (depth >= segs.size() || !segs[depth].matches(seg)) continue;
+      if (depth + 1 == segs.size()) {
+        if (!ends || rules_[i].action == Action::drop) ends = rules_[i].action;  // drop wins
+      } else {
+        child_alive |= uint64_t{1} << i;
+      }
+    }
+    return ends;
+  }
+
+  void write_child(dom::element v, uint64_t alive, std::string& out) {
+    if (alive == 0)
+      append_json(v, out);
+    else
+      write(v, alive, out);
+  }
+
+  void write(dom::element e, uint64_t alive, std::string& out) {
+    if (alive == 0) return append_json(e, out);
+    if (e.type() == dom::element_type::OBJECT) {
+      out.push_back('{');
+      bool first = true;
+      for (auto [key, v] : dom::object(e)) {
+        Segment seg{Segment::Kind::key, key, 0, {}, {}};
+        uint64_t child_alive;
+        auto action = step(alive, seg, child_alive);
+        if (action == Action::drop) continue;
+        if (!first) out.push_back(',');
+        first = false;
+        append_json_string(key, out);
+        out.push_back(':');
+        if (action == Action::redact) {
+          redact(v, out);
+        } else {
+          path_.push_back(seg);
+          write_child(v, child_alive, out);
+          path_.pop_back();
+        }
+      }
+      out.push_back('}');
+    } else if (e.type() == dom::element_type::ARRAY) {
+      dom::array arr(e);
+      std::string_view key = choose_key(list_field(path_), {arr});
+      out.push_back('[');
+      bool first = true;
+      size_t i = 0;
+      for (dom::element v : arr) {
+        Segment seg{Segment::Kind::index, {}, i++, {}, {}};
+        if (!key.empty() && key_text(dom::object(v)[key].value_unsafe(), seg.value, scratch_)) {
+          seg.kind = Segment::Kind::keyed;
+          seg.field = key;
+        }
+        uint64_t child_alive;
+        auto action = step(alive, seg, child_alive);
+        if (action == Action::drop) continue;
+        if (!first) out.push_back(',');
+        first = false;
+        if (action == Action::redact) {
+          redact(v, out);
+        } else {
+          path_.push_back(seg);
+          write_child(v, child_alive, out);
+          path_.pop_back();
+        }
+      }
+      out.push_back(']');
+    } else {
+      append_json(e, out);
+    }
+  }
+
+  void redact(dom::element v, std::string& out) {
+    if (v.type() == dom::element_type::STRING) {
+      append_json_string(redacted_marker(std::string_view(v)), out);
+    } else {
+      std::string raw;
+      append_json(v, raw);
+      append_json_string(redacted_marker(raw), out);
+    }
+  }
+
+  std::vector<Rule> rules_;
+  std::vector<Segment> path_;
+  std::vector<std::unique_ptr<std::string>> scratch_;
+};
+
+namespace {
+
+// Always noise (DESIGN.md): bookkeeping the API server or controllers bump on
+// their own, or that duplicates what the diff already says.
+constexpr std::array<std::string_view, 5> kNoisePaths{
+    "metadata.resourceVersion",
+    "metadata.managedFields",
+    "metadata.generation",
+    "metadata.annotations[\"kubectl.kubernetes.io/last-applied-configuration\"]",
+    "metadata.annotations[\"deployment.kubernetes.io/revision\"]",
+};
+
+bool names_resource(std::string_view name, const kube::ResourceType& t) {
+  if (name == t.resource || name == t.qualified_name()) return true;
+  if (name.size() != t.kind.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(name[i])) != std::tolower(static_cast<unsigned char>(t.kind[i])))
+      return false;
+  return true;
+}
+
+std::string string_at(dom::element e, std::string_view key) {
+  std::string_view s;
+  if (e[key].get(s) == simdjson::SUCCESS) return std::string(s);
+  return {};
+}
+
+void extract_managers(dom::element object, std::vector<kube::ManagerEntry>& out) {
+  dom::array fields;
+  if (object.at_pointer("/metadata/managedFields").get(fields) != simdjson::SUCCESS) return;
+  for (dom::element f : fields) {
+    if (f.type() != dom::element_type::OBJECT) continue;
+    out.push_back(
+        {string_at(f, "manager"), string_at(f, "operation"), string_at(f, "time"), string_at(f, "subresource")});
+  }
+}
+
+// The actor: the manager whose managedFields entry moved with this event:
+// an entry that is new, or whose time is newer than before. (An entry can
+// lack a time: the scale subresource writes none in v1.24; a new one still
+// counts.) The newest such entry wins; entries on the status subresource lose
+// to the others, since status churn is not what a change set reports by
+// default. Never guessed: absent when no entry moved.
+std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
+                                const std::vector<kube::ManagerEntry>& after) {
+  const kube::ManagerEntry* best = nullptr;
+  auto rank = [](const kube::ManagerEntry& e) {
+    return std::pair(e.subresource != "status", std::string_view(e.time));
+  };
+  for (const auto& m : after) {
+    if (before) {
+      auto prev = std::find_if(before->begin(), before->end(), [&](const kube::ManagerEntry& p) {
+        return p.manager == m.manager && p.operation == m.operation && p.subresource == m.subresource;
+      });
+      if (prev != before->end() && prev->time >= m.time) continue;
+    }
+    if (!best || rank(m) > rank(*best)) best = &m;
+  }
+  if (!best) return std::nullopt;
+  return Actor{best->manager, best->operation, best->time};
+}
+
+}  // namespace
+
+void validate(const DiffOptions& options) {
+  for (const auto& p : options.ignore_paths) PathPattern::parse(p);
+  for (const auto& p : options.redact_paths) PathPattern::parse(p);
+}
+
+ChangeDetector::ChangeDetector(std::string cluster, DiffOptions options)
+    : cluster_(std::move(cluster)), options_(std::move(options)) {
+  validate(options_);
+}
+
+ChangeDetector::~ChangeDetector() = default;
+
+ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type) {
+  std::string key = type.qualified_name() + "/" + type.version;
+  auto it = rules_.find(key);
+  if (it != rules_.end()) return *it->second;
+  auto rules = std::make_unique<Rules>();
+  for (auto p : kNoisePaths) rules->add(p, Rules::Action::drop);
+  bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),
+                                   [&](const std::string& n) { return names_resource(n, type); });
+  if (!status_wanted) rules->add("status", Rules::Action::drop);
+  for (const auto& p : options_.ignore_paths) rules->add(p, Rules::Action::drop);
+  if (type.group.empty() && type.resource == "secrets") {
+    rules->add("data.*", Rules::Action::redact);
+    rules->add("stringData.*", Rules::Action::redact);
+  }
+  for (const auto& p : options_.redact_paths) rules->add(p, Rules::Action::redact);
+  return *rules_.emplace(std::move(key), std::move(rules)).first->second;
+}
+
+kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object) {
+  kube::StoredObject stored = rules_for(type).prune(object);
+  stored.uid = string_at(object["metadata"].value_unsafe(), "uid");
+  stored.resource_version = string_at(object["metadata"].value_unsafe(), "resourceVersion");
+  extract_managers(object, stored.managers);
+  return stored;
+}
+
+Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType event, const kube::ResourceType& type,
+                                                         dom::element object, kube::ObjectStore& store,
+                                                         std::string_view observed_at) {
+  using R = Result<std::optional<ChangeSet>>;
+  ++stats_.events;
+  dom::element metadata;
+  if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
+      metadata.type() != dom::element_type::OBJECT)
+    return R::failure("object has no metadata");
+  std::string name = string_at(metadata, "name");
+  if (name.empty()) return R::failure("object has no metadata.name");
+  std::string ns = string_at(metadata, "namespace");
+  std::string key = kube::ObjectStore::key_of(ns, name);
+  const kube::StoredObject* old = store.find(key);
+
+  if (event != kube::WatchEventType::deleted && old) {
+    std::string_view rv;
+    if (metadata["resourceVersion"].get(rv) == simdjson::SUCCESS && !rv.empty() && rv == old->resource_version) {
+      ++stats_.redeliveries;
+      return std::optional<ChangeSet>{};
+    }
+  }
+  kube::StoredObject now = prune(type, object);
+
+  ChangeSet cs;
+  cs.cluster = cluster_;
+  cs.observed_at.assign(observed_at);
+  cs.resource = type;
+  cs.object_namespace = ns;
+  cs.name = name;
+  cs.uid = now.uid;
+  cs.resource_version = now.resource_version;
+  cs.id = cluster_ + "/" + cs.uid + "/" + cs.resource_version;
+
+  if (event == kube::WatchEventType::deleted) {
+    cs.type = ChangeType::deleted;
+    cs.old_object = now.json;
+    store.erase(key);
+  } else if (!old) {
+    cs.type = ChangeType::added;
+    cs.actor = find_actor(nullptr, now.managers);
+    cs.new_object = now.json;
+    store.put(std::move(key), std::move(now));
+  } else {
+    if (old->json == now.json) {  // the fast path for status and bookkeeping churn
+      ++stats_.noise;
+      store.put(std::move(key), std::move(now));
+      return std::optional<ChangeSet>{};
+    }
+    dom::element a, b;
+    if (old_parser_.parse(old->json).get(a) != simdjson::SUCCESS ||
+        new_parser_.parse(now.json).get(b) != simdjson::SUCCESS)
+      return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
+    differ_.diff(a, b, cs.changes);
+    if (cs.changes.empty()) {  // e.g. a keyed list reordered
+      ++stats_.noise;
+      store.put(std::move(key), std::move(now));
+      return std::optional<ChangeSet>{};
+    }
+    cs.type = ChangeType::modified;
+    cs.actor = find_actor(&old->managers, now.managers);
+    if (options_.include_objects) {
+      cs.old_object = old->json;
+      cs.new_object = now.json;
+    }
+    store.put(std::move(key), std::move(now));
+  }
+  cs.summary = summarize(cs);
+  ++stats_.change_sets;
+  return std::optional<ChangeSet>{std::move(cs)};
+}
+
+}  // namespace kubetrail::diff

@@ -1,0 +1,191 @@
+#include "diff/path.hpp"
+
+#include <charconv>
+
+#include "common/error.hpp"
+
+namespace kubetrail::diff {
+
+namespace {
+bool needs_quotes(std::string_view key) {
+  if (key.empty()) return true;
+  for (char c : key)
+    if (c == '.' || c == '[' || c == ']' || c == '"' || c == '\\' || c == '=' || c == '*' ||
+        static_cast<unsigned char>(c) < 0x20)
+      return true;
+  return false;
+}
+
+void append_quoted(std::string_view s, std::string& out) {
+  out.push_back('"');
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+}
+}  // namespace
+
+void append_path(std::span<const Segment> path, std::string& out) {
+  bool first = true;
+  for (const Segment& s : path) {
+    switch (s.kind) {
+      case Segment::Kind::key:
+        if (needs_quotes(s.key)) {
+          out.push_back('[');
+          append_quoted(s.key, out);
+          out.push_back(']');
+        } else {
+          if (!first) out.push_back('.');
+          out.append(s.key);
+        }
+        break;
+      case Segment::Kind::index:
+        out.push_back('[');
+        out.append(std::to_string(s.index));
+        out.push_back(']');
+        break;
+      case Segment::Kind::keyed:
+        out.push_back('[');
+        out.append(s.field);
+        out.push_back('=');
+        out.append(s.value);
+        out.push_back(']');
+        break;
+    }
+    first = false;
+  }
+}
+
+std::string format_path(std::span<const Segment> path) {
+  std::string out;
+  append_path(path, out);
+  return out;
+}
+
+bool PatternSegment::matches(const Segment& s) const noexcept {
+  switch (kind) {
+    case Kind::key: return s.kind == Segment::Kind::key && s.key == key;
+    case Kind::any_key: return s.kind == Segment::Kind::key;
+    case Kind::index: return s.kind == Segment::Kind::index && s.index == index;
+    case Kind::any_element: return s.kind != Segment::Kind::key;
+    case Kind::keyed: return s.kind == Segment::Kind::keyed && s.field == field && (value == "*" || s.value == value);
+  }
+  return false;
+}
+
+namespace {
+[[noreturn]] void bad(std::string_view text, size_t at, std::string_view what) {
+  throw Error("invalid path \"" + std::string(text) + "\" at character " + std::to_string(at) + ": " +
+              std::string(what));
+}
+}  // namespace
+
+PathPattern PathPattern::parse(std::string_view text) {
+  PathPattern p;
+  p.text_.assign(text);
+  size_t i = 0;
+  auto at_end = [&] { return i >= text.size(); };
+  bool expect_segment = true;  // at start or after '.'
+  while (!at_end()) {
+    char c = text[i];
+    if (c == '[') {
+      size_t open = i++;
+      PatternSegment seg;
+      if (!at_end() && text[i] == '"') {  // ["quoted key"]
+        ++i;
+        std::string key;
+        while (!at_end() && text[i] != '"') {
+          if (text[i] == '\\' && i + 1 < text.size()) ++i;
+          key.push_back(text[i++]);
+        }
+        if (at_end()) bad(text, open, "unterminated quoted key");
+        ++i;  // closing quote
+        seg.kind = PatternSegment::Kind::key;
+        seg.key = std::move(key);
+      } else {
+        size_t close = text.find(']', i);
+        if (close == std::string_view::npos) bad(text, open, "missing ']'");
+        std::string_view inner = text.substr(i, close - i);
+        i = close;
+        if (inner == "*") {
+          seg.kind = PatternSegment::Kind::any_element;
+        } else if (auto eq = inner.find('='); eq != std::string_view::npos) {
+          if (eq == 0 || eq + 1 == inner.size()) bad(text, open, "expected [field=value]");
+          seg.kind = PatternSegment::Kind::keyed;
+          seg.field.assign(inner.substr(0, eq));
+          seg.value.assign(inner.substr(eq + 1));
+        } else {
+          auto [ptr, ec] = std::from_chars(inner.data(), inner.data() + inner.size(), seg.index);
+          if (ec != std::errc() || ptr != inner.data() + inner.size() || inner.empty())
+            bad(text, open, "expected [index], [*], [field=value] or [\"key\"]");
+          seg.kind = PatternSegment::Kind::index;
+        }
+      }
+      if (at_end() || text[i] != ']') bad(text, i, "missing ']'");
+      ++i;
+      p.segments_.push_back(std::move(seg));
+      expect_segment = false;
+      continue;
+    }
+    if (c == '.') {
+      if (expect_segment) bad(text, i, "empty segment");
+      ++i;
+      expect_segment = true;
+      if (at_end()) bad(text, i, "path ends with '.'");
+      continue;
+    }
+    if (!expect_segment) bad(text, i, "expected '.' or '['");
+    size_t start = i;
+    while (!at_end() && text[i] != '.' && text[i] != '[') ++i;
+    std::string_view name = text.substr(start, i - start);
+    PatternSegment seg;
+    if (name == "*")
+      seg.kind = PatternSegment::Kind::any_key;
+    else {
+      seg.kind = PatternSegment::Kind::key;
+      seg.key.assign(name);
+    }
+    p.segments_.push_back(std::move(seg));
+    expect_segment = false;
+  }
+  if (p.segments_.empty()) bad(text, 0, "empty path");
+  return p;
+}
+
+bool PathPattern::overlaps(std::span<const Segment> path) const noexcept {
+  size_t n = std::min(path.size(), segments_.size());
+  for (size_t i = 0; i < n; ++i)
+    if (!segments_[i].matches(path[i])) return false;
+  return true;
+}
+
+bool PathPattern::covers(std::span<const Segment> path) const noexcept {
+  return segments_.size() <= path.size() && overlaps(path);
+}
+
+ParsedPath::ParsedPath(std::string_view text) : pattern_(PathPattern::parse(text)) {
+  segments_.reserve(pattern_.segments().size());
+  for (const PatternSegment& p : pattern_.segments()) {
+    Segment s;
+    switch (p.kind) {
+      case PatternSegment::Kind::key:
+        s.kind = Segment::Kind::key;
+        s.key = p.key;
+        break;
+      case PatternSegment::Kind::index:
+        s.kind = Segment::Kind::index;
+        s.index = p.index;
+        break;
+      case PatternSegment::Kind::keyed:
+        s.kind = Segment::Kind::keyed;
+        s.field = p.field;
+        s.value = p.value;
+        break;
+      default: throw Error("path \"" + std::string(text) + "\" has a wildcard; a concrete path was expected");
+    }
+    segments_.push_back(s);
+  }
+}
+
+}  // namespace kubetrail::diff

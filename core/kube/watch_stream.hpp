@@ -1,0 +1,54 @@
+// Decoding of Kubernetes watch streams: the bytes of a `?watch=1` response
+// (newline-delimited JSON in HTTP chunks of any size) and the output of
+// `kubectl get --watch --output-watch-events -o json` (one event per line in
+// kubectl >= 1.28, pretty-printed back to back before). Both are a sequence
+// of top-level JSON objects separated by whitespace; the framer finds their
+// boundaries incrementally so that a stream is never buffered whole and every
+// error names the byte offset at which it happened.
+//
+// Not thread-safe: one framer per stream.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/error.hpp"
+
+namespace kubetrail::kube {
+
+enum class WatchEventType { added, modified, deleted, bookmark, error };
+
+std::string_view to_string(WatchEventType t) noexcept;
+std::optional<WatchEventType> parse_watch_event_type(std::string_view s) noexcept;
+
+// Splits a byte stream into complete top-level JSON objects.
+class JsonFramer {
+ public:
+  // A complete frame: its bytes and the offset of its first byte in the stream.
+  using FrameFn = std::function<void(std::string_view frame, uint64_t offset)>;
+
+  // Feeds the next bytes; calls on_frame for each frame completed by them.
+  // Returns an error (naming the byte offset) at the first byte that cannot
+  // be part of a stream of objects; frames before it have been delivered.
+  Result<bool> feed(std::string_view bytes, const FrameFn& on_frame);
+
+  // End of stream: an error if a frame was begun and not completed.
+  Result<bool> finish() const;
+
+  uint64_t offset() const noexcept { return offset_; }
+  // Bytes of the incomplete frame held back (bounded by the largest event).
+  size_t pending_bytes() const noexcept { return partial_.size(); }
+
+ private:
+  std::string partial_;  // bytes of the frame being assembled
+  uint64_t offset_ = 0;  // stream offset of the next byte fed
+  uint64_t frame_start_ = 0;
+  int depth_ = 0;
+  bool in_string_ = false;
+  bool escaped_ = false;
+};
+
+}  // namespace kubetrail::kube

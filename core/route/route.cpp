@@ -1,0 +1,67 @@
+#include "route/route.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace kubetrail::route {
+
+struct Router::Compiled {
+  Route route;
+  bool has_match = false;
+  config::RouteMatch match;
+  std::vector<diff::PathPattern> paths;
+};
+
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// "deployments", "Deployment", "deployments.apps" all name apps/v1 deployments.
+bool names_resource(const std::string& name, const kube::ResourceType& t) {
+  return name == t.resource || name == t.qualified_name() || iequals(name, t.kind);
+}
+}  // namespace
+
+Router::Router(const std::vector<config::RouteConfig>& routes) {
+  for (const auto& r : routes) {
+    auto c = std::make_unique<Compiled>();
+    c->route = Route{r.name, r.chain};
+    c->has_match = r.has_match;
+    c->match = r.match;
+    for (const auto& p : r.match.paths) c->paths.push_back(diff::PathPattern::parse(p));
+    routes_.push_back(std::move(c));
+  }
+}
+Router::~Router() = default;
+Router::Router(Router&&) noexcept = default;
+
+std::vector<const Route*> Router::match(const diff::ChangeSet& cs) const {
+  std::vector<const Route*> out;
+  for (const auto& c : routes_) {
+    if (c->has_match) {
+      const auto& m = c->match;
+      if (!m.resources.empty() &&
+          std::none_of(m.resources.begin(), m.resources.end(), [&](auto& n) { return names_resource(n, cs.resource); }))
+        continue;
+      if (!m.namespaces.empty() &&
+          std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
+        continue;
+      if (!m.types.empty() && std::find(m.types.begin(), m.types.end(), cs.type) == m.types.end()) continue;
+      if (!c->paths.empty() && cs.type == diff::ChangeType::modified) {
+        bool any = std::any_of(cs.changes.begin(), cs.changes.end(), [&](const diff::FieldChange& fc) {
+          diff::ParsedPath path(fc.path);
+          return std::any_of(c->paths.begin(), c->paths.end(),
+                             [&](const diff::PathPattern& p) { return p.overlaps(path.segments()); });
+        });
+        if (!any) continue;
+      }
+    }
+    out.push_back(&c->route);
+  }
+  return out;
+}
+
+}  // namespace kubetrail::route

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of kubetrail from Debian bookworm
+# packages. Idempotent and non-interactive: safe to run on every CI start.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config ninja-build git ca-certificates
+  libcurl4-openssl-dev libssl-dev openssl
+  libsimdjson-dev nlohmann-json3-dev libtoml11-dev libspdlog-dev libfmt-dev
+  libboost-dev libboost-filesystem-dev
+  doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev
+  libbenchmark-dev
+  python3 curl clang-format
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+# --no-install-recommends keeps valijson's build-time tail (Qt, Poco) as small as apt allows.
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

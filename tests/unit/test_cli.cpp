@@ -1,0 +1,185 @@
+// The kubetrail binary end to end: replay through the real log plugin, the
+// README's commands, exit statuses.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.hpp"
+
+using nlohmann::json;
+
+namespace {
+std::string example(const std::string& rel) { return (test::source_dir() / "examples" / rel).string(); }
+
+// "TYPE resource name path path...": compared as strings so that a failure
+// prints the whole list.
+std::vector<std::string> parse_lines(const std::string& out) {
+  std::vector<std::string> seen;
+  for (const auto& line : test::lines_of(out)) {
+    auto j = json::parse(line);
+    std::string s = j["type"].get<std::string>() + " " + j["resource"]["resource"].get<std::string>() + " " +
+                    j["name"].get<std::string>();
+    for (auto& c : j["changes"]) s += " " + c["path"].get<std::string>();
+    seen.push_back(s);
+  }
+  return seen;
+}
+}  // namespace
+
+TEST_CASE("cli: version names the plugin ABI") {
+  test::TempDir dir;
+  auto r = test::kubetrail("version", dir);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("plugin ABI 1.0") != std::string::npos);
+}
+
+TEST_CASE("cli: replay of the bundled example with the example config prints exactly the expected change sets") {
+  test::TempDir dir;
+  auto r =
+      test::kubetrail("replay --config " + example("kubetrail.toml") + " " + example("recordings/rollout/*.json"), dir);
+  CHECK(r.status == 0);
+  CAPTURE(r.err);
+  std::vector<std::string> want{
+      "Added configmaps kube-root-ca.crt",
+      "Added secrets default-token-lzvhh",
+      "Added deployments checkout",
+      "Added services checkout",
+      "Added configmaps checkout-config",
+      "Added secrets checkout-db",
+      "Modified deployments checkout spec.template.spec.containers[name=app].image",
+      "Modified deployments checkout spec.replicas",
+      "Modified configmaps checkout-config data.timeout_ms",
+      "Modified secrets checkout-db data.password",
+      "Modified deployments checkout spec.template.spec.containers[name=app].env[name=FEATURE_X]",
+      "Modified deployments checkout metadata.labels.tier",
+      "Modified services checkout metadata.annotations.owner",
+      "Modified deployments checkout spec.template.metadata.annotations",
+      "Modified services checkout spec.ports[port=9090]",
+      "Deleted configmaps checkout-config",
+      "Deleted deployments checkout",
+  };
+  CHECK(parse_lines(r.out) == want);
+  // Every line is a complete schema v1 change set, and no secret leaks.
+  for (const auto& line : test::lines_of(r.out)) {
+    auto j = json::parse(line);
+    CHECK(j["schemaVersion"] == "kubetrail.dev/v1");
+    CHECK(j["cluster"] == "demo");
+    CHECK(j["id"] == "demo/" + j["uid"].get<std::string>() + "/" + j["resourceVersion"].get<std::string>());
+    CHECK(j.contains("observedAt"));
+    CHECK(j.contains("summary"));
+  }
+  for (const auto& line : test::lines_of(test::read_file(example("recordings/rollout/secrets.json")))) {
+    auto ev = json::parse(line);
+    for (auto& [k, v] : ev["object"]["data"].items()) {
+      CAPTURE(k);
+      CHECK(r.out.find(v.get<std::string>()) == std::string::npos);
+    }
+  }
+  // The plaintext kubectl apply left in last-applied-configuration:
+  CHECK(r.out.find("hunter2") == std::string::npos);
+  CHECK(r.err.find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("cli: a truncated stream reports the offset and delivers the events before it") {
+  test::TempDir dir;
+  auto lines = test::lines_of(test::read_file(example("recordings/rollout/deployments.json")));
+  std::string prefix;
+  for (int i = 0; i < 10; ++i) prefix += lines[i] + "\n";
+  test::write_file(dir / "prefix.json", prefix);
+  test::write_file(dir / "truncated.json", prefix + lines[10].substr(0, lines[10].size() / 2));
+  auto whole =
+      test::kubetrail("replay --config " + example("kubetrail.toml") + " " + (dir / "prefix.json").string(), dir);
+  REQUIRE(whole.status == 0);
+  auto cut =
+      test::kubetrail("replay --config " + example("kubetrail.toml") + " " + (dir / "truncated.json").string(), dir);
+  CHECK(cut.status == 1);
+  CHECK(parse_lines(cut.out) == parse_lines(whole.out));
+  CHECK(parse_lines(cut.out).size() >= 3);
+  CHECK(cut.err.find("truncated.json: stream truncated: the event starting at byte offset " +
+                     std::to_string(prefix.size()) + " is incomplete") != std::string::npos);
+}
+
+TEST_CASE("cli: a malformed event names file and byte offset; events before it are delivered") {
+  test::TempDir dir;
+  auto lines = test::lines_of(test::read_file(example("recordings/rollout/deployments.json")));
+  std::string prefix = lines[0] + "\n" + lines[1] + "\n";
+  test::write_file(dir / "bad.json",
+                   prefix + "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":oops}}\n" + lines[2] + "\n");
+  auto r = test::kubetrail("replay --config " + example("kubetrail.toml") + " " + (dir / "bad.json").string(), dir);
+  CHECK(r.status == 1);
+  CHECK(parse_lines(r.out).size() == 1);  // the Added of the first event
+  CHECK(r.err.find("bad.json: byte offset " + std::to_string(prefix.size()) + ": invalid JSON") != std::string::npos);
+}
+
+TEST_CASE("cli: the README's main command replays with the built-in config") {
+  test::TempDir dir;
+  auto r = test::kubetrail("replay " + example("recordings/rollout/*.json"), dir);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("Modified Deployment shop/checkout: container app image registry.example.com/checkout:1.4.2 → "
+                   "registry.example.com/checkout:1.5.0 (by kubectl-set)") != std::string::npos);
+  CHECK(r.err.find("83 events from 6 file(s)") != std::string::npos);
+}
+
+TEST_CASE("cli: check-config names file, line and key; plugins lists the log plugin") {
+  test::TempDir dir;
+  auto ok = test::kubetrail("check-config --config " + example("kubetrail.toml"), dir);
+  CHECK(ok.status == 0);
+  CHECK(ok.out.find("OK (1 handlers, 1 routes") != std::string::npos);
+
+  test::write_file(dir / "bad.toml",
+                   "[[handlers]]\nname = \"a\"\nplugin = \"log\"\nconfig = { format = \"yaml\" }\n"
+                   "[[routes]]\nchain = [\"a\"]\n");
+  auto bad = test::kubetrail("check-config --config " + (dir / "bad.toml").string(), dir);
+  CHECK(bad.status == 2);
+  CHECK(bad.err.find("bad.toml:1: handler \"a\" (plugin log): key \"config.format\"") != std::string::npos);
+
+  test::write_file(dir / "typo.toml", "[watch]\nresorces = []\n");
+  auto typo = test::kubetrail("check-config --config " + (dir / "typo.toml").string(), dir);
+  CHECK(typo.status == 2);
+  CHECK(typo.err.find("typo.toml:2: unknown key \"watch.resorces\"") != std::string::npos);
+
+  auto list = test::kubetrail("plugins -v", dir);
+  CHECK(list.status == 0);
+  CHECK(list.out.find("  log 0.1.0  ABI 1.0") != std::string::npos);
+  CHECK(list.out.find("\"max_size_mb\"") != std::string::npos);
+}
+
+TEST_CASE("cli: diff of two manifests exits 0 when equal, 1 when different, 2 on error") {
+  test::TempDir dir;
+  std::string a = R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  resourceVersion: "1"
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+      - name: sidecar
+        image: envoy:1
+)";
+  std::string b = a;
+  b.replace(b.find("nginx:1.25"), 10, "nginx:1.27");
+  b.replace(b.find("resourceVersion: \"1\""), 20, "resourceVersion: \"9\"");
+  test::write_file(dir / "a.yaml", a);
+  test::write_file(dir / "b.yaml", b);
+  auto same = test::kubetrail("diff " + (dir / "a.yaml").string() + " " + (dir / "a.yaml").string(), dir);
+  CHECK(same.status == 0);
+  CHECK(same.out.empty());
+  auto d = test::kubetrail("diff " + (dir / "a.yaml").string() + " " + (dir / "b.yaml").string(), dir);
+  CHECK(d.status == 1);
+  CHECK(d.out ==
+        "Modified Deployment shop/web: container web image nginx:1.25 → nginx:1.27\n"
+        "  spec.template.spec.containers[name=web].image: \"nginx:1.25\" → \"nginx:1.27\"\n");
+  auto j = test::kubetrail("diff --output json " + (dir / "a.yaml").string() + " " + (dir / "b.yaml").string(), dir);
+  CHECK(j.status == 1);
+  CHECK(json::parse(j.out)["changes"][0]["path"] == "spec.template.spec.containers[name=web].image");
+  test::write_file(dir / "broken.yaml", "a: [1, 2\n");
+  auto e = test::kubetrail("diff " + (dir / "a.yaml").string() + " " + (dir / "broken.yaml").string(), dir);
+  CHECK(e.status == 2);
+  CHECK(e.err.find("broken.yaml:") != std::string::npos);
+}

@@ -1,0 +1,118 @@
+#include <doctest/doctest.h>
+
+#include "common/error.hpp"
+#include "config/config.hpp"
+#include "helpers.hpp"
+
+using namespace kubetrail;
+
+namespace {
+config::Config parse(const std::string& text) { return config::parse(text, "kubetrail.toml"); }
+
+const char* kGood = R"(
+[cluster]
+name = "prod-eu"
+
+[watch]
+resources = ["deployments", "configmaps"]
+exclude_namespaces = ["kube-system"]
+events = ["Added", "Modified"]
+
+[diff]
+ignore_paths = ["metadata.labels.pod-template-hash"]
+include_status = ["pods"]
+
+[state]
+path = ""
+
+[[handlers]]
+name = "audit"
+plugin = "log"
+config = { format = "json", path = "/tmp/x.jsonl" }
+retry = { attempts = 3, initial_ms = 100, max_ms = 1000 }
+batch_max = 10
+
+[[routes]]
+match = { resources = ["deployments"], namespaces = ["shop"], paths = ["spec.template.spec.containers[*].image"] }
+chain = ["audit"]
+)";
+}  // namespace
+
+TEST_CASE("a complete config parses into values") {
+  auto c = parse(kGood);
+  CHECK(c.cluster.name == "prod-eu");
+  CHECK(c.watch.resources == std::vector<std::string>{"deployments", "configmaps"});
+  CHECK(c.watch.events == std::vector<diff::ChangeType>{diff::ChangeType::added, diff::ChangeType::modified});
+  CHECK(c.diff.include_status == std::vector<std::string>{"pods"});
+  CHECK(c.state.path.empty());
+  REQUIRE(c.handlers.size() == 1);
+  CHECK(c.handlers[0].config == nlohmann::json{{"format", "json"}, {"path", "/tmp/x.jsonl"}});
+  CHECK(c.handlers[0].retry.attempts == 3);
+  CHECK(c.handlers[0].batch_max == 10);
+  CHECK(c.handlers[0].where == "kubetrail.toml:17");
+  REQUIRE(c.routes.size() == 1);
+  CHECK(c.routes[0].has_match);
+  CHECK(c.routes[0].match.paths == std::vector<std::string>{"spec.template.spec.containers[*].image"});
+}
+
+TEST_CASE("an unknown key is an error naming file, line and key, with the known keys") {
+  CHECK_THROWS_WITH_AS(parse("[watch]\nresources = []\nresourcse = [\"pods\"]\n"),
+                       doctest::Contains("kubetrail.toml:3: unknown key \"watch.resourcse\" (known keys here: "),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse("[wach]\n"), doctest::Contains("unknown key \"wach\""), Error);
+  CHECK_THROWS_WITH_AS(parse(std::string(kGood) + "\n[[handlers]]\nname = \"x\"\nplugin = \"log\"\nconfg = {}\n"),
+                       doctest::Contains("unknown key \"handlers[1].confg\""), Error);
+}
+
+TEST_CASE("a wrong type is an error naming file, line, key and what was expected") {
+  CHECK_THROWS_WITH_AS(parse("[cluster]\nname = 5\n"),
+                       doctest::Contains("kubetrail.toml:2: key \"cluster.name\": expected a string, got an integer"),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse("[watch]\nresources = \"pods\"\n"),
+                       doctest::Contains("kubetrail.toml:2: key \"watch.resources\": expected an array of strings"),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse("[watch]\nevents = [\"Updated\"]\n"),
+                       doctest::Contains("unknown event type \"Updated\" (expected Added, Modified or Deleted)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse("[diff]\nignore_paths = [\"spec..x\"]\n"),
+                       doctest::Contains("kubetrail.toml:2: key \"diff.ignore_paths\": invalid path"), Error);
+}
+
+TEST_CASE("a route naming a missing handler is an error naming the route's line") {
+  const char* text = R"([[handlers]]
+name = "audit"
+plugin = "log"
+
+[[routes]]
+chain = ["audit", "team"]
+)";
+  CHECK_THROWS_WITH_AS(parse(text),
+                       doctest::Contains("kubetrail.toml:6: key \"routes[0].chain\": no handler named \"team\" "
+                                         "(defined handlers: audit)"),
+                       Error);
+}
+
+TEST_CASE("a handler in no route, or defined twice, is an error") {
+  CHECK_THROWS_WITH_AS(parse("[[handlers]]\nname = \"lonely\"\nplugin = \"log\"\n"),
+                       doctest::Contains("handler \"lonely\" is in no route's chain"), Error);
+  CHECK_THROWS_WITH_AS(
+      parse("[[handlers]]\nname = \"a\"\nplugin = \"log\"\n[[handlers]]\nname = \"a\"\nplugin = \"log\"\n"),
+      doctest::Contains("handler \"a\" is defined twice"), Error);
+}
+
+TEST_CASE("TOML syntax errors name the file and line") {
+  CHECK_THROWS_WITH_AS(parse("[cluster\nname = 1\n"), doctest::Contains("kubetrail.toml"), Error);
+}
+
+TEST_CASE("config files load from disk; a missing file is a clear error") {
+  test::TempDir dir;
+  test::write_file(dir / "k.toml", kGood);
+  CHECK(config::load_file(dir / "k.toml").cluster.name == "prod-eu");
+  CHECK_THROWS_WITH_AS(config::load_file(dir / "nope.toml"), doctest::Contains("nope.toml"), Error);
+}
+
+TEST_CASE("the built-in default config is valid") {
+  auto c = config::parse(config::default_config_text(), "<built-in>");
+  REQUIRE(c.handlers.size() == 1);
+  CHECK(c.handlers[0].plugin == "log");
+}

@@ -1,0 +1,405 @@
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+#include "diff/diff.hpp"
+#include "diff/path.hpp"
+#include "helpers.hpp"
+#include "kube/recording.hpp"
+
+using nlohmann::json;
+using namespace kubetrail;
+
+namespace {
+
+json fixture(const std::string& name) {
+  return json::parse(test::read_file(test::source_dir() / "tests/fixtures" / (name + ".json")));
+}
+
+// Feeds objects through a ChangeDetector as watch events would.
+struct Harness {
+  diff::ChangeDetector detector;
+  kube::ObjectStore store;
+  simdjson::dom::parser parser;
+  explicit Harness(diff::DiffOptions opts = {}) : detector("test", std::move(opts)) {}
+
+  std::optional<diff::ChangeSet> event(kube::WatchEventType t, const json& obj) {
+    std::string text = obj.dump();
+    auto doc = parser.parse(text).value();
+    auto type = kube::resource_type_for(obj.value("apiVersion", ""), obj.value("kind", ""));
+    auto r = detector.observe(t, type, doc, store, "2026-11-23T10:00:00.000Z");
+    REQUIRE(r.ok());
+    return std::move(r).value();
+  }
+  std::optional<diff::ChangeSet> add(const json& o) { return event(kube::WatchEventType::added, o); }
+  std::optional<diff::ChangeSet> modify(json o) {
+    // Every real update bumps the resourceVersion.
+    auto& rv = o["metadata"]["resourceVersion"];
+    rv = std::to_string(std::stoll(rv.get<std::string>()) + 1000 + (++bumps_));
+    return event(kube::WatchEventType::modified, o);
+  }
+
+ private:
+  int bumps_ = 0;
+};
+
+std::vector<std::string> paths_of(const diff::ChangeSet& cs) {
+  std::vector<std::string> p;
+  for (const auto& c : cs.changes) p.push_back(c.path);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("reordering containers is no change") {
+  Harness h;
+  json d = fixture("deployment");
+  REQUIRE(h.add(d));
+  auto& cs = d["spec"]["template"]["spec"]["containers"];
+  REQUIRE(cs.size() == 2);
+  std::swap(cs[0], cs[1]);
+  CHECK_FALSE(h.modify(d));
+}
+
+TEST_CASE("an image bump is exactly one replace at the keyed container path") {
+  Harness h;
+  json d = fixture("deployment");
+  h.add(d);
+  d["spec"]["template"]["spec"]["containers"][1]["image"] = "envoyproxy/envoy:v1.30.0";
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  REQUIRE(cs->changes.size() == 1);
+  CHECK(cs->changes[0].op == diff::FieldOp::replace);
+  CHECK(cs->changes[0].path == "spec.template.spec.containers[name=envoy].image");
+  CHECK(cs->changes[0].old_json == "\"envoyproxy/envoy:v1.29.0\"");
+  CHECK(cs->changes[0].new_json == "\"envoyproxy/envoy:v1.30.0\"");
+  CHECK(cs->summary ==
+        "Deployment shop/checkout: container envoy image envoyproxy/envoy:v1.29.0 → envoyproxy/envoy:v1.30.0");
+}
+
+TEST_CASE("an env var added by name is one add, inserting it first changes nothing else") {
+  Harness h;
+  json d = fixture("deployment");
+  h.add(d);
+  auto& env = d["spec"]["template"]["spec"]["containers"][0]["env"];
+  env.insert(env.begin(), json{{"name", "FEATURE_X"}, {"value", "on"}});
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  REQUIRE(cs->changes.size() == 1);
+  CHECK(cs->changes[0].op == diff::FieldOp::add);
+  CHECK(cs->changes[0].path == "spec.template.spec.containers[name=app].env[name=FEATURE_X]");
+  CHECK(cs->changes[0].new_json == R"({"name":"FEATURE_X","value":"on"})");
+}
+
+TEST_CASE("a container port is keyed by containerPort, a service port by port") {
+  Harness h;
+  json s = fixture("service");
+  h.add(s);
+  s["spec"]["ports"].push_back({{"name", "metrics"}, {"port", 9090}, {"protocol", "TCP"}, {"targetPort", 9090}});
+  auto cs = h.modify(s);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.ports[port=9090]"});
+
+  json d = fixture("deployment");
+  h.add(d);
+  d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = "web";
+  cs = h.modify(d);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) ==
+        std::vector<std::string>{"spec.template.spec.containers[name=app].ports[containerPort=8080].name"});
+}
+
+TEST_CASE("resourceVersion, generation, managedFields and status churn produce nothing") {
+  Harness h;
+  json d = fixture("deployment");
+  h.add(d);
+  CHECK_FALSE(h.modify(d));  // resourceVersion only
+  d["metadata"]["generation"] = 7;
+  d["metadata"]["managedFields"][0]["time"] = "2030-01-01T00:00:00Z";
+  d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "9";
+  d["status"]["observedGeneration"] = 7;
+  d["status"]["replicas"] = 5;
+  CHECK_FALSE(h.modify(d));
+  CHECK(h.detector.stats().noise == 2);
+}
+
+TEST_CASE("status is reported for resources listed in include_status") {
+  diff::DiffOptions opts;
+  opts.include_status = {"deployments"};
+  Harness h(opts);
+  json d = fixture("deployment");
+  d["status"] = {{"replicas", 1}};
+  h.add(d);
+  d["status"]["replicas"] = 2;
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"status.replicas"});
+}
+
+TEST_CASE("ignore_paths take wildcards and keyed selectors") {
+  diff::DiffOptions opts;
+  opts.ignore_paths = {"metadata.labels.*", "spec.template.spec.containers[name=envoy]"};
+  Harness h(opts);
+  json d = fixture("deployment");
+  h.add(d);
+  d["metadata"]["labels"]["tier"] = "web";
+  d["spec"]["template"]["spec"]["containers"][1]["image"] = "envoy:other";
+  CHECK_FALSE(h.modify(d));
+  d["spec"]["template"]["spec"]["containers"][0]["image"] = "app:other";
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.template.spec.containers[name=app].image"});
+}
+
+TEST_CASE("secret values are redacted everywhere but their change stays visible") {
+  Harness h;
+  json s = fixture("secret");
+  std::string plaintext_b64 = s["data"]["password"];
+  auto added = h.add(s);
+  REQUIRE(added);
+  std::string added_json = added->to_json();
+  CHECK(added_json.find(plaintext_b64) == std::string::npos);
+  CHECK(added_json.find("<redacted sha256:") != std::string::npos);
+  // kubectl apply put the plaintext manifest into last-applied-configuration:
+  CHECK(s["metadata"]["annotations"].dump().find("last-applied") != std::string::npos);
+  CHECK(added_json.find("last-applied-configuration") == std::string::npos);
+
+  s["data"]["password"] = "bmV3LXNlY3JldC12YWx1ZQ==";  // "new-secret-value"
+  auto cs = h.modify(s);
+  REQUIRE(cs);
+  REQUIRE(cs->changes.size() == 1);
+  CHECK(cs->changes[0].path == "data.password");
+  CHECK(cs->changes[0].old_json == "\"" + diff::redacted_marker(plaintext_b64) + "\"");
+  CHECK(cs->changes[0].new_json == "\"" + diff::redacted_marker("bmV3LXNlY3JldC12YWx1ZQ==") + "\"");
+  std::string all = cs->to_json() + cs->summary;
+  CHECK(all.find("bmV3LXNlY3JldC12YWx1ZQ==") == std::string::npos);
+  CHECK(all.find(plaintext_b64) == std::string::npos);
+}
+
+TEST_CASE("redact_paths hide values of any resource") {
+  diff::DiffOptions opts;
+  opts.redact_paths = {"data.timeout_ms"};
+  Harness h(opts);
+  json c = fixture("configmap");
+  h.add(c);
+  c["data"]["timeout_ms"] = "9999";
+  auto cs = h.modify(c);
+  REQUIRE(cs);
+  CHECK(cs->to_json().find("9999") == std::string::npos);
+  CHECK(cs->changes[0].new_json.find("<redacted sha256:") != std::string::npos);
+}
+
+TEST_CASE("the actor is the manager whose managedFields entry moved") {
+  Harness h;
+  json d = fixture("deployment");
+  auto added = h.add(d);
+  REQUIRE(added);
+  REQUIRE(added->actor);
+  CHECK(added->actor->manager == "kubectl-client-side-apply");
+  d["spec"]["replicas"] = 5;
+  CHECK_FALSE(h.modify(d)->actor);  // no entry moved: not guessed
+  d["spec"]["replicas"] = 6;
+  d["metadata"]["managedFields"].push_back(
+      {{"manager", "argocd-controller"}, {"operation", "Apply"}, {"time", "2026-11-23T06:00:00Z"}});
+  d["metadata"]["managedFields"].push_back({{"manager", "kube-controller-manager"},
+                                            {"operation", "Update"},
+                                            {"subresource", "status"},
+                                            {"time", "2026-11-23T06:00:01Z"}});
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  REQUIRE(cs->actor);
+  CHECK(cs->actor->manager == "argocd-controller");
+  CHECK(cs->actor->operation == "Apply");
+}
+
+TEST_CASE("a re-delivered resourceVersion produces nothing") {
+  Harness h;
+  json d = fixture("deployment");
+  h.add(d);
+  d["spec"]["replicas"] = 9;  // same resourceVersion: a resync, not a change
+  CHECK_FALSE(h.event(kube::WatchEventType::modified, d));
+  CHECK(h.detector.stats().redeliveries == 1);
+}
+
+TEST_CASE("Added and Deleted carry the pruned object") {
+  Harness h;
+  json d = fixture("deployment");
+  auto a = h.add(d);
+  REQUIRE(a);
+  CHECK(a->type == diff::ChangeType::added);
+  auto obj = json::parse(a->new_object);
+  CHECK_FALSE(obj["metadata"].contains("managedFields"));
+  CHECK_FALSE(obj["metadata"].contains("resourceVersion"));
+  CHECK(obj["spec"]["replicas"] == 2);
+  auto del = h.event(kube::WatchEventType::deleted, d);
+  REQUIRE(del);
+  CHECK(del->type == diff::ChangeType::deleted);
+  CHECK(json::parse(del->old_object)["metadata"]["name"] == "checkout");
+  CHECK(h.store.size() == 0);
+  auto j = json::parse(del->to_json());
+  CHECK(j["schemaVersion"] == "kubetrail.dev/v1");
+  CHECK(j["id"] ==
+        "test/" + d["metadata"]["uid"].get<std::string>() + "/" + d["metadata"]["resourceVersion"].get<std::string>());
+  CHECK(j["resource"] ==
+        json{{"group", "apps"}, {"version", "v1"}, {"resource", "deployments"}, {"kind", "Deployment"}});
+}
+
+TEST_CASE("lists without a merge key are diffed by index") {
+  Harness h;
+  json d = fixture("deployment");
+  d["spec"]["template"]["spec"]["containers"][0]["args"] = {"a", "b", "c"};
+  h.add(d);
+  d["spec"]["template"]["spec"]["containers"][0]["args"] = {"a", "x"};
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.template.spec.containers[name=app].args[1]",
+                                                  "spec.template.spec.containers[name=app].args[2]"});
+  CHECK(cs->changes[1].op == diff::FieldOp::remove);
+}
+
+TEST_CASE("replaying the rollout recording yields exactly the 7 change sets a user wants") {
+  auto rec = kube::Recording::load({test::source_dir() / "examples/recordings/rollout/deployments.json"});
+  REQUIRE(rec.errors().empty());
+  REQUIRE(rec.events().size() == 25);
+  diff::ChangeDetector detector("test", {});
+  kube::ObjectStore store;
+  simdjson::dom::parser parser;
+  std::vector<std::pair<std::string, std::vector<std::string>>> got;
+  for (const auto& ev : rec.events()) {
+    auto doc = parser.parse(ev.frame.data(), ev.frame.size(), false).value();
+    auto type = kube::resource_type_for("apps/v1", "Deployment");
+    auto r = detector.observe(ev.type, type, doc["object"].value(), store, "t");
+    REQUIRE(r.ok());
+    if (r.value()) got.emplace_back(std::string(diff::to_string(r.value()->type)), paths_of(*r.value()));
+  }
+  std::vector<std::pair<std::string, std::vector<std::string>>> want{
+      {"Added", {}},
+      {"Modified", {"spec.template.spec.containers[name=app].image"}},
+      {"Modified", {"spec.replicas"}},
+      {"Modified", {"spec.template.spec.containers[name=app].env[name=FEATURE_X]"}},
+      {"Modified", {"metadata.labels.tier"}},
+      {"Modified", {"spec.template.metadata.annotations"}},
+      {"Deleted", {}},
+  };
+  CHECK(got == want);
+  CHECK(detector.stats().noise == 18);
+}
+
+// ---------------------------------------------------------------------------
+// Property: applying the produced changes to the old object gives the new one.
+// ---------------------------------------------------------------------------
+namespace {
+
+json* step(json& node, const diff::Segment& s, bool create) {
+  switch (s.kind) {
+    case diff::Segment::Kind::key:
+      if (!node.is_object()) return nullptr;
+      if (!create && !node.contains(std::string(s.key))) return nullptr;
+      return &node[std::string(s.key)];
+    case diff::Segment::Kind::index: return node.is_array() && s.index < node.size() ? &node[s.index] : nullptr;
+    case diff::Segment::Kind::keyed:
+      if (!node.is_array()) return nullptr;
+      for (auto& e : node) {
+        if (!e.is_object() || !e.contains(std::string(s.field))) continue;
+        const json& k = e[std::string(s.field)];
+        std::string text = k.is_string() ? k.get<std::string>() : k.dump();
+        if (text == s.value) return &e;
+      }
+      return nullptr;
+  }
+  return nullptr;
+}
+
+void apply(json& doc, const diff::FieldChange& c) {
+  diff::ParsedPath p(c.path);
+  auto segs = p.segments();
+  json* parent = &doc;
+  for (size_t i = 0; i + 1 < segs.size(); ++i) {
+    parent = step(*parent, segs[i], false);
+    REQUIRE_MESSAGE(parent, "no parent for " << c.path);
+  }
+  const auto& last = segs.back();
+  if (c.op == diff::FieldOp::remove) {
+    if (last.kind == diff::Segment::Kind::key)
+      parent->erase(std::string(last.key));
+    else {
+      json* target = step(*parent, last, false);
+      REQUIRE_MESSAGE(target, "nothing to remove at " << c.path);
+      for (size_t i = 0; i < parent->size(); ++i)
+        if (&(*parent)[i] == target) {
+          parent->erase(i);
+          break;
+        }
+    }
+    return;
+  }
+  json value = json::parse(c.new_json);
+  if (c.op == diff::FieldOp::add && last.kind != diff::Segment::Kind::key)
+    parent->push_back(value);
+  else
+    *step(*parent, last, true) = value;
+}
+
+// Keyed lists compare as sets: sort objects by "name" where all have one.
+void normalize(json& j) {
+  if (j.is_object())
+    for (auto& [k, v] : j.items()) normalize(v);
+  if (j.is_array()) {
+    for (auto& v : j) normalize(v);
+    bool named = !j.empty() &&
+                 std::all_of(j.begin(), j.end(), [](const json& e) { return e.is_object() && e.contains("name"); });
+    if (named) std::sort(j.begin(), j.end(), [](const json& a, const json& b) { return a["name"] < b["name"]; });
+  }
+}
+
+void random_edit(json& d, std::mt19937& rng) {
+  auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+  auto& containers = d["spec"]["template"]["spec"]["containers"];
+  auto& c = containers[pick(int(containers.size()))];
+  switch (pick(9)) {
+    case 0: c["image"] = "img:" + std::to_string(pick(1000)); break;
+    case 1: d["spec"]["replicas"] = pick(50); break;
+    case 2: c["env"].push_back({{"name", "V" + std::to_string(pick(100000))}, {"value", "x"}}); break;
+    case 3:
+      if (c.contains("env") && !c["env"].empty()) c["env"].erase(c["env"].begin());
+      break;
+    case 4: d["metadata"]["labels"]["l" + std::to_string(pick(5))] = std::to_string(pick(3)); break;
+    case 5: d["metadata"]["labels"].erase("app"); break;
+    case 6: containers.push_back({{"name", "side" + std::to_string(pick(100000))}, {"image", "busybox"}}); break;
+    case 7:
+      c["args"] = json::array();
+      for (int i = pick(4); i > 0; --i) c["args"].push_back(std::to_string(pick(3)));
+      break;
+    case 8: c["resources"] = {{"limits", {{"cpu", std::to_string(pick(4)) + "00m"}}}}; break;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("property: applying the changes to old gives new, for random edits") {
+  std::mt19937 rng(20261123);
+  diff::ChangeDetector detector("test", {});
+  simdjson::dom::parser pa, pb;
+  diff::DocumentDiffer differ;
+  auto type = kube::resource_type_for("apps/v1", "Deployment");
+  for (int round = 0; round < 300; ++round) {
+    json old_obj = fixture("deployment");
+    json new_obj = old_obj;
+    for (int k = std::uniform_int_distribution<int>(1, 4)(rng); k > 0; --k) random_edit(new_obj, rng);
+    std::string old_text = old_obj.dump(), new_text = new_obj.dump();
+    std::string a = detector.prune(type, pa.parse(old_text).value()).json;
+    std::string b = detector.prune(type, pb.parse(new_text).value()).json;
+    std::vector<diff::FieldChange> changes;
+    differ.diff(pa.parse(a).value(), pb.parse(b).value(), changes);
+    json applied = json::parse(a);
+    for (const auto& c : changes) apply(applied, c);
+    json want = json::parse(b);
+    normalize(applied);
+    normalize(want);
+    CAPTURE(round);
+    CHECK(applied == want);
+    if (a == b) CHECK(changes.empty());
+  }
+}

@@ -1,0 +1,57 @@
+#include <doctest/doctest.h>
+
+#include "common/error.hpp"
+#include "diff/path.hpp"
+
+using kubetrail::diff::ParsedPath;
+using kubetrail::diff::PathPattern;
+using kubetrail::diff::Segment;
+
+TEST_CASE("paths format keys, indexes, keyed elements and quoted keys") {
+  std::vector<Segment> p{{Segment::Kind::key, "spec", 0, {}, {}},
+                         {Segment::Kind::key, "containers", 0, {}, {}},
+                         {Segment::Kind::keyed, {}, 0, "name", "web"},
+                         {Segment::Kind::key, "image", 0, {}, {}}};
+  CHECK(kubetrail::diff::format_path(p) == "spec.containers[name=web].image");
+  std::vector<Segment> q{{Segment::Kind::key, "metadata", 0, {}, {}},
+                         {Segment::Kind::key, "annotations", 0, {}, {}},
+                         {Segment::Kind::key, "kubectl.kubernetes.io/restartedAt", 0, {}, {}}};
+  CHECK(kubetrail::diff::format_path(q) == "metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"]");
+  std::vector<Segment> r{{Segment::Kind::key, "rules", 0, {}, {}}, {Segment::Kind::index, {}, 3, {}, {}}};
+  CHECK(kubetrail::diff::format_path(r) == "rules[3]");
+}
+
+TEST_CASE("formatted paths parse back to the same segments") {
+  for (const char* text :
+       {"spec.template.spec.containers[name=web].image", "metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"]",
+        "spec.rules[3].host", "spec.ports[containerPort=8080]", "[\"weird.key\"].x"}) {
+    ParsedPath p(text);
+    CHECK(kubetrail::diff::format_path(p.segments()) == text);
+  }
+}
+
+TEST_CASE("patterns with wildcards select paths, ancestors and descendants") {
+  auto pat = PathPattern::parse("spec.template.spec.containers[*].image");
+  CHECK(pat.overlaps(ParsedPath("spec.template.spec.containers[name=app].image").segments()));
+  CHECK(pat.overlaps(ParsedPath("spec.template.spec.containers[name=app]").segments()));  // whole container
+  CHECK_FALSE(pat.overlaps(ParsedPath("spec.template.spec.containers[name=app].env").segments()));
+  CHECK_FALSE(pat.overlaps(ParsedPath("spec.replicas").segments()));
+  CHECK(pat.covers(ParsedPath("spec.template.spec.containers[name=app].image").segments()));
+  CHECK_FALSE(pat.covers(ParsedPath("spec.template.spec.containers[name=app]").segments()));
+
+  auto keyed = PathPattern::parse("spec.containers[name=web].*");
+  CHECK(keyed.overlaps(ParsedPath("spec.containers[name=web].image").segments()));
+  CHECK_FALSE(keyed.overlaps(ParsedPath("spec.containers[name=db].image").segments()));
+  auto any_value = PathPattern::parse("spec.containers[name=*]");
+  CHECK(any_value.overlaps(ParsedPath("spec.containers[name=db]").segments()));
+  CHECK_FALSE(PathPattern::parse("spec.rules[0]").overlaps(ParsedPath("spec.rules[1]").segments()));
+}
+
+TEST_CASE("bad patterns are refused with the character offset") {
+  CHECK_THROWS_WITH_AS(PathPattern::parse("spec..x"), doctest::Contains("character 5"), kubetrail::Error);
+  CHECK_THROWS_WITH_AS(PathPattern::parse("spec.containers[name=web"), doctest::Contains("missing ']'"),
+                       kubetrail::Error);
+  CHECK_THROWS_AS(PathPattern::parse(""), kubetrail::Error);
+  CHECK_THROWS_AS(PathPattern::parse("a.[x]"), kubetrail::Error);
+  CHECK_THROWS_AS(ParsedPath("a[*]"), kubetrail::Error);  // a concrete path has no wildcard
+}

@@ -1,0 +1,62 @@
+#include <doctest/doctest.h>
+
+#include "config/config.hpp"
+#include "route/route.hpp"
+
+using namespace kubetrail;
+
+namespace {
+diff::ChangeSet change(diff::ChangeType t, std::string ns, std::vector<std::string> paths) {
+  diff::ChangeSet cs;
+  cs.type = t;
+  cs.resource = kube::resource_type_for("apps/v1", "Deployment");
+  cs.object_namespace = std::move(ns);
+  cs.name = "web";
+  for (auto& p : paths) cs.changes.push_back({diff::FieldOp::replace, p, "1", "2"});
+  return cs;
+}
+}  // namespace
+
+TEST_CASE("routes match by resource, namespace, type and path") {
+  auto cfg = config::parse(R"(
+[[handlers]]
+name = "a"
+plugin = "log"
+[[handlers]]
+name = "b"
+plugin = "log"
+[[routes]]
+name = "images"
+match = { resources = ["deployments.apps"], namespaces = ["shop"], paths = ["spec.template.spec.containers[*].image"] }
+chain = ["a", "b"]
+[[routes]]
+name = "deletes"
+match = { resources = ["Deployment"], types = ["Deleted"] }
+chain = ["b"]
+[[routes]]
+name = "pods"
+match = { resources = ["pods"] }
+chain = ["a"]
+)",
+                           "t.toml");
+  route::Router router(cfg.routes);
+  auto names = [&](const diff::ChangeSet& cs) {
+    std::vector<std::string> out;
+    for (auto* r : router.match(cs)) out.push_back(r->name);
+    return out;
+  };
+  CHECK(names(change(diff::ChangeType::modified, "shop", {"spec.template.spec.containers[name=web].image"})) ==
+        std::vector<std::string>{"images"});
+  CHECK(names(change(diff::ChangeType::modified, "shop", {"spec.replicas"})).empty());
+  CHECK(names(change(diff::ChangeType::modified, "other", {"spec.template.spec.containers[name=web].image"})).empty());
+  CHECK(names(change(diff::ChangeType::deleted, "shop", {})) == std::vector<std::string>{"images", "deletes"});
+  auto r = router.match(change(diff::ChangeType::modified, "shop", {"spec.template.spec.containers[name=x].image"}));
+  REQUIRE(r.size() == 1);
+  CHECK(r[0]->chain == std::vector<std::string>{"a", "b"});
+}
+
+TEST_CASE("a route without match takes everything") {
+  auto cfg = config::parse("[[handlers]]\nname = \"a\"\nplugin = \"log\"\n[[routes]]\nchain = [\"a\"]\n", "t.toml");
+  route::Router router(cfg.routes);
+  CHECK(router.match(change(diff::ChangeType::added, "x", {})).size() == 1);
+}

@@ -1,0 +1,112 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+#include "kube/recording.hpp"
+#include "kube/watch_stream.hpp"
+
+using kubetrail::kube::JsonFramer;
+
+namespace {
+struct Collected {
+  std::vector<std::string> frames;
+  std::vector<uint64_t> offsets;
+};
+JsonFramer::FrameFn collect(Collected& c) {
+  return [&c](std::string_view f, uint64_t off) {
+    c.frames.emplace_back(f);
+    c.offsets.push_back(off);
+  };
+}
+}  // namespace
+
+TEST_CASE("framer splits newline-delimited events") {
+  Collected c;
+  JsonFramer f;
+  std::string s = "{\"type\":\"ADDED\",\"object\":{}}\n{\"type\":\"DELETED\",\"object\":{\"a\":\"}\"}}\n";
+  REQUIRE(f.feed(s, collect(c)).ok());
+  REQUIRE(f.finish().ok());
+  REQUIRE(c.frames.size() == 2);
+  CHECK(c.frames[1] == "{\"type\":\"DELETED\",\"object\":{\"a\":\"}\"}}");
+  CHECK(c.offsets[0] == 0);
+  CHECK(c.offsets[1] == s.find("{\"type\":\"DELETED"));
+}
+
+TEST_CASE("framer handles pretty-printed events back to back and braces in strings") {
+  Collected c;
+  JsonFramer f;
+  std::string s =
+      "{\n  \"type\": \"ADDED\",\n  \"object\": {\"s\": \"a \\\"}{\\\" b\"}\n}\n{\n \"type\": \"MODIFIED\", "
+      "\"object\": {}\n}";
+  REQUIRE(f.feed(s, collect(c)).ok());
+  REQUIRE(f.finish().ok());
+  REQUIRE(c.frames.size() == 2);
+  CHECK(c.frames[0].find("a \\\"}{\\\" b") != std::string::npos);
+}
+
+TEST_CASE("framer reassembles events split across chunks of any size") {
+  std::string s;
+  for (int i = 0; i < 20; ++i)
+    s += "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"n" + std::to_string(i) + "\"}}}\n";
+  for (size_t chunk : {1u, 2u, 7u, 64u, 1000u}) {
+    Collected c;
+    JsonFramer f;
+    for (size_t i = 0; i < s.size(); i += chunk) REQUIRE(f.feed(std::string_view(s).substr(i, chunk), collect(c)).ok());
+    REQUIRE(f.finish().ok());
+    REQUIRE(c.frames.size() == 20);
+    CHECK(c.frames[13] == "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"n13\"}}}");
+    CHECK(f.pending_bytes() == 0);
+  }
+}
+
+TEST_CASE("framer names the byte offset of garbage between events") {
+  Collected c;
+  JsonFramer f;
+  auto r = f.feed("{\"a\":1}\n  x{}", collect(c));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().find("byte offset 10") != std::string::npos);
+  CHECK(c.frames.size() == 1);  // what came before is delivered
+}
+
+TEST_CASE("framer reports a truncated final event with its start offset") {
+  Collected c;
+  JsonFramer f;
+  REQUIRE(f.feed("{\"a\":1}\n{\"b\":", collect(c)).ok());
+  auto r = f.finish();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().find("starting at byte offset 8") != std::string::npos);
+  CHECK(c.frames.size() == 1);
+}
+
+TEST_CASE("recording keeps events before a malformed one and names file and offset") {
+  test::TempDir dir;
+  std::string good = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"1\"}}}\n";
+  std::string bad = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\": nope}}}\n";
+  test::write_file(dir / "r.json", good + good + bad + good);
+  auto rec = kubetrail::kube::Recording::load({dir / "r.json"});
+  CHECK(rec.events().size() == 2);
+  REQUIRE(rec.errors().size() == 1);
+  CHECK(rec.errors()[0].find("r.json: byte offset " + std::to_string(2 * good.size())) != std::string::npos);
+}
+
+TEST_CASE("recording merges files in resourceVersion order") {
+  test::TempDir dir;
+  auto ev = [](const char* name, int rv) {
+    return std::string("{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"") + name +
+           "\",\"resourceVersion\":\"" + std::to_string(rv) + "\"}}}\n";
+  };
+  test::write_file(dir / "a.json", ev("a1", 5) + ev("a2", 9));
+  test::write_file(dir / "b.json", ev("b1", 3) + ev("b2", 7));
+  auto rec = kubetrail::kube::Recording::load({dir / "a.json", dir / "b.json"});
+  REQUIRE(rec.events().size() == 4);
+  std::vector<std::string> order;
+  for (const auto& e : rec.events()) order.push_back(std::string(e.frame.substr(e.frame.find("name") + 7, 2)));
+  CHECK(order == std::vector<std::string>{"b1", "a1", "b2", "a2"});
+}
+
+TEST_CASE("recording of a missing file is an error naming it") {
+  CHECK_THROWS_WITH_AS(kubetrail::kube::Recording::load({"/nonexistent/x.json"}),
+                       doctest::Contains("/nonexistent/x.json"), kubetrail::Error);
+}
