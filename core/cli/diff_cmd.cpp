@@ -78,6 +78,14 @@ int run_diff(const Args& args) {
     return detector.prune(t, e).json;
   };
 
+  // CRDs among the manifests teach the diff their resources' keyed lists.
+  for (const auto* list : {&olds, &news})
+    for (const auto& o : *list)
+      if (o.value("kind", "") == "CustomResourceDefinition") {
+        simdjson::dom::parser p;
+        detector.learn_crd(p.parse(simdjson::padded_string(o.dump())).value());
+      }
+
   for (const auto& n : news) {
     auto it = old_by_id.find(kube::manifest_identity(n));
     if (it == old_by_id.end()) {
@@ -91,7 +99,7 @@ int run_diff(const Args& args) {
     std::string b = pruned(n, parser_b, cs.resource);
     old_by_id.erase(it);
     if (a == b) continue;
-    differ.diff(parser_a.parse(a).value(), parser_b.parse(b).value(), cs.changes);
+    differ.diff(parser_a.parse(a).value(), parser_b.parse(b).value(), cs.changes, detector.list_keys(cs.resource));
     if (!cs.changes.empty()) sets.push_back(std::move(cs));
   }
   for (const auto& [id, o] : old_by_id) {

@@ -85,6 +85,11 @@ int run_replay(const Args& args) {
     };
     std::string_view api_version = text_at("/apiVersion"), kind = text_at("/kind"), ns = text_at("/metadata/namespace");
     kube::ResourceType type = kube::resource_type_for(api_version, kind);
+    // A CRD in the stream teaches the diff its resource's keyed lists, even
+    // when CRDs themselves are not reported.
+    if (type.group == "apiextensions.k8s.io" && type.kind == "CustomResourceDefinition" &&
+        ev.type != kube::WatchEventType::deleted)
+      detector.learn_crd(object);
     if (!wanted_resource(cfg.watch, type) || !wanted_namespace(cfg.watch, ns)) {
       ++skipped;
       continue;

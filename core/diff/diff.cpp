@@ -9,6 +9,7 @@
 #include <span>
 
 #include "diff/json_writer.hpp"
+#include "diff/list_keys.hpp"
 
 namespace kubetrail::diff {
 
@@ -60,49 +61,6 @@ std::string redacted_marker(std::string_view value) {
 // ---------------------------------------------------------------------------
 namespace {
 
-struct ListKeys {
-  std::string_view field;
-  std::array<std::string_view, 2> keys;
-};
-constexpr std::array kListKeys{
-    ListKeys{"containers", {"name"}},
-    ListKeys{"initContainers", {"name"}},
-    ListKeys{"ephemeralContainers", {"name"}},
-    ListKeys{"env", {"name"}},
-    ListKeys{"ports", {"containerPort", "port"}},
-    ListKeys{"volumes", {"name"}},
-    ListKeys{"volumeMounts", {"mountPath"}},
-    ListKeys{"volumeDevices", {"devicePath"}},
-    ListKeys{"imagePullSecrets", {"name"}},
-    ListKeys{"hostAliases", {"ip"}},
-    ListKeys{"conditions", {"type"}},
-    ListKeys{"readinessGates", {"conditionType"}},
-    ListKeys{"topologySpreadConstraints", {"topologyKey"}},
-    ListKeys{"resourceClaims", {"name"}},
-    ListKeys{"schedulingGates", {"name"}},
-    ListKeys{"secrets", {"name"}},
-    ListKeys{"ownerReferences", {"uid"}},
-    ListKeys{"webhooks", {"name"}},
-    ListKeys{"podIPs", {"ip"}},
-    ListKeys{"hostIPs", {"ip"}},
-    ListKeys{"addresses", {"type"}},
-};
-
-std::span<const std::string_view> keys_for(std::string_view field) {
-  for (const auto& lk : kListKeys)
-    if (lk.field == field) {
-      size_t n = lk.keys[1].empty() ? 1 : 2;
-      return {lk.keys.data(), n};
-    }
-  return {};
-}
-
-// The list's field name: the last path segment, when it is a key.
-std::string_view list_field(std::span<const Segment> path) {
-  if (path.empty() || path.back().kind != Segment::Kind::key) return {};
-  return path.back().key;
-}
-
 // Text of a merge-key value (string, or integer such as containerPort).
 bool key_text(dom::element v, std::string_view& text, std::vector<std::unique_ptr<std::string>>& scratch) {
   switch (v.type()) {
@@ -120,8 +78,8 @@ bool key_text(dom::element v, std::string_view& text, std::vector<std::unique_pt
 }
 
 // Picks the merge key every element of the given arrays has; "" if none.
-std::string_view choose_key(std::string_view field, std::initializer_list<dom::array> arrays) {
-  for (std::string_view key : keys_for(field)) {
+std::string_view choose_key(std::span<const std::string_view> candidates, std::initializer_list<dom::array> arrays) {
+  for (std::string_view key : candidates) {
     bool all = true;
     for (dom::array arr : arrays) {
       for (dom::element e : arr) {
@@ -163,7 +121,9 @@ bool keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedEleme
 // ---------------------------------------------------------------------------
 // DocumentDiffer
 // ---------------------------------------------------------------------------
-void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<FieldChange>& out) {
+void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<FieldChange>& out,
+                          const ListKeys& keys) {
+  keys_ = &keys;
   path_.clear();
   scratch_.clear();
   diff_value(old_doc, new_doc, out);
@@ -210,17 +170,33 @@ void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<Fiel
 }
 
 void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<FieldChange>& out) {
-  // Keys of Kubernetes objects are few (rarely > 20): a linear look-up beats
-  // building a map per object.
+  // The API server writes an object's fields in a fixed order, so the two
+  // versions nearly always have their keys in the same places: walk them in
+  // step, and look keys up (linearly: objects are small) only once that fails.
+  auto ib = b.begin();
+  bool in_step = true;
+  size_t matched = 0;
   for (auto [key, av] : a) {
     path_.push_back(Segment{Segment::Kind::key, key, 0, {}, {}});
     dom::element bv;
-    if (b.at_key(key).get(bv) == simdjson::SUCCESS)
+    bool found;
+    if (in_step && ib != b.end() && ib.key() == key) {
+      bv = ib.value();
+      ++ib;
+      found = true;
+    } else {
+      in_step = false;
+      found = b.at_key(key).get(bv) == simdjson::SUCCESS;
+    }
+    if (found) {
+      ++matched;
       diff_value(av, bv, out);
-    else
+    } else {
       emit(FieldOp::remove, &av, nullptr, out);
+    }
     path_.pop_back();
   }
+  if (matched == b.size()) return;  // no key of b is new
   for (auto [key, bv] : b) {
     if (a.at_key(key).error() == simdjson::SUCCESS) continue;
     path_.push_back(Segment{Segment::Kind::key, key, 0, {}, {}});
@@ -230,7 +206,7 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<Field
 }
 
 void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldChange>& out) {
-  std::string_view key = choose_key(list_field(path_), {a, b});
+  std::string_view key = choose_key(keys_->candidates(path_), {a, b});
   if (!key.empty()) {
     std::vector<KeyedElement> ka, kb;
     if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
@@ -291,6 +267,8 @@ class ChangeDetector::Rules {
   enum class Action : unsigned char { drop, redact };
   static constexpr size_t kMaxRules = 64;
 
+  explicit Rules(const ListKeys& keys) : keys_(&keys) {}
+
   void add(std::string_view pattern, Action action) {
     if (rules_.size() == kMaxRules)
       throw Error("too many [diff] ignore_paths and redact_paths: at most " + std::to_string(kMaxRules) +
@@ -305,6 +283,7 @@ class ChangeDetector::Rules {
     out.json.reserve(4096);
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
     write(object, all, out.json);
+    out.json.shrink_to_fit();  // cached for the object's life: no slack per object
     return out;
   }
 
@@ -364,7 +343,7 @@ class ChangeDetector::Rules {
       out.push_back('}');
     } else if (e.type() == dom::element_type::ARRAY) {
       dom::array arr(e);
-      std::string_view key = choose_key(list_field(path_), {arr});
+      std::string_view key = choose_key(keys_->candidates(path_), {arr});
       out.push_back('[');
       bool first = true;
       size_t i = 0;
@@ -403,6 +382,7 @@ class ChangeDetector::Rules {
     }
   }
 
+  const ListKeys* keys_;
   std::vector<Rule> rules_;
   std::vector<Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
@@ -445,18 +425,51 @@ void extract_managers(dom::element object, std::vector<kube::ManagerEntry>& out)
   }
 }
 
+// Whether a managedFields fieldsV1 set holds `path`: the manager owns that
+// field (or the whole subtree added there). Keyed list elements are
+// "k:{\"name\":\"web\"}" entries, fields "f:name".
+bool fields_hold(dom::element fields, std::span<const Segment> path) {
+  dom::element node = fields;
+  simdjson::dom::parser key_parser;
+  for (const Segment& s : path) {
+    dom::object o;
+    if (node.get(o) != simdjson::SUCCESS) return false;
+    bool found = false;
+    if (s.kind == Segment::Kind::key) {
+      found = o.at_key("f:" + std::string(s.key)).get(node) == simdjson::SUCCESS;
+    } else if (s.kind == Segment::Kind::index) {
+      found = o.at_key("i:" + std::to_string(s.index)).get(node) == simdjson::SUCCESS;
+    } else {
+      for (auto [name, child] : o) {
+        if (!name.starts_with("k:")) continue;
+        dom::element k;
+        if (key_parser.parse(simdjson::padded_string(name.substr(2))).get(k) != simdjson::SUCCESS) continue;
+        std::vector<std::unique_ptr<std::string>> scratch;
+        std::string_view text;
+        dom::element v;
+        if (k[s.field].get(v) == simdjson::SUCCESS && key_text(v, text, scratch) && text == s.value) {
+          node = child;
+          found = true;
+          break;
+        }
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
 // The actor: the manager whose managedFields entry moved with this event:
 // an entry that is new, or whose time is newer than before. (An entry can
 // lack a time: the scale subresource writes none in v1.24; a new one still
-// counts.) The newest such entry wins; entries on the status subresource lose
-// to the others, since status churn is not what a change set reports by
-// default. Never guessed: absent when no entry moved.
+// counts.) When several moved (a controller and a user in the same second),
+// the one whose fieldsV1 holds a changed path wins; then the newest, with
+// status-subresource entries last, since status churn is not what a change
+// set reports by default. Never guessed: absent when no entry moved.
 std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
-                                const std::vector<kube::ManagerEntry>& after) {
-  const kube::ManagerEntry* best = nullptr;
-  auto rank = [](const kube::ManagerEntry& e) {
-    return std::pair(e.subresource != "status", std::string_view(e.time));
-  };
+                                const std::vector<kube::ManagerEntry>& after, dom::element object = {},
+                                const std::vector<FieldChange>* changes = nullptr) {
+  std::vector<const kube::ManagerEntry*> moved;
   for (const auto& m : after) {
     if (before) {
       auto prev = std::find_if(before->begin(), before->end(), [&](const kube::ManagerEntry& p) {
@@ -464,9 +477,34 @@ std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
       });
       if (prev != before->end() && prev->time >= m.time) continue;
     }
-    if (!best || rank(m) > rank(*best)) best = &m;
+    moved.push_back(&m);
   }
-  if (!best) return std::nullopt;
+  if (moved.empty()) return std::nullopt;
+  auto rank = [](const kube::ManagerEntry* e) {
+    return std::pair(e->subresource != "status", std::string_view(e->time));
+  };
+  std::stable_sort(moved.begin(), moved.end(), [&](auto* a, auto* b) { return rank(a) > rank(b); });
+  const kube::ManagerEntry* best = moved.front();
+  dom::array entries;
+  if (moved.size() > 1 && changes && object.at_pointer("/metadata/managedFields").get(entries) == simdjson::SUCCESS) {
+    std::vector<std::unique_ptr<ParsedPath>> paths;
+    for (const auto& c : *changes) paths.push_back(std::make_unique<ParsedPath>(c.path));
+    auto holds_a_change = [&](const kube::ManagerEntry* m) {
+      for (dom::element e : entries) {
+        if (string_at(e, "manager") != m->manager || string_at(e, "operation") != m->operation ||
+            string_at(e, "subresource") != m->subresource)
+          continue;
+        dom::element fields;
+        if (e["fieldsV1"].get(fields) != simdjson::SUCCESS) return false;
+        for (const auto& p : paths)
+          if (fields_hold(fields, p->segments())) return true;
+        return false;
+      }
+      return false;
+    };
+    auto owner = std::find_if(moved.begin(), moved.end(), holds_a_change);
+    if (owner != moved.end()) best = *owner;
+  }
   return Actor{best->manager, best->operation, best->time};
 }
 
@@ -488,7 +526,7 @@ ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type)
   std::string key = type.qualified_name() + "/" + type.version;
   auto it = rules_.find(key);
   if (it != rules_.end()) return *it->second;
-  auto rules = std::make_unique<Rules>();
+  auto rules = std::make_unique<Rules>(list_keys(type));
   for (auto p : kNoisePaths) rules->add(p, Rules::Action::drop);
   bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),
                                    [&](const std::string& n) { return names_resource(n, type); });
@@ -500,6 +538,42 @@ ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type)
   }
   for (const auto& p : options_.redact_paths) rules->add(p, Rules::Action::redact);
   return *rules_.emplace(std::move(key), std::move(rules)).first->second;
+}
+
+ListKeys& ChangeDetector::list_keys_for(std::string_view group, std::string_view kind) {
+  std::string key = std::string(group) + "/" + std::string(kind);
+  auto it = list_keys_.find(key);
+  if (it == list_keys_.end()) it = list_keys_.emplace(std::move(key), std::make_unique<ListKeys>()).first;
+  return *it->second;
+}
+
+const ListKeys& ChangeDetector::list_keys(const kube::ResourceType& type) {
+  return list_keys_for(type.group, type.kind);
+}
+
+bool ChangeDetector::learn_crd(dom::element crd) {
+  std::string_view group, kind;
+  if (crd.at_pointer("/spec/group").get(group) != simdjson::SUCCESS ||
+      crd.at_pointer("/spec/names/kind").get(kind) != simdjson::SUCCESS)
+    return false;
+  ListKeys& keys = list_keys_for(group, kind);
+  bool learned = false;
+  dom::array versions;
+  if (crd.at_pointer("/spec/versions").get(versions) == simdjson::SUCCESS) {
+    for (dom::element v : versions) {  // v1: a schema per version; their lists agree in practice
+      dom::element schema;
+      if (v.at_pointer("/schema/openAPIV3Schema").get(schema) == simdjson::SUCCESS) {
+        keys.learn_schema(schema);
+        learned = true;
+      }
+    }
+  }
+  dom::element schema;  // v1beta1: one schema for all versions
+  if (crd.at_pointer("/spec/validation/openAPIV3Schema").get(schema) == simdjson::SUCCESS) {
+    keys.learn_schema(schema);
+    learned = true;
+  }
+  return learned;
 }
 
 kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object) {
@@ -563,14 +637,14 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     if (old_parser_.parse(old->json).get(a) != simdjson::SUCCESS ||
         new_parser_.parse(now.json).get(b) != simdjson::SUCCESS)
       return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
-    differ_.diff(a, b, cs.changes);
+    differ_.diff(a, b, cs.changes, list_keys(type));
     if (cs.changes.empty()) {  // e.g. a keyed list reordered
       ++stats_.noise;
       store.put(std::move(key), std::move(now));
       return std::optional<ChangeSet>{};
     }
     cs.type = ChangeType::modified;
-    cs.actor = find_actor(&old->managers, now.managers);
+    cs.actor = find_actor(&old->managers, now.managers, object, &cs.changes);
     if (options_.include_objects) {
       cs.old_object = old->json;
       cs.new_object = now.json;

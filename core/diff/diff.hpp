@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "diff/list_keys.hpp"
 #include "diff/path.hpp"
 #include "kube/object_store.hpp"
 #include "kube/resource.hpp"
@@ -86,7 +87,8 @@ void validate(const DiffOptions& options);
 // Kubernetes' merge keys for lists. Exposed for `kubetrail diff` and tests.
 class DocumentDiffer {
  public:
-  void diff(simdjson::dom::element old_doc, simdjson::dom::element new_doc, std::vector<FieldChange>& out);
+  void diff(simdjson::dom::element old_doc, simdjson::dom::element new_doc, std::vector<FieldChange>& out,
+            const ListKeys& keys = ListKeys::builtin_only());
 
  private:
   void diff_value(simdjson::dom::element a, simdjson::dom::element b, std::vector<FieldChange>& out);
@@ -96,6 +98,7 @@ class DocumentDiffer {
             std::vector<FieldChange>& out);
   std::vector<Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;  // owned texts of numeric list keys
+  const ListKeys* keys_ = &ListKeys::builtin_only();
 };
 
 class ChangeDetector {
@@ -116,6 +119,14 @@ class ChangeDetector {
   // Prunes and redacts an object as the cache would store it.
   kube::StoredObject prune(const kube::ResourceType& type, simdjson::dom::element object);
 
+  // Learns the keyed lists of a custom resource from its
+  // CustomResourceDefinition object (apiextensions.k8s.io/v1 or v1beta1), so
+  // that its lists declared x-kubernetes-list-type: map are diffed by key.
+  // Returns false when the object is not a CRD with a schema.
+  bool learn_crd(simdjson::dom::element crd);
+  // The list keys used for a resource type.
+  const ListKeys& list_keys(const kube::ResourceType& type);
+
   struct Stats {
     uint64_t events = 0;
     uint64_t change_sets = 0;
@@ -130,7 +141,9 @@ class ChangeDetector {
 
   std::string cluster_;
   DiffOptions options_;
+  ListKeys& list_keys_for(std::string_view group, std::string_view kind);
   std::map<std::string, std::unique_ptr<Rules>, std::less<>> rules_;
+  std::map<std::string, std::unique_ptr<ListKeys>, std::less<>> list_keys_;  // "group/Kind"
   simdjson::dom::parser old_parser_;
   simdjson::dom::parser new_parser_;
   DocumentDiffer differ_;

@@ -70,7 +70,11 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
   ss << in.rdbuf();
   std::string text = ss.str();
   std::vector<nlohmann::json> out;
+  // JSON first when it looks like JSON (exact byte offsets in errors); YAML,
+  // a superset, for everything else - including JSON documents between
+  // "---" lines.
   size_t first = text.find_first_not_of(" \t\r\n");
+  std::string json_error;
   if (first != std::string::npos && (text[first] == '{' || text[first] == '[')) {
     try {
       auto doc = nlohmann::json::parse(text);
@@ -78,14 +82,15 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
         for (auto& e : doc) add_object(std::move(e), path.string(), out);
       else
         add_object(std::move(doc), path.string(), out);
+      return out;
     } catch (const nlohmann::json::parse_error& e) {
-      throw Error(path.string() + ": invalid JSON at byte offset " + std::to_string(e.byte) + ": " + e.what());
+      json_error = path.string() + ": invalid JSON at byte offset " + std::to_string(e.byte) + ": " + e.what();
     }
-    return out;
   }
   try {
     for (const auto& doc : YAML::LoadAll(text)) add_object(to_json(doc), path.string(), out);
   } catch (const YAML::Exception& e) {
+    if (!json_error.empty()) throw Error(json_error);
     throw Error(path.string() + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                 ": invalid YAML: " + e.msg);
   }

@@ -183,3 +183,50 @@ spec:
   CHECK(e.status == 2);
   CHECK(e.err.find("broken.yaml:") != std::string::npos);
 }
+
+TEST_CASE("cli: diff pairs multi-document YAML by identity and keys custom lists from a CRD in the input") {
+  test::TempDir dir;
+  std::string crd = test::read_file(test::source_dir() / "tests/fixtures/crd-widgets.json");
+  auto w = json::parse(test::read_file(test::source_dir() / "tests/fixtures/widget.json"));
+  std::string old_doc =
+      crd + "\n---\n" + w.dump() + "\n---\n" +
+      R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"gone","namespace":"shop"},"data":{"a":"1"}})";
+  auto& eps = w["spec"]["endpoints"];
+  std::swap(eps[0], eps[1]);
+  eps[1]["port"] = 8443;  // a.example.com, now second
+  std::string new_doc =
+      crd + "\n---\n" + w.dump() + "\n---\n" +
+      R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"new","namespace":"shop"},"data":{}})";
+  test::write_file(dir / "old.yaml", old_doc);  // JSON documents are YAML too
+  test::write_file(dir / "new.yaml", new_doc);
+  auto r =
+      test::kubetrail("diff --output json " + (dir / "old.yaml").string() + " " + (dir / "new.yaml").string(), dir);
+  CHECK(r.status == 1);
+  CAPTURE(r.err);
+  CHECK(parse_lines(r.out) == std::vector<std::string>{"Modified widgets blue spec.endpoints[host=a.example.com].port",
+                                                       "Added configmaps new", "Deleted configmaps gone"});
+}
+
+TEST_CASE("cli: every config shipped in the repo passes check-config") {
+  test::TempDir dir;
+  for (const char* rel : {"examples/kubetrail.toml", "packaging/kustomize/kubetrail.toml"}) {
+    auto r = test::kubetrail("check-config --config " + (test::source_dir() / rel).string(), dir);
+    CAPTURE(rel);
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+  }
+}
+
+TEST_CASE("cli: replay accepts pretty-printed events back to back (older kubectl)") {
+  test::TempDir dir;
+  std::string pretty;
+  for (const auto& line : test::lines_of(test::read_file(example("recordings/rollout/deployments.json"))))
+    pretty += json::parse(line).dump(4) + "\n";
+  test::write_file(dir / "pretty.json", pretty);
+  auto a = test::kubetrail("replay --config " + example("kubetrail.toml") + " " + (dir / "pretty.json").string(), dir);
+  auto b = test::kubetrail(
+      "replay --config " + example("kubetrail.toml") + " " + example("recordings/rollout/deployments.json"), dir);
+  CHECK(a.status == 0);
+  CHECK(parse_lines(a.out).size() == 7);
+  CHECK(parse_lines(a.out) == parse_lines(b.out));
+}

@@ -403,3 +403,106 @@ TEST_CASE("property: applying the changes to old gives new, for random edits") {
     if (a == b) CHECK(changes.empty());
   }
 }
+
+TEST_CASE("a StatefulSet's volumeClaimTemplates (no merge key) are addressed by index") {
+  Harness h;
+  json s = fixture("statefulset");
+  h.add(s);
+  s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = "20Gi";
+  s["spec"]["template"]["spec"]["containers"][0]["image"] = "postgres:15.5";
+  auto cs = h.modify(s);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.template.spec.containers[name=postgres].image",
+                                                  "spec.volumeClaimTemplates[0].spec.resources.requests.storage"});
+  CHECK(cs->summary.starts_with("StatefulSet shop/db: container postgres image postgres:15.4 → postgres:15.5; "));
+}
+
+TEST_CASE("an Ingress's rules and paths are atomic lists, diffed by index; status is noise") {
+  Harness h;
+  json i = fixture("ingress");
+  h.add(i);
+  i["spec"]["rules"][0]["http"]["paths"][1]["backend"]["service"]["port"]["number"] = 9090;
+  i["status"]["loadBalancer"]["ingress"][0]["ip"] = "203.0.113.8";
+  auto cs = h.modify(i);
+  REQUIRE(cs);
+  REQUIRE(cs->changes.size() == 1);
+  CHECK(cs->changes[0].path == "spec.rules[0].http.paths[1].backend.service.port.number");
+  CHECK(cs->changes[0].old_json == "8080");
+  CHECK(cs->resource.group == "networking.k8s.io");
+  CHECK(cs->resource.resource == "ingresses");
+}
+
+TEST_CASE("a custom resource's lists are keyed once its CRD's schema declares them list-type map") {
+  json crd = fixture("crd-widgets");
+  json w = fixture("widget");
+  auto edited = [&] {
+    json e = w;
+    auto& eps = e["spec"]["endpoints"];
+    std::swap(eps[0], eps[1]);  // reorder: no change for a keyed list
+    eps[0]["port"] = 8443;      // b.example.com
+    return e;
+  };
+  {
+    Harness h;  // without the CRD: by index, and the reorder shows
+    h.add(w);
+    auto cs = h.modify(edited());
+    REQUIRE(cs);
+    CHECK(cs->changes.size() > 1);
+  }
+  Harness h;
+  std::string crd_text = crd.dump();
+  REQUIRE(h.detector.learn_crd(h.parser.parse(crd_text).value()));
+  h.add(w);
+  auto cs = h.modify(edited());
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.endpoints[host=b.example.com].port"});
+  // A list the schema leaves atomic stays by index.
+  json t = edited();
+  t["spec"]["tags"] = {"prod", "blue"};
+  cs = h.modify(t);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.tags[0]", "spec.tags[1]"});
+  CHECK(cs->resource.resource == "widgets");
+}
+
+TEST_CASE("with two managers moving at once, the one whose fieldsV1 holds the change is the actor") {
+  Harness h;
+  json d = fixture("deployment");
+  h.add(d);
+  d["spec"]["replicas"] = 4;
+  auto& mf = d["metadata"]["managedFields"];
+  mf.push_back({{"manager", "hpa-like-scaler"},
+                {"operation", "Update"},
+                {"time", "2026-11-23T07:00:00Z"},
+                {"fieldsType", "FieldsV1"},
+                {"fieldsV1", {{"f:spec", {{"f:replicas", json::object()}}}}}});
+  mf.push_back({{"manager", "label-bot"},
+                {"operation", "Update"},
+                {"time", "2026-11-23T07:00:01Z"},
+                {"fieldsType", "FieldsV1"},
+                {"fieldsV1", {{"f:metadata", {{"f:labels", {{"f:x", json::object()}}}}}}}});
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  REQUIRE(cs->actor);
+  CHECK(cs->actor->manager == "hpa-like-scaler");  // though label-bot's entry is newer
+
+  // Keyed elements: k:{"name":"app"} entries hold the container's fields.
+  d["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2";
+  mf.push_back(
+      {{"manager", "image-updater"},
+       {"operation", "Apply"},
+       {"time", "2026-11-23T07:00:02Z"},
+       {"fieldsType", "FieldsV1"},
+       {"fieldsV1",
+        json::parse(
+            R"({"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{}}}}}}})")}});
+  mf.push_back({{"manager", "zz-late-bot"},
+                {"operation", "Update"},
+                {"time", "2026-11-23T07:00:09Z"},
+                {"fieldsType", "FieldsV1"},
+                {"fieldsV1", {{"f:metadata", {{"f:labels", {{"f:y", json::object()}}}}}}}});
+  cs = h.modify(d);
+  REQUIRE(cs);
+  REQUIRE(cs->actor);
+  CHECK(cs->actor->manager == "image-updater");
+}

@@ -1,0 +1,61 @@
+// Which lists are merged by key, and by which key: lists Kubernetes merges by
+// key are diffed by it (reordering is no change, inserting is one add) and
+// addressed by it in paths (`containers[name=web]`).
+//
+// Two sources: the built-in types' keys (their `patchMergeKey` / `listMapKey`
+// tags in k8s.io/api, published in the OpenAPI spec as
+// x-kubernetes-patch-merge-key / x-kubernetes-list-map-keys), looked up by
+// the list's field name; and, for custom resources, the
+// `x-kubernetes-list-type: map` lists of their CRD's OpenAPI v3 schema,
+// learned by path once the CRD is seen.
+//
+// Not thread-safe to learn while another thread looks up.
+#pragma once
+
+#include <simdjson.h>
+
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "diff/path.hpp"
+
+namespace kubetrail::diff {
+
+class ListKeys {
+ public:
+  // Candidate keys for the list at `path`, most preferred first; empty when
+  // the list is not keyed (then it is diffed by index).
+  std::span<const std::string_view> candidates(std::span<const Segment> path) const;
+
+  // Learns the keyed lists of one OpenAPI v3 schema (a CRD version's
+  // openAPIV3Schema). Lists declared `x-kubernetes-list-type: map` with
+  // `x-kubernetes-list-map-keys` become keyed by those keys.
+  void learn_schema(simdjson::dom::element openapi_v3_schema);
+  bool has_schema() const noexcept { return !by_path_.empty(); }
+
+  // Built-in keys only: for every resource without a learned schema.
+  static const ListKeys& builtin_only() {
+    static const ListKeys none;
+    return none;
+  }
+
+  // The built-in keys of a field name (exposed for tests and docs).
+  static std::span<const std::string_view> builtin(std::string_view field);
+
+ private:
+  struct Learned {
+    std::vector<std::string> keys;
+    std::vector<std::string_view> views;  // into keys
+  };
+  void walk(simdjson::dom::element schema, std::vector<Segment>& path);
+  std::map<std::string, Learned, std::less<>> by_path_;  // "spec.rules[*].ports" -> keys
+};
+
+// "spec.rules[3].ports" -> "spec.rules[*].ports": the path of a list in a
+// schema, where every list element is the same.
+std::string schema_path(std::span<const Segment> path);
+
+}  // namespace kubetrail::diff
