@@ -2,6 +2,7 @@
 #include <kubetrail/plugin.h>
 
 #include <algorithm>
+#include <csignal>
 #include <iostream>
 #include <set>
 
@@ -110,6 +111,9 @@ int run_check_config(const Args& args) {
 }
 
 int main(int argc, char** argv) {
+  // Handlers write to sockets and pipes whose readers may go away: that must
+  // be an EPIPE error for the handler, not the end of kubetrail (plugin.h).
+  std::signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;

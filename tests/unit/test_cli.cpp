@@ -209,7 +209,8 @@ TEST_CASE("cli: diff pairs multi-document YAML by identity and keys custom lists
 
 TEST_CASE("cli: every config shipped in the repo passes check-config") {
   test::TempDir dir;
-  for (const char* rel : {"examples/kubetrail.toml", "packaging/kustomize/kubetrail.toml"}) {
+  for (const char* rel :
+       {"examples/kubetrail.toml", "examples/all-handlers.toml", "packaging/kustomize/kubetrail.toml"}) {
     auto r = test::kubetrail("check-config --config " + (test::source_dir() / rel).string(), dir);
     CAPTURE(rel);
     CAPTURE(r.err);

@@ -48,6 +48,13 @@
  *    at a time. A CONCURRENT instance may be called from several delivery
  *    threads at once. Either way, change sets for one object arrive in order.
  *  - Host services (kubetrail_host_api) may be called from any thread.
+ *
+ * ---------------------------------------------------------------------------
+ * Process environment
+ * ---------------------------------------------------------------------------
+ *  - The host ignores SIGPIPE: writing to a closed pipe or socket fails with
+ *    EPIPE instead of ending the process. Do not change process-wide state
+ *    (signal dispositions, locale, working directory, environment).
  */
 #ifndef KUBETRAIL_PLUGIN_H
 #define KUBETRAIL_PLUGIN_H

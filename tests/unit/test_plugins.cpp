@@ -1,0 +1,479 @@
+// The bundled plugins through the real host, against real local receivers
+// (webhook, slack) and real processes (exec).
+#include <doctest/doctest.h>
+#include <openssl/hmac.h>
+#include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "deliver/deliver.hpp"
+#include "helpers.hpp"
+#include "http_receiver.hpp"
+#include "plugin/plugin_host.hpp"
+
+using namespace kubetrail;
+using nlohmann::json;
+
+namespace {
+
+diff::ChangeSet change(std::string name = "web", diff::ChangeType type = diff::ChangeType::modified,
+                       size_t nchanges = 1) {
+  diff::ChangeSet cs;
+  cs.type = type;
+  cs.cluster = "prod-eu";
+  cs.observed_at = "2026-11-23T10:00:00.123Z";
+  cs.resource = kube::resource_type_for("apps/v1", "Deployment");
+  cs.object_namespace = "shop";
+  cs.name = std::move(name);
+  cs.uid = "u-" + cs.name;
+  cs.resource_version = "42";
+  cs.id = "prod-eu/" + cs.uid + "/42";
+  cs.actor = diff::Actor{"kubectl-set", "Update", "2026-11-23T10:00:00Z"};
+  if (type == diff::ChangeType::modified) {
+    cs.changes.push_back({diff::FieldOp::replace, "spec.replicas", "2", "3"});
+    for (size_t i = 1; i < nchanges; ++i)
+      cs.changes.push_back({diff::FieldOp::add, "metadata.labels.l" + std::to_string(i), "", "\"v\""});
+  } else {
+    cs.new_object = R"({"metadata":{"name":")" + cs.name + R"("}})";
+  }
+  cs.summary = diff::summarize(cs);
+  return cs;
+}
+
+// One handler of a bundled plugin, driven through the host's ABI path.
+struct Bundled {
+  server::Metrics metrics;
+  std::unique_ptr<plugin::Handler> handler;
+  Bundled(const std::string& plugin, const json& config) {
+    auto lib = plugin::PluginLibrary::load(std::filesystem::path(KUBETRAIL_PLUGIN_DIR) / (plugin + ".so"));
+    handler = std::make_unique<plugin::Handler>("h", lib, config, &metrics);
+  }
+  plugin::Outcome deliver(const std::vector<diff::ChangeSet>& sets) {
+    std::vector<std::unique_ptr<plugin::AbiChangeSet>> views;
+    std::vector<const plugin::AbiChangeSet*> items;
+    for (const auto& cs : sets) {
+      views.push_back(std::make_unique<plugin::AbiChangeSet>(cs));
+      items.push_back(views.back().get());
+    }
+    return handler->deliver(items);
+  }
+};
+
+std::string create_error(const std::string& plugin, const json& config) {
+  try {
+    Bundled b(plugin, config);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(created)";
+}
+
+// Everything the host logs while it lives.
+struct LogCapture {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  LogCapture() {
+    auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    logger->set_level(spdlog::level::trace);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous); }
+  std::string text() { return out.str(); }
+};
+
+std::string hmac_hex(const std::string& key, const std::string& text) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(text.data()),
+       text.size(), mac, &len);
+  std::string hex;
+  char b[3];
+  for (unsigned i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", mac[i]);
+    hex += b;
+  }
+  return hex;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// webhook
+// ---------------------------------------------------------------------------
+
+TEST_CASE("webhook: one change set per request, exactly the schema v1 JSON, with custom headers") {
+  test::HttpReceiver rx;
+  Bundled b("webhook", {{"url", rx.url("/in")}, {"headers", {{"X-Team", "payments"}}}});
+  auto cs = change();
+  auto out = b.deliver({cs, change("api")});
+  CHECK(out.status == KUBETRAIL_OK);
+  auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 2);
+  CHECK(reqs[0].method == "POST");
+  CHECK(reqs[0].path == "/in");
+  CHECK(reqs[0].header("Content-Type") == "application/json");
+  CHECK(reqs[0].header("X-Team") == "payments");
+  CHECK(json::parse(reqs[0].body) == json::parse(cs.to_json()));
+  CHECK(json::parse(reqs[1].body)["name"] == "api");
+}
+
+TEST_CASE("webhook: batch_max groups a batch into JSON arrays at the boundaries") {
+  test::HttpReceiver rx;
+  Bundled b("webhook", {{"url", rx.url()}, {"batch_max", 2}});
+  std::vector<diff::ChangeSet> sets;
+  for (int i = 0; i < 5; ++i) sets.push_back(change("n" + std::to_string(i)));
+  CHECK(b.deliver(sets).status == KUBETRAIL_OK);
+  auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 3);
+  CHECK(json::parse(reqs[0].body).size() == 2);
+  CHECK(json::parse(reqs[1].body)[1]["name"] == "n3");
+  CHECK(json::parse(reqs[2].body).size() == 1);
+}
+
+TEST_CASE("webhook: CloudEvents structured and binary modes") {
+  test::HttpReceiver rx;
+  {
+    Bundled b("webhook", {{"url", rx.url()}, {"format", "cloudevents"}});
+    REQUIRE(b.deliver({change()}).status == KUBETRAIL_OK);
+  }
+  {
+    Bundled b("webhook", {{"url", rx.url()}, {"format", "cloudevents-binary"}});
+    REQUIRE(b.deliver({change("web", diff::ChangeType::added)}).status == KUBETRAIL_OK);
+  }
+  auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 2);
+  CHECK(reqs[0].header("Content-Type") == "application/cloudevents+json");
+  auto ce = json::parse(reqs[0].body);
+  CHECK(ce["specversion"] == "1.0");
+  CHECK(ce["type"] == "dev.kubetrail.change.modified");
+  CHECK(ce["source"] == "prod-eu");
+  CHECK(ce["id"] == "prod-eu/u-web/42");
+  CHECK(ce["subject"] == "shop/web");
+  CHECK(ce["time"] == "2026-11-23T10:00:00.123Z");
+  CHECK(ce["datacontenttype"] == "application/json");
+  CHECK(ce["data"]["schemaVersion"] == "kubetrail.dev/v1");
+  CHECK(reqs[1].header("ce-specversion") == "1.0");
+  CHECK(reqs[1].header("ce-type") == "dev.kubetrail.change.added");
+  CHECK(reqs[1].header("ce-id") == "prod-eu/u-web/42");
+  CHECK(reqs[1].header("ce-subject") == "shop/web");
+  CHECK(reqs[1].header("Content-Type") == "application/json");
+  CHECK(json::parse(reqs[1].body)["type"] == "Added");
+  CHECK(create_error("webhook", {{"url", rx.url()}, {"format", "cloudevents-binary"}, {"batch_max", 3}})
+            .find("binary mode carries one event") != std::string::npos);
+}
+
+TEST_CASE("webhook: HMAC signature verifies independently; bearer token from a file") {
+  test::HttpReceiver rx;
+  test::TempDir dir;
+  test::write_file(dir / "token", "tok-123\n");
+  setenv("KT_TEST_HMAC", "hmac-key-456", 1);
+  Bundled b("webhook",
+            {{"url", rx.url()}, {"hmac_secret_env", "KT_TEST_HMAC"}, {"bearer_token_file", (dir / "token").string()}});
+  REQUIRE(b.deliver({change()}).status == KUBETRAIL_OK);
+  auto req = rx.requests().at(0);
+  CHECK(req.header("Authorization") == "Bearer tok-123");
+  std::string sig = req.header("X-Kubetrail-Signature");
+  REQUIRE(sig.starts_with("t="));
+  std::string t = sig.substr(2, sig.find(',') - 2);
+  CHECK(std::abs(std::time(nullptr) - std::stol(t)) < 60);
+  CHECK(sig.substr(sig.find(",v1=") + 4) == hmac_hex("hmac-key-456", t + "." + req.body));
+}
+
+TEST_CASE("webhook: basic auth, prune_paths and metadata") {
+  test::HttpReceiver rx;
+  setenv("KT_TEST_USER", "alice", 1);
+  setenv("KT_TEST_PASS", "pw", 1);
+  Bundled b("webhook", {{"url", rx.url()},
+                        {"basic_user_env", "KT_TEST_USER"},
+                        {"basic_password_env", "KT_TEST_PASS"},
+                        {"prune_paths", {"changes[*].old", "actor"}},
+                        {"metadata", {{"env", "prod"}}}});
+  REQUIRE(b.deliver({change()}).status == KUBETRAIL_OK);
+  auto req = rx.requests().at(0);
+  CHECK(req.header("Authorization") == "Basic YWxpY2U6cHc=");
+  auto body = json::parse(req.body);
+  CHECK_FALSE(body.contains("actor"));
+  CHECK_FALSE(body["changes"][0].contains("old"));
+  CHECK(body["changes"][0]["new"] == 3);
+  CHECK(body["metadata"] == json{{"env", "prod"}});
+}
+
+TEST_CASE("webhook: 429 with Retry-After is retried after the delay; 500 is retried; 400 fails at once") {
+  test::HttpReceiver rx;
+  config::Config cfg =
+      config::parse("[[handlers]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = { url = \"" + rx.url() +
+                        "\" }\nretry = { attempts = 4, initial_ms = 1, max_ms = 10 }\n"
+                        "[[routes]]\nchain = [\"hook\"]\n",
+                    "t.toml");
+  plugin::PluginLoader loader(KUBETRAIL_PLUGIN_DIR);
+  server::Metrics metrics;
+  auto handlers = deliver::create_handlers(cfg, loader, &metrics);
+  route::Router router(cfg.routes);
+  std::vector<std::chrono::milliseconds> sleeps;
+  deliver::Dispatcher d(handlers, router, &metrics, [&](auto ms) { sleeps.push_back(ms); });
+
+  rx.script({{429, "slow down", {{"Retry-After", "2"}}}, {500, "oops"}, {200, "ok"}});
+  CHECK(d.dispatch(change()));
+  CHECK(rx.requests().size() == 3);
+  REQUIRE(sleeps.size() == 2);
+  CHECK(sleeps[0].count() >= 2000);  // the server's Retry-After wins over the 1 ms backoff
+  CHECK(sleeps[1].count() < 100);
+
+  rx.script({{400, "bad payload: missing field\nsecond line"}});
+  sleeps.clear();
+  LogCapture logs;
+  CHECK_FALSE(d.dispatch(change()));
+  CHECK(rx.requests().size() == 4);  // no retry
+  CHECK(sleeps.empty());
+  CHECK(logs.text().find("HTTP 400: bad payload: missing field") != std::string::npos);
+  CHECK(logs.text().find("second line") == std::string::npos);
+}
+
+TEST_CASE("webhook: a timeout is a retry; partial batches report per item") {
+  test::HttpReceiver rx;
+  Bundled b("webhook", {{"url", rx.url()}, {"timeout_ms", 200}});
+  rx.script({{200, "ok", {}, 0}, {200, "late", {}, 1500}});
+  auto start = std::chrono::steady_clock::now();
+  auto out = b.deliver({change("a"), change("b"), change("c")});
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  CHECK(out.status == KUBETRAIL_RETRY);
+  CHECK(out.message.find("Timeout") != std::string::npos);
+  CHECK(out.item_status == std::vector<int32_t>{KUBETRAIL_OK, KUBETRAIL_RETRY, KUBETRAIL_RETRY});
+}
+
+TEST_CASE("webhook: secrets in the URL or credentials never reach a message or log line") {
+  test::HttpReceiver rx;
+  setenv("KT_TEST_URL", (rx.url("/hooks/SECRET-PATH-TOKEN")).c_str(), 1);
+  LogCapture logs;
+  Bundled b("webhook", {{"url_env", "KT_TEST_URL"}});
+  rx.script({{403, "forbidden"}});
+  auto out = b.deliver({change()});
+  CHECK(out.status == KUBETRAIL_FAIL);
+  CHECK(rx.requests().at(0).path == "/hooks/SECRET-PATH-TOKEN");
+  // And with nobody listening: a transport error.
+  setenv("KT_TEST_URL", "http://127.0.0.1:1/hooks/SECRET-PATH-TOKEN", 1);
+  Bundled dead("webhook", {{"url_env", "KT_TEST_URL"}, {"timeout_ms", 500}});
+  auto out2 = dead.deliver({change()});
+  CHECK(out2.status == KUBETRAIL_RETRY);
+  for (const auto& text : {out.message, out2.message, logs.text()})
+    CHECK(text.find("SECRET-PATH-TOKEN") == std::string::npos);
+  unsetenv("KT_TEST_URL");
+  std::string err = create_error("webhook", {{"url_env", "KT_TEST_URL"}});
+  CHECK(err.find("url_env: environment variable KT_TEST_URL is not set") != std::string::npos);
+  CHECK(create_error("webhook", {{"url", rx.url()}, {"url_env", "X"}}).find("exactly one of url and url_env") !=
+        std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// slack
+// ---------------------------------------------------------------------------
+
+TEST_CASE("slack: incoming webhook gets a Block Kit message with header, actor, summary and changes") {
+  test::HttpReceiver rx;
+  setenv("KT_TEST_SLACK", rx.url("/services/T000/B000/XXXX").c_str(), 1);
+  Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK"}, {"max_changes", 10}});
+  REQUIRE(b.deliver({change("web", diff::ChangeType::modified, 12), change("new", diff::ChangeType::added),
+                     change("old", diff::ChangeType::deleted)})
+              .status == KUBETRAIL_OK);
+  auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 3);
+  CHECK(reqs[0].path == "/services/T000/B000/XXXX");
+  auto m = json::parse(reqs[0].body);
+  CHECK(m["text"].get<std::string>().starts_with("Modified: Deployment shop/web: replicas 2 → 3"));
+  auto& att = m["attachments"][0];
+  CHECK(att["color"] == "#daa038");
+  auto& blocks = att["blocks"];
+  CHECK(blocks[0] ==
+        json{{"type", "header"}, {"text", {{"type", "plain_text"}, {"text", "Deployment shop/web changed"}}}});
+  CHECK(blocks[1]["type"] == "context");
+  CHECK(blocks[1]["elements"][0]["text"] == "by *kubectl-set* · cluster *prod-eu* · 2026-11-23T10:00:00.123Z");
+  CHECK(blocks[2]["text"]["text"].get<std::string>().starts_with("Deployment shop/web: replicas 2 → 3"));
+  std::string list = blocks[3]["text"]["text"];
+  CHECK(list.starts_with("• `spec.replicas`: `2` → `3`\n• `metadata.labels.l1`: added `v`\n"));
+  CHECK(list.ends_with("_and 2 more_"));
+  auto added = json::parse(reqs[1].body)["attachments"][0];
+  CHECK(added["color"] == "#2eb886");
+  CHECK(added["blocks"][0]["text"]["text"] == "New Deployment shop/new");
+  auto deleted = json::parse(reqs[2].body)["attachments"][0];
+  CHECK(deleted["color"] == "#a30200");
+  CHECK(deleted["blocks"][0]["text"]["text"] == "Deployment shop/old deleted");
+}
+
+TEST_CASE("slack: Slack's answers map to OK, RETRY with the delay, or FAIL with Slack's message") {
+  test::HttpReceiver rx;
+  setenv("KT_TEST_SLACK", rx.url("/services/SECRET").c_str(), 1);
+  LogCapture logs;
+  Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK"}});
+  rx.script({{429, "rate limited", {{"Retry-After", "3"}}}, {500, "oops"}, {404, "channel_not_found"}});
+  auto r1 = b.deliver({change()});
+  CHECK(r1.status == KUBETRAIL_RETRY);
+  CHECK(r1.retry_after_ms == 3000);
+  CHECK(b.deliver({change()}).status == KUBETRAIL_RETRY);
+  auto r3 = b.deliver({change()});
+  CHECK(r3.status == KUBETRAIL_FAIL);
+  CHECK(r3.message == "Slack: HTTP 404: channel_not_found");
+  for (const auto& text : {r1.message, r3.message, logs.text()}) CHECK(text.find("SECRET") == std::string::npos);
+}
+
+TEST_CASE("slack: bot token posts to chat.postMessage with the channel; ok:false errors are read") {
+  test::HttpReceiver rx;
+  test::TempDir dir;
+  test::write_file(dir / "token", "xoxb-TEST-TOKEN\n");
+  Bundled b("slack", {{"token_file", (dir / "token").string()}, {"channel", "#ops"}, {"api_url", rx.url("/api")}});
+  rx.script({{200, R"({"ok":true})"},
+             {200, R"({"ok":false,"error":"channel_not_found"})"},
+             {200, R"({"ok":false,"error":"ratelimited"})"}});
+  CHECK(b.deliver({change()}).status == KUBETRAIL_OK);
+  auto req = rx.requests().at(0);
+  CHECK(req.path == "/api/chat.postMessage");
+  CHECK(req.header("Authorization") == "Bearer xoxb-TEST-TOKEN");
+  CHECK(json::parse(req.body)["channel"] == "#ops");
+  auto fail = b.deliver({change()});
+  CHECK(fail.status == KUBETRAIL_FAIL);
+  CHECK(fail.message == "Slack: channel_not_found");
+  CHECK(b.deliver({change()}).status == KUBETRAIL_RETRY);
+  CHECK(create_error("slack", {{"token_file", (dir / "token").string()}}).find("channel is required") !=
+        std::string::npos);
+}
+
+TEST_CASE("slack: rate_per_minute coalesces the overflow into one message, then asks to retry later") {
+  test::HttpReceiver rx;
+  setenv("KT_TEST_SLACK", rx.url().c_str(), 1);
+  Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK"}, {"rate_per_minute", 2}});
+  std::vector<diff::ChangeSet> sets;
+  for (int i = 0; i < 5; ++i) sets.push_back(change("n" + std::to_string(i)));
+  CHECK(b.deliver(sets).status == KUBETRAIL_OK);
+  auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 2);
+  CHECK(json::parse(reqs[0].body)["attachments"][0]["blocks"][0]["text"]["text"] == "Deployment shop/n0 changed");
+  auto coalesced = json::parse(reqs[1].body)["attachments"][0]["blocks"];
+  CHECK(coalesced[0]["text"]["text"] == "4 changes (rate limit reached)");
+  std::string list = coalesced[1]["text"]["text"];
+  CHECK(list.find("n1") != std::string::npos);
+  CHECK(list.find("n4") != std::string::npos);
+  auto later = b.deliver({change("n5")});
+  CHECK(later.status == KUBETRAIL_RETRY);
+  CHECK(later.retry_after_ms > 0);
+  CHECK(later.retry_after_ms <= 30000);
+  CHECK(rx.requests().size() == 2);
+}
+
+// ---------------------------------------------------------------------------
+// exec
+// ---------------------------------------------------------------------------
+
+TEST_CASE("exec: change set JSON on stdin, KUBETRAIL_* and configured env, workdir") {
+  test::TempDir dir;
+  Bundled b("exec",
+            {{"command", {"/bin/sh", "-c", "cat > stdin.json; env | grep -E '^(KUBETRAIL_|EXTRA=)' | sort > env.txt"}},
+             {"env", {{"EXTRA", "yes"}}},
+             {"workdir", dir.path().string()}});
+  auto cs = change();
+  REQUIRE(b.deliver({cs}).status == KUBETRAIL_OK);
+  CHECK(json::parse(test::read_file(dir / "stdin.json")) == json::parse(cs.to_json()));
+  std::string env = test::read_file(dir / "env.txt");
+  CHECK(env.find("EXTRA=yes\n") != std::string::npos);
+  CHECK(env.find("KUBETRAIL_TYPE=Modified\n") != std::string::npos);
+  CHECK(env.find("KUBETRAIL_KIND=Deployment\n") != std::string::npos);
+  CHECK(env.find("KUBETRAIL_NAMESPACE=shop\n") != std::string::npos);
+  CHECK(env.find("KUBETRAIL_NAME=web\n") != std::string::npos);
+  CHECK(env.find("KUBETRAIL_SUMMARY=Deployment shop/web: replicas 2 → 3\n") != std::string::npos);
+}
+
+TEST_CASE("exec: exit 0 OK, 75 RETRY, others FAIL with the last line of stderr; output goes to the log") {
+  LogCapture logs;
+  Bundled ok("exec", {{"command", {"/bin/sh", "-c", "echo hello from the handler"}}});
+  CHECK(ok.deliver({change()}).status == KUBETRAIL_OK);
+  CHECK(logs.text().find("stdout: hello from the handler") != std::string::npos);
+  Bundled retry("exec", {{"command", {"/bin/sh", "-c", "exit 75"}}});
+  CHECK(retry.deliver({change()}).status == KUBETRAIL_RETRY);
+  Bundled fail("exec", {{"command", {"/bin/sh", "-c", "echo first >&2; echo last words >&2; exit 3"}}});
+  auto out = fail.deliver({change("a"), change("b")});
+  CHECK(out.status == KUBETRAIL_FAIL);
+  CHECK(out.message == "/bin/sh: exited 3: last words");
+  CHECK(out.item_status == std::vector<int32_t>{KUBETRAIL_FAIL, KUBETRAIL_FAIL});
+  Bundled missing("exec", {{"command", {"/nonexistent/program"}}});
+  CHECK(missing.deliver({change()}).status == KUBETRAIL_FAIL);
+}
+
+TEST_CASE("exec: a timeout kills the whole process group and is retried") {
+  test::TempDir dir;
+  std::string script = "sleep 30 & echo $! > " + (dir / "child.pid").string() + "; wait";
+  Bundled b("exec", {{"command", {"/bin/sh", "-c", script}}, {"timeout_ms", 300}});
+  auto start = std::chrono::steady_clock::now();
+  auto out = b.deliver({change()});
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  CHECK(out.status == KUBETRAIL_RETRY);
+  CHECK(out.message.find("killed after timeout_ms 300") != std::string::npos);
+  pid_t child = std::stoi(test::read_file(dir / "child.pid"));
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {  // reaped by init soon after the kill
+    gone = kill(child, 0) != 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(gone);
+}
+
+TEST_CASE("exec: per = batch runs once with a JSON array; shell = true joins the command") {
+  test::TempDir dir;
+  Bundled b("exec", {{"command", {"cat > batch.json; echo $KUBETRAIL_COUNT > count.txt"}},
+                     {"shell", true},
+                     {"per", "batch"},
+                     {"workdir", dir.path().string()}});
+  REQUIRE(b.deliver({change("a"), change("b"), change("c")}).status == KUBETRAIL_OK);
+  auto arr = json::parse(test::read_file(dir / "batch.json"));
+  REQUIRE(arr.size() == 3);
+  CHECK(arr[2]["name"] == "c");
+  CHECK(test::read_file(dir / "count.txt") == "3\n");
+}
+
+// ---------------------------------------------------------------------------
+// log
+// ---------------------------------------------------------------------------
+
+TEST_CASE("log: json lines with field selection, text lines, and pretty with colour") {
+  test::TempDir dir;
+  {
+    Bundled b("log",
+              {{"format", "json"}, {"path", (dir / "a.jsonl").string()}, {"fields", {"type", "name", "changes"}}});
+    REQUIRE(b.deliver({change(), change("api")}).status == KUBETRAIL_OK);
+  }
+  auto lines = test::lines_of(test::read_file(dir / "a.jsonl"));
+  REQUIRE(lines.size() == 2);
+  CHECK(json::parse(lines[1]) ==
+        json{{"type", "Modified"},
+             {"name", "api"},
+             {"changes", {{{"op", "replace"}, {"path", "spec.replicas"}, {"old", 2}, {"new", 3}}}}});
+  {
+    Bundled b("log", {{"path", (dir / "t.log").string()}});
+    REQUIRE(b.deliver({change()}).status == KUBETRAIL_OK);
+  }
+  CHECK(test::read_file(dir / "t.log") ==
+        "Modified Deployment shop/web: replicas 2 → 3 (by kubectl-set) | spec.replicas: 2 → 3\n");
+  {
+    Bundled b("log", {{"format", "pretty"}, {"color", "always"}, {"path", (dir / "p.log").string()}});
+    REQUIRE(b.deliver({change()}).status == KUBETRAIL_OK);
+  }
+  std::string pretty = test::read_file(dir / "p.log");
+  CHECK(pretty.find("\033[33m") != std::string::npos);
+  CHECK(pretty.find("~ spec.replicas: 2 → 3") != std::string::npos);
+  CHECK(pretty.find("by kubectl-set") != std::string::npos);
+}
+
+TEST_CASE("log: files rotate by size, keeping max_files") {
+  test::TempDir dir;
+  Bundled b("log", {{"format", "json"}, {"path", (dir / "c.jsonl").string()}, {"max_size_mb", 1}, {"max_files", 2}});
+  std::vector<diff::ChangeSet> sets;
+  for (int i = 0; i < 100; ++i) sets.push_back(change("n" + std::to_string(i), diff::ChangeType::modified, 40));
+  for (int round = 0; round < 12; ++round) REQUIRE(b.deliver(sets).status == KUBETRAIL_OK);  // ~3.5 MB
+  CHECK(std::filesystem::exists(dir / "c.jsonl"));
+  CHECK(std::filesystem::exists(dir / "c.1.jsonl"));
+  CHECK(std::filesystem::exists(dir / "c.2.jsonl"));
+  CHECK_FALSE(std::filesystem::exists(dir / "c.3.jsonl"));
+  CHECK(std::filesystem::file_size(dir / "c.1.jsonl") <= 1024 * 1024);
+}
