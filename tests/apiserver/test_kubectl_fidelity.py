@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Proof that the test API server behaves like a real kube-apiserver: the
+real kubectl (/usr/bin/kubectl) drives it through create, get, watch, scale,
+set image, label, patch, delete, api-resources and a CRD, over HTTPS with
+token and client-certificate auth. Bounded: every kubectl call has a
+timeout and the server exits by itself."""
+import json, os, shutil, subprocess, sys, tempfile, time, unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+
+class ApiServer:
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="kubetrail-apiserver-")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "apiserver.py"), "--dir", self.dir,
+                                      "--lifetime", "300"] + list(extra),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError("apiserver did not start: %s %s" % (line, self.proc.stderr.read()))
+        self.port = int(line.split()[1])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class KubectlFidelity(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ApiServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def kubectl(self, *args, kubeconfig="kubeconfig-token", check=True, timeout=30):
+        env = dict(os.environ, KUBECONFIG=os.path.join(self.server.dir, kubeconfig))
+        r = subprocess.run([KUBECTL] + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            self.fail("kubectl %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
+        return r
+
+    def get(self, *args):
+        return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
+
+    def test_1_version_and_discovery(self):
+        out = self.kubectl("version", "-o", "json").stdout
+        self.assertEqual(json.loads(out)["serverVersion"]["gitVersion"], "v1.32.0-kubetrail-test")
+        res = self.kubectl("api-resources", "--no-headers").stdout
+        self.assertRegex(res, r"(?m)^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$")
+        self.assertRegex(res, r"(?m)^configmaps\s+cm\s+v1\s+true\s+ConfigMap$")
+        self.assertRegex(res, r"(?m)^namespaces\s+ns\s+v1\s+false\s+Namespace$")
+
+    def test_2_lifecycle_with_a_watch(self):
+        env = dict(os.environ, KUBECONFIG=os.path.join(self.server.dir, "kubeconfig-token"))
+        self.kubectl("create", "deployment", "web", "--image=nginx:1.25", "--replicas=2")
+        d = self.get("deployment", "web", "--show-managed-fields")
+        md = d["metadata"]
+        self.assertEqual((d["kind"], d["apiVersion"], md["namespace"]), ("Deployment", "apps/v1", "default"))
+        for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"):
+            self.assertIn(key, md)
+        self.assertEqual(md["managedFields"][0]["manager"], "kubectl-create")
+        self.assertEqual(d["spec"]["replicas"], 2)
+        rv0 = int(md["resourceVersion"])
+
+        watch = subprocess.Popen([KUBECTL, "get", "deployment", "web", "--watch", "--output-watch-events", "-o",
+                                  "json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.5)
+            self.kubectl("scale", "deployment/web", "--replicas=3")
+            self.kubectl("set", "image", "deployment/web", "nginx=nginx:1.27")
+            self.kubectl("label", "deployment/web", "tier=frontend")
+            self.kubectl("patch", "deployment", "web", "--type=merge", "-p", '{"spec":{"minReadySeconds":5}}')
+            self.kubectl("patch", "deployment", "web", "--type=json",
+                         "-p", '[{"op":"add","path":"/metadata/annotations","value":{"owner":"shop"}}]')
+            d = self.get("deployment", "web", "--show-managed-fields")
+            self.assertEqual(d["spec"]["replicas"], 3)
+            self.assertEqual(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27")
+            self.assertEqual(d["metadata"]["labels"]["tier"], "frontend")
+            self.assertEqual(d["spec"]["minReadySeconds"], 5)
+            self.assertEqual(d["metadata"]["annotations"], {"owner": "shop"})
+            self.assertGreater(d["metadata"]["generation"], 1)
+            managers = {m["manager"] for m in d["metadata"]["managedFields"]}
+            self.assertTrue({"kubectl-create", "kubectl-set", "kubectl-label", "kubectl-patch"} <= managers, managers)
+            self.kubectl("delete", "deployment", "web", timeout=60)
+            self.assertIn("NotFound", self.kubectl("get", "deployment", "web", check=False).stderr)
+            time.sleep(1.5)
+        finally:
+            watch.kill()
+            out, _ = watch.communicate(timeout=10)
+        events = []
+        dec = json.JSONDecoder()
+        i = 0
+        while i < len(out):
+            while i < len(out) and out[i].isspace():
+                i += 1
+            if i >= len(out):
+                break
+            e, i = dec.raw_decode(out, i)
+            events.append(e)
+        types = [e["type"] for e in events]
+        self.assertEqual(types[0], "ADDED")
+        self.assertEqual(types.count("MODIFIED"), 5, types)
+        self.assertEqual(types[-1], "DELETED")
+        rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+        self.assertEqual(rvs, sorted(rvs))
+        self.assertGreater(rvs[1], rv0)
+
+    def test_3_optimistic_concurrency_and_errors(self):
+        self.kubectl("create", "configmap", "cfg", "--from-literal=a=1")
+        cm = self.get("configmap", "cfg")
+        stale = dict(cm)
+        self.kubectl("patch", "configmap", "cfg", "--type=merge", "-p", '{"data":{"a":"2"}}')
+        path = os.path.join(self.server.dir, "stale.json")
+        with open(path, "w") as f:
+            json.dump(stale, f)
+        r = self.kubectl("replace", "-f", path, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the object has been modified", r.stderr)
+        r = self.kubectl("create", "configmap", "cfg", "--from-literal=a=1", check=False)
+        self.assertIn('configmaps "cfg" already exists', r.stderr)
+
+    def test_4_pagination_and_selectors(self):
+        for i in range(7):
+            self.kubectl("create", "configmap", "page-%d" % i, "--from-literal=i=%d" % i)
+            self.kubectl("label", "configmap", "page-%d" % i, "parity=%s" % ("even" if i % 2 == 0 else "odd"))
+        names = self.kubectl("get", "configmaps", "--chunk-size=2", "-l", "parity=even", "-o",
+                             "jsonpath={.items[*].metadata.name}").stdout.split()
+        self.assertEqual(names, ["page-0", "page-2", "page-4", "page-6"])
+        one = self.kubectl("get", "configmaps", "--field-selector", "metadata.name=page-3", "-o", "name").stdout
+        self.assertEqual(one.strip(), "configmap/page-3")
+
+    def test_5_client_certificate_auth_and_wrong_token(self):
+        r = self.kubectl("get", "namespaces", kubeconfig="kubeconfig-cert", check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bad = os.path.join(self.server.dir, "kubeconfig-bad")
+        with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
+            text = f.read()
+        with open(bad, "w") as f:
+            f.write(text.replace("token: ", "token: wrong-"))
+        r = self.kubectl("get", "configmaps", kubeconfig="kubeconfig-bad", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Unauthorized", r.stderr)
+
+    def test_6_crd_created_and_served(self):
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "widgets.example.com"},
+               "spec": {"group": "example.com", "scope": "Namespaced",
+                        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wg"]},
+                        "versions": [{"name": "v1", "served": True, "storage": True,
+                                      "schema": {"openAPIV3Schema": {"type": "object",
+                                                                     "x-kubernetes-preserve-unknown-fields": True}}}]}}
+        path = os.path.join(self.server.dir, "crd.json")
+        with open(path, "w") as f:
+            json.dump(crd, f)
+        self.kubectl("create", "-f", path)
+        w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "blue"}, "spec": {"size": 3}}
+        path = os.path.join(self.server.dir, "w.json")
+        with open(path, "w") as f:
+            json.dump(w, f)
+        self.kubectl("create", "-f", path)
+        got = self.get("widgets.example.com", "blue")
+        self.assertEqual(got["spec"]["size"], 3)
+        self.assertIn("blue", self.kubectl("get", "wg").stdout)
+        self.assertRegex(self.kubectl("api-resources", "--api-group=example.com", "--no-headers").stdout,
+                         r"widgets\s+wg\s+example.com/v1\s+true\s+Widget")
+
+
+class WatchProtocol(unittest.TestCase):
+    """The watch behaviours kubetrail's informer relies on, checked with a
+    plain HTTPS client: bookmarks, timeoutSeconds, 410 for an expired
+    resourceVersion (as an ERROR event, like the real watch cache), and the
+    test controls that cut watches."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ApiServer("--history", "5", "--bookmark-seconds", "0.3")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def request(self, method, path, body=None, timeout=10):
+        import http.client, ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.server.dir, "ca.crt"))
+        c = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=ctx, timeout=timeout)
+        headers = {"Authorization": "Bearer test-token", "Content-Type": "application/json"}
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+
+    def watch_events(self, query, timeout=10):
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&" + query, timeout=timeout)
+        self.assertEqual(status, 200)
+        return [json.loads(line) for line in body.splitlines() if line]
+
+    def test_bookmarks_timeout_and_410(self):
+        status, created = self.request("POST", "/api/v1/namespaces/default/configmaps",
+                                       {"metadata": {"name": "w0"}, "data": {"a": "1"}})
+        self.assertEqual(status, 201)
+        rv = json.loads(created)["metadata"]["resourceVersion"]
+        start = time.time()
+        events = self.watch_events("resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=1" % rv)
+        self.assertLess(time.time() - start, 5)
+        self.assertIn("BOOKMARK", [e["type"] for e in events])
+        self.assertEqual(events[-1]["object"]["metadata"]["resourceVersion"], rv)
+        for i in range(1, 8):  # overflow the 5-event history
+            self.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "w%d" % i}})
+        events = self.watch_events("resourceVersion=%s&timeoutSeconds=1" % rv)
+        self.assertEqual(events[0]["type"], "ERROR")
+        self.assertEqual(events[0]["object"]["code"], 410)
+        self.assertEqual(events[0]["object"]["reason"], "Expired")
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?limit=2")
+        token = json.loads(body)["metadata"]["continue"]
+        self.request("POST", "/testing/expire-history")
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?limit=2&continue=" + token)
+        self.assertEqual(status, 410)
+        self.assertEqual(json.loads(body)["reason"], "Expired")
+
+    def test_cut_watches(self):
+        import http.client, threading
+        result = {}
+
+        def watch():
+            try:
+                self.watch_events("timeoutSeconds=30", timeout=20)
+                result["ended"] = "cleanly"
+            except http.client.IncompleteRead:
+                result["ended"] = "cut"  # no final chunk: a dropped connection, as intended
+        t = threading.Thread(target=watch)
+        start = time.time()
+        t.start()
+        time.sleep(0.5)
+        self.request("POST", "/testing/cut-watches")
+        t.join(timeout=15)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(result.get("ended"), "cut")
+        self.assertLess(time.time() - start, 10)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
