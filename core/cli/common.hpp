@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/cli.hpp"
+#include "common/clock.hpp"
 #include "config/config.hpp"
 
 namespace kubetrail::cli {
@@ -16,7 +17,5 @@ config::Config load_config(const Args& args);
 void setup_logging(const config::Config& cfg, const Args& args);
 // --plugins-dir, else [plugins] dir, else beside the executable.
 std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args);
-// Current time as RFC 3339 UTC with milliseconds.
-std::string now_rfc3339();
 
 }  // namespace kubetrail::cli

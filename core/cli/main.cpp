@@ -28,7 +28,9 @@ commands:
   check-config [--config FILE]          validate a config and load its plugins, do nothing else
   plugins [--dir DIR] [-v]              list installed plugins (-v: with config schemas)
   version                               print version and plugin ABI version
-  run [--config FILE]                   watch a cluster (needs the Kubernetes client, not in this build yet)
+  run [--config FILE] [--kubeconfig F] [--context C]
+                                        watch the cluster: [watch] resources through the diff,
+                                        routes and handlers until SIGINT/SIGTERM
 
 common options:
   --config FILE        TOML config (default: built-in: every change set as a line on stdout)
@@ -37,7 +39,8 @@ common options:
 )";
 
 // Options that take a value; everything else starting with '-' is a flag.
-const std::set<std::string> kValued = {"--config", "--plugins-dir", "--dir", "--log-level", "--output"};
+const std::set<std::string> kValued = {"--config", "--plugins-dir", "--dir",    "--log-level",
+                                       "--output", "--kubeconfig",  "--context"};
 const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help"};
 
 }  // namespace
@@ -154,11 +157,7 @@ int main(int argc, char** argv) {
     if (command == "check-config") return run_check_config(args);
     if (command == "plugins") return run_plugins(args);
     if (command == "version") return run_version(args);
-    if (command == "run") {
-      std::cerr << "kubetrail run: watching a live cluster needs the Kubernetes client, which this build does not "
-                   "have yet; try `kubetrail replay` with a recorded stream\n";
-      return 2;
-    }
+    if (command == "run") return run_daemon(args);
   } catch (const Error& e) {
     std::cerr << "kubetrail " << command << ": " << e.what() << "\n";
     return 2;

@@ -7,13 +7,12 @@
 #include <iostream>
 
 #include "cli/common.hpp"
+#include "cli/pipeline.hpp"
 #include "common/error.hpp"
-#include "deliver/deliver.hpp"
 #include "diff/diff.hpp"
 #include "kube/object_store.hpp"
 #include "kube/recording.hpp"
 #include "kube/resource.hpp"
-#include "route/route.hpp"
 
 namespace kubetrail::cli {
 
@@ -51,17 +50,7 @@ int run_replay(const Args& args) {
     return 1;
   }
 
-  server::Metrics metrics;
-  plugin::PluginLoader loader(plugin_dir(cfg, args));
-  auto handlers = deliver::create_handlers(cfg, loader, &metrics);
-  bool handler_errors = false;
-  for (const auto& [name, slot] : handlers)
-    if (!slot.handler) {
-      spdlog::error("{}", slot.error);
-      handler_errors = true;
-    }
-  route::Router router(cfg.routes);
-  deliver::Dispatcher dispatcher(handlers, router, &metrics);
+  Pipeline pipeline(cfg, args);
   diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
   std::map<std::string, kube::ObjectStore> stores;  // per resource, like one informer each
 
@@ -102,27 +91,18 @@ int run_replay(const Args& args) {
       continue;
     }
     auto& cs = result.value();
-    if (!cs) continue;
-    if (std::find(cfg.watch.events.begin(), cfg.watch.events.end(), cs->type) == cfg.watch.events.end()) continue;
-    if (!dispatcher.dispatch(*cs)) delivered_all = false;
+    if (cs && !pipeline.deliver(*cs)) delivered_all = false;
   }
-  for (auto& [name, slot] : handlers)
-    if (slot.handler) {
-      auto out = slot.handler->flush(KUBETRAIL_FLUSH_SHUTDOWN);
-      if (out.status != KUBETRAIL_OK) {
-        spdlog::error("handler \"{}\": flush failed: {}", name, out.message);
-        delivered_all = false;
-      }
-    }
+  if (!pipeline.flush()) delivered_all = false;
 
   const auto& ds = detector.stats();
-  const auto& ps = dispatcher.stats();
+  const auto& ps = pipeline.stats();
   spdlog::info(
       "replayed {} events from {} file(s): {} change sets, {} noise-only updates dropped, {} skipped by "
       "[watch] filters, {} unrouted, {} deliveries failed",
       recording.events().size(), recording.files().size(), ds.change_sets, ds.noise, skipped, ps.unrouted, ps.failed);
   for (const auto& e : recording.errors()) spdlog::error("{}", e);
-  return recording.errors().empty() && delivered_all && !handler_errors ? 0 : 1;
+  return recording.errors().empty() && delivered_all && !pipeline.handler_errors() ? 0 : 1;
 }
 
 }  // namespace kubetrail::cli

@@ -584,6 +584,39 @@ kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::el
   return stored;
 }
 
+Result<bool> ChangeDetector::seed(const kube::ResourceType& type, dom::element object, kube::ObjectStore& store) {
+  dom::element metadata;
+  if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS)
+    return Result<bool>::failure("object has no metadata");
+  std::string name = string_at(metadata, "name");
+  if (name.empty()) return Result<bool>::failure("object has no metadata.name");
+  store.put(kube::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object));
+  return true;
+}
+
+std::optional<ChangeSet> ChangeDetector::forget(const kube::ResourceType& type, std::string_view store_key,
+                                                kube::ObjectStore& store, std::string_view observed_at,
+                                                std::string_view list_rv) {
+  const kube::StoredObject* old = store.find(store_key);
+  if (!old) return std::nullopt;
+  ChangeSet cs;
+  cs.type = ChangeType::deleted;
+  cs.cluster = cluster_;
+  cs.observed_at.assign(observed_at);
+  cs.resource = type;
+  auto slash = store_key.find('/');
+  cs.object_namespace.assign(store_key.substr(0, slash));
+  cs.name.assign(store_key.substr(slash + 1));
+  cs.uid = old->uid;
+  cs.resource_version.assign(list_rv);
+  cs.id = cluster_ + "/" + cs.uid + "/" + cs.resource_version;
+  cs.old_object = old->json;
+  cs.summary = summarize(cs);
+  store.erase(store_key);
+  ++stats_.change_sets;
+  return cs;
+}
+
 Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType event, const kube::ResourceType& type,
                                                          dom::element object, kube::ObjectStore& store,
                                                          std::string_view observed_at) {

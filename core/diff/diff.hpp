@@ -116,6 +116,17 @@ class ChangeDetector {
                                            simdjson::dom::element object, kube::ObjectStore& store,
                                            std::string_view observed_at);
 
+  // Stores an object that already existed when watching began (an initial
+  // list): cached, never reported. An object without metadata.name is an error.
+  Result<bool> seed(const kube::ResourceType& type, simdjson::dom::element object, kube::ObjectStore& store);
+
+  // Removes a cached object that disappeared while nobody watched (found by
+  // a relist at `list_rv`) and returns its Deleted change set, whose
+  // resourceVersion (and id) is the list's: the deletion's own is unknown.
+  // nullopt if not cached.
+  std::optional<ChangeSet> forget(const kube::ResourceType& type, std::string_view store_key, kube::ObjectStore& store,
+                                  std::string_view observed_at, std::string_view list_rv);
+
   // Prunes and redacts an object as the cache would store it.
   kube::StoredObject prune(const kube::ResourceType& type, simdjson::dom::element object);
 

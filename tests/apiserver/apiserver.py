@@ -18,6 +18,8 @@ Test-only control endpoints (authenticated like the rest):
   POST /testing/expire-history   forget the event history: the next watch
                                  from an old resourceVersion gets 410
   POST /testing/delay?ms=N       delay every response by N ms (0: off)
+  POST /testing/delay-watches?ms=N   delay only the start of watches (a gap
+                                 in which changes happen unseen)
   GET  /testing/requests         the requests seen so far, as JSON lines
 
 Usage: apiserver.py --dir DIR [--port 0] [--token T]... [--history N]
@@ -275,15 +277,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def body_json(self):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-        n = int(self.headers.get("Content-Length") or 0)
         if ctype == "application/vnd.kubernetes.protobuf":
             # kubectl's typed clients (kubectl create deployment, ...) send
             # protobuf, as the real server accepts for built-in types.
             try:
-                return k8sproto.decode(self.rfile.read(n))
+                return k8sproto.decode(self.raw_body)
             except (k8sproto.ProtoError, KeyError, UnicodeDecodeError) as e:
                 raise ApiError(415, "UnsupportedMediaType", "cannot decode protobuf body: %s" % e)
-        raw = self.rfile.read(n) if n else b""
+        raw = self.raw_body
         if not raw:
             raise ApiError(400, "BadRequest", "request body required")
         try:
@@ -304,6 +305,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def dispatch(self, method):
+        n = int(self.headers.get("Content-Length") or 0)
+        self.raw_body = self.rfile.read(n) if n else b""  # always consumed: keep-alive stays in sync
         url = urllib.parse.urlsplit(self.path)
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         store = self.server.store
@@ -699,6 +702,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- watch -----------------------------------------------------------
     def watch(self, res, ns, q):
         store = self.server.store
+        if self.server.watch_delay_ms:
+            time.sleep(self.server.watch_delay_ms / 1000.0)
         reqs = parse_label_selector(q.get("labelSelector"))
         timeout = float(q.get("timeoutSeconds") or 1800)
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
@@ -741,18 +746,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             last_bookmark = time.time()
             while since is not None:
                 with store.lock:
+                    # scanned_rv: everything up to it has been looked at, so a
+                    # bookmark may name it; not store.rv after the wait, which
+                    # may cover events not yet sent.
+                    scanned_rv = store.rv
                     events = [(erv, t, o) for erv, qual, t, o in store.history if erv > since and visible(qual, o)]
                     if not events:
                         store.lock.wait(timeout=0.2)
                     cut = store.watch_epoch != epoch
-                    current_rv = store.rv
                 for erv, t, o in events:
                     send({"type": t, "object": self.full(res, o)})
                     since = erv
                 if cut or time.time() >= deadline:
                     break
                 if bookmarks and time.time() - last_bookmark >= self.server.cfg.bookmark_seconds:
-                    since = max(since, current_rv)
+                    since = max(since, scanned_rv)
                     send({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version,
                                                          "metadata": {"resourceVersion": str(since)}}})
                     last_bookmark = time.time()
@@ -787,6 +795,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.server.force_gone = True
             elif what == "delay":
                 self.server.delay_ms = int(q.get("ms", "0"))
+            elif what == "delay-watches":
+                self.server.watch_delay_ms = int(q.get("ms", "0"))
             else:
                 raise ApiError(404, "NotFound", "no such test control")
         self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
@@ -853,7 +863,7 @@ def main():
     ctx.verify_mode = ssl.CERT_OPTIONAL
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.cfg, srv.store, srv.requests = cfg, Store(a.history), []
-    srv.delay_ms, srv.force_gone = 0, False
+    srv.delay_ms, srv.watch_delay_ms, srv.force_gone = 0, 0, False
     port = srv.server_address[1]
     write_kubeconfigs(a.dir, port, sorted(cfg.tokens)[0])
     threading.Timer(a.lifetime, lambda: os._exit(0)).start()

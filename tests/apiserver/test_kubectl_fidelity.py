@@ -4,29 +4,10 @@ real kubectl (/usr/bin/kubectl) drives it through create, get, watch, scale,
 set image, label, patch, delete, api-resources and a CRD, over HTTPS with
 token and client-certificate auth. Bounded: every kubectl call has a
 timeout and the server exits by itself."""
-import json, os, shutil, subprocess, sys, tempfile, time, unittest
+import json, os, subprocess, sys, time, unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-
-
-class ApiServer:
-    def __init__(self, *extra):
-        self.dir = tempfile.mkdtemp(prefix="kubetrail-apiserver-")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "apiserver.py"), "--dir", self.dir,
-                                      "--lifetime", "300"] + list(extra),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError("apiserver did not start: %s %s" % (line, self.proc.stderr.read()))
-        self.port = int(line.split()[1])
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import KUBECTL, ApiServer  # noqa: E402
 
 
 class KubectlFidelity(unittest.TestCase):
@@ -192,7 +173,9 @@ class WatchProtocol(unittest.TestCase):
         headers = {"Authorization": "Bearer test-token", "Content-Type": "application/json"}
         c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         r = c.getresponse()
-        return r.status, r.read().decode()
+        status, body = r.status, r.read().decode()
+        c.close()
+        return status, body
 
     def watch_events(self, query, timeout=10):
         status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&" + query, timeout=timeout)

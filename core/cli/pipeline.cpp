@@ -1,0 +1,41 @@
+#include "cli/pipeline.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kubetrail::cli {
+
+Pipeline::Pipeline(const config::Config& cfg, const Args& args)
+    : cfg_(cfg),
+      loader_(plugin_dir(cfg, args)),
+      handlers_(deliver::create_handlers(cfg, loader_, &metrics_)),
+      router_(cfg.routes),
+      dispatcher_(handlers_, router_, &metrics_) {
+  for (const auto& [name, slot] : handlers_)
+    if (!slot.handler) {
+      spdlog::error("{}", slot.error);
+      handler_errors_ = true;
+    }
+}
+
+bool Pipeline::deliver(const diff::ChangeSet& cs) {
+  const auto& events = cfg_.watch.events;
+  if (std::find(events.begin(), events.end(), cs.type) == events.end()) return true;
+  return dispatcher_.dispatch(cs);
+}
+
+bool Pipeline::flush() {
+  bool ok = true;
+  for (auto& [name, slot] : handlers_)
+    if (slot.handler) {
+      auto out = slot.handler->flush(KUBETRAIL_FLUSH_SHUTDOWN);
+      if (out.status != KUBETRAIL_OK) {
+        spdlog::error("handler \"{}\": flush failed: {}", name, out.message);
+        ok = false;
+      }
+    }
+  return ok;
+}
+
+}  // namespace kubetrail::cli

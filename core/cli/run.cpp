@@ -1,0 +1,127 @@
+// `kubetrail run`: watch a cluster. Discovery resolves [watch] resources,
+// one informer thread per resource (and namespace), change sets flow through
+// one queue to the delivery pipeline on the main thread. SIGINT/SIGTERM stop
+// the watches, deliver what is queued, flush the handlers and exit 0.
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "cli/pipeline.hpp"
+#include "common/error.hpp"
+#include "kube/client.hpp"
+#include "kube/discovery.hpp"
+#include "kube/informer.hpp"
+#include "kube/kubeconfig.hpp"
+
+namespace kubetrail::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+// Change sets from the informer threads to the delivery thread.
+class ChangeQueue {
+ public:
+  void push(diff::ChangeSet&& cs) {
+    {
+      std::lock_guard lock(mu_);
+      q_.push_back(std::move(cs));
+    }
+    cv_.notify_one();
+  }
+  // Waits up to `wait` for one; nullopt on timeout.
+  std::optional<diff::ChangeSet> pop(std::chrono::milliseconds wait) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, wait, [&] { return !q_.empty(); })) return std::nullopt;
+    auto cs = std::move(q_.front());
+    q_.pop_front();
+    return cs;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<diff::ChangeSet> q_;
+};
+
+}  // namespace
+
+int run_daemon(const Args& args) {
+  config::Config cfg = load_config(args);  // errors: exit 2 through main()
+  setup_logging(cfg, args);
+  if (cfg.watch.resources.empty()) {
+    std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources is empty: nothing to watch\n";
+    return 2;
+  }
+  std::string kubeconfig = args.get("--kubeconfig", cfg.cluster.kubeconfig);
+  std::string context = args.get("--context", cfg.cluster.context);
+  kube::Connection conn = kube::resolve_connection(kubeconfig, context);
+  spdlog::info("connecting to {} ({})", conn.server, conn.source);
+  kube::Client client(conn);
+  kube::Discovery discovery = kube::Discovery::fetch(client);
+
+  std::vector<kube::ResourceType> types;
+  std::string unresolved;
+  for (const auto& name : cfg.watch.resources) {
+    auto t = discovery.resolve(name);
+    if (t)
+      types.push_back(t.value());
+    else
+      unresolved += "\n  " + t.error();
+  }
+  if (!unresolved.empty()) {
+    std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources:" << unresolved << "\n";
+    return 2;
+  }
+
+  Pipeline pipeline(cfg, args);
+  ChangeQueue queue;
+  std::vector<std::unique_ptr<kube::Informer>> informers;
+  for (const auto& t : types) {
+    std::vector<std::string> scopes{""};
+    if (t.namespaced && !cfg.watch.namespaces.empty()) scopes = cfg.watch.namespaces;
+    for (const auto& ns : scopes) {
+      kube::InformerOptions opt;
+      opt.type = t;
+      opt.namespace_scope = ns;
+      opt.exclude_namespaces = cfg.watch.exclude_namespaces;
+      opt.label_selector = cfg.watch.label_selector;
+      opt.field_selector = cfg.watch.field_selector;
+      informers.push_back(std::make_unique<kube::Informer>(
+          client, opt, cfg.cluster.name, cfg.diff, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); }));
+    }
+  }
+
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  std::vector<std::thread> threads;
+  for (auto& inf : informers) threads.emplace_back([&inf] { inf->run(g_stop); });
+  bool ready_logged = false;
+  while (!g_stop.load()) {
+    if (auto cs = queue.pop(std::chrono::milliseconds(200))) pipeline.deliver(*cs);
+    if (!ready_logged && std::all_of(informers.begin(), informers.end(), [](auto& i) { return i->synced(); })) {
+      spdlog::info("ready: {} informer(s) synced; watching", informers.size());
+      ready_logged = true;
+    }
+  }
+  spdlog::info("stopping: closing watches");
+  for (auto& t : threads) t.join();
+  while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline.deliver(*cs);
+  pipeline.flush();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace kubetrail::cli

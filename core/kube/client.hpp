@@ -1,0 +1,69 @@
+// An HTTP client for one Kubernetes API server over libcurl: TLS with the
+// kubeconfig's CA and client certificates, bearer tokens (static, from a
+// file that may rotate, or from an exec credential plugin, re-run on expiry
+// and on 401), gzip, a kubetrail User-Agent. No credential is ever written
+// to a log or an error message.
+//
+// Thread-safe: each call uses its own curl handle; credentials are shared
+// under a lock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "kube/kubeconfig.hpp"
+
+namespace kubetrail::kube {
+
+class Client {
+ public:
+  explicit Client(Connection connection);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  struct Response {
+    long status = 0;    // 0: no HTTP response (see error)
+    std::string body;   // for get(); for stream(), only the body of a non-2xx answer
+    std::string error;  // transport error, or why a credential could not be had
+    uint32_t retry_after_ms = 0;
+  };
+
+  // GET path (with its query), the whole body.
+  Response get(std::string_view path, long timeout_ms = 60000);
+  // GET path, handing the body to on_data as it arrives (a watch). Returns
+  // when the server ends the response, on_data returns false, `stop` becomes
+  // true (checked at least once a second), or after timeout_ms.
+  Response stream(std::string_view path, const std::function<bool(std::string_view)>& on_data,
+                  const std::atomic<bool>& stop, long timeout_ms);
+
+  const Connection& connection() const noexcept { return conn_; }
+
+ private:
+  struct Credentials {
+    std::string token;
+    std::string cert_pem, key_pem;
+  };
+  Credentials credentials(bool refresh);
+  Credentials run_exec_plugin();
+  Response perform(std::string_view path, const std::function<bool(std::string_view)>* on_data,
+                   const std::atomic<bool>* stop, long timeout_ms);
+  Response perform_once(std::string_view path, const Credentials& creds,
+                        const std::function<bool(std::string_view)>* on_data, const std::atomic<bool>* stop,
+                        long timeout_ms);
+
+  Connection conn_;
+  std::mutex mu_;
+  Credentials exec_creds_;
+  std::chrono::system_clock::time_point exec_expiry_{};
+  bool exec_valid_ = false;
+  std::string file_token_;
+  std::chrono::steady_clock::time_point file_token_read_{};
+};
+
+}  // namespace kubetrail::kube

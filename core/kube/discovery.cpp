@@ -1,0 +1,166 @@
+#include "kube/discovery.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace kubetrail::kube {
+
+namespace dom = simdjson::dom;
+
+bool ApiResource::watchable() const {
+  auto has = [&](const char* v) { return std::find(verbs.begin(), verbs.end(), v) != verbs.end(); };
+  return has("list") && has("watch");
+}
+
+std::string describe_failure(const Client::Response& r) {
+  if (r.status == 0) return r.error.empty() ? "no response" : r.error;
+  std::string text = "HTTP " + std::to_string(r.status);
+  dom::parser p;
+  dom::element doc;
+  std::string_view message;
+  if (p.parse(simdjson::padded_string(r.body)).get(doc) == simdjson::SUCCESS &&
+      doc["message"].get(message) == simdjson::SUCCESS)
+    text += ": " + std::string(message);
+  else if (!r.body.empty())
+    text += ": " + r.body.substr(0, std::min<size_t>(200, r.body.find('\n')));
+  return text;
+}
+
+namespace {
+
+dom::element get_json(Client& client, dom::parser& parser, const std::string& path) {
+  auto r = client.get(path, 30000);
+  if (r.status != 200) {
+    std::string hint;
+    if (r.status == 401)
+      hint = " (the server rejected our credentials: check the token, certificate or exec plugin of " +
+             client.connection().source + ")";
+    else if (r.status == 403)
+      hint = " (authenticated, but not allowed: check RBAC for discovery)";
+    throw Error("API server " + client.connection().server + ": GET " + path + " failed: " + describe_failure(r) +
+                hint);
+  }
+  dom::element doc;
+  if (parser.parse(simdjson::padded_string(r.body)).get(doc) != simdjson::SUCCESS)
+    throw Error("API server " + client.connection().server + ": GET " + path + ": the answer is not JSON");
+  return doc;
+}
+
+void add_group_version(Client& client, const std::string& path, const std::string& group, const std::string& version,
+                       std::vector<ApiResource>& out) {
+  dom::parser parser;
+  dom::element doc = get_json(client, parser, path);
+  dom::array list;
+  if (doc["resources"].get(list) != simdjson::SUCCESS) return;
+  for (dom::element r : list) {
+    std::string_view name, kind, singular;
+    bool namespaced = false;
+    if (r["name"].get(name) != simdjson::SUCCESS || name.find('/') != std::string_view::npos) continue;  // subresource
+    if (r["kind"].get(kind) != simdjson::SUCCESS) continue;
+    if (r["singularName"].get(singular) != simdjson::SUCCESS) singular = {};
+    if (r["namespaced"].get(namespaced) != simdjson::SUCCESS) namespaced = false;
+    ApiResource a;
+    a.type = ResourceType{group, version, std::string(name), std::string(kind), namespaced};
+    a.singular = singular.empty() ? a.type.kind : std::string(singular);
+    std::transform(a.singular.begin(), a.singular.end(), a.singular.begin(), ::tolower);
+    dom::array arr;
+    if (r["shortNames"].get(arr) == simdjson::SUCCESS)
+      for (dom::element s : arr) a.short_names.emplace_back(std::string_view(s));
+    if (r["verbs"].get(arr) == simdjson::SUCCESS)
+      for (dom::element s : arr) a.verbs.emplace_back(std::string_view(s));
+    out.push_back(std::move(a));
+  }
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+bool names(const ApiResource& r, const std::string& n) {
+  return n == r.type.resource || n == r.singular || n == lower(r.type.kind) ||
+         std::find(r.short_names.begin(), r.short_names.end(), n) != r.short_names.end();
+}
+
+}  // namespace
+
+Discovery Discovery::fetch(Client& client) {
+  Discovery d;
+  {
+    dom::parser parser;
+    dom::element api = get_json(client, parser, "/api");
+    dom::array versions;
+    if (api["versions"].get(versions) == simdjson::SUCCESS)
+      for (dom::element v : versions)
+        if (std::string_view(v) == "v1") add_group_version(client, "/api/v1", "", "v1", d.resources_);
+  }
+  dom::parser parser;
+  dom::element apis = get_json(client, parser, "/apis");
+  dom::array groups;
+  if (apis["groups"].get(groups) == simdjson::SUCCESS) {
+    for (dom::element g : groups) {
+      std::string_view name, gv, version;
+      if (g["name"].get(name) != simdjson::SUCCESS ||
+          g.at_pointer("/preferredVersion/groupVersion").get(gv) != simdjson::SUCCESS ||
+          g.at_pointer("/preferredVersion/version").get(version) != simdjson::SUCCESS)
+        continue;
+      add_group_version(client, "/apis/" + std::string(gv), std::string(name), std::string(version), d.resources_);
+    }
+  }
+  return d;
+}
+
+Result<ResourceType> Discovery::resolve(std::string_view raw) const {
+  std::string name = lower(raw);
+  const ApiResource* found = nullptr;
+  for (const auto& r : resources_) {  // "plural.group" (or kind.group, short.group)
+    if (r.type.group.empty() || name.size() <= r.type.group.size() + 1 || !name.ends_with("." + r.type.group)) continue;
+    if (names(r, name.substr(0, name.size() - r.type.group.size() - 1))) {
+      found = &r;
+      break;
+    }
+  }
+  if (!found)
+    for (const auto& r : resources_)  // core first, then groups in the server's order, like kubectl
+      if (names(r, name)) {
+        found = &r;
+        break;
+      }
+  if (found) {
+    if (!found->watchable())
+      return Result<ResourceType>::failure("resource \"" + std::string(raw) + "\" (" + found->type.qualified_name() +
+                                           ") does not support list and watch");
+    return found->type;
+  }
+  std::vector<std::pair<size_t, std::string>> close;
+  for (const auto& r : resources_) {
+    size_t d = std::min(edit_distance(name, r.type.resource), edit_distance(name, r.type.qualified_name()));
+    if (d <= 3 || r.type.resource.find(name) != std::string::npos)
+      close.emplace_back(
+          d, r.type.qualified_name() + " (" + (r.type.group.empty() ? "" : r.type.group + "/") + r.type.version + ")");
+  }
+  std::sort(close.begin(), close.end());
+  std::string msg = "the server has no resource \"" + std::string(raw) + "\"";
+  if (!close.empty()) {
+    msg += "; close matches:";
+    for (size_t i = 0; i < close.size() && i < 5; ++i) msg += (i ? ", " : " ") + close[i].second;
+  }
+  return Result<ResourceType>::failure(msg);
+}
+
+}  // namespace kubetrail::kube

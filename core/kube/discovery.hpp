@@ -1,0 +1,46 @@
+// API discovery: which resources the server serves (built-in and CRDs), and
+// resolution of the names users write in [watch] resources - plural,
+// singular, kind, short name, or plural.group - to a group/version/resource.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+#include "kube/client.hpp"
+#include "kube/resource.hpp"
+
+namespace kubetrail::kube {
+
+struct ApiResource {
+  ResourceType type;
+  std::string singular;
+  std::vector<std::string> short_names;
+  std::vector<std::string> verbs;
+  bool watchable() const;
+};
+
+class Discovery {
+ public:
+  // Reads /api, /apis and each group's preferred version (legacy discovery,
+  // which every server serves). Throws kubetrail::Error naming the server,
+  // the path and the server's answer (401 included) on failure.
+  static Discovery fetch(Client& client);
+
+  // Resolves a [watch] resources entry. The error lists close matches.
+  Result<ResourceType> resolve(std::string_view name) const;
+  const std::vector<ApiResource>& resources() const noexcept { return resources_; }
+
+  // Builds a catalogue from given resources (tests).
+  explicit Discovery(std::vector<ApiResource> resources) : resources_(std::move(resources)) {}
+
+ private:
+  Discovery() = default;
+  std::vector<ApiResource> resources_;  // core first, then groups in server order
+};
+
+// The text of a failed API call, for messages: "HTTP 401 Unauthorized: <message>".
+std::string describe_failure(const Client::Response& r);
+
+}  // namespace kubetrail::kube

@@ -1,0 +1,74 @@
+// An informer for one resource (optionally one namespace): list, then
+// watch from the list's resourceVersion with bookmarks; on a dropped watch,
+// watch again from the last resourceVersion seen; on 410 Gone, list again
+// and report the difference between the fresh list and the cache - changes,
+// appearances and disappearances while disconnected - each once. Objects
+// that exist at start-up are cached, not reported.
+//
+// run() blocks on the calling thread until `stop` is set; the sink is called
+// on that thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "diff/diff.hpp"
+#include "kube/client.hpp"
+#include "kube/object_store.hpp"
+#include "kube/resource.hpp"
+
+namespace kubetrail::kube {
+
+struct InformerOptions {
+  ResourceType type;
+  std::string namespace_scope;  // "" = all namespaces
+  std::vector<std::string> exclude_namespaces;
+  std::string label_selector;
+  std::string field_selector;
+  uint32_t page_size = 500;
+  // The server ends each watch after a random time in this range (client-go
+  // uses 5-10 minutes), which spreads reconnects out.
+  std::chrono::seconds min_watch{300}, max_watch{600};
+};
+
+class Informer {
+ public:
+  using Sink = std::function<void(diff::ChangeSet&&)>;
+  Informer(Client& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink);
+
+  void run(const std::atomic<bool>& stop);
+
+  bool synced() const noexcept { return synced_.load(); }
+  const std::string& name() const noexcept { return name_; }
+  struct Stats {
+    std::atomic<uint64_t> lists{0}, relists{0}, watches{0}, events{0}, errors{0};
+  };
+  const Stats& stats() const noexcept { return stats_; }
+  // Wall time of the last event or bookmark (for health: a silent watch).
+  std::chrono::steady_clock::time_point last_heard() const noexcept { return last_heard_.load(); }
+
+ private:
+  enum class WatchEnd { ended, gone, failed, stopped };
+  bool list(bool initial, const std::atomic<bool>& stop);
+  WatchEnd watch(const std::atomic<bool>& stop);
+  std::string path(bool watch) const;
+  bool excluded(std::string_view ns) const;
+  void backoff(const std::atomic<bool>& stop, uint32_t server_hint_ms);
+
+  Client& client_;
+  InformerOptions opt_;
+  std::string name_;
+  diff::ChangeDetector detector_;
+  Sink sink_;
+  ObjectStore store_;
+  std::string rv_;
+  std::atomic<bool> synced_{false};
+  Stats stats_;
+  std::atomic<std::chrono::steady_clock::time_point> last_heard_{std::chrono::steady_clock::now()};
+  uint32_t failures_ = 0;
+};
+
+}  // namespace kubetrail::kube

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""`kubetrail run` end to end: the test API server, kubetrail with a JSON log
+handler, changes driven by the real kubectl, and the exact change sets
+asserted. Every wait is bounded; processes are killed on the way out.
+
+usage: test_run.py KUBETRAIL_BINARY
+"""
+import json, os, signal, stat, subprocess, sys, tempfile, time, unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
+from harness import ApiServer  # noqa: E402
+
+KUBETRAIL = None
+
+
+def wait_for(predicate, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+class Kubetrail:
+    """kubetrail run with a JSON log handler writing to a file."""
+
+    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra=""):
+        self.dir = tempfile.mkdtemp(prefix="kubetrail-run-")
+        self.out = os.path.join(self.dir, "changes.jsonl")
+        self.config = os.path.join(self.dir, "kubetrail.toml")
+        with open(self.config, "w") as f:
+            f.write('[cluster]\nname = "it"\n[watch]\nresources = %s\n%s\n[[handlers]]\nname = "out"\nplugin = "log"\n'
+                    'config = { format = "json", path = "%s" }\n[[routes]]\nchain = ["out"]\n'
+                    % (json.dumps(resources), extra, self.out))
+        self.stderr_path = os.path.join(self.dir, "stderr.txt")
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen([KUBETRAIL, "run", "--config", self.config, "--kubeconfig",
+                                      os.path.join(server.dir, kubeconfig)], stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr)
+
+    def log(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def wait_ready(self):
+        wait_for(lambda: "ready:" in self.log() or self.proc.poll() is not None, what="kubetrail ready")
+        if self.proc.poll() is not None:
+            raise AssertionError("kubetrail exited %s: %s" % (self.proc.returncode, self.log()))
+
+    def changes(self):
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def wait_changes(self, n, timeout=20):
+        wait_for(lambda: len(self.changes()) >= n, timeout, "%d change sets (have %d)" % (n, len(self.changes())))
+        time.sleep(0.5)  # nothing more should come
+        return self.changes()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+        return self.proc.returncode
+
+
+def summary(cs):
+    return (cs["type"], cs["resource"]["resource"], cs["name"], [c["path"] for c in cs["changes"]])
+
+
+class RunAgainstApiServer(unittest.TestCase):
+    def setUp(self):
+        self.server = ApiServer("--bookmark-seconds", "0.5")
+        self.kt = None
+
+    def tearDown(self):
+        if self.kt:
+            self.kt.stop()
+        self.server.stop()
+
+    def start(self, resources, **kw):
+        self.kt = Kubetrail(self.server, resources, **kw)
+        self.kt.wait_ready()
+        return self.kt
+
+    def test_changes_from_kubectl_become_exact_change_sets(self):
+        k = self.server.kubectl
+        k("create", "deployment", "existing", "--image=nginx:1.0")
+        k("create", "configmap", "settings", "--from-literal=mode=a")
+        kt = self.start(["deployments", "configmaps"])
+        k("set", "image", "deployment/existing", "nginx=nginx:1.1")
+        k("scale", "deployment/existing", "--replicas=4")
+        k("patch", "configmap", "settings", "--type=merge", "-p", '{"data":{"mode":"b"}}')
+        k("delete", "deployment", "existing", timeout=60)
+        got = kt.wait_changes(4)
+        self.assertEqual([summary(c) for c in got], [
+            ("Modified", "deployments", "existing", ["spec.template.spec.containers[name=nginx].image"]),
+            ("Modified", "deployments", "existing", ["spec.replicas"]),
+            ("Modified", "configmaps", "settings", ["data.mode"]),
+            ("Deleted", "deployments", "existing", []),
+        ])  # and no Added for what existed before start
+        self.assertEqual(got[0]["actor"]["manager"], "kubectl-set")
+        self.assertEqual(got[0]["changes"][0]["new"], "nginx:1.1")
+        self.assertEqual(got[1]["changes"][0], {"op": "replace", "path": "spec.replicas", "old": 1, "new": 4})
+        self.assertEqual(len({c["id"] for c in got}), 4)
+        requests = self.server.requests()
+        watches = [r for r in requests if r["query"].get("watch") == "1"]
+        self.assertTrue(watches and all(r["query"].get("allowWatchBookmarks") == "true" for r in watches))
+        self.assertTrue(all(r["userAgent"].startswith("kubetrail/") for r in watches))
+        self.assertEqual(kt.stop(), 0)  # SIGTERM: a clean exit
+        self.assertIn("stopped", kt.log())
+
+    def test_cut_watches_lose_nothing_and_double_nothing(self):
+        k = self.server.kubectl
+        kt = self.start(["configmaps"])
+        for i in range(3):
+            k("create", "configmap", "c%d" % i, "--from-literal=v=0")
+            self.server.control("cut-watches")
+            k("patch", "configmap", "c%d" % i, "--type=merge", "-p", '{"data":{"v":"1"}}')
+        got = kt.wait_changes(6)
+        self.assertEqual(sorted(summary(c) for c in got), sorted(
+            [("Added", "configmaps", "c%d" % i, []) for i in range(3)] +
+            [("Modified", "configmaps", "c%d" % i, ["data.v"]) for i in range(3)]))
+        self.assertEqual(len({c["id"] for c in got}), 6)
+
+    def test_forced_410_reports_the_gap_once(self):
+        k = self.server.kubectl
+        k("create", "configmap", "keep", "--from-literal=v=0")
+        k("create", "configmap", "change-me", "--from-literal=v=0")
+        k("create", "configmap", "delete-me", "--from-literal=v=0")
+        kt = self.start(["configmaps"])
+        # A gap: the next watch starts 2 s late; changes happen meanwhile;
+        # the history is then forgotten, so the watch gets 410 and kubetrail
+        # must relist and diff against its cache.
+        self.server.control("delay-watches", ms="2000")
+        self.server.control("cut-watches")
+        k("patch", "configmap", "change-me", "--type=merge", "-p", '{"data":{"v":"1"}}')
+        k("patch", "configmap", "change-me", "--type=merge", "-p", '{"data":{"v":"2"}}')
+        k("delete", "configmap", "delete-me")
+        k("create", "configmap", "new-one", "--from-literal=v=0")
+        self.server.control("expire-history")
+        got = kt.wait_changes(3, timeout=30)
+        self.server.control("delay-watches", ms="0")
+        self.assertEqual(sorted(summary(c) for c in got), sorted([
+            ("Modified", "configmaps", "change-me", ["data.v"]),
+            ("Deleted", "configmaps", "delete-me", []),
+            ("Added", "configmaps", "new-one", []),
+        ]))
+        self.assertTrue(all(c.get("catchUp") for c in got))
+        modified = next(c for c in got if c["type"] == "Modified")
+        self.assertEqual((modified["changes"][0]["old"], modified["changes"][0]["new"]), ("0", "2"))
+        self.assertIn("410 Gone", kt.log())
+        k("patch", "configmap", "keep", "--type=merge", "-p", '{"data":{"v":"9"}}')  # and watching goes on
+        self.assertEqual(summary(kt.wait_changes(4)[-1]), ("Modified", "configmaps", "keep", ["data.v"]))
+
+    def test_client_certificate_auth(self):
+        kt = self.start(["configmaps"], kubeconfig="kubeconfig-cert")
+        self.server.kubectl("create", "configmap", "by-cert", "--from-literal=a=1")
+        self.assertEqual(summary(kt.wait_changes(1)[0]), ("Added", "configmaps", "by-cert", []))
+
+    def test_wrong_token_fails_start_up_clearly(self):
+        bad = os.path.join(self.server.dir, "kubeconfig-bad")
+        with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
+            text = f.read()
+        with open(bad, "w") as f:
+            f.write(text.replace("token: ", "token: wrong-"))
+        kt = Kubetrail(self.server, ["configmaps"], kubeconfig="kubeconfig-bad")
+        self.kt = kt
+        wait_for(lambda: kt.proc.poll() is not None, what="kubetrail to exit")
+        self.assertEqual(kt.proc.returncode, 2)
+        self.assertIn("HTTP 401", kt.log())
+        self.assertIn("rejected our credentials", kt.log())
+        self.assertNotIn("wrong-test-token", kt.log())
+
+    def test_exec_credential_plugin(self):
+        script = os.path.join(self.server.dir, "get-token.sh")
+        marker = os.path.join(self.server.dir, "plugin-ran")
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\necho "$KUBERNETES_EXEC_INFO" > %s\n'
+                    'printf \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",'
+                    '"status":{"token":"test-token","expirationTimestamp":"2099-01-01T00:00:00Z"}}\'\n' % marker)
+        os.chmod(script, os.stat(script).st_mode | stat.S_IEXEC)
+        with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
+            text = f.read()
+        exec_user = ("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: %s\n"
+                     "      args: [\"--cluster\", \"test\"]\n      interactiveMode: Never\n" % script)
+        with open(os.path.join(self.server.dir, "kubeconfig-exec"), "w") as f:
+            f.write(text.replace("    token: test-token\n", exec_user))
+        kt = self.start(["configmaps"], kubeconfig="kubeconfig-exec")
+        self.server.kubectl("create", "configmap", "via-exec", "--from-literal=a=1")
+        self.assertEqual(summary(kt.wait_changes(1)[0]), ("Added", "configmaps", "via-exec", []))
+        with open(marker) as f:
+            info = json.load(f)
+        self.assertEqual(info["kind"], "ExecCredential")
+
+    def test_crd_watched_by_plural_group(self):
+        k = self.server.kubectl
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "widgets.example.com"},
+               "spec": {"group": "example.com", "scope": "Namespaced",
+                        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                            "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+        path = os.path.join(self.server.dir, "crd.json")
+        with open(path, "w") as f:
+            json.dump(crd, f)
+        k("create", "-f", path)
+        kt = self.start(["widgets.example.com"])
+        w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "blue"}, "spec": {"size": 1}}
+        with open(path, "w") as f:
+            json.dump(w, f)
+        k("create", "-f", path)
+        k("patch", "widgets.example.com", "blue", "--type=merge", "-p", '{"spec":{"size":2}}')
+        got = kt.wait_changes(2)
+        self.assertEqual([summary(c) for c in got], [("Added", "widgets", "blue", []),
+                                                     ("Modified", "widgets", "blue", ["spec.size"])])
+        self.assertEqual(got[0]["resource"], {"group": "example.com", "version": "v1", "resource": "widgets",
+                                              "kind": "Widget"})
+
+    def test_unknown_resource_names_close_matches(self):
+        kt = Kubetrail(self.server, ["deploymnets"])
+        self.kt = kt
+        wait_for(lambda: kt.proc.poll() is not None, what="kubetrail to exit")
+        self.assertEqual(kt.proc.returncode, 2)
+        self.assertIn('the server has no resource "deploymnets"; close matches: deployments.apps (apps/v1)', kt.log())
+
+
+if __name__ == "__main__":
+    KUBETRAIL = sys.argv.pop(1)
+    unittest.main(verbosity=2)

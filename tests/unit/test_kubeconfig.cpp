@@ -1,0 +1,162 @@
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+
+#include "common/error.hpp"
+#include "helpers.hpp"
+#include "kube/discovery.hpp"
+#include "kube/kubeconfig.hpp"
+
+using namespace kubetrail;
+
+namespace {
+const char* kA = R"(apiVersion: v1
+kind: Config
+current-context: a
+clusters:
+- name: prod
+  cluster:
+    server: https://prod.example.com:6443/
+    certificate-authority: certs/ca.pem
+    tls-server-name: api.internal
+- name: shared
+  cluster:
+    server: https://from-a.example.com
+users:
+- name: alice
+  user:
+    client-certificate-data: Y2VydA==
+    client-key-data: a2V5
+- name: bob
+  user:
+    tokenFile: bob.token
+contexts:
+- name: a
+  context: {cluster: prod, user: alice, namespace: shop}
+- name: b
+  context: {cluster: shared, user: bob}
+)";
+const char* kB = R"(apiVersion: v1
+kind: Config
+current-context: b
+clusters:
+- name: shared
+  cluster:
+    server: https://from-b.example.com
+users:
+- name: carol
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: ./bin/get-token
+      args: ["--region", "eu"]
+      env: [{name: AWS_PROFILE, value: prod}]
+- name: dave
+  user:
+    username: dave
+    password: pw
+contexts:
+- name: c
+  context: {cluster: shared, user: carol}
+- name: d
+  context: {cluster: shared, user: dave}
+)";
+}  // namespace
+
+TEST_CASE("kubeconfig: certificates from data and files; paths relative to their file") {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir / "certs");
+  test::write_file(dir / "certs/ca.pem", "CA PEM");
+  test::write_file(dir / "a.yaml", kA);
+  auto c = kube::load_kubeconfig({(dir / "a.yaml").string()}, "");
+  CHECK(c.server == "https://prod.example.com:6443");
+  CHECK(c.ca_pem == "CA PEM");
+  CHECK(c.tls_server_name == "api.internal");
+  CHECK(c.client_cert_pem == "cert");
+  CHECK(c.client_key_pem == "key");
+  CHECK(c.default_namespace == "shop");
+  CHECK(c.source.find("(context a)") != std::string::npos);
+}
+
+TEST_CASE("kubeconfig: files merge as kubectl merges $KUBECONFIG: the first to set a name wins") {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir / "certs");
+  test::write_file(dir / "certs/ca.pem", "CA");
+  test::write_file(dir / "a.yaml", kA);
+  test::write_file(dir / "b.yaml", kB);
+  std::vector<std::string> files{(dir / "a.yaml").string(), (dir / "missing.yaml").string(), (dir / "b.yaml").string()};
+  auto cur = kube::load_kubeconfig(files, "");
+  CHECK(cur.server == "https://prod.example.com:6443");  // current-context from a.yaml
+  auto b = kube::load_kubeconfig(files, "b");
+  CHECK(b.server == "https://from-a.example.com");  // "shared" defined by a.yaml first
+  CHECK(b.token_file == (dir / "bob.token").string());
+  auto c = kube::load_kubeconfig(files, "c");
+  REQUIRE(c.exec);
+  CHECK(c.exec->api_version == "client.authentication.k8s.io/v1beta1");
+  CHECK(c.exec->command == (dir / "bin/get-token").string());
+  CHECK(c.exec->args == std::vector<std::string>{"--region", "eu"});
+  CHECK(c.exec->env == std::vector<std::pair<std::string, std::string>>{{"AWS_PROFILE", "prod"}});
+  auto d = kube::load_kubeconfig(files, "d");
+  CHECK(d.username == "dave");
+  CHECK(d.password == "pw");
+}
+
+TEST_CASE("kubeconfig: errors name the file and the key") {
+  test::TempDir dir;
+  test::write_file(dir / "a.yaml", kA);
+  CHECK_THROWS_WITH_AS(kube::load_kubeconfig({(dir / "a.yaml").string()}, "nope"),
+                       doctest::Contains("context \"nope\" not found"), Error);
+  CHECK_THROWS_WITH_AS(kube::load_kubeconfig({(dir / "a.yaml").string()}, "a"), doctest::Contains("certs/ca.pem"),
+                       Error);  // the CA file is missing
+  test::write_file(dir / "bad.yaml", "clusters: [\n");
+  CHECK_THROWS_WITH_AS(kube::load_kubeconfig({(dir / "bad.yaml").string()}, ""), doctest::Contains("bad.yaml:"), Error);
+  test::write_file(dir / "noserver.yaml",
+                   "clusters: [{name: x, cluster: {}}]\ncontexts: [{name: x, context: {cluster: x}}]\n"
+                   "current-context: x\n");
+  CHECK_THROWS_WITH_AS(kube::load_kubeconfig({(dir / "noserver.yaml").string()}, ""),
+                       doctest::Contains("clusters[x]: key \"server\" is missing"), Error);
+  CHECK_THROWS_WITH_AS(kube::load_kubeconfig({(dir / "none.yaml").string()}, ""),
+                       doctest::Contains("no kubeconfig found"), Error);
+}
+
+TEST_CASE("in-cluster config comes from the service account and the service env") {
+  test::TempDir dir;
+  test::write_file(dir / "token", "sa-token\n");
+  test::write_file(dir / "ca.crt", "SA CA");
+  test::write_file(dir / "namespace", "kubetrail");
+  setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1);
+  setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+  auto c = kube::in_cluster(dir.path().string());
+  unsetenv("KUBERNETES_SERVICE_HOST");
+  unsetenv("KUBERNETES_SERVICE_PORT");
+  REQUIRE(c);
+  CHECK(c->server == "https://10.0.0.1:443");
+  CHECK(c->token_file == (dir / "token").string());
+  CHECK(c->ca_pem == "SA CA");
+  CHECK(c->default_namespace == "kubetrail");
+  CHECK_FALSE(kube::in_cluster(dir.path().string()));  // without the env: not in a cluster
+}
+
+TEST_CASE("discovery resolves plural, singular, kind, short name and plural.group; unknown names get close matches") {
+  auto res = [](std::string g, std::string plural, std::string kind, std::vector<std::string> shorts) {
+    kube::ApiResource r;
+    r.type = kube::ResourceType{g, "v1", plural, kind, true};
+    r.singular = kind;
+    for (auto& c : r.singular) c = static_cast<char>(std::tolower(c));
+    r.short_names = std::move(shorts);
+    r.verbs = {"get", "list", "watch"};
+    return r;
+  };
+  kube::Discovery d({res("", "configmaps", "ConfigMap", {"cm"}), res("apps", "deployments", "Deployment", {"deploy"}),
+                     res("example.com", "widgets", "Widget", {}), res("other.io", "widgets", "Widget", {})});
+  CHECK(d.resolve("deployments").value().group == "apps");
+  CHECK(d.resolve("deployment").value().resource == "deployments");
+  CHECK(d.resolve("Deployment").value().resource == "deployments");
+  CHECK(d.resolve("deploy").value().resource == "deployments");
+  CHECK(d.resolve("cm").value().resource == "configmaps");
+  CHECK(d.resolve("widgets.other.io").value().group == "other.io");
+  CHECK(d.resolve("widgets").value().group == "example.com");  // first in discovery order
+  auto bad = d.resolve("deploymnets");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error() == "the server has no resource \"deploymnets\"; close matches: deployments.apps (apps/v1)");
+}
