@@ -28,7 +28,7 @@ commands:
   check-config [--config FILE]          validate a config and load its plugins, do nothing else
   plugins [--dir DIR] [-v]              list installed plugins (-v: with config schemas)
   version                               print version and plugin ABI version
-  run [--config FILE] [--kubeconfig F] [--context C]
+  run [--config FILE] [--kubeconfig F] [--context C] [--reset-state]
                                         watch the cluster: [watch] resources through the diff,
                                         routes and handlers until SIGINT/SIGTERM
 
@@ -41,7 +41,7 @@ common options:
 // Options that take a value; everything else starting with '-' is a flag.
 const std::set<std::string> kValued = {"--config", "--plugins-dir", "--dir",    "--log-level",
                                        "--output", "--kubeconfig",  "--context"};
-const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help"};
+const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help", "--reset-state"};
 
 }  // namespace
 

@@ -19,6 +19,7 @@
 #include "kube/discovery.hpp"
 #include "kube/informer.hpp"
 #include "kube/kubeconfig.hpp"
+#include "state/state_store.hpp"
 
 namespace kubetrail::cli {
 
@@ -82,6 +83,12 @@ int run_daemon(const Args& args) {
     return 2;
   }
 
+  std::unique_ptr<state::StateStore> state;
+  if (!cfg.state.path.empty()) {
+    state = state::StateStore::open(cfg.state.path, args.has("--reset-state"));
+    spdlog::info("state store {}", cfg.state.path);
+  }
+
   Pipeline pipeline(cfg, args);
   ChangeQueue queue;
   std::vector<std::unique_ptr<kube::Informer>> informers;
@@ -95,6 +102,7 @@ int run_daemon(const Args& args) {
       opt.exclude_namespaces = cfg.watch.exclude_namespaces;
       opt.label_selector = cfg.watch.label_selector;
       opt.field_selector = cfg.watch.field_selector;
+      opt.state = state.get();
       informers.push_back(std::make_unique<kube::Informer>(
           client, opt, cfg.cluster.name, cfg.diff, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); }));
     }

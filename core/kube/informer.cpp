@@ -10,6 +10,7 @@
 #include "common/clock.hpp"
 #include "kube/discovery.hpp"
 #include "kube/watch_stream.hpp"
+#include "state/state_store.hpp"
 
 namespace kubetrail::kube {
 
@@ -44,7 +45,45 @@ Informer::Informer(Client& client, InformerOptions options, std::string cluster,
       opt_(std::move(options)),
       name_(opt_.type.qualified_name() + (opt_.namespace_scope.empty() ? "" : " in " + opt_.namespace_scope)),
       detector_(std::move(cluster), std::move(diff)),
-      sink_(std::move(sink)) {}
+      sink_(std::move(sink)),
+      state_key_(opt_.type.qualified_name() + "/" + opt_.type.version +
+                 (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope)) {}
+
+void Informer::touched(std::string_view ns, std::string_view name) {
+  if (opt_.state) dirty_.insert(ObjectStore::key_of(ns, name));
+}
+
+void Informer::checkpoint(bool force) {
+  if (!opt_.state) return;
+  auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_checkpoint_ < std::chrono::seconds(1)) return;
+  if (!full_checkpoint_ && dirty_.empty() && !force) return;
+  std::vector<std::pair<std::string, const StoredObject*>> upserts;
+  std::vector<std::string> deletes;
+  if (full_checkpoint_) {
+    store_.for_each([&](const std::string& key, const StoredObject& o) { upserts.emplace_back(key, &o); });
+    for (const auto& key : checkpointed_)
+      if (!store_.find(key)) deletes.push_back(key);
+  } else {
+    for (const auto& key : dirty_) {
+      if (const StoredObject* o = store_.find(key))
+        upserts.emplace_back(key, o);
+      else
+        deletes.push_back(key);
+    }
+  }
+  try {
+    opt_.state->save(state_key_, upserts, deletes, rv_);
+    for (const auto& [key, o] : upserts) checkpointed_.insert(key);
+    for (const auto& key : deletes) checkpointed_.erase(key);
+    dirty_.clear();
+    full_checkpoint_ = false;
+    last_checkpoint_ = now;
+  } catch (const std::exception& e) {
+    ++stats_.errors;
+    spdlog::error("{}: checkpoint failed (will retry): {}", name_, e.what());
+  }
+}
 
 std::string Informer::path(bool watch) const {
   const auto& t = opt_.type;
@@ -144,6 +183,8 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       }
   }
   rv_ = list_rv;
+  full_checkpoint_ = true;
+  checkpoint(true);
   ++(initial ? stats_.lists : stats_.relists);
   last_heard_ = std::chrono::steady_clock::now();
   failures_ = 0;
@@ -199,7 +240,10 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       spdlog::warn("{}: event at byte offset {}: {}", name_, offset, cs.error());
       return;
     }
+    std::string_view name;
+    if (object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS) touched(ns, name);
     if (cs.value()) sink_(std::move(*cs.value()));
+    checkpoint(false);
   };
   std::function<bool(std::string_view)> on_data = [&](std::string_view bytes) {
     auto fed = framer.feed(bytes, on_frame);
@@ -211,6 +255,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   };
   long timeout_ms = (opt_.max_watch.count() + 60) * 1000;
   auto r = client_.stream(path(true), on_data, stop, timeout_ms);
+  checkpoint(true);
   if (stop.load()) return WatchEnd::stopped;
   if (r.status == 410) return WatchEnd::gone;
   if (end == WatchEnd::gone) return end;
@@ -234,7 +279,26 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
 }
 
 void Informer::run(const std::atomic<bool>& stop) {
-  while (!stop.load() && !list(true, stop)) {
+  // With a checkpoint from an earlier run, the first list is compared with
+  // it - what changed while kubetrail was down is reported once, flagged
+  // catchUp - instead of being taken silently as the starting state.
+  bool catch_up = false;
+  if (opt_.state) {
+    try {
+      if (auto cp = opt_.state->load(state_key_)) {
+        for (auto& [key, obj] : cp->objects) {
+          checkpointed_.insert(key);
+          store_.put(key, std::move(obj));
+        }
+        catch_up = true;
+        spdlog::info("{}: {} objects in the checkpoint from resourceVersion {}; reporting changes since", name_,
+                     store_.size(), cp->resource_version);
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("{}: cannot read the checkpoint: {}", name_, e.what());
+    }
+  }
+  while (!stop.load() && !list(!catch_up, stop)) {
   }
   if (stop.load()) return;
   synced_ = true;
@@ -250,6 +314,7 @@ void Informer::run(const std::atomic<bool>& stop) {
       default: break;
     }
   }
+  checkpoint(true);
 }
 
 }  // namespace kubetrail::kube

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@
 #include "kube/client.hpp"
 #include "kube/object_store.hpp"
 #include "kube/resource.hpp"
+
+namespace kubetrail::state {
+class StateStore;
+}
 
 namespace kubetrail::kube {
 
@@ -32,6 +37,9 @@ struct InformerOptions {
   // The server ends each watch after a random time in this range (client-go
   // uses 5-10 minutes), which spreads reconnects out.
   std::chrono::seconds min_watch{300}, max_watch{600};
+  // Where to checkpoint (null: nothing survives a restart). With a
+  // checkpoint from an earlier run, start-up reports what changed since.
+  state::StateStore* state = nullptr;
 };
 
 class Informer {
@@ -57,6 +65,9 @@ class Informer {
   std::string path(bool watch) const;
   bool excluded(std::string_view ns) const;
   void backoff(const std::atomic<bool>& stop, uint32_t server_hint_ms);
+  // Writes changed objects to the state store; at most once a second unless forced.
+  void checkpoint(bool force);
+  void touched(std::string_view ns, std::string_view name);
 
   Client& client_;
   InformerOptions opt_;
@@ -69,6 +80,11 @@ class Informer {
   Stats stats_;
   std::atomic<std::chrono::steady_clock::time_point> last_heard_{std::chrono::steady_clock::now()};
   uint32_t failures_ = 0;
+  std::string state_key_;               // the resource (and namespace) in the state store
+  std::set<std::string> dirty_;         // keys changed since the last checkpoint
+  bool full_checkpoint_ = false;        // after a list: write everything
+  std::set<std::string> checkpointed_;  // keys the state store holds
+  std::chrono::steady_clock::time_point last_checkpoint_{};
 };
 
 }  // namespace kubetrail::kube

@@ -27,7 +27,7 @@ def wait_for(predicate, timeout=20, what="condition"):
 class Kubetrail:
     """kubetrail run with a JSON log handler writing to a file."""
 
-    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra=""):
+    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra='[state]\npath = ""', flags=()):
         self.dir = tempfile.mkdtemp(prefix="kubetrail-run-")
         self.out = os.path.join(self.dir, "changes.jsonl")
         self.config = os.path.join(self.dir, "kubetrail.toml")
@@ -38,8 +38,8 @@ class Kubetrail:
         self.stderr_path = os.path.join(self.dir, "stderr.txt")
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen([KUBETRAIL, "run", "--config", self.config, "--kubeconfig",
-                                      os.path.join(server.dir, kubeconfig)], stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr)
+                                      os.path.join(server.dir, kubeconfig)] + list(flags),
+                                     stdout=subprocess.DEVNULL, stderr=self.stderr)
 
     def log(self):
         with open(self.stderr_path) as f:
@@ -225,6 +225,51 @@ class RunAgainstApiServer(unittest.TestCase):
                                                      ("Modified", "widgets", "blue", ["spec.size"])])
         self.assertEqual(got[0]["resource"], {"group": "example.com", "version": "v1", "resource": "widgets",
                                               "kind": "Widget"})
+
+    def test_restart_reports_exactly_what_changed_while_down(self):
+        k = self.server.kubectl
+        state = os.path.join(self.server.dir, "state", "kubetrail.db")
+        extra = '[state]\npath = "%s"' % state
+        kt = self.start(["configmaps"], extra=extra)
+        for name in ("untouched", "changed", "removed"):
+            k("create", "configmap", name, "--from-literal=v=0")
+        self.assertEqual(len(kt.wait_changes(3)), 3)
+        self.assertEqual(kt.stop(), 0)
+        # While kubetrail is down:
+        k("patch", "configmap", "changed", "--type=merge", "-p", '{"data":{"v":"1"}}')
+        k("delete", "configmap", "removed")
+        k("create", "configmap", "created", "--from-literal=v=0")
+        kt = self.start(["configmaps"], extra=extra)
+        got = kt.wait_changes(3)
+        self.assertEqual(sorted(summary(c) for c in got), sorted([
+            ("Modified", "configmaps", "changed", ["data.v"]),
+            ("Deleted", "configmaps", "removed", []),
+            ("Added", "configmaps", "created", []),
+        ]))
+        self.assertTrue(all(c.get("catchUp") for c in got))
+        # Then it simply watches on; and a third start reports nothing new.
+        k("patch", "configmap", "untouched", "--type=merge", "-p", '{"data":{"v":"5"}}')
+        self.assertEqual(summary(kt.wait_changes(4)[-1]), ("Modified", "configmaps", "untouched", ["data.v"]))
+        self.assertEqual(kt.stop(), 0)
+        kt = self.start(["configmaps"], extra=extra)
+        time.sleep(1.5)
+        self.assertEqual(kt.changes(), [])
+
+    def test_corrupt_state_is_a_clear_error_or_reset(self):
+        state = os.path.join(self.server.dir, "broken.db")
+        with open(state, "wb") as f:
+            f.write(b"this is not a sqlite database" * 100)
+        extra = '[state]\npath = "%s"' % state
+        kt = Kubetrail(self.server, ["configmaps"], extra=extra)
+        self.kt = kt
+        wait_for(lambda: kt.proc.poll() is not None, what="kubetrail to exit")
+        self.assertEqual(kt.proc.returncode, 2)
+        self.assertIn("state store %s cannot be used" % state, kt.log())
+        self.assertIn("--reset-state", kt.log())
+        kt.stop()
+        self.kt = Kubetrail(self.server, ["configmaps"], extra=extra, flags=["--reset-state"])
+        self.kt.wait_ready()
+        self.assertTrue(any(n.startswith("broken.db.corrupt-") for n in os.listdir(self.server.dir)))
 
     def test_unknown_resource_names_close_matches(self):
         kt = Kubetrail(self.server, ["deploymnets"])

@@ -1,0 +1,174 @@
+#include "state/state_store.hpp"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "common/error.hpp"
+
+namespace kubetrail::state {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+struct Stmt {
+  sqlite3_stmt* s = nullptr;
+  Stmt(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
+      throw Error(std::string("state store: cannot prepare statement: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(s); }
+  void bind(int i, std::string_view v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  std::string text(int i) {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
+  }
+};
+
+// Opens and checks; returns the reason it cannot be used, or "".
+std::string try_open(const std::string& path, sqlite3** out) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) !=
+      SQLITE_OK) {
+    std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return why;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  // quick_check reads the whole file: corruption is found now, not mid-run.
+  std::string check;
+  auto rc = sqlite3_exec(
+      db, "PRAGMA quick_check",
+      [](void* ud, int, char** v, char**) {
+        *static_cast<std::string*>(ud) = v[0] ? v[0] : "";
+        return 0;
+      },
+      &check, &err);
+  if (rc != SQLITE_OK || check != "ok") {
+    std::string why = err ? err : check;
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return why.empty() ? "integrity check failed" : why;
+  }
+  const char* schema =
+      "PRAGMA journal_mode=WAL;"
+      "PRAGMA synchronous=NORMAL;"
+      "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
+      " resource_version TEXT NOT NULL, object TEXT NOT NULL, PRIMARY KEY(resource, key)) WITHOUT ROWID;";
+  if (sqlite3_exec(db, schema, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err ? err : "cannot create tables";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return why;
+  }
+  {
+    Stmt get(db, "SELECT value FROM meta WHERE key = 'schema_version'");
+    if (sqlite3_step(get.s) == SQLITE_ROW) {
+      if (get.text(0) != std::to_string(kSchemaVersion)) {
+        std::string v = get.text(0);
+        sqlite3_close(db);
+        return "state schema version " + v + " is not " + std::to_string(kSchemaVersion) +
+               " (written by another kubetrail)";
+      }
+    } else {
+      sqlite3_exec(db, "INSERT INTO meta VALUES('schema_version', '1')", nullptr, nullptr, nullptr);
+    }
+  }
+  *out = db;
+  return {};
+}
+
+}  // namespace
+
+std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset) {
+  std::error_code ec;
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  sqlite3* db = nullptr;
+  std::string why = try_open(path, &db);
+  if (!why.empty() && reset) {
+    auto stamp =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::string aside = path + ".corrupt-" + std::to_string(stamp);
+    std::filesystem::rename(path, aside, ec);
+    for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
+    why = try_open(path, &db);
+  }
+  if (!why.empty())
+    throw Error("state store " + path + " cannot be used: " + why +
+                " (move it away, or start with --reset-state to set it aside and start fresh)");
+  return std::unique_ptr<StateStore>(new StateStore(db, path));
+}
+
+StateStore::~StateStore() { sqlite3_close(db_); }
+
+void StateStore::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err ? err : "error";
+    sqlite3_free(err);
+    throw Error("state store " + path_ + ": " + why);
+  }
+}
+
+std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resource) {
+  std::lock_guard lock(mu_);
+  Stmt rv(db_, "SELECT resource_version FROM resources WHERE resource = ?");
+  rv.bind(1, resource);
+  if (sqlite3_step(rv.s) != SQLITE_ROW) return std::nullopt;
+  Checkpoint cp;
+  cp.resource_version = rv.text(0);
+  Stmt objs(db_, "SELECT key, uid, resource_version, object FROM objects WHERE resource = ?");
+  objs.bind(1, resource);
+  while (sqlite3_step(objs.s) == SQLITE_ROW) {
+    kube::StoredObject o;
+    o.uid = objs.text(1);
+    o.resource_version = objs.text(2);
+    o.json = objs.text(3);
+    cp.objects.emplace(objs.text(0), std::move(o));
+  }
+  return cp;
+}
+
+void StateStore::save(const std::string& resource,
+                      const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
+                      const std::vector<std::string>& deletes, const std::string& resource_version) {
+  std::lock_guard lock(mu_);
+  exec("BEGIN IMMEDIATE");
+  try {
+    Stmt up(db_, "INSERT OR REPLACE INTO objects(resource, key, uid, resource_version, object) VALUES(?,?,?,?,?)");
+    for (const auto& [key, obj] : upserts) {
+      up.bind(1, resource);
+      up.bind(2, key);
+      up.bind(3, obj->uid);
+      up.bind(4, obj->resource_version);
+      up.bind(5, obj->json);
+      if (sqlite3_step(up.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
+      sqlite3_reset(up.s);
+    }
+    Stmt del(db_, "DELETE FROM objects WHERE resource = ? AND key = ?");
+    for (const auto& key : deletes) {
+      del.bind(1, resource);
+      del.bind(2, key);
+      if (sqlite3_step(del.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
+      sqlite3_reset(del.s);
+    }
+    Stmt rv(db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
+    rv.bind(1, resource);
+    rv.bind(2, resource_version);
+    if (sqlite3_step(rv.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+}  // namespace kubetrail::state
