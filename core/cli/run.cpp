@@ -4,6 +4,7 @@
 // the watches, deliver what is queued, flush the handlers and exit 0.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
@@ -19,7 +20,9 @@
 #include "kube/discovery.hpp"
 #include "kube/informer.hpp"
 #include "kube/kubeconfig.hpp"
+#include "server/http_server.hpp"
 #include "state/state_store.hpp"
+#include "version.hpp"
 
 namespace kubetrail::cli {
 
@@ -39,6 +42,10 @@ class ChangeQueue {
     cv_.notify_one();
   }
   // Waits up to `wait` for one; nullopt on timeout.
+  size_t size() {
+    std::lock_guard lock(mu_);
+    return q_.size();
+  }
   std::optional<diff::ChangeSet> pop(std::chrono::milliseconds wait) {
     std::unique_lock lock(mu_);
     if (!cv_.wait_for(lock, wait, [&] { return !q_.empty(); })) return std::nullopt;
@@ -103,6 +110,7 @@ int run_daemon(const Args& args) {
       opt.label_selector = cfg.watch.label_selector;
       opt.field_selector = cfg.watch.field_selector;
       opt.state = state.get();
+      opt.metrics = &pipeline.metrics();
       informers.push_back(std::make_unique<kube::Informer>(
           client, opt, cfg.cluster.name, cfg.diff, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); }));
     }
@@ -114,11 +122,45 @@ int run_daemon(const Args& args) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
+  auto& metrics = pipeline.metrics();
+  metrics.record(metrics.define(server::MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
+                                {{"version", KUBETRAIL_VERSION}, {"plugin_abi", "1.0"}}),
+                 1);
+  auto queue_depth =
+      metrics.define(server::MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
+  auto synced_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_informers_synced",
+                                     "informers that finished their initial list");
+  std::unique_ptr<server::HttpServer> http;
+  if (!cfg.server.listen.empty()) {
+    auto stall = std::chrono::seconds(cfg.server.stall_timeout_s);
+    server::Probes probes;
+    probes.unhealthy = [&informers, stall] {
+      auto now = std::chrono::steady_clock::now();
+      for (const auto& i : informers)
+        if (i->synced() && now - i->last_heard() > stall)
+          return "watch of " + i->name() + " silent for " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i->last_heard()).count()) +
+                 " s (no event, no bookmark; stall timeout " + std::to_string(stall.count()) + " s)";
+      return std::string();
+    };
+    probes.unready = [&informers, &pipeline] {
+      if (pipeline.handler_errors()) return std::string("a handler could not be created (see the log)");
+      for (const auto& i : informers)
+        if (!i->synced()) return "initial list of " + i->name() + " not done";
+      return std::string();
+    };
+    http = std::make_unique<server::HttpServer>(cfg.server.listen, metrics, probes);
+    spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg.server.listen);
+  }
+
   std::vector<std::thread> threads;
   for (auto& inf : informers) threads.emplace_back([&inf] { inf->run(g_stop); });
   bool ready_logged = false;
   while (!g_stop.load()) {
     if (auto cs = queue.pop(std::chrono::milliseconds(200))) pipeline.deliver(*cs);
+    metrics.record(queue_depth, static_cast<double>(queue.size()));
+    metrics.record(synced_gauge, static_cast<double>(std::count_if(informers.begin(), informers.end(),
+                                                                   [](auto& i) { return i->synced(); })));
     if (!ready_logged && std::all_of(informers.begin(), informers.end(), [](auto& i) { return i->synced(); })) {
       spdlog::info("ready: {} informer(s) synced; watching", informers.size());
       ready_logged = true;

@@ -262,6 +262,7 @@ Config from_value(const value& root, const std::string& source) {
   if (auto t = table_at(top, "server")) {
     TableReader r(*t, "server.");
     r.read("listen", cfg.server.listen);
+    r.read("stall_timeout_s", cfg.server.stall_timeout_s, 1);
     r.reject_unknown();
   }
   if (auto t = table_at(top, "leader_election")) {

@@ -37,6 +37,7 @@ struct StateConfig {
 
 struct ServerConfig {
   std::string listen = "127.0.0.1:9090";  // "" = off
+  uint32_t stall_timeout_s = 180;         // /healthz fails when a watch is silent longer
 };
 
 struct LeaderElectionConfig {

@@ -41,6 +41,19 @@ Dispatcher::Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route
                        server::Metrics* metrics, SleepFn sleep)
     : handlers_(handlers), router_(router), metrics_(metrics), sleep_(std::move(sleep)) {
   if (!sleep_) sleep_ = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  if (!metrics_) return;
+  m_unrouted_ = metrics_->define(server::MetricKind::counter, "kubetrail_change_sets_unrouted_total",
+                                 "change sets that matched no route");
+  for (const auto& [name, slot] : handlers_) {
+    auto result = [&](const char* r) {
+      return metrics_->define(server::MetricKind::counter, "kubetrail_handler_deliveries_total",
+                              "handler calls by result (ok, stop, retry, fail)", {{"handler", name}, {"result", r}});
+    };
+    HandlerMetrics hm{result("ok"), result("stop"), result("retry"), result("fail"), -1};
+    hm.latency = metrics_->define(server::MetricKind::histogram, "kubetrail_handler_latency_seconds",
+                                  "time a handler took per call", {{"handler", name}});
+    handler_metrics_[name] = hm;
+  }
 }
 
 bool Dispatcher::dispatch(const diff::ChangeSet& cs) {
@@ -48,6 +61,7 @@ bool Dispatcher::dispatch(const diff::ChangeSet& cs) {
   auto routes = router_.match(cs);
   if (routes.empty()) {
     ++stats_.unrouted;
+    if (metrics_) metrics_->record(m_unrouted_, 1);
     spdlog::debug("change set {} matches no route", cs.id);
     return true;
   }
@@ -72,8 +86,18 @@ bool Dispatcher::deliver_one(const std::string& name, const plugin::AbiChangeSet
     return false;
   }
   const plugin::AbiChangeSet* items[] = {&item};
+  const HandlerMetrics* hm = metrics_ ? &handler_metrics_[name] : nullptr;
   for (uint32_t attempt = 1;; ++attempt) {
+    auto started = std::chrono::steady_clock::now();
     plugin::Outcome out = slot.handler->deliver(items);
+    if (hm) {
+      metrics_->record(hm->latency, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      metrics_->record(out.status == KUBETRAIL_OK      ? hm->ok
+                       : out.status == KUBETRAIL_STOP  ? hm->stop
+                       : out.status == KUBETRAIL_RETRY ? hm->retry
+                                                       : hm->fail,
+                       1);
+    }
     switch (out.status) {
       case KUBETRAIL_OK:
       case KUBETRAIL_STOP:

@@ -64,6 +64,11 @@ class Dispatcher {
   server::Metrics* metrics_;
   SleepFn sleep_;
   Stats stats_;
+  int32_t m_unrouted_ = -1;
+  struct HandlerMetrics {
+    int32_t ok = -1, stop = -1, retry = -1, fail = -1, latency = -1;
+  };
+  std::map<std::string, HandlerMetrics> handler_metrics_;
 };
 
 }  // namespace kubetrail::deliver

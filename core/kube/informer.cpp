@@ -10,6 +10,7 @@
 #include "common/clock.hpp"
 #include "kube/discovery.hpp"
 #include "kube/watch_stream.hpp"
+#include "server/metrics.hpp"
 #include "state/state_store.hpp"
 
 namespace kubetrail::kube {
@@ -47,7 +48,35 @@ Informer::Informer(Client& client, InformerOptions options, std::string cluster,
       detector_(std::move(cluster), std::move(diff)),
       sink_(std::move(sink)),
       state_key_(opt_.type.qualified_name() + "/" + opt_.type.version +
-                 (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope)) {}
+                 (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope)) {
+  if (auto* m = opt_.metrics) {
+    std::string r = opt_.type.qualified_name();
+    for (auto t : {WatchEventType::added, WatchEventType::modified, WatchEventType::deleted, WatchEventType::bookmark,
+                   WatchEventType::error})
+      m_events_[static_cast<int>(t)] =
+          m->define(server::MetricKind::counter, "kubetrail_watch_events_total", "watch events received",
+                    {{"resource", r}, {"type", std::string(to_string(t))}});
+    for (auto t : {diff::ChangeType::added, diff::ChangeType::modified, diff::ChangeType::deleted})
+      m_change_sets_[static_cast<int>(t)] =
+          m->define(server::MetricKind::counter, "kubetrail_change_sets_total", "change sets produced",
+                    {{"resource", r}, {"type", std::string(diff::to_string(t))}});
+    m_noise_ = m->define(server::MetricKind::counter, "kubetrail_noise_dropped_total",
+                         "watch events dropped because only noise changed", {{"resource", r}});
+    m_relists_ =
+        m->define(server::MetricKind::counter, "kubetrail_relists_total", "lists after 410 Gone", {{"resource", r}});
+    m_watches_ = m->define(server::MetricKind::counter, "kubetrail_watch_restarts_total",
+                           "watches started after the first", {{"resource", r}});
+  }
+}
+
+void Informer::record(int32_t id, double v) {
+  if (opt_.metrics) opt_.metrics->record(id, v);
+}
+
+void Informer::emit(diff::ChangeSet&& cs) {
+  record(m_change_sets_[static_cast<int>(cs.type)]);
+  sink_(std::move(cs));
+}
 
 void Informer::touched(std::string_view ns, std::string_view name) {
   if (opt_.state) dirty_.insert(ObjectStore::key_of(ns, name));
@@ -166,7 +195,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
         auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at);
         if (cs && cs.value()) {
           cs.value()->catch_up = true;
-          sink_(std::move(*cs.value()));
+          emit(std::move(*cs.value()));
         }
       }
     }
@@ -179,20 +208,21 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     for (const auto& key : gone)
       if (auto cs = detector_.forget(opt_.type, key, store_, observed_at, list_rv)) {
         cs->catch_up = true;
-        sink_(std::move(*cs));
+        emit(std::move(*cs));
       }
   }
   rv_ = list_rv;
   full_checkpoint_ = true;
   checkpoint(true);
   ++(initial ? stats_.lists : stats_.relists);
+  if (!initial) record(m_relists_);
   last_heard_ = std::chrono::steady_clock::now();
   failures_ = 0;
   return true;
 }
 
 Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
-  ++stats_.watches;
+  if (stats_.watches++ > 0) record(m_watches_);
   JsonFramer framer;
   dom::parser parser;
   WatchEnd end = WatchEnd::ended;
@@ -214,6 +244,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     }
     auto type = parse_watch_event_type(type_name);
     last_heard_ = std::chrono::steady_clock::now();
+    if (type) record(m_events_[static_cast<int>(*type)]);
     if (type == WatchEventType::error) {
       int64_t code = 0;
       std::string_view msg;
@@ -242,7 +273,10 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     }
     std::string_view name;
     if (object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS) touched(ns, name);
-    if (cs.value()) sink_(std::move(*cs.value()));
+    if (cs.value())
+      emit(std::move(*cs.value()));
+    else
+      record(m_noise_);
     checkpoint(false);
   };
   std::function<bool(std::string_view)> on_data = [&](std::string_view bytes) {

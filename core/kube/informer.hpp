@@ -24,6 +24,9 @@
 namespace kubetrail::state {
 class StateStore;
 }
+namespace kubetrail::server {
+class Metrics;
+}
 
 namespace kubetrail::kube {
 
@@ -40,6 +43,7 @@ struct InformerOptions {
   // Where to checkpoint (null: nothing survives a restart). With a
   // checkpoint from an earlier run, start-up reports what changed since.
   state::StateStore* state = nullptr;
+  server::Metrics* metrics = nullptr;  // null: no metrics
 };
 
 class Informer {
@@ -85,6 +89,12 @@ class Informer {
   bool full_checkpoint_ = false;        // after a list: write everything
   std::set<std::string> checkpointed_;  // keys the state store holds
   std::chrono::steady_clock::time_point last_checkpoint_{};
+  // Metric ids (-1 without metrics): events by type, and the rest.
+  int32_t m_events_[5] = {-1, -1, -1, -1, -1};
+  int32_t m_change_sets_[4] = {-1, -1, -1, -1};
+  int32_t m_noise_ = -1, m_relists_ = -1, m_watches_ = -1;
+  void record(int32_t id, double v = 1);
+  void emit(diff::ChangeSet&& cs);
 };
 
 }  // namespace kubetrail::kube

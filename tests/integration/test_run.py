@@ -27,10 +27,14 @@ def wait_for(predicate, timeout=20, what="condition"):
 class Kubetrail:
     """kubetrail run with a JSON log handler writing to a file."""
 
-    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra='[state]\npath = ""', flags=()):
+    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra="", flags=()):
         self.dir = tempfile.mkdtemp(prefix="kubetrail-run-")
         self.out = os.path.join(self.dir, "changes.jsonl")
         self.config = os.path.join(self.dir, "kubetrail.toml")
+        if "[state]" not in extra:
+            extra += '\n[state]\npath = ""'
+        if "[server]" not in extra:
+            extra += '\n[server]\nlisten = ""'  # tests run side by side: no fixed port
         with open(self.config, "w") as f:
             f.write('[cluster]\nname = "it"\n[watch]\nresources = %s\n%s\n[[handlers]]\nname = "out"\nplugin = "log"\n'
                     'config = { format = "json", path = "%s" }\n[[routes]]\nchain = ["out"]\n'
@@ -71,6 +75,39 @@ class Kubetrail:
                 self.proc.wait()
         self.stderr.close()
         return self.proc.returncode
+
+
+def parse_prometheus(text):
+    """A strict reader of the Prometheus text format 0.0.4: every line must
+    be a HELP, a TYPE or a sample of a declared family; histogram buckets
+    must be cumulative. Returns {family: {"type", "help", "samples": [(labels, value)]}}."""
+    import re
+    families, current = {}, None
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, help_text = line[7:].split(" ", 1)
+            families.setdefault(name, {"samples": []})["help"] = help_text
+        elif line.startswith("# TYPE "):
+            name, kind = line[7:].split(" ")
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            families.setdefault(name, {"samples": []})["type"] = kind
+            current = name
+        else:
+            m = sample.match(line)
+            assert m, "not a Prometheus sample line: %r" % line
+            name = m.group(1)
+            base = re.sub(r"_(bucket|sum|count)$", "", name) if families.get(current, {}).get("type") == "histogram" else name
+            assert base == current, "sample %s outside its family %s" % (name, current)
+            labels = dict(label.findall(m.group(3) or ""))
+            families.setdefault(name, {"samples": [], "type": "sample"})["samples"].append((labels, float(m.group(4))))
+    for name, fam in families.items():
+        if fam.get("type") == "histogram":
+            buckets = families.get(name + "_bucket", {"samples": []})["samples"]
+            counts = [v for _, v in buckets]
+            assert counts == sorted(counts), "histogram %s buckets not cumulative" % name
+    return families
 
 
 def summary(cs):
@@ -270,6 +307,53 @@ class RunAgainstApiServer(unittest.TestCase):
         self.kt = Kubetrail(self.server, ["configmaps"], extra=extra, flags=["--reset-state"])
         self.kt.wait_ready()
         self.assertTrue(any(n.startswith("broken.db.corrupt-") for n in os.listdir(self.server.dir)))
+
+    def test_metrics_health_and_readiness(self):
+        import http.client, socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+
+        def get(path):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read().decode()
+            c.close()
+            return r.status, body
+
+        kt = self.start(["configmaps"], extra='[server]\nlisten = "127.0.0.1:%d"\nstall_timeout_s = 2' % port)
+        self.assertEqual(get("/readyz"), (200, "ok\n"))
+        self.server.kubectl("create", "configmap", "m1", "--from-literal=a=1")
+        kt.wait_changes(1)
+        status, text = get("/metrics")
+        self.assertEqual(status, 200)
+        families = parse_prometheus(text)
+        def value(name, **labels):
+            for lbls, v in families[name]["samples"]:
+                if all(lbls.get(k) == val for k, val in labels.items()):
+                    return v
+            raise AssertionError("no sample %s %s" % (name, labels))
+        self.assertEqual(families["kubetrail_watch_events_total"]["type"], "counter")
+        self.assertEqual(value("kubetrail_watch_events_total", resource="configmaps", type="ADDED"), 1)
+        self.assertEqual(value("kubetrail_change_sets_total", resource="configmaps", type="Added"), 1)
+        self.assertEqual(value("kubetrail_handler_deliveries_total", handler="out", result="ok"), 1)
+        self.assertEqual(value("kubetrail_handler_latency_seconds_count", handler="out"), 1)
+        self.assertEqual(value("kubetrail_informers_synced"), 1)
+        self.assertEqual(value("kubetrail_build_info", plugin_abi="1.0"), 1)
+        self.server.kubectl("patch", "configmap", "m1", "--type=merge", "-p", '{"data":{"a":"2"}}')
+        kt.wait_changes(2)
+        families = parse_prometheus(get("/metrics")[1])
+        self.assertEqual(value("kubetrail_watch_events_total", resource="configmaps", type="MODIFIED"), 1)
+        self.assertEqual(value("kubetrail_handler_deliveries_total", handler="out", result="ok"), 2)
+        self.assertEqual(get("/healthz"), (200, "ok\n"))  # bookmarks every 0.5 s keep it healthy
+        # Silence: the next watch starts 6 s late, so nothing is heard for > 2 s.
+        self.server.control("delay-watches", ms="6000")
+        self.server.control("cut-watches")
+        status, why = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(get("/healthz")), timeout=10,
+                               what="/healthz to fail")
+        self.assertIn("watch of configmaps silent for", why)
+        self.server.control("delay-watches", ms="0")
 
     def test_unknown_resource_names_close_matches(self):
         kt = Kubetrail(self.server, ["deploymnets"])

@@ -99,7 +99,7 @@ TEST_CASE("cli: a truncated stream reports the offset and delivers the events be
                      std::to_string(prefix.size()) + " is incomplete") != std::string::npos);
 }
 
-TEST_CASE("cli: a malformed event names file and byte offset; events before it are delivered") {
+TEST_CASE("cli: a malformed event names file and byte offset - events before it are delivered") {
   test::TempDir dir;
   auto lines = test::lines_of(test::read_file(example("recordings/rollout/deployments.json")));
   std::string prefix = lines[0] + "\n" + lines[1] + "\n";
@@ -120,7 +120,7 @@ TEST_CASE("cli: the README's main command replays with the built-in config") {
   CHECK(r.err.find("83 events from 6 file(s)") != std::string::npos);
 }
 
-TEST_CASE("cli: check-config names file, line and key; plugins lists the log plugin") {
+TEST_CASE("cli: check-config names file, line and key - plugins lists the log plugin") {
   test::TempDir dir;
   auto ok = test::kubetrail("check-config --config " + example("kubetrail.toml"), dir);
   CHECK(ok.status == 0);

@@ -104,7 +104,7 @@ TEST_CASE("TOML syntax errors name the file and line") {
   CHECK_THROWS_WITH_AS(parse("[cluster\nname = 1\n"), doctest::Contains("kubetrail.toml"), Error);
 }
 
-TEST_CASE("config files load from disk; a missing file is a clear error") {
+TEST_CASE("config files load from disk - a missing file is a clear error") {
   test::TempDir dir;
   test::write_file(dir / "k.toml", kGood);
   CHECK(config::load_file(dir / "k.toml").cluster.name == "prod-eu");

@@ -417,7 +417,7 @@ TEST_CASE("a StatefulSet's volumeClaimTemplates (no merge key) are addressed by 
   CHECK(cs->summary.starts_with("StatefulSet shop/db: container postgres image postgres:15.4 → postgres:15.5; "));
 }
 
-TEST_CASE("an Ingress's rules and paths are atomic lists, diffed by index; status is noise") {
+TEST_CASE("an Ingress's rules and paths are atomic lists, diffed by index - status is noise") {
   Harness h;
   json i = fixture("ingress");
   h.add(i);

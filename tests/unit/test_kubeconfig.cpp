@@ -63,7 +63,7 @@ contexts:
 )";
 }  // namespace
 
-TEST_CASE("kubeconfig: certificates from data and files; paths relative to their file") {
+TEST_CASE("kubeconfig: certificates from data and files - paths relative to their file") {
   test::TempDir dir;
   std::filesystem::create_directories(dir / "certs");
   test::write_file(dir / "certs/ca.pem", "CA PEM");
@@ -137,7 +137,7 @@ TEST_CASE("in-cluster config comes from the service account and the service env"
   CHECK_FALSE(kube::in_cluster(dir.path().string()));  // without the env: not in a cluster
 }
 
-TEST_CASE("discovery resolves plural, singular, kind, short name and plural.group; unknown names get close matches") {
+TEST_CASE("discovery resolves plural, singular, kind, short name and plural.group - unknown names get close matches") {
   auto res = [](std::string g, std::string plural, std::string kind, std::vector<std::string> shorts) {
     kube::ApiResource r;
     r.type = kube::ResourceType{g, "v1", plural, kind, true};

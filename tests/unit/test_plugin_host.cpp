@@ -149,7 +149,7 @@ TEST_CASE("RETRY is retried with backoff until OK, and delivered once") {
   CHECK(test::lines_of(test::read_file(dir / "second.txt")).size() == 1);
 }
 
-TEST_CASE("RETRY past the attempts, and FAIL, fail that handler only; STOP ends the chain") {
+TEST_CASE("RETRY past the attempts, and FAIL, fail that handler only - STOP ends the chain") {
   test::TempDir dir;
   {
     Chain c(chain_config(dir.path(), ", status = \"retry\"", "c_recorder"));

@@ -167,7 +167,7 @@ TEST_CASE("webhook: CloudEvents structured and binary modes") {
             .find("binary mode carries one event") != std::string::npos);
 }
 
-TEST_CASE("webhook: HMAC signature verifies independently; bearer token from a file") {
+TEST_CASE("webhook: HMAC signature verifies independently - bearer token from a file") {
   test::HttpReceiver rx;
   test::TempDir dir;
   test::write_file(dir / "token", "tok-123\n");
@@ -203,7 +203,7 @@ TEST_CASE("webhook: basic auth, prune_paths and metadata") {
   CHECK(body["metadata"] == json{{"env", "prod"}});
 }
 
-TEST_CASE("webhook: 429 with Retry-After is retried after the delay; 500 is retried; 400 fails at once") {
+TEST_CASE("webhook: 429 with Retry-After is retried after the delay - 500 is retried - 400 fails at once") {
   test::HttpReceiver rx;
   config::Config cfg =
       config::parse("[[handlers]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = { url = \"" + rx.url() +
@@ -234,7 +234,7 @@ TEST_CASE("webhook: 429 with Retry-After is retried after the delay; 500 is retr
   CHECK(logs.text().find("second line") == std::string::npos);
 }
 
-TEST_CASE("webhook: a timeout is a retry; partial batches report per item") {
+TEST_CASE("webhook: a timeout is a retry - partial batches report per item") {
   test::HttpReceiver rx;
   Bundled b("webhook", {{"url", rx.url()}, {"timeout_ms", 200}});
   rx.script({{200, "ok", {}, 0}, {200, "late", {}, 1500}});
@@ -320,7 +320,7 @@ TEST_CASE("slack: Slack's answers map to OK, RETRY with the delay, or FAIL with 
   for (const auto& text : {r1.message, r3.message, logs.text()}) CHECK(text.find("SECRET") == std::string::npos);
 }
 
-TEST_CASE("slack: bot token posts to chat.postMessage with the channel; ok:false errors are read") {
+TEST_CASE("slack: bot token posts to chat.postMessage with the channel - ok:false errors are read") {
   test::HttpReceiver rx;
   test::TempDir dir;
   test::write_file(dir / "token", "xoxb-TEST-TOKEN\n");
@@ -385,7 +385,7 @@ TEST_CASE("exec: change set JSON on stdin, KUBETRAIL_* and configured env, workd
   CHECK(env.find("KUBETRAIL_SUMMARY=Deployment shop/web: replicas 2 → 3\n") != std::string::npos);
 }
 
-TEST_CASE("exec: exit 0 OK, 75 RETRY, others FAIL with the last line of stderr; output goes to the log") {
+TEST_CASE("exec: exit 0 OK, 75 RETRY, others FAIL with the last line of stderr - output goes to the log") {
   LogCapture logs;
   Bundled ok("exec", {{"command", {"/bin/sh", "-c", "echo hello from the handler"}}});
   CHECK(ok.deliver({change()}).status == KUBETRAIL_OK);
@@ -419,7 +419,7 @@ TEST_CASE("exec: a timeout kills the whole process group and is retried") {
   CHECK(gone);
 }
 
-TEST_CASE("exec: per = batch runs once with a JSON array; shell = true joins the command") {
+TEST_CASE("exec: per = batch runs once with a JSON array - shell = true joins the command") {
   test::TempDir dir;
   Bundled b("exec", {{"command", {"cat > batch.json; echo $KUBETRAIL_COUNT > count.txt"}},
                      {"shell", true},
