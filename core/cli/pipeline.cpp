@@ -19,13 +19,23 @@ Pipeline::Pipeline(const config::Config& cfg, const Args& args)
     }
 }
 
+void Pipeline::start_async(state::StateStore* outbox) {
+  service_ = std::make_unique<deliver::DeliveryService>(handlers_, cfg_, router_, &metrics_, outbox);
+  service_->start();
+}
+
 bool Pipeline::deliver(const diff::ChangeSet& cs) {
   const auto& events = cfg_.watch.events;
   if (std::find(events.begin(), events.end(), cs.type) == events.end()) return true;
+  if (service_) {
+    service_->submit(cs);
+    return true;
+  }
   return dispatcher_.dispatch(cs);
 }
 
-bool Pipeline::flush() {
+bool Pipeline::flush(std::chrono::milliseconds drain) {
+  if (service_) service_->stop(drain);
   bool ok = true;
   for (auto& [name, slot] : handlers_)
     if (slot.handler) {

@@ -8,6 +8,7 @@
 
 #include "cli/common.hpp"
 #include "deliver/deliver.hpp"
+#include "deliver/delivery_service.hpp"
 #include "route/route.hpp"
 #include "server/metrics.hpp"
 
@@ -17,11 +18,20 @@ class Pipeline {
  public:
   Pipeline(const config::Config& cfg, const Args& args);
 
+  // From here on, delivery is asynchronous: per-handler queues and threads,
+  // with the durable outbox when `outbox` is given (kubetrail run).
+  void start_async(state::StateStore* outbox);
+
   // Routes and delivers one change set (if its type is in [watch] events).
-  // True when every handler took it.
+  // Synchronous: true when every handler took it. Asynchronous: queued.
   bool deliver(const diff::ChangeSet& cs);
-  // Flushes every handler (shutdown). True when all flushed.
-  bool flush();
+  // Shutdown: delivers what is queued (asynchronous: for up to `drain`),
+  // then flushes every handler. True when all flushed.
+  bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10));
+  size_t queued() const { return service_ ? service_->queued() : 0; }
+  std::string stuck(std::chrono::steady_clock::duration limit) const {
+    return service_ ? service_->stuck(limit) : std::string();
+  }
 
   bool handler_errors() const noexcept { return handler_errors_; }
   const deliver::Dispatcher::Stats& stats() const noexcept { return dispatcher_.stats(); }
@@ -34,6 +44,7 @@ class Pipeline {
   std::map<std::string, deliver::HandlerSlot> handlers_;
   route::Router router_;
   deliver::Dispatcher dispatcher_;
+  std::unique_ptr<deliver::DeliveryService> service_;
   bool handler_errors_ = false;
 };
 

@@ -97,6 +97,7 @@ int run_daemon(const Args& args) {
   }
 
   Pipeline pipeline(cfg, args);
+  pipeline.start_async(state.get());  // undelivered change sets from the last run go first
   ChangeQueue queue;
   std::vector<std::unique_ptr<kube::Informer>> informers;
   for (const auto& t : types) {
@@ -134,7 +135,8 @@ int run_daemon(const Args& args) {
   if (!cfg.server.listen.empty()) {
     auto stall = std::chrono::seconds(cfg.server.stall_timeout_s);
     server::Probes probes;
-    probes.unhealthy = [&informers, stall] {
+    probes.unhealthy = [&informers, &pipeline, stall] {
+      if (auto why = pipeline.stuck(stall); !why.empty()) return why;
       auto now = std::chrono::steady_clock::now();
       for (const auto& i : informers)
         if (i->synced() && now - i->last_heard() > stall)
@@ -156,9 +158,14 @@ int run_daemon(const Args& args) {
   std::vector<std::thread> threads;
   for (auto& inf : informers) threads.emplace_back([&inf] { inf->run(g_stop); });
   bool ready_logged = false;
+  auto next_compaction = std::chrono::steady_clock::now();
   while (!g_stop.load()) {
     if (auto cs = queue.pop(std::chrono::milliseconds(200))) pipeline.deliver(*cs);
-    metrics.record(queue_depth, static_cast<double>(queue.size()));
+    metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline.queued()));
+    if (state && std::chrono::steady_clock::now() > next_compaction) {
+      state->outbox_compact(7 * 24 * 3600);  // delivered entries are kept a week, for id de-duplication
+      next_compaction = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    }
     metrics.record(synced_gauge, static_cast<double>(std::count_if(informers.begin(), informers.end(),
                                                                    [](auto& i) { return i->synced(); })));
     if (!ready_logged && std::all_of(informers.begin(), informers.end(), [](auto& i) { return i->synced(); })) {

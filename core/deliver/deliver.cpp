@@ -26,6 +26,17 @@ std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, pl
   return out;
 }
 
+HandlerMetrics define_handler_metrics(server::Metrics& metrics, const std::string& handler) {
+  auto result = [&](const char* r) {
+    return metrics.define(server::MetricKind::counter, "kubetrail_handler_deliveries_total",
+                          "handler calls by result (ok, stop, retry, fail)", {{"handler", handler}, {"result", r}});
+  };
+  HandlerMetrics hm{result("ok"), result("stop"), result("retry"), result("fail"), -1};
+  hm.latency = metrics.define(server::MetricKind::histogram, "kubetrail_handler_latency_seconds",
+                              "time a handler took per call", {{"handler", handler}});
+  return hm;
+}
+
 std::chrono::milliseconds backoff(const config::RetryPolicy& p, uint32_t attempt, uint32_t plugin_retry_after_ms) {
   double base = p.initial_ms;
   for (uint32_t i = 1; i < attempt && base < p.max_ms; ++i) base *= 2;
@@ -44,16 +55,7 @@ Dispatcher::Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route
   if (!metrics_) return;
   m_unrouted_ = metrics_->define(server::MetricKind::counter, "kubetrail_change_sets_unrouted_total",
                                  "change sets that matched no route");
-  for (const auto& [name, slot] : handlers_) {
-    auto result = [&](const char* r) {
-      return metrics_->define(server::MetricKind::counter, "kubetrail_handler_deliveries_total",
-                              "handler calls by result (ok, stop, retry, fail)", {{"handler", name}, {"result", r}});
-    };
-    HandlerMetrics hm{result("ok"), result("stop"), result("retry"), result("fail"), -1};
-    hm.latency = metrics_->define(server::MetricKind::histogram, "kubetrail_handler_latency_seconds",
-                                  "time a handler took per call", {{"handler", name}});
-    handler_metrics_[name] = hm;
-  }
+  for (const auto& [name, slot] : handlers_) handler_metrics_[name] = define_handler_metrics(*metrics_, name);
 }
 
 bool Dispatcher::dispatch(const diff::ChangeSet& cs) {
@@ -92,11 +94,7 @@ bool Dispatcher::deliver_one(const std::string& name, const plugin::AbiChangeSet
     plugin::Outcome out = slot.handler->deliver(items);
     if (hm) {
       metrics_->record(hm->latency, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      metrics_->record(out.status == KUBETRAIL_OK      ? hm->ok
-                       : out.status == KUBETRAIL_STOP  ? hm->stop
-                       : out.status == KUBETRAIL_RETRY ? hm->retry
-                                                       : hm->fail,
-                       1);
+      metrics_->record(hm->for_status(out.status), 1);
     }
     switch (out.status) {
       case KUBETRAIL_OK:

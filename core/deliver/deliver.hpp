@@ -38,6 +38,15 @@ std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, pl
 // when it is longer.
 std::chrono::milliseconds backoff(const config::RetryPolicy& p, uint32_t attempt, uint32_t plugin_retry_after_ms);
 
+// Per-handler delivery metrics: calls by result, and call latency.
+struct HandlerMetrics {
+  int32_t ok = -1, stop = -1, retry = -1, fail = -1, latency = -1;
+  int32_t for_status(int32_t status) const noexcept {
+    return status == KUBETRAIL_OK ? ok : status == KUBETRAIL_STOP ? stop : status == KUBETRAIL_RETRY ? retry : fail;
+  }
+};
+HandlerMetrics define_handler_metrics(server::Metrics& metrics, const std::string& handler);
+
 class Dispatcher {
  public:
   using SleepFn = std::function<void(std::chrono::milliseconds)>;
@@ -65,9 +74,6 @@ class Dispatcher {
   SleepFn sleep_;
   Stats stats_;
   int32_t m_unrouted_ = -1;
-  struct HandlerMetrics {
-    int32_t ok = -1, stop = -1, retry = -1, fail = -1, latency = -1;
-  };
   std::map<std::string, HandlerMetrics> handler_metrics_;
 };
 

@@ -1,6 +1,7 @@
 // Change sets as JSON (schema kubetrail.dev/v1) and their one-line summary.
 #include <nlohmann/json.hpp>
 
+#include "common/error.hpp"
 #include "diff/diff.hpp"
 
 namespace kubetrail::diff {
@@ -49,6 +50,45 @@ std::string ChangeSet::to_json() const {
   if (!old_object.empty()) j["old"] = parse_or_string(old_object);
   if (!new_object.empty()) j["new"] = parse_or_string(new_object);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+ChangeSet ChangeSet::from_json(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object() || j.value("schemaVersion", "") != "kubetrail.dev/v1")
+    throw Error("not a kubetrail.dev/v1 change set");
+  ChangeSet cs;
+  auto t = parse_change_type(j.value("type", ""));
+  if (!t) throw Error("change set with unknown type \"" + j.value("type", "") + "\"");
+  cs.type = *t;
+  cs.id = j.value("id", "");
+  cs.cluster = j.value("cluster", "");
+  cs.observed_at = j.value("observedAt", "");
+  const auto& r = j.contains("resource") ? j["resource"] : nlohmann::json::object();
+  cs.resource.group = r.value("group", "");
+  cs.resource.version = r.value("version", "");
+  cs.resource.resource = r.value("resource", "");
+  cs.resource.kind = r.value("kind", "");
+  cs.resource.namespaced = j.contains("namespace");
+  cs.object_namespace = j.value("namespace", "");
+  cs.name = j.value("name", "");
+  cs.uid = j.value("uid", "");
+  cs.resource_version = j.value("resourceVersion", "");
+  if (j.contains("actor"))
+    cs.actor = Actor{j["actor"].value("manager", ""), j["actor"].value("operation", ""), j["actor"].value("time", "")};
+  cs.catch_up = j.value("catchUp", false);
+  cs.summary = j.value("summary", "");
+  for (const auto& c : j.value("changes", nlohmann::json::array())) {
+    FieldChange fc;
+    std::string op = c.value("op", "replace");
+    fc.op = op == "add" ? FieldOp::add : op == "remove" ? FieldOp::remove : FieldOp::replace;
+    fc.path = c.value("path", "");
+    if (c.contains("old")) fc.old_json = c["old"].dump();
+    if (c.contains("new")) fc.new_json = c["new"].dump();
+    cs.changes.push_back(std::move(fc));
+  }
+  if (j.contains("old")) cs.old_object = j["old"].dump();
+  if (j.contains("new")) cs.new_object = j["new"].dump();
+  return cs;
 }
 
 namespace {

@@ -70,6 +70,9 @@ struct ChangeSet {
 
   // The change set as schema v1 JSON text (compact).
   std::string to_json() const;
+  // Back from to_json() (the durable outbox stores change sets as JSON).
+  // Throws kubetrail::Error on text that is not a schema v1 change set.
+  static ChangeSet from_json(std::string_view text);
 };
 
 // What to ignore and what to hide, from the [diff] config section.

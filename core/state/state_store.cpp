@@ -61,7 +61,11 @@ std::string try_open(const std::string& path, sqlite3** out) {
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
-      " resource_version TEXT NOT NULL, object TEXT NOT NULL, PRIMARY KEY(resource, key)) WITHOUT ROWID;";
+      " resource_version TEXT NOT NULL, object TEXT NOT NULL, PRIMARY KEY(resource, key)) WITHOUT ROWID;"
+      "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
+      " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
+      " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
+      "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(handler, state, seq);";
   if (sqlite3_exec(db, schema, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string why = err ? err : "cannot create tables";
     sqlite3_free(err);
@@ -169,6 +173,73 @@ void StateStore::save(const std::string& resource,
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+}
+
+int64_t StateStore::outbox_add(const std::string& id, const std::string& handler, const std::string& route,
+                               int position, const std::string& json) {
+  std::lock_guard lock(mu_);
+  Stmt ins(db_,
+           "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
+           "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
+  ins.bind(1, id);
+  ins.bind(2, handler);
+  ins.bind(3, route);
+  sqlite3_bind_int(ins.s, 4, position);
+  ins.bind(5, json);
+  if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+  return sqlite3_changes(db_) == 1 ? sqlite3_last_insert_rowid(db_) : 0;
+}
+
+void StateStore::outbox_delivered(int64_t seq) {
+  std::lock_guard lock(mu_);
+  Stmt up(db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ?");
+  sqlite3_bind_int64(up.s, 1, seq);
+  if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+}
+
+void StateStore::outbox_dead(int64_t seq, const std::string& reason) {
+  std::lock_guard lock(mu_);
+  Stmt up(db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ?");
+  up.bind(1, reason);
+  sqlite3_bind_int64(up.s, 2, seq);
+  if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+}
+
+std::vector<StateStore::OutboxEntry> StateStore::outbox_pending(const std::string& handler, int64_t after,
+                                                                size_t limit) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_,
+         "SELECT seq, id, handler, route, position, json FROM outbox "
+         "WHERE handler = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?");
+  q.bind(1, handler);
+  sqlite3_bind_int64(q.s, 2, after);
+  sqlite3_bind_int64(q.s, 3, static_cast<int64_t>(limit));
+  std::vector<OutboxEntry> out;
+  while (sqlite3_step(q.s) == SQLITE_ROW)
+    out.push_back(
+        {sqlite3_column_int64(q.s, 0), q.text(1), q.text(2), q.text(3), sqlite3_column_int(q.s, 4), q.text(5)});
+  return out;
+}
+
+size_t StateStore::outbox_backlog() {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
+  return sqlite3_step(q.s) == SQLITE_ROW ? static_cast<size_t>(sqlite3_column_int64(q.s, 0)) : 0;
+}
+
+std::vector<StateStore::DeadLetter> StateStore::dead_letters() {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "SELECT id, handler, reason FROM outbox WHERE state = 'dead' ORDER BY seq");
+  std::vector<DeadLetter> out;
+  while (sqlite3_step(q.s) == SQLITE_ROW) out.push_back({q.text(0), q.text(1), q.text(2)});
+  return out;
+}
+
+void StateStore::outbox_compact(int64_t max_age_s) {
+  std::lock_guard lock(mu_);
+  Stmt del(db_, "DELETE FROM outbox WHERE state = 'delivered' AND created < strftime('%s','now') - ?");
+  sqlite3_bind_int64(del.s, 1, max_age_s);
+  sqlite3_step(del.s);
 }
 
 }  // namespace kubetrail::state

@@ -46,6 +46,30 @@ class StateStore {
   void save(const std::string& resource, const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
             const std::vector<std::string>& deletes, const std::string& resource_version);
 
+  // --- the durable outbox: change sets waiting for a handler ---------------
+  struct OutboxEntry {
+    int64_t seq = 0;
+    std::string id, handler, route;
+    int position = 0;  // index of the handler in the route's chain
+    std::string json;  // the change set
+  };
+  // Records that `handler` owes this change set. Returns its sequence
+  // number, or 0 when (id, handler) is already known - pending, delivered or
+  // dead - so that no handler ever receives an id twice.
+  int64_t outbox_add(const std::string& id, const std::string& handler, const std::string& route, int position,
+                     const std::string& json);
+  void outbox_delivered(int64_t seq);
+  void outbox_dead(int64_t seq, const std::string& reason);
+  // Pending entries of a handler, oldest first, after sequence `after`.
+  std::vector<OutboxEntry> outbox_pending(const std::string& handler, int64_t after, size_t limit);
+  size_t outbox_backlog();
+  struct DeadLetter {
+    std::string id, handler, reason;
+  };
+  std::vector<DeadLetter> dead_letters();
+  // Forgets delivered entries older than max_age_s (dead letters are kept).
+  void outbox_compact(int64_t max_age_s);
+
   const std::string& path() const noexcept { return path_; }
 
  private:

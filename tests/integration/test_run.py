@@ -292,6 +292,37 @@ class RunAgainstApiServer(unittest.TestCase):
         time.sleep(1.5)
         self.assertEqual(kt.changes(), [])
 
+    def test_kill_9_while_a_handler_fails_then_each_change_set_is_delivered_once(self):
+        k = self.server.kubectl
+        state = os.path.join(self.server.dir, "outbox.db")
+        flag = os.path.join(self.server.dir, "receiver-up")
+        out = os.path.join(self.server.dir, "delivered.jsonl")
+        extra = ('[state]\npath = "%s"\n[[handlers]]\nname = "flaky"\nplugin = "exec"\n'
+                 'config = { command = ["/bin/sh", "-c", "test -f %s || exit 75; cat >> %s; echo >> %s"] }\n'
+                 'retry = { attempts = 1000, initial_ms = 100, max_ms = 200 }\n'
+                 '[[routes]]\nchain = ["flaky"]\n' % (state, flag, out, out))
+        kt = self.start(["configmaps"], extra=extra)
+        k("create", "configmap", "first", "--from-literal=a=1")
+        k("create", "configmap", "second", "--from-literal=a=1")
+        wait_for(lambda: kt.log().count("retrying") >= 2, what="the failing handler to be retried")
+        kt.proc.kill()  # kill -9: no drain, no flush
+        kt.proc.wait(timeout=10)
+        kt.stderr.close()
+        with open(flag, "w"):
+            pass  # the receiver is back
+        kt = self.start(["configmaps"], extra=extra)
+        def delivered():
+            if not os.path.exists(out):
+                return 0
+            with open(out) as f:
+                return len([line for line in f if line.strip()])
+        wait_for(lambda: delivered() >= 2, what="delivery")
+        time.sleep(1.5)  # and nothing more arrives
+        with open(out) as f:
+            got = [json.loads(l) for l in f if l.strip()]
+        self.assertEqual(sorted(c["name"] for c in got), ["first", "second"])
+        self.assertEqual(len({c["id"] for c in got}), 2)
+
     def test_corrupt_state_is_a_clear_error_or_reset(self):
         state = os.path.join(self.server.dir, "broken.db")
         with open(state, "wb") as f:

@@ -506,3 +506,19 @@ TEST_CASE("with two managers moving at once, the one whose fieldsV1 holds the ch
   REQUIRE(cs->actor);
   CHECK(cs->actor->manager == "image-updater");
 }
+
+TEST_CASE("a change set survives the round trip through its JSON (the outbox's format)") {
+  Harness h;
+  json d = fixture("deployment");
+  h.add(d);
+  d["spec"]["replicas"] = 7;
+  d["metadata"]["labels"]["new"] = "x";
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  cs->catch_up = true;
+  auto back = diff::ChangeSet::from_json(cs->to_json());
+  CHECK(back.to_json() == cs->to_json());
+  CHECK(back.changes == cs->changes);
+  CHECK(back.resource == cs->resource);
+  CHECK_THROWS_AS(diff::ChangeSet::from_json("{\"schemaVersion\":\"other\"}"), Error);
+}

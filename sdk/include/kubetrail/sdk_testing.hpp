@@ -12,7 +12,8 @@
 //   auto result = plugin.handle({&cs});
 //   CHECK(result.status == KUBETRAIL_OK);
 //
-// Not thread-safe; one FakeHost per test.
+// Not thread-safe; one FakeHost per test. Like a real host, a test binary
+// should ignore SIGPIPE (plugin.h's promise to plugins).
 #pragma once
 
 #include <kubetrail/plugin.h>

@@ -1,0 +1,286 @@
+#include "deliver/delivery_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/error.hpp"
+
+namespace kubetrail::deliver {
+
+struct DeliveryService::Entry {
+  diff::ChangeSet cs;
+  std::string json;
+  std::unique_ptr<plugin::AbiChangeSet> abi;  // points into cs: Entry never moves (held by shared_ptr)
+  explicit Entry(diff::ChangeSet c) : cs(std::move(c)), json(cs.to_json()) {
+    abi = std::make_unique<plugin::AbiChangeSet>(cs);
+  }
+};
+
+struct DeliveryService::Worker {
+  std::string name;
+  HandlerSlot* slot = nullptr;
+  const config::HandlerConfig* cfg = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;     // items arrived, or stopping
+  std::condition_variable space;  // room in the queue (no outbox)
+  std::deque<Ticket> queue;
+  std::set<int64_t> in_memory;  // outbox rows queued or in flight
+  bool spilled = false;         // the outbox holds entries not in the queue
+  int64_t last_seq = 0;         // refill after this row
+  std::chrono::steady_clock::time_point progress = std::chrono::steady_clock::now();  // last item finished
+  bool busy = false;                                                                  // a batch is being delivered
+  int32_t m_depth = -1, m_dead = -1;
+  HandlerMetrics hm;
+};
+
+namespace {
+const config::HandlerConfig* handler_config(const config::Config& cfg, const std::string& name) {
+  for (const auto& h : cfg.handlers)
+    if (h.name == name) return &h;
+  return nullptr;
+}
+}  // namespace
+
+DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg,
+                                 const route::Router& router, server::Metrics* metrics, state::StateStore* outbox)
+    : handlers_(handlers), cfg_(cfg), router_(router), metrics_(metrics), outbox_(outbox) {
+  for (auto& [name, slot] : handlers_) {
+    auto w = std::make_unique<Worker>();
+    w->name = name;
+    w->slot = &slot;
+    w->cfg = handler_config(cfg_, name);
+    if (metrics_) {
+      w->m_depth = metrics_->define(server::MetricKind::gauge, "kubetrail_handler_queue_depth",
+                                    "change sets queued for a handler", {{"handler", name}});
+      w->m_dead = metrics_->define(server::MetricKind::counter, "kubetrail_dead_letters_total",
+                                   "change sets a handler failed for good", {{"handler", name}});
+      w->hm = define_handler_metrics(*metrics_, name);
+    }
+    workers_.emplace(name, std::move(w));
+  }
+  if (metrics_) {
+    m_unrouted_ = metrics_->define(server::MetricKind::counter, "kubetrail_change_sets_unrouted_total",
+                                   "change sets that matched no route");
+    m_backlog_ = metrics_->define(server::MetricKind::gauge, "kubetrail_outbox_backlog",
+                                  "change sets in the outbox not yet delivered to every handler");
+  }
+}
+
+DeliveryService::~DeliveryService() { stop(std::chrono::milliseconds(0)); }
+
+void DeliveryService::start() {
+  for (auto& [name, w] : workers_) {
+    if (outbox_) refill_from_outbox(*w);
+    threads_.emplace_back([this, worker = w.get()] { run_worker(*worker); });
+  }
+}
+
+std::string DeliveryService::stuck(std::chrono::steady_clock::duration limit) const {
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [name, w] : workers_) {
+    std::lock_guard lock(w->mu);
+    if ((!w->queue.empty() || w->busy) && now - w->progress > limit)
+      return "handler \"" + name + "\" has delivered nothing for " +
+             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - w->progress).count()) + " s with " +
+             std::to_string(w->queue.size() + (w->busy ? 1 : 0)) + "+ change set(s) waiting";
+  }
+  return {};
+}
+
+size_t DeliveryService::queued() const {
+  size_t n = 0;
+  for (const auto& [name, w] : workers_) {
+    std::lock_guard lock(w->mu);
+    n += w->queue.size();
+  }
+  return n;
+}
+
+void DeliveryService::submit(const diff::ChangeSet& cs) {
+  auto routes = router_.match(cs);
+  if (routes.empty()) {
+    ++stats_.unrouted;
+    if (metrics_) metrics_->record(m_unrouted_, 1);
+    return;
+  }
+  auto entry = std::make_shared<const Entry>(cs);
+  for (const route::Route* r : routes) enqueue(entry, r->name, 0);
+  if (metrics_ && outbox_) metrics_->record(m_backlog_, static_cast<double>(outbox_->outbox_backlog()));
+}
+
+void DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position) {
+  // Find the chain: by route name among the configured routes.
+  const config::RouteConfig* rc = nullptr;
+  for (const auto& r : cfg_.routes)
+    if (r.name == route) rc = &r;
+  if (!rc || position >= static_cast<int>(rc->chain.size())) return;  // end of the chain
+  const std::string& handler = rc->chain[static_cast<size_t>(position)];
+  auto it = workers_.find(handler);
+  if (it == workers_.end()) return;
+  Worker& w = *it->second;
+  Ticket t{entry, route, position, 0};
+  if (outbox_) {
+    t.seq = outbox_->outbox_add(entry->cs.id, handler, route, position, entry->json);
+    if (t.seq == 0) {
+      // This handler already has (or had) this id: never twice. Its chain
+      // went on when it was delivered.
+      ++stats_.skipped_duplicates;
+      return;
+    }
+  }
+  std::unique_lock lock(w.mu);
+  size_t cap = w.cfg ? w.cfg->queue_size : 10000;
+  if (w.queue.size() >= cap) {
+    if (outbox_) {  // spill: it waits in the outbox, the worker reloads it
+      w.spilled = true;
+      return;
+    }
+    w.space.wait(lock, [&] { return w.queue.size() < cap || stopping_.load(); });
+  }
+  if (t.seq) w.in_memory.insert(t.seq);
+  // An idle handler's clock starts when work arrives, not at its last delivery.
+  if (w.queue.empty() && !w.busy) w.progress = std::chrono::steady_clock::now();
+  w.queue.push_back(std::move(t));
+  if (metrics_) metrics_->record(w.m_depth, static_cast<double>(w.queue.size()));
+  w.cv.notify_one();
+}
+
+void DeliveryService::refill_from_outbox(Worker& w) {
+  size_t cap = w.cfg ? w.cfg->queue_size : 10000;
+  std::vector<state::StateStore::OutboxEntry> rows;
+  {
+    std::lock_guard lock(w.mu);
+    if (w.queue.size() >= cap) return;
+    rows = outbox_->outbox_pending(w.name, w.last_seq, cap - w.queue.size());
+    w.spilled = rows.size() == cap - w.queue.size();  // maybe more
+  }
+  for (auto& row : rows) {
+    std::shared_ptr<const Entry> entry;
+    try {
+      entry = std::make_shared<const Entry>(diff::ChangeSet::from_json(row.json));
+    } catch (const std::exception& e) {
+      outbox_->outbox_dead(row.seq, std::string("unreadable outbox entry: ") + e.what());
+      continue;
+    }
+    std::lock_guard lock(w.mu);
+    w.last_seq = std::max(w.last_seq, row.seq);
+    if (w.in_memory.count(row.seq)) continue;
+    w.in_memory.insert(row.seq);
+    if (w.queue.empty() && !w.busy) w.progress = std::chrono::steady_clock::now();
+    w.queue.push_back(Ticket{entry, row.route, row.position, row.seq});
+  }
+  if (!rows.empty()) w.cv.notify_one();
+}
+
+void DeliveryService::run_worker(Worker& w) {
+  for (;;) {
+    std::vector<Ticket> batch;
+    {
+      std::unique_lock lock(w.mu);
+      w.cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !w.queue.empty() || stopped_.load(); });
+      if (stopped_.load()) return;
+      if (stopping_.load() && (w.queue.empty() || std::chrono::steady_clock::now() > deadline_)) return;
+      if (w.queue.empty()) {
+        if (w.spilled && outbox_) {
+          lock.unlock();
+          refill_from_outbox(w);
+        }
+        continue;
+      }
+      size_t max = w.cfg ? w.cfg->batch_max : 1;
+      if (w.queue.size() < max && w.cfg && w.cfg->batch_wait_ms > 0)  // wait a little to fill the batch
+        w.cv.wait_for(lock, std::chrono::milliseconds(w.cfg->batch_wait_ms), [&] { return w.queue.size() >= max; });
+      while (!w.queue.empty() && batch.size() < max) {
+        batch.push_back(std::move(w.queue.front()));
+        w.queue.pop_front();
+      }
+      if (metrics_) metrics_->record(w.m_depth, static_cast<double>(w.queue.size()));
+      w.space.notify_all();
+      w.busy = true;
+    }
+    deliver_batch(w, batch);
+    std::lock_guard lock(w.mu);
+    w.busy = false;
+  }
+}
+
+void DeliveryService::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
+  if (!w.slot->handler) {
+    for (const auto& t : batch) finish(w, t, KUBETRAIL_FAIL, "handler not running: " + w.slot->error);
+    return;
+  }
+  config::RetryPolicy retry = w.slot->retry;
+  for (uint32_t attempt = 1; !batch.empty(); ++attempt) {
+    std::vector<const plugin::AbiChangeSet*> items;
+    for (const auto& t : batch) items.push_back(t.entry->abi.get());
+    auto started = std::chrono::steady_clock::now();
+    plugin::Outcome out = w.slot->handler->deliver(items);
+    if (metrics_) {
+      metrics_->record(w.hm.latency, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      metrics_->record(w.hm.for_status(out.status), 1);
+    }
+    std::vector<Ticket> again;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      int32_t st = i < out.item_status.size() ? out.item_status[i] : out.status;
+      if (st == KUBETRAIL_RETRY && attempt < retry.attempts)
+        again.push_back(std::move(batch[i]));
+      else
+        finish(w, batch[i], st == KUBETRAIL_RETRY ? KUBETRAIL_FAIL : st,
+               st == KUBETRAIL_RETRY ? "gave up after " + std::to_string(attempt) + " attempts: " + out.message
+                                     : out.message);
+    }
+    batch = std::move(again);
+    if (batch.empty()) return;
+    auto delay = backoff(retry, attempt, out.retry_after_ms);
+    spdlog::warn("handler \"{}\": {} change set(s): attempt {}/{} failed, retrying in {} ms: {}", w.name, batch.size(),
+                 attempt, retry.attempts, delay.count(), out.message);
+    for (auto until = std::chrono::steady_clock::now() + delay; std::chrono::steady_clock::now() < until;) {
+      if (stopped_.load() || (stopping_.load() && std::chrono::steady_clock::now() > deadline_)) {
+        // Shutting down: leave them pending in the outbox for the next start.
+        std::lock_guard lock(w.mu);
+        for (const auto& t : batch) w.in_memory.erase(t.seq);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, delay.count())));
+    }
+  }
+}
+
+void DeliveryService::finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason) {
+  const auto& cs = t.entry->cs;
+  if (status == KUBETRAIL_OK || status == KUBETRAIL_STOP || status == KUBETRAIL_FAIL) {
+    std::lock_guard lock(w.mu);
+    w.progress = std::chrono::steady_clock::now();  // delivered or given up: the queue moved
+  }
+  if (status == KUBETRAIL_OK || status == KUBETRAIL_STOP) {
+    ++stats_.delivered;
+    if (outbox_ && t.seq) outbox_->outbox_delivered(t.seq);
+    if (status == KUBETRAIL_OK) enqueue(t.entry, t.route, t.position + 1);  // next in the chain
+  } else {
+    ++stats_.dead;
+    if (metrics_) metrics_->record(w.m_dead, 1);
+    spdlog::error("handler \"{}\": change set {} ({}) dead-lettered: {}", w.name, cs.id, cs.summary, reason);
+    if (outbox_ && t.seq) outbox_->outbox_dead(t.seq, reason);
+  }
+  if (t.seq) {
+    std::lock_guard lock(w.mu);
+    w.in_memory.erase(t.seq);
+  }
+}
+
+void DeliveryService::stop(std::chrono::milliseconds deadline) {
+  if (threads_.empty()) return;
+  // Workers deliver what is queued until the deadline, then leave the rest
+  // pending in the outbox; a handler call in progress ends by its own timeout.
+  deadline_ = std::chrono::steady_clock::now() + deadline;
+  stopping_ = true;
+  for (auto& [name, w] : workers_) {
+    w->cv.notify_all();
+    w->space.notify_all();
+  }
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+}  // namespace kubetrail::deliver
