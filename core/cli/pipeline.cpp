@@ -6,8 +6,9 @@
 
 namespace kubetrail::cli {
 
-Pipeline::Pipeline(const config::Config& cfg, const Args& args)
+Pipeline::Pipeline(const config::Config& cfg, const Args& args, server::Metrics& metrics)
     : cfg_(cfg),
+      metrics_(metrics),
       loader_(plugin_dir(cfg, args)),
       handlers_(deliver::create_handlers(cfg, loader_, &metrics_)),
       router_(cfg.routes),
@@ -34,12 +35,12 @@ bool Pipeline::deliver(const diff::ChangeSet& cs) {
   return dispatcher_.dispatch(cs);
 }
 
-bool Pipeline::flush(std::chrono::milliseconds drain) {
+bool Pipeline::flush(std::chrono::milliseconds drain, uint32_t reason) {
   if (service_) service_->stop(drain);
   bool ok = true;
   for (auto& [name, slot] : handlers_)
     if (slot.handler) {
-      auto out = slot.handler->flush(KUBETRAIL_FLUSH_SHUTDOWN);
+      auto out = slot.handler->flush(reason);
       if (out.status != KUBETRAIL_OK) {
         spdlog::error("handler \"{}\": flush failed: {}", name, out.message);
         ok = false;

@@ -16,7 +16,9 @@ namespace kubetrail::cli {
 
 class Pipeline {
  public:
-  Pipeline(const config::Config& cfg, const Args& args);
+  // `metrics` outlives the pipeline: a reload replaces the pipeline, and the
+  // informers keep recording into the same registry.
+  Pipeline(const config::Config& cfg, const Args& args, server::Metrics& metrics);
 
   // From here on, delivery is asynchronous: per-handler queues and threads,
   // with the durable outbox when `outbox` is given (kubetrail run).
@@ -27,7 +29,7 @@ class Pipeline {
   bool deliver(const diff::ChangeSet& cs);
   // Shutdown: delivers what is queued (asynchronous: for up to `drain`),
   // then flushes every handler. True when all flushed.
-  bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10));
+  bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10), uint32_t reason = KUBETRAIL_FLUSH_SHUTDOWN);
   size_t queued() const { return service_ ? service_->queued() : 0; }
   std::string stuck(std::chrono::steady_clock::duration limit) const {
     return service_ ? service_->stuck(limit) : std::string();
@@ -36,10 +38,11 @@ class Pipeline {
   bool handler_errors() const noexcept { return handler_errors_; }
   const deliver::Dispatcher::Stats& stats() const noexcept { return dispatcher_.stats(); }
   server::Metrics& metrics() noexcept { return metrics_; }
+  const config::Config& config() const noexcept { return cfg_; }
 
  private:
   const config::Config& cfg_;
-  server::Metrics metrics_;
+  server::Metrics& metrics_;
   plugin::PluginLoader loader_;
   std::map<std::string, deliver::HandlerSlot> handlers_;
   route::Router router_;

@@ -50,7 +50,8 @@ int run_replay(const Args& args) {
     return 1;
   }
 
-  Pipeline pipeline(cfg, args);
+  server::Metrics metrics;
+  Pipeline pipeline(cfg, args, metrics);
   diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
   std::map<std::string, kube::ObjectStore> stores;  // per resource, like one informer each
 

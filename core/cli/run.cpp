@@ -29,7 +29,14 @@ namespace kubetrail::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_hangup(int) { g_reload.store(true); }
+
+bool same_watch(const config::WatchConfig& a, const config::WatchConfig& b) {
+  return a.resources == b.resources && a.namespaces == b.namespaces && a.exclude_namespaces == b.exclude_namespaces &&
+         a.label_selector == b.label_selector && a.field_selector == b.field_selector;
+}
 
 // Change sets from the informer threads to the delivery thread.
 class ChangeQueue {
@@ -63,7 +70,8 @@ class ChangeQueue {
 }  // namespace
 
 int run_daemon(const Args& args) {
-  config::Config cfg = load_config(args);  // errors: exit 2 through main()
+  auto cfg_owner = std::make_unique<config::Config>(load_config(args));  // errors: exit 2 through main()
+  const config::Config& cfg = *cfg_owner;                                // the start-up config: watches and server
   setup_logging(cfg, args);
   if (cfg.watch.resources.empty()) {
     std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources is empty: nothing to watch\n";
@@ -96,8 +104,11 @@ int run_daemon(const Args& args) {
     spdlog::info("state store {}", cfg.state.path);
   }
 
-  Pipeline pipeline(cfg, args);
-  pipeline.start_async(state.get());  // undelivered change sets from the last run go first
+  server::Metrics metrics;
+  // The delivery half is replaced on SIGHUP; the probes read it under this lock.
+  std::mutex pipeline_mu;
+  auto pipeline = std::make_unique<Pipeline>(cfg, args, metrics);
+  pipeline->start_async(state.get());  // undelivered change sets from the last run go first
   ChangeQueue queue;
   std::vector<std::unique_ptr<kube::Informer>> informers;
   for (const auto& t : types) {
@@ -111,7 +122,7 @@ int run_daemon(const Args& args) {
       opt.label_selector = cfg.watch.label_selector;
       opt.field_selector = cfg.watch.field_selector;
       opt.state = state.get();
-      opt.metrics = &pipeline.metrics();
+      opt.metrics = &metrics;
       informers.push_back(std::make_unique<kube::Informer>(
           client, opt, cfg.cluster.name, cfg.diff, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); }));
     }
@@ -122,8 +133,11 @@ int run_daemon(const Args& args) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction hup {};
+  hup.sa_handler = on_hangup;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
 
-  auto& metrics = pipeline.metrics();
   metrics.record(metrics.define(server::MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
                                 {{"version", KUBETRAIL_VERSION}, {"plugin_abi", "1.0"}}),
                  1);
@@ -135,8 +149,11 @@ int run_daemon(const Args& args) {
   if (!cfg.server.listen.empty()) {
     auto stall = std::chrono::seconds(cfg.server.stall_timeout_s);
     server::Probes probes;
-    probes.unhealthy = [&informers, &pipeline, stall] {
-      if (auto why = pipeline.stuck(stall); !why.empty()) return why;
+    probes.unhealthy = [&informers, &pipeline, &pipeline_mu, stall] {
+      {
+        std::lock_guard lock(pipeline_mu);
+        if (auto why = pipeline->stuck(stall); !why.empty()) return why;
+      }
       auto now = std::chrono::steady_clock::now();
       for (const auto& i : informers)
         if (i->synced() && now - i->last_heard() > stall)
@@ -145,8 +162,11 @@ int run_daemon(const Args& args) {
                  " s (no event, no bookmark; stall timeout " + std::to_string(stall.count()) + " s)";
       return std::string();
     };
-    probes.unready = [&informers, &pipeline] {
-      if (pipeline.handler_errors()) return std::string("a handler could not be created (see the log)");
+    probes.unready = [&informers, &pipeline, &pipeline_mu] {
+      {
+        std::lock_guard lock(pipeline_mu);
+        if (pipeline->handler_errors()) return std::string("a handler could not be created (see the log)");
+      }
       for (const auto& i : informers)
         if (!i->synced()) return "initial list of " + i->name() + " not done";
       return std::string();
@@ -158,10 +178,32 @@ int run_daemon(const Args& args) {
   std::vector<std::thread> threads;
   for (auto& inf : informers) threads.emplace_back([&inf] { inf->run(g_stop); });
   bool ready_logged = false;
+  std::unique_ptr<config::Config> reload_cfg;  // the config of a reloaded pipeline
   auto next_compaction = std::chrono::steady_clock::now();
   while (!g_stop.load()) {
-    if (auto cs = queue.pop(std::chrono::milliseconds(200))) pipeline.deliver(*cs);
-    metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline.queued()));
+    if (g_reload.exchange(false)) {
+      // SIGHUP: new routes and handlers. What is queued is delivered first
+      // (or, past 5 s, left in the outbox, which the new pipeline reads).
+      try {
+        auto next_cfg = std::make_unique<config::Config>(load_config(args));
+        if (!same_watch(next_cfg->watch, cfg.watch) || next_cfg->cluster.name != cfg.cluster.name)
+          spdlog::warn("reload: [watch] and [cluster] changes take effect at the next start");
+        auto next = std::make_unique<Pipeline>(*next_cfg, args, metrics);
+        pipeline->flush(std::chrono::seconds(5), KUBETRAIL_FLUSH_RELOAD);
+        {
+          std::lock_guard lock(pipeline_mu);
+          pipeline = std::move(next);
+          reload_cfg = std::move(next_cfg);
+        }
+        pipeline->start_async(state.get());
+        spdlog::info("reloaded {}: {} handler(s), {} route(s)", pipeline->config().source,
+                     pipeline->config().handlers.size(), pipeline->config().routes.size());
+      } catch (const Error& e) {
+        spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+      }
+    }
+    if (auto cs = queue.pop(std::chrono::milliseconds(200))) pipeline->deliver(*cs);
+    metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline->queued()));
     if (state && std::chrono::steady_clock::now() > next_compaction) {
       state->outbox_compact(7 * 24 * 3600);  // delivered entries are kept a week, for id de-duplication
       next_compaction = std::chrono::steady_clock::now() + std::chrono::hours(1);
@@ -175,8 +217,8 @@ int run_daemon(const Args& args) {
   }
   spdlog::info("stopping: closing watches");
   for (auto& t : threads) t.join();
-  while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline.deliver(*cs);
-  pipeline.flush();
+  while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline->deliver(*cs);
+  pipeline->flush();
   spdlog::info("stopped");
   return 0;
 }

@@ -323,6 +323,38 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(sorted(c["name"] for c in got), ["first", "second"])
         self.assertEqual(len({c["id"] for c in got}), 2)
 
+    def test_sighup_reloads_handlers_and_routes(self):
+        k = self.server.kubectl
+        kt = self.start(["configmaps"])
+        k("create", "configmap", "before", "--from-literal=a=1")
+        self.assertEqual(summary(kt.wait_changes(1)[0]), ("Added", "configmaps", "before", []))
+        second = os.path.join(kt.dir, "after-reload.jsonl")
+        with open(kt.config) as f:
+            text = f.read()
+        with open(kt.config, "w") as f:
+            f.write(text.replace(kt.out, second))
+        kt.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in kt.log(), what="the reload")
+        k("create", "configmap", "after", "--from-literal=a=1")
+        def lines_in(path):
+            if not os.path.exists(path):
+                return 0
+            with open(path) as f:
+                return f.read().count("\n")
+        wait_for(lambda: lines_in(second) >= 1, what="the new handler")
+        self.assertEqual([c["name"] for c in kt.changes()], ["before"])
+        with open(second) as f:
+            self.assertEqual([json.loads(l)["name"] for l in f if l.strip()], ["after"])
+        # A broken config on SIGHUP keeps the running one.
+        with open(kt.config, "w") as f:
+            f.write("[watch]\nresorces = []\n")
+        kt.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed, keeping the running configuration" in kt.log(), what="the failed reload")
+        self.assertIn('unknown key "watch.resorces"', kt.log())
+        k("create", "configmap", "still", "--from-literal=a=1")
+        wait_for(lambda: lines_in(second) >= 2, what="delivery after a failed reload")
+        self.assertEqual(kt.proc.poll(), None)
+
     def test_corrupt_state_is_a_clear_error_or_reset(self):
         state = os.path.join(self.server.dir, "broken.db")
         with open(state, "wb") as f:
