@@ -20,6 +20,7 @@ Test-only control endpoints (authenticated like the rest):
   POST /testing/delay?ms=N       delay every response by N ms (0: off)
   POST /testing/delay-watches?ms=N   delay only the start of watches (a gap
                                  in which changes happen unseen)
+  POST /testing/delay-lists?ms=N delay only lists (a slow initial sync)
   GET  /testing/requests         the requests seen so far, as JSON lines
 
 Usage: apiserver.py --dir DIR [--port 0] [--token T]... [--history N]
@@ -479,6 +480,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def list(self, res, ns, q):
         store = self.server.store
+        if self.server.list_delay_ms:
+            time.sleep(self.server.list_delay_ms / 1000.0)
         with store.lock:
             items = self.selected(res, ns, q)
             list_rv = str(store.rv)
@@ -797,6 +800,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.server.delay_ms = int(q.get("ms", "0"))
             elif what == "delay-watches":
                 self.server.watch_delay_ms = int(q.get("ms", "0"))
+            elif what == "delay-lists":
+                self.server.list_delay_ms = int(q.get("ms", "0"))
             else:
                 raise ApiError(404, "NotFound", "no such test control")
         self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
@@ -863,7 +868,7 @@ def main():
     ctx.verify_mode = ssl.CERT_OPTIONAL
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.cfg, srv.store, srv.requests = cfg, Store(a.history), []
-    srv.delay_ms, srv.watch_delay_ms, srv.force_gone = 0, 0, False
+    srv.delay_ms, srv.watch_delay_ms, srv.list_delay_ms, srv.force_gone = 0, 0, 0, False
     port = srv.server_address[1]
     write_kubeconfigs(a.dir, port, sorted(cfg.tokens)[0])
     threading.Timer(a.lifetime, lambda: os._exit(0)).start()

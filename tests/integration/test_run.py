@@ -385,7 +385,18 @@ class RunAgainstApiServer(unittest.TestCase):
             c.close()
             return r.status, body
 
-        kt = self.start(["configmaps"], extra='[server]\nlisten = "127.0.0.1:%d"\nstall_timeout_s = 2' % port)
+        self.server.control("delay-lists", ms="3000")  # a slow initial sync
+        self.kt = kt = Kubetrail(self.server, ["configmaps"],
+                                 extra='[server]\nlisten = "127.0.0.1:%d"\nstall_timeout_s = 2' % port)
+        def readyz():
+            try:
+                return get("/readyz")
+            except OSError:  # not listening yet
+                return None
+        status, why = wait_for(readyz, what="/readyz to answer")
+        self.assertEqual((status, why), (503, "initial list of configmaps not done\n"))
+        self.server.control("delay-lists", ms="0")
+        kt.wait_ready()
         self.assertEqual(get("/readyz"), (200, "ok\n"))
         self.server.kubectl("create", "configmap", "m1", "--from-literal=a=1")
         kt.wait_changes(1)
