@@ -178,8 +178,7 @@ void DeliveryService::run_worker(Worker& w) {
     std::vector<Ticket> batch;
     {
       std::unique_lock lock(w.mu);
-      w.cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !w.queue.empty() || stopped_.load(); });
-      if (stopped_.load()) return;
+      w.cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !w.queue.empty() || stopping_.load(); });
       if (stopping_.load() && (w.queue.empty() || std::chrono::steady_clock::now() > deadline_)) return;
       if (w.queue.empty()) {
         if (w.spilled && outbox_) {
@@ -236,7 +235,7 @@ void DeliveryService::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
     spdlog::warn("handler \"{}\": {} change set(s): attempt {}/{} failed, retrying in {} ms: {}", w.name, batch.size(),
                  attempt, retry.attempts, delay.count(), out.message);
     for (auto until = std::chrono::steady_clock::now() + delay; std::chrono::steady_clock::now() < until;) {
-      if (stopped_.load() || (stopping_.load() && std::chrono::steady_clock::now() > deadline_)) {
+      if (stopping_.load() && std::chrono::steady_clock::now() > deadline_) {
         // Shutting down: leave them pending in the outbox for the next start.
         std::lock_guard lock(w.mu);
         for (const auto& t : batch) w.in_memory.erase(t.seq);

@@ -81,8 +81,7 @@ class DeliveryService {
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> stopped_{false};  // stop at once (destructor without stop())
-  std::chrono::steady_clock::time_point deadline_{};
+  std::chrono::steady_clock::time_point deadline_{};  // written before stopping_ is set, read after
   Stats stats_;
   int32_t m_unrouted_ = -1, m_backlog_ = -1;
 };
