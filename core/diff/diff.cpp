@@ -400,15 +400,6 @@ constexpr std::array<std::string_view, 5> kNoisePaths{
     "metadata.annotations[\"deployment.kubernetes.io/revision\"]",
 };
 
-bool names_resource(std::string_view name, const kube::ResourceType& t) {
-  if (name == t.resource || name == t.qualified_name()) return true;
-  if (name.size() != t.kind.size()) return false;
-  for (size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(name[i])) != std::tolower(static_cast<unsigned char>(t.kind[i])))
-      return false;
-  return true;
-}
-
 std::string string_at(dom::element e, std::string_view key) {
   std::string_view s;
   if (e[key].get(s) == simdjson::SUCCESS) return std::string(s);
@@ -529,7 +520,7 @@ ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type)
   auto rules = std::make_unique<Rules>(list_keys(type));
   for (auto p : kNoisePaths) rules->add(p, Rules::Action::drop);
   bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),
-                                   [&](const std::string& n) { return names_resource(n, type); });
+                                   [&](const std::string& n) { return type.named_by(n); });
   if (!status_wanted) rules->add("status", Rules::Action::drop);
   for (const auto& p : options_.ignore_paths) rules->add(p, Rules::Action::drop);
   if (type.group.empty() && type.resource == "secrets") {

@@ -59,6 +59,13 @@ std::string plural_of(std::string lower) {
 
 }  // namespace
 
+bool ResourceType::named_by(std::string_view name) const {
+  if (name == resource || name == qualified_name()) return true;
+  return name.size() == kind.size() && std::equal(name.begin(), name.end(), kind.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+         });
+}
+
 ResourceType resource_type_for(std::string_view api_version, std::string_view kind) {
   ResourceType t;
   split_api_version(api_version, t.group, t.version);

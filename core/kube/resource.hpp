@@ -18,6 +18,9 @@ struct ResourceType {
   bool operator==(const ResourceType&) const = default;
   // "deployments.apps", or "pods" for the core group: how kubectl names it.
   std::string qualified_name() const { return group.empty() ? resource : resource + "." + group; }
+  // Whether a name in the config means this type: its plural, plural.group,
+  // or its kind in any case ("deployments", "deployments.apps", "Deployment").
+  bool named_by(std::string_view name) const;
 };
 
 // Splits "apps/v1" into group "apps", version "v1"; "v1" into "", "v1".

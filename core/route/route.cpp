@@ -1,7 +1,6 @@
 #include "route/route.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 namespace kubetrail::route {
 
@@ -11,19 +10,6 @@ struct Router::Compiled {
   config::RouteMatch match;
   std::vector<diff::PathPattern> paths;
 };
-
-namespace {
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// "deployments", "Deployment", "deployments.apps" all name apps/v1 deployments.
-bool names_resource(const std::string& name, const kube::ResourceType& t) {
-  return name == t.resource || name == t.qualified_name() || iequals(name, t.kind);
-}
-}  // namespace
 
 Router::Router(const std::vector<config::RouteConfig>& routes) {
   for (const auto& r : routes) {
@@ -44,7 +30,7 @@ std::vector<const Route*> Router::match(const diff::ChangeSet& cs) const {
     if (c->has_match) {
       const auto& m = c->match;
       if (!m.resources.empty() &&
-          std::none_of(m.resources.begin(), m.resources.end(), [&](auto& n) { return names_resource(n, cs.resource); }))
+          std::none_of(m.resources.begin(), m.resources.end(), [&](auto& n) { return cs.resource.named_by(n); }))
         continue;
       if (!m.namespaces.empty() &&
           std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
