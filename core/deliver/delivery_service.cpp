@@ -10,11 +10,8 @@ namespace kubetrail::deliver {
 
 struct DeliveryService::Entry {
   diff::ChangeSet cs;
-  std::string json;
   std::unique_ptr<plugin::AbiChangeSet> abi;  // points into cs: Entry never moves (held by shared_ptr)
-  explicit Entry(diff::ChangeSet c) : cs(std::move(c)), json(cs.to_json()) {
-    abi = std::make_unique<plugin::AbiChangeSet>(cs);
-  }
+  explicit Entry(diff::ChangeSet c) : cs(std::move(c)) { abi = std::make_unique<plugin::AbiChangeSet>(cs); }
 };
 
 struct DeliveryService::Worker {
@@ -121,7 +118,7 @@ void DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::str
   Worker& w = *it->second;
   Ticket t{entry, route, position, 0};
   if (outbox_) {
-    t.seq = outbox_->outbox_add(entry->cs.id, handler, route, position, entry->json);
+    t.seq = outbox_->outbox_add(entry->cs.id, handler, route, position, entry->abi->json());
     if (t.seq == 0) {
       // This handler already has (or had) this id: never twice. Its chain
       // went on when it was delivered.

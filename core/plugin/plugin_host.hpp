@@ -88,6 +88,8 @@ class AbiChangeSet {
   AbiChangeSet& operator=(const AbiChangeSet&) = delete;
   const kubetrail_change_set* view() const noexcept { return &view_; }
   const diff::ChangeSet& change_set() const noexcept { return cs_; }
+  // The change set's JSON (schema v1), as handed to plugins.
+  std::string_view json() const noexcept { return {view_.json.ptr, view_.json.len}; }
 
  private:
   const diff::ChangeSet& cs_;

@@ -176,7 +176,7 @@ void StateStore::save(const std::string& resource,
 }
 
 int64_t StateStore::outbox_add(const std::string& id, const std::string& handler, const std::string& route,
-                               int position, const std::string& json) {
+                               int position, std::string_view json) {
   std::lock_guard lock(mu_);
   Stmt ins(db_,
            "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "

@@ -57,7 +57,7 @@ class StateStore {
   // number, or 0 when (id, handler) is already known - pending, delivered or
   // dead - so that no handler ever receives an id twice.
   int64_t outbox_add(const std::string& id, const std::string& handler, const std::string& route, int position,
-                     const std::string& json);
+                     std::string_view json);
   void outbox_delivered(int64_t seq);
   void outbox_dead(int64_t seq, const std::string& reason);
   // Pending entries of a handler, oldest first, after sequence `after`.
