@@ -185,11 +185,11 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
         if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
         if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) continue;
         if (excluded(ns)) continue;
-        seen.insert(ObjectStore::key_of(ns, name));
         if (initial) {
           if (auto s = detector_.seed(opt_.type, item, store_); !s) spdlog::warn("{}: {}", name_, s.error());
           continue;
         }
+        seen.insert(ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
         // A relist after 410: the fresh list against the cache. Same
         // resourceVersion: nothing; changed or new: the real difference.
         auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at);
