@@ -20,14 +20,18 @@ Pipeline::Pipeline(const config::Config& cfg, const Args& args, server::Metrics&
     }
 }
 
-void Pipeline::start_async(state::StateStore* outbox) {
-  service_ = std::make_unique<deliver::DeliveryService>(handlers_, cfg_, router_, &metrics_, outbox);
+void Pipeline::start_async(state::StateStore* outbox, deliver::DeliveryProgress* progress) {
+  service_ = std::make_unique<deliver::DeliveryService>(handlers_, cfg_, router_, &metrics_, outbox, progress);
   service_->start();
 }
 
-bool Pipeline::deliver(const diff::ChangeSet& cs) {
+bool Pipeline::accepts(const diff::ChangeSet& cs) const {
   const auto& events = cfg_.watch.events;
-  if (std::find(events.begin(), events.end(), cs.type) == events.end()) return true;
+  return std::find(events.begin(), events.end(), cs.type) != events.end();
+}
+
+bool Pipeline::deliver(const diff::ChangeSet& cs) {
+  if (!accepts(cs)) return true;
   if (service_) {
     service_->submit(cs);
     return true;

@@ -22,8 +22,11 @@ class Pipeline {
 
   // From here on, delivery is asynchronous: per-handler queues and threads,
   // with the durable outbox when `outbox` is given (kubetrail run).
-  void start_async(state::StateStore* outbox);
+  // `progress` (leader election) learns what has been delivered.
+  void start_async(state::StateStore* outbox, deliver::DeliveryProgress* progress = nullptr);
 
+  // Whether [watch] events lets this change set through.
+  bool accepts(const diff::ChangeSet& cs) const;
   // Routes and delivers one change set (if its type is in [watch] events).
   // Synchronous: true when every handler took it. Asynchronous: queued.
   bool deliver(const diff::ChangeSet& cs);

@@ -16,10 +16,12 @@
 
 #include "cli/pipeline.hpp"
 #include "common/error.hpp"
+#include "deliver/handover.hpp"
 #include "kube/client.hpp"
 #include "kube/discovery.hpp"
 #include "kube/informer.hpp"
 #include "kube/kubeconfig.hpp"
+#include "kube/leader_election.hpp"
 #include "server/http_server.hpp"
 #include "state/state_store.hpp"
 #include "version.hpp"
@@ -67,6 +69,11 @@ class ChangeQueue {
   std::deque<diff::ChangeSet> q_;
 };
 
+// A follower holds at most this many change sets the leader has not
+// confirmed; the leader confirms every retry period, so this is minutes of a
+// busy cluster's changes.
+constexpr size_t kHandoverCapacity = 20000;
+
 }  // namespace
 
 int run_daemon(const Args& args) {
@@ -108,7 +115,33 @@ int run_daemon(const Args& args) {
   // The delivery half is replaced on SIGHUP; the probes read it under this lock.
   std::mutex pipeline_mu;
   auto pipeline = std::make_unique<Pipeline>(cfg, args, metrics);
-  pipeline->start_async(state.get());  // undelivered change sets from the last run go first
+
+  // Leader election: only the leader delivers. A follower watches all the
+  // same, keeps what the leader has not confirmed (deliver/handover.hpp) and
+  // delivers it when it takes over.
+  const bool electing = cfg.leader_election.enabled;
+  const bool per_namespace = !cfg.watch.namespaces.empty();
+  deliver::StreamKey stream_of = [per_namespace](const diff::ChangeSet& cs) {
+    return deliver::stream_key(cs, per_namespace);
+  };
+  deliver::DeliveryProgress progress(stream_of);
+  deliver::HandoverBuffer handover(stream_of, kHandoverCapacity);
+  std::unique_ptr<kube::LeaderElector> elector;
+  if (electing) {
+    const auto& le = cfg.leader_election;
+    kube::LeaseSettings ls;
+    ls.lease_namespace = le.lease_namespace;
+    ls.name = le.lease_name;
+    ls.identity = le.identity;
+    ls.lease_duration = std::chrono::seconds(le.lease_duration_s);
+    ls.renew_deadline = std::chrono::seconds(le.renew_deadline_s);
+    ls.retry_period = std::chrono::seconds(le.retry_period_s);
+    elector = std::make_unique<kube::LeaderElector>(client, ls);
+    spdlog::info("leader election: lease {}/{} as {}; following until elected", ls.lease_namespace, ls.name,
+                 elector->identity());
+  }
+  bool delivering = !electing;
+  if (delivering) pipeline->start_async(state.get());  // undelivered change sets from the last run go first
   ChangeQueue queue;
   std::vector<std::unique_ptr<kube::Informer>> informers;
   for (const auto& t : types) {
@@ -143,6 +176,10 @@ int run_daemon(const Args& args) {
                  1);
   auto queue_depth =
       metrics.define(server::MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
+  auto leader_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_leader",
+                                     "1 while this replica delivers (always, without leader election)");
+  auto handover_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_handover_buffered",
+                                       "change sets a follower holds until the leader confirms them");
   auto synced_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_informers_synced",
                                      "informers that finished their initial list");
   std::unique_ptr<server::HttpServer> http;
@@ -175,8 +212,16 @@ int run_daemon(const Args& args) {
     spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg.server.listen);
   }
 
+  metrics.record(leader_gauge, delivering ? 1 : 0);
   std::vector<std::thread> threads;
   for (auto& inf : informers) threads.emplace_back([&inf] { inf->run(g_stop); });
+  // The elector runs until the pipeline has drained (a leader keeps renewing
+  // while it delivers what is queued), then releases the lease.
+  std::atomic<bool> elector_stop{false};
+  std::thread elector_thread;
+  if (elector) elector_thread = std::thread([&] { elector->run(elector_stop); });
+  uint64_t seen_lease = 0;
+  int exit_code = 0;
   bool ready_logged = false;
   std::unique_ptr<config::Config> reload_cfg;  // the config of a reloaded pipeline
   auto next_compaction = std::chrono::steady_clock::now();
@@ -195,18 +240,64 @@ int run_daemon(const Args& args) {
           pipeline = std::move(next);
           reload_cfg = std::move(next_cfg);
         }
-        pipeline->start_async(state.get());
+        // What the old handlers left is in the outbox now; this replica
+        // delivers it, so the tracker stops waiting for it.
+        progress.settle_all();
+        if (delivering) pipeline->start_async(state.get(), electing ? &progress : nullptr);
         spdlog::info("reloaded {}: {} handler(s), {} route(s)", pipeline->config().source,
                      pipeline->config().handlers.size(), pipeline->config().routes.size());
       } catch (const Error& e) {
         spdlog::error("reload failed, keeping the running configuration: {}", e.what());
       }
     }
-    if (auto cs = queue.pop(std::chrono::milliseconds(200))) pipeline->deliver(*cs);
+    if (elector) {
+      if (!delivering && elector->leading()) {
+        delivering = true;
+        auto last = elector->observed_progress();
+        progress.seed(last);
+        handover.forget_covered(last);
+        auto pending = handover.take();
+        spdlog::info("leading: delivering {} change set(s) the last leader had not confirmed", pending.size());
+        pipeline->start_async(state.get(), &progress);  // this replica's own outbox leftovers first
+        for (const auto& cs : pending) pipeline->deliver(cs);
+      }
+      if (delivering && elector->lost()) {
+        // Another replica may be delivering: stop now, exit non-zero, and let
+        // the supervisor start us again as a follower (as client-go users do).
+        spdlog::error("lost the lease: stopping delivery and exiting");
+        exit_code = 1;
+        break;
+      }
+      if (delivering) {
+        elector->publish(progress.delivered_through());
+      } else if (elector->observed_generation() != seen_lease) {
+        seen_lease = elector->observed_generation();
+        handover.forget_covered(elector->observed_progress());
+      }
+      metrics.record(leader_gauge, delivering ? 1 : 0);
+      metrics.record(handover_gauge, static_cast<double>(handover.size()));
+    }
+    if (auto cs = queue.pop(std::chrono::milliseconds(200))) {
+      if (delivering)
+        pipeline->deliver(*cs);
+      else if (pipeline->accepts(*cs))
+        handover.push(std::move(*cs));
+    }
     metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline->queued()));
     if (state && std::chrono::steady_clock::now() > next_compaction) {
-      state->outbox_compact(7 * 24 * 3600);  // delivered entries are kept a week, for id de-duplication
-      next_compaction = std::chrono::steady_clock::now() + std::chrono::hours(1);
+      try {
+        auto c =
+            state->outbox_compact(int64_t{cfg.state.retention_hours} * 3600, uint64_t{cfg.state.outbox_max_mb} << 20);
+        if (c.delivered_removed_by_size || c.dead_removed_by_size)
+          spdlog::warn("outbox over {} MB: forgot the oldest {} delivered id(s) and {} dead letter(s)",
+                       cfg.state.outbox_max_mb, c.delivered_removed_by_size, c.dead_removed_by_size);
+        if (c.bytes > uint64_t{cfg.state.outbox_max_mb} << 20)
+          spdlog::warn("outbox holds {} MB of undelivered change sets, over its {} MB cap: a handler is behind",
+                       c.bytes >> 20, cfg.state.outbox_max_mb);
+      } catch (const Error& e) {
+        spdlog::error("outbox compaction failed: {}", e.what());
+      }
+      next_compaction = std::chrono::steady_clock::now() + std::chrono::minutes(5);
     }
     metrics.record(synced_gauge, static_cast<double>(std::count_if(informers.begin(), informers.end(),
                                                                    [](auto& i) { return i->synced(); })));
@@ -216,11 +307,24 @@ int run_daemon(const Args& args) {
     }
   }
   spdlog::info("stopping: closing watches");
+  g_stop = true;
   for (auto& t : threads) t.join();
-  while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline->deliver(*cs);
-  pipeline->flush();
+  if (delivering && exit_code == 0) {
+    while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline->deliver(*cs);
+    pipeline->flush();
+  } else {
+    pipeline->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox
+  }
+  if (elector) {
+    elector_stop = true;
+    elector_thread.join();
+    if (exit_code == 0) {
+      elector->publish(progress.delivered_through());
+      elector->release();  // a follower takes over at once
+    }
+  }
   spdlog::info("stopped");
-  return 0;
+  return exit_code;
 }
 
 }  // namespace kubetrail::cli

@@ -257,6 +257,8 @@ Config from_value(const value& root, const std::string& source) {
   if (auto t = table_at(top, "state")) {
     TableReader r(*t, "state.");
     r.read("path", cfg.state.path);
+    r.read("retention_hours", cfg.state.retention_hours, 1);
+    r.read("outbox_max_mb", cfg.state.outbox_max_mb, 1);
     r.reject_unknown();
   }
   if (auto t = table_at(top, "server")) {
@@ -270,6 +272,19 @@ Config from_value(const value& root, const std::string& source) {
     r.read("enabled", cfg.leader_election.enabled);
     r.read("namespace", cfg.leader_election.lease_namespace);
     r.read("lease_name", cfg.leader_election.lease_name);
+    r.read("identity", cfg.leader_election.identity);
+    auto& le = cfg.leader_election;
+    r.read("lease_duration_s", le.lease_duration_s, 1, 3600);
+    r.read("renew_deadline_s", le.renew_deadline_s, 1, 3600);
+    r.read("retry_period_s", le.retry_period_s, 1, 3600);
+    // client-go's rule: the leader must be able to retry within its renew
+    // deadline, and give up before a follower may take the lease.
+    if (le.lease_duration_s <= le.renew_deadline_s)
+      r.fail(r.get("lease_duration_s") ? *r.get("lease_duration_s") : *t, "lease_duration_s",
+             "must be greater than renew_deadline_s (" + std::to_string(le.renew_deadline_s) + ")");
+    if (le.renew_deadline_s * 10 <= le.retry_period_s * 12)
+      r.fail(r.get("renew_deadline_s") ? *r.get("renew_deadline_s") : *t, "renew_deadline_s",
+             "must be greater than 1.2 x retry_period_s (" + std::to_string(le.retry_period_s) + ")");
     r.reject_unknown();
   }
   if (auto t = table_at(top, "plugins")) {

@@ -33,6 +33,12 @@ struct WatchConfig {
 
 struct StateConfig {
   std::string path = "/var/lib/kubetrail/state.db";  // "" = keep nothing across restarts
+  // Outbox retention: delivered entries (which guard their ids against a
+  // second delivery) and dead letters are kept this long, and the outbox
+  // is held under this size by dropping the oldest of them. Pending
+  // entries are never dropped.
+  uint32_t retention_hours = 168;
+  uint32_t outbox_max_mb = 256;
 };
 
 struct ServerConfig {
@@ -44,6 +50,11 @@ struct LeaderElectionConfig {
   bool enabled = false;
   std::string lease_namespace = "kubetrail";
   std::string lease_name = "kubetrail";
+  std::string identity;  // "" = $POD_NAME or the host name, plus random hex
+  // client-go's defaults; lease > renew deadline > 1.2 x retry period.
+  uint32_t lease_duration_s = 15;
+  uint32_t renew_deadline_s = 10;
+  uint32_t retry_period_s = 2;
 };
 
 struct LogConfig {

@@ -40,8 +40,9 @@ const config::HandlerConfig* handler_config(const config::Config& cfg, const std
 }  // namespace
 
 DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg,
-                                 const route::Router& router, server::Metrics* metrics, state::StateStore* outbox)
-    : handlers_(handlers), cfg_(cfg), router_(router), metrics_(metrics), outbox_(outbox) {
+                                 const route::Router& router, server::Metrics* metrics, state::StateStore* outbox,
+                                 DeliveryProgress* progress)
+    : handlers_(handlers), cfg_(cfg), router_(router), metrics_(metrics), outbox_(outbox), progress_(progress) {
   for (auto& [name, slot] : handlers_) {
     auto w = std::make_unique<Worker>();
     w->name = name;
@@ -99,22 +100,26 @@ void DeliveryService::submit(const diff::ChangeSet& cs) {
   if (routes.empty()) {
     ++stats_.unrouted;
     if (metrics_) metrics_->record(m_unrouted_, 1);
+    if (progress_) progress_->begin(cs, 0);
     return;
   }
   auto entry = std::make_shared<const Entry>(cs);
-  for (const route::Route* r : routes) enqueue(entry, r->name, 0);
+  // Registered before any chain starts: a fast handler may finish first.
+  if (progress_) progress_->begin(cs, static_cast<int>(routes.size()));
+  for (const route::Route* r : routes)
+    if (!enqueue(entry, r->name, 0) && progress_) progress_->end(cs.id);
   if (metrics_ && outbox_) metrics_->record(m_backlog_, static_cast<double>(outbox_->outbox_backlog()));
 }
 
-void DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position) {
+bool DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position) {
   // Find the chain: by route name among the configured routes.
   const config::RouteConfig* rc = nullptr;
   for (const auto& r : cfg_.routes)
     if (r.name == route) rc = &r;
-  if (!rc || position >= static_cast<int>(rc->chain.size())) return;  // end of the chain
+  if (!rc || position >= static_cast<int>(rc->chain.size())) return false;  // end of the chain
   const std::string& handler = rc->chain[static_cast<size_t>(position)];
   auto it = workers_.find(handler);
-  if (it == workers_.end()) return;
+  if (it == workers_.end()) return false;
   Worker& w = *it->second;
   Ticket t{entry, route, position, 0};
   if (outbox_) {
@@ -123,7 +128,7 @@ void DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::str
       // This handler already has (or had) this id: never twice. Its chain
       // went on when it was delivered.
       ++stats_.skipped_duplicates;
-      return;
+      return false;
     }
   }
   std::unique_lock lock(w.mu);
@@ -131,7 +136,7 @@ void DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::str
   if (w.queue.size() >= cap) {
     if (outbox_) {  // spill: it waits in the outbox, the worker reloads it
       w.spilled = true;
-      return;
+      return true;
     }
     w.space.wait(lock, [&] { return w.queue.size() < cap || stopping_.load(); });
   }
@@ -141,6 +146,7 @@ void DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::str
   w.queue.push_back(std::move(t));
   if (metrics_) metrics_->record(w.m_depth, static_cast<double>(w.queue.size()));
   w.cv.notify_one();
+  return true;
 }
 
 void DeliveryService::refill_from_outbox(Worker& w) {
@@ -252,8 +258,10 @@ void DeliveryService::finish(Worker& w, const Ticket& t, int32_t status, const s
   if (status == KUBETRAIL_OK || status == KUBETRAIL_STOP) {
     ++stats_.delivered;
     if (outbox_ && t.seq) outbox_->outbox_delivered(t.seq);
-    if (status == KUBETRAIL_OK) enqueue(t.entry, t.route, t.position + 1);  // next in the chain
+    bool goes_on = status == KUBETRAIL_OK && enqueue(t.entry, t.route, t.position + 1);  // next in the chain
+    if (!goes_on && progress_) progress_->end(cs.id);
   } else {
+    if (progress_) progress_->end(cs.id);
     ++stats_.dead;
     if (metrics_) metrics_->record(w.m_dead, 1);
     spdlog::error("handler \"{}\": change set {} ({}) dead-lettered: {}", w.name, cs.id, cs.summary, reason);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "deliver/deliver.hpp"
+#include "deliver/handover.hpp"
 #include "state/state_store.hpp"
 
 namespace kubetrail::deliver {
@@ -35,7 +36,7 @@ namespace kubetrail::deliver {
 class DeliveryService {
  public:
   DeliveryService(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg, const route::Router& router,
-                  server::Metrics* metrics, state::StateStore* outbox);
+                  server::Metrics* metrics, state::StateStore* outbox, DeliveryProgress* progress = nullptr);
   ~DeliveryService();
   DeliveryService(const DeliveryService&) = delete;
   DeliveryService& operator=(const DeliveryService&) = delete;
@@ -67,7 +68,9 @@ class DeliveryService {
   };
   struct Worker;
 
-  void enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position);
+  // false when nothing was queued (end of the chain, or this handler
+  // already had the id): the chain ends here.
+  bool enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position);
   void run_worker(Worker& w);
   void deliver_batch(Worker& w, std::vector<Ticket>& batch);
   void finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason);
@@ -78,6 +81,7 @@ class DeliveryService {
   const route::Router& router_;
   server::Metrics* metrics_;
   state::StateStore* outbox_;
+  DeliveryProgress* progress_;  // leader election: what has been delivered through (may be null)
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};

@@ -213,9 +213,10 @@ Client::Credentials Client::credentials(bool refresh) {
   return c;
 }
 
-Client::Response Client::perform_once(std::string_view path, const Credentials& creds,
+Client::Response Client::perform_once(const Request& req, const Credentials& creds,
                                       const std::function<bool(std::string_view)>* on_data,
                                       const std::atomic<bool>* stop, long timeout_ms) {
+  const std::string_view path = req.path;
   Response r;
   CURL* curl = curl_easy_init();
   if (!curl) {
@@ -228,6 +229,14 @@ Client::Response Client::perform_once(std::string_view path, const Credentials& 
   t.curl = curl;
   std::string url = conn_.server + std::string(path);
   curl_slist* headers = curl_slist_append(nullptr, "Accept: application/json");
+  std::string content_type;
+  if (!req.method.empty() && req.method != "GET") {
+    content_type = "Content-Type: " + std::string(req.content_type);
+    headers = curl_slist_append(headers, content_type.c_str());
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, std::string(req.method).c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  }
   std::string auth;
   if (!creds.token.empty()) {
     auth = "Authorization: Bearer " + creds.token;
@@ -300,15 +309,15 @@ Client::Response Client::perform_once(std::string_view path, const Credentials& 
   return r;
 }
 
-Client::Response Client::perform(std::string_view path, const std::function<bool(std::string_view)>* on_data,
+Client::Response Client::perform(const Request& req, const std::function<bool(std::string_view)>* on_data,
                                  const std::atomic<bool>* stop, long timeout_ms) {
   Response r;
   try {
-    r = perform_once(path, credentials(false), on_data, stop, timeout_ms);
+    r = perform_once(req, credentials(false), on_data, stop, timeout_ms);
     // A 401 with an exec plugin or a rotating token file: the credential
     // may have expired early; get a fresh one and try once more.
     if (r.status == 401 && (conn_.exec || !conn_.token_file.empty()))
-      r = perform_once(path, credentials(true), on_data, stop, timeout_ms);
+      r = perform_once(req, credentials(true), on_data, stop, timeout_ms);
   } catch (const Error& e) {
     r.status = 0;
     r.error = e.what();
@@ -317,12 +326,17 @@ Client::Response Client::perform(std::string_view path, const std::function<bool
 }
 
 Client::Response Client::get(std::string_view path, long timeout_ms) {
-  return perform(path, nullptr, nullptr, timeout_ms);
+  return perform(Request{"GET", path, {}, {}}, nullptr, nullptr, timeout_ms);
+}
+
+Client::Response Client::send(std::string_view method, std::string_view path, std::string_view body,
+                              std::string_view content_type, long timeout_ms) {
+  return perform(Request{method, path, body, content_type}, nullptr, nullptr, timeout_ms);
 }
 
 Client::Response Client::stream(std::string_view path, const std::function<bool(std::string_view)>& on_data,
                                 const std::atomic<bool>& stop, long timeout_ms) {
-  return perform(path, &on_data, &stop, timeout_ms);
+  return perform(Request{"GET", path, {}, {}}, &on_data, &stop, timeout_ms);
 }
 
 }  // namespace kubetrail::kube

@@ -36,6 +36,10 @@ class Client {
 
   // GET path (with its query), the whole body.
   Response get(std::string_view path, long timeout_ms = 60000);
+  // A request with a body (POST, PUT, PATCH), the whole answer. Writes are
+  // never retried here: the caller decides (a conflict is an answer).
+  Response send(std::string_view method, std::string_view path, std::string_view body,
+                std::string_view content_type = "application/json", long timeout_ms = 10000);
   // GET path, handing the body to on_data as it arrives (a watch). Returns
   // when the server ends the response, on_data returns false, `stop` becomes
   // true (checked at least once a second), or after timeout_ms.
@@ -49,11 +53,14 @@ class Client {
     std::string token;
     std::string cert_pem, key_pem;
   };
+  struct Request {
+    std::string_view method, path, body, content_type;
+  };
   Credentials credentials(bool refresh);
   Credentials run_exec_plugin();
-  Response perform(std::string_view path, const std::function<bool(std::string_view)>* on_data,
+  Response perform(const Request& req, const std::function<bool(std::string_view)>* on_data,
                    const std::atomic<bool>* stop, long timeout_ms);
-  Response perform_once(std::string_view path, const Credentials& creds,
+  Response perform_once(const Request& req, const Credentials& creds,
                         const std::function<bool(std::string_view)>* on_data, const std::atomic<bool>* stop,
                         long timeout_ms);
 

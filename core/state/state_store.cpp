@@ -56,6 +56,7 @@ std::string try_open(const std::string& path, sqlite3** out) {
     return why.empty() ? "integrity check failed" : why;
   }
   const char* schema =
+      "PRAGMA auto_vacuum=INCREMENTAL;"  // takes effect in a new file only; see outbox_compact()
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -235,11 +236,53 @@ std::vector<StateStore::DeadLetter> StateStore::dead_letters() {
   return out;
 }
 
-void StateStore::outbox_compact(int64_t max_age_s) {
+StateStore::Compaction StateStore::outbox_compact(int64_t max_age_s, uint64_t max_bytes) {
   std::lock_guard lock(mu_);
-  Stmt del(db_, "DELETE FROM outbox WHERE state = 'delivered' AND created < strftime('%s','now') - ?");
-  sqlite3_bind_int64(del.s, 1, max_age_s);
-  sqlite3_step(del.s);
+  Compaction c;
+  // Row size as SQLite stores it, near enough: the texts plus a fixed
+  // overhead for the integers and the row header.
+  constexpr const char* kRowBytes =
+      "(length(json) + length(id) + length(handler) + length(route) + COALESCE(length(reason), 0) + 40)";
+  exec("BEGIN IMMEDIATE");
+  try {
+    Stmt old(db_, "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created < strftime('%s','now') - ?");
+    sqlite3_bind_int64(old.s, 1, max_age_s);
+    if (sqlite3_step(old.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+    c.removed_by_age = static_cast<size_t>(sqlite3_changes(db_));
+    Stmt total(db_, (std::string("SELECT COALESCE(SUM(") + kRowBytes + "), 0) FROM outbox").c_str());
+    c.bytes = sqlite3_step(total.s) == SQLITE_ROW ? static_cast<uint64_t>(sqlite3_column_int64(total.s, 0)) : 0;
+    // Over the cap: the oldest delivered rows go first (they only remember
+    // ids), then the oldest dead letters. Pending rows never: they are
+    // changes not yet delivered, and dropping them would lose them.
+    for (const char* state : {"delivered", "dead"}) {
+      if (c.bytes <= max_bytes) break;
+      uint64_t excess = c.bytes - max_bytes, freed = 0;
+      int64_t cutoff = -1;
+      Stmt scan(db_, (std::string("SELECT seq, ") + kRowBytes + " FROM outbox WHERE state = ? ORDER BY seq").c_str());
+      scan.bind(1, state);
+      while (freed < excess && sqlite3_step(scan.s) == SQLITE_ROW) {
+        cutoff = sqlite3_column_int64(scan.s, 0);
+        freed += static_cast<uint64_t>(sqlite3_column_int64(scan.s, 1));
+      }
+      if (cutoff < 0) continue;
+      Stmt del(db_, "DELETE FROM outbox WHERE state = ? AND seq <= ?");
+      del.bind(1, state);
+      sqlite3_bind_int64(del.s, 2, cutoff);
+      if (sqlite3_step(del.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+      (std::string_view(state) == "dead" ? c.dead_removed_by_size : c.delivered_removed_by_size) =
+          static_cast<size_t>(sqlite3_changes(db_));
+      c.bytes -= std::min(c.bytes, freed);
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  // Hand the freed pages back to the file system (auto_vacuum is
+  // incremental in stores created since), and keep the WAL short.
+  exec("PRAGMA incremental_vacuum");
+  sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  return c;
 }
 
 }  // namespace kubetrail::state

@@ -67,8 +67,18 @@ class StateStore {
     std::string id, handler, reason;
   };
   std::vector<DeadLetter> dead_letters();
-  // Forgets delivered entries older than max_age_s (dead letters are kept).
-  void outbox_compact(int64_t max_age_s);
+  // Bounded retention: forgets delivered entries and dead letters older than
+  // max_age_s, then, while the outbox holds more than max_bytes, the oldest
+  // delivered entries and then the oldest dead letters. Pending entries are
+  // never dropped (that would lose changes): when they alone exceed the cap
+  // the result says so and the backlog metric shows it. Then compacts the
+  // file. A forgotten delivered entry no longer guards its id against a
+  // second delivery, hence the age: keep it longer than any restart gap.
+  struct Compaction {
+    size_t removed_by_age = 0, delivered_removed_by_size = 0, dead_removed_by_size = 0;
+    uint64_t bytes = 0;  // what the outbox holds afterwards
+  };
+  Compaction outbox_compact(int64_t max_age_s, uint64_t max_bytes);
 
   const std::string& path() const noexcept { return path_; }
 

@@ -429,6 +429,86 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertIn("watch of configmaps silent for", why)
         self.server.control("delay-watches", ms="0")
 
+    LEADER_ELECTION = ('\n[leader_election]\nenabled = true\nnamespace = "default"\nlease_name = "kt"\n'
+                       'lease_duration_s = 3\nrenew_deadline_s = 2\nretry_period_s = 1')
+
+    def lease_progress(self):
+        lease = json.loads(self.server.kubectl("get", "lease", "kt", "-o", "json").stdout)
+        return lease["spec"].get("holderIdentity", ""), json.loads(
+            lease["metadata"].get("annotations", {}).get("kubetrail.io/delivered-through", "{}"))
+
+    def test_leader_election_only_the_leader_delivers_and_a_follower_takes_over(self):
+        k = self.server.kubectl
+        a = self.start(["configmaps"], extra=self.LEADER_ELECTION)
+        wait_for(lambda: "leading as" in a.log(), what="the first replica to lead")
+        b = Kubetrail(self.server, ["configmaps"], extra=self.LEADER_ELECTION)
+        try:
+            b.wait_ready()
+            self.assertIn("following until elected", b.log())
+            for i in range(3):
+                k("create", "configmap", "before-%d" % i, "--from-literal=v=0")
+            k("patch", "configmap", "before-0", "--type=merge", "-p", '{"data":{"v":"1"}}')
+            got_a = a.wait_changes(4)
+            last_rv = max(int(c["resourceVersion"]) for c in got_a)
+            # The leader publishes what it delivered through; wait for it to
+            # cover everything, then kill it without a chance to release.
+            wait_for(lambda: int(self.lease_progress()[1].get("configmaps", "0")) >= last_rv,
+                     what="the leader's progress in the Lease")
+            self.assertEqual(b.changes(), [], "a follower delivered")
+            a.proc.kill()
+            a.proc.wait()
+            k("create", "configmap", "after", "--from-literal=v=0")
+            k("patch", "configmap", "before-1", "--type=merge", "-p", '{"data":{"v":"2"}}')
+            got_b = b.wait_changes(2, timeout=30)
+            self.assertEqual(sorted(summary(c) for c in got_b), sorted([
+                ("Added", "configmaps", "after", []),
+                ("Modified", "configmaps", "before-1", ["data.v"]),
+            ]))
+            self.assertIn("leading: delivering", b.log())
+            self.assertEqual({c["id"] for c in got_a} & {c["id"] for c in got_b}, set(), "delivered twice")
+            holder, progress = self.lease_progress()
+            self.assertTrue(holder and holder in b.log(), holder)
+            # A graceful stop releases the lease: the Lease has no holder at once.
+            self.assertEqual(b.stop(), 0)
+            self.assertEqual(self.lease_progress()[0], "")
+            self.assertGreaterEqual(int(self.lease_progress()[1]["configmaps"]),
+                                    max(int(c["resourceVersion"]) for c in got_b))
+        finally:
+            b.stop()
+
+    def test_leader_election_takeover_delivers_what_happened_while_nobody_led(self):
+        # Changes made after the leader died and before the follower's lease
+        # wait is over are produced by the follower's warm informers and
+        # delivered when it takes over: nothing falls into the gap.
+        k = self.server.kubectl
+        # A longer lease: the follower cannot take it for at least 6 - 2.2 s
+        # after the kill (it may have seen the last renewal 2.2 s late).
+        slow = self.LEADER_ELECTION.replace("lease_duration_s = 3", "lease_duration_s = 6").replace(
+            "renew_deadline_s = 2", "renew_deadline_s = 4")
+        a = self.start(["configmaps"], extra=slow)
+        wait_for(lambda: "leading as" in a.log(), what="the first replica to lead")
+        b = Kubetrail(self.server, ["configmaps"], extra=slow)
+        try:
+            b.wait_ready()
+            a.proc.kill()
+            a.proc.wait()
+            for i in range(3):
+                k("create", "configmap", "gap-%d" % i, "--from-literal=v=0")
+            time.sleep(0.5)
+            self.assertEqual(b.changes(), [])  # the dead leader's lease is still valid
+            got = b.wait_changes(3, timeout=30)
+            self.assertEqual(sorted(c["name"] for c in got), ["gap-0", "gap-1", "gap-2"])
+            self.assertEqual(a.changes(), [])
+        finally:
+            b.stop()
+
+    def test_leader_election_settings_are_checked(self):
+        kt = Kubetrail(self.server, ["configmaps"], extra='\n[leader_election]\nenabled = true\n'
+                       'lease_duration_s = 5\nrenew_deadline_s = 5')
+        self.assertEqual(kt.proc.wait(timeout=20), 2)
+        self.assertIn('key "leader_election.lease_duration_s": must be greater than renew_deadline_s (5)', kt.log())
+        kt.stop()
+
     def test_unknown_resource_names_close_matches(self):
         kt = Kubetrail(self.server, ["deploymnets"])
         self.kt = kt

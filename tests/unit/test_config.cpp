@@ -116,3 +116,22 @@ TEST_CASE("the built-in default config is valid") {
   REQUIRE(c.handlers.size() == 1);
   CHECK(c.handlers[0].plugin == "log");
 }
+
+TEST_CASE("leader election timings follow client-go's rules, and errors name the line and key") {
+  auto cfg = parse(
+      "[leader_election]\nenabled = true\nnamespace = \"ops\"\nlease_duration_s = 30\nrenew_deadline_s = 20\n"
+      "retry_period_s = 4\n");
+  CHECK(cfg.leader_election.enabled);
+  CHECK(cfg.leader_election.lease_namespace == "ops");
+  CHECK(cfg.leader_election.lease_duration_s == 30);
+  CHECK(cfg.leader_election.retry_period_s == 4);
+  CHECK(parse("[leader_election]\nenabled = true\n").leader_election.renew_deadline_s == 10);  // client-go's
+  CHECK_THROWS_WITH_AS(parse("[leader_election]\nlease_duration_s = 10\nrenew_deadline_s = 10\n"),
+                       "kubetrail.toml:2: key \"leader_election.lease_duration_s\": must be greater than "
+                       "renew_deadline_s (10)",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse("[leader_election]\nrenew_deadline_s = 6\nretry_period_s = 5\n"),
+                       "kubetrail.toml:2: key \"leader_election.renew_deadline_s\": must be greater than 1.2 x "
+                       "retry_period_s (5)",
+                       Error);
+}

@@ -37,11 +37,11 @@ struct Setup {
   std::map<std::string, deliver::HandlerSlot> handlers;
   route::Router router;
   deliver::DeliveryService service;
-  Setup(const std::string& toml, state::StateStore* outbox)
+  Setup(const std::string& toml, state::StateStore* outbox, deliver::DeliveryProgress* progress = nullptr)
       : cfg(config::parse("[plugins]\ndir = \"" + std::string(TEST_PLUGIN_DIR) + "\"\n" + toml, "t.toml")),
         handlers(deliver::create_handlers(cfg, loader, &metrics)),
         router(cfg.routes),
-        service(handlers, cfg, router, &metrics, outbox) {
+        service(handlers, cfg, router, &metrics, outbox, progress) {
     service.start();
   }
 };
@@ -134,4 +134,71 @@ TEST_CASE("delivery: the outbox delivers after a restart what was pending, and n
   CHECK(lines(dir / "a.txt") == 3);
   CHECK(s.service.stats().skipped_duplicates == 1);
   CHECK(store->outbox_backlog() == 0);
+}
+
+TEST_CASE("delivery: leader progress moves only past change sets every chain has finished, in stream order") {
+  test::TempDir dir;
+  auto store = state::StateStore::open((dir / "s.db").string(), false);
+  deliver::DeliveryProgress progress([](const diff::ChangeSet& cs) { return deliver::stream_key(cs, false); });
+  // "first" takes both at once; "last", second in its chain, answers RETRY
+  // until it gives up (a dead letter is an end too); "bad" always fails.
+  Setup s(
+      recorder("first", dir / "a.txt") +
+          recorder("last", dir / "b.txt", ", status = \"retry\"", "{ attempts = 3, initial_ms = 250, max_ms = 250 }") +
+          recorder("bad", dir / "c.txt", ", status = \"fail\"") +
+          "[[routes]]\nchain = [\"first\", \"last\"]\n[[routes]]\nchain = [\"bad\"]\n",
+      store.get(), &progress);
+  s.service.submit(change("x", "10"));
+  s.service.submit(change("y", "11"));
+  CHECK(eventually([&] { return lines(dir / "a.txt") == 2 && s.service.stats().dead == 2; }));
+  CHECK(progress.delivered_through().count("configmaps") == 0);  // "last" still owes both
+  CHECK(eventually([&] { return s.service.stats().dead == 4; }));
+  CHECK(eventually([&] { return progress.delivered_through()["configmaps"] == "11"; }));
+  s.service.stop(std::chrono::seconds(5));
+}
+
+TEST_CASE("outbox retention: over the size cap the oldest delivered ids go, then dead letters, never pending") {
+  test::TempDir dir;
+  auto store = state::StateStore::open((dir / "s.db").string(), false);
+  const std::string big(10000, 'x');  // a 10 kB change set
+  std::vector<int64_t> seqs;
+  for (int i = 0; i < 40; ++i) seqs.push_back(store->outbox_add("c/u/" + std::to_string(i), "h", "r", 0, big));
+  for (int i = 0; i < 10; ++i) store->outbox_delivered(seqs[static_cast<size_t>(i)]);  // ids 0-9: tiny now
+  for (int i = 10; i < 30; ++i) store->outbox_dead(seqs[static_cast<size_t>(i)], "gave up");
+  // ids 30-39 stay pending: 100 kB that no cap may drop.
+
+  auto within = store->outbox_compact(3600, 1 << 30);  // nothing old, nothing over: nothing goes
+  CHECK(within.removed_by_age == 0);
+  CHECK(within.delivered_removed_by_size + within.dead_removed_by_size == 0);
+  CHECK(within.bytes > 300000);
+
+  auto capped = store->outbox_compact(3600, 150000);  // room for the pending and ~5 dead letters
+  CHECK(capped.delivered_removed_by_size == 10);
+  CHECK(capped.dead_removed_by_size > 10);
+  CHECK(capped.bytes <= 150000);
+  auto dead = store->dead_letters();
+  REQUIRE(!dead.empty());
+  CHECK(dead.front().id == "c/u/" + std::to_string(10 + capped.dead_removed_by_size));  // the oldest went
+  CHECK(store->outbox_backlog() == 10);
+  // A forgotten delivered id may be added again; a pending one still may not.
+  CHECK(store->outbox_add("c/u/0", "h", "r", 0, "{}") != 0);
+  CHECK(store->outbox_add("c/u/35", "h", "r", 0, "{}") == 0);
+
+  auto tiny = store->outbox_compact(3600, 1000);  // the pending alone exceed it: they stay, and it says so
+  CHECK(store->outbox_backlog() == 11);
+  CHECK(store->dead_letters().empty());
+  CHECK(tiny.bytes > 1000);
+}
+
+TEST_CASE("outbox retention: by age, delivered ids and dead letters go and pending entries stay") {
+  test::TempDir dir;
+  auto store = state::StateStore::open((dir / "s.db").string(), false);
+  store->outbox_delivered(store->outbox_add("c/u/1", "h", "r", 0, "{}"));
+  store->outbox_dead(store->outbox_add("c/u/2", "h", "r", 0, "{}"), "no");
+  store->outbox_add("c/u/3", "h", "r", 0, "{}");
+  CHECK(store->outbox_compact(3600, 1 << 30).removed_by_age == 0);  // all younger than an hour
+  // An age of -2 s reaches every row written up to now (the clock has 1 s steps).
+  CHECK(store->outbox_compact(-2, 1 << 30).removed_by_age == 2);
+  CHECK(store->outbox_backlog() == 1);
+  CHECK(store->dead_letters().empty());
 }
