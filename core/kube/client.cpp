@@ -228,7 +228,8 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   t.stop = stop;
   t.curl = curl;
   std::string url = conn_.server + std::string(path);
-  curl_slist* headers = curl_slist_append(nullptr, "Accept: application/json");
+  std::string accept = "Accept: " + std::string(req.accept.empty() ? "application/json" : req.accept);
+  curl_slist* headers = curl_slist_append(nullptr, accept.c_str());
   std::string content_type;
   if (!req.method.empty() && req.method != "GET") {
     content_type = "Content-Type: " + std::string(req.content_type);
@@ -297,6 +298,7 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   }
   CURLcode rc = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+  if (char* ct = nullptr; curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) r.content_type = ct;
   if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.stopped_by_reader) &&
       !(rc == CURLE_ABORTED_BY_CALLBACK && stop && stop->load()))
     r.error = curl_easy_strerror(rc);  // a fixed text: no URL, no credential
@@ -325,18 +327,18 @@ Client::Response Client::perform(const Request& req, const std::function<bool(st
   return r;
 }
 
-Client::Response Client::get(std::string_view path, long timeout_ms) {
-  return perform(Request{"GET", path, {}, {}}, nullptr, nullptr, timeout_ms);
+Client::Response Client::get(std::string_view path, long timeout_ms, std::string_view accept) {
+  return perform(Request{"GET", path, {}, {}, accept}, nullptr, nullptr, timeout_ms);
 }
 
 Client::Response Client::send(std::string_view method, std::string_view path, std::string_view body,
                               std::string_view content_type, long timeout_ms) {
-  return perform(Request{method, path, body, content_type}, nullptr, nullptr, timeout_ms);
+  return perform(Request{method, path, body, content_type, {}}, nullptr, nullptr, timeout_ms);
 }
 
 Client::Response Client::stream(std::string_view path, const std::function<bool(std::string_view)>& on_data,
                                 const std::atomic<bool>& stop, long timeout_ms) {
-  return perform(Request{"GET", path, {}, {}}, &on_data, &stop, timeout_ms);
+  return perform(Request{"GET", path, {}, {}, {}}, &on_data, &stop, timeout_ms);
 }
 
 }  // namespace kubetrail::kube

@@ -28,14 +28,16 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   struct Response {
-    long status = 0;    // 0: no HTTP response (see error)
-    std::string body;   // for get(); for stream(), only the body of a non-2xx answer
-    std::string error;  // transport error, or why a credential could not be had
+    long status = 0;           // 0: no HTTP response (see error)
+    std::string body;          // for get(); for stream(), only the body of a non-2xx answer
+    std::string content_type;  // of the answer
+    std::string error;         // transport error, or why a credential could not be had
     uint32_t retry_after_ms = 0;
   };
 
-  // GET path (with its query), the whole body.
-  Response get(std::string_view path, long timeout_ms = 60000);
+  // GET path (with its query), the whole body. `accept` replaces the
+  // default Accept header (application/json), e.g. for aggregated discovery.
+  Response get(std::string_view path, long timeout_ms = 60000, std::string_view accept = {});
   // A request with a body (POST, PUT, PATCH), the whole answer. Writes are
   // never retried here: the caller decides (a conflict is an answer).
   Response send(std::string_view method, std::string_view path, std::string_view body,
@@ -54,7 +56,7 @@ class Client {
     std::string cert_pem, key_pem;
   };
   struct Request {
-    std::string_view method, path, body, content_type;
+    std::string_view method, path, body, content_type, accept;
   };
   Credentials credentials(bool refresh);
   Credentials run_exec_plugin();

@@ -30,8 +30,20 @@ std::string describe_failure(const Client::Response& r) {
 
 namespace {
 
-dom::element get_json(Client& client, dom::parser& parser, const std::string& path) {
-  auto r = client.get(path, 30000);
+// Aggregated discovery (apidiscovery.k8s.io, GA in 1.30): /api and /apis
+// answer with every group's resources at once when asked for it; older
+// servers ignore the parameters and answer with the legacy documents.
+constexpr std::string_view kAggregatedAccept =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json;q=0.9";
+
+bool is_aggregated(const Client::Response& r) {
+  return r.content_type.find("as=APIGroupDiscoveryList") != std::string::npos;
+}
+
+dom::element get_json(Client& client, dom::parser& parser, const std::string& path, std::string_view accept = {},
+                      Client::Response* answer = nullptr) {
+  auto r = client.get(path, 30000, accept);
   if (r.status != 200) {
     std::string hint;
     if (r.status == 401)
@@ -45,7 +57,49 @@ dom::element get_json(Client& client, dom::parser& parser, const std::string& pa
   dom::element doc;
   if (parser.parse(simdjson::padded_string(r.body)).get(doc) != simdjson::SUCCESS)
     throw Error("API server " + client.connection().server + ": GET " + path + ": the answer is not JSON");
+  if (answer) answer->content_type = r.content_type;
   return doc;
+}
+
+void add_resource(std::string_view group, std::string_view version, std::string_view name, std::string_view kind,
+                  bool namespaced, std::string_view singular, dom::element r, std::vector<ApiResource>& out) {
+  ApiResource a;
+  a.type = ResourceType{std::string(group), std::string(version), std::string(name), std::string(kind), namespaced};
+  a.singular = singular.empty() ? a.type.kind : std::string(singular);
+  std::transform(a.singular.begin(), a.singular.end(), a.singular.begin(), ::tolower);
+  dom::array arr;
+  if (r["shortNames"].get(arr) == simdjson::SUCCESS)
+    for (dom::element s : arr) a.short_names.emplace_back(std::string_view(s));
+  if (r["verbs"].get(arr) == simdjson::SUCCESS)
+    for (dom::element s : arr) a.verbs.emplace_back(std::string_view(s));
+  out.push_back(std::move(a));
+}
+
+// An APIGroupDiscoveryList: per group, versions in order of preference.
+void add_aggregated(dom::element doc, std::vector<ApiResource>& out) {
+  dom::array items;
+  if (doc["items"].get(items) != simdjson::SUCCESS) return;
+  for (dom::element item : items) {
+    std::string_view group;
+    if (item.at_pointer("/metadata/name").get(group) != simdjson::SUCCESS) group = {};  // the core group
+    dom::array versions;
+    if (item["versions"].get(versions) != simdjson::SUCCESS || versions.size() == 0) continue;
+    dom::element preferred = versions.at(0);
+    std::string_view version;
+    dom::array resources;
+    if (preferred["version"].get(version) != simdjson::SUCCESS ||
+        preferred["resources"].get(resources) != simdjson::SUCCESS)
+      continue;
+    for (dom::element r : resources) {
+      std::string_view name, kind, scope, singular;
+      if (r["resource"].get(name) != simdjson::SUCCESS) continue;
+      // No responseKind: only subresources are served, nothing to watch.
+      if (r.at_pointer("/responseKind/kind").get(kind) != simdjson::SUCCESS || kind.empty()) continue;
+      if (r["scope"].get(scope) != simdjson::SUCCESS) scope = {};
+      if (r["singularResource"].get(singular) != simdjson::SUCCESS) singular = {};
+      add_resource(group, version, name, kind, scope == "Namespaced", singular, r, out);
+    }
+  }
 }
 
 void add_group_version(Client& client, const std::string& path, const std::string& group, const std::string& version,
@@ -61,16 +115,7 @@ void add_group_version(Client& client, const std::string& path, const std::strin
     if (r["kind"].get(kind) != simdjson::SUCCESS) continue;
     if (r["singularName"].get(singular) != simdjson::SUCCESS) singular = {};
     if (r["namespaced"].get(namespaced) != simdjson::SUCCESS) namespaced = false;
-    ApiResource a;
-    a.type = ResourceType{group, version, std::string(name), std::string(kind), namespaced};
-    a.singular = singular.empty() ? a.type.kind : std::string(singular);
-    std::transform(a.singular.begin(), a.singular.end(), a.singular.begin(), ::tolower);
-    dom::array arr;
-    if (r["shortNames"].get(arr) == simdjson::SUCCESS)
-      for (dom::element s : arr) a.short_names.emplace_back(std::string_view(s));
-    if (r["verbs"].get(arr) == simdjson::SUCCESS)
-      for (dom::element s : arr) a.verbs.emplace_back(std::string_view(s));
-    out.push_back(std::move(a));
+    add_resource(group, version, name, kind, namespaced, singular, r, out);
   }
 }
 
@@ -103,14 +148,26 @@ Discovery Discovery::fetch(Client& client) {
   Discovery d;
   {
     dom::parser parser;
-    dom::element api = get_json(client, parser, "/api");
-    dom::array versions;
-    if (api["versions"].get(versions) == simdjson::SUCCESS)
-      for (dom::element v : versions)
-        if (std::string_view(v) == "v1") add_group_version(client, "/api/v1", "", "v1", d.resources_);
+    Client::Response answer;
+    dom::element api = get_json(client, parser, "/api", kAggregatedAccept, &answer);
+    if (is_aggregated(answer)) {
+      add_aggregated(api, d.resources_);
+      d.aggregated_ = true;
+    } else {
+      dom::array versions;
+      if (api["versions"].get(versions) == simdjson::SUCCESS)
+        for (dom::element v : versions)
+          if (std::string_view(v) == "v1") add_group_version(client, "/api/v1", "", "v1", d.resources_);
+    }
   }
   dom::parser parser;
-  dom::element apis = get_json(client, parser, "/apis");
+  Client::Response answer;
+  dom::element apis = get_json(client, parser, "/apis", kAggregatedAccept, &answer);
+  if (is_aggregated(answer)) {
+    add_aggregated(apis, d.resources_);
+    return d;
+  }
+  d.aggregated_ = false;  // one legacy answer: the whole catalogue counts as legacy
   dom::array groups;
   if (apis["groups"].get(groups) == simdjson::SUCCESS) {
     for (dom::element g : groups) {

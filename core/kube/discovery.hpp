@@ -23,10 +23,13 @@ struct ApiResource {
 
 class Discovery {
  public:
-  // Reads /api, /apis and each group's preferred version (legacy discovery,
-  // which every server serves). Throws kubetrail::Error naming the server,
-  // the path and the server's answer (401 included) on failure.
+  // Reads /api and /apis asking for aggregated discovery (two requests for
+  // the whole catalogue); from a server that answers with the legacy
+  // documents, also each group's preferred version. Throws kubetrail::Error
+  // naming the server, the path and the server's answer (401 included).
   static Discovery fetch(Client& client);
+  // Whether the server answered with aggregated discovery.
+  bool aggregated() const noexcept { return aggregated_; }
 
   // Resolves a [watch] resources entry. The error lists close matches.
   Result<ResourceType> resolve(std::string_view name) const;
@@ -38,6 +41,7 @@ class Discovery {
  private:
   Discovery() = default;
   std::vector<ApiResource> resources_;  // core first, then groups in server order
+  bool aggregated_ = false;
 };
 
 // The text of a failed API call, for messages: "HTTP 401 Unauthorized: <message>".

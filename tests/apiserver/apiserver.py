@@ -4,8 +4,10 @@ library only).
 
 It speaks enough of the real kube-apiserver's HTTP API for kubectl v1.32 and
 for kubetrail's client: HTTPS with a CA and certificates generated at start
-(openssl), bearer-token and client-certificate authentication, legacy
-discovery (/api, /apis, group versions, /version), create / get / list (limit
+(openssl), bearer-token and client-certificate authentication, discovery
+(aggregated apidiscovery.k8s.io/v2 for /api and /apis when the Accept header
+asks for it, legacy otherwise or with --no-aggregated-discovery; group
+versions, /version), create / get / list (limit
 + continue, label and field selectors) / replace (resourceVersion conflicts)
 / merge, strategic-merge and JSON patches / delete, the scale subresource,
 watches (chunked, from a resourceVersion, bookmarks, timeoutSeconds) with a
@@ -23,7 +25,7 @@ Test-only control endpoints (authenticated like the rest):
   POST /testing/delay-lists?ms=N delay only lists (a slow initial sync)
   GET  /testing/requests         the requests seen so far, as JSON lines
 
-Usage: apiserver.py --dir DIR [--port 0] [--token T]... [--history N]
+Usage: apiserver.py --dir DIR [--port 0] [--token T]... [--history N] [--no-aggregated-discovery]
 Writes DIR/ca.crt, server and client certificates, DIR/kubeconfig-token,
 DIR/kubeconfig-cert and DIR/port, then prints "READY <port>" and serves until
 killed (or --lifetime seconds pass: tests must stop by themselves).
@@ -37,6 +39,7 @@ import k8sproto  # noqa: E402
 # ---------------------------------------------------------------------------
 # Resource catalogue
 # ---------------------------------------------------------------------------
+AGGREGATED_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 class Resource:
@@ -353,6 +356,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for gv_path in self.group_version_paths()}})
         if path.startswith("/openapi/v3/"):
             return self.send_json(200, self.openapi_v3(path[len("/openapi/v3/"):]))
+        if path in ("/api", "/apis") and self.wants_aggregated():
+            return self.send_json(200, self.aggregated(core=path == "/api"), content_type=AGGREGATED_TYPE)
         if path == "/api":
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:%d" % self.server.server_address[1]}]})
@@ -395,6 +400,58 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raise ApiError(405, "MethodNotAllowed", "method not allowed")
 
     # -- discovery -------------------------------------------------------
+    def wants_aggregated(self):
+        """Content negotiation as kube-apiserver does it for /api and /apis:
+        the first acceptable media range wins; the aggregated form is JSON
+        with g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList (this server
+        speaks neither v2beta1 nor protobuf, so those ranges are skipped)."""
+        if not self.server.cfg.aggregated_discovery:
+            return False
+        for media in (self.headers.get("Accept") or "").split(","):
+            params = [p.strip() for p in media.split(";")]
+            kv = dict(p.split("=", 1) for p in params[1:] if "=" in p)
+            if params[0] in ("application/json", "*/*") and kv.get("g") == "apidiscovery.k8s.io":
+                if kv.get("v") == "v2" and kv.get("as") == "APIGroupDiscoveryList":
+                    return True
+                continue
+            if params[0] in ("application/json", "*/*"):
+                return False
+        return False
+
+    def aggregated(self, core):
+        groups = collections.OrderedDict()
+        for r in self.server.store.resources.values():
+            if (r.group == "") == core:
+                groups.setdefault(r.group, []).append(r)
+        items = []
+        for group, rs in groups.items():
+            resources = []
+            for r in rs:
+                d = {"resource": r.plural, "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                     "scope": "Namespaced" if r.namespaced else "Cluster", "singularResource": r.singular,
+                     "verbs": VERBS}
+                if r.short:
+                    d["shortNames"] = r.short
+                subs = []
+                if r.scale:
+                    subs.append({"subresource": "scale",
+                                 "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                                 "verbs": ["get", "patch", "update"]})
+                if r.status:
+                    subs.append({"subresource": "status",
+                                 "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                                 "verbs": ["get", "patch", "update"]})
+                if subs:
+                    d["subresources"] = subs
+                resources.append(d)
+            meta = {"creationTimestamp": None}
+            if group:
+                meta["name"] = group
+            items.append({"metadata": meta, "versions": [
+                {"version": rs[0].version, "resources": resources, "freshness": "Current"}]})
+        return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+                "items": items}
+
     def group_list(self):
         groups = collections.OrderedDict()
         for r in self.server.store.resources.values():
@@ -854,6 +911,8 @@ def main():
     ap.add_argument("--token", action="append", default=[])
     ap.add_argument("--history", type=int, default=1000)
     ap.add_argument("--bookmark-seconds", type=float, default=1.0)
+    ap.add_argument("--no-aggregated-discovery", action="store_true",
+                    help="answer /api and /apis with the legacy documents only, as servers before 1.26 do")
     ap.add_argument("--lifetime", type=float, default=600, help="exit after this many seconds")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
@@ -861,6 +920,7 @@ def main():
     cfg = Config()
     cfg.tokens = set(a.token or ["test-token"])
     cfg.bookmark_seconds = a.bookmark_seconds
+    cfg.aggregated_discovery = not a.no_aggregated_discovery
     srv = Server(("127.0.0.1", a.port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(a.dir, "server.crt"), os.path.join(a.dir, "server.key"))

@@ -36,6 +36,11 @@ class KubectlFidelity(unittest.TestCase):
         self.assertRegex(res, r"(?m)^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$")
         self.assertRegex(res, r"(?m)^configmaps\s+cm\s+v1\s+true\s+ConfigMap$")
         self.assertRegex(res, r"(?m)^namespaces\s+ns\s+v1\s+false\s+Namespace$")
+        # kubectl asked for aggregated discovery and took the server's answer:
+        # it never needed a group-version document.
+        seen = self.server.requests()
+        self.assertTrue(any(r["path"] == "/apis" and "as=APIGroupDiscoveryList" in r["accept"] for r in seen))
+        self.assertEqual([r["path"] for r in seen if r["path"].startswith(("/apis/apps", "/api/v1"))], [])
 
     def test_2_lifecycle_with_a_watch(self):
         env = dict(os.environ, KUBECONFIG=os.path.join(self.server.dir, "kubeconfig-token"))

@@ -509,6 +509,25 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertIn('key "leader_election.lease_duration_s": must be greater than renew_deadline_s (5)', kt.log())
         kt.stop()
 
+    def test_discovery_is_aggregated_when_served_and_legacy_otherwise(self):
+        kt = self.start(["deployments", "cm"])
+        paths = [r["path"] for r in self.server.requests() if r["userAgent"].startswith("kubetrail/")]
+        self.assertIn("/apis", paths)
+        self.assertEqual([p for p in paths if p in ("/api/v1", "/apis/apps/v1")], [], "group-version documents read")
+        self.assertEqual(kt.stop(), 0)
+        legacy = ApiServer("--bookmark-seconds", "0.5", "--no-aggregated-discovery")
+        try:
+            kt = Kubetrail(legacy, ["deployments", "cm"])
+            kt.wait_ready()
+            paths = [r["path"] for r in legacy.requests() if r["userAgent"].startswith("kubetrail/")]
+            self.assertIn("/apis/apps/v1", paths)
+            self.assertIn("/api/v1", paths)
+            legacy.kubectl("create", "configmap", "seen", "--from-literal=a=b")
+            self.assertEqual(summary(kt.wait_changes(1)[0]), ("Added", "configmaps", "seen", []))
+            self.assertEqual(kt.stop(), 0)
+        finally:
+            legacy.stop()
+
     def test_unknown_resource_names_close_matches(self):
         kt = Kubetrail(self.server, ["deploymnets"])
         self.kt = kt
