@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli/pipeline.hpp"
+#include "cli/watches.hpp"
 #include "common/error.hpp"
 #include "deliver/handover.hpp"
 #include "kube/client.hpp"
@@ -91,17 +92,13 @@ int run_daemon(const Args& args) {
   kube::Client client(conn);
   kube::Discovery discovery = kube::Discovery::fetch(client);
 
-  std::vector<kube::ResourceType> types;
-  std::string unresolved;
-  for (const auto& name : cfg.watch.resources) {
-    auto t = discovery.resolve(name);
-    if (t)
-      types.push_back(t.value());
-    else
-      unresolved += "\n  " + t.error();
-  }
+  std::vector<std::string> unresolved;
+  if (Watches::resolve(discovery, cfg.watch.resources, unresolved).empty() && unresolved.empty())
+    spdlog::warn("[watch] resources: nothing matches yet; watching for it on re-discovery");
   if (!unresolved.empty()) {
-    std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources:" << unresolved << "\n";
+    std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources:";
+    for (const auto& e : unresolved) std::cerr << "\n  " << e;
+    std::cerr << "\n";
     return 2;
   }
 
@@ -143,23 +140,7 @@ int run_daemon(const Args& args) {
   bool delivering = !electing;
   if (delivering) pipeline->start_async(state.get());  // undelivered change sets from the last run go first
   ChangeQueue queue;
-  std::vector<std::unique_ptr<kube::Informer>> informers;
-  for (const auto& t : types) {
-    std::vector<std::string> scopes{""};
-    if (t.namespaced && !cfg.watch.namespaces.empty()) scopes = cfg.watch.namespaces;
-    for (const auto& ns : scopes) {
-      kube::InformerOptions opt;
-      opt.type = t;
-      opt.namespace_scope = ns;
-      opt.exclude_namespaces = cfg.watch.exclude_namespaces;
-      opt.label_selector = cfg.watch.label_selector;
-      opt.field_selector = cfg.watch.field_selector;
-      opt.state = state.get();
-      opt.metrics = &metrics;
-      informers.push_back(std::make_unique<kube::Informer>(
-          client, opt, cfg.cluster.name, cfg.diff, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); }));
-    }
-  }
+  Watches watches(client, cfg, state.get(), &metrics, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); });
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -186,35 +167,54 @@ int run_daemon(const Args& args) {
   if (!cfg.server.listen.empty()) {
     auto stall = std::chrono::seconds(cfg.server.stall_timeout_s);
     server::Probes probes;
-    probes.unhealthy = [&informers, &pipeline, &pipeline_mu, stall] {
+    probes.unhealthy = [&watches, &pipeline, &pipeline_mu, stall] {
       {
         std::lock_guard lock(pipeline_mu);
         if (auto why = pipeline->stuck(stall); !why.empty()) return why;
       }
-      auto now = std::chrono::steady_clock::now();
-      for (const auto& i : informers)
-        if (i->synced() && now - i->last_heard() > stall)
-          return "watch of " + i->name() + " silent for " +
-                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - i->last_heard()).count()) +
-                 " s (no event, no bookmark; stall timeout " + std::to_string(stall.count()) + " s)";
-      return std::string();
+      return watches.first_silent(stall);
     };
-    probes.unready = [&informers, &pipeline, &pipeline_mu] {
+    probes.unready = [&watches, &pipeline, &pipeline_mu] {
       {
         std::lock_guard lock(pipeline_mu);
         if (pipeline->handler_errors()) return std::string("a handler could not be created (see the log)");
       }
-      for (const auto& i : informers)
-        if (!i->synced()) return "initial list of " + i->name() + " not done";
-      return std::string();
+      auto pending = watches.first_unsynced();
+      return pending.empty() ? pending : "initial list of " + pending + " not done";
     };
     http = std::make_unique<server::HttpServer>(cfg.server.listen, metrics, probes);
     spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg.server.listen);
   }
 
   metrics.record(leader_gauge, delivering ? 1 : 0);
-  std::vector<std::thread> threads;
-  for (auto& inf : informers) threads.emplace_back([&inf] { inf->run(g_stop); });
+  watches.reconcile(discovery, cfg.watch.resources);  // starts the informers
+  // Re-discovery on its own thread (two requests, but a slow server must not
+  // hold up delivery); the main loop applies what it found.
+  std::mutex rediscovered_mu;
+  std::optional<kube::Discovery> rediscovered;
+  std::thread rediscover_thread;
+  if (cfg.watch.rediscover_s > 0)
+    rediscover_thread = std::thread([&] {
+      auto every = std::chrono::seconds(cfg.watch.rediscover_s);
+      for (auto next = std::chrono::steady_clock::now() + every; !g_stop.load();) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (std::chrono::steady_clock::now() < next) continue;
+        next = std::chrono::steady_clock::now() + every;
+        try {
+          auto d = kube::Discovery::fetch(client);
+          std::lock_guard lock(rediscovered_mu);
+          rediscovered = std::move(d);
+        } catch (const Error& e) {
+          spdlog::warn("re-discovery failed (watching on with what was found before): {}", e.what());
+        }
+      }
+    });
+  // What the watches follow: [watch] resources of the running config.
+  std::vector<std::string> watch_resources = cfg.watch.resources;
+  auto apply_discovery = [&](const kube::Discovery& d, const char* why) {
+    for (const auto& e : watches.reconcile(d, watch_resources))
+      spdlog::warn("{}: [watch] resources: {}; not watched until it is served", why, e);
+  };
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.
   std::atomic<bool> elector_stop{false};
@@ -231,8 +231,20 @@ int run_daemon(const Args& args) {
       // (or, past 5 s, left in the outbox, which the new pipeline reads).
       try {
         auto next_cfg = std::make_unique<config::Config>(load_config(args));
-        if (!same_watch(next_cfg->watch, cfg.watch) || next_cfg->cluster.name != cfg.cluster.name)
-          spdlog::warn("reload: [watch] and [cluster] changes take effect at the next start");
+        auto scope_of = [](config::WatchConfig w) {
+          w.resources.clear();
+          return w;
+        };
+        if (!same_watch(scope_of(next_cfg->watch), scope_of(cfg.watch)) || next_cfg->cluster.name != cfg.cluster.name)
+          spdlog::warn("reload: [watch] namespaces and selectors, and [cluster], take effect at the next start");
+        // [watch] resources take effect now, against a fresh discovery: a CRD
+        // installed since start-up is found.
+        watch_resources = next_cfg->watch.resources;
+        try {
+          apply_discovery(kube::Discovery::fetch(client), "reload");
+        } catch (const Error& e) {
+          spdlog::warn("reload: discovery failed, [watch] resources unchanged: {}", e.what());
+        }
         auto next = std::make_unique<Pipeline>(*next_cfg, args, metrics);
         pipeline->flush(std::chrono::seconds(5), KUBETRAIL_FLUSH_RELOAD);
         {
@@ -299,16 +311,24 @@ int run_daemon(const Args& args) {
       }
       next_compaction = std::chrono::steady_clock::now() + std::chrono::minutes(5);
     }
-    metrics.record(synced_gauge, static_cast<double>(std::count_if(informers.begin(), informers.end(),
-                                                                   [](auto& i) { return i->synced(); })));
-    if (!ready_logged && std::all_of(informers.begin(), informers.end(), [](auto& i) { return i->synced(); })) {
-      spdlog::info("ready: {} informer(s) synced; watching", informers.size());
+    {
+      std::optional<kube::Discovery> d;
+      {
+        std::lock_guard lock(rediscovered_mu);
+        d.swap(rediscovered);
+      }
+      if (d) apply_discovery(*d, "re-discovery");
+    }
+    metrics.record(synced_gauge, static_cast<double>(watches.synced_count()));
+    if (!ready_logged && watches.first_unsynced().empty()) {
+      spdlog::info("ready: {} informer(s) synced; watching", watches.informer_count());
       ready_logged = true;
     }
   }
   spdlog::info("stopping: closing watches");
   g_stop = true;
-  for (auto& t : threads) t.join();
+  watches.stop_all();
+  if (rediscover_thread.joinable()) rediscover_thread.join();
   if (delivering && exit_code == 0) {
     while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline->deliver(*cs);
     pipeline->flush();

@@ -244,6 +244,12 @@ Config from_value(const value& root, const std::string& source) {
     r.read("label_selector", cfg.watch.label_selector);
     r.read("field_selector", cfg.watch.field_selector);
     r.read_types("events", cfg.watch.events);
+    r.read("rediscover_s", cfg.watch.rediscover_s);
+    for (const auto& name : cfg.watch.resources)
+      if (name.find('*') != std::string::npos &&
+          (!name.starts_with("*.") || name.size() < 3 || name.find('*', 1) != std::string::npos))
+        r.fail(*r.get("resources"), "resources",
+               "\"" + name + "\": a pattern must be \"*.GROUP\" (every resource of one API group)");
     r.reject_unknown();
   }
   if (auto t = table_at(top, "diff")) {

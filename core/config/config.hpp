@@ -29,6 +29,7 @@ struct WatchConfig {
   std::string label_selector;
   std::string field_selector;
   std::vector<diff::ChangeType> events{diff::ChangeType::added, diff::ChangeType::modified, diff::ChangeType::deleted};
+  uint32_t rediscover_s = 300;  // re-read discovery this often (0 = only at start and on SIGHUP)
 };
 
 struct StateConfig {

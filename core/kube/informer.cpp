@@ -332,6 +332,10 @@ void Informer::run(const std::atomic<bool>& stop) {
       spdlog::error("{}: cannot read the checkpoint: {}", name_, e.what());
     }
   }
+  if (opt_.report_existing && !catch_up) {
+    catch_up = true;  // against an empty cache: everything listed is new
+    spdlog::info("{}: served since kubetrail started: reporting what it holds as added", name_);
+  }
   while (!stop.load() && !list(!catch_up, stop)) {
   }
   if (stop.load()) return;

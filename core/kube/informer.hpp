@@ -44,6 +44,10 @@ struct InformerOptions {
   // checkpoint from an earlier run, start-up reports what changed since.
   state::StateStore* state = nullptr;
   server::Metrics* metrics = nullptr;  // null: no metrics
+  // Report the objects of the first list as Added (flagged catchUp) when no
+  // checkpoint says otherwise: for a resource that began to be served while
+  // kubetrail was running, everything in it is new.
+  bool report_existing = false;
 };
 
 class Informer {

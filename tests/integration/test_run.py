@@ -27,7 +27,7 @@ def wait_for(predicate, timeout=20, what="condition"):
 class Kubetrail:
     """kubetrail run with a JSON log handler writing to a file."""
 
-    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra="", flags=()):
+    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra="", flags=(), rediscover=None):
         self.dir = tempfile.mkdtemp(prefix="kubetrail-run-")
         self.out = os.path.join(self.dir, "changes.jsonl")
         self.config = os.path.join(self.dir, "kubetrail.toml")
@@ -36,9 +36,11 @@ class Kubetrail:
         if "[server]" not in extra:
             extra += '\n[server]\nlisten = ""'  # tests run side by side: no fixed port
         with open(self.config, "w") as f:
-            f.write('[cluster]\nname = "it"\n[watch]\nresources = %s\n%s\n[[handlers]]\nname = "out"\nplugin = "log"\n'
+            watch = "" if rediscover is None else "rediscover_s = %d\n" % rediscover
+            f.write('[cluster]\nname = "it"\n[watch]\nresources = %s\n' % json.dumps(resources) + watch +
+                    '%s\n[[handlers]]\nname = "out"\nplugin = "log"\n'
                     'config = { format = "json", path = "%s" }\n[[routes]]\nchain = ["out"]\n'
-                    % (json.dumps(resources), extra, self.out))
+                    % (extra, self.out))
         self.stderr_path = os.path.join(self.dir, "stderr.txt")
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen([KUBETRAIL, "run", "--config", self.config, "--kubeconfig",
@@ -239,29 +241,69 @@ class RunAgainstApiServer(unittest.TestCase):
             info = json.load(f)
         self.assertEqual(info["kind"], "ExecCredential")
 
+    def create(self, obj):
+        path = os.path.join(self.server.dir, "object.json")
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        self.server.kubectl("create", "-f", path)
+
+    def create_crd(self, plural="widgets", kind="Widget", group="example.com"):
+        self.create({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                     "metadata": {"name": plural + "." + group},
+                     "spec": {"group": group, "scope": "Namespaced",
+                              "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                                  "openAPIV3Schema": {"type": "object",
+                                                      "x-kubernetes-preserve-unknown-fields": True}}}]}})
+
     def test_crd_watched_by_plural_group(self):
         k = self.server.kubectl
-        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-               "metadata": {"name": "widgets.example.com"},
-               "spec": {"group": "example.com", "scope": "Namespaced",
-                        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                            "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
-        path = os.path.join(self.server.dir, "crd.json")
-        with open(path, "w") as f:
-            json.dump(crd, f)
-        k("create", "-f", path)
+        self.create_crd()
         kt = self.start(["widgets.example.com"])
-        w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "blue"}, "spec": {"size": 1}}
-        with open(path, "w") as f:
-            json.dump(w, f)
-        k("create", "-f", path)
+        self.create({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "blue"},
+                     "spec": {"size": 1}})
         k("patch", "widgets.example.com", "blue", "--type=merge", "-p", '{"spec":{"size":2}}')
         got = kt.wait_changes(2)
         self.assertEqual([summary(c) for c in got], [("Added", "widgets", "blue", []),
                                                      ("Modified", "widgets", "blue", ["spec.size"])])
         self.assertEqual(got[0]["resource"], {"group": "example.com", "version": "v1", "resource": "widgets",
                                               "kind": "Widget"})
+
+    def test_a_crd_installed_while_running_is_found_by_re_discovery(self):
+        # "*.example.com": every resource of the group, as discovery finds it
+        # now (nothing) and later; re-discovery every second.
+        kt = self.start(["configmaps", "*.example.com"], rediscover=1)
+        self.create_crd("gadgets", "Gadget")
+        # Created at once: whether the new informer lists it or watches it
+        # arrive, it was created while kubetrail ran and is reported once.
+        self.create({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"n": 1}})
+        wait_for(lambda: "gadgets.example.com: now watched (newly served)" in kt.log(),
+                 what="re-discovery of the new CRD")
+        got = kt.wait_changes(1)
+        self.assertEqual(summary(got[0]), ("Added", "gadgets", "g1", []))
+        self.assertEqual(got[0]["resource"]["group"], "example.com")
+        self.create({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g2"}})
+        self.assertEqual([c["name"] for c in kt.wait_changes(2)], ["g1", "g2"])
+
+    def test_sighup_adds_a_resource_whose_crd_appeared_after_start(self):
+        kt = self.start(["configmaps"], rediscover=0)
+        self.create_crd("sprockets", "Sprocket")
+        with open(kt.config) as f:
+            text = f.read()
+        with open(kt.config, "w") as f:
+            f.write(text.replace('resources = ["configmaps"]', 'resources = ["configmaps", "sprockets.example.com"]'))
+        kt.proc.send_signal(signal.SIGHUP)
+        self.create({"apiVersion": "example.com/v1", "kind": "Sprocket", "metadata": {"name": "s1"}})
+        wait_for(lambda: "sprockets.example.com: now watched" in kt.log(), what="the reload's discovery")
+        self.server.kubectl("create", "configmap", "still-watched", "--from-literal=a=1")
+        got = kt.wait_changes(2)
+        self.assertEqual(sorted(summary(c) for c in got), [("Added", "configmaps", "still-watched", []),
+                                                           ("Added", "sprockets", "s1", [])])
+        # Dropping it from the config stops its watch.
+        with open(kt.config, "w") as f:
+            f.write(text)
+        kt.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "sprockets.example.com: no longer watched" in kt.log(), what="the watch to stop")
 
     def test_restart_reports_exactly_what_changed_while_down(self):
         k = self.server.kubectl

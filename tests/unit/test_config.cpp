@@ -135,3 +135,15 @@ TEST_CASE("leader election timings follow client-go's rules, and errors name the
                        "retry_period_s (5)",
                        Error);
 }
+
+TEST_CASE("watch patterns are *.GROUP only, and re-discovery has a period") {
+  auto cfg = parse("[watch]\nresources = [\"pods\", \"*.cert-manager.io\"]\nrediscover_s = 60\n");
+  CHECK(cfg.watch.resources.size() == 2);
+  CHECK(cfg.watch.rediscover_s == 60);
+  CHECK(parse("[watch]\nresources = [\"pods\"]\n").watch.rediscover_s == 300);
+  for (const char* bad : {"*", "*.", "cert*", "*.a*"}) {
+    std::string want = "kubetrail.toml:2: key \"watch.resources\": \"" + std::string(bad) +
+                       "\": a pattern must be \"*.GROUP\" (every resource of one API group)";
+    CHECK_THROWS_WITH_AS(parse(std::string("[watch]\nresources = [\"") + bad + "\"]\n"), want.c_str(), Error);
+  }
+}
