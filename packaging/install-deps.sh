@@ -11,6 +11,7 @@ PACKAGES=(
   doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev
   libbenchmark-dev
   python3 curl clang-format
+  nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
 )
 
 missing=()

@@ -27,30 +27,12 @@ void init_curl() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// What the header and progress callbacks (on the transport's I/O thread)
+// learn; read by the caller once the transfer is over.
 struct Transfer {
-  const std::function<bool(std::string_view)>* on_data = nullptr;
   const std::atomic<bool>* stop = nullptr;
-  std::string body;  // get(), or a streamed error body
-  long status = 0;
-  bool stopped_by_reader = false;
   uint32_t retry_after_ms = 0;
-  CURL* curl = nullptr;
 };
-
-size_t on_write(char* p, size_t size, size_t n, void* ud) {
-  auto* t = static_cast<Transfer*>(ud);
-  size_t len = size * n;
-  if (t->status == 0) curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
-  if (t->on_data && t->status >= 200 && t->status < 300) {
-    if (!(*t->on_data)(std::string_view(p, len))) {
-      t->stopped_by_reader = true;
-      return 0;  // aborts the transfer
-    }
-    return len;
-  }
-  if (t->body.size() < 1 << 26) t->body.append(p, len);  // bounded (64 MiB: lists can be large)
-  return len;
-}
 
 size_t on_header(char* p, size_t size, size_t n, void* ud) {
   auto* t = static_cast<Transfer*>(ud);
@@ -145,7 +127,10 @@ std::string read_file(const std::string& path) {
 
 }  // namespace
 
-Client::Client(Connection connection) : conn_(std::move(connection)) { init_curl(); }
+Client::Client(Connection connection) : conn_(std::move(connection)) {
+  init_curl();
+  transport_ = std::make_unique<Transport>();
+}
 Client::~Client() = default;
 
 Client::Credentials Client::run_exec_plugin() {
@@ -224,9 +209,7 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
     return r;
   }
   Transfer t;
-  t.on_data = on_data;
   t.stop = stop;
-  t.curl = curl;
   std::string url = conn_.server + std::string(path);
   std::string accept = "Accept: " + std::string(req.accept.empty() ? "application/json" : req.accept);
   curl_slist* headers = curl_slist_append(nullptr, accept.c_str());
@@ -254,8 +237,6 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https,http");
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &on_write);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
@@ -296,14 +277,21 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
     connect_to = curl_slist_append(nullptr, rule.c_str());
     curl_easy_setopt(curl, CURLOPT_CONNECT_TO, connect_to);
   }
-  CURLcode rc = curl_easy_perform(curl);
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+  // Through the shared multi handle: over HTTP/2 every request of this
+  // client is a stream on one connection. The body comes back here.
+  auto sink = [&](std::string_view chunk, long status) {
+    if (on_data && status >= 200 && status < 300) return (*on_data)(chunk);
+    if (r.body.size() < 1 << 26) r.body.append(chunk);  // bounded (64 MiB: lists can be large)
+    return true;
+  };
+  auto out = transport_->perform(curl, sink, stop);
+  CURLcode rc = out.code;
+  r.status = out.status;
   if (char* ct = nullptr; curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) r.content_type = ct;
-  if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.stopped_by_reader) &&
+  if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && out.stopped_by_sink) &&
       !(rc == CURLE_ABORTED_BY_CALLBACK && stop && stop->load()))
     r.error = curl_easy_strerror(rc);  // a fixed text: no URL, no credential
   if (rc == CURLE_OPERATION_TIMEDOUT && on_data && r.status >= 200 && r.status < 300) r.error.clear();  // a watch's end
-  r.body = std::move(t.body);
   r.retry_after_ms = t.retry_after_ms;
   curl_slist_free_all(headers);
   curl_slist_free_all(connect_to);

@@ -4,19 +4,22 @@
 // and on 401), gzip, a kubetrail User-Agent. No credential is ever written
 // to a log or an error message.
 //
-// Thread-safe: each call uses its own curl handle; credentials are shared
-// under a lock.
+// Thread-safe: each call uses its own curl handle, and all of them run on
+// one shared multi handle (kube/transport.hpp), so that over HTTP/2 they
+// share one connection; credentials are shared under a lock.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 
 #include "kube/kubeconfig.hpp"
+#include "kube/transport.hpp"
 
 namespace kubetrail::kube {
 
@@ -49,6 +52,8 @@ class Client {
                   const std::atomic<bool>& stop, long timeout_ms);
 
   const Connection& connection() const noexcept { return conn_; }
+  // Connections opened to the server so far (over HTTP/2: one, shared).
+  uint64_t connections_opened() const noexcept { return transport_->connections_opened(); }
 
  private:
   struct Credentials {
@@ -67,6 +72,7 @@ class Client {
                         long timeout_ms);
 
   Connection conn_;
+  std::unique_ptr<Transport> transport_;
   std::mutex mu_;
   Credentials exec_creds_;
   std::chrono::system_clock::time_point exec_expiry_{};

@@ -9,7 +9,7 @@ import json, os, signal, stat, subprocess, sys, tempfile, time, unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
-from harness import ApiServer  # noqa: E402
+from harness import ApiServer, Http2Front  # noqa: E402
 
 KUBETRAIL = None
 
@@ -569,6 +569,22 @@ class RunAgainstApiServer(unittest.TestCase):
             self.assertEqual(kt.stop(), 0)
         finally:
             legacy.stop()
+
+    def test_all_requests_share_one_http2_connection(self):
+        # Behind an HTTP/2 front (as a real kube-apiserver is), discovery,
+        # four lists and four long-running watches are streams of one
+        # connection - not one connection per watch.
+        front = Http2Front(self.server)
+        try:
+            self.assertEqual(front.established_connections(), 0)
+            kt = self.start(["configmaps", "deployments", "secrets", "services"], kubeconfig="kubeconfig-h2")
+            self.server.kubectl("create", "configmap", "over-h2", "--from-literal=a=b")  # direct, not via the front
+            self.assertEqual(summary(kt.wait_changes(1)[0]), ("Added", "configmaps", "over-h2", []))
+            self.assertEqual(front.established_connections(), 1)
+            watches = [r for r in self.server.requests() if r["query"].get("watch") == "1"]
+            self.assertEqual(len(watches), 4)
+        finally:
+            front.stop()
 
     def test_unknown_resource_names_close_matches(self):
         kt = Kubetrail(self.server, ["deploymnets"])
