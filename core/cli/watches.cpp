@@ -26,6 +26,7 @@ Watches::Watches(kube::Client& client, const config::Config& cfg, state::StateSt
 Watches::~Watches() { stop_all(); }
 
 void Watches::start(const kube::ResourceType& type, bool report_existing) {
+  auto openapi = std::make_shared<const std::string>(kube::fetch_openapi_v3(client_, type));
   auto w = std::make_unique<Watched>();
   w->type = type;
   std::vector<std::string> scopes{""};
@@ -40,6 +41,7 @@ void Watches::start(const kube::ResourceType& type, bool report_existing) {
     opt.state = state_;
     opt.metrics = metrics_;
     opt.report_existing = report_existing;
+    opt.openapi_v3 = openapi;
     w->informers.push_back(std::make_unique<kube::Informer>(client_, opt, cfg_.cluster.name, cfg_.diff, sink_));
   }
   for (auto& inf : w->informers) w->threads.emplace_back([i = inf.get(), stop = &w->stop] { i->run(*stop); });

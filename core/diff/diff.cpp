@@ -542,6 +542,10 @@ const ListKeys& ChangeDetector::list_keys(const kube::ResourceType& type) {
   return list_keys_for(type.group, type.kind);
 }
 
+bool ChangeDetector::learn_openapi(const kube::ResourceType& type, dom::element document) {
+  return list_keys_for(type.group, type.kind).learn_openapi(document, type.group, type.version, type.kind);
+}
+
 bool ChangeDetector::learn_crd(dom::element crd) {
   std::string_view group, kind;
   if (crd.at_pointer("/spec/group").get(group) != simdjson::SUCCESS ||

@@ -138,6 +138,9 @@ class ChangeDetector {
   // that its lists declared x-kubernetes-list-type: map are diffed by key.
   // Returns false when the object is not a CRD with a schema.
   bool learn_crd(simdjson::dom::element crd);
+  // Learns a kind's keyed lists from the server's OpenAPI v3 document of its
+  // group-version (see ListKeys::learn_openapi). False: no schema for it.
+  bool learn_openapi(const kube::ResourceType& type, simdjson::dom::element document);
   // The list keys used for a resource type.
   const ListKeys& list_keys(const kube::ResourceType& type);
 

@@ -1,5 +1,6 @@
 #include "diff/list_keys.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace kubetrail::diff {
@@ -78,34 +79,75 @@ void ListKeys::learn_schema(dom::element schema) {
   walk(schema, path);
 }
 
-void ListKeys::walk(dom::element schema, std::vector<Segment>& path) {
+void ListKeys::learn(std::span<const Segment> path, std::vector<std::string> keys) {
+  if (keys.empty()) return;
+  auto& entry = by_path_[schema_path(path)] = Learned{std::move(keys), {}};
+  entry.views.assign(entry.keys.begin(), entry.keys.end());
+}
+
+void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs) {
   if (path.size() > kMaxSchemaDepth || schema.type() != dom::element_type::OBJECT) return;
+  std::string_view ref;
+  if (refs && schema["$ref"].get(ref) == simdjson::SUCCESS) {
+    constexpr std::string_view kPrefix = "#/components/schemas/";
+    dom::element target;
+    if (!ref.starts_with(kPrefix) || std::find(refs->open.begin(), refs->open.end(), ref) != refs->open.end() ||
+        refs->components[ref.substr(kPrefix.size())].get(target) != simdjson::SUCCESS)
+      return;  // elsewhere, already being followed (a cycle), or missing
+    refs->open.push_back(ref);
+    walk(target, path, refs);
+    refs->open.pop_back();
+  }
+  dom::array all_of;
+  if (refs && schema["allOf"].get(all_of) == simdjson::SUCCESS)
+    for (dom::element part : all_of) walk(part, path, refs);
   dom::object props;
   if (schema["properties"].get(props) == simdjson::SUCCESS) {
     for (auto [name, sub] : props) {
       path.push_back(Segment{Segment::Kind::key, name, 0, {}, {}});
-      walk(sub, path);
+      walk(sub, path, refs);
       path.pop_back();
     }
   }
-  std::string_view list_type;
+  std::string_view list_type, merge_key, strategy;
   dom::array keys;
   if (schema["x-kubernetes-list-type"].get(list_type) == simdjson::SUCCESS && list_type == "map" &&
-      schema["x-kubernetes-list-map-keys"].get(keys) == simdjson::SUCCESS && keys.size() > 0) {
-    Learned learned;
-    for (dom::element k : keys) {
-      std::string_view text;
-      if (k.get(text) == simdjson::SUCCESS) learned.keys.emplace_back(text);
-    }
-    auto& entry = by_path_[schema_path(path)] = std::move(learned);
-    entry.views.assign(entry.keys.begin(), entry.keys.end());
+      schema["x-kubernetes-list-map-keys"].get(keys) == simdjson::SUCCESS) {
+    std::vector<std::string> names;
+    for (dom::element k : keys)
+      if (std::string_view text; k.get(text) == simdjson::SUCCESS) names.emplace_back(text);
+    learn(path, std::move(names));
+  } else if (refs && schema["x-kubernetes-patch-merge-key"].get(merge_key) == simdjson::SUCCESS &&
+             schema["x-kubernetes-patch-strategy"].get(strategy) == simdjson::SUCCESS &&
+             strategy.find("merge") != std::string_view::npos && !merge_key.empty()) {
+    learn(path, {std::string(merge_key)});
   }
   dom::element items;
   if (schema["items"].get(items) == simdjson::SUCCESS) {
     path.push_back(Segment{Segment::Kind::index, {}, 0, {}, {}});
-    walk(items, path);
+    walk(items, path, refs);
     path.pop_back();
   }
+}
+
+bool ListKeys::learn_openapi(dom::element document, std::string_view group, std::string_view version,
+                             std::string_view kind) {
+  Refs refs;
+  if (document.at_pointer("/components/schemas").get(refs.components) != simdjson::SUCCESS) return false;
+  for (auto [name, schema] : refs.components) {
+    dom::array gvks;
+    if (schema["x-kubernetes-group-version-kind"].get(gvks) != simdjson::SUCCESS) continue;
+    for (dom::element gvk : gvks) {
+      std::string_view g, v, k;
+      if (gvk["group"].get(g) != simdjson::SUCCESS) g = {};
+      if (gvk["version"].get(v) != simdjson::SUCCESS || gvk["kind"].get(k) != simdjson::SUCCESS) continue;
+      if (g != group || v != version || k != kind) continue;
+      std::vector<Segment> path;
+      walk(schema, path, &refs);
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace kubetrail::diff

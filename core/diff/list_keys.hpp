@@ -34,6 +34,15 @@ class ListKeys {
   // openAPIV3Schema). Lists declared `x-kubernetes-list-type: map` with
   // `x-kubernetes-list-map-keys` become keyed by those keys.
   void learn_schema(simdjson::dom::element openapi_v3_schema);
+  // Learns the keyed lists of one kind from a server's OpenAPI v3 document
+  // for its group-version (GET /openapi/v3/apis/GROUP/VERSION): the schema
+  // whose x-kubernetes-group-version-kind names it, followed through $ref
+  // and allOf. Lists with x-kubernetes-list-type: map are keyed by their
+  // x-kubernetes-list-map-keys; others with x-kubernetes-patch-merge-key by
+  // that key. This is how built-in kinds and CRDs get the server's own keys.
+  // Returns false when the document has no schema for the kind.
+  bool learn_openapi(simdjson::dom::element document, std::string_view group, std::string_view version,
+                     std::string_view kind);
   bool has_schema() const noexcept { return !by_path_.empty(); }
 
   // Built-in keys only: for every resource without a learned schema.
@@ -50,7 +59,14 @@ class ListKeys {
     std::vector<std::string> keys;
     std::vector<std::string_view> views;  // into keys
   };
-  void walk(simdjson::dom::element schema, std::vector<Segment>& path);
+  // Schemas by "#/components/schemas/NAME", and the $refs being followed
+  // (a schema may refer to itself: JSONSchemaProps does).
+  struct Refs {
+    simdjson::dom::object components;
+    std::vector<std::string_view> open;
+  };
+  void walk(simdjson::dom::element schema, std::vector<Segment>& path, Refs* refs = nullptr);
+  void learn(std::span<const Segment> path, std::vector<std::string> keys);
   std::map<std::string, Learned, std::less<>> by_path_;  // "spec.rules[*].ports" -> keys
 };
 

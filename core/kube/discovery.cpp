@@ -1,6 +1,7 @@
 #include "kube/discovery.hpp"
 
 #include <simdjson.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
@@ -218,6 +219,26 @@ Result<ResourceType> Discovery::resolve(std::string_view raw) const {
     for (size_t i = 0; i < close.size() && i < 5; ++i) msg += (i ? ", " : " ") + close[i].second;
   }
   return Result<ResourceType>::failure(msg);
+}
+
+std::string fetch_openapi_v3(Client& client, const ResourceType& type) {
+  std::string gv = type.group.empty() ? "api/" + type.version : "apis/" + type.group + "/" + type.version;
+  auto index = client.get("/openapi/v3", 30000);
+  dom::parser parser;
+  dom::element doc;
+  std::string_view url;
+  if (index.status != 200 || parser.parse(simdjson::padded_string(index.body)).get(doc) != simdjson::SUCCESS ||
+      doc["paths"][gv]["serverRelativeURL"].get(url) != simdjson::SUCCESS) {
+    spdlog::info("{}: no OpenAPI v3 document ({}): built-in list keys only", type.qualified_name(),
+                 index.status == 200 ? "not in /openapi/v3" : describe_failure(index));
+    return {};
+  }
+  auto r = client.get(url, 60000);
+  if (r.status != 200) {
+    spdlog::info("{}: GET {} failed ({}): built-in list keys only", type.qualified_name(), url, describe_failure(r));
+    return {};
+  }
+  return std::move(r.body);
 }
 
 }  // namespace kubetrail::kube

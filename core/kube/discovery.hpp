@@ -44,6 +44,11 @@ class Discovery {
   bool aggregated_ = false;
 };
 
+// The server's OpenAPI v3 document for a resource's group-version
+// (/openapi/v3, then the path it names), for list keys. "" when the server
+// does not publish one (the built-in key table is used then); never throws.
+std::string fetch_openapi_v3(Client& client, const ResourceType& type);
+
 // The text of a failed API call, for messages: "HTTP 401 Unauthorized: <message>".
 std::string describe_failure(const Client::Response& r);
 

@@ -332,6 +332,16 @@ void Informer::run(const std::atomic<bool>& stop) {
       spdlog::error("{}: cannot read the checkpoint: {}", name_, e.what());
     }
   }
+  if (opt_.openapi_v3 && !opt_.openapi_v3->empty()) {
+    dom::parser parser;
+    dom::element doc;
+    if (parser.parse(simdjson::padded_string(*opt_.openapi_v3)).get(doc) == simdjson::SUCCESS &&
+        detector_.learn_openapi(opt_.type, doc))
+      spdlog::debug("{}: list keys from the server's OpenAPI schema", name_);
+    else
+      spdlog::info("{}: no schema for {} in the server's OpenAPI document: built-in list keys only", name_,
+                   opt_.type.kind);
+  }
   if (opt_.report_existing && !catch_up) {
     catch_up = true;  // against an empty cache: everything listed is new
     spdlog::info("{}: served since kubetrail started: reporting what it holds as added", name_);

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -48,6 +49,9 @@ struct InformerOptions {
   // checkpoint says otherwise: for a resource that began to be served while
   // kubetrail was running, everything in it is new.
   bool report_existing = false;
+  // The server's OpenAPI v3 document of this group-version (may be null):
+  // the lists its schema keys are diffed by those keys.
+  std::shared_ptr<const std::string> openapi_v3;
 };
 
 class Informer {

@@ -71,6 +71,44 @@ BUILTIN = [
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False, ["crd", "crds"]),
 ]
 
+def _ref(name):
+    return {"allOf": [{"$ref": "#/components/schemas/" + name}], "default": {}}
+
+# A faithful subset of kube-apiserver's /openapi/v3/apis/apps/v1 (v1.32):
+# Deployment down to its containers, env and ports.
+BUILTIN_SCHEMAS = {("apps", "Deployment"): {
+    "io.k8s.api.apps.v1.Deployment": {
+        "type": "object", "x-kubernetes-group-version-kind": [{"group": "apps", "version": "v1", "kind": "Deployment"}],
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": _ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+                       "spec": _ref("io.k8s.api.apps.v1.DeploymentSpec")}},
+    "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": {"type": "object", "properties": {
+        "name": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    "io.k8s.api.apps.v1.DeploymentSpec": {"type": "object", "properties": {
+        "replicas": {"type": "integer"}, "template": _ref("io.k8s.api.core.v1.PodTemplateSpec")}},
+    "io.k8s.api.core.v1.PodTemplateSpec": {"type": "object", "properties": {
+        "metadata": _ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        "spec": _ref("io.k8s.api.core.v1.PodSpec")}},
+    "io.k8s.api.core.v1.PodSpec": {"type": "object", "properties": {
+        "containers": {"type": "array", "items": _ref("io.k8s.api.core.v1.Container"),
+                       "x-kubernetes-list-map-keys": ["name"], "x-kubernetes-list-type": "map",
+                       "x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge"},
+        "tolerations": {"type": "array", "items": _ref("io.k8s.api.core.v1.Toleration"),
+                        "x-kubernetes-list-type": "atomic"}}},
+    "io.k8s.api.core.v1.Toleration": {"type": "object", "properties": {"key": {"type": "string"}}},
+    "io.k8s.api.core.v1.Container": {"type": "object", "properties": {
+        "name": {"type": "string"}, "image": {"type": "string"},
+        "env": {"type": "array", "items": _ref("io.k8s.api.core.v1.EnvVar"),
+                "x-kubernetes-list-map-keys": ["name"], "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge"},
+        "ports": {"type": "array", "items": _ref("io.k8s.api.core.v1.ContainerPort"),
+                  "x-kubernetes-list-map-keys": ["containerPort", "protocol"], "x-kubernetes-list-type": "map",
+                  "x-kubernetes-patch-merge-key": "containerPort", "x-kubernetes-patch-strategy": "merge"}}},
+    "io.k8s.api.core.v1.EnvVar": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                  "value": {"type": "string"}}},
+    "io.k8s.api.core.v1.ContainerPort": {"type": "object", "properties": {"containerPort": {"type": "integer"}}},
+}}
+
 # Strategic merge patch keys of the built-in types (k8s.io/api patchMergeKey).
 MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
               "volumes": "name", "volumeMounts": "mountPath", "imagePullSecrets": "name", "conditions": "type",
@@ -485,8 +523,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             paths[base + "/{name}"] = {"put": op("put"), "patch": op("patch")}
         if not paths:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        # Schemas, shaped like kube-apiserver's: the kind's schema carries
+        # x-kubernetes-group-version-kind, nested types are $refs wrapped in
+        # allOf, keyed lists carry list-map keys and patch merge keys. A CRD's
+        # schema is its openAPIV3Schema, as the real server publishes it.
+        schemas = {}
+        for r in self.server.store.resources.values():
+            prefix = "apis/%s/%s" % (r.group, r.version) if r.group else "api/" + r.version
+            if prefix != gv_path:
+                continue
+            gvk = [{"group": r.group, "version": r.version, "kind": r.kind}]
+            if getattr(r, "schema", None):
+                name = ".".join(reversed(r.group.split("."))) + "." + r.version + "." + r.kind
+                schemas[name] = dict(r.schema, **{"x-kubernetes-group-version-kind": gvk})
+            elif (r.group, r.kind) in BUILTIN_SCHEMAS:
+                schemas.update(BUILTIN_SCHEMAS[(r.group, r.kind)])
         return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths,
-                "components": {"schemas": {}}}
+                "components": {"schemas": schemas}}
 
     def resource_list(self, group, version):
         items = []
@@ -637,6 +690,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         r = Resource(spec["group"], storage["name"], names["plural"], names["kind"], spec.get("scope") == "Namespaced",
                      names.get("shortNames", []), names.get("singular"),
                      status="status" in storage.get("subresources", {}))
+        r.schema = storage.get("schema", {}).get("openAPIV3Schema")
         self.server.store.resources[r.qualified] = r
         crd["status"] = {"acceptedNames": names, "storedVersions": [storage["name"]],
                          "conditions": [{"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",

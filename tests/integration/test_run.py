@@ -305,6 +305,29 @@ class RunAgainstApiServer(unittest.TestCase):
         kt.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "sprockets.example.com: no longer watched" in kt.log(), what="the watch to stop")
 
+    def test_crd_lists_are_keyed_by_the_servers_openapi_schema(self):
+        # spec.routes is x-kubernetes-list-type: map keyed by name in the
+        # CRD's schema; kubetrail learns that from /openapi/v3, so reordering
+        # the list is no change and an edit is addressed by key, not index.
+        route = {"type": "object", "properties": {"name": {"type": "string"}, "weight": {"type": "integer"}}}
+        self.create({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                     "metadata": {"name": "splits.example.com"},
+                     "spec": {"group": "example.com", "scope": "Namespaced",
+                              "names": {"plural": "splits", "singular": "split", "kind": "Split"},
+                              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                                  "openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                                      "type": "object", "properties": {"routes": {
+                                          "type": "array", "items": route, "x-kubernetes-list-type": "map",
+                                          "x-kubernetes-list-map-keys": ["name"]}}}}}}}]}})
+        self.create({"apiVersion": "example.com/v1", "kind": "Split", "metadata": {"name": "s"},
+                     "spec": {"routes": [{"name": "a", "weight": 1}, {"name": "b", "weight": 2}]}})
+        kt = self.start(["splits.example.com"])
+        self.server.kubectl("patch", "splits.example.com", "s", "--type=merge", "-p",
+                            '{"spec":{"routes":[{"name":"b","weight":5},{"name":"a","weight":1}]}}')
+        got = kt.wait_changes(1)
+        self.assertEqual(summary(got[0]), ("Modified", "splits", "s", ["spec.routes[name=b].weight"]))
+        self.assertEqual((got[0]["changes"][0]["old"], got[0]["changes"][0]["new"]), (2, 5))
+
     def test_restart_reports_exactly_what_changed_while_down(self):
         k = self.server.kubectl
         state = os.path.join(self.server.dir, "state", "kubetrail.db")

@@ -522,3 +522,36 @@ TEST_CASE("a change set survives the round trip through its JSON (the outbox's f
   CHECK(back.resource == cs->resource);
   CHECK_THROWS_AS(diff::ChangeSet::from_json("{\"schemaVersion\":\"other\"}"), Error);
 }
+
+TEST_CASE("list keys come from a server's OpenAPI v3 document: $ref, allOf, cycles, merge keys") {
+  // Shaped like /openapi/v3/apis/example.com/v1: the kind's schema found by
+  // x-kubernetes-group-version-kind, nested types behind allOf + $ref, a
+  // self-referencing type (as JSONSchemaProps is), a list-map list and a
+  // patch-merge-key list; "steps" is keyed nowhere (by index).
+  const char* openapi = R"({"components":{"schemas":{
+    "com.example.v1.Pipe":{"x-kubernetes-group-version-kind":[{"group":"example.com","version":"v1","kind":"Pipe"}],
+      "properties":{"spec":{"allOf":[{"$ref":"#/components/schemas/com.example.v1.PipeSpec"}]}}},
+    "com.example.v1.PipeSpec":{"properties":{
+      "stages":{"type":"array","items":{"allOf":[{"$ref":"#/components/schemas/com.example.v1.Stage"}]},
+                "x-kubernetes-list-type":"map","x-kubernetes-list-map-keys":["id"]},
+      "hooks":{"type":"array","items":{"type":"object"},
+               "x-kubernetes-patch-merge-key":"url","x-kubernetes-patch-strategy":"merge"},
+      "steps":{"type":"array","items":{"type":"object"}},
+      "next":{"$ref":"#/components/schemas/com.example.v1.PipeSpec"}}},
+    "com.example.v1.Stage":{"properties":{"id":{"type":"string"},"parallel":{"type":"integer"}}}}}})";
+  simdjson::dom::parser p, pa, pb;
+  diff::ListKeys keys;
+  CHECK_FALSE(keys.learn_openapi(p.parse(std::string(openapi)).value(), "example.com", "v1", "Other"));
+  CHECK(keys.learn_openapi(p.parse(std::string(openapi)).value(), "example.com", "v1", "Pipe"));
+  std::string a = R"({"spec":{"stages":[{"id":"x","parallel":1},{"id":"y","parallel":1}],
+    "hooks":[{"url":"u1","n":1},{"url":"u2","n":1}],"steps":[{"n":1},{"n":2}]}})";
+  std::string b = R"({"spec":{"stages":[{"id":"y","parallel":3},{"id":"x","parallel":1}],
+    "hooks":[{"url":"u2","n":2},{"url":"u1","n":1}],"steps":[{"n":1},{"n":3}]}})";
+  std::vector<diff::FieldChange> changes;
+  diff::DocumentDiffer differ;
+  differ.diff(pa.parse(a).value(), pb.parse(b).value(), changes, keys);
+  std::vector<std::string> paths;
+  for (const auto& c : changes) paths.push_back(c.path);
+  std::sort(paths.begin(), paths.end());
+  CHECK(paths == std::vector<std::string>{"spec.hooks[url=u2].n", "spec.stages[id=y].parallel", "spec.steps[1].n"});
+}
