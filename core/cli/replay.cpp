@@ -20,8 +20,7 @@ namespace {
 
 bool wanted_resource(const config::WatchConfig& w, const kube::ResourceType& t) {
   if (w.resources.empty()) return true;
-  return std::any_of(w.resources.begin(), w.resources.end(),
-                     [&](const std::string& n) { return n == t.resource || n == t.qualified_name() || n == t.kind; });
+  return std::any_of(w.resources.begin(), w.resources.end(), [&](const std::string& n) { return t.named_by(n); });
 }
 
 bool wanted_namespace(const config::WatchConfig& w, std::string_view ns) {

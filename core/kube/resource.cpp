@@ -61,6 +61,7 @@ std::string plural_of(std::string lower) {
 
 bool ResourceType::named_by(std::string_view name) const {
   if (name == resource || name == qualified_name()) return true;
+  if (name.starts_with("*.")) return name.size() > 2 && name.substr(2) == group;  // every resource of the group
   return name.size() == kind.size() && std::equal(name.begin(), name.end(), kind.begin(), [](char a, char b) {
            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
          });

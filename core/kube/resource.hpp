@@ -19,7 +19,8 @@ struct ResourceType {
   // "deployments.apps", or "pods" for the core group: how kubectl names it.
   std::string qualified_name() const { return group.empty() ? resource : resource + "." + group; }
   // Whether a name in the config means this type: its plural, plural.group,
-  // or its kind in any case ("deployments", "deployments.apps", "Deployment").
+  // its kind in any case ("deployments", "deployments.apps", "Deployment"),
+  // or "*.GROUP" for every resource of its group ("*.apps").
   bool named_by(std::string_view name) const;
 };
 

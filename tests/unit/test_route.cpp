@@ -60,3 +60,15 @@ TEST_CASE("a route without match takes everything") {
   route::Router router(cfg.routes);
   CHECK(router.match(change(diff::ChangeType::added, "x", {})).size() == 1);
 }
+
+TEST_CASE("a resource is named by plural, plural.group, kind in any case, or *.GROUP") {
+  auto d = kube::resource_type_for("apps/v1", "Deployment");
+  for (const char* n : {"deployments", "deployments.apps", "Deployment", "deployment", "DEPLOYMENT", "*.apps"})
+    CHECK_MESSAGE(d.named_by(n), n);
+  for (const char* n : {"deploy.apps", "deployments.batch", "*.batch", "*.", "*", "pods"})
+    CHECK_FALSE_MESSAGE(d.named_by(n), n);
+  auto cm = kube::resource_type_for("v1", "ConfigMap");
+  CHECK(cm.named_by("configmaps"));
+  CHECK_FALSE(cm.named_by("*.apps"));
+  CHECK_FALSE(cm.named_by("*."));  // not a way to say "the core group"
+}
