@@ -25,8 +25,7 @@ Watches::Watches(kube::Client& client, const config::Config& cfg, state::StateSt
 
 Watches::~Watches() { stop_all(); }
 
-void Watches::start(const kube::ResourceType& type, bool report_existing) {
-  auto openapi = std::make_shared<const std::string>(kube::fetch_openapi_v3(client_, type));
+void Watches::start(const kube::ResourceType& type, bool report_existing, std::shared_ptr<const std::string> openapi) {
   auto w = std::make_unique<Watched>();
   w->type = type;
   std::vector<std::string> scopes{""};
@@ -90,12 +89,15 @@ std::vector<std::string> Watches::reconcile(const kube::Discovery& discovery,
     }
   }
   for (auto& w : retired) w->halt();
+  // Under the lock, so that /readyz never sees a moment with no informers;
+  // each group-version's schema is read once for all its resources.
+  kube::OpenApiDocuments openapi(client_);
   std::lock_guard lock(mu_);
   for (const auto& [qualified, type] : want)
     if (!by_resource_.count(qualified)) {
       bool new_resource = !first_ && !served_.count(qualified);
       if (!first_) spdlog::info("{}: now watched{}", qualified, new_resource ? " (newly served)" : "");
-      start(type, new_resource);
+      start(type, new_resource, openapi.for_type(type));
     }
   served_.clear();
   for (const auto& r : discovery.resources()) served_.insert(r.type.qualified_name());

@@ -63,7 +63,7 @@ class Watches {
 
  private:
   struct Watched;
-  void start(const kube::ResourceType& type, bool report_existing);
+  void start(const kube::ResourceType& type, bool report_existing, std::shared_ptr<const std::string> openapi);
 
   kube::Client& client_;
   const config::Config& cfg_;

@@ -221,24 +221,28 @@ Result<ResourceType> Discovery::resolve(std::string_view raw) const {
   return Result<ResourceType>::failure(msg);
 }
 
-std::string fetch_openapi_v3(Client& client, const ResourceType& type) {
+std::shared_ptr<const std::string> OpenApiDocuments::for_type(const ResourceType& type) {
   std::string gv = type.group.empty() ? "api/" + type.version : "apis/" + type.group + "/" + type.version;
-  auto index = client.get("/openapi/v3", 30000);
+  auto& doc_text = by_group_version_[gv];
+  if (doc_text) return doc_text;
+  doc_text = std::make_shared<const std::string>();  // "": none, also remembered
+  if (!index_) index_ = client_.get("/openapi/v3", 30000);
   dom::parser parser;
   dom::element doc;
   std::string_view url;
-  if (index.status != 200 || parser.parse(simdjson::padded_string(index.body)).get(doc) != simdjson::SUCCESS ||
+  if (index_->status != 200 || parser.parse(simdjson::padded_string(index_->body)).get(doc) != simdjson::SUCCESS ||
       doc["paths"][gv]["serverRelativeURL"].get(url) != simdjson::SUCCESS) {
-    spdlog::info("{}: no OpenAPI v3 document ({}): built-in list keys only", type.qualified_name(),
-                 index.status == 200 ? "not in /openapi/v3" : describe_failure(index));
-    return {};
+    spdlog::info("{}: no OpenAPI v3 document ({}): built-in list keys only", gv,
+                 index_->status == 200 ? "not in /openapi/v3" : describe_failure(*index_));
+    return doc_text;
   }
-  auto r = client.get(url, 60000);
+  auto r = client_.get(url, 60000);
   if (r.status != 200) {
-    spdlog::info("{}: GET {} failed ({}): built-in list keys only", type.qualified_name(), url, describe_failure(r));
-    return {};
+    spdlog::info("{}: GET {} failed ({}): built-in list keys only", gv, url, describe_failure(r));
+    return doc_text;
   }
-  return std::move(r.body);
+  doc_text = std::make_shared<const std::string>(std::move(r.body));
+  return doc_text;
 }
 
 }  // namespace kubetrail::kube

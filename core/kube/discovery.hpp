@@ -3,6 +3,9 @@
 // singular, kind, short name, or plural.group - to a group/version/resource.
 #pragma once
 
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,10 +47,21 @@ class Discovery {
   bool aggregated_ = false;
 };
 
-// The server's OpenAPI v3 document for a resource's group-version
-// (/openapi/v3, then the path it names), for list keys. "" when the server
-// does not publish one (the built-in key table is used then); never throws.
-std::string fetch_openapi_v3(Client& client, const ResourceType& type);
+// The server's OpenAPI v3 documents, for list keys: the index
+// (/openapi/v3) read once, each group-version's document (the path the index
+// names) read once and shared by every resource of that group-version - the
+// core/v1 document alone is megabytes. Empty when the server does not
+// publish one (the built-in key table is used then); never throws.
+class OpenApiDocuments {
+ public:
+  explicit OpenApiDocuments(Client& client) : client_(client) {}
+  std::shared_ptr<const std::string> for_type(const ResourceType& type);
+
+ private:
+  Client& client_;
+  std::optional<Client::Response> index_;
+  std::map<std::string, std::shared_ptr<const std::string>> by_group_version_;
+};
 
 // The text of a failed API call, for messages: "HTTP 401 Unauthorized: <message>".
 std::string describe_failure(const Client::Response& r);
