@@ -30,6 +30,14 @@ std::string now_micro() {
   return buf;
 }
 
+// The part of a Lease that says whether its holder is alive: spec and
+// annotations, as text (any change restarts the expiry clock).
+std::string record_text(const json& lease) {
+  json record = {{"s", lease.value("spec", json::object())},
+                 {"a", lease.value("metadata", json::object()).value("annotations", json::object())}};
+  return record.dump();
+}
+
 std::string random_hex(size_t n) {
   std::random_device rd;
   std::string s;
@@ -52,6 +60,10 @@ std::string default_identity() {
 
 LeaderElector::LeaderElector(Client& client, LeaseSettings settings) : client_(client), s_(std::move(settings)) {
   if (s_.identity.empty()) s_.identity = default_identity();
+}
+
+std::string LeaderElector::leases_path() const {
+  return "/apis/coordination.k8s.io/v1/namespaces/" + s_.lease_namespace + "/leases";
 }
 
 bool LeaderElector::leading() const {
@@ -118,8 +130,7 @@ bool LeaderElector::write(const std::string& method, const std::string& path, bo
     observed_holder_ = holder;
     observed_acquire_time_ = acquire;
     observed_transitions_ = transitions;
-    json raw = {{"s", doc.value("spec", json::object())}, {"a", doc["metadata"].value("annotations", json::object())}};
-    observed_raw_ = raw.dump();
+    observed_raw_ = record_text(doc);
     observed_time_ = Clock::now();
   } catch (const json::exception& e) {
     spdlog::warn("lease {}/{}: unreadable answer to {}: {}", s_.lease_namespace, s_.name, method, e.what());
@@ -128,7 +139,7 @@ bool LeaderElector::write(const std::string& method, const std::string& path, bo
 }
 
 bool LeaderElector::step() {
-  const std::string base = "/apis/coordination.k8s.io/v1/namespaces/" + s_.lease_namespace + "/leases";
+  const std::string base = leases_path();
   const std::string path = base + "/" + s_.name;
   auto r = client_.get(path, 10000);
   std::lock_guard lock(mu_);
@@ -160,8 +171,7 @@ bool LeaderElector::step() {
   try {
     auto doc = json::parse(r.body);
     auto spec = doc.value("spec", json::object());
-    json raw = {{"s", spec}, {"a", doc["metadata"].value("annotations", json::object())}};
-    std::string raw_text = raw.dump();
+    std::string raw_text = record_text(doc);
     observed_rv_ = doc["metadata"].value("resourceVersion", "");
     duration_s = spec.value("leaseDurationSeconds", int64_t{0});
     if (raw_text != observed_raw_) {
@@ -171,7 +181,7 @@ bool LeaderElector::step() {
       observed_acquire_time_ = spec.value("acquireTime", "");
       observed_transitions_ = spec.value("leaseTransitions", 0);
       Progress progress;
-      auto text = raw["a"].value(kAnnotationProgress, "");
+      auto text = doc["metadata"].value("annotations", json::object()).value(kAnnotationProgress, "");
       if (!text.empty()) {
         auto p = json::parse(text);
         for (auto it = p.begin(); it != p.end(); ++it)
@@ -209,7 +219,7 @@ void LeaderElector::release() {
   std::lock_guard lock(mu_);
   // Past the renew deadline another replica may hold it: leave it alone.
   if (!holding_ || lost_ || Clock::now() - renewed_ >= s_.renew_deadline) return;
-  const std::string path = "/apis/coordination.k8s.io/v1/namespaces/" + s_.lease_namespace + "/leases/" + s_.name;
+  const std::string path = leases_path() + "/" + s_.name;
   if (write("PUT", path, false)) spdlog::info("lease {}/{}: released", s_.lease_namespace, s_.name);
   holding_ = false;
 }

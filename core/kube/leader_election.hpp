@@ -79,6 +79,7 @@ class LeaderElector {
   uint64_t observed_generation() const { return observed_gen_.load(); }
 
  private:
+  std::string leases_path() const;
   bool write(const std::string& method, const std::string& path, bool leading_next);
   std::string lease_json(const std::string& holder, int64_t duration_s, const std::string& acquire_time,
                          int32_t transitions, const std::string& resource_version) const;
