@@ -36,8 +36,10 @@ std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
 extern "C" void on_hangup(int) { g_reload.store(true); }
 
-bool same_watch(const config::WatchConfig& a, const config::WatchConfig& b) {
-  return a.resources == b.resources && a.namespaces == b.namespaces && a.exclude_namespaces == b.exclude_namespaces &&
+// What a reload cannot change while informers run: where they look
+// (resources, by contrast, are reconciled at once).
+bool same_scope(const config::WatchConfig& a, const config::WatchConfig& b) {
+  return a.namespaces == b.namespaces && a.exclude_namespaces == b.exclude_namespaces &&
          a.label_selector == b.label_selector && a.field_selector == b.field_selector;
 }
 
@@ -163,6 +165,8 @@ int run_daemon(const Args& args) {
                                        "change sets a follower holds until the leader confirms them");
   auto synced_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_informers_synced",
                                      "informers that finished their initial list");
+  // Informers first: /readyz must never see a moment with none.
+  watches.reconcile(discovery, cfg.watch.resources);
   std::unique_ptr<server::HttpServer> http;
   if (!cfg.server.listen.empty()) {
     auto stall = std::chrono::seconds(cfg.server.stall_timeout_s);
@@ -187,7 +191,6 @@ int run_daemon(const Args& args) {
   }
 
   metrics.record(leader_gauge, delivering ? 1 : 0);
-  watches.reconcile(discovery, cfg.watch.resources);  // starts the informers
   // Re-discovery on its own thread (two requests, but a slow server must not
   // hold up delivery); the main loop applies what it found.
   std::mutex rediscovered_mu;
@@ -231,11 +234,7 @@ int run_daemon(const Args& args) {
       // (or, past 5 s, left in the outbox, which the new pipeline reads).
       try {
         auto next_cfg = std::make_unique<config::Config>(load_config(args));
-        auto scope_of = [](config::WatchConfig w) {
-          w.resources.clear();
-          return w;
-        };
-        if (!same_watch(scope_of(next_cfg->watch), scope_of(cfg.watch)) || next_cfg->cluster.name != cfg.cluster.name)
+        if (!same_scope(next_cfg->watch, cfg.watch) || next_cfg->cluster.name != cfg.cluster.name)
           spdlog::warn("reload: [watch] namespaces and selectors, and [cluster], take effect at the next start");
         // [watch] resources take effect now, against a fresh discovery: a CRD
         // installed since start-up is found.
