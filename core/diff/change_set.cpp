@@ -96,14 +96,26 @@ namespace {
 constexpr size_t kSummaryItems = 3;
 constexpr size_t kValueWidth = 60;
 
-// A value for humans: strings without quotes, long values shortened.
+// A value for humans: strings without quotes, long values shortened (at a
+// character boundary: a summary stays valid UTF-8).
 std::string show(const std::string& json) {
-  std::string s = json;
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') {
-    auto v = nlohmann::json::parse(s, nullptr, false);
-    if (v.is_string()) s = v.get<std::string>();
+  std::string s;
+  if (json.size() >= 2 && json.front() == '"' && json.back() == '"') {
+    if (json.find('\\') == std::string::npos) {
+      s.assign(json, 1, json.size() - 2);  // nothing escaped: the common case, no parse
+    } else {
+      auto v = nlohmann::json::parse(json, nullptr, false);
+      s = v.is_string() ? v.get<std::string>() : json;
+    }
+  } else {
+    s = json;
   }
-  if (s.size() > kValueWidth) s = s.substr(0, kValueWidth - 3) + "...";
+  if (s.size() > kValueWidth) {
+    size_t cut = kValueWidth - 3;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    s.resize(cut);
+    s += "...";
+  }
   return s;
 }
 

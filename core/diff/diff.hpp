@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,8 +91,10 @@ void validate(const DiffOptions& options);
 // Kubernetes' merge keys for lists. Exposed for `kubetrail diff` and tests.
 class DocumentDiffer {
  public:
+  // `at`: the path of the two values when they are parts of larger
+  // documents (the changes' paths start with it, and list keys see it).
   void diff(simdjson::dom::element old_doc, simdjson::dom::element new_doc, std::vector<FieldChange>& out,
-            const ListKeys& keys = ListKeys::builtin_only());
+            const ListKeys& keys = ListKeys::builtin_only(), std::span<const Segment> at = {});
 
  private:
   void diff_value(simdjson::dom::element a, simdjson::dom::element b, std::vector<FieldChange>& out);
@@ -152,6 +155,11 @@ class ChangeDetector {
   };
   const Stats& stats() const noexcept { return stats_; }
 
+  // Modified events diff only the subtree where the old and new texts
+  // differ (see Rules::changed_subtree). true: diff whole objects, as the
+  // reference the fast path is tested against.
+  void diff_whole_objects(bool whole) noexcept { whole_objects_ = whole; }
+
  private:
   class Rules;
   Rules& rules_for(const kube::ResourceType& type);
@@ -165,6 +173,7 @@ class ChangeDetector {
   simdjson::dom::parser new_parser_;
   DocumentDiffer differ_;
   Stats stats_;
+  bool whole_objects_ = false;
 };
 
 // One human line: "Deployment shop/web: replicas 2 → 3; image of container
