@@ -311,10 +311,10 @@ class ChangeDetector::Rules {
     path_.clear();
     scratch_.clear();
     nodes_.clear();
-    out.json.reserve(4096);
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
-    write(object, all, out.json, Place{});
-    out.json.shrink_to_fit();  // cached for the object's life: no slack per object
+    JsonOut text = JsonOut::reusing(buffer_);
+    write(object, all, text, Place{});
+    out.json.assign(text.view());  // exactly its size: cached for the object's life
     return out;
   }
 
@@ -428,51 +428,51 @@ class ChangeDetector::Rules {
   }
 
   // append_json that records the containers it writes.
-  void copy(dom::element e, std::string& out, const Place& at) {
+  void copy(dom::element e, JsonOut& out, const Place& at) {
     auto type = e.type();
     if (type == dom::element_type::OBJECT) {
-      int32_t id = open_node(at, out.size());
-      out.push_back('{');
+      int32_t id = open_node(at, out.used());
+      out.put('{');
       bool first = true;
       for (auto [key, v] : dom::object(e)) {
-        if (!first) out.push_back(',');
+        if (!first) out.put(',');
         first = false;
         append_json_string(key, out);
-        out.push_back(':');
+        out.put(':');
         copy(v, out, Place{id, key, 0, false});
       }
-      out.push_back('}');
-      nodes_[id].end = uint32_t(out.size());
+      out.put('}');
+      nodes_[id].end = uint32_t(out.used());
     } else if (type == dom::element_type::ARRAY) {
-      int32_t id = open_node(at, out.size());
-      out.push_back('[');
+      int32_t id = open_node(at, out.used());
+      out.put('[');
       uint32_t i = 0;
       for (dom::element v : dom::array(e)) {
-        if (i) out.push_back(',');
+        if (i) out.put(',');
         copy(v, out, Place{id, {}, i++, true});
       }
-      out.push_back(']');
-      nodes_[id].end = uint32_t(out.size());
+      out.put(']');
+      nodes_[id].end = uint32_t(out.used());
     } else {
       append_json(e, out);
     }
   }
 
-  void write(dom::element e, uint64_t alive, std::string& out, const Place& at) {
+  void write(dom::element e, uint64_t alive, JsonOut& out, const Place& at) {
     if (alive == 0) return copy(e, out, at);
     if (e.type() == dom::element_type::OBJECT) {
-      int32_t id = open_node(at, out.size());
-      out.push_back('{');
+      int32_t id = open_node(at, out.used());
+      out.put('{');
       bool first = true;
       for (auto [key, v] : dom::object(e)) {
         Segment seg{Segment::Kind::key, key, 0, {}, {}};
         uint64_t child_alive;
         auto action = step(alive, seg, child_alive);
         if (action == Action::drop) continue;
-        if (!first) out.push_back(',');
+        if (!first) out.put(',');
         first = false;
         append_json_string(key, out);
-        out.push_back(':');
+        out.put(':');
         if (action == Action::redact) {
           redact(v, out);
         } else {
@@ -481,13 +481,13 @@ class ChangeDetector::Rules {
           path_.pop_back();
         }
       }
-      out.push_back('}');
-      nodes_[id].end = uint32_t(out.size());
+      out.put('}');
+      nodes_[id].end = uint32_t(out.used());
     } else if (e.type() == dom::element_type::ARRAY) {
       dom::array arr(e);
       std::string_view key = choose_key(keys_->candidates(path_), {arr});
-      int32_t id = open_node(at, out.size());
-      out.push_back('[');
+      int32_t id = open_node(at, out.used());
+      out.put('[');
       uint32_t written = 0;
       size_t i = 0;
       for (dom::element v : arr) {
@@ -499,7 +499,7 @@ class ChangeDetector::Rules {
         uint64_t child_alive;
         auto action = step(alive, seg, child_alive);
         if (action == Action::drop) continue;
-        if (written) out.push_back(',');
+        if (written) out.put(',');
         Place place{id, {}, written++, true};
         if (action == Action::redact) {
           redact(v, out);
@@ -509,19 +509,19 @@ class ChangeDetector::Rules {
           path_.pop_back();
         }
       }
-      out.push_back(']');
-      nodes_[id].end = uint32_t(out.size());
+      out.put(']');
+      nodes_[id].end = uint32_t(out.used());
     } else {
       append_json(e, out);
     }
   }
 
-  void redact(dom::element v, std::string& out) {
+  void redact(dom::element v, JsonOut& out) {
     if (v.type() == dom::element_type::STRING) {
       append_json_string(redacted_marker(std::string_view(v)), out);
     } else {
       std::string raw;
-      append_json(v, raw);
+      append_json(v, raw);  // rare: a non-string value under a redacted path
       append_json_string(redacted_marker(raw), out);
     }
   }
@@ -531,6 +531,7 @@ class ChangeDetector::Rules {
   std::vector<Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;
+  std::string buffer_;  // prune()'s output, reused: a cached object is copied out at its exact size
 };
 
 namespace {
@@ -766,9 +767,9 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
       metadata.type() != dom::element_type::OBJECT)
     return R::failure("object has no metadata");
-  std::string name = string_at(metadata, "name");
-  if (name.empty()) return R::failure("object has no metadata.name");
-  std::string ns = string_at(metadata, "namespace");
+  std::string_view name, ns;
+  if (metadata["name"].get(name) != simdjson::SUCCESS || name.empty()) return R::failure("object has no metadata.name");
+  if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   std::string key = kube::ObjectStore::key_of(ns, name);
   const kube::StoredObject* old = store.find(key);
 
@@ -782,21 +783,26 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   Rules& rules = rules_for(type);
   kube::StoredObject now = prune(type, object);
 
+  // Filled only once it is known to be one: most events are noise.
   ChangeSet cs;
-  cs.cluster = cluster_;
-  cs.observed_at.assign(observed_at);
-  cs.resource = type;
-  cs.object_namespace = ns;
-  cs.name = name;
-  cs.uid = now.uid;
-  cs.resource_version = now.resource_version;
-  cs.id = cluster_ + "/" + cs.uid + "/" + cs.resource_version;
+  auto identify = [&] {
+    cs.cluster = cluster_;
+    cs.observed_at.assign(observed_at);
+    cs.resource = type;
+    cs.object_namespace.assign(ns);
+    cs.name.assign(name);
+    cs.uid = now.uid;
+    cs.resource_version = now.resource_version;
+    cs.id = cluster_ + "/" + cs.uid + "/" + cs.resource_version;
+  };
 
   if (event == kube::WatchEventType::deleted) {
+    identify();
     cs.type = ChangeType::deleted;
     cs.old_object = now.json;
     store.erase(key);
   } else if (!old) {
+    identify();
     cs.type = ChangeType::added;
     cs.actor = find_actor(nullptr, now.managers);
     cs.new_object = now.json;
@@ -823,6 +829,7 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
       store.put(std::move(key), std::move(now));
       return std::optional<ChangeSet>{};
     }
+    identify();
     cs.type = ChangeType::modified;
     cs.actor = find_actor(&old->managers, now.managers, object, &cs.changes);
     if (options_.include_objects) {

@@ -23,7 +23,7 @@ namespace {
 // almost never hold a quote, backslash or control byte, so this is the whole
 // string: tested eight bytes at a time (SWAR, portable to any 64-bit CPU)
 // and then copied with one append.
-size_t unescaped_prefix(std::string_view s) noexcept {
+[[gnu::always_inline]] inline size_t unescaped_prefix(std::string_view s) noexcept {
   constexpr uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
@@ -40,84 +40,105 @@ size_t unescaped_prefix(std::string_view s) noexcept {
 }
 }  // namespace
 
-void append_json_string(std::string_view s, std::string& out) {
+void JsonOut::grow(size_t n) { text_.resize(std::max(text_.size() * 2, used_ + n + 256)); }
+
+void append_json_string(std::string_view s, JsonOut& out) {
   static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (;;) {
-    size_t clean = unescaped_prefix(s);
-    out.append(s.data(), clean);
+  size_t clean = unescaped_prefix(s);
+  if (clean == s.size()) {  // nearly always: one copy
+    char* at = out.room(s.size() + 2);
+    at[0] = '"';
+    std::memcpy(at + 1, s.data(), s.size());
+    at[s.size() + 1] = '"';
+    out.advance(s.size() + 2);
+    return;
+  }
+  out.put('"');
+  for (;; clean = unescaped_prefix(s)) {
+    out.put(s.substr(0, clean));
     if (clean == s.size()) break;
     unsigned char c = static_cast<unsigned char>(s[clean]);
     s.remove_prefix(clean + 1);
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
+      case '"': out.put("\\\""); break;
+      case '\\': out.put("\\\\"); break;
+      case '\n': out.put("\\n"); break;
+      case '\r': out.put("\\r"); break;
+      case '\t': out.put("\\t"); break;
+      case '\b': out.put("\\b"); break;
+      case '\f': out.put("\\f"); break;
       default: {
-        char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-        out.append(u, sizeof u);
+        const char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+        out.put(std::string_view(u, sizeof u));
       }
     }
   }
-  out.push_back('"');
+  out.put('"');
 }
 
 namespace {
 template <class T>
-void append_number(T v, std::string& out) {
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
+void append_number(T v, JsonOut& out) {
+  char* at = out.room(40);
+  auto [end, ec] = std::to_chars(at, at + 40, v);
+  out.advance(size_t(end - at));
 }
 }  // namespace
 
-void append_json(simdjson::dom::element e, std::string& out) {
+void append_json(simdjson::dom::element e, JsonOut& out) {
   using simdjson::dom::element_type;
   switch (e.type()) {
     case element_type::OBJECT: {
-      out.push_back('{');
+      out.put('{');
       bool first = true;
       for (auto field : simdjson::dom::object(e)) {
-        if (!first) out.push_back(',');
+        if (!first) out.put(',');
         first = false;
         append_json_string(field.key, out);
-        out.push_back(':');
+        out.put(':');
         append_json(field.value, out);
       }
-      out.push_back('}');
+      out.put('}');
       break;
     }
     case element_type::ARRAY: {
-      out.push_back('[');
+      out.put('[');
       bool first = true;
       for (auto v : simdjson::dom::array(e)) {
-        if (!first) out.push_back(',');
+        if (!first) out.put(',');
         first = false;
         append_json(v, out);
       }
-      out.push_back(']');
+      out.put(']');
       break;
     }
     case element_type::STRING: append_json_string(std::string_view(e), out); break;
     case element_type::INT64: append_number(int64_t(e), out); break;
     case element_type::UINT64: append_number(uint64_t(e), out); break;
     case element_type::DOUBLE: {
-      double d = double(e);
       // Shortest round-trip form; keep a ".0" so it stays a float for readers.
-      char buf[40];
-      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-      std::string_view sv(buf, end - buf);
-      out.append(sv);
-      if (sv.find_first_of(".eEn") == std::string_view::npos) out.append(".0");
+      char* at = out.room(48);
+      auto [end, ec] = std::to_chars(at, at + 40, double(e));
+      std::string_view written(at, size_t(end - at));
+      out.advance(written.size());
+      if (written.find_first_of(".eEn") == std::string_view::npos) out.put(".0");
       break;
     }
-    case element_type::BOOL: out.append(bool(e) ? "true" : "false"); break;
-    case element_type::NULL_VALUE: out.append("null"); break;
+    case element_type::BOOL: out.put(bool(e) ? "true" : "false"); break;
+    case element_type::NULL_VALUE: out.put("null"); break;
   }
+}
+
+void append_json_string(std::string_view s, std::string& out) {
+  JsonOut o(out);
+  append_json_string(s, o);
+  o.done();
+}
+
+void append_json(simdjson::dom::element e, std::string& out) {
+  JsonOut o(out);
+  append_json(e, o);
+  o.done();
 }
 
 }  // namespace kubetrail::diff

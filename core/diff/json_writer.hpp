@@ -4,10 +4,58 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <string_view>
 
 namespace kubetrail::diff {
+
+// Appends JSON text to a std::string in small pieces, checking capacity once
+// per piece (std::string::push_back checks and writes a terminator per byte:
+// the pruner writes every cached object through here). The string holds
+// slack beyond used() until done().
+class JsonOut {
+ public:
+  // Appends after what `text` holds.
+  explicit JsonOut(std::string& text) : text_(text), used_(text.size()) {}
+  // Writes `buffer` from its start, keeping its size as slack between uses:
+  // a buffer reused per event is never zero-filled again.
+  static JsonOut reusing(std::string& buffer) {
+    JsonOut out(buffer);
+    out.used_ = 0;
+    return out;
+  }
+
+  // Room for n more bytes at the returned pointer; advance() commits them.
+  char* room(size_t n) {
+    if (used_ + n > text_.size()) [[unlikely]]
+      grow(n);
+    return text_.data() + used_;
+  }
+  void advance(size_t n) noexcept { used_ += n; }
+  void put(char c) {
+    *room(1) = c;
+    ++used_;
+  }
+  void put(std::string_view s) {
+    if (!s.empty()) std::memcpy(room(s.size()), s.data(), s.size());
+    used_ += s.size();
+  }
+  size_t used() const noexcept { return used_; }
+  std::string_view view() const noexcept { return {text_.data(), used_}; }
+  // Trims the slack: the string is exactly what was written.
+  void done() { text_.resize(used_); }
+
+ private:
+  void grow(size_t n);  // out of line: keeps put() small enough to inline
+
+  std::string& text_;
+  size_t used_;
+};
+
+void append_json_string(std::string_view s, JsonOut& out);
+void append_json(simdjson::dom::element e, JsonOut& out);
 
 void append_json_string(std::string_view s, std::string& out);
 void append_json(simdjson::dom::element e, std::string& out);
