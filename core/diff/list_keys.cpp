@@ -54,20 +54,27 @@ std::span<const std::string_view> ListKeys::builtin(std::string_view field) {
   return {};
 }
 
+void append_schema_path(std::span<const Segment> path, std::string& out) {
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i].kind == Segment::Kind::key)
+      append_segment(path[i], i == 0, out);
+    else
+      out.append("[*]");  // every element of a list has the list's schema
+  }
+}
+
 std::string schema_path(std::span<const Segment> path) {
   std::string out;
-  std::vector<Segment> generic(path.begin(), path.end());
-  for (auto& s : generic)
-    if (s.kind != Segment::Kind::key) s = Segment{Segment::Kind::keyed, {}, 0, "*", "*"};
-  append_path(generic, out);
-  // Keyed "[*=*]" stands for "any element": write it the way patterns do.
-  for (size_t at; (at = out.find("[*=*]")) != std::string::npos;) out.replace(at, 5, "[*]");
+  append_schema_path(path, out);
   return out;
 }
 
 std::span<const std::string_view> ListKeys::candidates(std::span<const Segment> path) const {
   if (!by_path_.empty()) {
-    auto it = by_path_.find(schema_path(path));
+    thread_local std::string text;  // looked up for every list walked: no allocation per lookup
+    text.clear();
+    append_schema_path(path, text);
+    auto it = by_path_.find(text);
     if (it != by_path_.end()) return it->second.views;
   }
   if (path.empty() || path.back().kind != Segment::Kind::key) return {};

@@ -73,5 +73,6 @@ class ListKeys {
 // "spec.rules[3].ports" -> "spec.rules[*].ports": the path of a list in a
 // schema, where every list element is the same.
 std::string schema_path(std::span<const Segment> path);
+void append_schema_path(std::span<const Segment> path, std::string& out);
 
 }  // namespace kubetrail::diff

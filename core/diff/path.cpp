@@ -26,35 +26,35 @@ void append_quoted(std::string_view s, std::string& out) {
 }
 }  // namespace
 
-void append_path(std::span<const Segment> path, std::string& out) {
-  bool first = true;
-  for (const Segment& s : path) {
-    switch (s.kind) {
-      case Segment::Kind::key:
-        if (needs_quotes(s.key)) {
-          out.push_back('[');
-          append_quoted(s.key, out);
-          out.push_back(']');
-        } else {
-          if (!first) out.push_back('.');
-          out.append(s.key);
-        }
-        break;
-      case Segment::Kind::index:
+void append_segment(const Segment& s, bool first, std::string& out) {
+  switch (s.kind) {
+    case Segment::Kind::key:
+      if (needs_quotes(s.key)) {
         out.push_back('[');
-        out.append(std::to_string(s.index));
+        append_quoted(s.key, out);
         out.push_back(']');
-        break;
-      case Segment::Kind::keyed:
-        out.push_back('[');
-        out.append(s.field);
-        out.push_back('=');
-        out.append(s.value);
-        out.push_back(']');
-        break;
-    }
-    first = false;
+      } else {
+        if (!first) out.push_back('.');
+        out.append(s.key);
+      }
+      break;
+    case Segment::Kind::index:
+      out.push_back('[');
+      out.append(std::to_string(s.index));
+      out.push_back(']');
+      break;
+    case Segment::Kind::keyed:
+      out.push_back('[');
+      out.append(s.field);
+      out.push_back('=');
+      out.append(s.value);
+      out.push_back(']');
+      break;
   }
+}
+
+void append_path(std::span<const Segment> path, std::string& out) {
+  for (size_t i = 0; i < path.size(); ++i) append_segment(path[i], i == 0, out);
 }
 
 std::string format_path(std::span<const Segment> path) {

@@ -31,6 +31,8 @@ struct Segment {
 
 // Appends the text form of `path` (see above) to out.
 void append_path(std::span<const Segment> path, std::string& out);
+// One segment of it; `first`: the path's first (no leading dot).
+void append_segment(const Segment& segment, bool first, std::string& out);
 std::string format_path(std::span<const Segment> path);
 
 struct PatternSegment {
