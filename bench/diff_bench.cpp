@@ -66,6 +66,45 @@ Case make_case(const std::string& fixture, bool status_only) {
   return c;
 }
 
+// A server's OpenAPI v3 document for the fixture's group-version, reduced to
+// the PodSpec lists with merge keys: `run` learns every kind's keys this way,
+// and list-key lookups then go by schema path (a separate cost to watch).
+std::string openapi_document(const kube::ResourceType& type) {
+  using nlohmann::json;
+  json container = {{"type", "object"},
+                    {"properties",
+                     {{"ports",
+                       {{"type", "array"},
+                        {"x-kubernetes-list-type", "map"},
+                        {"x-kubernetes-list-map-keys", {"containerPort", "protocol"}}}},
+                      {"env", {{"type", "array"}, {"x-kubernetes-patch-merge-key", "name"}}},
+                      {"volumeMounts", {{"type", "array"}, {"x-kubernetes-patch-merge-key", "mountPath"}}}}}};
+  json keyed_by_name = {{"type", "array"},
+                        {"x-kubernetes-list-type", "map"},
+                        {"x-kubernetes-list-map-keys", {"name"}},
+                        {"items", {{"$ref", "#/components/schemas/Container"}}}};
+  json pod_spec = {{"type", "object"},
+                   {"properties",
+                    {{"containers", keyed_by_name},
+                     {"initContainers", keyed_by_name},
+                     {"volumes", {{"type", "array"}, {"x-kubernetes-patch-merge-key", "name"}}}}}};
+  json gvk = json::array({{{"group", type.group}, {"version", type.version}, {"kind", type.kind}}});
+  json top = type.kind == "Pod"
+                 ? json{{"type", "object"},
+                        {"x-kubernetes-group-version-kind", gvk},
+                        {"properties", {{"spec", {{"$ref", "#/components/schemas/PodSpec"}}}}}}
+                 : json{{"type", "object"},
+                        {"x-kubernetes-group-version-kind", gvk},
+                        {"properties",
+                         {{"spec",
+                           {{"type", "object"},
+                            {"properties",
+                             {{"template",
+                               {{"type", "object"},
+                                {"properties", {{"spec", {{"$ref", "#/components/schemas/PodSpec"}}}}}}}}}}}}}};
+  return json{{"components", {{"schemas", {{"Top", top}, {"PodSpec", pod_spec}, {"Container", container}}}}}}.dump();
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -77,10 +116,15 @@ int main(int argc, char** argv) {
   int iterations = argc > 1 ? std::atoi(argv[1]) : 20000;
   constexpr int kRuns = 5;
   std::printf("%-40s %12s %12s %10s %10s\n", "case", "parse µs/ev", "diff µs/ev", "ratio min", "ratio med");
-  for (bool status_only : {false, true}) {
+  for (int variant : {0, 1, 2}) {  // image changed; status-only; image changed with keys from OpenAPI
+    bool status_only = variant == 1, openapi = variant == 2;
     for (const char* fixture : {"deployment", "pod"}) {
       Case c = make_case(fixture, status_only);
+      if (openapi) c.name = fixture + std::string(" (image, OpenAPI keys)");
       if (argc > 2 && c.name.find(argv[2]) == std::string::npos) continue;  // a case filter, for profiling
+      std::string openapi_text = openapi_document(c.type);
+      simdjson::dom::parser openapi_parser;
+      simdjson::dom::element openapi_doc = openapi_parser.parse(openapi_text).value();
       std::vector<simdjson::padded_string> padded;
       for (auto& e : c.events) padded.emplace_back(e);
       std::vector<double> parse_t, diff_t, ratios;
@@ -97,6 +141,10 @@ int main(int argc, char** argv) {
         double parse = (cpu_seconds() - t0) / iterations;
         // kubetrail: the whole per-event path.
         diff::ChangeDetector detector("bench", {});
+        if (openapi && !detector.learn_openapi(c.type, openapi_doc)) {
+          std::fprintf(stderr, "the bench's OpenAPI document has no schema for %s\n", c.type.kind.c_str());
+          return 1;
+        }
         kube::ObjectStore store;
         simdjson::dom::parser p;
         size_t produced = 0;
