@@ -306,16 +306,15 @@ class ChangeDetector::Rules {
     rules_.push_back({PathPattern::parse(pattern), action});
   }
 
-  kube::StoredObject prune(dom::element object) {
-    kube::StoredObject out;
+  // The pruned text of `object`, valid until the next call.
+  std::string_view prune(dom::element object) {
     path_.clear();
     scratch_.clear();
     nodes_.clear();
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
     JsonOut text = JsonOut::reusing(buffer_);
     write(object, all, text, Place{});
-    out.json.assign(text.view());  // exactly its size: cached for the object's life
-    return out;
+    return text.view();
   }
 
   // Where the texts of two pruned versions of an object differ, as one
@@ -552,14 +551,29 @@ std::string string_at(dom::element e, std::string_view key) {
   return {};
 }
 
+// Reads metadata.managedFields into `out`, reusing its strings' storage (a
+// status-only update rewrites them in place, without allocating).
 void extract_managers(dom::element object, std::vector<kube::ManagerEntry>& out) {
   dom::array fields;
-  if (object.at_pointer("/metadata/managedFields").get(fields) != simdjson::SUCCESS) return;
-  for (dom::element f : fields) {
-    if (f.type() != dom::element_type::OBJECT) continue;
-    out.push_back(
-        {string_at(f, "manager"), string_at(f, "operation"), string_at(f, "time"), string_at(f, "subresource")});
+  size_t n = 0;
+  if (object.at_pointer("/metadata/managedFields").get(fields) == simdjson::SUCCESS) {
+    auto assign = [](dom::object f, std::string_view key, std::string& to) {
+      std::string_view v;
+      if (f[key].get(v) != simdjson::SUCCESS) v = {};
+      to.assign(v);
+    };
+    for (dom::element e : fields) {
+      dom::object f;
+      if (e.get(f) != simdjson::SUCCESS) continue;
+      if (n == out.size()) out.emplace_back();
+      kube::ManagerEntry& m = out[n++];
+      assign(f, "manager", m.manager);
+      assign(f, "operation", m.operation);
+      assign(f, "time", m.time);
+      assign(f, "subresource", m.subresource);
+    }
   }
+  out.resize(n);
 }
 
 // Whether a managedFields fieldsV1 set holds `path`: the manager owns that
@@ -717,12 +731,20 @@ bool ChangeDetector::learn_crd(dom::element crd) {
   return learned;
 }
 
-kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object) {
-  kube::StoredObject stored = rules_for(type).prune(object);
+namespace {
+// The cached form of an object whose pruned text is `pruned`.
+kube::StoredObject stored_object(dom::element object, std::string_view pruned) {
+  kube::StoredObject stored;
+  stored.json.assign(pruned);  // exactly its size: cached for the object's life
   stored.uid = string_at(object["metadata"].value_unsafe(), "uid");
   stored.resource_version = string_at(object["metadata"].value_unsafe(), "resourceVersion");
   extract_managers(object, stored.managers);
   return stored;
+}
+}  // namespace
+
+kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object) {
+  return stored_object(object, rules_for(type).prune(object));
 }
 
 Result<bool> ChangeDetector::seed(const kube::ResourceType& type, dom::element object, kube::ObjectStore& store) {
@@ -781,7 +803,19 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     }
   }
   Rules& rules = rules_for(type);
-  kube::StoredObject now = prune(type, object);
+  std::string_view pruned = rules.prune(object);
+  if (event != kube::WatchEventType::deleted && old && old->json == pruned) {
+    // Status or bookkeeping churn, most events in a cluster: only the
+    // resourceVersion and the managers move, updated in place.
+    kube::StoredObject* cached = store.find_mutable(key);
+    std::string_view rv;
+    if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
+    cached->resource_version.assign(rv);
+    extract_managers(object, cached->managers);
+    ++stats_.noise;
+    return std::optional<ChangeSet>{};
+  }
+  kube::StoredObject now = stored_object(object, pruned);
 
   // Filled only once it is known to be one: most events are noise.
   ChangeSet cs;
@@ -808,11 +842,6 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     cs.new_object = now.json;
     store.put(std::move(key), std::move(now));
   } else {
-    if (old->json == now.json) {  // the fast path for status and bookkeeping churn
-      ++stats_.noise;
-      store.put(std::move(key), std::move(now));
-      return std::optional<ChangeSet>{};
-    }
     // Diff only the subtree holding the changed bytes when there is one.
     Rules::Subtree where;
     if (whole_objects_ || !rules.changed_subtree(old->json, now.json, where, old_parser_)) {

@@ -45,6 +45,10 @@ class ObjectStore {
     auto it = objects_.find(key);
     return it == objects_.end() ? nullptr : &it->second;
   }
+  StoredObject* find_mutable(std::string_view key) {
+    auto it = objects_.find(key);
+    return it == objects_.end() ? nullptr : &it->second;
+  }
   void put(std::string key, StoredObject obj) { objects_.insert_or_assign(std::move(key), std::move(obj)); }
   void erase(std::string_view key) {
     auto it = objects_.find(key);

@@ -678,3 +678,22 @@ TEST_CASE("property: diffing only the changed subtree gives exactly the changes 
   CHECK(compared > 500);
   CHECK(narrowed_differently == 0);
 }
+
+TEST_CASE("a noise event still moves the cached managers: a later change is not blamed on its writer") {
+  Harness h;
+  json d = fixture("deployment");
+  REQUIRE(h.add(d));
+  // The deployment controller writes status: noise, but its entry is new.
+  d["status"]["observedGeneration"] = 7;
+  d["metadata"]["managedFields"].push_back({{"manager", "kube-controller-manager"},
+                                            {"operation", "Update"},
+                                            {"subresource", "status"},
+                                            {"time", "2026-11-23T06:00:00Z"}});
+  CHECK_FALSE(h.modify(d));
+  // A spec change in which no entry moved: the actor is unknown, and in
+  // particular not the controller, whose entry moved one event earlier.
+  d["spec"]["replicas"] = 5;
+  auto cs = h.modify(d);
+  REQUIRE(cs);
+  CHECK_FALSE(cs->actor);
+}
