@@ -89,7 +89,10 @@ LeaderElector::Progress LeaderElector::observed_progress() const {
 std::string LeaderElector::lease_json(const std::string& holder, int64_t duration_s, const std::string& acquire_time,
                                       int32_t transitions, const std::string& resource_version) const {
   json annotations = observed_raw_.empty() ? json::object() : json::parse(observed_raw_).value("a", json::object());
-  annotations[kAnnotationProgress] = json(published_).dump();
+  {
+    std::lock_guard lock(mu_);
+    annotations[kAnnotationProgress] = json(published_).dump();
+  }
   json lease = {{"apiVersion", "coordination.k8s.io/v1"},
                 {"kind", "Lease"},
                 {"metadata", {{"name", s_.name}, {"namespace", s_.lease_namespace}, {"annotations", annotations}}},
@@ -104,7 +107,7 @@ std::string LeaderElector::lease_json(const std::string& holder, int64_t duratio
 }
 
 // Writes the Lease (POST to create, PUT to update) and, on success, takes
-// the answer as the observed record. Called with mu_ held.
+// the answer as the observed record. Called with step_mu_ held, not mu_.
 bool LeaderElector::write(const std::string& method, const std::string& path, bool leading_next) {
   std::string holder = leading_next ? s_.identity : std::string();
   auto secs =
@@ -127,7 +130,10 @@ bool LeaderElector::write(const std::string& method, const std::string& path, bo
   try {
     auto doc = json::parse(r.body);
     observed_rv_ = doc["metadata"].value("resourceVersion", "");
-    observed_holder_ = holder;
+    {
+      std::lock_guard lock(mu_);
+      observed_holder_ = holder;
+    }
     observed_acquire_time_ = acquire;
     observed_transitions_ = transitions;
     observed_raw_ = record_text(doc);
@@ -141,14 +147,20 @@ bool LeaderElector::write(const std::string& method, const std::string& path, bo
 bool LeaderElector::step() {
   const std::string base = leases_path();
   const std::string path = base + "/" + s_.name;
+  std::lock_guard step_lock(step_mu_);
   auto r = client_.get(path, 10000);
-  std::lock_guard lock(mu_);
   auto now = Clock::now();
   bool was_holding = holding_;
+  // The state other threads read changes under mu_ as well.
+  auto set_holding = [&](bool holding, bool renewed) {
+    std::lock_guard lock(mu_);
+    holding_ = holding;
+    if (renewed) renewed_ = now;
+  };
   auto keep_or_lose = [&] {
     // A failed step: a leader stays one until its renew deadline passes.
     if (holding_ && now - renewed_ >= s_.renew_deadline) {
-      holding_ = false;
+      set_holding(false, false);
       lost_ = true;
       spdlog::error("lease {}/{}: not renewed for {} ms (renew deadline): no longer the leader", s_.lease_namespace,
                     s_.name, s_.renew_deadline.count());
@@ -157,8 +169,7 @@ bool LeaderElector::step() {
   };
   if (r.status == 404) {
     if (!write("POST", base, true)) return keep_or_lose();
-    holding_ = true;
-    renewed_ = now;
+    set_holding(true, true);
     spdlog::info("lease {}/{}: created it; leading as {}", s_.lease_namespace, s_.name, s_.identity);
     return true;
   }
@@ -177,7 +188,10 @@ bool LeaderElector::step() {
     if (raw_text != observed_raw_) {
       observed_raw_ = std::move(raw_text);
       observed_time_ = now;
-      observed_holder_ = spec.value("holderIdentity", "");
+      {
+        std::lock_guard lock(mu_);
+        observed_holder_ = spec.value("holderIdentity", "");
+      }
       observed_acquire_time_ = spec.value("acquireTime", "");
       observed_transitions_ = spec.value("leaseTransitions", 0);
       Progress progress;
@@ -187,7 +201,10 @@ bool LeaderElector::step() {
         for (auto it = p.begin(); it != p.end(); ++it)
           if (it->is_string()) progress[it.key()] = it->get<std::string>();
       }
-      observed_progress_ = std::move(progress);
+      {
+        std::lock_guard lock(mu_);
+        observed_progress_ = std::move(progress);
+      }
       ++observed_gen_;
     }
   } catch (const json::exception& e) {
@@ -198,7 +215,7 @@ bool LeaderElector::step() {
   bool valid = !observed_holder_.empty() && now < observed_time_ + std::chrono::seconds(duration_s);
   if (valid && !ours) {
     if (was_holding) {
-      holding_ = false;
+      set_holding(false, false);
       lost_ = true;
       spdlog::error("lease {}/{}: now held by {}: no longer the leader", s_.lease_namespace, s_.name, observed_holder_);
     }
@@ -206,21 +223,23 @@ bool LeaderElector::step() {
   }
   // Taking over: go on publishing the last leader's progress until ours
   // moves, so a third replica still knows what was delivered.
-  if (!was_holding)
+  if (!was_holding) {
+    std::lock_guard lock(mu_);
     for (const auto& [stream, rv] : observed_progress_) published_.emplace(stream, rv);
+  }
   if (!write("PUT", path, true)) return keep_or_lose();
-  holding_ = true;
-  renewed_ = now;
+  set_holding(true, true);
   if (!was_holding) spdlog::info("lease {}/{}: acquired; leading as {}", s_.lease_namespace, s_.name, s_.identity);
   return true;
 }
 
 void LeaderElector::release() {
-  std::lock_guard lock(mu_);
+  std::lock_guard step_lock(step_mu_);
   // Past the renew deadline another replica may hold it: leave it alone.
   if (!holding_ || lost_ || Clock::now() - renewed_ >= s_.renew_deadline) return;
   const std::string path = leases_path() + "/" + s_.name;
   if (write("PUT", path, false)) spdlog::info("lease {}/{}: released", s_.lease_namespace, s_.name);
+  std::lock_guard lock(mu_);
   holding_ = false;
 }
 

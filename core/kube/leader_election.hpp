@@ -86,15 +86,23 @@ class LeaderElector {
 
   Client& client_;
   LeaseSettings s_;
+  // Two locks, so that no reader waits for an API call: step_mu_ serializes
+  // step() and release() (which talk to the API server) and guards what only
+  // they use; mu_ guards what other threads read (leading(), holder(),
+  // observed_progress()) or write (publish()), and is held only briefly.
+  // Only step() and release() write holding_, renewed_ and observed_holder_
+  // (under both locks), so they read them under step_mu_ alone.
+  std::mutex step_mu_;
   mutable std::mutex mu_;
   // The last record observed, and when (by our clock) it last changed.
-  std::string observed_raw_;
-  std::string observed_holder_, observed_acquire_time_, observed_rv_;
-  int32_t observed_transitions_ = 0;
-  std::chrono::steady_clock::time_point observed_time_{};
-  Progress observed_progress_, published_;
-  std::chrono::steady_clock::time_point renewed_{};  // last successful acquire or renew
-  bool holding_ = false;
+  std::string observed_raw_;                               // step_mu_
+  std::string observed_acquire_time_, observed_rv_;        // step_mu_
+  int32_t observed_transitions_ = 0;                       // step_mu_
+  std::chrono::steady_clock::time_point observed_time_{};  // step_mu_
+  std::string observed_holder_;                            // mu_ (written under both)
+  Progress observed_progress_, published_;                 // mu_
+  std::chrono::steady_clock::time_point renewed_{};        // mu_ (written under both): last acquire or renew
+  bool holding_ = false;                                   // mu_ (written under both)
   std::atomic<bool> lost_{false};
   std::atomic<uint64_t> observed_gen_{0};
 };

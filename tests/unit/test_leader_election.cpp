@@ -1,0 +1,85 @@
+// LeaderElector against a scripted Lease endpoint on 127.0.0.1 (the full
+// algorithm runs against the test API server in tests/integration): here,
+// that readers never wait for an API call the election loop is making.
+#include <doctest/doctest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "kube/client.hpp"
+#include "kube/leader_election.hpp"
+
+using namespace kubetrail;
+using namespace std::chrono_literals;
+
+TEST_CASE("leader election: leading() answers while a renewal is waiting for the API server") {
+  httplib::Server http;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool put_arrived = false, release_put = false;
+  std::string lease;  // the stored Lease, as the server last answered it
+  const std::string path = "/apis/coordination.k8s.io/v1/namespaces/kubetrail/leases/kubetrail";
+  http.Get(path, [&](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    if (lease.empty()) {
+      res.status = 404;
+      res.set_content(R"({"kind":"Status","code":404})", "application/json");
+    } else {
+      res.set_content(lease, "application/json");
+    }
+  });
+  auto store = [&](const httplib::Request& req, httplib::Response& res, int status) {
+    std::lock_guard lock(mu);
+    lease = req.body;  // the elector reads back what it wrote (resourceVersion aside)
+    res.status = status;
+    res.set_content(lease, "application/json");
+  };
+  http.Post("/apis/coordination.k8s.io/v1/namespaces/kubetrail/leases",
+            [&](const httplib::Request& req, httplib::Response& res) { store(req, res, 201); });
+  http.Put(path, [&](const httplib::Request& req, httplib::Response& res) {
+    std::unique_lock lock(mu);
+    put_arrived = true;
+    cv.notify_all();
+    cv.wait_for(lock, 10s, [&] { return release_put; });  // bounded: the test releases it
+    lock.unlock();
+    store(req, res, 200);
+  });
+  int port = http.bind_to_any_port("127.0.0.1");
+  std::thread server([&] { http.listen_after_bind(); });
+  for (int i = 0; i < 500 && !http.is_running(); ++i) std::this_thread::sleep_for(10ms);
+
+  {
+    kube::Connection connection;
+    connection.server = "http://127.0.0.1:" + std::to_string(port);
+    kube::Client client(connection);
+    kube::LeaseSettings settings;
+    settings.identity = "replica-a";
+    kube::LeaderElector elector(client, settings);
+
+    REQUIRE(elector.step());  // no Lease: created, leading
+    CHECK(elector.leading());
+    auto renewal = std::async(std::launch::async, [&] { return elector.step(); });  // GET, then a PUT that hangs
+    {
+      std::unique_lock lock(mu);
+      REQUIRE(cv.wait_for(lock, 10s, [&] { return put_arrived; }));
+    }
+    // The renewal is inside its PUT now. Readers must not wait for it.
+    auto reader = std::async(std::launch::async, [&] { return elector.leading() && elector.holder() == "replica-a"; });
+    bool answered = reader.wait_for(5s) == std::future_status::ready;
+    {
+      std::lock_guard lock(mu);
+      release_put = true;
+    }
+    cv.notify_all();
+    CHECK(answered);
+    CHECK(reader.get());
+    CHECK(renewal.get());
+    CHECK(elector.leading());
+  }
+  http.stop();
+  server.join();
+}
