@@ -792,15 +792,14 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   std::string_view name, ns;
   if (metadata["name"].get(name) != simdjson::SUCCESS || name.empty()) return R::failure("object has no metadata.name");
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
+  std::string_view rv;
+  if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
   std::string key = kube::ObjectStore::key_of(ns, name);
   const kube::StoredObject* old = store.find(key);
 
-  if (event != kube::WatchEventType::deleted && old) {
-    std::string_view rv;
-    if (metadata["resourceVersion"].get(rv) == simdjson::SUCCESS && !rv.empty() && rv == old->resource_version) {
-      ++stats_.redeliveries;
-      return std::optional<ChangeSet>{};
-    }
+  if (event != kube::WatchEventType::deleted && old && !rv.empty() && rv == old->resource_version) {
+    ++stats_.redeliveries;
+    return std::optional<ChangeSet>{};
   }
   Rules& rules = rules_for(type);
   std::string_view pruned = rules.prune(object);
@@ -808,8 +807,6 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
     kube::StoredObject* cached = store.find_mutable(key);
-    std::string_view rv;
-    if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
     cached->resource_version.assign(rv);
     extract_managers(object, cached->managers);
     ++stats_.noise;
