@@ -122,12 +122,32 @@ bool keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedEleme
 // ---------------------------------------------------------------------------
 // DocumentDiffer
 // ---------------------------------------------------------------------------
+int32_t UnchangedBytes::child(int32_t parent, std::string_view key) const noexcept {
+  for (uint32_t c = uint32_t(parent) + 1; c < nodes[size_t(parent)].after; c = nodes[c].after)
+    if (!nodes[c].in_list && nodes[c].key == key) return int32_t(c);
+  return -1;
+}
+
+int32_t UnchangedBytes::child(int32_t parent, uint32_t index) const noexcept {
+  for (uint32_t c = uint32_t(parent) + 1; c < nodes[size_t(parent)].after; c = nodes[c].after)
+    if (nodes[c].in_list && nodes[c].index == index) return int32_t(c);
+  return -1;
+}
+
 void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<FieldChange>& out,
-                          const ListKeys& keys, std::span<const Segment> at) {
+                          const ListKeys& keys, std::span<const Segment> at, const UnchangedBytes* unchanged) {
   keys_ = &keys;
   path_.assign(at.begin(), at.end());
   scratch_.clear();
+  unchanged_ = unchanged;
+  node_ = unchanged ? unchanged->root : -1;
   diff_value(old_doc, new_doc, out);
+}
+
+bool DocumentDiffer::skip_same(int32_t node, bool paired_by_name) {
+  if (node >= 0 && unchanged_->same(node, paired_by_name)) return true;
+  node_ = node;
+  return false;
 }
 
 void DocumentDiffer::emit(FieldOp op, const dom::element* a, const dom::element* b, std::vector<FieldChange>& out) {
@@ -140,6 +160,11 @@ void DocumentDiffer::emit(FieldOp op, const dom::element* a, const dom::element*
 }
 
 namespace {
+bool is_container(dom::element e) {
+  auto t = e.type();
+  return t == dom::element_type::OBJECT || t == dom::element_type::ARRAY;
+}
+
 bool same_scalar(dom::element a, dom::element b) {
   using T = dom::element_type;
   T ta = a.type(), tb = b.type();
@@ -191,7 +216,9 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<Field
     }
     if (found) {
       ++matched;
-      diff_value(av, bv, out);
+      int32_t at = node_;
+      if (at < 0 || !is_container(bv) || !skip_same(unchanged_->child(at, key), true)) diff_value(av, bv, out);
+      node_ = at;
     } else {
       emit(FieldOp::remove, &av, nullptr, out);
     }
@@ -216,7 +243,10 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldCha
         path_.push_back(Segment{Segment::Kind::keyed, {}, j, key, kb[j].key});
         if (match != ka.end()) {
           match->matched = true;
-          diff_value(match->value, kb[j].value, out);
+          int32_t at = node_;
+          if (at < 0 || !is_container(kb[j].value) || !skip_same(unchanged_->child(at, uint32_t(j)), true))
+            diff_value(match->value, kb[j].value, out);
+          node_ = at;
         } else {
           emit(FieldOp::add, nullptr, &kb[j].value, out);
         }
@@ -237,7 +267,10 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldCha
   auto ia = a.begin(), ib = b.begin();
   for (size_t i = 0; i < common; ++i, ++ia, ++ib) {
     path_.push_back(Segment{Segment::Kind::index, {}, i, {}, {}});
-    diff_value(*ia, *ib, out);
+    int32_t at = node_;
+    if (at < 0 || !is_container(*ib) || !skip_same(unchanged_->child(at, uint32_t(i)), false))
+      diff_value(*ia, *ib, out);
+    node_ = at;
     path_.pop_back();
   }
   for (size_t i = common; i < nb; ++i, ++ib) {
@@ -333,6 +366,7 @@ class ChangeDetector::Rules {
     std::string_view new_text;
     simdjson::dom::element old_value;  // parsed by the validator given
     std::vector<Segment> path;
+    UnchangedBytes unchanged;  // what the differ may skip in it
   };
   bool changed_subtree(std::string_view old_text, std::string_view new_text, Subtree& out,
                        simdjson::dom::parser& validator) const {
@@ -372,6 +406,11 @@ class ChangeDetector::Rules {
         if (validator.parse(old_sub.data(), old_sub.size()).get(out.old_value) == simdjson::SUCCESS) {
           out.new_text = new_text.substr(n.begin, n.end - n.begin);
           out.path = std::move(path);
+          auto plain = [](std::string_view bytes) { return bytes.find_first_of("\"\\") == std::string_view::npos; };
+          bool aligned = plain(new_text.substr(prefix, region_end - prefix)) &&
+                         plain(old_text.substr(prefix, lo - suffix - prefix)) &&
+                         (prefix == 0 || new_text[prefix - 1] != '\\');
+          out.unchanged = UnchangedBytes{nodes_, chain[c], uint32_t(prefix), uint32_t(region_end), aligned};
           return true;
         }
       }
@@ -406,24 +445,25 @@ class ChangeDetector::Rules {
 
   // A container written to the pruned text, in document order: its bytes
   // there and its place in its parent. Recorded by every prune() for
-  // changed_subtree(); views point into the object being pruned.
-  struct Node {
-    uint32_t begin = 0, end = 0;
-    int32_t parent = -1;
-    uint32_t index = 0;    // position in the parent list, as written
-    std::string_view key;  // name in the parent object
-    bool in_list = false;
-  };
-  // Where a value being written sits: its parent node and its name or index.
+  // changed_subtree() and the differ; views point into the object pruned.
+  using Node = UnchangedBytes::Node;
+  // Where a value being written sits: its parent node and its name (which
+  // starts at key_begin) or index.
   struct Place {
     int32_t parent = -1;
     std::string_view key;
     uint32_t index = 0;
     bool in_list = false;
+    size_t key_begin = 0;
   };
   int32_t open_node(const Place& at, size_t begin) {
-    nodes_.push_back(Node{uint32_t(begin), 0, at.parent, at.index, at.key, at.in_list});
+    nodes_.push_back(Node{uint32_t(begin), 0, uint32_t(at.in_list || at.parent < 0 ? begin : at.key_begin), 0,
+                          at.parent, at.index, at.key, at.in_list});
     return int32_t(nodes_.size() - 1);
+  }
+  void close_node(int32_t id, size_t end) {
+    nodes_[size_t(id)].end = uint32_t(end);
+    nodes_[size_t(id)].after = uint32_t(nodes_.size());
   }
 
   // append_json that records the containers it writes.
@@ -436,12 +476,13 @@ class ChangeDetector::Rules {
       for (auto [key, v] : dom::object(e)) {
         if (!first) out.put(',');
         first = false;
+        size_t key_begin = out.used();
         append_json_string(key, out);
         out.put(':');
-        copy(v, out, Place{id, key, 0, false});
+        copy(v, out, Place{id, key, 0, false, key_begin});
       }
       out.put('}');
-      nodes_[id].end = uint32_t(out.used());
+      close_node(id, out.used());
     } else if (type == dom::element_type::ARRAY) {
       int32_t id = open_node(at, out.used());
       out.put('[');
@@ -451,7 +492,7 @@ class ChangeDetector::Rules {
         copy(v, out, Place{id, {}, i++, true});
       }
       out.put(']');
-      nodes_[id].end = uint32_t(out.used());
+      close_node(id, out.used());
     } else {
       append_json(e, out);
     }
@@ -470,18 +511,19 @@ class ChangeDetector::Rules {
         if (action == Action::drop) continue;
         if (!first) out.put(',');
         first = false;
+        size_t key_begin = out.used();
         append_json_string(key, out);
         out.put(':');
         if (action == Action::redact) {
           redact(v, out);
         } else {
           path_.push_back(seg);
-          write(v, child_alive, out, Place{id, key, 0, false});
+          write(v, child_alive, out, Place{id, key, 0, false, key_begin});
           path_.pop_back();
         }
       }
       out.put('}');
-      nodes_[id].end = uint32_t(out.used());
+      close_node(id, out.used());
     } else if (e.type() == dom::element_type::ARRAY) {
       dom::array arr(e);
       std::string_view key = choose_key(keys_->candidates(path_), {arr});
@@ -509,7 +551,7 @@ class ChangeDetector::Rules {
         }
       }
       out.put(']');
-      nodes_[id].end = uint32_t(out.used());
+      close_node(id, out.used());
     } else {
       append_json(e, out);
     }
@@ -842,14 +884,15 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     // Diff only the subtree holding the changed bytes when there is one.
     Rules::Subtree where;
     if (whole_objects_ || !rules.changed_subtree(old->json, now.json, where, old_parser_)) {
-      where = Rules::Subtree{now.json, {}, {}};
+      where = Rules::Subtree{now.json, {}, {}, {}};
       if (old_parser_.parse(old->json).get(where.old_value) != simdjson::SUCCESS)
         return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
     }
     dom::element b;
     if (new_parser_.parse(where.new_text.data(), where.new_text.size()).get(b) != simdjson::SUCCESS)
       return R::failure("internal error: pruned object is not valid JSON");
-    differ_.diff(where.old_value, b, cs.changes, list_keys(type), where.path);
+    differ_.diff(where.old_value, b, cs.changes, list_keys(type), where.path,
+                 where.unchanged.root >= 0 ? &where.unchanged : nullptr);
     if (cs.changes.empty()) {  // e.g. a keyed list reordered
       ++stats_.noise;
       store.put(std::move(key), std::move(now));

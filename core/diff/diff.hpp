@@ -87,14 +87,56 @@ struct DiffOptions {
 // Validates patterns in options; throws kubetrail::Error naming the bad one.
 void validate(const DiffOptions& options);
 
+// Where the containers of a pruned text were written, and which of them are
+// provably the same bytes as in the text's previous version: the differ
+// skips those without walking them (an image bump then walks one container's
+// scalars, not every env var, port and mount of the Pod).
+//
+// The new text is old[0, prefix) + region + old[suffix_from + shift, end).
+// A container wholly before the region is the same value as the one the
+// differ pairs it with, always: a parser reads identical bytes identically.
+// A container wholly after it is too when `suffix_aligned` (the differing
+// bytes hold no quote or backslash, so the suffix is not read as inside a
+// string in one text and outside in the other) and it is paired by name or
+// merge key (a list paired by index can pair it with a shifted neighbour).
+// Assumes no object repeats a key, as the API server guarantees.
+struct UnchangedBytes {
+  struct Node {
+    uint32_t begin = 0, end = 0;  // its bytes in the new text
+    uint32_t key_begin = 0;       // where its "name": starts; = begin in a list
+    uint32_t after = 0;           // index of the first node after its subtree
+    int32_t parent = -1;
+    uint32_t index = 0;    // position in the parent list, as written
+    std::string_view key;  // name in the parent object
+    bool in_list = false;
+  };
+  std::span<const Node> nodes;
+  int32_t root = -1;  // the node of the two values diffed
+  uint32_t prefix = 0, suffix_from = 0;
+  bool suffix_aligned = false;
+
+  // The container child of `parent` named `key` / at `index`, or -1.
+  int32_t child(int32_t parent, std::string_view key) const noexcept;
+  int32_t child(int32_t parent, uint32_t index) const noexcept;
+  // Whether node `n`, paired by name or merge key (or by index), is the
+  // same bytes as its counterpart.
+  bool same(int32_t n, bool paired_by_name) const noexcept {
+    const Node& x = nodes[size_t(n)];
+    return x.end <= prefix || (paired_by_name && suffix_aligned && x.key_begin >= suffix_from);
+  }
+};
+
 // The structural diff of two JSON documents (both already pruned), with
 // Kubernetes' merge keys for lists. Exposed for `kubetrail diff` and tests.
 class DocumentDiffer {
  public:
   // `at`: the path of the two values when they are parts of larger
   // documents (the changes' paths start with it, and list keys see it).
+  // `unchanged`: what the differ may skip, when the new value's text layout
+  // is known (see UnchangedBytes).
   void diff(simdjson::dom::element old_doc, simdjson::dom::element new_doc, std::vector<FieldChange>& out,
-            const ListKeys& keys = ListKeys::builtin_only(), std::span<const Segment> at = {});
+            const ListKeys& keys = ListKeys::builtin_only(), std::span<const Segment> at = {},
+            const UnchangedBytes* unchanged = nullptr);
 
  private:
   void diff_value(simdjson::dom::element a, simdjson::dom::element b, std::vector<FieldChange>& out);
@@ -103,8 +145,13 @@ class DocumentDiffer {
   void emit(FieldOp op, const simdjson::dom::element* a, const simdjson::dom::element* b,
             std::vector<FieldChange>& out);
   std::vector<Segment> path_;
+  // Whether the b value of a pair, a container at `node`, needs no walk;
+  // else moves node_ to it for the walk below.
+  bool skip_same(int32_t node, bool paired_by_name);
   std::vector<std::unique_ptr<std::string>> scratch_;  // owned texts of numeric list keys
   const ListKeys* keys_ = &ListKeys::builtin_only();
+  const UnchangedBytes* unchanged_ = nullptr;
+  int32_t node_ = -1;  // the unchanged_ node of the b value being walked; -1: unknown
 };
 
 class ChangeDetector {

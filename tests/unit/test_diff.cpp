@@ -623,10 +623,19 @@ void mutate_anywhere(json& j, std::mt19937& rng) {
       case 0: node->erase(it); break;
       case 1: (*node)["k" + std::to_string(pick(5))] = json{{"name", "n" + std::to_string(pick(3))}}; break;
       default:
-        if (it->is_string() || it->is_number())
-          *it = "v" + std::to_string(pick(4));
-        else
+        if (it->is_string() || it->is_number()) {
+          // Plain, or bytes that look like structure: brackets without a
+          // quote (the suffix still reads the same), or quotes and
+          // backslashes (it may not).
+          switch (pick(4)) {
+            case 0: *it = "v" + std::to_string(pick(4)); break;
+            case 1: *it = "v},{" + std::to_string(pick(4)); break;
+            case 2: *it = "v\"},{\"name\":\"n" + std::to_string(pick(3)) + "\\"; break;
+            default: *it = json::array({int(pick(3)), json::array({int(pick(3))})});
+          }
+        } else {
           (*node)["x" + std::to_string(pick(3))] = int(pick(9));
+        }
     }
   } else if (node->is_array() && !node->empty()) {
     switch (pick(4)) {
@@ -638,6 +647,34 @@ void mutate_anywhere(json& j, std::mt19937& rng) {
   }
 }
 }  // namespace
+
+TEST_CASE("the differ skips a container after the changed bytes only when it is paired by name or key") {
+  // Old [1,[2]] and new [[2]] share the bytes "[2]]" at their ends, but the
+  // new [2] is element 0, paired with the old 1: the same bytes, not the
+  // same value. The fields after it ("tail") are paired by name: same value.
+  Harness h;
+  json w = fixture("widget");
+  w["spec"]["list"] = json::array({1, json::array({2})});
+  w["spec"]["tail"] = json{{"a", json::array({3})}};
+  REQUIRE(h.add(w));
+  w["spec"]["list"] = json::array({json::array({2})});
+  auto cs = h.modify(w);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.list[0]", "spec.list[1]"});
+  CHECK(cs->changes[0].old_json == "1");
+  CHECK(cs->changes[0].new_json == "[2]");
+  CHECK(cs->changes[1].op == diff::FieldOp::remove);
+  // And the same from a list keyed by name: an element after the change,
+  // paired by its key, is skipped without a wrong answer.
+  json p = fixture("pod");
+  Harness hp;
+  REQUIRE(hp.add(p));
+  p["spec"]["containers"][0]["image"] = "nginx:9";
+  p["spec"]["containers"][1]["resources"]["limits"]["cpu"] = "3";
+  auto both = hp.modify(p);
+  REQUIRE(both);
+  CHECK(paths_of(*both).size() == 2);
+}
 
 TEST_CASE("property: diffing only the changed subtree gives exactly the changes of diffing whole objects") {
   // The fast path (ChangeDetector diffs the subtree where the texts differ)
