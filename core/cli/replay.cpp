@@ -84,7 +84,8 @@ int run_replay(const Args& args) {
       continue;
     }
     auto& store = stores[type.qualified_name()];
-    auto result = detector.observe(ev.type, type, object, store, now_rfc3339());
+    diff::SourceText source{&parser, ev.frame, "object"};  // lets the pruner copy untouched subtrees
+    auto result = detector.observe(ev.type, type, object, store, now_rfc3339(), &source);
     if (!result) {
       spdlog::error("{}: byte offset {}: {}", recording.files()[ev.file], ev.offset, result.error());
       delivered_all = false;

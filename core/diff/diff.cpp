@@ -339,14 +339,18 @@ class ChangeDetector::Rules {
     rules_.push_back({PathPattern::parse(pattern), action});
   }
 
-  // The pruned text of `object`, valid until the next call.
-  std::string_view prune(dom::element object) {
+  // The pruned text of `object`, valid until the next call. `source`: the
+  // text it was parsed from, if known (see SourceText).
+  std::string_view prune(dom::element object, const SourceText* source = nullptr) {
     path_.clear();
     scratch_.clear();
     nodes_.clear();
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
     JsonOut text = JsonOut::reusing(buffer_);
-    write(object, all, text, Place{});
+    write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
+    src_ = nullptr;  // the source is the caller's: not kept past the call
+    idx_ = nullptr;
+    n_idx_ = 0;
     return text.view();
   }
 
@@ -366,7 +370,9 @@ class ChangeDetector::Rules {
     std::string_view new_text;
     simdjson::dom::element old_value;  // parsed by the validator given
     std::vector<Segment> path;
-    UnchangedBytes unchanged;  // what the differ may skip in it
+    UnchangedBytes unchanged;    // what the differ may skip in it
+    bool has_new_value = false;  // new_value: the pruned object's own value there, no parse needed
+    simdjson::dom::element new_value = {};
   };
   bool changed_subtree(std::string_view old_text, std::string_view new_text, Subtree& out,
                        simdjson::dom::parser& validator) const {
@@ -411,6 +417,7 @@ class ChangeDetector::Rules {
                          plain(old_text.substr(prefix, lo - suffix - prefix)) &&
                          (prefix == 0 || new_text[prefix - 1] != '\\');
           out.unchanged = UnchangedBytes{nodes_, chain[c], uint32_t(prefix), uint32_t(region_end), aligned};
+          out.has_new_value = copied_value(chain[c], out.new_value);
           return true;
         }
       }
@@ -456,82 +463,261 @@ class ChangeDetector::Rules {
     bool in_list = false;
     size_t key_begin = 0;
   };
-  int32_t open_node(const Place& at, size_t begin) {
+  int32_t open_node(const Place& at, size_t begin, const dom::element* value = nullptr, bool copied = true) {
     nodes_.push_back(Node{uint32_t(begin), 0, uint32_t(at.in_list || at.parent < 0 ? begin : at.key_begin), 0,
-                          at.parent, at.index, at.key, at.in_list});
+                          at.parent, at.index, at.key, at.in_list, copied, value != nullptr,
+                          value ? *value : dom::element{}});
     return int32_t(nodes_.size() - 1);
+  }
+  // The pruned object's value at node `n`, when it was copied unpruned:
+  // then the pruned text there is exactly that value.
+  bool copied_value(int32_t n, dom::element& value) const {
+    const Node& x = nodes_[size_t(n)];
+    if (!x.copied) return false;
+    if (x.has_value) {
+      value = x.value;
+      return true;
+    }
+    dom::element parent;  // inside a byte copy: no drops, so written positions are the object's
+    if (x.parent < 0 || !copied_value(x.parent, parent)) return false;
+    return (x.in_list ? parent.at(x.index) : parent.at_key(x.key)).get(value) == simdjson::SUCCESS;
   }
   void close_node(int32_t id, size_t end) {
     nodes_[size_t(id)].end = uint32_t(end);
     nodes_[size_t(id)].after = uint32_t(nodes_.size());
   }
 
-  // append_json that records the containers it writes.
-  void copy(dom::element e, JsonOut& out, const Place& at) {
+  // --- Following the source text ---------------------------------------
+  // While the pruner walks the DOM it keeps, for the value at hand, the
+  // index of its first structural character in the source (stage 1's
+  // index: every {}[]:, and the first byte of every string, number and
+  // literal, in order), or kNoSource. A container's members are then at
+  // known offsets from its bracket: key, ':', value, then ',' or the close.
+  // A mismatch with the DOM (a bracket not where the DOM has a container)
+  // drops the source for the rest of the walk: the pruner serializes
+  // instead. The source must be the text the object was parsed from.
+  static constexpr uint32_t kNoSource = UINT32_MAX;
+  char at(uint32_t i) const noexcept { return i < n_idx_ ? src_[idx_[i]] : '\0'; }
+  static uint32_t plus(uint32_t i, uint32_t n) noexcept { return i == kNoSource ? kNoSource : i + n; }
+  // Index of the last structural of the value whose first is `i`.
+  uint32_t value_end(uint32_t i) const noexcept {
+    char c = at(i);
+    if (c == '\0') return kNoSource;
+    if (c != '{' && c != '[') return i;
+    for (int depth = 0; i < n_idx_; ++i) {
+      char d = src_[idx_[i]];
+      if (d == '{' || d == '[') {
+        ++depth;
+      } else if ((d == '}' || d == ']') && --depth == 0) {
+        return i;
+      }
+    }
+    return kNoSource;
+  }
+  // Where the object starts in `source`, or kNoSource.
+  uint32_t locate(const SourceText& source) {
+    const auto* impl = source.parser ? source.parser->implementation.get() : nullptr;
+    if (!impl || impl->n_structural_indexes == 0 ||
+        impl->structural_indexes[impl->n_structural_indexes - 1] >= source.text.size())
+      return kNoSource;
+    src_ = source.text.data();
+    idx_ = impl->structural_indexes.get();
+    n_idx_ = impl->n_structural_indexes;
+    if (at(0) != '{') return kNoSource;
+    if (source.field.empty()) return 0;
+    // A field of the document's top object ("object" of a watch event):
+    // its name, quoted, must be the key's exact bytes.
+    for (uint32_t last = 0; at(last) == '{' || at(last) == ',';) {
+      uint32_t key = last + 1;
+      if (at(key) != '"') break;
+      std::string_view name(src_ + idx_[key] + 1, source.field.size());
+      if (idx_[key] + source.field.size() + 2 <= idx_[key + 1] && name == source.field &&
+          src_[idx_[key] + 1 + source.field.size()] == '"')
+        return at(key + 2) == '{' ? key + 2 : kNoSource;
+      last = plus(value_end(key + 2), 1);
+    }
+    return kNoSource;
+  }
+
+  // Whether the bytes of the integer token [p, q) are what append_json
+  // writes for its value: -?(0|[1-9][0-9]*), short enough to be an int64.
+  static bool canonical_integer(const char* p, const char* q) noexcept {
+    if (p < q && *p == '-') ++p;
+    if (p == q || q - p > 18 || (*p == '0' && q - p > 1)) return false;
+    for (; p < q; ++p)
+      if (*p < '0' || *p > '9') return false;
+    return true;
+  }
+
+  // Copies the container whose first structural is `first` from the source,
+  // recording its containers, when its bytes are exactly what copy() would
+  // write: no backslash (so no escapes, the only way two JSON texts of one
+  // string differ), no whitespace between tokens, integers in canonical
+  // form. Returns its last structural, or kNoSource having written nothing.
+  uint32_t copy_source(JsonOut& out, const Place& place, uint32_t first) {
+    if (at(first) != '{' && at(first) != '[') return kNoSource;
+    const uint32_t origin = idx_[first];
+    const size_t base = out.used(), first_node = nodes_.size();
+    open_.clear();
+    auto fail = [&] {
+      nodes_.resize(first_node);
+      return kNoSource;
+    };
+    // One pass: every token checked, containers recorded, until the bracket
+    // that closes the first one.
+    for (uint32_t j = first; j < n_idx_; ++j) {
+      const uint32_t p = idx_[j], q = j + 1 < n_idx_ ? idx_[j + 1] : p + 1;  // q: where the next token starts
+      switch (src_[p]) {
+        case '{':
+        case '[': {
+          Place child = place;
+          if (j != first) {
+            Open& parent = open_.back();
+            if (parent.list) {
+              child = Place{parent.id, {}, parent.members, true, 0};
+            } else {  // "key":{ - the key's opening quote is two structurals back
+              uint32_t k = idx_[j - 2];
+              child =
+                  Place{parent.id, std::string_view(src_ + k + 1, idx_[j - 1] - k - 2), 0, false, base + k - origin};
+            }
+          }
+          open_.push_back(Open{open_node(child, base + p - origin), 0, src_[p] == '['});
+          if (q != p + 1) return fail();
+          break;
+        }
+        case '}':
+        case ']':
+          close_node(open_.back().id, base + p + 1 - origin);
+          open_.pop_back();
+          if (open_.empty()) {  // the whole container checked: copy it
+            const size_t length = p + 1 - origin;
+            if (std::memchr(src_ + origin, '\\', length)) return fail();
+            out.put(std::string_view(src_ + origin, length));
+            return j;
+          }
+          if (q != p + 1) return fail();
+          break;
+        case ',': ++open_.back().members; [[fallthrough]];
+        case ':':
+          if (q != p + 1) return fail();
+          break;
+        case '"':  // no backslash: the next quote closes it, and the next token follows at once
+          if (q < p + 2 || src_[q - 1] != '"') return fail();
+          break;
+        case 't':
+        case 'n':
+          if (q != p + 4) return fail();
+          break;
+        case 'f':
+          if (q != p + 5) return fail();
+          break;
+        default:
+          if (!canonical_integer(src_ + p, src_ + q)) return fail();
+      }
+    }
+    return fail();  // not closed: cannot happen in a text simdjson accepted
+  }
+
+  // append_json that records the containers it writes. `first`: the
+  // value's first structural in the source (see above). Returns its last.
+  uint32_t copy(dom::element e, JsonOut& out, const Place& at_place, uint32_t first) {
     auto type = e.type();
-    if (type == dom::element_type::OBJECT) {
-      int32_t id = open_node(at, out.used());
+    const bool object = type == dom::element_type::OBJECT;
+    if (first != kNoSource && (object || type == dom::element_type::ARRAY)) {
+      size_t node = nodes_.size();
+      if (uint32_t last = copy_source(out, at_place, first); last != kNoSource) {
+        nodes_[node].value = e;
+        nodes_[node].has_value = true;
+        return last;
+      }
+      if (at(first) != (object ? '{' : '[')) first = kNoSource;
+    }
+    if (object) {
+      int32_t id = open_node(at_place, out.used(), &e);
       out.put('{');
-      bool first = true;
+      uint32_t cursor = first;  // the '{', then each ',': the next member is 3 on (key, ':', value)
+      bool any = false;
       for (auto [key, v] : dom::object(e)) {
-        if (!first) out.put(',');
-        first = false;
+        if (any) out.put(',');
+        any = true;
         size_t key_begin = out.used();
         append_json_string(key, out);
         out.put(':');
-        copy(v, out, Place{id, key, 0, false, key_begin});
+        cursor = plus(copy(v, out, Place{id, key, 0, false, key_begin}, plus(cursor, 3)), 1);
       }
       out.put('}');
       close_node(id, out.used());
-    } else if (type == dom::element_type::ARRAY) {
-      int32_t id = open_node(at, out.used());
+      return closing(first, cursor, any, '}');
+    }
+    if (type == dom::element_type::ARRAY) {
+      int32_t id = open_node(at_place, out.used(), &e);
       out.put('[');
-      uint32_t i = 0;
+      uint32_t cursor = first, i = 0;
       for (dom::element v : dom::array(e)) {
         if (i) out.put(',');
-        copy(v, out, Place{id, {}, i++, true});
+        cursor = plus(copy(v, out, Place{id, {}, i++, true}, plus(cursor, 1)), 1);
       }
       out.put(']');
       close_node(id, out.used());
-    } else {
-      append_json(e, out);
+      return closing(first, cursor, i > 0, ']');
     }
+    append_json(e, out);
+    return first;  // a scalar is one token
   }
 
-  void write(dom::element e, uint64_t alive, JsonOut& out, const Place& at) {
-    if (alive == 0) return copy(e, out, at);
+  // The close bracket of a container that opened at `first` and whose last
+  // member ended just before `cursor`; kNoSource if it is not there.
+  uint32_t closing(uint32_t first, uint32_t cursor, bool any, char bracket) const noexcept {
+    uint32_t close = any ? cursor : plus(first, 1);
+    return at(close) == bracket ? close : kNoSource;
+  }
+
+  uint32_t write(dom::element e, uint64_t alive, JsonOut& out, const Place& at_place, uint32_t first) {
+    if (alive == 0) return copy(e, out, at_place, first);
     if (e.type() == dom::element_type::OBJECT) {
-      int32_t id = open_node(at, out.used());
+      if (at(first) != '{') first = kNoSource;
+      int32_t id = open_node(at_place, out.used(), &e, false);
       out.put('{');
-      bool first = true;
+      uint32_t cursor = first;
+      bool written = false, any = false;
       for (auto [key, v] : dom::object(e)) {
+        uint32_t value = plus(cursor, 3);
+        any = true;
         Segment seg{Segment::Kind::key, key, 0, {}, {}};
         uint64_t child_alive;
         auto action = step(alive, seg, child_alive);
-        if (action == Action::drop) continue;
-        if (!first) out.put(',');
-        first = false;
+        if (action == Action::drop) {
+          cursor = plus(value_end(value), 1);
+          continue;
+        }
+        if (written) out.put(',');
+        written = true;
         size_t key_begin = out.used();
         append_json_string(key, out);
         out.put(':');
         if (action == Action::redact) {
           redact(v, out);
+          cursor = plus(value_end(value), 1);
         } else {
           path_.push_back(seg);
-          write(v, child_alive, out, Place{id, key, 0, false, key_begin});
+          cursor = plus(write(v, child_alive, out, Place{id, key, 0, false, key_begin}, value), 1);
           path_.pop_back();
         }
       }
       out.put('}');
       close_node(id, out.used());
-    } else if (e.type() == dom::element_type::ARRAY) {
+      return closing(first, cursor, any, '}');
+    }
+    if (e.type() == dom::element_type::ARRAY) {
+      if (at(first) != '[') first = kNoSource;
       dom::array arr(e);
       std::string_view key = choose_key(keys_->candidates(path_), {arr});
-      int32_t id = open_node(at, out.used());
+      int32_t id = open_node(at_place, out.used(), &e, false);
       out.put('[');
-      uint32_t written = 0;
+      uint32_t written = 0, cursor = first;
       size_t i = 0;
       for (dom::element v : arr) {
+        uint32_t value = plus(cursor, 1);
         Segment seg{Segment::Kind::index, {}, i++, {}, {}};
         if (!key.empty() && key_text(dom::object(v)[key].value_unsafe(), seg.value, scratch_)) {
           seg.kind = Segment::Kind::keyed;
@@ -539,22 +725,27 @@ class ChangeDetector::Rules {
         }
         uint64_t child_alive;
         auto action = step(alive, seg, child_alive);
-        if (action == Action::drop) continue;
+        if (action == Action::drop) {
+          cursor = plus(value_end(value), 1);
+          continue;
+        }
         if (written) out.put(',');
         Place place{id, {}, written++, true};
         if (action == Action::redact) {
           redact(v, out);
+          cursor = plus(value_end(value), 1);
         } else {
           path_.push_back(seg);
-          write(v, child_alive, out, place);
+          cursor = plus(write(v, child_alive, out, place, value), 1);
           path_.pop_back();
         }
       }
       out.put(']');
       close_node(id, out.used());
-    } else {
-      append_json(e, out);
+      return closing(first, cursor, i > 0, ']');
     }
+    append_json(e, out);
+    return first;
   }
 
   void redact(dom::element v, JsonOut& out) {
@@ -573,6 +764,16 @@ class ChangeDetector::Rules {
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;
   std::string buffer_;  // prune()'s output, reused: a cached object is copied out at its exact size
+  // The source of the prune() under way (see "Following the source text").
+  const char* src_ = nullptr;
+  const uint32_t* idx_ = nullptr;
+  uint32_t n_idx_ = 0;
+  struct Open {  // a container copy_source() is inside
+    int32_t id;
+    uint32_t members;  // commas seen: the index of the next element
+    bool list;
+  };
+  std::vector<Open> open_;
 };
 
 namespace {
@@ -785,8 +986,9 @@ kube::StoredObject stored_object(dom::element object, std::string_view pruned) {
 }
 }  // namespace
 
-kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object) {
-  return stored_object(object, rules_for(type).prune(object));
+kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object,
+                                         const SourceText* source) {
+  return stored_object(object, rules_for(type).prune(object, source));
 }
 
 Result<bool> ChangeDetector::seed(const kube::ResourceType& type, dom::element object, kube::ObjectStore& store) {
@@ -824,7 +1026,7 @@ std::optional<ChangeSet> ChangeDetector::forget(const kube::ResourceType& type, 
 
 Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType event, const kube::ResourceType& type,
                                                          dom::element object, kube::ObjectStore& store,
-                                                         std::string_view observed_at) {
+                                                         std::string_view observed_at, const SourceText* source) {
   using R = Result<std::optional<ChangeSet>>;
   ++stats_.events;
   dom::element metadata;
@@ -844,7 +1046,7 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     return std::optional<ChangeSet>{};
   }
   Rules& rules = rules_for(type);
-  std::string_view pruned = rules.prune(object);
+  std::string_view pruned = rules.prune(object, source);
   if (event != kube::WatchEventType::deleted && old && old->json == pruned) {
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
@@ -884,12 +1086,13 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     // Diff only the subtree holding the changed bytes when there is one.
     Rules::Subtree where;
     if (whole_objects_ || !rules.changed_subtree(old->json, now.json, where, old_parser_)) {
-      where = Rules::Subtree{now.json, {}, {}, {}};
+      where = Rules::Subtree{now.json, {}, {}, {}, false, {}};
       if (old_parser_.parse(old->json).get(where.old_value) != simdjson::SUCCESS)
         return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
     }
-    dom::element b;
-    if (new_parser_.parse(where.new_text.data(), where.new_text.size()).get(b) != simdjson::SUCCESS)
+    dom::element b = where.new_value;
+    if (!where.has_new_value &&
+        new_parser_.parse(where.new_text.data(), where.new_text.size()).get(b) != simdjson::SUCCESS)
       return R::failure("internal error: pruned object is not valid JSON");
     differ_.diff(where.old_value, b, cs.changes, list_keys(type), where.path,
                  where.unchanged.root >= 0 ? &where.unchanged : nullptr);

@@ -76,6 +76,18 @@ struct ChangeSet {
   static ChangeSet from_json(std::string_view text);
 };
 
+// The JSON text an object was parsed from, and the parser that parsed it
+// (it still holds stage 1's index of every structural character of the
+// text). With it the pruner copies untouched subtrees byte for byte instead
+// of serializing them again - only where the copy is exactly what it would
+// write (compact, no escapes, integers only), so a cached text never
+// depends on which way it was made. Valid until the parser parses again.
+struct SourceText {
+  const simdjson::dom::parser* parser = nullptr;
+  std::string_view text;   // the bytes `parser` last parsed
+  std::string_view field;  // "": the object is the document; else the document's field holding it
+};
+
 // What to ignore and what to hide, from the [diff] config section.
 struct DiffOptions {
   std::vector<std::string> ignore_paths;    // patterns, dropped for every resource
@@ -109,6 +121,9 @@ struct UnchangedBytes {
     uint32_t index = 0;    // position in the parent list, as written
     std::string_view key;  // name in the parent object
     bool in_list = false;
+    bool copied = false;                // written unpruned: the same value as in the object pruned
+    bool has_value = false;             // `value` is known (not inside a byte copy)
+    simdjson::dom::element value = {};  // the object's value it was written from
   };
   std::span<const Node> nodes;
   int32_t root = -1;  // the node of the two values diffed
@@ -165,9 +180,10 @@ class ChangeDetector {
   // returns the change set it amounts to, or nullopt when nothing a user
   // cares about changed (noise, re-delivery). An error (the object lacks
   // metadata.name, say) leaves the store untouched.
+  // `source`, when given, is the text `object` was parsed from (faster).
   Result<std::optional<ChangeSet>> observe(kube::WatchEventType event, const kube::ResourceType& type,
                                            simdjson::dom::element object, kube::ObjectStore& store,
-                                           std::string_view observed_at);
+                                           std::string_view observed_at, const SourceText* source = nullptr);
 
   // Stores an object that already existed when watching began (an initial
   // list): cached, never reported. An object without metadata.name is an error.
@@ -181,7 +197,8 @@ class ChangeDetector {
                                   std::string_view observed_at, std::string_view list_rv);
 
   // Prunes and redacts an object as the cache would store it.
-  kube::StoredObject prune(const kube::ResourceType& type, simdjson::dom::element object);
+  kube::StoredObject prune(const kube::ResourceType& type, simdjson::dom::element object,
+                           const SourceText* source = nullptr);
 
   // Learns the keyed lists of a custom resource from its
   // CustomResourceDefinition object (apiextensions.k8s.io/v1 or v1beta1), so

@@ -266,7 +266,8 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     std::string_view ns;
     if (object.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
     if (excluded(ns)) return;
-    auto cs = detector_.observe(*type, opt_.type, object, store_, now_rfc3339());
+    diff::SourceText source{&parser, frame, "object"};  // lets the pruner copy untouched subtrees
+    auto cs = detector_.observe(*type, opt_.type, object, store_, now_rfc3339(), &source);
     if (!cs) {
       spdlog::warn("{}: event at byte offset {}: {}", name_, offset, cs.error());
       return;
