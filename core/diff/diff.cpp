@@ -497,6 +497,12 @@ class ChangeDetector::Rules {
   // drops the source for the rest of the walk: the pruner serializes
   // instead. The source must be the text the object was parsed from.
   static constexpr uint32_t kNoSource = UINT32_MAX;
+  static constexpr auto kDepthStep = [] {
+    std::array<signed char, 256> t{};
+    t['{'] = t['['] = 1;
+    t['}'] = t[']'] = -1;
+    return t;
+  }();
   char at(uint32_t i) const noexcept { return i < n_idx_ ? src_[idx_[i]] : '\0'; }
   static uint32_t plus(uint32_t i, uint32_t n) noexcept { return i == kNoSource ? kNoSource : i + n; }
   // Index of the last structural of the value whose first is `i`.
@@ -504,13 +510,11 @@ class ChangeDetector::Rules {
     char c = at(i);
     if (c == '\0') return kNoSource;
     if (c != '{' && c != '[') return i;
+    const char* src = src_;
+    const uint32_t* idx = idx_;
     for (int depth = 0; i < n_idx_; ++i) {
-      char d = src_[idx_[i]];
-      if (d == '{' || d == '[') {
-        ++depth;
-      } else if ((d == '}' || d == ']') && --depth == 0) {
-        return i;
-      }
+      depth += kDepthStep[static_cast<unsigned char>(src[idx[i]])];
+      if (depth == 0) return i;
     }
     return kNoSource;
   }
@@ -564,55 +568,49 @@ class ChangeDetector::Rules {
       return kNoSource;
     };
     // One pass: every token checked, containers recorded, until the bracket
-    // that closes the first one.
-    for (uint32_t j = first; j < n_idx_; ++j) {
-      const uint32_t p = idx_[j], q = j + 1 < n_idx_ ? idx_[j + 1] : p + 1;  // q: where the next token starts
-      switch (src_[p]) {
-        case '{':
-        case '[': {
-          Place child = place;
-          if (j != first) {
-            Open& parent = open_.back();
-            if (parent.list) {
-              child = Place{parent.id, {}, parent.members, true, 0};
-            } else {  // "key":{ - the key's opening quote is two structurals back
-              uint32_t k = idx_[j - 2];
-              child =
-                  Place{parent.id, std::string_view(src_ + k + 1, idx_[j - 1] - k - 2), 0, false, base + k - origin};
-            }
+    // that closes the first one. Checks accumulate in `bad` (branches on
+    // them would mispredict; only brackets change what the walk does).
+    bool bad = false;
+    const char* const src = src_;  // locals: the stores below cannot alias them
+    const uint32_t* const idx = idx_;
+    const uint32_t n = n_idx_;
+    for (uint32_t j = first; j < n; ++j) {
+      const uint32_t p = idx[j], q = j + 1 < n ? idx[j + 1] : p + 1;  // q: where the next token starts
+      const char c = src[p];
+      if (c == '"') {  // no backslash (checked below): the next quote closes it, the next token follows at once
+        bad |= q < p + 2 || src[q - 1] != '"';
+      } else if (c == ':' || c == ',') {
+        bad |= q != p + 1;
+        open_.back().members += c == ',';
+      } else if (c == '{' || c == '[') {
+        Place child = place;
+        if (j != first) {
+          Open& parent = open_.back();
+          if (parent.list) {
+            child = Place{parent.id, {}, parent.members, true, 0};
+          } else {  // "key":{ - the key's opening quote is two structurals back
+            uint32_t k = idx[j - 2];
+            child = Place{parent.id, std::string_view(src + k + 1, idx[j - 1] - k - 2), 0, false, base + k - origin};
           }
-          open_.push_back(Open{open_node(child, base + p - origin), 0, src_[p] == '['});
-          if (q != p + 1) return fail();
-          break;
         }
-        case '}':
-        case ']':
-          close_node(open_.back().id, base + p + 1 - origin);
-          open_.pop_back();
-          if (open_.empty()) {  // the whole container checked: copy it
-            const size_t length = p + 1 - origin;
-            if (std::memchr(src_ + origin, '\\', length)) return fail();
-            out.put(std::string_view(src_ + origin, length));
-            return j;
-          }
-          if (q != p + 1) return fail();
-          break;
-        case ',': ++open_.back().members; [[fallthrough]];
-        case ':':
-          if (q != p + 1) return fail();
-          break;
-        case '"':  // no backslash: the next quote closes it, and the next token follows at once
-          if (q < p + 2 || src_[q - 1] != '"') return fail();
-          break;
-        case 't':
-        case 'n':
-          if (q != p + 4) return fail();
-          break;
-        case 'f':
-          if (q != p + 5) return fail();
-          break;
-        default:
-          if (!canonical_integer(src_ + p, src_ + q)) return fail();
+        open_.push_back(Open{open_node(child, base + p - origin), 0, c == '['});
+        bad |= q != p + 1;
+      } else if (c == '}' || c == ']') {
+        close_node(open_.back().id, base + p + 1 - origin);
+        open_.pop_back();
+        if (open_.empty()) {  // the whole container read: copy it if it passed
+          const size_t length = p + 1 - origin;
+          if (bad || std::memchr(src + origin, '\\', length)) return fail();
+          out.put(std::string_view(src + origin, length));
+          return j;
+        }
+        bad |= q != p + 1;
+      } else if (c == 't' || c == 'n') {
+        bad |= q != p + 4;
+      } else if (c == 'f') {
+        bad |= q != p + 5;
+      } else {
+        bad |= !canonical_integer(src + p, src + q);
       }
     }
     return fail();  // not closed: cannot happen in a text simdjson accepted
@@ -1039,7 +1037,7 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   std::string_view rv;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
   std::string key = kube::ObjectStore::key_of(ns, name);
-  const kube::StoredObject* old = store.find(key);
+  kube::StoredObject* old = store.find_mutable(key);
 
   if (event != kube::WatchEventType::deleted && old && !rv.empty() && rv == old->resource_version) {
     ++stats_.redeliveries;
@@ -1050,13 +1048,13 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   if (event != kube::WatchEventType::deleted && old && old->json == pruned) {
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
-    kube::StoredObject* cached = store.find_mutable(key);
-    cached->resource_version.assign(rv);
-    extract_managers(object, cached->managers);
+    old->resource_version.assign(rv);
+    extract_managers(object, old->managers);
     ++stats_.noise;
     return std::optional<ChangeSet>{};
   }
-  kube::StoredObject now = stored_object(object, pruned);
+  std::string_view uid;
+  if (metadata["uid"].get(uid) != simdjson::SUCCESS) uid = {};
 
   // Filled only once it is known to be one: most events are noise.
   ChangeSet cs;
@@ -1066,17 +1064,19 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     cs.resource = type;
     cs.object_namespace.assign(ns);
     cs.name.assign(name);
-    cs.uid = now.uid;
-    cs.resource_version = now.resource_version;
-    cs.id = cluster_ + "/" + cs.uid + "/" + cs.resource_version;
+    cs.uid.assign(uid);
+    cs.resource_version.assign(rv);
+    cs.id.reserve(cluster_.size() + uid.size() + rv.size() + 2);
+    cs.id.append(cluster_).append("/").append(uid).append("/").append(rv);
   };
 
   if (event == kube::WatchEventType::deleted) {
     identify();
     cs.type = ChangeType::deleted;
-    cs.old_object = now.json;
+    cs.old_object = pruned;
     store.erase(key);
   } else if (!old) {
+    kube::StoredObject now = stored_object(object, pruned);
     identify();
     cs.type = ChangeType::added;
     cs.actor = find_actor(nullptr, now.managers);
@@ -1085,8 +1085,8 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   } else {
     // Diff only the subtree holding the changed bytes when there is one.
     Rules::Subtree where;
-    if (whole_objects_ || !rules.changed_subtree(old->json, now.json, where, old_parser_)) {
-      where = Rules::Subtree{now.json, {}, {}, {}, false, {}};
+    if (whole_objects_ || !rules.changed_subtree(old->json, pruned, where, old_parser_)) {
+      where = Rules::Subtree{pruned, {}, {}, {}, false, {}};
       if (old_parser_.parse(old->json).get(where.old_value) != simdjson::SUCCESS)
         return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
     }
@@ -1096,19 +1096,26 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
       return R::failure("internal error: pruned object is not valid JSON");
     differ_.diff(where.old_value, b, cs.changes, list_keys(type), where.path,
                  where.unchanged.root >= 0 ? &where.unchanged : nullptr);
+    // The cached object becomes the new one in place: its strings keep
+    // their storage (the DOMs diffed above own copies of their text).
+    extract_managers(object, managers_);
+    auto update_cache = [&] {
+      if (options_.include_objects) cs.old_object = std::move(old->json);
+      old->json.assign(pruned);
+      old->uid.assign(uid);
+      old->resource_version.assign(rv);
+      old->managers.swap(managers_);
+    };
     if (cs.changes.empty()) {  // e.g. a keyed list reordered
       ++stats_.noise;
-      store.put(std::move(key), std::move(now));
+      update_cache();
       return std::optional<ChangeSet>{};
     }
     identify();
     cs.type = ChangeType::modified;
-    cs.actor = find_actor(&old->managers, now.managers, object, &cs.changes);
-    if (options_.include_objects) {
-      cs.old_object = old->json;
-      cs.new_object = now.json;
-    }
-    store.put(std::move(key), std::move(now));
+    cs.actor = find_actor(&old->managers, managers_, object, &cs.changes);
+    update_cache();
+    if (options_.include_objects) cs.new_object = pruned;
   }
   cs.summary = summarize(cs);
   ++stats_.change_sets;

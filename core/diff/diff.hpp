@@ -236,6 +236,7 @@ class ChangeDetector {
   simdjson::dom::parser old_parser_;
   simdjson::dom::parser new_parser_;
   DocumentDiffer differ_;
+  std::vector<kube::ManagerEntry> managers_;  // a modified object's new managers, swapped into the cache
   Stats stats_;
   bool whole_objects_ = false;
 };
