@@ -96,36 +96,35 @@ namespace {
 constexpr size_t kSummaryItems = 3;
 constexpr size_t kValueWidth = 60;
 
-// A value for humans: strings without quotes, long values shortened (at a
-// character boundary: a summary stays valid UTF-8).
-std::string show(const std::string& json) {
-  std::string s;
+// A value for humans, appended to `out`: strings without quotes, long
+// values shortened (at a character boundary: a summary stays valid UTF-8).
+void show(std::string_view json, std::string& out) {
+  std::string unescaped;
+  std::string_view s = json;
   if (json.size() >= 2 && json.front() == '"' && json.back() == '"') {
-    if (json.find('\\') == std::string::npos) {
-      s.assign(json, 1, json.size() - 2);  // nothing escaped: the common case, no parse
+    if (json.find('\\') == std::string_view::npos) {
+      s = json.substr(1, json.size() - 2);  // nothing escaped: the common case, no parse
     } else {
       auto v = nlohmann::json::parse(json, nullptr, false);
-      s = v.is_string() ? v.get<std::string>() : json;
+      if (v.is_string()) s = unescaped = v.get<std::string>();
     }
-  } else {
-    s = json;
   }
   if (s.size() > kValueWidth) {
     size_t cut = kValueWidth - 3;
     while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
-    s.resize(cut);
-    s += "...";
+    out.append(s.substr(0, cut)).append("...");
+  } else {
+    out.append(s);
   }
-  return s;
 }
 
 // "spec.template.spec.containers[name=web].image" -> "web"
-std::string container_of(const std::string& path) {
+std::string_view container_of(std::string_view path) {
   auto open = path.rfind("containers[name=");
-  if (open == std::string::npos) return {};
+  if (open == std::string_view::npos) return {};
   open += 16;
   auto close = path.find(']', open);
-  return close == std::string::npos ? std::string() : path.substr(open, close - open);
+  return close == std::string_view::npos ? std::string_view() : path.substr(open, close - open);
 }
 
 bool is_image(const FieldChange& c) {
@@ -133,37 +132,57 @@ bool is_image(const FieldChange& c) {
 }
 bool is_replicas(const FieldChange& c) { return c.path == "spec.replicas"; }
 
-std::string describe(const FieldChange& c) {
-  if (is_image(c)) return "container " + container_of(c.path) + " image " + show(c.old_json) + " → " + show(c.new_json);
-  if (is_replicas(c) && c.op == FieldOp::replace) return "replicas " + show(c.old_json) + " → " + show(c.new_json);
+void describe(const FieldChange& c, std::string& out) {
+  auto old_to_new = [&] {
+    show(c.old_json, out);
+    out.append(" → ");
+    show(c.new_json, out);
+  };
+  if (is_image(c)) {
+    out.append("container ").append(container_of(c.path)).append(" image ");
+    return old_to_new();
+  }
+  if (is_replicas(c) && c.op == FieldOp::replace) {
+    out.append("replicas ");
+    return old_to_new();
+  }
+  out.append(c.path);
   switch (c.op) {
-    case FieldOp::add: return c.path + " added (" + show(c.new_json) + ")";
-    case FieldOp::remove: return c.path + " removed";
-    default: return c.path + " " + show(c.old_json) + " → " + show(c.new_json);
+    case FieldOp::add:
+      out.append(" added (");
+      show(c.new_json, out);
+      out.append(")");
+      return;
+    case FieldOp::remove: out.append(" removed"); return;
+    default: out.append(" "); old_to_new();
   }
 }
 
 }  // namespace
 
 std::string summarize(const ChangeSet& cs) {
-  std::string who =
-      cs.resource.kind + " " + (cs.object_namespace.empty() ? cs.name : cs.object_namespace + "/" + cs.name);
-  if (cs.type == ChangeType::added) return who + " added";
-  if (cs.type == ChangeType::deleted) return who + " deleted";
+  std::string out;
+  out.reserve(128);
+  out.append(cs.resource.kind).append(" ");
+  if (!cs.object_namespace.empty()) out.append(cs.object_namespace).append("/");
+  out.append(cs.name);
+  if (cs.type == ChangeType::added) return out.append(" added");
+  if (cs.type == ChangeType::deleted) return out.append(" deleted");
   // What users look for first: images, then scale, then the rest in order.
-  std::vector<const FieldChange*> order;
-  for (const auto& c : cs.changes)
-    if (is_image(c)) order.push_back(&c);
-  for (const auto& c : cs.changes)
-    if (is_replicas(c)) order.push_back(&c);
-  for (const auto& c : cs.changes)
-    if (!is_image(c) && !is_replicas(c)) order.push_back(&c);
-  std::string out = who + ": ";
-  for (size_t i = 0; i < order.size() && i < kSummaryItems; ++i) {
-    if (i) out += "; ";
-    out += describe(*order[i]);
-  }
-  if (order.size() > kSummaryItems) out += "; and " + std::to_string(order.size() - kSummaryItems) + " more";
+  size_t shown = 0;
+  auto show_where = [&](auto wanted) {
+    for (const auto& c : cs.changes) {
+      if (shown == kSummaryItems) return;
+      if (!wanted(c)) continue;
+      out.append(shown++ ? "; " : ": ");
+      describe(c, out);
+    }
+  };
+  show_where(is_image);
+  show_where(is_replicas);
+  show_where([](const FieldChange& c) { return !is_image(c) && !is_replicas(c); });
+  if (cs.changes.size() > kSummaryItems)
+    out.append("; and ").append(std::to_string(cs.changes.size() - kSummaryItems)).append(" more");
   return out;
 }
 
