@@ -331,6 +331,7 @@ class ChangeDetector::Rules {
   static constexpr size_t kMaxRules = 64;
 
   explicit Rules(const ListKeys& keys) : keys_(&keys) {}
+  const ListKeys& keys() const noexcept { return *keys_; }
 
   void add(std::string_view pattern, Action action) {
     if (rules_.size() == kMaxRules)
@@ -915,9 +916,17 @@ ChangeDetector::ChangeDetector(std::string cluster, DiffOptions options)
 ChangeDetector::~ChangeDetector() = default;
 
 ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type) {
+  // An informer sees one type: the last one answers without building a key.
+  if (last_rules_ && type.resource == last_type_.resource && type.group == last_type_.group &&
+      type.version == last_type_.version)
+    return *last_rules_;
   std::string key = type.qualified_name() + "/" + type.version;
   auto it = rules_.find(key);
-  if (it != rules_.end()) return *it->second;
+  if (it != rules_.end()) {
+    last_type_ = type;
+    last_rules_ = it->second.get();
+    return *it->second;
+  }
   auto rules = std::make_unique<Rules>(list_keys(type));
   for (auto p : kNoisePaths) rules->add(p, Rules::Action::drop);
   bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),
@@ -1094,7 +1103,7 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     if (!where.has_new_value &&
         new_parser_.parse(where.new_text.data(), where.new_text.size()).get(b) != simdjson::SUCCESS)
       return R::failure("internal error: pruned object is not valid JSON");
-    differ_.diff(where.old_value, b, cs.changes, list_keys(type), where.path,
+    differ_.diff(where.old_value, b, cs.changes, rules.keys(), where.path,
                  where.unchanged.root >= 0 ? &where.unchanged : nullptr);
     // The cached object becomes the new one in place: its strings keep
     // their storage (the DOMs diffed above own copies of their text).

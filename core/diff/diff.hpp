@@ -232,6 +232,8 @@ class ChangeDetector {
   DiffOptions options_;
   ListKeys& list_keys_for(std::string_view group, std::string_view kind);
   std::map<std::string, std::unique_ptr<Rules>, std::less<>> rules_;
+  kube::ResourceType last_type_;  // rules_for()'s last answer
+  Rules* last_rules_ = nullptr;
   std::map<std::string, std::unique_ptr<ListKeys>, std::less<>> list_keys_;  // "group/Kind"
   simdjson::dom::parser old_parser_;
   simdjson::dom::parser new_parser_;
