@@ -376,7 +376,7 @@ class ChangeDetector::Rules {
     simdjson::dom::element new_value = {};
   };
   bool changed_subtree(std::string_view old_text, std::string_view new_text, Subtree& out,
-                       simdjson::dom::parser& validator) const {
+                       simdjson::dom::parser& validator) {
     size_t lo = old_text.size(), ln = new_text.size();
     size_t prefix = common_prefix(old_text, new_text);
     size_t suffix = common_suffix(old_text.substr(prefix), new_text.substr(prefix));
@@ -393,11 +393,18 @@ class ChangeDetector::Rules {
     std::reverse(chain.begin(), chain.end());
     std::vector<Segment> path;
     size_t stop = chain.size() - 1;  // index in chain of the subtree to diff
+    size_t element = 0;              // index in chain of the keyed list element narrowed into; 0: none
     for (size_t c = 1; c < chain.size(); ++c) {
       const Node& n = nodes_[chain[c]];
       if (n.in_list && !keys_->candidates(path).empty()) {  // path is still the list's own
-        stop = c - 1;
-        break;
+        Segment seg;
+        if (element != 0 || !element_segment(chain[c - 1], n, keys_->candidates(path), seg)) {
+          stop = c - 1;
+          break;
+        }
+        element = c;
+        path.push_back(seg);
+        continue;
       }
       path.push_back(n.in_list ? Segment{Segment::Kind::index, {}, n.index, {}, {}}
                                : Segment{Segment::Kind::key, n.key, 0, {}, {}});
@@ -410,7 +417,9 @@ class ChangeDetector::Rules {
       ptrdiff_t old_end = ptrdiff_t(n.end) + shift;
       if (old_end > ptrdiff_t(n.begin) && size_t(old_end) <= lo) {
         std::string_view old_sub = old_text.substr(n.begin, size_t(old_end) - n.begin);
-        if (validator.parse(old_sub.data(), old_sub.size()).get(out.old_value) == simdjson::SUCCESS) {
+        // Diffing the element itself: its merge key must not have changed.
+        if (validator.parse(old_sub.data(), old_sub.size()).get(out.old_value) == simdjson::SUCCESS &&
+            (c != element || same_merge_keys(out.old_value, chain[c], std::span(path).first(c - 1)))) {
           out.new_text = new_text.substr(n.begin, n.end - n.begin);
           out.path = std::move(path);
           auto plain = [](std::string_view bytes) { return bytes.find_first_of("\"\\") == std::string_view::npos; };
@@ -432,6 +441,44 @@ class ChangeDetector::Rules {
     PathPattern pattern;
     Action action;
   };
+
+  // Narrowing into one element E of a keyed list L (an image bump then
+  // parses one container, not the list). Exact when the diff runs on E or
+  // below it: the old text at that place parses as one value, so all of L
+  // but E is the same bytes in both texts; E's merge-key fields are outside
+  // a subtree below E, and checked by same_merge_keys() when diffing E
+  // itself. So the key chosen for L, the keys' uniqueness and E's pairing
+  // are what the new list alone says, and the segment for E comes from it.
+  // False when L was not copied unpruned (its value is not at hand).
+  bool element_segment(int32_t list, const UnchangedBytes::Node& e, std::span<const std::string_view> candidates,
+                       Segment& seg) {
+    dom::element list_value;
+    dom::array arr;
+    if (!copied_value(list, list_value) || list_value.get(arr) != simdjson::SUCCESS) return false;
+    std::string_view key = choose_key(candidates, {arr});
+    keyed_.clear();
+    if (!key.empty() && keyed_elements(arr, key, keyed_, scratch_) && e.index < keyed_.size())
+      seg = Segment{Segment::Kind::keyed, {}, e.index, key, keyed_[e.index].key};
+    else
+      seg = Segment{Segment::Kind::index, {}, e.index, {}, {}};
+    return true;
+  }
+  // Whether the old and new element at `node` agree on every merge-key
+  // candidate of their list (at `list_path`): present in both with the
+  // same scalar, or in neither.
+  bool same_merge_keys(dom::element old_element, int32_t node, std::span<const Segment> list_path) const {
+    dom::element new_element;
+    dom::object a, b;
+    if (!copied_value(node, new_element) || old_element.get(a) != simdjson::SUCCESS ||
+        new_element.get(b) != simdjson::SUCCESS)
+      return false;
+    for (std::string_view k : keys_->candidates(list_path)) {
+      dom::element va, vb;
+      bool ha = a.at_key(k).get(va) == simdjson::SUCCESS, hb = b.at_key(k).get(vb) == simdjson::SUCCESS;
+      if (ha != hb || (ha && (is_container(va) || is_container(vb) || !same_scalar(va, vb)))) return false;
+    }
+    return true;
+  }
 
   // Which rules a child at `seg` keeps alive, and whether one ends there.
   std::optional<Action> step(uint64_t alive, const Segment& seg, uint64_t& child_alive) const {
@@ -762,7 +809,8 @@ class ChangeDetector::Rules {
   std::vector<Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;
-  std::string buffer_;  // prune()'s output, reused: a cached object is copied out at its exact size
+  std::vector<KeyedElement> keyed_;  // element_segment()'s
+  std::string buffer_;               // prune()'s output, reused: a cached object is copied out at its exact size
   // The source of the prune() under way (see "Following the source text").
   const char* src_ = nullptr;
   const uint32_t* idx_ = nullptr;

@@ -703,6 +703,25 @@ TEST_CASE("pruning copies from the source text only what it would write itself")
   }
 }
 
+TEST_CASE("renaming a container is a remove and an add, not a change inside it") {
+  // The changed bytes lie inside one container, so the diff narrows into
+  // it - unless its merge key moved, which changes what it pairs with.
+  Harness h;
+  json p = fixture("pod");
+  REQUIRE(h.add(p));
+  p["spec"]["containers"][1]["name"] = "envoy-next";
+  auto cs = h.modify(p);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.containers[name=envoy-next]", "spec.containers[name=envoy]"});
+  CHECK(cs->changes[0].op == diff::FieldOp::add);
+  CHECK(cs->changes[1].op == diff::FieldOp::remove);
+  // Its image, once renamed: narrowed into the element, at its new key.
+  p["spec"]["containers"][1]["image"] = "envoy:2";
+  cs = h.modify(p);
+  REQUIRE(cs);
+  CHECK(paths_of(*cs) == std::vector<std::string>{"spec.containers[name=envoy-next].image"});
+}
+
 TEST_CASE("the differ skips a container after the changed bytes only when it is paired by name or key") {
   // Old [1,[2]] and new [[2]] share the bytes "[2]]" at their ends, but the
   // new [2] is element 0, paired with the old 1: the same bytes, not the
