@@ -104,14 +104,17 @@ void validate(const DiffOptions& options);
 // skips those without walking them (an image bump then walks one container's
 // scalars, not every env var, port and mount of the Pod).
 //
-// The new text is old[0, prefix) + region + old[suffix_from + shift, end).
+// The new text is the old text's first `prefix` bytes, then the differing
+// bytes (the region, up to `suffix_from`), then the old text's last bytes.
 // A container wholly before the region is the same value as the one the
 // differ pairs it with, always: a parser reads identical bytes identically.
 // A container wholly after it is too when `suffix_aligned` (the differing
 // bytes hold no quote or backslash, so the suffix is not read as inside a
 // string in one text and outside in the other) and it is paired by name or
 // merge key (a list paired by index can pair it with a shifted neighbour).
-// Assumes no object repeats a key, as the API server guarantees.
+// Then reading the texts backwards from their common end meets the same
+// tokens at the same depths, up to the container's name. Assumes no object
+// repeats a key, as the API server guarantees.
 struct UnchangedBytes {
   struct Node {
     uint32_t begin = 0, end = 0;  // its bytes in the new text
