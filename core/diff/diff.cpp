@@ -325,6 +325,87 @@ size_t common_suffix(std::string_view a, std::string_view b) noexcept {
 }
 }  // namespace
 
+namespace {
+// simdjson's stage-1 output for a parsed text: the index of every
+// structural character ({}[]:, and the first byte of every string, number
+// and literal), in order. A container's members sit at known offsets from
+// its bracket: key, ':', value, then ',' or the close.
+struct Stage1 {
+  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr auto kDepthStep = [] {
+    std::array<signed char, 256> t{};
+    t['{'] = t['['] = 1;
+    t['}'] = t[']'] = -1;
+    return t;
+  }();
+  const char* src = nullptr;
+  const uint32_t* idx = nullptr;
+  uint32_t n = 0;
+
+  // The index `source.parser` holds for `source.text`; false if none.
+  bool bind(const SourceText& source) noexcept {
+    *this = {};
+    const auto* impl = source.parser ? source.parser->implementation.get() : nullptr;
+    if (!impl || impl->n_structural_indexes == 0 ||
+        impl->structural_indexes[impl->n_structural_indexes - 1] >= source.text.size())
+      return false;
+    src = source.text.data();
+    idx = impl->structural_indexes.get();
+    n = impl->n_structural_indexes;
+    return true;
+  }
+  char at(uint32_t i) const noexcept { return i < n ? src[idx[i]] : '\0'; }
+  static uint32_t plus(uint32_t i, uint32_t k) noexcept { return i == kNone ? kNone : i + k; }
+  // Index of the last structural of the value whose first is `i`.
+  uint32_t value_end(uint32_t i) const noexcept {
+    char c = at(i);
+    if (c == '\0') return kNone;
+    if (c != '{' && c != '[') return i;
+    for (int depth = 0; i < n; ++i) {
+      depth += kDepthStep[static_cast<unsigned char>(src[idx[i]])];
+      if (depth == 0) return i;
+    }
+    return kNone;
+  }
+  // Where the value of the document's top-level field `name` starts ("object"
+  // of a watch event, "items" of a list); its quoted name must be the key's
+  // exact bytes.
+  uint32_t field(std::string_view name) const noexcept {
+    if (at(0) != '{') return kNone;
+    for (uint32_t last = 0; at(last) == '{' || at(last) == ',';) {
+      uint32_t key = last + 1;
+      if (at(key) != '"') break;
+      if (idx[key] + name.size() + 2 <= idx[key + 1] && std::string_view(src + idx[key] + 1, name.size()) == name &&
+          src[idx[key] + 1 + name.size()] == '"')
+        return key + 2;
+      last = plus(value_end(key + 2), 1);
+    }
+    return kNone;
+  }
+};
+}  // namespace
+
+ListItemSources::ListItemSources(const simdjson::dom::parser& parser, std::string_view text)
+    : source_{&parser, text, {}, SourceText::kFind} {
+  Stage1 s1;
+  if (!s1.bind(source_)) return;
+  uint32_t items = s1.field("items");
+  if (s1.at(items) == '[') next_ = items + 1;
+}
+
+SourceText ListItemSources::next() {
+  Stage1 s1;
+  if (next_ == SourceText::kFind || !s1.bind(source_) || s1.at(next_) != '{') {
+    next_ = SourceText::kFind;
+    return SourceText{};  // no source: the pruner serializes
+  }
+  SourceText item = source_;
+  item.token = next_;
+  uint32_t end = s1.value_end(next_);
+  next_ = s1.at(Stage1::plus(end, 1)) == ',' ? end + 2 : SourceText::kFind;
+  return item;
+}
+
 class ChangeDetector::Rules {
  public:
   enum class Action : unsigned char { drop, redact };
@@ -349,9 +430,7 @@ class ChangeDetector::Rules {
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
     JsonOut text = JsonOut::reusing(buffer_);
     write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
-    src_ = nullptr;  // the source is the caller's: not kept past the call
-    idx_ = nullptr;
-    n_idx_ = 0;
+    s1_ = {};  // the source is the caller's: not kept past the call
     return text.view();
   }
 
@@ -544,51 +623,17 @@ class ChangeDetector::Rules {
   // A mismatch with the DOM (a bracket not where the DOM has a container)
   // drops the source for the rest of the walk: the pruner serializes
   // instead. The source must be the text the object was parsed from.
-  static constexpr uint32_t kNoSource = UINT32_MAX;
-  static constexpr auto kDepthStep = [] {
-    std::array<signed char, 256> t{};
-    t['{'] = t['['] = 1;
-    t['}'] = t[']'] = -1;
-    return t;
-  }();
-  char at(uint32_t i) const noexcept { return i < n_idx_ ? src_[idx_[i]] : '\0'; }
-  static uint32_t plus(uint32_t i, uint32_t n) noexcept { return i == kNoSource ? kNoSource : i + n; }
-  // Index of the last structural of the value whose first is `i`.
-  uint32_t value_end(uint32_t i) const noexcept {
-    char c = at(i);
-    if (c == '\0') return kNoSource;
-    if (c != '{' && c != '[') return i;
-    const char* src = src_;
-    const uint32_t* idx = idx_;
-    for (int depth = 0; i < n_idx_; ++i) {
-      depth += kDepthStep[static_cast<unsigned char>(src[idx[i]])];
-      if (depth == 0) return i;
-    }
-    return kNoSource;
-  }
+  static constexpr uint32_t kNoSource = Stage1::kNone;
+  char at(uint32_t i) const noexcept { return s1_.at(i); }
+  static uint32_t plus(uint32_t i, uint32_t n) noexcept { return Stage1::plus(i, n); }
+  uint32_t value_end(uint32_t i) const noexcept { return s1_.value_end(i); }
   // Where the object starts in `source`, or kNoSource.
   uint32_t locate(const SourceText& source) {
-    const auto* impl = source.parser ? source.parser->implementation.get() : nullptr;
-    if (!impl || impl->n_structural_indexes == 0 ||
-        impl->structural_indexes[impl->n_structural_indexes - 1] >= source.text.size())
-      return kNoSource;
-    src_ = source.text.data();
-    idx_ = impl->structural_indexes.get();
-    n_idx_ = impl->n_structural_indexes;
-    if (at(0) != '{') return kNoSource;
-    if (source.field.empty()) return 0;
-    // A field of the document's top object ("object" of a watch event):
-    // its name, quoted, must be the key's exact bytes.
-    for (uint32_t last = 0; at(last) == '{' || at(last) == ',';) {
-      uint32_t key = last + 1;
-      if (at(key) != '"') break;
-      std::string_view name(src_ + idx_[key] + 1, source.field.size());
-      if (idx_[key] + source.field.size() + 2 <= idx_[key + 1] && name == source.field &&
-          src_[idx_[key] + 1 + source.field.size()] == '"')
-        return at(key + 2) == '{' ? key + 2 : kNoSource;
-      last = plus(value_end(key + 2), 1);
-    }
-    return kNoSource;
+    if (!s1_.bind(source)) return kNoSource;
+    if (source.token != SourceText::kFind) return at(source.token) == '{' ? source.token : kNoSource;
+    if (source.field.empty()) return at(0) == '{' ? 0 : kNoSource;
+    uint32_t value = s1_.field(source.field);
+    return at(value) == '{' ? value : kNoSource;
   }
 
   // Whether the bytes of the integer token [p, q) are what append_json
@@ -608,7 +653,7 @@ class ChangeDetector::Rules {
   // form. Returns its last structural, or kNoSource having written nothing.
   uint32_t copy_source(JsonOut& out, const Place& place, uint32_t first) {
     if (at(first) != '{' && at(first) != '[') return kNoSource;
-    const uint32_t origin = idx_[first];
+    const uint32_t origin = s1_.idx[first];
     const size_t base = out.used(), first_node = nodes_.size();
     open_.clear();
     auto fail = [&] {
@@ -619,9 +664,9 @@ class ChangeDetector::Rules {
     // that closes the first one. Checks accumulate in `bad` (branches on
     // them would mispredict; only brackets change what the walk does).
     bool bad = false;
-    const char* const src = src_;  // locals: the stores below cannot alias them
-    const uint32_t* const idx = idx_;
-    const uint32_t n = n_idx_;
+    const char* const src = s1_.src;  // locals: the stores below cannot alias them
+    const uint32_t* const idx = s1_.idx;
+    const uint32_t n = s1_.n;
     for (uint32_t j = first; j < n; ++j) {
       const uint32_t p = idx[j], q = j + 1 < n ? idx[j + 1] : p + 1;  // q: where the next token starts
       const char c = src[p];
@@ -811,11 +856,8 @@ class ChangeDetector::Rules {
   std::vector<Node> nodes_;
   std::vector<KeyedElement> keyed_;  // element_segment()'s
   std::string buffer_;               // prune()'s output, reused: a cached object is copied out at its exact size
-  // The source of the prune() under way (see "Following the source text").
-  const char* src_ = nullptr;
-  const uint32_t* idx_ = nullptr;
-  uint32_t n_idx_ = 0;
-  struct Open {  // a container copy_source() is inside
+  Stage1 s1_;                        // the source of the prune() under way (see "Following the source text")
+  struct Open {                      // a container copy_source() is inside
     int32_t id;
     uint32_t members;  // commas seen: the index of the next element
     bool list;
@@ -1046,13 +1088,14 @@ kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::el
   return stored_object(object, rules_for(type).prune(object, source));
 }
 
-Result<bool> ChangeDetector::seed(const kube::ResourceType& type, dom::element object, kube::ObjectStore& store) {
+Result<bool> ChangeDetector::seed(const kube::ResourceType& type, dom::element object, kube::ObjectStore& store,
+                                  const SourceText* source) {
   dom::element metadata;
   if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS)
     return Result<bool>::failure("object has no metadata");
   std::string name = string_at(metadata, "name");
   if (name.empty()) return Result<bool>::failure("object has no metadata.name");
-  store.put(kube::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object));
+  store.put(kube::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object, source));
   return true;
 }
 

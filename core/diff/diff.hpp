@@ -83,9 +83,24 @@ struct ChangeSet {
 // write (compact, no escapes, integers only), so a cached text never
 // depends on which way it was made. Valid until the parser parses again.
 struct SourceText {
+  static constexpr uint32_t kFind = UINT32_MAX;
   const simdjson::dom::parser* parser = nullptr;
   std::string_view text;   // the bytes `parser` last parsed
   std::string_view field;  // "": the object is the document; else the document's field holding it
+  uint32_t token = kFind;  // set by ListItemSources: where the object starts in the parser's index
+};
+
+// The SourceText of each object in a List response's "items", in order:
+// an initial list or a relist is pruned by copying, like watch events.
+// Call next() once per item, in the order the DOM iterates them.
+class ListItemSources {
+ public:
+  ListItemSources(const simdjson::dom::parser& parser, std::string_view text);
+  SourceText next();  // an empty SourceText once out of step (then the pruner serializes)
+
+ private:
+  SourceText source_;
+  uint32_t next_ = SourceText::kFind;
 };
 
 // What to ignore and what to hide, from the [diff] config section.
@@ -190,7 +205,8 @@ class ChangeDetector {
 
   // Stores an object that already existed when watching began (an initial
   // list): cached, never reported. An object without metadata.name is an error.
-  Result<bool> seed(const kube::ResourceType& type, simdjson::dom::element object, kube::ObjectStore& store);
+  Result<bool> seed(const kube::ResourceType& type, simdjson::dom::element object, kube::ObjectStore& store,
+                    const SourceText* source = nullptr);
 
   // Removes a cached object that disappeared while nobody watched (found by
   // a relist at `list_rv`) and returns its Deleted change set, whose

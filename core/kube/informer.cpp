@@ -180,19 +180,21 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
     dom::array items;
     if (doc["items"].get(items) == simdjson::SUCCESS) {
+      diff::ListItemSources sources(parser, r.body);  // lets the pruner copy untouched subtrees
       for (dom::element item : items) {
+        const diff::SourceText source = sources.next();
         std::string_view ns, name;
         if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
         if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) continue;
         if (excluded(ns)) continue;
         if (initial) {
-          if (auto s = detector_.seed(opt_.type, item, store_); !s) spdlog::warn("{}: {}", name_, s.error());
+          if (auto s = detector_.seed(opt_.type, item, store_, &source); !s) spdlog::warn("{}: {}", name_, s.error());
           continue;
         }
         seen.insert(ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
         // A relist after 410: the fresh list against the cache. Same
         // resourceVersion: nothing; changed or new: the real difference.
-        auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at);
+        auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
         if (cs && cs.value()) {
           cs.value()->catch_up = true;
           emit(std::move(*cs.value()));

@@ -703,6 +703,39 @@ TEST_CASE("pruning copies from the source text only what it would write itself")
   }
 }
 
+TEST_CASE("a list page's items are pruned from its text, each as without it") {
+  // ListItemSources walks "items" in step with the DOM, so an initial list
+  // or a relist copies like a watch event; any text layout gives the bytes
+  // that serializing gives.
+  json list = {
+      {"apiVersion", "v1"}, {"kind", "List"}, {"metadata", {{"resourceVersion", "9"}}}, {"items", json::array()}};
+  for (const char* name : {"deployment", "pod", "statefulset", "service", "configmap", "secret", "widget"})
+    list["items"].push_back(fixture(name));
+  diff::ChangeDetector detector("test", {});
+  for (const std::string& text : {list.dump(), list.dump(2)}) {
+    simdjson::dom::parser p, reference_parser;
+    auto doc = p.parse(text).value();
+    diff::ListItemSources sources(p, text);
+    size_t i = 0, copied = 0;
+    simdjson::dom::array items = doc["items"].get_array().value();
+    for (auto item : items) {
+      const json& o = list["items"][i++];
+      auto type = kube::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
+      diff::SourceText source = sources.next();
+      copied += source.parser != nullptr;
+      std::string reference = detector.prune(type, reference_parser.parse(o.dump()).value()).json;
+      CHECK_MESSAGE(detector.prune(type, item, &source).json == reference, o["kind"]);
+    }
+    CHECK(copied == list["items"].size());  // every item found its place in the text
+  }
+  // A document without items gives no source, and nothing breaks.
+  std::string text = R"({"kind":"List","metadata":{}})";
+  simdjson::dom::parser p;
+  (void)p.parse(text).value();
+  diff::ListItemSources none(p, text);
+  CHECK(none.next().parser == nullptr);
+}
+
 TEST_CASE("renaming a container is a remove and an add, not a change inside it") {
   // The changed bytes lie inside one container, so the diff narrows into
   // it - unless its merge key moved, which changes what it pairs with.
