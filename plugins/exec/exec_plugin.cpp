@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <kubetrail/sdk.hpp>
@@ -151,6 +152,7 @@ class Exec : public sdk::Plugin {
       res.spawn_error = std::string("pipe: ") + std::strerror(errno);
       return res;
     }
+    const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
       res.spawn_error = std::string("fork: ") + std::strerror(errno);
@@ -159,6 +161,12 @@ class Exec : public sdk::Plugin {
     }
     if (pid == 0) {
       setpgid(0, 0);  // its own process group, so a timeout kills its children too
+      // Dies with kubetrail: a command orphaned by a crash could still
+      // deliver the change set that the restarted kubetrail delivers again
+      // from its outbox. (The signal follows the forking thread, which
+      // waits for the command before it goes on.)
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(126);  // kubetrail died before prctl
       dup2(in[0], 0);
       dup2(out[1], 1);
       dup2(err[1], 2);

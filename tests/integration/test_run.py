@@ -388,6 +388,36 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(sorted(c["name"] for c in got), ["first", "second"])
         self.assertEqual(len({c["id"] for c in got}), 2)
 
+    def test_kill_9_takes_a_running_exec_command_with_it(self):
+        # A command orphaned by a crash could still deliver what the
+        # restarted kubetrail delivers again from its outbox.
+        k = self.server.kubectl
+        pids = os.path.join(self.server.dir, "exec-pids")
+        extra = ('[[handlers]]\nname = "slow"\nplugin = "exec"\n'
+                 'config = { command = ["/bin/sh", "-c", "echo $$ >> %s; sleep 30"], timeout_ms = 60000 }\n'
+                 '[[routes]]\nchain = ["slow"]\n' % pids)
+        kt = self.start(["configmaps"], extra=extra)
+        k("create", "configmap", "orphan-check", "--from-literal=a=1")
+        wait_for(lambda: os.path.exists(pids) and open(pids).read().strip(), what="the command to start")
+        pid = int(open(pids).read().split()[0])
+        kt.proc.kill()
+        kt.proc.wait(timeout=10)
+        kt.stderr.close()
+
+        def gone():
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    return any(l.startswith("State:") and "Z" in l for l in f)  # a zombie is dead
+            except FileNotFoundError:
+                return True
+        try:
+            wait_for(gone, timeout=10, what="the exec command to die with kubetrail")
+        finally:
+            try:
+                os.killpg(pid, 9)  # its group (a `sleep` the shell forked), whatever happened
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def test_sighup_reloads_handlers_and_routes(self):
         k = self.server.kubectl
         kt = self.start(["configmaps"])
