@@ -144,12 +144,6 @@ void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vecto
   diff_value(old_doc, new_doc, out);
 }
 
-bool DocumentDiffer::skip_same(int32_t node, bool paired_by_name) {
-  if (node >= 0 && unchanged_->same(node, paired_by_name)) return true;
-  node_ = node;
-  return false;
-}
-
 void DocumentDiffer::emit(FieldOp op, const dom::element* a, const dom::element* b, std::vector<FieldChange>& out) {
   FieldChange c;
   c.op = op;
@@ -186,6 +180,24 @@ bool same_scalar(dom::element a, dom::element b) {
 }
 }  // namespace
 
+// Diffs a pair at the child `id` (a name or an index) of the b value being
+// walked, unless the UnchangedBytes table proves the b side, a container,
+// the same bytes as its counterpart; the walk below it knows its node.
+template <class Id>
+void DocumentDiffer::diff_child(dom::element a, dom::element b, Id id, bool paired_by_name,
+                                std::vector<FieldChange>& out) {
+  const int32_t at = node_;
+  if (at >= 0 && is_container(b)) {
+    node_ = unchanged_->child(at, id);
+    if (node_ >= 0 && unchanged_->same(node_, paired_by_name)) {
+      node_ = at;
+      return;
+    }
+  }
+  diff_value(a, b, out);
+  node_ = at;
+}
+
 void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<FieldChange>& out) {
   using T = dom::element_type;
   T ta = a.type(), tb = b.type();
@@ -216,9 +228,7 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<Field
     }
     if (found) {
       ++matched;
-      int32_t at = node_;
-      if (at < 0 || !is_container(bv) || !skip_same(unchanged_->child(at, key), true)) diff_value(av, bv, out);
-      node_ = at;
+      diff_child(av, bv, key, true, out);
     } else {
       emit(FieldOp::remove, &av, nullptr, out);
     }
@@ -243,10 +253,7 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldCha
         path_.push_back(Segment{Segment::Kind::keyed, {}, j, key, kb[j].key});
         if (match != ka.end()) {
           match->matched = true;
-          int32_t at = node_;
-          if (at < 0 || !is_container(kb[j].value) || !skip_same(unchanged_->child(at, uint32_t(j)), true))
-            diff_value(match->value, kb[j].value, out);
-          node_ = at;
+          diff_child(match->value, kb[j].value, uint32_t(j), true, out);
         } else {
           emit(FieldOp::add, nullptr, &kb[j].value, out);
         }
@@ -267,10 +274,7 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldCha
   auto ia = a.begin(), ib = b.begin();
   for (size_t i = 0; i < common; ++i, ++ia, ++ib) {
     path_.push_back(Segment{Segment::Kind::index, {}, i, {}, {}});
-    int32_t at = node_;
-    if (at < 0 || !is_container(*ib) || !skip_same(unchanged_->child(at, uint32_t(i)), false))
-      diff_value(*ia, *ib, out);
-    node_ = at;
+    diff_child(*ia, *ib, uint32_t(i), false, out);
     path_.pop_back();
   }
   for (size_t i = common; i < nb; ++i, ++ib) {

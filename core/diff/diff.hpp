@@ -178,9 +178,9 @@ class DocumentDiffer {
   void emit(FieldOp op, const simdjson::dom::element* a, const simdjson::dom::element* b,
             std::vector<FieldChange>& out);
   std::vector<Segment> path_;
-  // Whether the b value of a pair, a container at `node`, needs no walk;
-  // else moves node_ to it for the walk below.
-  bool skip_same(int32_t node, bool paired_by_name);
+  template <class Id>
+  void diff_child(simdjson::dom::element a, simdjson::dom::element b, Id id, bool paired_by_name,
+                  std::vector<FieldChange>& out);
   std::vector<std::unique_ptr<std::string>> scratch_;  // owned texts of numeric list keys
   const ListKeys* keys_ = &ListKeys::builtin_only();
   const UnchangedBytes* unchanged_ = nullptr;
