@@ -70,7 +70,7 @@ int run_diff(const Args& args) {
     cs.name = md.value("name", "");
     cs.uid = md.value("uid", "");
     cs.resource_version = md.value("resourceVersion", "");
-    cs.id = cs.cluster + "/" + cs.uid + "/" + cs.resource_version;
+    cs.id = diff::change_set_id(cs.cluster, t, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
     return cs;
   };
   auto pruned = [&](const nlohmann::json& o, simdjson::dom::parser& p, const kube::ResourceType& t) {

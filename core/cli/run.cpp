@@ -142,6 +142,31 @@ int run_daemon(const Args& args) {
   bool delivering = !electing;
   if (delivering) pipeline->start_async(state.get());  // undelivered change sets from the last run go first
   ChangeQueue queue;
+  // The journal holds what the last run's watches checkpointed but its
+  // delivery had not yet written to the outbox (a kill -9 in between): it
+  // goes first, before anything the watches find now.
+  if (state) {
+    for (auto& entry : state->journal_pending()) {
+      try {
+        queue.push(diff::ChangeSet::from_json(entry.json));
+      } catch (const std::exception& e) {
+        spdlog::error("state store: journal entry {} is unreadable, dropped: {}", entry.id, e.what());
+        state->journal_done(entry.id);
+      }
+    }
+    if (queue.size()) spdlog::info("{} change set(s) from the journal of the last run go first", queue.size());
+  }
+  // A change set has left the journal once delivery has written its outbox
+  // rows (or the follower's handover buffer holds it, or it goes nowhere).
+  auto settle = [&state](const diff::ChangeSet& cs) {
+    if (!state) return;
+    try {
+      state->journal_done(cs.id);
+    } catch (const Error& e) {
+      spdlog::error("{} (the change set {} will be routed again at the next start; its handlers will not see it twice)",
+                    e.what(), cs.id);
+    }
+  };
   Watches watches(client, cfg, state.get(), &metrics, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); });
 
   struct sigaction sa {};
@@ -292,7 +317,8 @@ int run_daemon(const Args& args) {
       if (delivering)
         pipeline->deliver(*cs);
       else if (pipeline->accepts(*cs))
-        handover.push(std::move(*cs));
+        handover.push(*cs);
+      settle(*cs);
     }
     metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline->queued()));
     if (state && std::chrono::steady_clock::now() > next_compaction) {
@@ -329,10 +355,13 @@ int run_daemon(const Args& args) {
   watches.stop_all();
   if (rediscover_thread.joinable()) rediscover_thread.join();
   if (delivering && exit_code == 0) {
-    while (auto cs = queue.pop(std::chrono::milliseconds(0))) pipeline->deliver(*cs);
+    while (auto cs = queue.pop(std::chrono::milliseconds(0))) {
+      pipeline->deliver(*cs);
+      settle(*cs);
+    }
     pipeline->flush();
   } else {
-    pipeline->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox
+    pipeline->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox (or the journal)
   }
   if (elector) {
     elector_stop = true;

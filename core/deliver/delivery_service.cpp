@@ -67,11 +67,16 @@ DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, c
 
 DeliveryService::~DeliveryService() { stop(std::chrono::milliseconds(0)); }
 
+void DeliveryService::record_backlog() {
+  if (metrics_ && outbox_) metrics_->record(m_backlog_, static_cast<double>(outbox_->outbox_backlog()));
+}
+
 void DeliveryService::start() {
   for (auto& [name, w] : workers_) {
     if (outbox_) refill_from_outbox(*w);
     threads_.emplace_back([this, worker = w.get()] { run_worker(*worker); });
   }
+  record_backlog();
 }
 
 std::string DeliveryService::stuck(std::chrono::steady_clock::duration limit) const {
@@ -108,7 +113,7 @@ void DeliveryService::submit(const diff::ChangeSet& cs) {
   if (progress_) progress_->begin(cs, static_cast<int>(routes.size()));
   for (const route::Route* r : routes)
     if (!enqueue(entry, r->name, 0) && progress_) progress_->end(cs.id);
-  if (metrics_ && outbox_) metrics_->record(m_backlog_, static_cast<double>(outbox_->outbox_backlog()));
+  record_backlog();
 }
 
 bool DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position) {
@@ -271,6 +276,7 @@ void DeliveryService::finish(Worker& w, const Ticket& t, int32_t status, const s
     std::lock_guard lock(w.mu);
     w.in_memory.erase(t.seq);
   }
+  record_backlog();  // the gauge is the store's count of pending rows, after every change of it
 }
 
 void DeliveryService::stop(std::chrono::milliseconds deadline) {

@@ -75,6 +75,7 @@ class DeliveryService {
   void deliver_batch(Worker& w, std::vector<Ticket>& batch);
   void finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason);
   void refill_from_outbox(Worker& w);
+  void record_backlog();
 
   std::map<std::string, HandlerSlot>& handlers_;
   const config::Config& cfg_;

@@ -418,6 +418,24 @@ class ChangeDetector::Rules {
   explicit Rules(const ListKeys& keys) : keys_(&keys) {}
   const ListKeys& keys() const noexcept { return *keys_; }
 
+  // The type's kind and apiVersion, written into pruned objects that lack
+  // them: kube-apiserver leaves them out of the items of a list of built-in
+  // types (the List carries them) but puts them into every watch object, so
+  // without this an object first seen in a list would differ from the same
+  // object seen in a watch by two fields that never changed. Written first,
+  // kind then apiVersion, as Go's encoder writes a built-in type's fields:
+  // a list item and a watch object of the same version prune to the same
+  // bytes. (Custom resources' list items carry both, in their own order.)
+  void identify(std::string_view kind, std::string_view api_version) {
+    kind_field_.clear();
+    api_version_field_.clear();
+    if (kind.empty() || api_version.empty()) return;
+    kind_field_ = "\"kind\":";
+    append_json_string(kind, kind_field_);
+    api_version_field_ = "\"apiVersion\":";
+    append_json_string(api_version, api_version_field_);
+  }
+
   void add(std::string_view pattern, Action action) {
     if (rules_.size() == kMaxRules)
       throw Error("too many [diff] ignore_paths and redact_paths: at most " + std::to_string(kMaxRules) +
@@ -432,6 +450,12 @@ class ChangeDetector::Rules {
     scratch_.clear();
     nodes_.clear();
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
+    identity_.clear();
+    if (!kind_field_.empty() && object.type() == dom::element_type::OBJECT) {
+      dom::object top(object);
+      if (top["kind"].error() == simdjson::NO_SUCH_FIELD) identity_.append(kind_field_).push_back(',');
+      if (top["apiVersion"].error() == simdjson::NO_SUCH_FIELD) identity_.append(api_version_field_).push_back(',');
+    }
     JsonOut text = JsonOut::reusing(buffer_);
     write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
     s1_ = {};  // the source is the caller's: not kept past the call
@@ -775,6 +799,11 @@ class ChangeDetector::Rules {
       out.put('{');
       uint32_t cursor = first;
       bool written = false, any = false;
+      if (!identity_.empty()) {  // the root object lacks kind/apiVersion (see identify())
+        out.put(std::string_view(identity_).substr(0, identity_.size() - 1));
+        identity_.clear();
+        written = true;
+      }
       for (auto [key, v] : dom::object(e)) {
         uint32_t value = plus(cursor, 3);
         any = true;
@@ -858,10 +887,12 @@ class ChangeDetector::Rules {
   std::vector<Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;
-  std::vector<KeyedElement> keyed_;  // element_segment()'s
-  std::string buffer_;               // prune()'s output, reused: a cached object is copied out at its exact size
-  Stage1 s1_;                        // the source of the prune() under way (see "Following the source text")
-  struct Open {                      // a container copy_source() is inside
+  std::vector<KeyedElement> keyed_;             // element_segment()'s
+  std::string kind_field_, api_version_field_;  // see identify()
+  std::string identity_;                        // what the root object of the prune() under way lacks of them, or ""
+  std::string buffer_;  // prune()'s output, reused: a cached object is copied out at its exact size
+  Stage1 s1_;           // the source of the prune() under way (see "Following the source text")
+  struct Open {         // a container copy_source() is inside
     int32_t id;
     uint32_t members;  // commas seen: the index of the next element
     bool list;
@@ -1022,6 +1053,7 @@ ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type)
     return *it->second;
   }
   auto rules = std::make_unique<Rules>(list_keys(type));
+  rules->identify(type.kind, type.group.empty() ? type.version : type.group + "/" + type.version);
   for (auto p : kNoisePaths) rules->add(p, Rules::Action::drop);
   bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),
                                    [&](const std::string& n) { return type.named_by(n); });
@@ -1118,7 +1150,7 @@ std::optional<ChangeSet> ChangeDetector::forget(const kube::ResourceType& type, 
   cs.name.assign(store_key.substr(slash + 1));
   cs.uid = old->uid;
   cs.resource_version.assign(list_rv);
-  cs.id = cluster_ + "/" + cs.uid + "/" + cs.resource_version;
+  cs.id = change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
   cs.old_object = old->json;
   cs.summary = summarize(cs);
   store.erase(store_key);
@@ -1170,8 +1202,6 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     cs.name.assign(name);
     cs.uid.assign(uid);
     cs.resource_version.assign(rv);
-    cs.id.reserve(cluster_.size() + uid.size() + rv.size() + 2);
-    cs.id.append(cluster_).append("/").append(uid).append("/").append(rv);
   };
 
   if (event == kube::WatchEventType::deleted) {
@@ -1221,9 +1251,45 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     update_cache();
     if (options_.include_objects) cs.new_object = pruned;
   }
+  cs.id = change_set_id(cluster_, cs.type, uid, ns, name, rv);
   cs.summary = summarize(cs);
   ++stats_.change_sets;
   return std::optional<ChangeSet>{std::move(cs)};
+}
+
+std::optional<ChangeSet> ChangeDetector::replaced(const kube::ResourceType& type, dom::element object,
+                                                  kube::ObjectStore& store, std::string_view observed_at) {
+  dom::element metadata;
+  if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
+      metadata.type() != dom::element_type::OBJECT)
+    return std::nullopt;
+  std::string_view name, ns, uid, rv;
+  if (metadata["name"].get(name) != simdjson::SUCCESS || name.empty()) return std::nullopt;
+  if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
+  if (metadata["uid"].get(uid) != simdjson::SUCCESS || uid.empty()) return std::nullopt;
+  if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
+  std::string key = kube::ObjectStore::key_of(ns, name);
+  const kube::StoredObject* old = store.find(key);
+  if (!old || old->uid.empty() || old->uid == uid) return std::nullopt;
+  return forget(type, key, store, observed_at, rv);
+}
+
+std::string change_set_id(std::string_view cluster, ChangeType type, std::string_view uid, std::string_view ns,
+                          std::string_view name, std::string_view resource_version) {
+  std::string id;
+  id.reserve(cluster.size() + uid.size() + resource_version.size() + 10);
+  id.append(cluster).push_back('/');
+  if (uid.empty()) {  // hand-written objects only: the API server gives every object a uid
+    id.append(ns).push_back('/');
+    id.append(name).push_back('/');
+    id.append(resource_version);
+    return id;
+  }
+  id.append(uid).push_back('/');
+  // An object (a uid) is deleted once: its Deleted change set has one id
+  // whether a watch saw the deletion or a relist found the object gone.
+  id.append(type == ChangeType::deleted ? std::string_view("deleted") : resource_version);
+  return id;
 }
 
 }  // namespace kubetrail::diff

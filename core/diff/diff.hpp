@@ -215,6 +215,14 @@ class ChangeDetector {
   std::optional<ChangeSet> forget(const kube::ResourceType& type, std::string_view store_key, kube::ObjectStore& store,
                                   std::string_view observed_at, std::string_view list_rv);
 
+  // When the cached object at `object`'s namespace/name has another uid (it
+  // was deleted and the name reused while nobody watched, or between two
+  // list pages), removes it and returns its Deleted change set; observe()
+  // of `object` then reports the new one as Added. Objects are paired by
+  // uid, never by name alone. nullopt when there is nothing to replace.
+  std::optional<ChangeSet> replaced(const kube::ResourceType& type, simdjson::dom::element object,
+                                    kube::ObjectStore& store, std::string_view observed_at);
+
   // Prunes and redacts an object as the cache would store it.
   kube::StoredObject prune(const kube::ResourceType& type, simdjson::dom::element object,
                            const SourceText* source = nullptr);
@@ -261,6 +269,16 @@ class ChangeDetector {
   Stats stats_;
   bool whole_objects_ = false;
 };
+
+// A change set's id, the same however often the same transition is computed
+// (a watch event, a relist after 410, the catch-up after a restart), so that
+// the outbox and receivers can drop repeats:
+//   Added, Modified: CLUSTER/UID/RESOURCEVERSION (the version it changed to)
+//   Deleted:         CLUSTER/UID/deleted (an object is deleted once)
+// An object without a uid (hand-written manifests) gets
+// CLUSTER/NAMESPACE/NAME/RESOURCEVERSION.
+std::string change_set_id(std::string_view cluster, ChangeType type, std::string_view uid, std::string_view ns,
+                          std::string_view name, std::string_view resource_version);
 
 // One human line: "Deployment shop/web: replicas 2 → 3; image of container
 // web nginx:1.25 → nginx:1.27".

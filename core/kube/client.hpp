@@ -18,29 +18,24 @@
 #include <string>
 #include <string_view>
 
+#include "kube/api.hpp"
 #include "kube/kubeconfig.hpp"
 #include "kube/transport.hpp"
 
 namespace kubetrail::kube {
 
-class Client {
+class Client final : public Api {
  public:
   explicit Client(Connection connection);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  struct Response {
-    long status = 0;           // 0: no HTTP response (see error)
-    std::string body;          // for get(); for stream(), only the body of a non-2xx answer
-    std::string content_type;  // of the answer
-    std::string error;         // transport error, or why a credential could not be had
-    uint32_t retry_after_ms = 0;
-  };
+  using Response = kube::Response;
 
   // GET path (with its query), the whole body. `accept` replaces the
   // default Accept header (application/json), e.g. for aggregated discovery.
-  Response get(std::string_view path, long timeout_ms = 60000, std::string_view accept = {});
+  Response get(std::string_view path, long timeout_ms = 60000, std::string_view accept = {}) override;
   // A request with a body (POST, PUT, PATCH), the whole answer. Writes are
   // never retried here: the caller decides (a conflict is an answer).
   Response send(std::string_view method, std::string_view path, std::string_view body,
@@ -49,7 +44,7 @@ class Client {
   // when the server ends the response, on_data returns false, `stop` becomes
   // true (checked at least once a second), or after timeout_ms.
   Response stream(std::string_view path, const std::function<bool(std::string_view)>& on_data,
-                  const std::atomic<bool>& stop, long timeout_ms);
+                  const std::atomic<bool>& stop, long timeout_ms) override;
 
   const Connection& connection() const noexcept { return conn_; }
   // Connections opened to the server so far (over HTTP/2: one, shared).

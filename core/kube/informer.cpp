@@ -41,8 +41,10 @@ std::mt19937& rng() {
 
 }  // namespace
 
-Informer::Informer(Client& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink)
+Informer::Informer(Api& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink)
     : client_(client),
+      clock_(options.clock ? *options.clock : Clock::real()),
+      backoff_(options.backoff),
       opt_(std::move(options)),
       name_(opt_.type.qualified_name() + (opt_.namespace_scope.empty() ? "" : " in " + opt_.namespace_scope)),
       detector_(std::move(cluster), std::move(diff)),
@@ -62,8 +64,12 @@ Informer::Informer(Client& client, InformerOptions options, std::string cluster,
                     {{"resource", r}, {"type", std::string(diff::to_string(t))}});
     m_noise_ = m->define(server::MetricKind::counter, "kubetrail_noise_dropped_total",
                          "watch events dropped because only noise changed", {{"resource", r}});
-    m_relists_ =
-        m->define(server::MetricKind::counter, "kubetrail_relists_total", "lists after 410 Gone", {{"resource", r}});
+    // Why a list was made again: the watch's resourceVersion was too old
+    // (410 Gone), or a list page's continue token expired mid-list.
+    m_relists_expired_ = m->define(server::MetricKind::counter, "kubetrail_relists_total",
+                                   "lists made again, by reason", {{"resource", r}, {"reason", "watch_expired"}});
+    m_relists_continue_ = m->define(server::MetricKind::counter, "kubetrail_relists_total",
+                                    "lists made again, by reason", {{"resource", r}, {"reason", "continue_expired"}});
     m_watches_ = m->define(server::MetricKind::counter, "kubetrail_watch_restarts_total",
                            "watches started after the first", {{"resource", r}});
   }
@@ -75,43 +81,53 @@ void Informer::record(int32_t id, double v) {
 
 void Informer::emit(diff::ChangeSet&& cs) {
   record(m_change_sets_[static_cast<int>(cs.type)]);
-  sink_(std::move(cs));
+  if (opt_.state)
+    pending_.push_back(std::move(cs));  // handed on by commit(), once durable
+  else
+    sink_(std::move(cs));
 }
 
 void Informer::touched(std::string_view ns, std::string_view name) {
   if (opt_.state) dirty_.insert(ObjectStore::key_of(ns, name));
 }
 
-void Informer::checkpoint(bool force) {
+void Informer::commit(bool force) {
   if (!opt_.state) return;
-  auto now = std::chrono::steady_clock::now();
-  if (!force && now - last_checkpoint_ < std::chrono::seconds(1)) return;
-  if (!full_checkpoint_ && dirty_.empty() && !force) return;
+  auto now = clock_.now();
+  // Change sets waiting are never held back: delivery waits for this commit.
+  if (pending_.empty() && !force && now - last_checkpoint_ < std::chrono::seconds(1)) return;
+  if (pending_.empty() && !prune_checkpoint_ && dirty_.empty() && !force) return;
   std::vector<std::pair<std::string, const StoredObject*>> upserts;
   std::vector<std::string> deletes;
-  if (full_checkpoint_) {
-    store_.for_each([&](const std::string& key, const StoredObject& o) { upserts.emplace_back(key, &o); });
+  for (const auto& key : dirty_) {
+    if (const StoredObject* o = store_.find(key))
+      upserts.emplace_back(key, o);
+    else
+      deletes.push_back(key);
+  }
+  if (prune_checkpoint_)
     for (const auto& key : checkpointed_)
-      if (!store_.find(key)) deletes.push_back(key);
-  } else {
-    for (const auto& key : dirty_) {
-      if (const StoredObject* o = store_.find(key))
-        upserts.emplace_back(key, o);
-      else
-        deletes.push_back(key);
-    }
-  }
+      if (!dirty_.count(key) && !store_.find(key)) deletes.push_back(key);
+  std::vector<state::StateStore::JournalEntry> journal;
+  journal.reserve(pending_.size());
+  for (const auto& cs : pending_) journal.push_back({0, cs.id, cs.to_json()});
   try {
-    opt_.state->save(state_key_, upserts, deletes, rv_);
-    for (const auto& [key, o] : upserts) checkpointed_.insert(key);
-    for (const auto& key : deletes) checkpointed_.erase(key);
-    dirty_.clear();
-    full_checkpoint_ = false;
-    last_checkpoint_ = now;
+    opt_.state->save(state_key_, upserts, deletes, rv_, journal);
   } catch (const std::exception& e) {
+    // Nothing was written: the change sets wait (undelivered, in memory)
+    // and the objects stay dirty until a commit succeeds.
     ++stats_.errors;
-    spdlog::error("{}: checkpoint failed (will retry): {}", name_, e.what());
+    spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),
+                  e.what());
+    return;
   }
+  for (const auto& [key, o] : upserts) checkpointed_.insert(key);
+  for (const auto& key : deletes) checkpointed_.erase(key);
+  dirty_.clear();
+  prune_checkpoint_ = false;
+  last_checkpoint_ = now;
+  for (auto& cs : pending_) sink_(std::move(cs));
+  pending_.clear();
 }
 
 std::string Informer::path(bool watch) const {
@@ -136,16 +152,20 @@ bool Informer::excluded(std::string_view ns) const {
   return std::find(opt_.exclude_namespaces.begin(), opt_.exclude_namespaces.end(), ns) != opt_.exclude_namespaces.end();
 }
 
-void Informer::backoff(const std::atomic<bool>& stop, uint32_t server_hint_ms) {
-  // Exponential from 250 ms to 30 s with full jitter; a server's
-  // Retry-After (429, 503) wins when longer.
-  ++failures_;
-  double cap = std::min(30000.0, 250.0 * (1u << std::min(failures_, 7u)));
-  auto ms = static_cast<long>(std::uniform_real_distribution<double>(cap / 2, cap)(rng()));
-  ms = std::max<long>(ms, server_hint_ms);
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-       !stop.load() && std::chrono::steady_clock::now() < until;)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+void Informer::pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why) {
+  auto delay = backoff_.next(clock_.now(), std::uniform_real_distribution<double>(0, 1)(rng()));
+  delay = std::max(delay, std::chrono::milliseconds(server_hint_ms));
+  spdlog::info("{}: {}: waiting {} ms (attempt {} of this backoff)", name_, why, delay.count(), backoff_.failures());
+  clock_.sleep(delay, stop);
+}
+
+void Informer::list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop) {
+  if (wait_first) pause(stop, 0, initial ? "listing" : "relisting");
+  while (!stop.load() && !list(initial, stop)) {
+    uint32_t hint = retry_after_ms_;
+    retry_after_ms_ = 0;
+    pause(stop, hint, "list failed");
+  }
 }
 
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
@@ -156,23 +176,25 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   do {
     if (stop.load()) return false;
     auto r = client_.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)));
-    if (r.status == 410 && !cont.empty()) {  // the continue token expired: start the list over
+    if (r.status == 410 && !cont.empty()) {  // the continue token expired: start the list over, after a pause
       spdlog::warn("{}: list continue token expired; listing again from the start", name_);
+      record(m_relists_continue_);
       cont.clear();
       seen.clear();
+      list_rv.clear();
+      pause(stop, r.retry_after_ms, "continue token expired");
       continue;
     }
     if (r.status != 200) {
       ++stats_.errors;
       spdlog::warn("{}: list failed: {}", name_, describe_failure(r));
-      backoff(stop, r.retry_after_ms);
+      retry_after_ms_ = r.retry_after_ms;
       return false;
     }
     dom::element doc;
     if (parser.parse(simdjson::padded_string(r.body)).get(doc) != simdjson::SUCCESS) {
       ++stats_.errors;
       spdlog::warn("{}: list answer is not JSON", name_);
-      backoff(stop, 0);
       return false;
     }
     std::string_view v;
@@ -188,19 +210,33 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
         if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) continue;
         if (excluded(ns)) continue;
         if (initial) {
-          if (auto s = detector_.seed(opt_.type, item, store_, &source); !s) spdlog::warn("{}: {}", name_, s.error());
+          if (auto s = detector_.seed(opt_.type, item, store_, &source); !s)
+            spdlog::warn("{}: {}", name_, s.error());
+          else
+            touched(ns, name);
           continue;
         }
         seen.insert(ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
-        // A relist after 410: the fresh list against the cache. Same
-        // resourceVersion: nothing; changed or new: the real difference.
+        // A relist after 410 (or the first list against a checkpoint): the
+        // fresh list against the cache. Another uid under the same name: the
+        // old object is gone and this one new. Same resourceVersion:
+        // nothing; changed or new: the real difference.
+        if (auto gone = detector_.replaced(opt_.type, item, store_, observed_at)) {
+          gone->catch_up = true;
+          emit(std::move(*gone));
+          touched(ns, name);
+        }
         auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
-        if (cs && cs.value()) {
+        if (!cs) {
+          spdlog::warn("{}: list item {}/{}: {}", name_, ns, name, cs.error());
+        } else if (cs.value()) {
           cs.value()->catch_up = true;
           emit(std::move(*cs.value()));
+          touched(ns, name);
         }
       }
     }
+    commit(true);  // one transaction per page: its objects and the change sets they amount to
   } while (!cont.empty());
   if (!initial) {
     std::vector<std::string> gone;
@@ -211,15 +247,14 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       if (auto cs = detector_.forget(opt_.type, key, store_, observed_at, list_rv)) {
         cs->catch_up = true;
         emit(std::move(*cs));
+        if (opt_.state) dirty_.insert(key);
       }
   }
   rv_ = list_rv;
-  full_checkpoint_ = true;
-  checkpoint(true);
+  prune_checkpoint_ = true;
+  commit(true);
   ++(initial ? stats_.lists : stats_.relists);
-  if (!initial) record(m_relists_);
   last_heard_ = std::chrono::steady_clock::now();
-  failures_ = 0;
   return true;
 }
 
@@ -229,6 +264,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   dom::parser parser;
   WatchEnd end = WatchEnd::ended;
   std::string frame_error;
+  uint64_t events = 0;  // added, modified or deleted: the watch did something
   auto on_frame = [&](std::string_view frame, uint64_t offset) {
     if (end != WatchEnd::ended) return;
     dom::element doc;
@@ -265,11 +301,15 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     if (!type || type == WatchEventType::bookmark) return;
     ++stats_.events;
     spdlog::trace("{}: {} resourceVersion {}", name_, to_string(*type), rv_);
+    ++events;
     std::string_view ns;
     if (object.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
     if (excluded(ns)) return;
+    std::string observed_at = now_rfc3339();
+    // Another uid under a cached name: that object was deleted unseen.
+    if (auto gone = detector_.replaced(opt_.type, object, store_, observed_at)) emit(std::move(*gone));
     diff::SourceText source{&parser, frame, "object"};  // lets the pruner copy untouched subtrees
-    auto cs = detector_.observe(*type, opt_.type, object, store_, now_rfc3339(), &source);
+    auto cs = detector_.observe(*type, opt_.type, object, store_, observed_at, &source);
     if (!cs) {
       spdlog::warn("{}: event at byte offset {}: {}", name_, offset, cs.error());
       return;
@@ -280,7 +320,6 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       emit(std::move(*cs.value()));
     else
       record(m_noise_);
-    checkpoint(false);
   };
   std::function<bool(std::string_view)> on_data = [&](std::string_view bytes) {
     auto fed = framer.feed(bytes, on_frame);
@@ -288,11 +327,15 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       frame_error = fed.error();
       end = WatchEnd::failed;
     }
+    // Group commit: the events that arrived together are made durable
+    // together, before any of their change sets is handed on.
+    commit(false);
     return end == WatchEnd::ended;
   };
   long timeout_ms = (opt_.max_watch.count() + 60) * 1000;
+  auto started = clock_.now();
   auto r = client_.stream(path(true), on_data, stop, timeout_ms);
-  checkpoint(true);
+  commit(true);
   if (stop.load()) return WatchEnd::stopped;
   if (r.status == 410) return WatchEnd::gone;
   if (end == WatchEnd::gone) return end;
@@ -304,14 +347,19 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   if (r.status != 200) {
     ++stats_.errors;
     spdlog::warn("{}: watch failed: {}", name_, describe_failure(r));
-    backoff(stop, r.retry_after_ms);
+    watch_retry_after_ms_ = r.retry_after_ms;
+    return WatchEnd::failed;
+  }
+  if (events == 0 && clock_.now() - started < opt_.short_watch) {
+    ++stats_.errors;
+    spdlog::warn("{}: watch ended at once, with no event ({})", name_,
+                 r.error.empty() ? "closed by the server" : r.error);
     return WatchEnd::failed;
   }
   if (!r.error.empty())
     spdlog::info("{}: watch connection lost ({}); watching again from {}", name_, r.error, rv_);
   else
     spdlog::debug("{}: watch ended; watching again from {}", name_, rv_);
-  failures_ = 0;
   return WatchEnd::ended;
 }
 
@@ -349,23 +397,29 @@ void Informer::run(const std::atomic<bool>& stop) {
     catch_up = true;  // against an empty cache: everything listed is new
     spdlog::info("{}: served since kubetrail started: reporting what it holds as added", name_);
   }
-  while (!stop.load() && !list(!catch_up, stop)) {
-  }
+  list_until_done(!catch_up, false, stop);
   if (stop.load()) return;
   synced_ = true;
   spdlog::info("{}: synced {} objects at resourceVersion {}", name_, store_.size(), rv_);
   while (!stop.load()) {
     switch (watch(stop)) {
       case WatchEnd::gone:
+        // Relist, never at once: a server that answers 410 to every watch
+        // would otherwise be listed in a tight loop.
         spdlog::info("{}: resourceVersion {} is too old (410 Gone): listing again to catch up", name_, rv_);
-        while (!stop.load() && !list(false, stop)) {
-        }
+        record(m_relists_expired_);
+        list_until_done(false, true, stop);
         break;
-      case WatchEnd::failed: backoff(stop, 0); break;
+      case WatchEnd::failed: {
+        uint32_t hint = watch_retry_after_ms_;
+        watch_retry_after_ms_ = 0;
+        pause(stop, hint, "watch failed");
+        break;
+      }
       default: break;
     }
   }
-  checkpoint(true);
+  commit(true);
 }
 
 }  // namespace kubetrail::kube

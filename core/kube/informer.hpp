@@ -3,7 +3,20 @@
 // watch again from the last resourceVersion seen; on 410 Gone, list again
 // and report the difference between the fresh list and the cache - changes,
 // appearances and disappearances while disconnected - each once. Objects
-// that exist at start-up are cached, not reported.
+// that exist at start-up are cached, not reported. Objects are paired by
+// uid: a name deleted and created again is Deleted + Added.
+//
+// It never hammers the server: every relist and every watch that failed or
+// ended at once waits first, exponentially longer (Backoff: client-go's
+// 800 ms to 30 s, reset after two healthy minutes), whatever the server
+// answers; a Retry-After wins when longer.
+//
+// With a state store, change sets are handed to the sink only after the
+// transaction that writes them to the journal together with the checkpoint
+// rows they cover has committed (one transaction per list page, per batch of
+// watch events that arrived together): a checkpoint never covers a change
+// whose change set is not durable, and no change set reaches delivery that
+// the checkpoint does not cover.
 //
 // run() blocks on the calling thread until `stop` is set; the sink is called
 // on that thread.
@@ -17,8 +30,9 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "diff/diff.hpp"
-#include "kube/client.hpp"
+#include "kube/api.hpp"
 #include "kube/object_store.hpp"
 #include "kube/resource.hpp"
 
@@ -52,12 +66,19 @@ struct InformerOptions {
   // The server's OpenAPI v3 document of this group-version (may be null):
   // the lists its schema keys are diffed by those keys.
   std::shared_ptr<const std::string> openapi_v3;
+  // Waits between attempts (see Backoff), on `clock` (null: the real one).
+  BackoffSettings backoff;
+  Clock* clock = nullptr;
+  // A watch that ends, without an error, sooner than this after it started
+  // and with no event counts as a failure (backoff), not as a normal end:
+  // a server that closes every watch at once must not be asked again at once.
+  std::chrono::milliseconds short_watch{1000};
 };
 
 class Informer {
  public:
   using Sink = std::function<void(diff::ChangeSet&&)>;
-  Informer(Client& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink);
+  Informer(Api& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink);
 
   void run(const std::atomic<bool>& stop);
 
@@ -73,15 +94,25 @@ class Informer {
  private:
   enum class WatchEnd { ended, gone, failed, stopped };
   bool list(bool initial, const std::atomic<bool>& stop);
+  // list() until it succeeds or `stop`, waiting the backoff before each
+  // attempt after a failure (and before the first when `wait_first`).
+  void list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop);
   WatchEnd watch(const std::atomic<bool>& stop);
   std::string path(bool watch) const;
   bool excluded(std::string_view ns) const;
-  void backoff(const std::atomic<bool>& stop, uint32_t server_hint_ms);
-  // Writes changed objects to the state store; at most once a second unless forced.
-  void checkpoint(bool force);
+  // Waits the next backoff delay (or the server's Retry-After, if longer).
+  void pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why);
+  // With a state store: writes the changed objects and the change sets not
+  // yet durable in one transaction, then hands those change sets to the
+  // sink. Without change sets waiting, at most once a second unless forced.
+  void commit(bool force);
   void touched(std::string_view ns, std::string_view name);
 
-  Client& client_;
+  Api& client_;
+  Clock& clock_;
+  Backoff backoff_;
+  uint32_t retry_after_ms_ = 0;        // the last failed list's Retry-After
+  uint32_t watch_retry_after_ms_ = 0;  // the last failed watch's
   InformerOptions opt_;
   std::string name_;
   diff::ChangeDetector detector_;
@@ -91,16 +122,17 @@ class Informer {
   std::atomic<bool> synced_{false};
   Stats stats_;
   std::atomic<std::chrono::steady_clock::time_point> last_heard_{std::chrono::steady_clock::now()};
-  uint32_t failures_ = 0;
-  std::string state_key_;               // the resource (and namespace) in the state store
-  std::set<std::string> dirty_;         // keys changed since the last checkpoint
-  bool full_checkpoint_ = false;        // after a list: write everything
-  std::set<std::string> checkpointed_;  // keys the state store holds
+  std::string state_key_;                 // the resource (and namespace) in the state store
+  std::set<std::string> dirty_;           // keys changed since the last checkpoint
+  bool prune_checkpoint_ = false;         // after a list: drop checkpointed keys no longer cached
+  std::set<std::string> checkpointed_;    // keys the state store holds
+  std::vector<diff::ChangeSet> pending_;  // found, not yet durable (with a state store)
   std::chrono::steady_clock::time_point last_checkpoint_{};
   // Metric ids (-1 without metrics): events by type, and the rest.
   int32_t m_events_[5] = {-1, -1, -1, -1, -1};
   int32_t m_change_sets_[4] = {-1, -1, -1, -1};
-  int32_t m_noise_ = -1, m_relists_ = -1, m_watches_ = -1;
+  int32_t m_noise_ = -1, m_watches_ = -1;
+  int32_t m_relists_expired_ = -1, m_relists_continue_ = -1;  // kubetrail_relists_total by reason
   void record(int32_t id, double v = 1);
   void emit(diff::ChangeSet&& cs);
 };

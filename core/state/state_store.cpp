@@ -66,7 +66,11 @@ std::string try_open(const std::string& path, sqlite3** out) {
       "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
       " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
       " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
-      "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(handler, state, seq);";
+      "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(handler, state, seq);"
+      // Added in place (schema 1 stays readable): a store from before has
+      // no journal, and nothing in it is lost by starting with an empty one.
+      "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+      " json TEXT NOT NULL);";
   if (sqlite3_exec(db, schema, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string why = err ? err : "cannot create tables";
     sqlite3_free(err);
@@ -112,6 +116,11 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
   return std::unique_ptr<StateStore>(new StateStore(db, path));
 }
 
+StateStore::StateStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {
+  Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
+  if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
+}
+
 StateStore::~StateStore() { sqlite3_close(db_); }
 
 void StateStore::exec(const char* sql) {
@@ -144,10 +153,18 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
 
 void StateStore::save(const std::string& resource,
                       const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
-                      const std::vector<std::string>& deletes, const std::string& resource_version) {
+                      const std::vector<std::string>& deletes, const std::string& resource_version,
+                      const std::vector<JournalEntry>& journal) {
   std::lock_guard lock(mu_);
   exec("BEGIN IMMEDIATE");
   try {
+    Stmt jr(db_, "INSERT OR IGNORE INTO journal(id, json) VALUES(?, ?)");
+    for (const auto& e : journal) {
+      jr.bind(1, e.id);
+      jr.bind(2, e.json);
+      if (sqlite3_step(jr.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
+      sqlite3_reset(jr.s);
+    }
     Stmt up(db_, "INSERT OR REPLACE INTO objects(resource, key, uid, resource_version, object) VALUES(?,?,?,?,?)");
     for (const auto& [key, obj] : upserts) {
       up.bind(1, resource);
@@ -176,6 +193,27 @@ void StateStore::save(const std::string& resource,
   }
 }
 
+std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "SELECT seq, id, json FROM journal ORDER BY seq");
+  std::vector<JournalEntry> out;
+  while (sqlite3_step(q.s) == SQLITE_ROW) out.push_back({sqlite3_column_int64(q.s, 0), q.text(1), q.text(2)});
+  return out;
+}
+
+void StateStore::journal_done(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt del(db_, "DELETE FROM journal WHERE id = ?");
+  del.bind(1, id);
+  if (sqlite3_step(del.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+}
+
+size_t StateStore::journal_size() {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "SELECT count(*) FROM journal");
+  return sqlite3_step(q.s) == SQLITE_ROW ? static_cast<size_t>(sqlite3_column_int64(q.s, 0)) : 0;
+}
+
 int64_t StateStore::outbox_add(const std::string& id, const std::string& handler, const std::string& route,
                                int position, std::string_view json) {
   std::lock_guard lock(mu_);
@@ -188,22 +226,26 @@ int64_t StateStore::outbox_add(const std::string& id, const std::string& handler
   sqlite3_bind_int(ins.s, 4, position);
   ins.bind(5, json);
   if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-  return sqlite3_changes(db_) == 1 ? sqlite3_last_insert_rowid(db_) : 0;
+  if (sqlite3_changes(db_) != 1) return 0;
+  ++pending_;
+  return sqlite3_last_insert_rowid(db_);
 }
 
 void StateStore::outbox_delivered(int64_t seq) {
   std::lock_guard lock(mu_);
-  Stmt up(db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ?");
+  Stmt up(db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ? AND state = 'pending'");
   sqlite3_bind_int64(up.s, 1, seq);
   if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+  if (sqlite3_changes(db_) == 1) --pending_;
 }
 
 void StateStore::outbox_dead(int64_t seq, const std::string& reason) {
   std::lock_guard lock(mu_);
-  Stmt up(db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ?");
+  Stmt up(db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ? AND state = 'pending'");
   up.bind(1, reason);
   sqlite3_bind_int64(up.s, 2, seq);
   if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+  if (sqlite3_changes(db_) == 1) --pending_;
 }
 
 std::vector<StateStore::OutboxEntry> StateStore::outbox_pending(const std::string& handler, int64_t after,
@@ -220,12 +262,6 @@ std::vector<StateStore::OutboxEntry> StateStore::outbox_pending(const std::strin
     out.push_back(
         {sqlite3_column_int64(q.s, 0), q.text(1), q.text(2), q.text(3), sqlite3_column_int(q.s, 4), q.text(5)});
   return out;
-}
-
-size_t StateStore::outbox_backlog() {
-  std::lock_guard lock(mu_);
-  Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
-  return sqlite3_step(q.s) == SQLITE_ROW ? static_cast<size_t>(sqlite3_column_int64(q.s, 0)) : 0;
 }
 
 std::vector<StateStore::DeadLetter> StateStore::dead_letters() {

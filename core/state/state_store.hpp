@@ -1,13 +1,26 @@
 // The state store: what kubetrail remembers across restarts, in one SQLite
-// file (WAL mode). Today it holds checkpoints: per resource, the last
-// resourceVersion and every object's pruned content as last seen, so that
-// at start-up the fresh list can be compared with what was there when
-// kubetrail stopped and the real difference reported once (catch-up).
+// file (WAL mode):
+//  - checkpoints: per resource, the last resourceVersion and every object's
+//    pruned content as last seen, so that at start-up the fresh list can be
+//    compared with what was there when kubetrail stopped and the real
+//    difference reported once (catch-up);
+//  - the journal: change sets the watches produced that delivery has not yet
+//    routed into the outbox;
+//  - the outbox: per handler, change sets owed, delivered or dead.
+//
+// The invariant that makes "nothing lost, nothing twice" hold across kill -9
+// (docs/ARCHITECTURE.md): a checkpoint never covers a change whose change set
+// is not durably stored. save() writes the checkpoint rows and the journal
+// rows of the change sets they cover in one transaction, and nothing is
+// handed to delivery before that transaction commits; delivery writes the
+// outbox rows of a journal entry before it forgets the entry.
 //
 // Thread-safe: one connection behind a mutex (writes are batched by the
 // callers, so the lock is taken rarely).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,10 +54,25 @@ class StateStore {
   // or nullopt when this resource was never checkpointed (first run).
   std::optional<Checkpoint> load(const std::string& resource);
 
+  // A change set as the journal holds it: its id and its schema v1 JSON.
+  struct JournalEntry {
+    int64_t seq = 0;
+    std::string id, json;
+  };
   // Saves changes of one resource in one transaction: objects to upsert,
-  // keys to delete, and the resourceVersion reached.
+  // keys to delete, the resourceVersion reached, and the change sets these
+  // changes amount to (into the journal; an id already there is kept once).
+  // Either all of it is durable or none of it.
   void save(const std::string& resource, const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
-            const std::vector<std::string>& deletes, const std::string& resource_version);
+            const std::vector<std::string>& deletes, const std::string& resource_version,
+            const std::vector<JournalEntry>& journal = {});
+  // Journal entries not yet routed, oldest first (after a crash: what the
+  // last run had checkpointed but not yet written to the outbox).
+  std::vector<JournalEntry> journal_pending();
+  // Delivery has written the entry's outbox rows (or decided it goes
+  // nowhere): the journal forgets it.
+  void journal_done(const std::string& id);
+  size_t journal_size();
 
   // --- the durable outbox: change sets waiting for a handler ---------------
   struct OutboxEntry {
@@ -62,7 +90,9 @@ class StateStore {
   void outbox_dead(int64_t seq, const std::string& reason);
   // Pending entries of a handler, oldest first, after sequence `after`.
   std::vector<OutboxEntry> outbox_pending(const std::string& handler, int64_t after, size_t limit);
-  size_t outbox_backlog();
+  // Pending outbox rows, exact at every call (kept in step with every write,
+  // not a count of submissions).
+  size_t outbox_backlog() const noexcept { return static_cast<size_t>(pending_.load()); }
   struct DeadLetter {
     std::string id, handler, reason;
   };
@@ -83,8 +113,10 @@ class StateStore {
   const std::string& path() const noexcept { return path_; }
 
  private:
-  StateStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  StateStore(sqlite3* db, std::string path);
   void exec(const char* sql);
+  std::atomic<int64_t> pending_{0};  // outbox rows in state 'pending'
+
   sqlite3* db_;
   std::string path_;
   std::mutex mu_;

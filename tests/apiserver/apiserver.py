@@ -17,8 +17,9 @@ and real Status objects for errors.
 
 Test-only control endpoints (authenticated like the rest):
   POST /testing/cut-watches      close every open watch connection
-  POST /testing/expire-history   forget the event history: the next watch
-                                 from an old resourceVersion gets 410
+  POST /testing/expire-history   forget the event history (a compaction at
+                                 the current revision): the next watch gets
+                                 410, a fresh list's resourceVersion does not
   POST /testing/delay?ms=N       delay every response by N ms (0: off)
   POST /testing/delay-watches?ms=N   delay only the start of watches (a gap
                                  in which changes happen unseen)
@@ -47,6 +48,7 @@ class Resource:
         self.group, self.version, self.plural, self.kind = group, version, plural, kind
         self.namespaced, self.short, self.singular = namespaced, list(short), singular or kind.lower()
         self.scale, self.status = scale, status
+        self.custom = False  # served for a CRD: unstructured, as kube-apiserver's apiextensions handler writes it
 
     @property
     def api_version(self):
@@ -114,6 +116,30 @@ MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContaine
               "volumes": "name", "volumeMounts": "mountPath", "imagePullSecrets": "name", "conditions": "type",
               "ownerReferences": "uid", "hostAliases": "ip", "volumeDevices": "devicePath"}
 PORT_KEYS = ("containerPort", "port")
+
+def sort_keys_deep(v):
+    if isinstance(v, dict):
+        return {k: sort_keys_deep(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [sort_keys_deep(x) for x in v]
+    return v
+
+
+def shaped(res, obj, in_list=False):
+    """An object as kube-apiserver writes it. A built-in type is a Go struct:
+    kind, then apiVersion, first; in the items of a list neither (the List
+    carries them - client-go's informers and kubetrail must cope). A custom
+    resource is unstructured JSON: every map's keys sorted, kind and
+    apiVersion in list items too. test_kubectl_fidelity.py holds these rules."""
+    rest = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+    if res.custom:
+        return sort_keys_deep(dict(rest, apiVersion=res.api_version, kind=res.kind))
+    if in_list:
+        return rest
+    out = {"kind": res.kind, "apiVersion": res.api_version}
+    out.update(rest)
+    return out
+
 
 def now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -572,9 +598,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.full(res, obj)
 
     def full(self, res, obj):
-        out = copy.deepcopy(obj)
-        out["apiVersion"], out["kind"] = res.api_version, res.kind
-        return out
+        return shaped(res, copy.deepcopy(obj))
 
     def selected(self, res, ns, q):
         store = self.server.store
@@ -611,7 +635,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if limit and start + limit < len(items):
                 meta["continue"] = base64.b64encode(json.dumps({"start": start + limit, "rv": list_rv}).encode()).decode()
                 meta["remainingItemCount"] = len(items) - start - limit
-            items = [copy.deepcopy(o) for o in page]
+            items = [shaped(res, copy.deepcopy(o), in_list=True) for o in page]
         if "as=Table" in self.headers.get("Accept", ""):
             return self.send_json(200, self.table(res, items, meta))
         self.send_json(200, {"kind": res.kind + "List", "apiVersion": res.api_version, "metadata": meta, "items": items})
@@ -691,6 +715,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                      names.get("shortNames", []), names.get("singular"),
                      status="status" in storage.get("subresources", {}))
         r.schema = storage.get("schema", {}).get("openAPIV3Schema")
+        r.custom = True
         self.server.store.resources[r.qualified] = r
         crd["status"] = {"acceptedNames": names, "storedVersions": [storage["name"]],
                          "conditions": [{"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
@@ -904,8 +929,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 store.watch_epoch += 1
                 store.lock.notify_all()
             elif what == "expire-history":
+                # As an etcd compaction at the current revision: a watch from
+                # any older resourceVersion gets 410, but a list made now
+                # returns a resourceVersion that can be watched (a real
+                # server never marks its own fresh list as too old).
                 store.history.clear()
-                store.oldest = store.rv + 1
+                store.oldest = store.rv
                 self.server.force_gone = True
             elif what == "delay":
                 self.server.delay_ms = int(q.get("ms", "0"))

@@ -152,6 +152,23 @@ class KubectlFidelity(unittest.TestCase):
         self.kubectl("create", "-f", path)
         got = self.get("widgets.example.com", "blue")
         self.assertEqual(got["spec"]["size"], 3)
+        # Custom resources are unstructured: their list items do carry
+        # apiVersion and kind, and every map's keys come sorted.
+        import http.client, ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.server.dir, "ca.crt"))
+        c = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=ctx, timeout=10)
+        c.request("GET", "/apis/example.com/v1/namespaces/default/widgets", headers={"Authorization": "Bearer test-token"})
+        item = json.loads(c.getresponse().read())["items"][0]
+        c.close()
+        self.assertEqual(list(item)[:2], ["apiVersion", "kind"])
+        self.assertEqual(list(item), sorted(item))
+        # And kubectl, like client-go, puts kind/apiVersion back into the
+        # items of a built-in list it prints, though the server sent none.
+        self.kubectl("create", "configmap", "printed-shape", "--from-literal=a=1")
+        printed = self.get("configmaps")["items"]
+        self.assertTrue(printed)
+        for it in printed:
+            self.assertEqual((it.get("kind"), it.get("apiVersion")), ("ConfigMap", "v1"))
         self.assertIn("blue", self.kubectl("get", "wg").stdout)
         self.assertRegex(self.kubectl("api-resources", "--api-group=example.com", "--no-headers").stdout,
                          r"widgets\s+wg\s+example.com/v1\s+true\s+Widget")
@@ -205,10 +222,50 @@ class WatchProtocol(unittest.TestCase):
         self.assertEqual(events[0]["object"]["reason"], "Expired")
         status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?limit=2")
         token = json.loads(body)["metadata"]["continue"]
+        # A compaction past the token's revision (etcd keeps the revision it
+        # compacts at: a token of exactly that revision would still be good).
+        self.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "w-after"}})
         self.request("POST", "/testing/expire-history")
         status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?limit=2&continue=" + token)
         self.assertEqual(status, 410)
         self.assertEqual(json.loads(body)["reason"], "Expired")
+
+    def test_a_fresh_list_after_a_compaction_can_be_watched(self):
+        # kube-apiserver never answers 410 to a watch from the resourceVersion
+        # of a list it just made: the test server's expire-history once did,
+        # which made a tight list+410 loop look like the server's fault.
+        self.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "compact-a"}})
+        self.request("POST", "/testing/expire-history")
+        events = self.watch_events("resourceVersion=1&timeoutSeconds=1")  # the force_gone shot, and old anyway
+        self.assertEqual(events[0]["type"], "ERROR")
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps")
+        rv = json.loads(body)["metadata"]["resourceVersion"]
+        events = self.watch_events("resourceVersion=%s&timeoutSeconds=1" % rv)
+        self.assertNotIn("ERROR", [e["type"] for e in events])
+
+    def test_object_shapes_are_kube_apiservers(self):
+        # Byte shapes kube-apiserver gives built-in types (Go structs): a
+        # single object and a watch object start with kind, then apiVersion;
+        # the items of a list carry neither (the List does). kubetrail once
+        # reported "add kind", "add apiVersion" on every object's first change
+        # against a real server because this server put them into list items.
+        status, created = self.request("POST", "/api/v1/namespaces/default/configmaps",
+                                       {"metadata": {"name": "shape"}, "data": {"a": "1"}})
+        self.assertEqual(status, 201)
+        self.assertTrue(created.startswith('{"kind":"ConfigMap","apiVersion":"v1",'), created[:60])
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps/shape")
+        self.assertTrue(body.startswith('{"kind":"ConfigMap","apiVersion":"v1",'), body[:60])
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?limit=500")
+        lst = json.loads(body)
+        self.assertEqual((lst["kind"], lst["apiVersion"]), ("ConfigMapList", "v1"))
+        self.assertTrue(lst["items"])
+        for item in lst["items"]:
+            self.assertNotIn("kind", item)
+            self.assertNotIn("apiVersion", item)
+        # A watch with no resourceVersion starts with ADDED for what exists.
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1")
+        line = next(l for l in body.splitlines() if '"shape"' in l)
+        self.assertTrue(line.startswith('{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1",'), line[:80])
 
     def test_cut_watches(self):
         import http.client, threading

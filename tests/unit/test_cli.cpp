@@ -64,7 +64,9 @@ TEST_CASE("cli: replay of the bundled example with the example config prints exa
     auto j = json::parse(line);
     CHECK(j["schemaVersion"] == "kubetrail.dev/v1");
     CHECK(j["cluster"] == "demo");
-    CHECK(j["id"] == "demo/" + j["uid"].get<std::string>() + "/" + j["resourceVersion"].get<std::string>());
+    // docs/CHANGESETS.md: Added/Modified by the version changed to, Deleted once per uid.
+    CHECK(j["id"] == "demo/" + j["uid"].get<std::string>() + "/" +
+                         (j["type"] == "Deleted" ? std::string("deleted") : j["resourceVersion"].get<std::string>()));
     CHECK(j.contains("observedAt"));
     CHECK(j.contains("summary"));
   }

@@ -243,8 +243,9 @@ TEST_CASE("Added and Deleted carry the pruned object") {
   CHECK(h.store.size() == 0);
   auto j = json::parse(del->to_json());
   CHECK(j["schemaVersion"] == "kubetrail.dev/v1");
-  CHECK(j["id"] ==
-        "test/" + d["metadata"]["uid"].get<std::string>() + "/" + d["metadata"]["resourceVersion"].get<std::string>());
+  // An object is deleted once: the id names the uid, not the version at which
+  // the deletion was seen (a relist that finds it gone gives the same id).
+  CHECK(j["id"] == "test/" + d["metadata"]["uid"].get<std::string>() + "/deleted");
   CHECK(j["resource"] ==
         json{{"group", "apps"}, {"version", "v1"}, {"resource", "deployments"}, {"kind", "Deployment"}});
 }
@@ -841,4 +842,108 @@ TEST_CASE("a noise event still moves the cached managers: a later change is not 
   auto cs = h.modify(d);
   REQUIRE(cs);
   CHECK_FALSE(cs->actor);
+}
+
+// Issue 12, item 4: kube-apiserver leaves kind/apiVersion out of the items
+// of a list of built-in types and puts them into every watch object. Before
+// the cache held one canonical form, an object first seen in a list had
+// {"op":"add","path":"kind"} and {"op":"add","path":"apiVersion"} in its
+// first change set (this test failed with exactly those two changes).
+TEST_CASE("an object first seen as a list item without kind and apiVersion reports only its real change") {
+  for (const char* name : {"deployment", "pod", "configmap", "secret"}) {
+    CAPTURE(name);
+    json watch_form = fixture(name);
+    json list_item = watch_form;
+    list_item.erase("kind");
+    list_item.erase("apiVersion");
+    auto type =
+        kube::resource_type_for(watch_form["apiVersion"].get<std::string>(), watch_form["kind"].get<std::string>());
+    diff::ChangeDetector detector("test", {});
+    kube::ObjectStore from_list, from_watch;
+    simdjson::dom::parser parser;
+    // As kube-apiserver writes a built-in type (Go struct order): kind, apiVersion, then the rest.
+    auto go_order = [](const json& item, const json& full) {
+      return R"({"kind":)" + full["kind"].dump() + R"(,"apiVersion":)" + full["apiVersion"].dump() + "," +
+             item.dump().substr(1);
+    };
+    std::string item_text = list_item.dump(), watch_text = go_order(list_item, watch_form);
+    REQUIRE(detector.seed(type, parser.parse(item_text).value(), from_list));
+    REQUIRE(detector.seed(type, parser.parse(watch_text).value(), from_watch));
+    const std::string key = kube::ObjectStore::key_of(watch_form["metadata"].value("namespace", ""),
+                                                      watch_form["metadata"]["name"].get<std::string>());
+    // Same bytes whatever the source: the cache, the checkpoint and the
+    // catch-up all compare like with like.
+    CHECK(from_list.find(key)->json == from_watch.find(key)->json);
+    json changed = list_item;
+    changed["metadata"]["labels"]["touched"] = "yes";
+    changed["metadata"]["resourceVersion"] = "999999";
+    std::string changed_text = go_order(changed, watch_form);
+    auto cs = detector.observe(kube::WatchEventType::modified, type, parser.parse(changed_text).value(), from_list,
+                               "2026-11-23T10:00:00.000Z");
+    REQUIRE(cs.ok());
+    REQUIRE(cs.value());
+    REQUIRE(cs.value()->changes.size() == 1);  // before: also "add kind" and "add apiVersion"
+    CHECK(cs.value()->changes[0].path.starts_with("metadata.labels"));
+  }
+}
+
+// Issue 12, item 3: catch-up paired objects by namespace/name, so a
+// Deployment deleted and created again while kubetrail was down became one
+// Modified (metadata.uid old → new) and no Added.
+TEST_CASE("a name deleted and created again is Deleted of the old uid and Added of the new") {
+  Harness h;
+  json d = fixture("deployment");
+  REQUIRE(h.add(d));
+  json again = d;
+  again["metadata"]["uid"] = "another-uid";
+  again["metadata"]["resourceVersion"] = "777777";
+  again["spec"]["replicas"] = 5;
+  std::string text = again.dump();
+  auto doc = h.parser.parse(text).value();
+  auto type = kube::resource_type_for("apps/v1", "Deployment");
+  auto gone = h.detector.replaced(type, doc, h.store, "2026-11-23T10:00:00.000Z");
+  REQUIRE(gone);
+  CHECK(gone->type == diff::ChangeType::deleted);
+  CHECK(gone->uid == d["metadata"]["uid"].get<std::string>());
+  CHECK(gone->id == "test/" + d["metadata"]["uid"].get<std::string>() + "/deleted");
+  auto added = h.detector.observe(kube::WatchEventType::modified, type, doc, h.store, "2026-11-23T10:00:00.000Z");
+  REQUIRE(added.ok());
+  REQUIRE(added.value());
+  CHECK(added.value()->type == diff::ChangeType::added);
+  CHECK(added.value()->uid == "another-uid");
+  CHECK(added.value()->id == "test/another-uid/777777");
+  // The same uid again is no replacement.
+  CHECK_FALSE(h.detector.replaced(type, doc, h.store, "2026-11-23T10:00:00.000Z"));
+}
+
+// Issue 12, item 2: a Deleted found by a relist took the list's
+// resourceVersion into its id, so the same deletion seen by a watch and then
+// again by the catch-up after a crash had two ids and reached receivers twice.
+TEST_CASE("a deletion has one id whether a watch saw it or a relist found the object gone") {
+  json d = fixture("configmap");
+  auto type = kube::resource_type_for("v1", "ConfigMap");
+  const std::string key =
+      kube::ObjectStore::key_of(d["metadata"].value("namespace", ""), d["metadata"]["name"].get<std::string>());
+  Harness watched, relisted;
+  REQUIRE(watched.add(d));
+  REQUIRE(relisted.add(d));
+  json del = d;
+  del["metadata"]["resourceVersion"] = "888888";
+  auto by_watch = watched.event(kube::WatchEventType::deleted, del);
+  auto by_list = relisted.detector.forget(type, key, relisted.store, "2026-11-23T10:00:00.000Z", "999999");
+  REQUIRE(by_watch);
+  REQUIRE(by_list);
+  CHECK(by_watch->id == by_list->id);
+  // And a Modified computed twice from the same new version has one id.
+  Harness a, b;
+  REQUIRE(a.add(d));
+  REQUIRE(b.add(d));
+  json m = d;
+  m["data"]["extra"] = "1";
+  m["metadata"]["resourceVersion"] = "123456";
+  auto ma = a.event(kube::WatchEventType::modified, m), mb = b.event(kube::WatchEventType::modified, m);
+  REQUIRE(ma);
+  REQUIRE(mb);
+  CHECK(ma->id == mb->id);
+  CHECK(ma->id == "test/" + d["metadata"]["uid"].get<std::string>() + "/123456");
 }
