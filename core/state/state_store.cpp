@@ -59,6 +59,11 @@ std::string try_open(const std::string& path, sqlite3** out) {
       "PRAGMA auto_vacuum=INCREMENTAL;"  // takes effect in a new file only; see outbox_compact()
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=NORMAL;"
+      // Checkpoint rows are whole objects (~2.5 KB a Pod): a page cache and a
+      // memory map large enough that an upsert does not read its B-tree
+      // pages back with a system call each (state_bench: 5x per event).
+      "PRAGMA cache_size=-65536;"
+      "PRAGMA mmap_size=1073741824;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
@@ -182,11 +187,14 @@ void StateStore::save(const std::string& resource,
       if (sqlite3_step(del.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
       sqlite3_reset(del.s);
     }
-    Stmt rv(db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
-    rv.bind(1, resource);
-    rv.bind(2, resource_version);
-    if (sqlite3_step(rv.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
+    if (!resource_version.empty() || !known_.count(resource)) {
+      Stmt rv(db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
+      rv.bind(1, resource);
+      rv.bind(2, resource_version);
+      if (sqlite3_step(rv.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
+    }
     exec("COMMIT");
+    known_.insert(resource);
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;

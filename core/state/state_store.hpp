@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,7 +63,9 @@ class StateStore {
   // Saves changes of one resource in one transaction: objects to upsert,
   // keys to delete, the resourceVersion reached, and the change sets these
   // changes amount to (into the journal; an id already there is kept once).
-  // Either all of it is durable or none of it.
+  // Either all of it is durable or none of it. An empty resource_version
+  // leaves the one stored as it is (one page less to write per commit: the
+  // informer writes it at the end of lists and watches, and once a second).
   void save(const std::string& resource, const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
             const std::vector<std::string>& deletes, const std::string& resource_version,
             const std::vector<JournalEntry>& journal = {});
@@ -116,6 +119,7 @@ class StateStore {
   StateStore(sqlite3* db, std::string path);
   void exec(const char* sql);
   std::atomic<int64_t> pending_{0};  // outbox rows in state 'pending'
+  std::set<std::string> known_;      // resources with a row in `resources` (under mu_)
 
   sqlite3* db_;
   std::string path_;

@@ -1,0 +1,165 @@
+// state_bench: what the transactional checkpoint (issue 12) costs. The real
+// informer (list in pages of 500, then a watch) runs in this process against
+// a scripted API server (tests/unit/fake_api.hpp: pre-serialized bytes, no
+// network), once without a state store and once with one (SQLite on a temp
+// file, as `run` opens it), and the ratio of CPU time is printed for:
+//   - initial sync of N pods (the Pod fixture, managedFields and all, each
+//     with its own name and uid), first start: every object checkpointed;
+//   - restart against that checkpoint: load it, list, compare (no change);
+//   - watch events (a label changed on a distinct pod each), arriving one per
+//     read (worst case: one transaction each) and 100 per read (group commit).
+// Target (issue 12): state on costs at most 1.5x state off.
+//
+// usage: state_bench [PODS [EVENTS]]   (defaults 100000 and 20000)
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fake_api.hpp"
+#include "kube/informer.hpp"
+#include "state/state_store.hpp"
+
+using namespace kubetrail;
+
+namespace {
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The Pod fixture as list items (no kind/apiVersion, as kube-apiserver
+// sends them) and as watch objects, name and uid varied.
+struct Pods {
+  std::vector<std::string> pages;   // List bodies of 500
+  std::vector<std::string> events;  // MODIFIED events, one per line
+  size_t bytes = 0;
+};
+
+Pods make_pods(size_t n, size_t events) {
+  nlohmann::ordered_json pod = nlohmann::ordered_json::parse(read(KUBETRAIL_SOURCE_DIR "/tests/fixtures/pod.json"));
+  pod.erase("kind");
+  pod.erase("apiVersion");
+  Pods out;
+  const size_t page = 500;
+  for (size_t start = 0; start < n; start += page) {
+    std::string body = R"({"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1000000")";
+    if (start + page < n) body += R"(,"continue":"p)" + std::to_string(start + page) + "\"";
+    body += R"(},"items":[)";
+    for (size_t i = start; i < std::min(n, start + page); ++i) {
+      pod["metadata"]["name"] = "pod-" + std::to_string(i);
+      pod["metadata"]["uid"] = "uid-" + std::to_string(i);
+      pod["metadata"]["resourceVersion"] = std::to_string(1000 + i);
+      if (i > start) body += ",";
+      body += pod.dump();
+    }
+    body += "]}";
+    out.bytes += body.size();
+    out.pages.push_back(std::move(body));
+  }
+  for (size_t e = 0; e < events; ++e) {
+    size_t i = (e * 7919) % n;
+    pod["metadata"]["name"] = "pod-" + std::to_string(i);
+    pod["metadata"]["uid"] = "uid-" + std::to_string(i);
+    pod["metadata"]["resourceVersion"] = std::to_string(2000000 + e);
+    pod["metadata"]["labels"]["bench"] = std::to_string(e);
+    std::string obj = pod.dump();
+    out.events.push_back(R"({"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1",)" + obj.substr(1) + "}\n");
+  }
+  return out;
+}
+
+struct Cost {
+  double sync = 0, events = 0;
+  size_t change_sets = 0;
+};
+
+// One informer run: list every page, then one watch delivering `events` in
+// reads of `per_read`, then stop.
+Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_read) {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  api.on_get = [&](const std::string& path) {
+    size_t page = 0;
+    if (auto at = path.find("continue=p"); at != std::string::npos) page = std::stoul(path.substr(at + 10)) / 500;
+    return kube::Response{200, pods.pages[page], "application/json", {}, 0};
+  };
+  std::atomic<bool> stop{false};
+  Cost cost;
+  double t0 = cpu_seconds(), t1 = 0;
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
+    t1 = cpu_seconds();
+    std::string chunk;
+    for (size_t e = 0; e < events; ++e) {
+      chunk += pods.events[e];
+      if ((e + 1) % per_read == 0 || e + 1 == events) {
+        on_data(chunk);
+        chunk.clear();
+      }
+    }
+    stop = true;
+    return kube::Response{200, {}, {}, {}, 0};
+  };
+  kube::InformerOptions opt;
+  opt.type = {"", "v1", "pods", "Pod", true};
+  opt.clock = &clock;
+  opt.state = store;
+  kube::Informer inf(api, opt, "bench", {}, [&](diff::ChangeSet&&) { ++cost.change_sets; });
+  inf.run(stop);
+  double t2 = cpu_seconds();
+  cost.sync = t1 - t0;
+  cost.events = t2 - t1;
+  return cost;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t n = argc > 1 ? std::stoul(argv[1]) : 100000;
+  size_t events = argc > 2 ? std::stoul(argv[2]) : 20000;
+  std::printf("state_bench: %zu pods (Pod fixture), %zu watch events; CPU seconds, state on / off\n", n, events);
+  Pods pods = make_pods(n, events);
+  std::printf("  list: %zu pages, %.0f MB\n", pods.pages.size(), pods.bytes / 1e6);
+  auto dir = std::filesystem::temp_directory_path() / ("kubetrail-state-bench-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto row = [](const char* what, double off, double on, double per) {
+    std::printf("  %-44s off %8.3f  on %8.3f  ratio %.2fx%s\n", what, off / per, on / per, on / off,
+                per != 1 ? "  (us per event)" : "");
+  };
+  for (size_t per_read : {size_t{1}, size_t{100}}) {
+    std::filesystem::remove_all(dir / "state.db");
+    auto off = run(pods, nullptr, events, per_read);
+    auto store = state::StateStore::open((dir / "state.db").string(), false);
+    auto on = run(pods, store.get(), events, per_read);
+    if (per_read == 1) row("initial sync (first start: all checkpointed)", off.sync, on.sync, 1);
+    std::string label = "watch event, " + std::to_string(per_read) + " per read";
+    row(label.c_str(), off.events * 1e6, on.events * 1e6, static_cast<double>(events));
+    if (off.change_sets != on.change_sets)
+      std::printf("  MISMATCH: %zu change sets without state, %zu with\n", off.change_sets, on.change_sets);
+    if (per_read == 100) {  // a restart against the checkpoint just written: load, list, compare
+      double t0 = cpu_seconds();
+      auto again = run(pods, store.get(), 0, 1);
+      double restart = cpu_seconds() - t0;
+      std::printf("  %-44s on %8.3f  (vs first start off: %.2fx)\n", "restart against the checkpoint", restart,
+                  restart / off.sync);
+      (void)again;
+    }
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
