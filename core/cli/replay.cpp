@@ -85,7 +85,16 @@ int run_replay(const Args& args) {
     }
     auto& store = stores[type.qualified_name()];
     diff::SourceText source{&parser, ev.frame, "object"};  // lets the pruner copy untouched subtrees
-    auto result = detector.observe(ev.type, type, object, store, now_rfc3339(), &source);
+    // One object that cannot be diffed is reported and skipped: the events
+    // after it are still replayed.
+    Result<std::optional<diff::ChangeSet>> result = std::optional<diff::ChangeSet>{};
+    try {
+      if (auto gone = detector.replaced(type, object, store, now_rfc3339()))
+        if (!pipeline.deliver(*gone)) delivered_all = false;
+      result = detector.observe(ev.type, type, object, store, now_rfc3339(), &source);
+    } catch (const std::exception& e) {
+      result = Result<std::optional<diff::ChangeSet>>::failure(e.what());
+    }
     if (!result) {
       spdlog::error("{}: byte offset {}: {}", recording.files()[ev.file], ev.offset, result.error());
       delivered_all = false;

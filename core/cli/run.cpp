@@ -53,11 +53,18 @@ class ChangeQueue {
     }
     cv_.notify_one();
   }
-  // Waits up to `wait` for one; nullopt on timeout.
+  void push_front(diff::ChangeSet&& cs) {
+    {
+      std::lock_guard lock(mu_);
+      q_.push_front(std::move(cs));
+    }
+    cv_.notify_one();
+  }
   size_t size() {
     std::lock_guard lock(mu_);
     return q_.size();
   }
+  // Waits up to `wait` for one; nullopt on timeout.
   std::optional<diff::ChangeSet> pop(std::chrono::milliseconds wait) {
     std::unique_lock lock(mu_);
     if (!cv_.wait_for(lock, wait, [&] { return !q_.empty(); })) return std::nullopt;
@@ -314,11 +321,19 @@ int run_daemon(const Args& args) {
       metrics.record(handover_gauge, static_cast<double>(handover.size()));
     }
     if (auto cs = queue.pop(std::chrono::milliseconds(200))) {
-      if (delivering)
-        pipeline->deliver(*cs);
-      else if (pipeline->accepts(*cs))
-        handover.push(*cs);
-      settle(*cs);
+      try {
+        if (delivering)
+          pipeline->deliver(*cs);
+        else if (pipeline->accepts(*cs))
+          handover.push(*cs);
+        settle(*cs);
+      } catch (const std::exception& e) {
+        // The outbox could not be written (the state store failed): the
+        // change set goes back to the head of the queue and is tried again.
+        spdlog::error("change set {} could not be queued for delivery, retrying in 1 s: {}", cs->id, e.what());
+        queue.push_front(std::move(*cs));
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
     }
     metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline->queued()));
     if (state && std::chrono::steady_clock::now() > next_compaction) {

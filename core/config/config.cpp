@@ -245,6 +245,7 @@ Config from_value(const value& root, const std::string& source) {
     r.read("field_selector", cfg.watch.field_selector);
     r.read_types("events", cfg.watch.events);
     r.read("rediscover_s", cfg.watch.rediscover_s);
+    r.read("max_event_mb", cfg.watch.max_event_mb, 1, 1024);
     for (const auto& name : cfg.watch.resources)
       if (name.find('*') != std::string::npos &&
           (!name.starts_with("*.") || name.size() < 3 || name.find('*', 1) != std::string::npos))

@@ -30,6 +30,7 @@ struct WatchConfig {
   std::string field_selector;
   std::vector<diff::ChangeType> events{diff::ChangeType::added, diff::ChangeType::modified, diff::ChangeType::deleted};
   uint32_t rediscover_s = 300;  // re-read discovery this often (0 = only at start and on SIGHUP)
+  uint32_t max_event_mb = 16;   // a watch event larger than this ends the watch with an error (memory bound)
 };
 
 struct StateConfig {

@@ -206,7 +206,18 @@ void DeliveryService::run_worker(Worker& w) {
       w.space.notify_all();
       w.busy = true;
     }
-    deliver_batch(w, batch);
+    try {
+      deliver_batch(w, batch);
+    } catch (const std::exception& e) {
+      // The state store failed under us (disk full, I/O error): what was not
+      // marked delivered stays pending in the outbox; this thread goes on
+      // after a pause rather than taking the process down.
+      spdlog::error("handler \"{}\": delivery failed: {}; retrying in 1 s", w.name, e.what());
+      std::unique_lock lock(w.mu);
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+        if (it->entry && (!it->seq || w.in_memory.count(it->seq))) w.queue.push_front(std::move(*it));
+      w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_.load(); });
+    }
     std::lock_guard lock(w.mu);
     w.busy = false;
   }

@@ -379,6 +379,9 @@ struct Stage1 {
     for (uint32_t last = 0; at(last) == '{' || at(last) == ',';) {
       uint32_t key = last + 1;
       if (at(key) != '"') break;
+      // An escaped key ("obj\u0065ct") may be the one the DOM took for
+      // `name`: raw bytes cannot tell, so no source (the pruner serializes).
+      if (std::memchr(src + idx[key], '\\', idx[key + 1] - idx[key])) return kNone;
       if (idx[key] + name.size() + 2 <= idx[key + 1] && std::string_view(src + idx[key] + 1, name.size()) == name &&
           src[idx[key] + 1 + name.size()] == '"')
         return key + 2;
@@ -1006,7 +1009,12 @@ std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
   dom::array entries;
   if (moved.size() > 1 && changes && object.at_pointer("/metadata/managedFields").get(entries) == simdjson::SUCCESS) {
     std::vector<std::unique_ptr<ParsedPath>> paths;
-    for (const auto& c : *changes) paths.push_back(std::make_unique<ParsedPath>(c.path));
+    for (const auto& c : *changes) {
+      try {  // every path kubetrail writes parses back (path.hpp); a slip costs attribution, never the event
+        paths.push_back(std::make_unique<ParsedPath>(c.path));
+      } catch (const Error&) {
+      }
+    }
     auto holds_a_change = [&](const kube::ManagerEntry* m) {
       for (dom::element e : entries) {
         if (string_at(e, "manager") != m->manager || string_at(e, "operation") != m->operation ||
@@ -1112,8 +1120,12 @@ namespace {
 kube::StoredObject stored_object(dom::element object, std::string_view pruned) {
   kube::StoredObject stored;
   stored.json.assign(pruned);  // exactly its size: cached for the object's life
-  stored.uid = string_at(object["metadata"].value_unsafe(), "uid");
-  stored.resource_version = string_at(object["metadata"].value_unsafe(), "resourceVersion");
+  dom::element metadata;       // an object without metadata (a hand-written manifest) has no uid or version
+  if (object.type() == dom::element_type::OBJECT && object["metadata"].get(metadata) == simdjson::SUCCESS &&
+      metadata.type() == dom::element_type::OBJECT) {
+    stored.uid = string_at(metadata, "uid");
+    stored.resource_version = string_at(metadata, "resourceVersion");
+  }
   extract_managers(object, stored.managers);
   return stored;
 }

@@ -16,6 +16,13 @@ bool needs_quotes(std::string_view key) {
   return false;
 }
 
+bool value_needs_quotes(std::string_view v) {
+  if (v.empty() || v == "*" || v.front() == ' ' || v.front() == '"') return true;
+  for (char c : v)
+    if (c == ']' || c == '"' || c == '\\') return true;
+  return false;
+}
+
 void append_quoted(std::string_view s, std::string& out) {
   out.push_back('"');
   for (char c : s) {
@@ -45,9 +52,16 @@ void append_segment(const Segment& s, bool first, std::string& out) {
       break;
     case Segment::Kind::keyed:
       out.push_back('[');
-      out.append(s.field);
-      out.push_back('=');
-      out.append(s.value);
+      if (needs_quotes(s.field)) {  // not a field name a reader could take back: by position
+        out.append(std::to_string(s.index));
+      } else {
+        out.append(s.field);
+        out.push_back('=');
+        if (value_needs_quotes(s.value))
+          append_quoted(s.value, out);
+        else
+          out.append(s.value);
+      }
       out.push_back(']');
       break;
   }
@@ -69,7 +83,7 @@ bool PatternSegment::matches(const Segment& s) const noexcept {
     case Kind::any_key: return s.kind == Segment::Kind::key;
     case Kind::index: return s.kind == Segment::Kind::index && s.index == index;
     case Kind::any_element: return s.kind != Segment::Kind::key;
-    case Kind::keyed: return s.kind == Segment::Kind::keyed && s.field == field && (value == "*" || s.value == value);
+    case Kind::keyed: return s.kind == Segment::Kind::keyed && s.field == field && (any_value || s.value == value);
   }
   return false;
 }
@@ -92,29 +106,43 @@ PathPattern PathPattern::parse(std::string_view text) {
     if (c == '[') {
       size_t open = i++;
       PatternSegment seg;
-      if (!at_end() && text[i] == '"') {  // ["quoted key"]
+      // A quoted string from text[i] (a '"'), backslash escapes; i ends past it.
+      auto quoted = [&](size_t from) {
         ++i;
-        std::string key;
+        std::string out;
         while (!at_end() && text[i] != '"') {
           if (text[i] == '\\' && i + 1 < text.size()) ++i;
-          key.push_back(text[i++]);
+          out.push_back(text[i++]);
         }
-        if (at_end()) bad(text, open, "unterminated quoted key");
+        if (at_end()) bad(text, from, "unterminated quoted string");
         ++i;  // closing quote
+        return out;
+      };
+      if (!at_end() && text[i] == '"') {  // ["quoted key"]
         seg.kind = PatternSegment::Kind::key;
-        seg.key = std::move(key);
+        seg.key = quoted(open);
+      } else if (size_t stop = text.find_first_of("=]", i); stop != std::string_view::npos && text[stop] == '=') {
+        // [field=value], [field="quoted value"], [field=*]
+        if (stop == i) bad(text, open, "expected [field=value]");
+        seg.kind = PatternSegment::Kind::keyed;
+        seg.field.assign(text.substr(i, stop - i));
+        i = stop + 1;
+        if (!at_end() && text[i] == '"') {
+          seg.value = quoted(open);
+        } else {
+          size_t close = text.find(']', i);
+          if (close == std::string_view::npos) bad(text, open, "missing ']'");
+          if (close == i) bad(text, open, "expected [field=value]");
+          seg.value.assign(text.substr(i, close - i));
+          seg.any_value = seg.value == "*";
+          i = close;
+        }
       } else {
-        size_t close = text.find(']', i);
-        if (close == std::string_view::npos) bad(text, open, "missing ']'");
-        std::string_view inner = text.substr(i, close - i);
-        i = close;
+        if (stop == std::string_view::npos) bad(text, open, "missing ']'");
+        std::string_view inner = text.substr(i, stop - i);
+        i = stop;
         if (inner == "*") {
           seg.kind = PatternSegment::Kind::any_element;
-        } else if (auto eq = inner.find('='); eq != std::string_view::npos) {
-          if (eq == 0 || eq + 1 == inner.size()) bad(text, open, "expected [field=value]");
-          seg.kind = PatternSegment::Kind::keyed;
-          seg.field.assign(inner.substr(0, eq));
-          seg.value.assign(inner.substr(eq + 1));
         } else {
           auto [ptr, ec] = std::from_chars(inner.data(), inner.data() + inner.size(), seg.index);
           if (ec != std::errc() || ptr != inner.data() + inner.size() || inner.empty())
@@ -178,6 +206,7 @@ ParsedPath::ParsedPath(std::string_view text) : pattern_(PathPattern::parse(text
         s.index = p.index;
         break;
       case PatternSegment::Kind::keyed:
+        if (p.any_value) throw Error("path \"" + std::string(text) + "\" has a wildcard; a concrete path was expected");
         s.kind = Segment::Kind::keyed;
         s.field = p.field;
         s.value = p.value;

@@ -8,6 +8,14 @@
 //
 // Patterns use the same syntax plus `*` (any one key), `[*]` (any list
 // element) and `[name=*]` (any element of a keyed list).
+//
+// A keyed value is written as is unless it could be misread: an empty
+// value, one holding `]`, `"` or `\`, one starting with a space or equal to
+// `*` is quoted, with `"` and `\` escaped by a backslash:
+//   env[name=""]   env[name="a]b"]   items[key="*"]
+// A merge-key field name that is not a plain name (it comes from a schema,
+// so from the server) makes the element addressed by index instead. Every
+// path kubetrail writes parses back to the same segments (tested, fuzzed).
 #pragma once
 
 #include <cstddef>
@@ -38,10 +46,11 @@ std::string format_path(std::span<const Segment> path);
 struct PatternSegment {
   enum class Kind : unsigned char { key, any_key, index, any_element, keyed };
   Kind kind = Kind::key;
-  std::string key;    // key
-  size_t index = 0;   // index
-  std::string field;  // keyed
-  std::string value;  // keyed; "*" matches any value
+  std::string key;         // key
+  size_t index = 0;        // index
+  std::string field;       // keyed
+  std::string value;       // keyed
+  bool any_value = false;  // keyed: [field=*] (a quoted "*" is the literal value)
 
   bool matches(const Segment& s) const noexcept;
 };

@@ -70,6 +70,8 @@ Informer::Informer(Api& client, InformerOptions options, std::string cluster, di
                                    "lists made again, by reason", {{"resource", r}, {"reason", "watch_expired"}});
     m_relists_continue_ = m->define(server::MetricKind::counter, "kubetrail_relists_total",
                                     "lists made again, by reason", {{"resource", r}, {"reason", "continue_expired"}});
+    m_failed_ = m->define(server::MetricKind::counter, "kubetrail_events_failed_total",
+                          "watch events and list items that could not be handled (logged, skipped)", {{"resource", r}});
     m_watches_ = m->define(server::MetricKind::counter, "kubetrail_watch_restarts_total",
                            "watches started after the first", {{"resource", r}});
   }
@@ -164,11 +166,64 @@ void Informer::pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std
 
 void Informer::list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop) {
   if (wait_first) pause(stop, 0, initial ? "listing" : "relisting");
-  while (!stop.load() && !list(initial, stop)) {
+  auto attempt = [&] {
+    try {
+      return list(initial, stop);
+    } catch (const std::exception& e) {  // never out of the informer's thread
+      ++stats_.errors;
+      spdlog::error("{}: list failed: {}", name_, e.what());
+      return false;
+    }
+  };
+  while (!stop.load() && !attempt()) {
     uint32_t hint = retry_after_ms_;
     retry_after_ms_ = 0;
     pause(stop, hint, "list failed");
   }
+}
+
+void Informer::list_item(dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>& seen,
+                         const std::string& observed_at) {
+  std::string_view ns, name;
+  if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
+  if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) return;
+  if (excluded(ns)) return;
+  if (initial) {
+    if (auto s = detector_.seed(opt_.type, item, store_, &source); !s)
+      failed(&item, "list item", s.error());
+    else
+      touched(ns, name);
+    return;
+  }
+  seen.insert(ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
+  // A relist after 410 (or the first list against a checkpoint): the
+  // fresh list against the cache. Another uid under the same name: the
+  // old object is gone and this one new. Same resourceVersion:
+  // nothing; changed or new: the real difference.
+  if (auto gone = detector_.replaced(opt_.type, item, store_, observed_at)) {
+    gone->catch_up = true;
+    emit(std::move(*gone));
+    touched(ns, name);
+  }
+  auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
+  if (!cs) {
+    failed(&item, "list item", cs.error());
+  } else if (cs.value()) {
+    cs.value()->catch_up = true;
+    emit(std::move(*cs.value()));
+    touched(ns, name);
+  }
+}
+
+void Informer::failed(const dom::element* object, const std::string& where, std::string_view why) {
+  std::string_view ns, name = "(no name)";
+  if (object) {
+    if (object->at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
+    if (object->at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) name = "(no name)";
+  }
+  ++stats_.errors;
+  record(m_failed_);
+  spdlog::error("{}: {} {}{}{}: cannot be handled, skipped: {}", name_, where, ns, ns.empty() ? "" : "/", name, why);
 }
 
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
@@ -208,34 +263,10 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       diff::ListItemSources sources(parser, r.body);  // lets the pruner copy untouched subtrees
       for (dom::element item : items) {
         const diff::SourceText source = sources.next();
-        std::string_view ns, name;
-        if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
-        if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) continue;
-        if (excluded(ns)) continue;
-        if (initial) {
-          if (auto s = detector_.seed(opt_.type, item, store_, &source); !s)
-            spdlog::warn("{}: {}", name_, s.error());
-          else
-            touched(ns, name);
-          continue;
-        }
-        seen.insert(ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
-        // A relist after 410 (or the first list against a checkpoint): the
-        // fresh list against the cache. Another uid under the same name: the
-        // old object is gone and this one new. Same resourceVersion:
-        // nothing; changed or new: the real difference.
-        if (auto gone = detector_.replaced(opt_.type, item, store_, observed_at)) {
-          gone->catch_up = true;
-          emit(std::move(*gone));
-          touched(ns, name);
-        }
-        auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
-        if (!cs) {
-          spdlog::warn("{}: list item {}/{}: {}", name_, ns, name, cs.error());
-        } else if (cs.value()) {
-          cs.value()->catch_up = true;
-          emit(std::move(*cs.value()));
-          touched(ns, name);
+        try {
+          list_item(item, source, initial, seen, observed_at);
+        } catch (const std::exception& e) {
+          failed(&item, "list item", e.what());
         }
       }
     }
@@ -263,12 +294,12 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
 
 Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   if (stats_.watches++ > 0) record(m_watches_);
-  JsonFramer framer;
+  JsonFramer framer(opt_.max_event_bytes);
   dom::parser parser;
   WatchEnd end = WatchEnd::ended;
   std::string frame_error;
   uint64_t events = 0;  // added, modified or deleted: the watch did something
-  auto on_frame = [&](std::string_view frame, uint64_t offset) {
+  auto handle_frame = [&](std::string_view frame, uint64_t offset) {
     if (end != WatchEnd::ended) return;
     dom::element doc;
     if (parser.parse(frame.data(), frame.size(), true).get(doc) != simdjson::SUCCESS) {
@@ -314,7 +345,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     diff::SourceText source{&parser, frame, "object"};  // lets the pruner copy untouched subtrees
     auto cs = detector_.observe(*type, opt_.type, object, store_, observed_at, &source);
     if (!cs) {
-      spdlog::warn("{}: event at byte offset {}: {}", name_, offset, cs.error());
+      failed(&object, "event at byte offset " + std::to_string(offset), cs.error());
       return;
     }
     std::string_view name;
@@ -323,6 +354,19 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       emit(std::move(*cs.value()));
     else
       record(m_noise_);
+  };
+  // One event that cannot be handled is reported and skipped; it never
+  // ends the watch, let alone the process (issue 13: a Deployment with an
+  // env var named "" once killed the daemon at every start).
+  auto on_frame = [&](std::string_view frame, uint64_t offset) {
+    try {
+      handle_frame(frame, offset);
+    } catch (const std::exception& e) {
+      dom::element doc, object;
+      bool named = parser.parse(frame.data(), frame.size(), true).get(doc) == simdjson::SUCCESS &&
+                   doc["object"].get(object) == simdjson::SUCCESS;
+      failed(named ? &object : nullptr, "event at byte offset " + std::to_string(offset), e.what());
+    }
   };
   std::function<bool(std::string_view)> on_data = [&](std::string_view bytes) {
     auto fed = framer.feed(bytes, on_frame);
@@ -405,7 +449,15 @@ void Informer::run(const std::atomic<bool>& stop) {
   synced_ = true;
   spdlog::info("{}: synced {} objects at resourceVersion {}", name_, store_.size(), rv_);
   while (!stop.load()) {
-    switch (watch(stop)) {
+    WatchEnd end;
+    try {
+      end = watch(stop);
+    } catch (const std::exception& e) {  // never out of the informer's thread
+      ++stats_.errors;
+      spdlog::error("{}: watch failed: {}", name_, e.what());
+      end = WatchEnd::failed;
+    }
+    switch (end) {
       case WatchEnd::gone:
         // Relist, never at once: a server that answers 410 to every watch
         // would otherwise be listed in a tight loop.

@@ -35,6 +35,7 @@
 #include "kube/api.hpp"
 #include "kube/object_store.hpp"
 #include "kube/resource.hpp"
+#include "kube/watch_stream.hpp"
 
 namespace kubetrail::state {
 class StateStore;
@@ -73,6 +74,8 @@ struct InformerOptions {
   // and with no event counts as a failure (backoff), not as a normal end:
   // a server that closes every watch at once must not be asked again at once.
   std::chrono::milliseconds short_watch{1000};
+  // The largest watch event held back while it arrives ([watch] max_event_mb).
+  size_t max_event_bytes = JsonFramer::kDefaultMaxFrame;
 };
 
 class Informer {
@@ -94,6 +97,11 @@ class Informer {
  private:
   enum class WatchEnd { ended, gone, failed, stopped };
   bool list(bool initial, const std::atomic<bool>& stop);
+  void list_item(simdjson::dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>& seen,
+                 const std::string& observed_at);
+  // An object (event or list item) that cannot be handled: logged with its
+  // resource, namespace/name and reason, counted, skipped.
+  void failed(const simdjson::dom::element* object, const std::string& where, std::string_view why);
   // list() until it succeeds or `stop`, waiting the backoff before each
   // attempt after a failure (and before the first when `wait_first`).
   void list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop);
@@ -131,7 +139,7 @@ class Informer {
   // Metric ids (-1 without metrics): events by type, and the rest.
   int32_t m_events_[5] = {-1, -1, -1, -1, -1};
   int32_t m_change_sets_[4] = {-1, -1, -1, -1};
-  int32_t m_noise_ = -1, m_watches_ = -1;
+  int32_t m_noise_ = -1, m_watches_ = -1, m_failed_ = -1;
   int32_t m_relists_expired_ = -1, m_relists_continue_ = -1;  // kubetrail_relists_total by reason
   void record(int32_t id, double v = 1);
   void emit(diff::ChangeSet&& cs);

@@ -36,6 +36,12 @@ std::string describe_byte(char c) {
 }
 }  // namespace
 
+Result<bool> JsonFramer::too_large(uint64_t size) const {
+  return Result<bool>::failure("the event starting at byte offset " + std::to_string(frame_start_) + " exceeds " +
+                               std::to_string(max_frame_) + " bytes (" + std::to_string(size) +
+                               " so far): not a watch event of a real object");
+}
+
 Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame) {
   // Scan only for structure: braces outside strings. Validation of the JSON
   // itself is the parser's job once a frame is complete.
@@ -68,6 +74,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame) {
     else if (c == '}' || c == ']') {
       if (--depth_ == 0) {
         std::string_view piece = bytes.substr(segment_start, i + 1 - segment_start);
+        if (partial_.size() + piece.size() > max_frame_) return too_large(partial_.size() + piece.size());
         if (partial_.empty()) {
           on_frame(piece, frame_start_);
         } else {
@@ -78,7 +85,11 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame) {
       }
     }
   }
-  if (depth_ > 0) partial_.append(bytes.substr(segment_start));
+  if (depth_ > 0) {
+    std::string_view rest = bytes.substr(segment_start);
+    if (partial_.size() + rest.size() > max_frame_) return too_large(partial_.size() + rest.size());
+    partial_.append(rest);
+  }
   offset_ += bytes.size();
   return true;
 }

@@ -27,6 +27,13 @@ std::optional<WatchEventType> parse_watch_event_type(std::string_view s) noexcep
 // Splits a byte stream into complete top-level JSON objects.
 class JsonFramer {
  public:
+  // The largest frame held back: kube-apiserver refuses objects over ~1.5 MB
+  // (etcd's request limit) and watch events of them are a little larger, so
+  // 16 MiB never stops a real stream while a response that opens '{' and
+  // never closes it cannot take the process's memory.
+  static constexpr size_t kDefaultMaxFrame = size_t{16} << 20;
+  explicit JsonFramer(size_t max_frame = kDefaultMaxFrame) : max_frame_(max_frame) {}
+
   // A complete frame: its bytes and the offset of its first byte in the stream.
   using FrameFn = std::function<void(std::string_view frame, uint64_t offset)>;
 
@@ -43,6 +50,8 @@ class JsonFramer {
   size_t pending_bytes() const noexcept { return partial_.size(); }
 
  private:
+  Result<bool> too_large(uint64_t size) const;
+  size_t max_frame_;
   std::string partial_;  // bytes of the frame being assembled
   uint64_t offset_ = 0;  // stream offset of the next byte fed
   uint64_t frame_start_ = 0;

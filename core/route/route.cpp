@@ -1,5 +1,7 @@
 #include "route/route.hpp"
 
+#include "common/error.hpp"
+
 #include <algorithm>
 
 namespace kubetrail::route {
@@ -38,9 +40,13 @@ std::vector<const Route*> Router::match(const diff::ChangeSet& cs) const {
       if (!m.types.empty() && std::find(m.types.begin(), m.types.end(), cs.type) == m.types.end()) continue;
       if (!c->paths.empty() && cs.type == diff::ChangeType::modified) {
         bool any = std::any_of(cs.changes.begin(), cs.changes.end(), [&](const diff::FieldChange& fc) {
-          diff::ParsedPath path(fc.path);
-          return std::any_of(c->paths.begin(), c->paths.end(),
-                             [&](const diff::PathPattern& p) { return p.overlaps(path.segments()); });
+          try {
+            diff::ParsedPath path(fc.path);
+            return std::any_of(c->paths.begin(), c->paths.end(),
+                               [&](const diff::PathPattern& p) { return p.overlaps(path.segments()); });
+          } catch (const Error&) {
+            return true;  // cannot happen for paths kubetrail writes; if it did, deliver rather than lose
+          }
         });
         if (!any) continue;
       }

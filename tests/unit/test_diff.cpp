@@ -947,3 +947,75 @@ TEST_CASE("a deletion has one id whether a watch saw it or a relist found the ob
   CHECK(ma->id == mb->id);
   CHECK(ma->id == "test/" + d["metadata"]["uid"].get<std::string>() + "/123456");
 }
+
+// Issue 13, item 1 end to end: a Deployment whose container has an env var
+// named "" (and a second manager moving, so actor attribution parses every
+// change path) made observe() throw "invalid path ... expected [field=value]".
+TEST_CASE("an env var with an empty name, or a keyed value holding ], is diffed and its paths parse back") {
+  Harness h;
+  json d = fixture("deployment");
+  REQUIRE(h.add(d));
+  json m = d;
+  auto& env = m["spec"]["template"]["spec"]["containers"][0]["env"];
+  env.push_back({{"name", ""}, {"value", "1"}});
+  env.push_back({{"name", "a]b"}, {"value", "2"}});
+  env.push_back({{"name", "*"}, {"value", "3"}});
+  // Two managers moved: find_actor parses every change path.
+  m["metadata"]["managedFields"].push_back({{"manager", "other"},
+                                            {"operation", "Update"},
+                                            {"apiVersion", "apps/v1"},
+                                            {"time", "2026-11-23T11:00:00Z"},
+                                            {"fieldsType", "FieldsV1"},
+                                            {"fieldsV1", {{"f:metadata", json::object()}}}});
+  for (auto& mf : m["metadata"]["managedFields"]) mf["time"] = "2026-11-23T11:00:00Z";
+  auto cs = h.modify(m);
+  REQUIRE(cs);
+  REQUIRE(cs->changes.size() == 3);
+  for (const auto& c : cs->changes) {
+    CAPTURE(c.path);
+    CHECK_NOTHROW(diff::ParsedPath(c.path));
+  }
+  CHECK(cs->changes[0].path == "spec.template.spec.containers[name=app].env[name=\"\"]");
+}
+
+// Issue 13, item 3: `kubetrail diff` of {"kind":"ConfigMap"} dereferenced a
+// missing metadata (segfault).
+TEST_CASE("pruning an object without metadata is no crash") {
+  diff::ChangeDetector detector("test", {});
+  simdjson::dom::parser parser;
+  for (const char* text : {R"({"kind":"ConfigMap"})", R"({"kind":"ConfigMap","metadata":7})", R"([1,2])", "3"}) {
+    CAPTURE(text);
+    auto obj = detector.prune(kube::resource_type_for("v1", "ConfigMap"), parser.parse(std::string(text)).value());
+    CHECK(obj.uid.empty());
+  }
+}
+
+// Issue 13, item 4: Stage1::field() compared raw key bytes while the DOM
+// matches unescaped keys, so {"obj\u0065ct":A,"object":B} cached B's bytes
+// under A's identity. The cache must hold what the DOM read (A).
+TEST_CASE("an escaped key in a watch event never makes the cache hold another object's bytes") {
+  diff::ChangeDetector detector("test", {});
+  kube::ObjectStore store;
+  simdjson::dom::parser parser;
+  auto type = kube::resource_type_for("v1", "ConfigMap");
+  std::string a =
+      R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","namespace":"n","uid":"u1","resourceVersion":"1"},"data":{"who":"A"}})";
+  std::string b =
+      R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","namespace":"n","uid":"u1","resourceVersion":"1"},"data":{"who":"B"}})";
+  std::string frame = R"({"type":"ADDED","obj\u0065ct":)" + a + R"(,"object":)" + b + "}";
+  auto doc = parser.parse(frame).value();
+  auto object = doc["object"].value();
+  std::string_view who;
+  REQUIRE(object.at_pointer("/data/who").get(who) == simdjson::SUCCESS);
+  diff::SourceText source{&parser, frame, "object"};
+  auto cs = detector.observe(kube::WatchEventType::added, type, object, store, "2026-11-23T10:00:00.000Z", &source);
+  REQUIRE(cs.ok());
+  REQUIRE(cs.value());
+  const auto* cached = store.find("n/a");
+  REQUIRE(cached);
+  // The cached text says what the DOM said, whichever that is.
+  CHECK(cached->json.find("\"who\":\"" + std::string(who) + "\"") != std::string::npos);
+  std::string plain = (who == "A" ? a : b);
+  simdjson::dom::parser p2;
+  CHECK(cached->json == detector.prune(type, p2.parse(plain).value()).json);
+}

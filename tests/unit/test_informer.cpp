@@ -7,6 +7,7 @@
 
 #include "fake_api.hpp"
 #include "kube/informer.hpp"
+#include "server/metrics.hpp"
 #include "state/state_store.hpp"
 
 using namespace kubetrail;
@@ -232,4 +233,32 @@ TEST_CASE(
   CHECK(out[1].type == diff::ChangeType::added);
   CHECK(out[1].id == "c/u-b2/20");
   CHECK(out[1].catch_up);
+}
+
+// Issue 13: an exception inside the per-event path left the informer thread
+// (cli/watches.cpp had no try around it) and std::terminate ended the
+// process. Now the event is reported, counted and skipped; the watch goes on.
+TEST_CASE("informer: an event whose handling throws is counted and skipped, and the next one is delivered") {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  api.on_get = [](const std::string&) { return ok(list_of({configmap("a", "u-a", "5", "1")}, "10")); };
+  std::atomic<bool> stop{false};
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
+    on_data(event("MODIFIED", configmap("a", "u-a", "11", "2")) + event("MODIFIED", configmap("a", "u-a", "12", "3")));
+    stop = true;
+    return ok("");
+  };
+  server::Metrics metrics;
+  kube::InformerOptions opt;
+  opt.type = configmaps();
+  opt.clock = &clock;
+  opt.metrics = &metrics;
+  std::vector<std::string> ids;
+  kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&& cs) {
+    if (cs.resource_version == "11") throw std::runtime_error("boom");
+    ids.push_back(cs.id);
+  });
+  CHECK_NOTHROW(inf.run(stop));
+  CHECK(ids == std::vector<std::string>{"c/u-a/12"});
+  CHECK(metrics.render().find("kubetrail_events_failed_total{resource=\"configmaps\"} 1") != std::string::npos);
 }

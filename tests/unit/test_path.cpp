@@ -55,3 +55,34 @@ TEST_CASE("bad patterns are refused with the character offset") {
   CHECK_THROWS_AS(PathPattern::parse("a.[x]"), kubetrail::Error);
   CHECK_THROWS_AS(ParsedPath("a[*]"), kubetrail::Error);  // a concrete path has no wildcard
 }
+
+// Issue 13, item 1: keyed values were written unescaped (env[name=],
+// env[name=a]b]) and PathPattern::parse could not read them back; the
+// exception from find_actor/route ended the informer thread and the process.
+// Before the fix the first four values below threw on parse.
+TEST_CASE("every keyed value, however odd, formats to a path that parses back to it") {
+  for (std::string value : {std::string(""), std::string("a]b"), std::string("*"), std::string("a\"b"),
+                            std::string("a\\b"), std::string(" lead"), std::string("\"q"), std::string("a=b"),
+                            std::string("x.y[0]"), std::string("]]]"), std::string("\\\""), std::string("plain")}) {
+    CAPTURE(value);
+    std::vector<Segment> p{{Segment::Kind::key, "env", 0, {}, {}}, {Segment::Kind::keyed, {}, 2, "name", value}};
+    std::string text = kubetrail::diff::format_path(p);
+    ParsedPath back(text);
+    REQUIRE(back.segments().size() == 2);
+    CHECK(back.segments()[1].kind == Segment::Kind::keyed);
+    CHECK(back.segments()[1].field == "name");
+    CHECK(back.segments()[1].value == value);
+    CHECK(kubetrail::diff::format_path(back.segments()) == text);
+  }
+  // A literal "*" is quoted, so a pattern's [name=*] still means any element.
+  std::vector<Segment> star{{Segment::Kind::keyed, {}, 0, "name", "*"}};
+  CHECK(kubetrail::diff::format_path(star) == "[name=\"*\"]");
+  auto any = PathPattern::parse("[name=*]");
+  std::vector<Segment> other{{Segment::Kind::keyed, {}, 0, "name", "web"}};
+  CHECK(any.covers(other));
+  CHECK_FALSE(PathPattern::parse("[name=\"*\"]").covers(other));
+  // A merge-key field name a reader could not take back: addressed by index.
+  std::vector<Segment> odd{{Segment::Kind::keyed, {}, 4, "we]ird", "v"}};
+  CHECK(kubetrail::diff::format_path(odd) == "[4]");
+  CHECK_NOTHROW(ParsedPath(kubetrail::diff::format_path(odd)));
+}

@@ -110,3 +110,31 @@ TEST_CASE("recording of a missing file is an error naming it") {
   CHECK_THROWS_WITH_AS(kubetrail::kube::Recording::load({"/nonexistent/x.json"}),
                        doctest::Contains("/nonexistent/x.json"), kubetrail::Error);
 }
+
+// Issue 13, item 7: the framer held back bytes without a cap, so a response
+// that opened '{' and never closed it grew until the watch timed out.
+TEST_CASE("framer refuses a frame larger than its cap, naming where it began, and holds no more than the cap") {
+  kubetrail::kube::JsonFramer framer(1000);
+  std::vector<std::string> frames;
+  auto on = [&](std::string_view f, uint64_t) { frames.emplace_back(f); };
+  REQUIRE(framer.feed(R"({"type":"ADDED","object":{}})"
+                      "\n",
+                      on));
+  std::string open = R"({"type":"ADDED","object":{"data":")";
+  REQUIRE(framer.feed(open, on));
+  bool failed = false;
+  for (int i = 0; i < 100 && !failed; ++i) {
+    auto r = framer.feed(std::string(100, 'x'), on);
+    if (!r) {
+      failed = true;
+      CHECK(r.error().find("byte offset 29 ") != std::string::npos);
+      CHECK(r.error().find("exceeds 1000 bytes") != std::string::npos);
+    }
+    CHECK(framer.pending_bytes() <= 1000);
+  }
+  CHECK(failed);
+  CHECK(frames.size() == 1);
+  // One chunk holding a whole frame over the cap is refused as well.
+  kubetrail::kube::JsonFramer small(10);
+  CHECK_FALSE(small.feed(R"({"type":"ADDED","object":{"a":1}})", on));
+}
