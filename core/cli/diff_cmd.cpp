@@ -46,7 +46,7 @@ int run_diff(const Args& args) {
     cfg = load_config(args);
     olds = kube::load_manifests(args.positional[0]);
     news = kube::load_manifests(args.positional[1]);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     std::cerr << "kubetrail diff: " << e.what() << "\n";
     return 2;
   }
@@ -59,56 +59,77 @@ int run_diff(const Args& args) {
   std::string now = now_rfc3339();
   std::vector<diff::ChangeSet> sets;
 
+  // Fields of a manifest, whatever their type: a manifest is a file a user
+  // points at, so a bare "metadata:" or a numeric kind is data, not a crash.
+  auto text = [](const nlohmann::json& o, const char* key) {
+    auto it = o.is_object() ? o.find(key) : o.end();
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   auto base = [&](const nlohmann::json& o, diff::ChangeType t) {
     diff::ChangeSet cs;
     cs.type = t;
     cs.cluster = cfg.cluster.name;
     cs.observed_at = now;
-    cs.resource = kube::resource_type_for(o.value("apiVersion", ""), o.value("kind", ""));
-    const auto& md = o.contains("metadata") ? o["metadata"] : nlohmann::json::object();
-    cs.object_namespace = md.value("namespace", "");
-    cs.name = md.value("name", "");
-    cs.uid = md.value("uid", "");
-    cs.resource_version = md.value("resourceVersion", "");
+    cs.resource = kube::resource_type_for(text(o, "apiVersion"), text(o, "kind"));
+    static const nlohmann::json empty = nlohmann::json::object();
+    auto mdit = o.find("metadata");
+    const auto& md = mdit != o.end() && mdit->is_object() ? *mdit : empty;
+    cs.object_namespace = text(md, "namespace");
+    cs.name = text(md, "name");
+    cs.uid = text(md, "uid");
+    cs.resource_version = text(md, "resourceVersion");
     cs.id = diff::change_set_id(cs.cluster, t, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
     return cs;
   };
+  // Which file the manifest at hand came from, for errors.
+  const std::string* file = &args.positional[0];
   auto pruned = [&](const nlohmann::json& o, simdjson::dom::parser& p, const kube::ResourceType& t) {
-    simdjson::dom::element e = p.parse(simdjson::padded_string(o.dump())).value();
+    simdjson::dom::element e;
+    if (auto err = p.parse(simdjson::padded_string(o.dump())).get(e))
+      throw Error(kube::manifest_identity(o) + ": " + simdjson::error_message(err));
     return detector.prune(t, e).json;
   };
 
-  // CRDs among the manifests teach the diff their resources' keyed lists.
-  for (const auto* list : {&olds, &news})
-    for (const auto& o : *list)
-      if (o.value("kind", "") == "CustomResourceDefinition") {
-        simdjson::dom::parser p;
-        detector.learn_crd(p.parse(simdjson::padded_string(o.dump())).value());
+  try {
+    // CRDs among the manifests teach the diff their resources' keyed lists.
+    for (const auto* list : {&olds, &news})
+      for (const auto& o : *list)
+        if (text(o, "kind") == "CustomResourceDefinition") {
+          simdjson::dom::parser p;
+          simdjson::dom::element crd;
+          if (p.parse(simdjson::padded_string(o.dump())).get(crd) == simdjson::SUCCESS) detector.learn_crd(crd);
+        }
+    for (const auto& n : news) {
+      auto it = old_by_id.find(kube::manifest_identity(n));
+      file = &args.positional[1];
+      if (it == old_by_id.end()) {
+        auto cs = base(n, diff::ChangeType::added);
+        cs.new_object = pruned(n, parser_a, cs.resource);
+        sets.push_back(std::move(cs));
+        continue;
       }
-
-  for (const auto& n : news) {
-    auto it = old_by_id.find(kube::manifest_identity(n));
-    if (it == old_by_id.end()) {
-      auto cs = base(n, diff::ChangeType::added);
-      cs.new_object = pruned(n, parser_a, cs.resource);
-      sets.push_back(std::move(cs));
-      continue;
+      auto cs = base(n, diff::ChangeType::modified);
+      std::string b = pruned(n, parser_b, cs.resource);
+      file = &args.positional[0];
+      std::string a = pruned(*it->second, parser_a, cs.resource);
+      old_by_id.erase(it);
+      if (a == b) continue;
+      differ.diff(parser_a.parse(a).value(), parser_b.parse(b).value(), cs.changes, detector.list_keys(cs.resource));
+      if (!cs.changes.empty()) sets.push_back(std::move(cs));
     }
-    auto cs = base(n, diff::ChangeType::modified);
-    std::string a = pruned(*it->second, parser_a, cs.resource);
-    std::string b = pruned(n, parser_b, cs.resource);
-    old_by_id.erase(it);
-    if (a == b) continue;
-    differ.diff(parser_a.parse(a).value(), parser_b.parse(b).value(), cs.changes, detector.list_keys(cs.resource));
-    if (!cs.changes.empty()) sets.push_back(std::move(cs));
+    file = &args.positional[0];
+    for (const auto& [id, o] : old_by_id) {
+      auto cs = base(*o, diff::ChangeType::deleted);
+      cs.old_object = pruned(*o, parser_a, cs.resource);
+      sets.push_back(std::move(cs));
+    }
+    for (auto& cs : sets) cs.summary = diff::summarize(cs);
+  } catch (const std::exception& e) {
+    // 2, never 1: exit 1 means "different" (diff(1)).
+    std::cerr << "kubetrail diff: " << *file << ": " << e.what() << "\n";
+    return 2;
   }
-  for (const auto& [id, o] : old_by_id) {
-    auto cs = base(*o, diff::ChangeType::deleted);
-    cs.old_object = pruned(*o, parser_a, cs.resource);
-    sets.push_back(std::move(cs));
-  }
-  for (auto& cs : sets) {
-    cs.summary = diff::summarize(cs);
+  for (const auto& cs : sets) {
     if (output == "json")
       std::cout << cs.to_json() << "\n";
     else

@@ -94,6 +94,10 @@ void ListKeys::learn(std::span<const Segment> path, std::vector<std::string> key
 
 void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs) {
   if (path.size() > kMaxSchemaDepth || schema.type() != dom::element_type::OBJECT) return;
+  if (refs) {
+    if (refs->budget == 0) return;
+    --refs->budget;
+  }
   std::string_view ref;
   if (refs && schema["$ref"].get(ref) == simdjson::SUCCESS) {
     constexpr std::string_view kPrefix = "#/components/schemas/";
@@ -101,6 +105,10 @@ void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs)
     if (!ref.starts_with(kPrefix) || std::find(refs->open.begin(), refs->open.end(), ref) != refs->open.end() ||
         refs->components[ref.substr(kPrefix.size())].get(target) != simdjson::SUCCESS)
       return;  // elsewhere, already being followed (a cycle), or missing
+    std::string seen(ref);
+    seen.push_back('@');
+    append_schema_path(path, seen);
+    if (!refs->walked.insert(std::move(seen)).second) return;  // walked here already: same keys learned
     refs->open.push_back(ref);
     walk(target, path, refs);
     refs->open.pop_back();
@@ -140,6 +148,8 @@ void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs)
 bool ListKeys::learn_openapi(dom::element document, std::string_view group, std::string_view version,
                              std::string_view kind) {
   Refs refs;
+  refs.budget = kWalkBudget;
+  last_walk_steps_ = 0;
   if (document.at_pointer("/components/schemas").get(refs.components) != simdjson::SUCCESS) return false;
   for (auto [name, schema] : refs.components) {
     dom::array gvks;
@@ -151,6 +161,7 @@ bool ListKeys::learn_openapi(dom::element document, std::string_view group, std:
       if (g != group || v != version || k != kind) continue;
       std::vector<Segment> path;
       walk(schema, path, &refs);
+      last_walk_steps_ = kWalkBudget - refs.budget;
       return true;
     }
   }

@@ -15,6 +15,7 @@
 #include <simdjson.h>
 
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -61,10 +62,25 @@ class ListKeys {
   };
   // Schemas by "#/components/schemas/NAME", and the $refs being followed
   // (a schema may refer to itself: JSONSchemaProps does).
+  // The walk is bounded whatever the document (issue 13: a 2.2 KB document
+  // whose schemas each name the next twice in allOf took over 100 s): a
+  // $ref already walked at the same path is not walked again, and the whole
+  // walk stops after kWalkBudget steps (a real kind's schema takes a few
+  // thousand; what was learned until then is kept).
   struct Refs {
     simdjson::dom::object components;
     std::vector<std::string_view> open;
+    std::set<std::string, std::less<>> walked;  // "REF@schema path"
+    size_t budget = 0;
   };
+  size_t last_walk_steps_ = 0;
+
+ public:
+  static constexpr size_t kWalkBudget = 200000;
+  // Steps the last learn_openapi() took (for tests: linear in the document).
+  size_t last_walk_steps() const noexcept { return last_walk_steps_; }
+
+ private:
   void walk(simdjson::dom::element schema, std::vector<Segment>& path, Refs* refs = nullptr);
   void learn(std::span<const Segment> path, std::vector<std::string> keys);
   std::map<std::string, Learned, std::less<>> by_path_;  // "spec.rules[*].ports" -> keys

@@ -53,6 +53,12 @@ struct Merged {
   std::string files;  // for messages
 };
 
+std::string str(const YAML::Node& n, const char* key) {
+  if (!n || !n.IsMap()) return {};
+  YAML::Node v = n[key];
+  return v && v.IsScalar() ? v.Scalar() : std::string();
+}
+
 void merge_file(const fs::path& file, Merged& m) {
   YAML::Node root;
   try {
@@ -67,20 +73,18 @@ void merge_file(const fs::path& file, Merged& m) {
     if (!items) return;
     if (!items.IsSequence()) throw Error("kubeconfig " + file.string() + ": key \"" + list + "\" must be a list");
     for (const auto& item : items) {
-      if (!item["name"]) throw Error("kubeconfig " + file.string() + ": an entry of \"" + list + "\" has no name");
-      std::string name = item["name"].as<std::string>();
+      if (!item.IsMap() || !item["name"] || !item["name"].IsScalar())
+        throw Error("kubeconfig " + file.string() + ": an entry of \"" + list + "\" has no name");
+      std::string name = item["name"].Scalar();
       if (!into.count(name)) into[name] = Named{item[inner], file};  // first file wins
     }
   };
   take("clusters", "cluster", m.clusters);
   take("users", "user", m.users);
   take("contexts", "context", m.contexts);
-  if (m.current_context.empty() && root["current-context"])
-    m.current_context = root["current-context"].as<std::string>();
+  if (m.current_context.empty()) m.current_context = str(root, "current-context");
   m.files += (m.files.empty() ? "" : ":") + file.string();
 }
-
-std::string str(const YAML::Node& n, const char* key) { return n && n[key] ? n[key].as<std::string>() : std::string(); }
 
 fs::path relative_to(const std::string& path, const fs::path& file) {
   fs::path p(path);
@@ -96,7 +100,8 @@ std::string pem(const Named& n, const char* data_key, const char* file_key, cons
 
 }  // namespace
 
-Connection load_kubeconfig(const std::vector<std::string>& files, const std::string& context) {
+namespace {
+Connection load_merged(const std::vector<std::string>& files, const std::string& context) {
   Merged m;
   for (const auto& f : files) {
     if (f.empty()) continue;
@@ -168,6 +173,23 @@ Connection load_kubeconfig(const std::vector<std::string>& files, const std::str
       throw Error(uwhere + ": auth-provider plugins are not supported (use an exec credential plugin)");
   }
   return c;
+}
+}  // namespace
+
+Connection load_kubeconfig(const std::vector<std::string>& files, const std::string& context) {
+  // A kubeconfig is a file a user points at: a node of the wrong shape (a
+  // clusters entry without "cluster:", a list where a string belongs) is an
+  // error naming the file, not yaml-cpp's InvalidNode escaping as "internal
+  // error".
+  try {
+    return load_merged(files, context);
+  } catch (const YAML::Exception& e) {
+    std::string list;
+    for (const auto& f : files)
+      if (!f.empty()) list += (list.empty() ? "" : ":") + f;
+    std::string at = e.mark.is_null() ? "" : ":" + std::to_string(e.mark.line + 1);
+    throw Error("kubeconfig " + list + at + ": unexpected shape: " + e.msg);
+  }
 }
 
 std::optional<Connection> in_cluster(const std::string& sa_dir) {

@@ -233,3 +233,56 @@ TEST_CASE("cli: replay accepts pretty-printed events back to back (older kubectl
   CHECK(parse_lines(a.out).size() == 7);
   CHECK(parse_lines(a.out) == parse_lines(b.out));
 }
+
+// Issue 13, item 5: `kubetrail diff` of hostile manifests. Before: a
+// 565-byte YAML alias bomb hung, a 300,000-character scalar overflowed the
+// stack in std::regex (killed by a signal), 1e400 and a bare `metadata:`
+// ended as "internal error" with exit 1 - the status that means "different".
+TEST_CASE("cli: diff of hostile manifests answers 0, 1 or 2 with the file named, never crashes or hangs") {
+  test::TempDir dir;
+  auto file = [&](const std::string& name, const std::string& text) {
+    test::write_file(dir / name, text);
+    return (dir / name).string();
+  };
+  // A billion laughs: nine levels of nine aliases.
+  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    std::string prev(1, static_cast<char>(c - 1));
+    bomb += std::string(1, c) + ": &" + c + " [*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev +
+            ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + "]\n";
+  }
+  bomb = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata:\n" + [&] {
+    std::string indented;
+    for (const auto& line : test::lines_of(bomb)) indented += "  " + line + "\n";
+    return indented;
+  }();
+  std::string plain = file("plain.yaml", "kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n");
+  auto r = test::kubetrail("diff " + plain + " " + file("bomb.yaml", bomb), dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("bomb.yaml") != std::string::npos);
+  CHECK(r.err.find("nodes") != std::string::npos);
+
+  std::string big =
+      "kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata:\n  v: " + std::string(300000, '7') + "x\n";
+  r = test::kubetrail("diff " + file("big1.yaml", big) + " " + file("big2.yaml", big), dir);
+  CHECK(r.status == 0);
+
+  r = test::kubetrail("diff " + plain + " " +
+                          file("inf.yaml", "kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata: {v: 1e400}\n"),
+                      dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("inf.yaml:4") != std::string::npos);
+  CHECK(r.err.find("out of range") != std::string::npos);
+
+  std::string bare = file("bare.yaml", "kind: ConfigMap\napiVersion: v1\nmetadata:\n");
+  r = test::kubetrail("diff " + bare + " " + bare, dir);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("internal error") == std::string::npos);
+
+  std::string nometa = file("nometa.json", R"({"kind":"ConfigMap"})");
+  r = test::kubetrail("diff " + nometa + " " + file("nometa2.json", R"({"kind":"ConfigMap","data":{"a":"1"}})"), dir);
+  CHECK(r.status == 1);
+  r = test::kubetrail("diff " + nometa + " " + file("odd.json", R"({"kind":7,"metadata":"x"})"), dir);
+  CHECK(r.status != -1);  // answered, whatever it found
+  CHECK(r.err.find("internal error") == std::string::npos);
+}

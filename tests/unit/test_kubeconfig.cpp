@@ -160,3 +160,37 @@ TEST_CASE("discovery resolves plural, singular, kind, short name and plural.grou
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error() == "the server has no resource \"deploymnets\"; close matches: deployments.apps (apps/v1)");
 }
+
+// Issue 13, item 6: yaml-cpp's InvalidNode, BadSubscript and
+// TypedBadConversion escaped load_kubeconfig ("kubetrail run: internal
+// error: invalid node ..." with no file name), e.g. for a clusters entry
+// with no cluster: key. Every odd shape is now a kubetrail::Error naming the file.
+TEST_CASE("kubeconfig: odd shapes are errors naming the file, never yaml-cpp's exceptions") {
+  test::TempDir dir;
+  const char* shapes[] = {
+      "clusters: [{name: x}]\ncontexts: [{name: x, context: {cluster: x}}]\ncurrent-context: x\n",
+      "clusters: [{name: x, cluster: [1, 2]}]\ncontexts: [{name: x, context: {cluster: x}}]\ncurrent-context: x\n",
+      "clusters: [{name: [a]}]\n",
+      "clusters: [7]\n",
+      "clusters: [{name: x, cluster: {server: {a: b}}}]\ncontexts: [{name: x, context: [1]}]\ncurrent-context: x\n",
+      "current-context: [x]\n",
+      "clusters: [{name: x, cluster: {server: 'https://h'}}]\nusers: [{name: u, user: {exec: {command: c, args: {a: "
+      "b}}}}]\n"
+      "contexts: [{name: x, context: {cluster: x, user: u}}]\ncurrent-context: x\n",
+      "users: [{name: u, user: 5}]\nclusters: [{name: x, cluster: {server: 'https://h'}}]\n"
+      "contexts: [{name: x, context: {cluster: x, user: u}}]\ncurrent-context: x\n",
+  };
+  int i = 0;
+  for (const char* text : shapes) {
+    CAPTURE(text);
+    auto path = (dir / ("odd" + std::to_string(i++) + ".yaml")).string();
+    test::write_file(path, text);
+    try {
+      kube::load_kubeconfig({path}, "");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find(path) != std::string::npos);
+    } catch (const std::exception& e) {
+      FAIL("not a kubetrail::Error: " << e.what());
+    }
+  }
+}
