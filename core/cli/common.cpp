@@ -1,5 +1,7 @@
 #include "cli/common.hpp"
 
+#include <algorithm>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -36,6 +38,11 @@ void setup_logging(const config::Config& cfg, const Args& args) {
   auto logger = spdlog::stderr_color_mt("kubetrail");
   spdlog::set_default_logger(logger);
   std::string level = args.get("--log-level", cfg.log.level);
+  // spdlog's from_str() turns any unknown name into "off": --log-level bogus
+  // silenced every line. Only the names the config accepts are taken.
+  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels))
+    throw Error("--log-level \"" + level + "\" is not one of trace, debug, info, warn, error");
   spdlog::set_level(spdlog::level::from_str(level));
   if (cfg.log.format == "json") {
     auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);

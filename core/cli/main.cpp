@@ -9,6 +9,7 @@
 #include "cli/cli.hpp"
 #include "cli/common.hpp"
 #include "common/error.hpp"
+#include "deliver/deliver.hpp"
 #include "plugin/plugin_host.hpp"
 #include "version.hpp"
 
@@ -25,7 +26,9 @@ commands:
                                         --output-watch-events -o json) through diff, routes
                                         and handlers; no cluster needed
   diff [--output text|json] OLD NEW     semantic diff of two manifests (YAML or JSON)
-  check-config [--config FILE]          validate a config and load its plugins, do nothing else
+  check-config [--config FILE] [--schema-only]
+                                        validate a config, load its plugins and create each handler
+                                        as run would (--schema-only: schemas only, for CI without secrets)
   plugins [--dir DIR] [-v]              list installed plugins (-v: with config schemas)
   version                               print version and plugin ABI version
   run [--config FILE] [--kubeconfig F] [--context C] [--reset-state]
@@ -41,7 +44,7 @@ common options:
 // Options that take a value; everything else starting with '-' is a flag.
 const std::set<std::string> kValued = {"--config", "--plugins-dir", "--dir",    "--log-level",
                                        "--output", "--kubeconfig",  "--context"};
-const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help", "--reset-state"};
+const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help", "--reset-state", "--schema-only"};
 
 }  // namespace
 
@@ -96,6 +99,14 @@ int run_check_config(const Args& args) {
     std::cerr << "kubetrail: " << e.what() << "\n";
     return 2;
   }
+  if (args.has("--log-level")) {
+    try {
+      setup_logging(cfg, args);
+    } catch (const Error& e) {
+      std::cerr << "kubetrail: " << e.what() << "\n";
+      return 2;
+    }
+  }
   plugin::PluginLoader loader(plugin_dir(cfg, args));
   int status = 0;
   for (const auto& h : cfg.handlers) {
@@ -106,6 +117,18 @@ int run_check_config(const Args& args) {
       std::cerr << "kubetrail: " << h.where << ": " << e.what() << "\n";
       status = 2;
     }
+  }
+  // What the schema cannot say (a webhook with both url and url_env, an exec
+  // command that does not exist, a *_env variable that is unset) the plugin's
+  // create() says: each handler is created as run creates it at start, then
+  // destroyed without having been given anything.
+  if (status == 0 && !args.has("--schema-only")) {
+    auto handlers = deliver::create_handlers(cfg, loader, nullptr);
+    for (const auto& h : cfg.handlers)
+      if (auto it = handlers.find(h.name); it != handlers.end() && !it->second.handler) {
+        std::cerr << "kubetrail: " << it->second.error << "\n";
+        status = 2;
+      }
   }
   if (status == 0)
     std::cout << cfg.source << ": OK (" << cfg.handlers.size() << " handlers, " << cfg.routes.size()

@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 
 struct PluginLibrary::Schema {
   valijson::Schema schema;
+  nlohmann::json doc;  // the schema as JSON: an enum's allowed values for messages
 };
 
 PluginLibrary::~PluginLibrary() = default;
@@ -110,6 +111,7 @@ std::shared_ptr<const PluginLibrary> PluginLibrary::load(const fs::path& path) {
       valijson::SchemaParser parser;
       valijson::adapters::NlohmannJsonAdapter adapter(doc);
       parser.populateSchema(adapter, p->schema_->schema);
+      p->schema_->doc = doc;
     } catch (const std::exception& e) {
       throw Error(where + "its config schema is not a valid JSON Schema: " + e.what());
     }
@@ -138,17 +140,31 @@ void PluginLibrary::validate_config(const nlohmann::json& config, std::string_vi
   while (results.popError(e))
     if (e.context.size() > err.context.size()) err = e;
   std::string key = "config";
+  const nlohmann::json* at = &schema_->doc;  // the failing key's schema, followed along (null once lost)
   for (const auto& c : err.context) {
     if (c == "<root>") continue;
     if (c.size() > 2 && c.front() == '[' && c.back() == ']') {
       std::string inner = c.substr(1, c.size() - 2);
       bool index = !inner.empty() && inner.find_first_not_of("0123456789") == std::string::npos;
       key += index ? c : "." + inner;
+      if (at && index && at->contains("items"))
+        at = &(*at)["items"];
+      else if (at && !index && at->contains("properties") && (*at)["properties"].contains(inner))
+        at = &(*at)["properties"][inner];
+      else
+        at = nullptr;
     } else {
       key += "." + c;
+      at = nullptr;
     }
   }
-  throw Error(prefix + ": key \"" + key + "\": " + err.description);
+  std::string why = err.description;
+  if (at && at->is_object() && at->contains("enum") && (*at)["enum"].is_array()) {
+    why += " (allowed:";
+    for (const auto& v : (*at)["enum"]) why += " " + v.dump();
+    why += ")";
+  }
+  throw Error(prefix + ": key \"" + key + "\": " + why);
 }
 
 fs::path resolve_plugin(std::string_view plugin, const fs::path& dir) {

@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -54,11 +55,31 @@ struct RunResult {
   std::string spawn_error;
 };
 
+bool runnable(const std::string& command) {
+  if (command.find('/') != std::string::npos) return access(command.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    std::string full = (dir.empty() ? "." : dir) + "/" + command;
+    if (access(full.c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
 class Exec : public sdk::Plugin {
  public:
   Exec(std::string_view config_json, sdk::Host host) : sdk::Plugin(host) {
     auto cfg = nlohmann::json::parse(config_json);
     argv_ = cfg["command"].get<std::vector<std::string>>();
+    // A command that cannot run is a start-up error (and so check-config's),
+    // not a dead letter per change set later.
+    if (!cfg.value("shell", false) && !runnable(argv_[0]))
+      throw std::runtime_error("command \"" + argv_[0] + "\" is not an executable file" +
+                               (argv_[0].find('/') == std::string::npos ? " found in PATH" : ""));
     if (cfg.value("shell", false)) {
       std::string joined;
       for (const auto& a : argv_) joined += (joined.empty() ? "" : " ") + a;

@@ -171,7 +171,8 @@ class Slack : public sdk::Plugin {
     if (full.contains("actor")) context = "by *" + esc(full["actor"].value("manager", "?")) + "* · " + context;
     context += " · " + esc(cs.observed_at());
     json blocks = json::array();
-    blocks.push_back({{"type", "header"}, {"text", {{"type", "plain_text"}, {"text", clip(title(cs), kHeaderMax)}}}});
+    blocks.push_back(
+        {{"type", "header"}, {"text", {{"type", "plain_text"}, {"text", clip(esc(title(cs)), kHeaderMax)}}}});
     blocks.push_back({{"type", "context"}, {"elements", json::array({{{"type", "mrkdwn"}, {"text", context}}})}});
     blocks.push_back(
         {{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", clip(esc(cs.summary()), kSectionMax)}}}});
@@ -194,7 +195,9 @@ class Slack : public sdk::Plugin {
       blocks.push_back({{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", list}}}});
     }
     json msg;
-    msg["text"] = clip(std::string(cs.type_name()) + ": " + std::string(cs.summary()), kSectionMax);  // notifications
+    // The notification text is what Slack shows first and parses for
+    // <!channel> and <url|label>: escaped like every string from an object.
+    msg["text"] = clip(std::string(cs.type_name()) + ": " + esc(cs.summary()), kSectionMax);
     msg["attachments"] = json::array({{{"color", color(cs.type())}, {"blocks", blocks}}});
     return msg;
   }
@@ -216,7 +219,7 @@ class Slack : public sdk::Plugin {
          {"text", {{"type", "plain_text"}, {"text", std::to_string(n) + " changes (rate limit reached)"}}}});
     blocks.push_back({{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", list}}}});
     json msg;
-    msg["text"] = std::to_string(n) + " changes in cluster " + std::string(batch[from].cluster());
+    msg["text"] = std::to_string(n) + " changes in cluster " + esc(batch[from].cluster());
     msg["attachments"] = json::array({{{"color", "#439fe0"}, {"blocks", blocks}}});
     return msg;
   }

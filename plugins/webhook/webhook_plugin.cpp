@@ -8,6 +8,8 @@
 #include <openssl/hmac.h>
 #include <kubetrail/sdk.hpp>
 
+#include <cctype>
+#include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -160,7 +162,7 @@ class Webhook : public sdk::Plugin {
     ordered_json ce;
     ce["specversion"] = "1.0";
     ce["type"] = event_type(cs);
-    ce["source"] = std::string(cs.cluster());
+    ce["source"] = source_of(cs.cluster());
     ce["id"] = std::string(cs.id());
     ce["subject"] = subject(cs);
     ce["time"] = std::string(cs.observed_at());
@@ -174,9 +176,49 @@ class Webhook : public sdk::Plugin {
     for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return "dev.kubetrail.change." + t;
   }
+  // CloudEvents `source` must be a URI-reference (RFC 3986): the cluster
+  // name, percent-encoded where it is not a plain path segment ("prod eu-1"
+  // made every event invalid for a CloudEvents SDK).
+  static std::string source_of(std::string_view cluster) {
+    if (cluster.empty()) return "kubetrail";
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : cluster) {
+      if (std::isalnum(c) || std::strchr("-._~!$&'()*+,;=@", c)) {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out.push_back('%');
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 0xf]);
+      }
+    }
+    return out;
+  }
+  // RESOURCE[.GROUP]/NAMESPACE/NAME: a Deployment and a ConfigMap of one
+  // name are different subjects.
   static std::string subject(const sdk::ChangeSet& cs) {
-    return cs.object_namespace().empty() ? std::string(cs.name())
-                                         : std::string(cs.object_namespace()) + "/" + std::string(cs.name());
+    std::string out(cs.resource());
+    if (!cs.group().empty()) out.append(".").append(cs.group());
+    out.push_back('/');
+    if (!cs.object_namespace().empty()) out.append(cs.object_namespace()).push_back('/');
+    out.append(cs.name());
+    return out;
+  }
+  // The HTTP binding: ce-* header values percent-encode what is outside
+  // printable ASCII, space, '"' and '%' (and so can never break a header line).
+  static std::string header_value(std::string_view v) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : v) {
+      if (c > 0x20 && c < 0x7f && c != '"' && c != '%') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out.push_back('%');
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 0xf]);
+      }
+    }
+    return out;
   }
 
   sdk::Result post(const sdk::Batch& batch, size_t start, size_t end) {
@@ -205,10 +247,10 @@ class Webhook : public sdk::Plugin {
       const auto cs = batch[start];
       req.headers.push_back("ce-specversion: 1.0");
       req.headers.push_back("ce-type: " + event_type(cs));
-      req.headers.push_back("ce-source: " + std::string(cs.cluster()));
-      req.headers.push_back("ce-id: " + std::string(cs.id()));
-      req.headers.push_back("ce-subject: " + subject(cs));
-      req.headers.push_back("ce-time: " + std::string(cs.observed_at()));
+      req.headers.push_back("ce-source: " + header_value(source_of(cs.cluster())));
+      req.headers.push_back("ce-id: " + header_value(cs.id()));
+      req.headers.push_back("ce-subject: " + header_value(subject(cs)));
+      req.headers.push_back("ce-time: " + header_value(cs.observed_at()));
     }
     if (!hmac_secret_.empty()) {
       std::string t = std::to_string(std::time(nullptr));

@@ -153,16 +153,34 @@ TEST_CASE("webhook: CloudEvents structured and binary modes") {
   CHECK(ce["type"] == "dev.kubetrail.change.modified");
   CHECK(ce["source"] == "prod-eu");
   CHECK(ce["id"] == "prod-eu/u-web/42");
-  CHECK(ce["subject"] == "shop/web");
+  CHECK(ce["subject"] == "deployments.apps/shop/web");  // the kind's resource: not the same as a ConfigMap web
   CHECK(ce["time"] == "2026-11-23T10:00:00.123Z");
   CHECK(ce["datacontenttype"] == "application/json");
   CHECK(ce["data"]["schemaVersion"] == "kubetrail.dev/v1");
   CHECK(reqs[1].header("ce-specversion") == "1.0");
   CHECK(reqs[1].header("ce-type") == "dev.kubetrail.change.added");
   CHECK(reqs[1].header("ce-id") == "prod-eu/u-web/42");
-  CHECK(reqs[1].header("ce-subject") == "shop/web");
+  CHECK(reqs[1].header("ce-subject") == "deployments.apps/shop/web");
   CHECK(reqs[1].header("Content-Type") == "application/json");
   CHECK(json::parse(reqs[1].body)["type"] == "Added");
+  // Issue 13, item 9: source was the cluster name unchecked - "prod eu-1"
+  // made every event invalid (source must be a URI-reference).
+  {
+    auto odd = change();
+    odd.cluster = "prod eu-1/\"x\"";
+    Bundled s("webhook", {{"url", rx.url()}, {"format", "cloudevents"}});
+    REQUIRE(s.deliver({odd}).status == KUBETRAIL_OK);
+    Bundled h("webhook", {{"url", rx.url()}, {"format", "cloudevents-binary"}});
+    REQUIRE(h.deliver({odd}).status == KUBETRAIL_OK);
+    auto more = rx.requests();
+    REQUIRE(more.size() == 4);
+    std::string source = json::parse(more[2].body)["source"];
+    CHECK(source == "prod%20eu-1%2F%22x%22");
+    for (char c : source) CHECK((std::isalnum(static_cast<unsigned char>(c)) || std::strchr("-._~%!$&'()*+,;=@", c)));
+    // On the wire "prod%2520eu-1..." (the HTTP binding percent-encodes '%');
+    // cpp-httplib hands the header back decoded, i.e. the attribute itself.
+    CHECK(more[3].header("ce-source") == source);
+  }
   CHECK(create_error("webhook", {{"url", rx.url()}, {"format", "cloudevents-binary"}, {"batch_max", 3}})
             .find("binary mode carries one event") != std::string::npos);
 }
@@ -304,6 +322,32 @@ TEST_CASE("slack: incoming webhook gets a Block Kit message with header, actor, 
   CHECK(deleted["blocks"][0]["text"]["text"] == "Deployment shop/old deleted");
 }
 
+// Issue 13, item 8: the top-level text - what Slack shows in the
+// notification, and parses for <!channel> and <url|label> - was sent
+// unescaped: a ConfigMap value paged the whole channel. Every string taken
+// from an object is escaped in every field sent.
+TEST_CASE("slack: strings from an object never become Slack markup in any field") {
+  test::HttpReceiver rx;
+  setenv("KT_TEST_SLACK_ESC", rx.url("/services/T/B/X").c_str(), 1);
+  Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK_ESC"}});
+  auto cs = change("web");
+  cs.changes = {{diff::FieldOp::replace, "data.motd", "\"hi\"", "\"<!channel> <https://evil.example|click>\""}};
+  cs.summary = diff::summarize(cs);
+  REQUIRE(cs.summary.find("<!channel>") != std::string::npos);  // the summary quotes the value
+  auto evil = change("<!here>", diff::ChangeType::added);
+  REQUIRE(b.deliver({cs, evil}).status == KUBETRAIL_OK);
+  auto reqs = rx.requests();
+  REQUIRE(reqs.size() == 2);
+  for (const auto& r : reqs) {
+    CAPTURE(r.body);
+    // Anywhere in the message: no raw '<' from an object survives.
+    CHECK(r.body.find("<!channel>") == std::string::npos);
+    CHECK(r.body.find("<https://evil") == std::string::npos);
+    CHECK(r.body.find("<!here>") == std::string::npos);
+  }
+  CHECK(json::parse(reqs[0].body)["text"].get<std::string>().find("&lt;!channel&gt;") != std::string::npos);
+}
+
 TEST_CASE("slack: Slack's answers map to OK, RETRY with the delay, or FAIL with Slack's message") {
   test::HttpReceiver rx;
   setenv("KT_TEST_SLACK", rx.url("/services/SECRET").c_str(), 1);
@@ -397,8 +441,10 @@ TEST_CASE("exec: exit 0 OK, 75 RETRY, others FAIL with the last line of stderr -
   CHECK(out.status == KUBETRAIL_FAIL);
   CHECK(out.message == "/bin/sh: exited 3: last words");
   CHECK(out.item_status == std::vector<int32_t>{KUBETRAIL_FAIL, KUBETRAIL_FAIL});
-  Bundled missing("exec", {{"command", {"/nonexistent/program"}}});
-  CHECK(missing.deliver({change()}).status == KUBETRAIL_FAIL);
+  // A command that cannot run is refused at create (so check-config and the
+  // start of run say so), not found out per change set (issue 13, item 11).
+  CHECK(create_error("exec", {{"command", {"/nonexistent/program"}}})
+            .find("\"/nonexistent/program\" is not an executable") != std::string::npos);
 }
 
 TEST_CASE("exec: a timeout kills the whole process group and is retried") {
