@@ -1,6 +1,9 @@
 #include "cli/common.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -50,6 +53,28 @@ void setup_logging(const config::Config& cfg, const Args& args) {
     spdlog::set_formatter(std::move(f));
   } else
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+}
+
+std::string configured_redaction_key(const config::Config& cfg) {
+  if (!cfg.redaction_key_env.empty()) {
+    const char* v = std::getenv(cfg.redaction_key_env.c_str());
+    if (!v || !*v)
+      throw Error(cfg.source + ": [diff] redaction_key_env: environment variable " + cfg.redaction_key_env +
+                  " is not set or empty");
+    return v;
+  }
+  if (!cfg.redaction_key_file.empty()) {
+    std::ifstream in(cfg.redaction_key_file, std::ios::binary);
+    std::stringstream ss;
+    if (in) ss << in.rdbuf();
+    std::string key = ss.str();
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+    if (key.empty())
+      throw Error(cfg.source + ": [diff] redaction_key_file: " + cfg.redaction_key_file +
+                  " cannot be read or is empty");
+    return key;
+  }
+  return {};
 }
 
 std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args) {

@@ -17,5 +17,9 @@ config::Config load_config(const Args& args);
 void setup_logging(const config::Config& cfg, const Args& args);
 // --plugins-dir, else [plugins] dir, else beside the executable.
 std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args);
+// The redaction key [diff] redaction_key_file / redaction_key_env name, or
+// "" when neither is set. A named file or variable that is missing or empty
+// is an error naming it. The key itself is never logged.
+std::string configured_redaction_key(const config::Config& cfg);
 
 }  // namespace kubetrail::cli

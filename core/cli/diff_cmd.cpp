@@ -44,6 +44,7 @@ int run_diff(const Args& args) {
   std::vector<nlohmann::json> olds, news;
   try {
     cfg = load_config(args);
+    cfg.diff.redaction_key = configured_redaction_key(cfg);
     olds = kube::load_manifests(args.positional[0]);
     news = kube::load_manifests(args.positional[1]);
   } catch (const std::exception& e) {
@@ -85,7 +86,8 @@ int run_diff(const Args& args) {
   const std::string* file = &args.positional[0];
   auto pruned = [&](const nlohmann::json& o, simdjson::dom::parser& p, const kube::ResourceType& t) {
     simdjson::dom::element e;
-    if (auto err = p.parse(simdjson::padded_string(o.dump())).get(e))
+    if (auto err =
+            p.parse(simdjson::padded_string(o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))).get(e))
       throw Error(kube::manifest_identity(o) + ": " + simdjson::error_message(err));
     return detector.prune(t, e).json;
   };
@@ -97,7 +99,9 @@ int run_diff(const Args& args) {
         if (text(o, "kind") == "CustomResourceDefinition") {
           simdjson::dom::parser p;
           simdjson::dom::element crd;
-          if (p.parse(simdjson::padded_string(o.dump())).get(crd) == simdjson::SUCCESS) detector.learn_crd(crd);
+          if (p.parse(simdjson::padded_string(o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
+                  .get(crd) == simdjson::SUCCESS)
+            detector.learn_crd(crd);
         }
     for (const auto& n : news) {
       auto it = old_by_id.find(kube::manifest_identity(n));

@@ -51,6 +51,7 @@ int run_replay(const Args& args) {
 
   server::Metrics metrics;
   Pipeline pipeline(cfg, args, metrics);
+  cfg.diff.redaction_key = configured_redaction_key(cfg);  // else the detector draws one for this run
   diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
   std::map<std::string, kube::ObjectStore> stores;  // per resource, like one informer each
 

@@ -116,6 +116,11 @@ int run_daemon(const Args& args) {
     state = state::StateStore::open(cfg.state.path, args.has("--reset-state"));
     spdlog::info("state store {}", cfg.state.path);
   }
+  // One redaction key for every informer, stable across restarts: the
+  // configured one (the same on every replica), else the state store's.
+  cfg_owner->diff.redaction_key = configured_redaction_key(cfg);
+  if (cfg_owner->diff.redaction_key.empty())
+    cfg_owner->diff.redaction_key = state ? state->redaction_key() : diff::random_redaction_key();
 
   server::Metrics metrics;
   // The delivery half is replaced on SIGHUP; the probes read it under this lock.

@@ -259,6 +259,10 @@ Config from_value(const value& root, const std::string& source) {
     r.read_paths("redact_paths", cfg.diff.redact_paths);
     r.read("include_status", cfg.diff.include_status);
     r.read("include_objects", cfg.diff.include_objects);
+    r.read("redaction_key_file", cfg.redaction_key_file);
+    r.read("redaction_key_env", cfg.redaction_key_env);
+    if (!cfg.redaction_key_file.empty() && !cfg.redaction_key_env.empty())
+      r.fail(*r.get("redaction_key_env"), "redaction_key_env", "set one of redaction_key_file and redaction_key_env");
     r.reject_unknown();
   }
   if (auto t = table_at(top, "state")) {

@@ -101,6 +101,10 @@ struct Config {
   ClusterConfig cluster;
   WatchConfig watch;
   diff::DiffOptions diff;
+  // Where the redaction key comes from ([diff]): a file (a mounted Secret:
+  // the same key on every replica) or an environment variable; neither: the
+  // state store's own key (run), or a random one per process.
+  std::string redaction_key_file, redaction_key_env;
   StateConfig state;
   ServerConfig server;
   LeaderElectionConfig leader_election;

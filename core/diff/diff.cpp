@@ -1,6 +1,8 @@
 #include "diff/diff.hpp"
 
-#include <openssl/sha.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <array>
@@ -39,17 +41,26 @@ std::string_view to_string(FieldOp op) noexcept {
   }
 }
 
-std::string redacted_marker(std::string_view value) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(value.data()), value.size(), digest);
+std::string redacted_marker(std::string_view key, std::string_view value) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(value.data()),
+       value.size(), digest, &len);
   static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "<redacted sha256:";
+  std::string out = "<redacted hmac:";
   for (int i = 0; i < 4; ++i) {
     out.push_back(hex[digest[i] >> 4]);
     out.push_back(hex[digest[i] & 0xf]);
   }
   out.push_back('>');
   return out;
+}
+
+std::string random_redaction_key() {
+  std::string key(32, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1)
+    throw Error("cannot draw a random redaction key (OpenSSL RAND_bytes failed)");
+  return key;
 }
 
 // ---------------------------------------------------------------------------
@@ -418,7 +429,7 @@ class ChangeDetector::Rules {
   enum class Action : unsigned char { drop, redact };
   static constexpr size_t kMaxRules = 64;
 
-  explicit Rules(const ListKeys& keys) : keys_(&keys) {}
+  Rules(const ListKeys& keys, const std::string& redaction_key) : keys_(&keys), redaction_key_(&redaction_key) {}
   const ListKeys& keys() const noexcept { return *keys_; }
 
   // The type's kind and apiVersion, written into pruned objects that lack
@@ -877,15 +888,16 @@ class ChangeDetector::Rules {
 
   void redact(dom::element v, JsonOut& out) {
     if (v.type() == dom::element_type::STRING) {
-      append_json_string(redacted_marker(std::string_view(v)), out);
+      append_json_string(redacted_marker(*redaction_key_, std::string_view(v)), out);
     } else {
       std::string raw;
       append_json(v, raw);  // rare: a non-string value under a redacted path
-      append_json_string(redacted_marker(raw), out);
+      append_json_string(redacted_marker(*redaction_key_, raw), out);
     }
   }
 
   const ListKeys* keys_;
+  const std::string* redaction_key_;  // the detector's: outlives its rules
   std::vector<Rule> rules_;
   std::vector<Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
@@ -1044,6 +1056,7 @@ void validate(const DiffOptions& options) {
 ChangeDetector::ChangeDetector(std::string cluster, DiffOptions options)
     : cluster_(std::move(cluster)), options_(std::move(options)) {
   validate(options_);
+  if (options_.redaction_key.empty()) options_.redaction_key = random_redaction_key();
 }
 
 ChangeDetector::~ChangeDetector() = default;
@@ -1060,7 +1073,7 @@ ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type)
     last_rules_ = it->second.get();
     return *it->second;
   }
-  auto rules = std::make_unique<Rules>(list_keys(type));
+  auto rules = std::make_unique<Rules>(list_keys(type), options_.redaction_key);
   rules->identify(type.kind, type.group.empty() ? type.version : type.group + "/" + type.version);
   for (auto p : kNoisePaths) rules->add(p, Rules::Action::drop);
   bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),

@@ -109,6 +109,10 @@ struct DiffOptions {
   std::vector<std::string> redact_paths;    // patterns, redacted for every resource
   std::vector<std::string> include_status;  // resources (plural, kind or plural.group) whose status is reported
   bool include_objects = false;             // carry old/new objects in Modified change sets
+  // The key of the redaction markers' HMAC (bytes). Empty: a random key of
+  // this ChangeDetector's own (markers stable within one process only). run
+  // takes it from [diff] redaction_key_file/_env, else the state store.
+  std::string redaction_key;
 };
 
 // Validates patterns in options; throws kubetrail::Error naming the bad one.
@@ -284,7 +288,12 @@ std::string change_set_id(std::string_view cluster, ChangeType type, std::string
 // web nginx:1.25 → nginx:1.27".
 std::string summarize(const ChangeSet& cs);
 
-// "<redacted sha256:1a2b3c4d>": a change stays visible, its value does not.
-std::string redacted_marker(std::string_view value);
+// "<redacted hmac:1a2b3c4d>": the first 32 bits of HMAC-SHA-256(key, value).
+// A change stays visible (another value, another marker) while a guessed
+// value cannot be checked against it without the key (an unsalted hash
+// could: sha256 of "aHVudGVyMg==" confirmed "hunter2").
+std::string redacted_marker(std::string_view key, std::string_view value);
+// 32 random bytes, for a key nobody configured.
+std::string random_redaction_key();
 
 }  // namespace kubetrail::diff

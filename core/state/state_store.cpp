@@ -1,5 +1,6 @@
 #include "state/state_store.hpp"
 
+#include <openssl/rand.h>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -199,6 +200,26 @@ void StateStore::save(const std::string& resource,
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+}
+
+std::string StateStore::redaction_key() {
+  std::lock_guard lock(mu_);
+  {
+    Stmt get(db_, "SELECT value FROM meta WHERE key = 'redaction_key'");
+    if (sqlite3_step(get.s) == SQLITE_ROW) return get.text(0);
+  }
+  unsigned char raw[32];
+  if (RAND_bytes(raw, sizeof raw) != 1) throw Error("state store " + path_ + ": cannot draw a random redaction key");
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string key;
+  for (unsigned char c : raw) {
+    key.push_back(hex[c >> 4]);
+    key.push_back(hex[c & 0xf]);
+  }
+  Stmt put(db_, "INSERT INTO meta VALUES('redaction_key', ?)");
+  put.bind(1, key);
+  if (sqlite3_step(put.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+  return key;
 }
 
 std::vector<StateStore::JournalEntry> StateStore::journal_pending() {

@@ -113,6 +113,11 @@ class StateStore {
   };
   Compaction outbox_compact(int64_t max_age_s, uint64_t max_bytes);
 
+  // This installation's redaction key (see diff::redacted_marker): drawn at
+  // random the first time and kept, so that markers stay the same across
+  // restarts (the checkpoint holds them). Never logged.
+  std::string redaction_key();
+
   const std::string& path() const noexcept { return path_; }
 
  private:

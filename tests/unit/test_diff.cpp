@@ -25,7 +25,12 @@ struct Harness {
   kube::ObjectStore store;
   simdjson::dom::parser parser;
   bool with_source = true;  // give observe() the parsed text, as the informer does
-  explicit Harness(diff::DiffOptions opts = {}) : detector("test", std::move(opts)) {}
+  // One redaction key for every harness (markers comparable across them).
+  explicit Harness(diff::DiffOptions opts = {}) : detector("test", keyed(std::move(opts))) {}
+  static diff::DiffOptions keyed(diff::DiffOptions o) {
+    if (o.redaction_key.empty()) o.redaction_key = "test-key";
+    return o;
+  }
 
   std::optional<diff::ChangeSet> event(kube::WatchEventType t, const json& obj) {
     std::string text = obj.dump();
@@ -157,14 +162,16 @@ TEST_CASE("ignore_paths take wildcards and keyed selectors") {
 }
 
 TEST_CASE("secret values are redacted everywhere but their change stays visible") {
-  Harness h;
+  diff::DiffOptions keyed;
+  keyed.redaction_key = "test-key";
+  Harness h(keyed);
   json s = fixture("secret");
   std::string plaintext_b64 = s["data"]["password"];
   auto added = h.add(s);
   REQUIRE(added);
   std::string added_json = added->to_json();
   CHECK(added_json.find(plaintext_b64) == std::string::npos);
-  CHECK(added_json.find("<redacted sha256:") != std::string::npos);
+  CHECK(added_json.find("<redacted hmac:") != std::string::npos);
   // kubectl apply put the plaintext manifest into last-applied-configuration:
   CHECK(s["metadata"]["annotations"].dump().find("last-applied") != std::string::npos);
   CHECK(added_json.find("last-applied-configuration") == std::string::npos);
@@ -174,8 +181,8 @@ TEST_CASE("secret values are redacted everywhere but their change stays visible"
   REQUIRE(cs);
   REQUIRE(cs->changes.size() == 1);
   CHECK(cs->changes[0].path == "data.password");
-  CHECK(cs->changes[0].old_json == "\"" + diff::redacted_marker(plaintext_b64) + "\"");
-  CHECK(cs->changes[0].new_json == "\"" + diff::redacted_marker("bmV3LXNlY3JldC12YWx1ZQ==") + "\"");
+  CHECK(cs->changes[0].old_json == "\"" + diff::redacted_marker("test-key", plaintext_b64) + "\"");
+  CHECK(cs->changes[0].new_json == "\"" + diff::redacted_marker("test-key", "bmV3LXNlY3JldC12YWx1ZQ==") + "\"");
   std::string all = cs->to_json() + cs->summary;
   CHECK(all.find("bmV3LXNlY3JldC12YWx1ZQ==") == std::string::npos);
   CHECK(all.find(plaintext_b64) == std::string::npos);
@@ -191,7 +198,27 @@ TEST_CASE("redact_paths hide values of any resource") {
   auto cs = h.modify(c);
   REQUIRE(cs);
   CHECK(cs->to_json().find("9999") == std::string::npos);
-  CHECK(cs->changes[0].new_json.find("<redacted sha256:") != std::string::npos);
+  CHECK(cs->changes[0].new_json.find("<redacted hmac:") != std::string::npos);
+}
+
+// Issue 13, item 10: the marker was an unsalted SHA-256 prefix of the base64
+// value, so `printf aHVudGVyMg== | sha256sum` (b073aefd...) confirmed a
+// guess of "hunter2". Now it is keyed: the same value gives the same marker
+// under one key (a change stays visible), another under another key, and
+// never the plain hash.
+TEST_CASE("redaction markers are keyed: a guessed secret cannot be checked against them") {
+  const std::string guess = "aHVudGVyMg==";  // base64 of hunter2
+  CHECK(diff::redacted_marker("k1", guess) == diff::redacted_marker("k1", guess));
+  CHECK(diff::redacted_marker("k1", guess) != diff::redacted_marker("k2", guess));
+  CHECK(diff::redacted_marker("k1", guess) != diff::redacted_marker("k1", "aHVudGVyMw=="));
+  for (const std::string key : {"", "k1", "k2"})
+    CHECK(diff::redacted_marker(key, guess).find("b073aefd") == std::string::npos);
+  // An unconfigured detector draws its own key: two of them disagree.
+  std::string s = fixture("secret").dump();
+  diff::ChangeDetector a("test", {}), b("test", {});
+  simdjson::dom::parser p;
+  auto type = kube::resource_type_for("v1", "Secret");
+  CHECK(a.prune(type, p.parse(s).value()).json != b.prune(type, p.parse(s).value()).json);
 }
 
 TEST_CASE("the actor is the manager whose managedFields entry moved") {

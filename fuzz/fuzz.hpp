@@ -1,0 +1,29 @@
+// Shared by the harnesses: the one rule of every harness is that input may
+// only end as a kubetrail::Error (or an error value); any other exception,
+// crash, hang, leak or undefined behaviour is a finding.
+#pragma once
+
+#include <unistd.h>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+namespace fuzz {
+
+inline std::string_view bytes(const uint8_t* data, size_t size) { return {reinterpret_cast<const char*>(data), size}; }
+
+// A file holding `text`, for parsers that read files (kubeconfig,
+// manifests): one per process, rewritten for every input.
+inline std::string as_file(std::string_view text, const char* ext) {
+  static const std::string path =
+      (std::filesystem::temp_directory_path() / ("kubetrail-fuzz-" + std::to_string(::getpid()) + ext)).string();
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(text.data(), static_cast<std::streamsize>(text.size()));
+  return path;
+}
+
+}  // namespace fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
