@@ -12,7 +12,6 @@
 //
 // Prints min and median of several runs, as ratios; CPU time from getrusage.
 // usage: diff_bench [ITERATIONS [CASE-SUBSTRING]]
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -22,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "diff/diff.hpp"
 #include "kube/object_store.hpp"
 
@@ -29,18 +29,8 @@ using namespace kubetrail;
 
 namespace {
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using bench::cpu_seconds;
+using bench::read;
 
 constexpr int kVersions = 1000;
 

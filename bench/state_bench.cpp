@@ -11,7 +11,6 @@
 // Target (issue 12): state on costs at most 1.5x state off.
 //
 // usage: state_bench [PODS [EVENTS]]   (defaults 100000 and 20000)
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "fake_api.hpp"
 #include "kube/informer.hpp"
 #include "state/state_store.hpp"
@@ -30,18 +30,8 @@ using namespace kubetrail;
 
 namespace {
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using bench::cpu_seconds;
+using bench::read;
 
 // The Pod fixture as list items (no kind/apiVersion, as kube-apiserver
 // sends them) and as watch objects, name and uid varied.

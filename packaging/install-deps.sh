@@ -11,6 +11,7 @@ PACKAGES=(
   doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev
   libbenchmark-dev
   python3 curl clang-format
+  clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
 )
 

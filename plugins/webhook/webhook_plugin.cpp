@@ -181,18 +181,8 @@ class Webhook : public sdk::Plugin {
   // made every event invalid for a CloudEvents SDK).
   static std::string source_of(std::string_view cluster) {
     if (cluster.empty()) return "kubetrail";
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : cluster) {
-      if (std::isalnum(c) || std::strchr("-._~!$&'()*+,;=@", c)) {
-        out.push_back(static_cast<char>(c));
-      } else {
-        out.push_back('%');
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 0xf]);
-      }
-    }
-    return out;
+    return percent_encode(cluster,
+                          [](unsigned char c) { return std::isalnum(c) || std::strchr("-._~!$&'()*+,;=@", c); });
   }
   // RESOURCE[.GROUP]/NAMESPACE/NAME: a Deployment and a ConfigMap of one
   // name are different subjects.
@@ -207,10 +197,15 @@ class Webhook : public sdk::Plugin {
   // The HTTP binding: ce-* header values percent-encode what is outside
   // printable ASCII, space, '"' and '%' (and so can never break a header line).
   static std::string header_value(std::string_view v) {
+    return percent_encode(v, [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '"' && c != '%'; });
+  }
+  // Every byte `keep` refuses as %XX.
+  template <class Keep>
+  static std::string percent_encode(std::string_view v, Keep keep) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
     for (unsigned char c : v) {
-      if (c > 0x20 && c < 0x7f && c != '"' && c != '%') {
+      if (keep(c)) {
         out.push_back(static_cast<char>(c));
       } else {
         out.push_back('%');

@@ -978,7 +978,8 @@ TEST_CASE("a deletion has one id whether a watch saw it or a relist found the ob
 // Issue 13, item 1 end to end: a Deployment whose container has an env var
 // named "" (and a second manager moving, so actor attribution parses every
 // change path) made observe() throw "invalid path ... expected [field=value]".
-TEST_CASE("an env var with an empty name, or a keyed value holding ], is diffed and its paths parse back") {
+TEST_CASE(
+    "an env var with an empty name, or a keyed value holding a closing bracket, is diffed and its paths parse back") {
   Harness h;
   json d = fixture("deployment");
   REQUIRE(h.add(d));
