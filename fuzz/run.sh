@@ -7,7 +7,7 @@
 #   bash fuzz/run.sh BUILD_DIR SECONDS_PER_HARNESS [HARNESS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:?build dir}; seconds=${2:?seconds per harness}; shift 2
+build=$(cd "${1:?build dir}" && pwd); seconds=${2:?seconds per harness}; shift 2
 harnesses=("$@")
 [ ${#harnesses[@]} -gt 0 ] || harnesses=(watch_stream list_page diff openapi config kubeconfig manifest)
 work=$(mktemp -d /tmp/kubetrail-fuzz-XXXXXX)
@@ -17,7 +17,7 @@ for h in "${harnesses[@]}"; do
   mkdir -p "$corpus"
   cp fuzz/seeds/"$h"/* tests/fuzz-regressions/"$h"/* "$corpus"/ 2>/dev/null || true
   echo "-- fuzz_$h: $seconds s from $(ls "$corpus" | wc -l) inputs"
-  if (cd "$work/$h" && "$OLDPWD/$build/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if (cd "$work/$h" && "$build/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -max_len=262144 -print_final_stats=1 corpus > log.txt 2>&1); then
     grep -E "^(Done|stat::number_of_executed_units)" "$work/$h/log.txt" || true
   else
