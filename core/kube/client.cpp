@@ -279,9 +279,18 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   }
   // Through the shared multi handle: over HTTP/2 every request of this
   // client is a stream on one connection. The body comes back here.
+  // A whole body is held to at most 64 MiB (a list page of 500 Pods is
+  // ~4 MB): past that the transfer is stopped with an error that says so,
+  // rather than a truncated body parsed as broken JSON.
+  constexpr size_t kMaxBody = size_t{1} << 26;
+  bool too_large = false;
   auto sink = [&](std::string_view chunk, long status) {
     if (on_data && status >= 200 && status < 300) return (*on_data)(chunk);
-    if (r.body.size() < 1 << 26) r.body.append(chunk);  // bounded (64 MiB: lists can be large)
+    if (r.body.size() + chunk.size() > kMaxBody) {
+      too_large = true;
+      return false;
+    }
+    r.body.append(chunk);
     return true;
   };
   auto out = transport_->perform(curl, sink, stop);
@@ -292,6 +301,11 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
       !(rc == CURLE_ABORTED_BY_CALLBACK && stop && stop->load()))
     r.error = curl_easy_strerror(rc);  // a fixed text: no URL, no credential
   if (rc == CURLE_OPERATION_TIMEDOUT && on_data && r.status >= 200 && r.status < 300) r.error.clear();  // a watch's end
+  if (too_large) {
+    r.error = "response body larger than " + std::to_string(kMaxBody >> 20) + " MiB: not read";
+    r.status = 0;
+    r.body.clear();
+  }
   r.retry_after_ms = t.retry_after_ms;
   curl_slist_free_all(headers);
   curl_slist_free_all(connect_to);

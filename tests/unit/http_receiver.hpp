@@ -50,6 +50,7 @@ class HttpReceiver {
       res.set_content(reply.body, "text/plain");
     };
     server_.Post(".*", handle);
+    server_.Get(".*", handle);
     server_.set_read_timeout(5, 0);
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });

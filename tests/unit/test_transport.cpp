@@ -10,6 +10,8 @@
 #include <chrono>
 #include <thread>
 
+#include "http_receiver.hpp"
+#include "kube/client.hpp"
 #include "kube/transport.hpp"
 
 using namespace kubetrail;
@@ -132,4 +134,19 @@ TEST_CASE("transport: transfers from many threads run side by side on one multi 
   for (auto& t : threads) t.join();
   CHECK(complete == 6);
   CHECK(transport.connections_opened() >= 1);
+}
+
+// Issue 13: every parser of untrusted bytes has bounds. A whole body (a
+// list page) over 64 MiB used to be cut silently and then reported as "not
+// JSON"; now the transfer stops with an error that says why.
+TEST_CASE("client: a response body over 64 MiB is refused with an error saying so") {
+  test::HttpReceiver rx;
+  rx.script({test::HttpReceiver::Reply(200, std::string((size_t{64} << 20) + 1000, 'x'))});
+  kubetrail::kube::Connection connection;
+  connection.server = rx.url("");
+  kubetrail::kube::Client client(connection);
+  auto r = client.get("/api/v1/pods");
+  CHECK(r.status == 0);
+  CHECK(r.error.find("larger than 64 MiB") != std::string::npos);
+  CHECK(r.body.empty());
 }
