@@ -3,6 +3,8 @@
 // crash, hang, leak or undefined behaviour is a finding.
 #pragma once
 
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +14,15 @@
 #include <string_view>
 
 namespace fuzz {
+
+// Log lines are formatted (their arguments are fuzzed too) but go nowhere:
+// a line per input would be most of the run's time.
+inline const bool quiet_logs = [] {
+  auto logger = std::make_shared<spdlog::logger>("fuzz", std::make_shared<spdlog::sinks::null_sink_mt>());
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+  return true;
+}();
 
 inline std::string_view bytes(const uint8_t* data, size_t size) { return {reinterpret_cast<const char*>(data), size}; }
 

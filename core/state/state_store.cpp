@@ -16,13 +16,34 @@ constexpr int kSchemaVersion = 1;
 
 struct Stmt {
   sqlite3_stmt* s = nullptr;
+  bool cached = false;
   Stmt(sqlite3* db, const char* sql) {
     if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
       throw Error(std::string("state store: cannot prepare statement: ") + sqlite3_errmsg(db));
   }
-  ~Stmt() { sqlite3_finalize(s); }
+  // A statement of the hot path, prepared once per store and kept (preparing
+  // cost more than the insert itself: state_bench).
+  Stmt(std::map<const char*, sqlite3_stmt*>& cache, sqlite3* db, const char* sql) : cached(true) {
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+      if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+        throw Error(std::string("state store: cannot prepare statement: ") + sqlite3_errmsg(db));
+      it = cache.emplace(sql, s).first;
+    }
+    s = it->second;
+  }
+  ~Stmt() {
+    if (!cached) {
+      sqlite3_finalize(s);
+      return;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
   void bind(int i, std::string_view v) {
-    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);  // bound only while Stmt lives
   }
   std::string text(int i) {
     auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
@@ -127,7 +148,10 @@ StateStore::StateStore(sqlite3* db, std::string path) : db_(db), path_(std::move
   if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
 }
 
-StateStore::~StateStore() { sqlite3_close(db_); }
+StateStore::~StateStore() {
+  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
 
 void StateStore::exec(const char* sql) {
   char* err = nullptr;
@@ -164,14 +188,15 @@ void StateStore::save(const std::string& resource,
   std::lock_guard lock(mu_);
   exec("BEGIN IMMEDIATE");
   try {
-    Stmt jr(db_, "INSERT OR IGNORE INTO journal(id, json) VALUES(?, ?)");
+    Stmt jr(cache_, db_, "INSERT OR IGNORE INTO journal(id, json) VALUES(?, ?)");
     for (const auto& e : journal) {
       jr.bind(1, e.id);
       jr.bind(2, e.json);
       if (sqlite3_step(jr.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
       sqlite3_reset(jr.s);
     }
-    Stmt up(db_, "INSERT OR REPLACE INTO objects(resource, key, uid, resource_version, object) VALUES(?,?,?,?,?)");
+    Stmt up(cache_, db_,
+            "INSERT OR REPLACE INTO objects(resource, key, uid, resource_version, object) VALUES(?,?,?,?,?)");
     for (const auto& [key, obj] : upserts) {
       up.bind(1, resource);
       up.bind(2, key);
@@ -181,7 +206,7 @@ void StateStore::save(const std::string& resource,
       if (sqlite3_step(up.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
       sqlite3_reset(up.s);
     }
-    Stmt del(db_, "DELETE FROM objects WHERE resource = ? AND key = ?");
+    Stmt del(cache_, db_, "DELETE FROM objects WHERE resource = ? AND key = ?");
     for (const auto& key : deletes) {
       del.bind(1, resource);
       del.bind(2, key);
@@ -189,7 +214,7 @@ void StateStore::save(const std::string& resource,
       sqlite3_reset(del.s);
     }
     if (!resource_version.empty() || !known_.count(resource)) {
-      Stmt rv(db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
+      Stmt rv(cache_, db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
       rv.bind(1, resource);
       rv.bind(2, resource_version);
       if (sqlite3_step(rv.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
@@ -232,7 +257,7 @@ std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
 
 void StateStore::journal_done(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt del(db_, "DELETE FROM journal WHERE id = ?");
+  Stmt del(cache_, db_, "DELETE FROM journal WHERE id = ?");
   del.bind(1, id);
   if (sqlite3_step(del.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
 }
@@ -246,7 +271,7 @@ size_t StateStore::journal_size() {
 int64_t StateStore::outbox_add(const std::string& id, const std::string& handler, const std::string& route,
                                int position, std::string_view json) {
   std::lock_guard lock(mu_);
-  Stmt ins(db_,
+  Stmt ins(cache_, db_,
            "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
            "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
   ins.bind(1, id);
@@ -262,7 +287,7 @@ int64_t StateStore::outbox_add(const std::string& id, const std::string& handler
 
 void StateStore::outbox_delivered(int64_t seq) {
   std::lock_guard lock(mu_);
-  Stmt up(db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ? AND state = 'pending'");
+  Stmt up(cache_, db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ? AND state = 'pending'");
   sqlite3_bind_int64(up.s, 1, seq);
   if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
   if (sqlite3_changes(db_) == 1) --pending_;
@@ -270,7 +295,7 @@ void StateStore::outbox_delivered(int64_t seq) {
 
 void StateStore::outbox_dead(int64_t seq, const std::string& reason) {
   std::lock_guard lock(mu_);
-  Stmt up(db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ? AND state = 'pending'");
+  Stmt up(cache_, db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ? AND state = 'pending'");
   up.bind(1, reason);
   sqlite3_bind_int64(up.s, 2, seq);
   if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));

@@ -33,6 +33,7 @@
 #include "kube/object_store.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace kubetrail::state {
 
@@ -123,8 +124,9 @@ class StateStore {
  private:
   StateStore(sqlite3* db, std::string path);
   void exec(const char* sql);
-  std::atomic<int64_t> pending_{0};  // outbox rows in state 'pending'
-  std::set<std::string> known_;      // resources with a row in `resources` (under mu_)
+  std::atomic<int64_t> pending_{0};             // outbox rows in state 'pending'
+  std::set<std::string> known_;                 // resources with a row in `resources` (under mu_)
+  std::map<const char*, sqlite3_stmt*> cache_;  // prepared hot statements by their SQL literal (under mu_)
 
   sqlite3* db_;
   std::string path_;
