@@ -333,9 +333,37 @@ Config from_value(const value& root, const std::string& source) {
   return cfg;
 }
 
+// Where `text` stops being UTF-8, or npos. TOML files are UTF-8, and
+// toml11 3.7 (Debian's) reads past its buffer on a literal string holding
+// invalid UTF-8 (found by fuzz/fuzz_config; tests/fuzz-regressions/config/):
+// such a file is refused before toml11 sees it.
+size_t invalid_utf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 4;
+    if (n == 4 || c == 0xc0 || c == 0xc1 || c > 0xf4 || i + n >= text.size() + (n ? 0 : 1)) return i;
+    uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+    for (size_t k = 1; k <= n; ++k) {
+      auto d = static_cast<unsigned char>(text[i + k]);
+      if ((d & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+      return i;
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 Config parse(std::string_view toml_text, const std::string& source_name) {
+  if (size_t bad = invalid_utf8(toml_text); bad != std::string_view::npos) {
+    size_t line =
+        1 + static_cast<size_t>(std::count(toml_text.begin(), toml_text.begin() + static_cast<long>(bad), '\n'));
+    throw Error(source_name + ":" + std::to_string(line) + ": not UTF-8 at byte offset " + std::to_string(bad) +
+                " (a TOML file is UTF-8)");
+  }
   std::istringstream in{std::string(toml_text)};
   value root;
   try {

@@ -147,3 +147,17 @@ TEST_CASE("watch patterns are *.GROUP only, and re-discovery has a period") {
     CHECK_THROWS_WITH_AS(parse(std::string("[watch]\nresources = [\"") + bad + "\"]\n"), want.c_str(), Error);
   }
 }
+
+// Found by fuzz/fuzz_config: toml11 3.7 reads past its buffer on a literal
+// string holding invalid UTF-8 (ASan: heap-buffer-overflow in
+// parse_literal_string). A TOML file must be UTF-8: anything else is refused
+// first, naming the line and byte offset.
+TEST_CASE("config: a file that is not UTF-8 is an error naming line and offset, and valid UTF-8 is fine") {
+  CHECK_THROWS_WITH_AS(config::parse("[cluster]\nname = 'lo\x99\x8a'\n", "bad.toml"),
+                       doctest::Contains("bad.toml:2: not UTF-8 at byte offset 20"), Error);
+  CHECK_THROWS_AS(config::parse("a = \"\xc0\xaf\"\n", "overlong.toml"), Error);
+  CHECK_THROWS_AS(config::parse("a = \"\xed\xa0\x80\"\n", "surrogate.toml"), Error);
+  CHECK_THROWS_AS(config::parse("a = \"\xe2\x82\"\n", "cut.toml"), Error);
+  auto cfg = config::parse("[cluster]\nname = \"pr\xc3\xa9-\xe2\x86\x92-\xf0\x9f\x9a\x80\"\n", "ok.toml");
+  CHECK(cfg.cluster.name == "pr\xc3\xa9-\xe2\x86\x92-\xf0\x9f\x9a\x80");
+}
