@@ -117,6 +117,53 @@ nlohmann::json to_json(const YAML::Node& n, Converting& c, size_t depth = 0) {
   }
 }
 
+// The documents of a YAML stream, split at the document markers ("---" or
+// "..." at the start of a line, as YAML 1.2 reads them even inside quoted
+// scalars), each with the line it starts at. Not YAML::LoadAll: yaml-cpp 0.7
+// loops forever on some malformed streams (found by fuzz/fuzz_manifest: the
+// 13 bytes in tests/fuzz-regressions/manifest/loadall-loop), growing its
+// vector of documents until memory runs out. Directives ("%YAML") stay with
+// the document they announce.
+constexpr size_t kMaxDocuments = 100000;
+
+std::vector<std::pair<size_t, std::string>> yaml_documents(const std::string& text) {
+  std::vector<std::pair<size_t, std::string>> docs;
+  std::string current, directives;
+  size_t line = 0, start = 0;
+  auto marker = [](std::string_view l, std::string_view m) {
+    return l.starts_with(m) && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+  };
+  auto flush = [&](size_t next_start) {
+    if (current.find_first_not_of(" \t\r\n") != std::string::npos) {
+      if (docs.size() == kMaxDocuments)
+        throw Error("more than " + std::to_string(kMaxDocuments) + " YAML documents in one file");
+      docs.emplace_back(start, directives + current);
+      directives.clear();
+    }
+    current.clear();
+    start = next_start;
+  };
+  for (size_t pos = 0; pos <= text.size(); ++line) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view l(text.data() + pos, end - pos);
+    if (marker(l, "---")) {
+      flush(line);
+      current.append(l.substr(3)).push_back('\n');  // "--- {a: 1}": content on the marker line
+    } else if (marker(l, "...")) {
+      flush(line + 1);
+    } else if (l.starts_with("%") && current.find_first_not_of(" \t\r\n") == std::string::npos) {
+      directives.append(l).push_back('\n');
+      start = line + 1;
+    } else {
+      current.append(l).push_back('\n');
+    }
+    pos = end + 1;
+  }
+  flush(line);
+  return docs;
+}
+
 void add_object(nlohmann::json doc, const std::string& file, std::vector<nlohmann::json>& out) {
   if (doc.is_null()) return;  // empty YAML document ("---" at the end)
   if (!doc.is_object()) throw Error(file + ": a manifest must be an object, got " + std::string(doc.type_name()));
@@ -154,16 +201,16 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
       json_error = path.string() + ": invalid JSON at byte offset " + std::to_string(e.byte) + ": " + e.what();
     }
   }
-  try {
-    const std::string file = path.string();
-    for (const auto& doc : YAML::LoadAll(text)) {
+  const std::string file = path.string();
+  for (const auto& [first_line, document] : yaml_documents(text)) {
+    try {
       Converting c{file};
-      add_object(to_json(doc, c), file, out);
+      add_object(to_json(YAML::Load(document), c), file, out);
+    } catch (const YAML::Exception& e) {
+      if (!json_error.empty()) throw Error(json_error);
+      throw Error(file + ":" + std::to_string(first_line + e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                  ": invalid YAML: " + e.msg);
     }
-  } catch (const YAML::Exception& e) {
-    if (!json_error.empty()) throw Error(json_error);
-    throw Error(path.string() + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                ": invalid YAML: " + e.msg);
   }
   return out;
 }

@@ -283,6 +283,17 @@ TEST_CASE("cli: diff of hostile manifests answers 0, 1 or 2 with the file named,
   CHECK(r.status == 0);
   CHECK(r.err.find("internal error") == std::string::npos);
 
+  // Found by fuzz_manifest: yaml-cpp's LoadAll looped forever on these 13
+  // bytes (growing memory until killed); documents are split by kubetrail now.
+  r = test::kubetrail("diff " + plain + " " + file("loop.yaml", ",kinata>00}\n?"), dir);
+  CHECK((r.status == 1 || r.status == 2));
+  std::string multi = file("multi.yaml",
+                           "%YAML 1.2\n--- {apiVersion: v1, kind: ConfigMap, metadata: {name: x}}\n...\n"
+                           "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n");
+  r = test::kubetrail("diff --output json " + plain + " " + multi, dir);
+  CHECK(r.status == 1);
+  CHECK(test::lines_of(r.out).size() == 1);  // x equal, y added
+
   std::string nometa = file("nometa.json", R"({"kind":"ConfigMap"})");
   r = test::kubetrail("diff " + nometa + " " + file("nometa2.json", R"({"kind":"ConfigMap","data":{"a":"1"}})"), dir);
   CHECK(r.status == 1);
