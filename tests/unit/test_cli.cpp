@@ -278,6 +278,12 @@ TEST_CASE("cli: diff of hostile manifests answers 0, 1 or 2 with the file named,
   CHECK(r.err.find("inf.yaml:4") != std::string::npos);
   CHECK(r.err.find("out of range") != std::string::npos);
 
+  // Found by fuzz_manifest: nlohmann's out_of_range for 1e400 in a JSON
+  // manifest escaped load_manifests (only parse_error was caught).
+  r = test::kubetrail("diff " + plain + " " + file("inf.json", R"({"kind":"ConfigMap","data":{"v":1e400}})"), dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("inf.json") != std::string::npos);
+
   std::string bare = file("bare.yaml", "kind: ConfigMap\napiVersion: v1\nmetadata:\n");
   r = test::kubetrail("diff " + bare + " " + bare, dir);
   CHECK(r.status == 0);
