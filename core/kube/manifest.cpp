@@ -21,9 +21,12 @@ namespace {
 constexpr size_t kMaxNodes = 1000000;
 constexpr size_t kMaxDepth = 512;
 
+constexpr size_t kMaxScalarBytes = size_t{64} << 20;  // an alias names a scalar many times: count every copy
+
 struct Converting {
   const std::string& file;
   size_t nodes = 0;
+  size_t bytes = 0;
 };
 
 [[noreturn]] void refuse(const Converting& c, const YAML::Node& n, const std::string& why) {
@@ -70,8 +73,11 @@ bool is_real(std::string_view s) {
 // decoder (sigs.k8s.io/yaml) resolves them. Hand-written scanners, not
 // std::regex: its recursive matcher overflowed the stack on a 300,000
 // character scalar.
-nlohmann::json scalar(const YAML::Node& n, const Converting& c) {
+nlohmann::json scalar(const YAML::Node& n, Converting& c) {
   const std::string& s = n.Scalar();
+  if ((c.bytes += s.size()) > kMaxScalarBytes)  // found by fuzz_manifest: aliases of a long scalar ran out of memory
+    refuse(c, n,
+           "the document expands to more than " + std::to_string(kMaxScalarBytes >> 20) + " MiB of text (aliases?)");
   if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") return s;  // quoted: always a string
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
   if (s == "true" || s == "True" || s == "TRUE") return true;
