@@ -90,9 +90,10 @@ int run_replay(const Args& args) {
     // after it are still replayed.
     Result<std::optional<diff::ChangeSet>> result = std::optional<diff::ChangeSet>{};
     try {
-      if (auto gone = detector.replaced(type, object, store, now_rfc3339()))
+      const std::string observed_at = now_rfc3339();  // one moment for the event's change sets
+      if (auto gone = detector.replaced(type, object, store, observed_at))
         if (!pipeline.deliver(*gone)) delivered_all = false;
-      result = detector.observe(ev.type, type, object, store, now_rfc3339(), &source);
+      result = detector.observe(ev.type, type, object, store, observed_at, &source);
     } catch (const std::exception& e) {
       result = Result<std::optional<diff::ChangeSet>>::failure(e.what());
     }
