@@ -83,6 +83,8 @@ class ChangeQueue {
 // confirmed; the leader confirms every retry period, so this is minutes of a
 // busy cluster's changes.
 constexpr size_t kHandoverCapacity = 20000;
+// Change sets routed per pass of the main loop (and per journal transaction).
+constexpr size_t kRouteBatch = 256;
 
 }  // namespace
 
@@ -163,21 +165,25 @@ int run_daemon(const Args& args) {
         queue.push(diff::ChangeSet::from_json(entry.json));
       } catch (const std::exception& e) {
         spdlog::error("state store: journal entry {} is unreadable, dropped: {}", entry.id, e.what());
-        state->journal_done(entry.id);
+        state->journal_done({entry.id});
       }
     }
     if (queue.size()) spdlog::info("{} change set(s) from the journal of the last run go first", queue.size());
   }
-  // A change set has left the journal once delivery has written its outbox
-  // rows (or the follower's handover buffer holds it, or it goes nowhere).
-  auto settle = [&state](const diff::ChangeSet& cs) {
-    if (!state) return;
+  // Change sets have left the journal once delivery has written their
+  // outbox rows (or the follower's handover buffer holds them, or they go
+  // nowhere). Retired a batch at a time, in one transaction: a crash before
+  // it routes them again at the next start, and the outbox's (id, handler)
+  // rows keep any handler from seeing one twice.
+  auto settle = [&state](std::vector<std::string>& ids) {
+    if (!state || ids.empty()) return;
     try {
-      state->journal_done(cs.id);
+      state->journal_done(ids);
     } catch (const Error& e) {
-      spdlog::error("{} (the change set {} will be routed again at the next start; its handlers will not see it twice)",
-                    e.what(), cs.id);
+      spdlog::error("{} ({} change set(s) will be routed again at the next start; no handler will see one twice)",
+                    e.what(), ids.size());
     }
+    ids.clear();
   };
   Watches watches(client, cfg, state.get(), &metrics, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); });
 
@@ -325,21 +331,29 @@ int run_daemon(const Args& args) {
       metrics.record(leader_gauge, delivering ? 1 : 0);
       metrics.record(handover_gauge, static_cast<double>(handover.size()));
     }
-    if (auto cs = queue.pop(std::chrono::milliseconds(200))) {
+    // What the watches produced since the last pass (up to a batch), so
+    // that the journal is retired once per batch, not once per change set.
+    std::vector<std::string> routed;
+    for (auto wait = std::chrono::milliseconds(200); routed.size() < kRouteBatch; wait = {}) {
+      auto cs = queue.pop(wait);
+      if (!cs) break;
       try {
         if (delivering)
           pipeline->deliver(*cs);
         else if (pipeline->accepts(*cs))
           handover.push(*cs);
-        settle(*cs);
+        routed.push_back(cs->id);
       } catch (const std::exception& e) {
         // The outbox could not be written (the state store failed): the
         // change set goes back to the head of the queue and is tried again.
         spdlog::error("change set {} could not be queued for delivery, retrying in 1 s: {}", cs->id, e.what());
         queue.push_front(std::move(*cs));
+        settle(routed);
         std::this_thread::sleep_for(std::chrono::seconds(1));
+        break;
       }
     }
+    settle(routed);
     metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline->queued()));
     if (state && std::chrono::steady_clock::now() > next_compaction) {
       try {
@@ -375,10 +389,13 @@ int run_daemon(const Args& args) {
   watches.stop_all();
   if (rediscover_thread.joinable()) rediscover_thread.join();
   if (delivering && exit_code == 0) {
+    std::vector<std::string> routed;
     while (auto cs = queue.pop(std::chrono::milliseconds(0))) {
       pipeline->deliver(*cs);
-      settle(*cs);
+      routed.push_back(cs->id);
+      if (routed.size() >= kRouteBatch) settle(routed);
     }
+    settle(routed);
     pipeline->flush();
   } else {
     pipeline->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox (or the journal)

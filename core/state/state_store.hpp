@@ -73,9 +73,9 @@ class StateStore {
   // Journal entries not yet routed, oldest first (after a crash: what the
   // last run had checkpointed but not yet written to the outbox).
   std::vector<JournalEntry> journal_pending();
-  // Delivery has written the entry's outbox rows (or decided it goes
-  // nowhere): the journal forgets it.
-  void journal_done(const std::string& id);
+  // Delivery has written the entries' outbox rows (or decided they go
+  // nowhere): the journal forgets them, in one transaction.
+  void journal_done(const std::vector<std::string>& ids);
   size_t journal_size();
 
   // --- the durable outbox: change sets waiting for a handler ---------------

@@ -208,7 +208,7 @@ TEST_CASE(
     kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&&) {});
     inf.run(stop);
   }
-  for (const auto& e : store->journal_pending()) store->journal_done(e.id);
+  for (const auto& e : store->journal_pending()) store->journal_done({e.id});
   // Second run: "a" unchanged (now as a list item), "b" deleted and created again.
   test::FakeApi api(clock);
   api.on_get = [&](const std::string&) {
