@@ -23,7 +23,7 @@
 
 #include "bench_util.hpp"
 #include "diff/diff.hpp"
-#include "kube/object_store.hpp"
+#include "model/object_store.hpp"
 
 using namespace kubetrail;
 
@@ -36,7 +36,7 @@ constexpr int kVersions = 1000;
 
 struct Case {
   std::string name;
-  kube::ResourceType type;
+  model::ResourceType type;
   std::vector<std::string> events;  // versions of the object, each with its own resourceVersion
 };
 
@@ -112,7 +112,7 @@ Case make_case(const std::string& fixture, bool status_only) {
   if (running) make_running(obj);
   Case c;
   c.name = fixture + (status_only ? " (status-only update)" : " (image changed)");
-  c.type = kube::resource_type_for(obj["apiVersion"].get<std::string>(), obj["kind"].get<std::string>());
+  c.type = model::resource_type_for(obj["apiVersion"].get<std::string>(), obj["kind"].get<std::string>());
   auto& containers =
       obj["spec"].contains("template") ? obj["spec"]["template"]["spec"]["containers"] : obj["spec"]["containers"];
   for (int i = 0; i < kVersions; ++i) {
@@ -131,7 +131,7 @@ Case make_case(const std::string& fixture, bool status_only) {
 // A server's OpenAPI v3 document for the fixture's group-version, reduced to
 // the PodSpec lists with merge keys: `run` learns every kind's keys this way,
 // and list-key lookups then go by schema path (a separate cost to watch).
-std::string openapi_document(const kube::ResourceType& type) {
+std::string openapi_document(const model::ResourceType& type) {
   using nlohmann::json;
   json container = {{"type", "object"},
                     {"properties",
@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "the bench's OpenAPI document has no schema for %s\n", c.type.kind.c_str());
           return 1;
         }
-        kube::ObjectStore store;
+        model::ObjectStore store;
         simdjson::dom::parser p;
         size_t produced = 0;
         t0 = cpu_seconds();
@@ -218,8 +218,8 @@ int main(int argc, char** argv) {
           // Each event a new resourceVersion, as the API server would send;
           // the parsed text at hand, as the informer has its frame.
           diff::SourceText source{&p, std::string_view(text.data(), text.size()), {}};
-          auto r = detector.observe(i == 0 ? kube::WatchEventType::added : kube::WatchEventType::modified, c.type, doc,
-                                    store, "t", &source);
+          auto r = detector.observe(i == 0 ? model::WatchEventType::added : model::WatchEventType::modified, c.type,
+                                    doc, store, "t", &source);
           produced += r.ok() && r.value().has_value();
         }
         double diff = (cpu_seconds() - t0) / iterations;

@@ -24,8 +24,8 @@
 
 #include "bench_util.hpp"
 #include "fake_api.hpp"
-#include "kube/informer.hpp"
 #include "state/state_store.hpp"
+#include "watch/informer.hpp"
 
 using namespace kubetrail;
 
@@ -106,14 +106,14 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
     stop = true;
     return kube::Response{200, {}, {}, {}, 0};
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = {"", "v1", "pods", "Pod", true};
   opt.clock = &clock;
   opt.state = store;
   // As `run` does: delivery retires journal entries once their outbox rows
   // exist, a batch at a time (the outbox itself is not part of this bench).
   std::vector<std::string> routed;
-  kube::Informer inf(api, opt, "bench", {}, [&](diff::ChangeSet&& cs) {
+  watch::Informer inf(api, opt, "bench", {}, [&](model::ChangeSet&& cs) {
     ++cost.change_sets;
     if (!store) return;
     routed.push_back(cs.id);

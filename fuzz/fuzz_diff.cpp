@@ -19,11 +19,11 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
-std::optional<diff::ChangeSet> step(diff::ChangeDetector& d, kube::ObjectStore& store, dom::parser& p,
-                                    const std::string& text, kube::WatchEventType type) {
+std::optional<model::ChangeSet> step(diff::ChangeDetector& d, model::ObjectStore& store, dom::parser& p,
+                                     const std::string& text, model::WatchEventType type) {
   dom::element e;
   if (p.parse(text).get(e) != simdjson::SUCCESS) return std::nullopt;
-  auto type_of = kube::resource_type_for("apps/v1", "Deployment");
+  auto type_of = model::resource_type_for("apps/v1", "Deployment");
   if (auto gone = d.replaced(type_of, e, store, "2026-01-01T00:00:00.000Z")) (void)gone->to_json();
   diff::SourceText source{&p, text, {}};
   auto r = d.observe(type, type_of, e, store, "2026-01-01T00:00:00.000Z", &source);
@@ -44,35 +44,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     dom::element x1, x2;
     if (p1.parse(a).get(x1) == simdjson::SUCCESS && p2.parse(a).get(x2) == simdjson::SUCCESS) {
       diff::DocumentDiffer differ;
-      std::vector<diff::FieldChange> out;
+      std::vector<model::FieldChange> out;
       differ.diff(x1, x2, out);
       check(out.empty());
     }
   }
-  diff::DiffOptions options;
+  model::DiffOptions options;
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers
   diff::ChangeDetector fast("fuzz", options), whole("fuzz", options);
   whole.diff_whole_objects(true);
-  kube::ObjectStore s1, s2;
+  model::ObjectStore s1, s2;
   dom::parser p1, p2;
-  step(fast, s1, p1, a, kube::WatchEventType::added);
-  step(whole, s2, p2, a, kube::WatchEventType::added);
-  auto c1 = step(fast, s1, p1, b, kube::WatchEventType::modified);
-  auto c2 = step(whole, s2, p2, b, kube::WatchEventType::modified);
+  step(fast, s1, p1, a, model::WatchEventType::added);
+  step(whole, s2, p2, a, model::WatchEventType::added);
+  auto c1 = step(fast, s1, p1, b, model::WatchEventType::modified);
+  auto c2 = step(whole, s2, p2, b, model::WatchEventType::modified);
   check(c1.has_value() == c2.has_value());
   if (c1) {
     check(c1->changes == c2->changes);
     for (const auto& c : c1->changes) {
       try {
-        diff::ParsedPath parsed(c.path);
-        check(diff::format_path(parsed.segments()) == c.path);
+        model::ParsedPath parsed(c.path);
+        check(model::format_path(parsed.segments()) == c.path);
       } catch (const Error&) {
         check(false);  // a path kubetrail wrote that it cannot read back
       }
     }
     std::string text = c1->to_json();
     check(nlohmann::json::accept(text));
-    auto back = diff::ChangeSet::from_json(text);
+    auto back = model::ChangeSet::from_json(text);
     check(back.id == c1->id && back.changes.size() == c1->changes.size());
   }
   return 0;

@@ -4,7 +4,7 @@
 
 #include "fake_api.hpp"
 #include "fuzz.hpp"
-#include "kube/informer.hpp"
+#include "watch/informer.hpp"
 
 using namespace kubetrail;
 
@@ -25,10 +25,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   clock.on_sleep = [&] {
     if (clock.sleeps.size() > 4) stop = true;
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = {"apps", "v1", "deployments", "Deployment", true};
   opt.clock = &clock;
-  kube::Informer informer(api, opt, "fuzz", {}, [](diff::ChangeSet&& cs) { (void)cs.to_json(); });
+  watch::Informer informer(api, opt, "fuzz", {}, [](model::ChangeSet&& cs) { (void)cs.to_json(); });
   informer.run(stop);
   return 0;
 }

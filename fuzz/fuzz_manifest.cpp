@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Invalid UTF-8 in a YAML scalar: replaced, as kubetrail diff does.
     std::string text = o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (p.parse(simdjson::padded_string(text)).get(e) != simdjson::SUCCESS) continue;
-    (void)detector.prune(kube::resource_type_for("v1", "ConfigMap"), e);
+    (void)detector.prune(model::resource_type_for("v1", "ConfigMap"), e);
   }
   return 0;
 }

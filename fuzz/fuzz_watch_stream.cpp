@@ -5,7 +5,7 @@
 
 #include "fake_api.hpp"
 #include "fuzz.hpp"
-#include "kube/informer.hpp"
+#include "watch/informer.hpp"
 
 using namespace kubetrail;
 
@@ -31,11 +31,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return kube::Response{200, {}, {}, {}, 0};
   };
   clock.on_sleep = [&] { stop = true; };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = {"", "v1", "configmaps", "ConfigMap", true};
   opt.clock = &clock;
   opt.max_event_bytes = 1 << 20;
-  kube::Informer informer(api, opt, "fuzz", {}, [](diff::ChangeSet&& cs) { (void)cs.to_json(); });
+  watch::Informer informer(api, opt, "fuzz", {}, [](model::ChangeSet&& cs) { (void)cs.to_json(); });
   informer.run(stop);
   return 0;
 }

@@ -8,19 +8,19 @@
 #include "common/error.hpp"
 #include "diff/diff.hpp"
 #include "kube/manifest.hpp"
-#include "kube/resource.hpp"
+#include "model/resource_type.hpp"
 
 namespace kubetrail::cli {
 
 namespace {
 
-void print_text(const diff::ChangeSet& cs) {
-  std::cout << diff::to_string(cs.type) << " " << cs.summary << "\n";
+void print_text(const model::ChangeSet& cs) {
+  std::cout << model::to_string(cs.type) << " " << cs.summary << "\n";
   for (const auto& c : cs.changes) {
     std::cout << "  " << c.path << ": ";
-    if (c.op == diff::FieldOp::add)
+    if (c.op == model::FieldOp::add)
       std::cout << "+ " << c.new_json;
-    else if (c.op == diff::FieldOp::remove)
+    else if (c.op == model::FieldOp::remove)
       std::cout << "- " << c.old_json;
     else
       std::cout << c.old_json << " → " << c.new_json;
@@ -58,7 +58,7 @@ int run_diff(const Args& args) {
   simdjson::dom::parser parser_a, parser_b;
   diff::DocumentDiffer differ;
   std::string now = now_rfc3339();
-  std::vector<diff::ChangeSet> sets;
+  std::vector<model::ChangeSet> sets;
 
   // Fields of a manifest, whatever their type: a manifest is a file a user
   // points at, so a bare "metadata:" or a numeric kind is data, not a crash.
@@ -66,12 +66,12 @@ int run_diff(const Args& args) {
     auto it = o.is_object() ? o.find(key) : o.end();
     return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  auto base = [&](const nlohmann::json& o, diff::ChangeType t) {
-    diff::ChangeSet cs;
+  auto base = [&](const nlohmann::json& o, model::ChangeType t) {
+    model::ChangeSet cs;
     cs.type = t;
     cs.cluster = cfg.cluster.name;
     cs.observed_at = now;
-    cs.resource = kube::resource_type_for(text(o, "apiVersion"), text(o, "kind"));
+    cs.resource = model::resource_type_for(text(o, "apiVersion"), text(o, "kind"));
     static const nlohmann::json empty = nlohmann::json::object();
     auto mdit = o.find("metadata");
     const auto& md = mdit != o.end() && mdit->is_object() ? *mdit : empty;
@@ -79,12 +79,12 @@ int run_diff(const Args& args) {
     cs.name = text(md, "name");
     cs.uid = text(md, "uid");
     cs.resource_version = text(md, "resourceVersion");
-    cs.id = diff::change_set_id(cs.cluster, t, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
+    cs.id = model::change_set_id(cs.cluster, t, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
     return cs;
   };
   // Which file the manifest at hand came from, for errors.
   const std::string* file = &args.positional[0];
-  auto pruned = [&](const nlohmann::json& o, simdjson::dom::parser& p, const kube::ResourceType& t) {
+  auto pruned = [&](const nlohmann::json& o, simdjson::dom::parser& p, const model::ResourceType& t) {
     simdjson::dom::element e;
     if (auto err =
             p.parse(simdjson::padded_string(o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))).get(e))
@@ -107,12 +107,12 @@ int run_diff(const Args& args) {
       auto it = old_by_id.find(kube::manifest_identity(n));
       file = &args.positional[1];
       if (it == old_by_id.end()) {
-        auto cs = base(n, diff::ChangeType::added);
+        auto cs = base(n, model::ChangeType::added);
         cs.new_object = pruned(n, parser_a, cs.resource);
         sets.push_back(std::move(cs));
         continue;
       }
-      auto cs = base(n, diff::ChangeType::modified);
+      auto cs = base(n, model::ChangeType::modified);
       std::string b = pruned(n, parser_b, cs.resource);
       file = &args.positional[0];
       std::string a = pruned(*it->second, parser_a, cs.resource);
@@ -123,11 +123,11 @@ int run_diff(const Args& args) {
     }
     file = &args.positional[0];
     for (const auto& [id, o] : old_by_id) {
-      auto cs = base(*o, diff::ChangeType::deleted);
+      auto cs = base(*o, model::ChangeType::deleted);
       cs.old_object = pruned(*o, parser_a, cs.resource);
       sets.push_back(std::move(cs));
     }
-    for (auto& cs : sets) cs.summary = diff::summarize(cs);
+    for (auto& cs : sets) cs.summary = model::summarize(cs);
   } catch (const std::exception& e) {
     // 2, never 1: exit 1 means "different" (diff(1)).
     std::cerr << "kubetrail diff: " << *file << ": " << e.what() << "\n";

@@ -6,7 +6,7 @@
 
 namespace kubetrail::cli {
 
-Pipeline::Pipeline(const config::Config& cfg, const Args& args, server::Metrics& metrics)
+Pipeline::Pipeline(const config::Config& cfg, const Args& args, Metrics& metrics)
     : cfg_(cfg),
       metrics_(metrics),
       loader_(plugin_dir(cfg, args)),
@@ -20,17 +20,17 @@ Pipeline::Pipeline(const config::Config& cfg, const Args& args, server::Metrics&
     }
 }
 
-void Pipeline::start_async(state::StateStore* outbox, deliver::DeliveryProgress* progress) {
+void Pipeline::start_async(state::StateStore* outbox, ha::DeliveryProgress* progress) {
   service_ = std::make_unique<deliver::DeliveryService>(handlers_, cfg_, router_, &metrics_, outbox, progress);
   service_->start();
 }
 
-bool Pipeline::accepts(const diff::ChangeSet& cs) const {
+bool Pipeline::accepts(const model::ChangeSet& cs) const {
   const auto& events = cfg_.watch.events;
   return std::find(events.begin(), events.end(), cs.type) != events.end();
 }
 
-bool Pipeline::deliver(const diff::ChangeSet& cs) {
+bool Pipeline::deliver(const model::ChangeSet& cs) {
   if (!accepts(cs)) return true;
   if (service_) {
     service_->submit(cs);

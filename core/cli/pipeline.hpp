@@ -7,10 +7,10 @@
 #include <string>
 
 #include "cli/common.hpp"
+#include "common/metrics.hpp"
 #include "deliver/deliver.hpp"
 #include "deliver/delivery_service.hpp"
 #include "route/route.hpp"
-#include "server/metrics.hpp"
 
 namespace kubetrail::cli {
 
@@ -18,18 +18,18 @@ class Pipeline {
  public:
   // `metrics` outlives the pipeline: a reload replaces the pipeline, and the
   // informers keep recording into the same registry.
-  Pipeline(const config::Config& cfg, const Args& args, server::Metrics& metrics);
+  Pipeline(const config::Config& cfg, const Args& args, Metrics& metrics);
 
   // From here on, delivery is asynchronous: per-handler queues and threads,
   // with the durable outbox when `outbox` is given (kubetrail run).
   // `progress` (leader election) learns what has been delivered.
-  void start_async(state::StateStore* outbox, deliver::DeliveryProgress* progress = nullptr);
+  void start_async(state::StateStore* outbox, ha::DeliveryProgress* progress = nullptr);
 
   // Whether [watch] events lets this change set through.
-  bool accepts(const diff::ChangeSet& cs) const;
+  bool accepts(const model::ChangeSet& cs) const;
   // Routes and delivers one change set (if its type is in [watch] events).
   // Synchronous: true when every handler took it. Asynchronous: queued.
-  bool deliver(const diff::ChangeSet& cs);
+  bool deliver(const model::ChangeSet& cs);
   // Shutdown: delivers what is queued (asynchronous: for up to `drain`),
   // then flushes every handler. True when all flushed.
   bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10), uint32_t reason = KUBETRAIL_FLUSH_SHUTDOWN);
@@ -40,12 +40,12 @@ class Pipeline {
 
   bool handler_errors() const noexcept { return handler_errors_; }
   const deliver::Dispatcher::Stats& stats() const noexcept { return dispatcher_.stats(); }
-  server::Metrics& metrics() noexcept { return metrics_; }
+  Metrics& metrics() noexcept { return metrics_; }
   const config::Config& config() const noexcept { return cfg_; }
 
  private:
   const config::Config& cfg_;
-  server::Metrics& metrics_;
+  Metrics& metrics_;
   plugin::PluginLoader loader_;
   std::map<std::string, deliver::HandlerSlot> handlers_;
   route::Router router_;

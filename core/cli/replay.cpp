@@ -10,15 +10,15 @@
 #include "cli/pipeline.hpp"
 #include "common/error.hpp"
 #include "diff/diff.hpp"
-#include "kube/object_store.hpp"
 #include "kube/recording.hpp"
-#include "kube/resource.hpp"
+#include "model/object_store.hpp"
+#include "model/resource_type.hpp"
 
 namespace kubetrail::cli {
 
 namespace {
 
-bool wanted_resource(const config::WatchConfig& w, const kube::ResourceType& t) {
+bool wanted_resource(const config::WatchConfig& w, const model::ResourceType& t) {
   if (w.resources.empty()) return true;
   return std::any_of(w.resources.begin(), w.resources.end(), [&](const std::string& n) { return t.named_by(n); });
 }
@@ -49,21 +49,21 @@ int run_replay(const Args& args) {
     return 1;
   }
 
-  server::Metrics metrics;
+  Metrics metrics;
   Pipeline pipeline(cfg, args, metrics);
   cfg.diff.redaction_key = configured_redaction_key(cfg);  // else the detector draws one for this run
   diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
-  std::map<std::string, kube::ObjectStore> stores;  // per resource, like one informer each
+  std::map<std::string, model::ObjectStore> stores;  // per resource, like one informer each
 
   simdjson::dom::parser parser;
   bool delivered_all = true;
   uint64_t skipped = 0;
   for (const auto& ev : recording.events()) {
-    if (ev.type == kube::WatchEventType::bookmark) continue;
+    if (ev.type == model::WatchEventType::bookmark) continue;
     simdjson::dom::element doc =
         parser.parse(ev.frame.data(), ev.frame.size(), false).value_unsafe();  // checked by load
     simdjson::dom::element object = doc["object"].value_unsafe();
-    if (ev.type == kube::WatchEventType::error) {
+    if (ev.type == model::WatchEventType::error) {
       std::string_view msg;
       if (object["message"].get(msg) != simdjson::SUCCESS) msg = "(no message)";
       spdlog::warn("{}: byte offset {}: recorded ERROR event: {}", recording.files()[ev.file], ev.offset, msg);
@@ -74,11 +74,11 @@ int run_replay(const Args& args) {
       return object.at_pointer(pointer).get(v) == simdjson::SUCCESS ? v : std::string_view();
     };
     std::string_view api_version = text_at("/apiVersion"), kind = text_at("/kind"), ns = text_at("/metadata/namespace");
-    kube::ResourceType type = kube::resource_type_for(api_version, kind);
+    model::ResourceType type = model::resource_type_for(api_version, kind);
     // A CRD in the stream teaches the diff its resource's keyed lists, even
     // when CRDs themselves are not reported.
     if (type.group == "apiextensions.k8s.io" && type.kind == "CustomResourceDefinition" &&
-        ev.type != kube::WatchEventType::deleted)
+        ev.type != model::WatchEventType::deleted)
       detector.learn_crd(object);
     if (!wanted_resource(cfg.watch, type) || !wanted_namespace(cfg.watch, ns)) {
       ++skipped;
@@ -88,14 +88,14 @@ int run_replay(const Args& args) {
     diff::SourceText source{&parser, ev.frame, "object"};  // lets the pruner copy untouched subtrees
     // One object that cannot be diffed is reported and skipped: the events
     // after it are still replayed.
-    Result<std::optional<diff::ChangeSet>> result = std::optional<diff::ChangeSet>{};
+    Result<std::optional<model::ChangeSet>> result = std::optional<model::ChangeSet>{};
     try {
       const std::string observed_at = now_rfc3339();  // one moment for the event's change sets
       if (auto gone = detector.replaced(type, object, store, observed_at))
         if (!pipeline.deliver(*gone)) delivered_all = false;
       result = detector.observe(ev.type, type, object, store, observed_at, &source);
     } catch (const std::exception& e) {
-      result = Result<std::optional<diff::ChangeSet>>::failure(e.what());
+      result = Result<std::optional<model::ChangeSet>>::failure(e.what());
     }
     if (!result) {
       spdlog::error("{}: byte offset {}: {}", recording.files()[ev.file], ev.offset, result.error());

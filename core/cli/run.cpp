@@ -15,17 +15,17 @@
 #include <thread>
 
 #include "cli/pipeline.hpp"
-#include "cli/watches.hpp"
 #include "common/error.hpp"
-#include "deliver/handover.hpp"
+#include "ha/handover.hpp"
+#include "ha/leader_election.hpp"
 #include "kube/client.hpp"
 #include "kube/discovery.hpp"
-#include "kube/informer.hpp"
 #include "kube/kubeconfig.hpp"
-#include "kube/leader_election.hpp"
 #include "server/http_server.hpp"
 #include "state/state_store.hpp"
 #include "version.hpp"
+#include "watch/informer.hpp"
+#include "watch/watches.hpp"
 
 namespace kubetrail::cli {
 
@@ -46,14 +46,14 @@ bool same_scope(const config::WatchConfig& a, const config::WatchConfig& b) {
 // Change sets from the informer threads to the delivery thread.
 class ChangeQueue {
  public:
-  void push(diff::ChangeSet&& cs) {
+  void push(model::ChangeSet&& cs) {
     {
       std::lock_guard lock(mu_);
       q_.push_back(std::move(cs));
     }
     cv_.notify_one();
   }
-  void push_front(diff::ChangeSet&& cs) {
+  void push_front(model::ChangeSet&& cs) {
     {
       std::lock_guard lock(mu_);
       q_.push_front(std::move(cs));
@@ -65,7 +65,7 @@ class ChangeQueue {
     return q_.size();
   }
   // Waits up to `wait` for one; nullopt on timeout.
-  std::optional<diff::ChangeSet> pop(std::chrono::milliseconds wait) {
+  std::optional<model::ChangeSet> pop(std::chrono::milliseconds wait) {
     std::unique_lock lock(mu_);
     if (!cv_.wait_for(lock, wait, [&] { return !q_.empty(); })) return std::nullopt;
     auto cs = std::move(q_.front());
@@ -76,7 +76,7 @@ class ChangeQueue {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<diff::ChangeSet> q_;
+  std::deque<model::ChangeSet> q_;
 };
 
 // A follower holds at most this many change sets the leader has not
@@ -104,7 +104,7 @@ int run_daemon(const Args& args) {
   kube::Discovery discovery = kube::Discovery::fetch(client);
 
   std::vector<std::string> unresolved;
-  if (Watches::resolve(discovery, cfg.watch.resources, unresolved).empty() && unresolved.empty())
+  if (watch::Watches::resolve(discovery, cfg.watch.resources, unresolved).empty() && unresolved.empty())
     spdlog::warn("[watch] resources: nothing matches yet; watching for it on re-discovery");
   if (!unresolved.empty()) {
     std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources:";
@@ -124,32 +124,30 @@ int run_daemon(const Args& args) {
   if (cfg_owner->diff.redaction_key.empty())
     cfg_owner->diff.redaction_key = state ? state->redaction_key() : diff::random_redaction_key();
 
-  server::Metrics metrics;
+  Metrics metrics;
   // The delivery half is replaced on SIGHUP; the probes read it under this lock.
   std::mutex pipeline_mu;
   auto pipeline = std::make_unique<Pipeline>(cfg, args, metrics);
 
   // Leader election: only the leader delivers. A follower watches all the
-  // same, keeps what the leader has not confirmed (deliver/handover.hpp) and
+  // same, keeps what the leader has not confirmed (ha/handover.hpp) and
   // delivers it when it takes over.
   const bool electing = cfg.leader_election.enabled;
   const bool per_namespace = !cfg.watch.namespaces.empty();
-  deliver::StreamKey stream_of = [per_namespace](const diff::ChangeSet& cs) {
-    return deliver::stream_key(cs, per_namespace);
-  };
-  deliver::DeliveryProgress progress(stream_of);
-  deliver::HandoverBuffer handover(stream_of, kHandoverCapacity);
-  std::unique_ptr<kube::LeaderElector> elector;
+  ha::StreamKey stream_of = [per_namespace](const model::ChangeSet& cs) { return ha::stream_key(cs, per_namespace); };
+  ha::DeliveryProgress progress(stream_of);
+  ha::HandoverBuffer handover(stream_of, kHandoverCapacity);
+  std::unique_ptr<ha::LeaderElector> elector;
   if (electing) {
     const auto& le = cfg.leader_election;
-    kube::LeaseSettings ls;
+    ha::LeaseSettings ls;
     ls.lease_namespace = le.lease_namespace;
     ls.name = le.lease_name;
     ls.identity = le.identity;
     ls.lease_duration = std::chrono::seconds(le.lease_duration_s);
     ls.renew_deadline = std::chrono::seconds(le.renew_deadline_s);
     ls.retry_period = std::chrono::seconds(le.retry_period_s);
-    elector = std::make_unique<kube::LeaderElector>(client, ls);
+    elector = std::make_unique<ha::LeaderElector>(client, ls);
     spdlog::info("leader election: lease {}/{} as {}; following until elected", ls.lease_namespace, ls.name,
                  elector->identity());
   }
@@ -162,7 +160,7 @@ int run_daemon(const Args& args) {
   if (state) {
     for (auto& entry : state->journal_pending()) {
       try {
-        queue.push(diff::ChangeSet::from_json(entry.json));
+        queue.push(model::ChangeSet::from_json(entry.json));
       } catch (const std::exception& e) {
         spdlog::error("state store: journal entry {} is unreadable, dropped: {}", entry.id, e.what());
         state->journal_done({entry.id});
@@ -185,7 +183,8 @@ int run_daemon(const Args& args) {
     }
     ids.clear();
   };
-  Watches watches(client, cfg, state.get(), &metrics, [&queue](diff::ChangeSet&& cs) { queue.push(std::move(cs)); });
+  watch::Watches watches(client, cfg, state.get(), &metrics,
+                         [&queue](model::ChangeSet&& cs) { queue.push(std::move(cs)); });
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -197,17 +196,16 @@ int run_daemon(const Args& args) {
   sigemptyset(&hup.sa_mask);
   sigaction(SIGHUP, &hup, nullptr);
 
-  metrics.record(metrics.define(server::MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
+  metrics.record(metrics.define(MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
                                 {{"version", KUBETRAIL_VERSION}, {"plugin_abi", "1.0"}}),
                  1);
-  auto queue_depth =
-      metrics.define(server::MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
-  auto leader_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_leader",
+  auto queue_depth = metrics.define(MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
+  auto leader_gauge = metrics.define(MetricKind::gauge, "kubetrail_leader",
                                      "1 while this replica delivers (always, without leader election)");
-  auto handover_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_handover_buffered",
+  auto handover_gauge = metrics.define(MetricKind::gauge, "kubetrail_handover_buffered",
                                        "change sets a follower holds until the leader confirms them");
-  auto synced_gauge = metrics.define(server::MetricKind::gauge, "kubetrail_informers_synced",
-                                     "informers that finished their initial list");
+  auto synced_gauge =
+      metrics.define(MetricKind::gauge, "kubetrail_informers_synced", "informers that finished their initial list");
   // Informers first: /readyz must never see a moment with none.
   watches.reconcile(discovery, cfg.watch.resources);
   std::unique_ptr<server::HttpServer> http;

@@ -85,13 +85,13 @@ class TableReader {
       }
     }
   }
-  void read_types(std::string_view key, std::vector<diff::ChangeType>& out) {
+  void read_types(std::string_view key, std::vector<model::ChangeType>& out) {
     std::vector<std::string> names;
     read(key, names);
     if (!get(key)) return;
     out.clear();
     for (const auto& n : names) {
-      auto t = diff::parse_change_type(n);
+      auto t = model::parse_change_type(n);
       if (!t) fail(*get(key), key, "unknown event type \"" + n + "\" (expected Added, Modified or Deleted)");
       out.push_back(*t);
     }
@@ -100,7 +100,7 @@ class TableReader {
     read(key, out);
     for (const auto& p : out) {
       try {
-        diff::PathPattern::parse(p);
+        model::PathPattern::parse(p);
       } catch (const Error& e) {
         fail(*get(key), key, e.what());
       }

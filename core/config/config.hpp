@@ -12,7 +12,9 @@
 #include <string_view>
 #include <vector>
 
-#include "diff/diff.hpp"
+#include "model/change_set.hpp"
+#include "model/diff_options.hpp"
+#include "model/path.hpp"
 
 namespace kubetrail::config {
 
@@ -28,7 +30,8 @@ struct WatchConfig {
   std::vector<std::string> exclude_namespaces;
   std::string label_selector;
   std::string field_selector;
-  std::vector<diff::ChangeType> events{diff::ChangeType::added, diff::ChangeType::modified, diff::ChangeType::deleted};
+  std::vector<model::ChangeType> events{model::ChangeType::added, model::ChangeType::modified,
+                                        model::ChangeType::deleted};
   uint32_t rediscover_s = 300;  // re-read discovery this often (0 = only at start and on SIGHUP)
   uint32_t max_event_mb = 16;   // a watch event larger than this ends the watch with an error (memory bound)
 };
@@ -84,8 +87,8 @@ struct HandlerConfig {
 struct RouteMatch {
   std::vector<std::string> resources;  // plural, kind or plural.group
   std::vector<std::string> namespaces;
-  std::vector<diff::ChangeType> types;
-  std::vector<std::string> paths;  // path patterns (diff/path.hpp)
+  std::vector<model::ChangeType> types;
+  std::vector<std::string> paths;  // path patterns (model/path.hpp)
 };
 
 struct RouteConfig {
@@ -100,7 +103,7 @@ struct Config {
   std::string source;  // file name, or "<built-in>"
   ClusterConfig cluster;
   WatchConfig watch;
-  diff::DiffOptions diff;
+  model::DiffOptions diff;
   // Where the redaction key comes from ([diff]): a file (a mounted Secret:
   // the same key on every replica) or an environment variable; neither: the
   // state store's own key (run), or a random one per process.

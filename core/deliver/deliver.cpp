@@ -10,7 +10,7 @@
 namespace kubetrail::deliver {
 
 std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, plugin::PluginLoader& loader,
-                                                   server::Metrics* metrics) {
+                                                   Metrics* metrics) {
   std::map<std::string, HandlerSlot> out;
   for (const auto& h : cfg.handlers) {
     HandlerSlot slot;
@@ -26,13 +26,13 @@ std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, pl
   return out;
 }
 
-HandlerMetrics define_handler_metrics(server::Metrics& metrics, const std::string& handler) {
+HandlerMetrics define_handler_metrics(Metrics& metrics, const std::string& handler) {
   auto result = [&](const char* r) {
-    return metrics.define(server::MetricKind::counter, "kubetrail_handler_deliveries_total",
+    return metrics.define(MetricKind::counter, "kubetrail_handler_deliveries_total",
                           "handler calls by result (ok, stop, retry, fail)", {{"handler", handler}, {"result", r}});
   };
   HandlerMetrics hm{result("ok"), result("stop"), result("retry"), result("fail"), -1};
-  hm.latency = metrics.define(server::MetricKind::histogram, "kubetrail_handler_latency_seconds",
+  hm.latency = metrics.define(MetricKind::histogram, "kubetrail_handler_latency_seconds",
                               "time a handler took per call", {{"handler", handler}});
   return hm;
 }
@@ -48,17 +48,17 @@ std::chrono::milliseconds backoff(const config::RetryPolicy& p, uint32_t attempt
   return std::chrono::milliseconds(ms);
 }
 
-Dispatcher::Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route::Router& router,
-                       server::Metrics* metrics, SleepFn sleep)
+Dispatcher::Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route::Router& router, Metrics* metrics,
+                       SleepFn sleep)
     : handlers_(handlers), router_(router), metrics_(metrics), sleep_(std::move(sleep)) {
   if (!sleep_) sleep_ = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   if (!metrics_) return;
-  m_unrouted_ = metrics_->define(server::MetricKind::counter, "kubetrail_change_sets_unrouted_total",
+  m_unrouted_ = metrics_->define(MetricKind::counter, "kubetrail_change_sets_unrouted_total",
                                  "change sets that matched no route");
   for (const auto& [name, slot] : handlers_) handler_metrics_[name] = define_handler_metrics(*metrics_, name);
 }
 
-bool Dispatcher::dispatch(const diff::ChangeSet& cs) {
+bool Dispatcher::dispatch(const model::ChangeSet& cs) {
   ++stats_.dispatched;
   auto routes = router_.match(cs);
   if (routes.empty()) {
@@ -81,7 +81,7 @@ bool Dispatcher::dispatch(const diff::ChangeSet& cs) {
 
 bool Dispatcher::deliver_one(const std::string& name, const plugin::AbiChangeSet& item, bool& stop) {
   HandlerSlot& slot = handlers_.at(name);
-  const diff::ChangeSet& cs = item.change_set();
+  const model::ChangeSet& cs = item.change_set();
   if (!slot.handler) {
     ++stats_.failed;
     spdlog::error("handler \"{}\" is not running ({}); change set {} not delivered to it", name, slot.error, cs.id);

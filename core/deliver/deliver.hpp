@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "config/config.hpp"
 #include "plugin/plugin_host.hpp"
 #include "route/route.hpp"
-#include "server/metrics.hpp"
 
 namespace kubetrail::deliver {
 
@@ -31,7 +31,7 @@ struct HandlerSlot {
 // Creates every configured handler. A handler that cannot be created is kept
 // as a slot with its error (reported by the caller), so that the others run.
 std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, plugin::PluginLoader& loader,
-                                                   server::Metrics* metrics);
+                                                   Metrics* metrics);
 
 // The delay before retry number `attempt` (1-based): exponential from
 // initial_ms, capped at max_ms, with ±20% jitter; a plugin's retry-after wins
@@ -45,17 +45,17 @@ struct HandlerMetrics {
     return status == KUBETRAIL_OK ? ok : status == KUBETRAIL_STOP ? stop : status == KUBETRAIL_RETRY ? retry : fail;
   }
 };
-HandlerMetrics define_handler_metrics(server::Metrics& metrics, const std::string& handler);
+HandlerMetrics define_handler_metrics(Metrics& metrics, const std::string& handler);
 
 class Dispatcher {
  public:
   using SleepFn = std::function<void(std::chrono::milliseconds)>;
-  Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route::Router& router, server::Metrics* metrics,
+  Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route::Router& router, Metrics* metrics,
              SleepFn sleep = nullptr);
 
   // Delivers along every route the change set matches. True when every
   // handler took it (OK or STOP).
-  bool dispatch(const diff::ChangeSet& cs);
+  bool dispatch(const model::ChangeSet& cs);
 
   struct Stats {
     uint64_t dispatched = 0;
@@ -70,7 +70,7 @@ class Dispatcher {
 
   std::map<std::string, HandlerSlot>& handlers_;
   const route::Router& router_;
-  server::Metrics* metrics_;
+  Metrics* metrics_;
   SleepFn sleep_;
   Stats stats_;
   int32_t m_unrouted_ = -1;

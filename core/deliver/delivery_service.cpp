@@ -9,9 +9,9 @@
 namespace kubetrail::deliver {
 
 struct DeliveryService::Entry {
-  diff::ChangeSet cs;
+  model::ChangeSet cs;
   std::unique_ptr<plugin::AbiChangeSet> abi;  // points into cs: Entry never moves (held by shared_ptr)
-  explicit Entry(diff::ChangeSet c) : cs(std::move(c)) { abi = std::make_unique<plugin::AbiChangeSet>(cs); }
+  explicit Entry(model::ChangeSet c) : cs(std::move(c)) { abi = std::make_unique<plugin::AbiChangeSet>(cs); }
 };
 
 struct DeliveryService::Worker {
@@ -40,8 +40,8 @@ const config::HandlerConfig* handler_config(const config::Config& cfg, const std
 }  // namespace
 
 DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg,
-                                 const route::Router& router, server::Metrics* metrics, state::StateStore* outbox,
-                                 DeliveryProgress* progress)
+                                 const route::Router& router, Metrics* metrics, state::StateStore* outbox,
+                                 ha::DeliveryProgress* progress)
     : handlers_(handlers), cfg_(cfg), router_(router), metrics_(metrics), outbox_(outbox), progress_(progress) {
   for (auto& [name, slot] : handlers_) {
     auto w = std::make_unique<Worker>();
@@ -49,18 +49,18 @@ DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, c
     w->slot = &slot;
     w->cfg = handler_config(cfg_, name);
     if (metrics_) {
-      w->m_depth = metrics_->define(server::MetricKind::gauge, "kubetrail_handler_queue_depth",
+      w->m_depth = metrics_->define(MetricKind::gauge, "kubetrail_handler_queue_depth",
                                     "change sets queued for a handler", {{"handler", name}});
-      w->m_dead = metrics_->define(server::MetricKind::counter, "kubetrail_dead_letters_total",
+      w->m_dead = metrics_->define(MetricKind::counter, "kubetrail_dead_letters_total",
                                    "change sets a handler failed for good", {{"handler", name}});
       w->hm = define_handler_metrics(*metrics_, name);
     }
     workers_.emplace(name, std::move(w));
   }
   if (metrics_) {
-    m_unrouted_ = metrics_->define(server::MetricKind::counter, "kubetrail_change_sets_unrouted_total",
+    m_unrouted_ = metrics_->define(MetricKind::counter, "kubetrail_change_sets_unrouted_total",
                                    "change sets that matched no route");
-    m_backlog_ = metrics_->define(server::MetricKind::gauge, "kubetrail_outbox_backlog",
+    m_backlog_ = metrics_->define(MetricKind::gauge, "kubetrail_outbox_backlog",
                                   "change sets in the outbox not yet delivered to every handler");
   }
 }
@@ -100,7 +100,7 @@ size_t DeliveryService::queued() const {
   return n;
 }
 
-void DeliveryService::submit(const diff::ChangeSet& cs) {
+void DeliveryService::submit(const model::ChangeSet& cs) {
   auto routes = router_.match(cs);
   if (routes.empty()) {
     ++stats_.unrouted;
@@ -166,7 +166,7 @@ void DeliveryService::refill_from_outbox(Worker& w) {
   for (auto& row : rows) {
     std::shared_ptr<const Entry> entry;
     try {
-      entry = std::make_shared<const Entry>(diff::ChangeSet::from_json(row.json));
+      entry = std::make_shared<const Entry>(model::ChangeSet::from_json(row.json));
     } catch (const std::exception& e) {
       outbox_->outbox_dead(row.seq, std::string("unreadable outbox entry: ") + e.what());
       continue;

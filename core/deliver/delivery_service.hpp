@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "deliver/deliver.hpp"
-#include "deliver/handover.hpp"
+#include "ha/handover.hpp"
 #include "state/state_store.hpp"
 
 namespace kubetrail::deliver {
@@ -36,7 +36,7 @@ namespace kubetrail::deliver {
 class DeliveryService {
  public:
   DeliveryService(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg, const route::Router& router,
-                  server::Metrics* metrics, state::StateStore* outbox, DeliveryProgress* progress = nullptr);
+                  Metrics* metrics, state::StateStore* outbox, ha::DeliveryProgress* progress = nullptr);
   ~DeliveryService();
   DeliveryService(const DeliveryService&) = delete;
   DeliveryService& operator=(const DeliveryService&) = delete;
@@ -44,7 +44,7 @@ class DeliveryService {
   // Starts the delivery threads; undelivered outbox entries go first.
   void start();
   // Routes a change set and queues it for the first handler of each chain.
-  void submit(const diff::ChangeSet& cs);
+  void submit(const model::ChangeSet& cs);
   // Stops accepting, delivers what is queued until `deadline`, then stops
   // the threads. What is left stays in the outbox.
   void stop(std::chrono::milliseconds deadline);
@@ -80,9 +80,9 @@ class DeliveryService {
   std::map<std::string, HandlerSlot>& handlers_;
   const config::Config& cfg_;
   const route::Router& router_;
-  server::Metrics* metrics_;
+  Metrics* metrics_;
   state::StateStore* outbox_;
-  DeliveryProgress* progress_;  // leader election: what has been delivered through (may be null)
+  ha::DeliveryProgress* progress_;  // leader election: what has been delivered through (may be null)
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};

@@ -18,29 +18,6 @@ namespace kubetrail::diff {
 
 namespace dom = simdjson::dom;
 
-std::string_view to_string(ChangeType t) noexcept {
-  switch (t) {
-    case ChangeType::added: return "Added";
-    case ChangeType::deleted: return "Deleted";
-    default: return "Modified";
-  }
-}
-
-std::optional<ChangeType> parse_change_type(std::string_view s) noexcept {
-  if (s == "Added") return ChangeType::added;
-  if (s == "Modified") return ChangeType::modified;
-  if (s == "Deleted") return ChangeType::deleted;
-  return std::nullopt;
-}
-
-std::string_view to_string(FieldOp op) noexcept {
-  switch (op) {
-    case FieldOp::add: return "add";
-    case FieldOp::remove: return "remove";
-    default: return "replace";
-  }
-}
-
 std::string redacted_marker(std::string_view key, std::string_view value) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -145,8 +122,8 @@ int32_t UnchangedBytes::child(int32_t parent, uint32_t index) const noexcept {
   return -1;
 }
 
-void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<FieldChange>& out,
-                          const ListKeys& keys, std::span<const Segment> at, const UnchangedBytes* unchanged) {
+void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<model::FieldChange>& out,
+                          const ListKeys& keys, std::span<const model::Segment> at, const UnchangedBytes* unchanged) {
   keys_ = &keys;
   path_.assign(at.begin(), at.end());
   scratch_.clear();
@@ -155,10 +132,11 @@ void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vecto
   diff_value(old_doc, new_doc, out);
 }
 
-void DocumentDiffer::emit(FieldOp op, const dom::element* a, const dom::element* b, std::vector<FieldChange>& out) {
-  FieldChange c;
+void DocumentDiffer::emit(model::FieldOp op, const dom::element* a, const dom::element* b,
+                          std::vector<model::FieldChange>& out) {
+  model::FieldChange c;
   c.op = op;
-  append_path(path_, c.path);
+  model::append_path(path_, c.path);
   if (a) append_json(*a, c.old_json);
   if (b) append_json(*b, c.new_json);
   out.push_back(std::move(c));
@@ -196,7 +174,7 @@ bool same_scalar(dom::element a, dom::element b) {
 // the same bytes as its counterpart; the walk below it knows its node.
 template <class Id>
 void DocumentDiffer::diff_child(dom::element a, dom::element b, Id id, bool paired_by_name,
-                                std::vector<FieldChange>& out) {
+                                std::vector<model::FieldChange>& out) {
   const int32_t at = node_;
   if (at >= 0 && is_container(b)) {
     node_ = unchanged_->child(at, id);
@@ -209,16 +187,16 @@ void DocumentDiffer::diff_child(dom::element a, dom::element b, Id id, bool pair
   node_ = at;
 }
 
-void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<FieldChange>& out) {
+void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<model::FieldChange>& out) {
   using T = dom::element_type;
   T ta = a.type(), tb = b.type();
   if (ta == T::OBJECT && tb == T::OBJECT) return diff_object(dom::object(a), dom::object(b), out);
   if (ta == T::ARRAY && tb == T::ARRAY) return diff_array(dom::array(a), dom::array(b), out);
   if (ta == T::OBJECT || ta == T::ARRAY || tb == T::OBJECT || tb == T::ARRAY || !same_scalar(a, b))
-    emit(FieldOp::replace, &a, &b, out);
+    emit(model::FieldOp::replace, &a, &b, out);
 }
 
-void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<FieldChange>& out) {
+void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model::FieldChange>& out) {
   // The API server writes an object's fields in a fixed order, so the two
   // versions nearly always have their keys in the same places: walk them in
   // step, and look keys up (linearly: objects are small) only once that fails.
@@ -226,7 +204,7 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<Field
   bool in_step = true;
   size_t matched = 0;
   for (auto [key, av] : a) {
-    path_.push_back(Segment{Segment::Kind::key, key, 0, {}, {}});
+    path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
     dom::element bv;
     bool found;
     if (in_step && ib != b.end() && ib.key() == key) {
@@ -241,39 +219,39 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<Field
       ++matched;
       diff_child(av, bv, key, true, out);
     } else {
-      emit(FieldOp::remove, &av, nullptr, out);
+      emit(model::FieldOp::remove, &av, nullptr, out);
     }
     path_.pop_back();
   }
   if (matched == b.size()) return;  // no key of b is new
   for (auto [key, bv] : b) {
     if (a.at_key(key).error() == simdjson::SUCCESS) continue;
-    path_.push_back(Segment{Segment::Kind::key, key, 0, {}, {}});
-    emit(FieldOp::add, nullptr, &bv, out);
+    path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
+    emit(model::FieldOp::add, nullptr, &bv, out);
     path_.pop_back();
   }
 }
 
-void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldChange>& out) {
+void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<model::FieldChange>& out) {
   std::string_view key = choose_key(keys_->candidates(path_), {a, b});
   if (!key.empty()) {
     std::vector<KeyedElement> ka, kb;
     if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
       for (size_t j = 0; j < kb.size(); ++j) {
         auto match = std::find_if(ka.begin(), ka.end(), [&](const KeyedElement& e) { return e.key == kb[j].key; });
-        path_.push_back(Segment{Segment::Kind::keyed, {}, j, key, kb[j].key});
+        path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, j, key, kb[j].key});
         if (match != ka.end()) {
           match->matched = true;
           diff_child(match->value, kb[j].value, uint32_t(j), true, out);
         } else {
-          emit(FieldOp::add, nullptr, &kb[j].value, out);
+          emit(model::FieldOp::add, nullptr, &kb[j].value, out);
         }
         path_.pop_back();
       }
       for (size_t i = 0; i < ka.size(); ++i) {
         if (ka[i].matched) continue;
-        path_.push_back(Segment{Segment::Kind::keyed, {}, i, key, ka[i].key});
-        emit(FieldOp::remove, &ka[i].value, nullptr, out);
+        path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, i, key, ka[i].key});
+        emit(model::FieldOp::remove, &ka[i].value, nullptr, out);
         path_.pop_back();
       }
       return;
@@ -284,22 +262,22 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<FieldCha
   size_t na = a.size(), nb = b.size(), common = std::min(na, nb);
   auto ia = a.begin(), ib = b.begin();
   for (size_t i = 0; i < common; ++i, ++ia, ++ib) {
-    path_.push_back(Segment{Segment::Kind::index, {}, i, {}, {}});
+    path_.push_back(model::Segment{model::Segment::Kind::index, {}, i, {}, {}});
     diff_child(*ia, *ib, uint32_t(i), false, out);
     path_.pop_back();
   }
   for (size_t i = common; i < nb; ++i, ++ib) {
-    path_.push_back(Segment{Segment::Kind::index, {}, i, {}, {}});
+    path_.push_back(model::Segment{model::Segment::Kind::index, {}, i, {}, {}});
     dom::element e = *ib;
-    emit(FieldOp::add, nullptr, &e, out);
+    emit(model::FieldOp::add, nullptr, &e, out);
     path_.pop_back();
   }
   if (na > nb) {
     std::vector<dom::element> extra;
     for (; ia != a.end(); ++ia) extra.push_back(*ia);
     for (size_t k = extra.size(); k-- > 0;) {
-      path_.push_back(Segment{Segment::Kind::index, {}, common + k, {}, {}});
-      emit(FieldOp::remove, &extra[k], nullptr, out);
+      path_.push_back(model::Segment{model::Segment::Kind::index, {}, common + k, {}, {}});
+      emit(model::FieldOp::remove, &extra[k], nullptr, out);
       path_.pop_back();
     }
   }
@@ -454,7 +432,7 @@ class ChangeDetector::Rules {
     if (rules_.size() == kMaxRules)
       throw Error("too many [diff] ignore_paths and redact_paths: at most " + std::to_string(kMaxRules) +
                   " path rules per resource, built-in noise rules included");
-    rules_.push_back({PathPattern::parse(pattern), action});
+    rules_.push_back({model::PathPattern::parse(pattern), action});
   }
 
   // The pruned text of `object`, valid until the next call. `source`: the
@@ -491,7 +469,7 @@ class ChangeDetector::Rules {
   struct Subtree {
     std::string_view new_text;
     simdjson::dom::element old_value;  // parsed by the validator given
-    std::vector<Segment> path;
+    std::vector<model::Segment> path;
     UnchangedBytes unchanged;    // what the differ may skip in it
     bool has_new_value = false;  // new_value: the pruned object's own value there, no parse needed
     simdjson::dom::element new_value = {};
@@ -512,13 +490,13 @@ class ChangeDetector::Rules {
     std::vector<int32_t> chain;
     for (int32_t i = deepest; i >= 0; i = nodes_[i].parent) chain.push_back(i);
     std::reverse(chain.begin(), chain.end());
-    std::vector<Segment> path;
+    std::vector<model::Segment> path;
     size_t stop = chain.size() - 1;  // index in chain of the subtree to diff
     size_t element = 0;              // index in chain of the keyed list element narrowed into; 0: none
     for (size_t c = 1; c < chain.size(); ++c) {
       const Node& n = nodes_[chain[c]];
       if (n.in_list && !keys_->candidates(path).empty()) {  // path is still the list's own
-        Segment seg;
+        model::Segment seg;
         if (element != 0 || !element_segment(chain[c - 1], n, keys_->candidates(path), seg)) {
           stop = c - 1;
           break;
@@ -527,8 +505,8 @@ class ChangeDetector::Rules {
         path.push_back(seg);
         continue;
       }
-      path.push_back(n.in_list ? Segment{Segment::Kind::index, {}, n.index, {}, {}}
-                               : Segment{Segment::Kind::key, n.key, 0, {}, {}});
+      path.push_back(n.in_list ? model::Segment{model::Segment::Kind::index, {}, n.index, {}, {}}
+                               : model::Segment{model::Segment::Kind::key, n.key, 0, {}, {}});
     }
     path.resize(stop);
     // Bytes after the differing region are shifted by the change in length.
@@ -559,7 +537,7 @@ class ChangeDetector::Rules {
 
  private:
   struct Rule {
-    PathPattern pattern;
+    model::PathPattern pattern;
     Action action;
   };
 
@@ -572,22 +550,22 @@ class ChangeDetector::Rules {
   // are what the new list alone says, and the segment for E comes from it.
   // False when L was not copied unpruned (its value is not at hand).
   bool element_segment(int32_t list, const UnchangedBytes::Node& e, std::span<const std::string_view> candidates,
-                       Segment& seg) {
+                       model::Segment& seg) {
     dom::element list_value;
     dom::array arr;
     if (!copied_value(list, list_value) || list_value.get(arr) != simdjson::SUCCESS) return false;
     std::string_view key = choose_key(candidates, {arr});
     keyed_.clear();
     if (!key.empty() && keyed_elements(arr, key, keyed_, scratch_) && e.index < keyed_.size())
-      seg = Segment{Segment::Kind::keyed, {}, e.index, key, keyed_[e.index].key};
+      seg = model::Segment{model::Segment::Kind::keyed, {}, e.index, key, keyed_[e.index].key};
     else
-      seg = Segment{Segment::Kind::index, {}, e.index, {}, {}};
+      seg = model::Segment{model::Segment::Kind::index, {}, e.index, {}, {}};
     return true;
   }
   // Whether the old and new element at `node` agree on every merge-key
   // candidate of their list (at `list_path`): present in both with the
   // same scalar, or in neither.
-  bool same_merge_keys(dom::element old_element, int32_t node, std::span<const Segment> list_path) const {
+  bool same_merge_keys(dom::element old_element, int32_t node, std::span<const model::Segment> list_path) const {
     dom::element new_element;
     dom::object a, b;
     if (!copied_value(node, new_element) || old_element.get(a) != simdjson::SUCCESS ||
@@ -602,7 +580,7 @@ class ChangeDetector::Rules {
   }
 
   // Which rules a child at `seg` keeps alive, and whether one ends there.
-  std::optional<Action> step(uint64_t alive, const Segment& seg, uint64_t& child_alive) const {
+  std::optional<Action> step(uint64_t alive, const model::Segment& seg, uint64_t& child_alive) const {
     size_t depth = path_.size();
     std::optional<Action> ends;
     child_alive = 0;
@@ -821,7 +799,7 @@ class ChangeDetector::Rules {
       for (auto [key, v] : dom::object(e)) {
         uint32_t value = plus(cursor, 3);
         any = true;
-        Segment seg{Segment::Kind::key, key, 0, {}, {}};
+        model::Segment seg{model::Segment::Kind::key, key, 0, {}, {}};
         uint64_t child_alive;
         auto action = step(alive, seg, child_alive);
         if (action == Action::drop) {
@@ -856,9 +834,9 @@ class ChangeDetector::Rules {
       size_t i = 0;
       for (dom::element v : arr) {
         uint32_t value = plus(cursor, 1);
-        Segment seg{Segment::Kind::index, {}, i++, {}, {}};
+        model::Segment seg{model::Segment::Kind::index, {}, i++, {}, {}};
         if (!key.empty() && key_text(dom::object(v)[key].value_unsafe(), seg.value, scratch_)) {
-          seg.kind = Segment::Kind::keyed;
+          seg.kind = model::Segment::Kind::keyed;
           seg.field = key;
         }
         uint64_t child_alive;
@@ -899,7 +877,7 @@ class ChangeDetector::Rules {
   const ListKeys* keys_;
   const std::string* redaction_key_;  // the detector's: outlives its rules
   std::vector<Rule> rules_;
-  std::vector<Segment> path_;
+  std::vector<model::Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;
   std::vector<KeyedElement> keyed_;             // element_segment()'s
@@ -935,7 +913,7 @@ std::string string_at(dom::element e, std::string_view key) {
 
 // Reads metadata.managedFields into `out`, reusing its strings' storage (a
 // status-only update rewrites them in place, without allocating).
-void extract_managers(dom::element object, std::vector<kube::ManagerEntry>& out) {
+void extract_managers(dom::element object, std::vector<model::ManagerEntry>& out) {
   dom::array fields;
   size_t n = 0;
   if (object.at_pointer("/metadata/managedFields").get(fields) == simdjson::SUCCESS) {
@@ -948,7 +926,7 @@ void extract_managers(dom::element object, std::vector<kube::ManagerEntry>& out)
       dom::object f;
       if (e.get(f) != simdjson::SUCCESS) continue;
       if (n == out.size()) out.emplace_back();
-      kube::ManagerEntry& m = out[n++];
+      model::ManagerEntry& m = out[n++];
       assign(f, "manager", m.manager);
       assign(f, "operation", m.operation);
       assign(f, "time", m.time);
@@ -961,16 +939,16 @@ void extract_managers(dom::element object, std::vector<kube::ManagerEntry>& out)
 // Whether a managedFields fieldsV1 set holds `path`: the manager owns that
 // field (or the whole subtree added there). Keyed list elements are
 // "k:{\"name\":\"web\"}" entries, fields "f:name".
-bool fields_hold(dom::element fields, std::span<const Segment> path) {
+bool fields_hold(dom::element fields, std::span<const model::Segment> path) {
   dom::element node = fields;
   simdjson::dom::parser key_parser;
-  for (const Segment& s : path) {
+  for (const model::Segment& s : path) {
     dom::object o;
     if (node.get(o) != simdjson::SUCCESS) return false;
     bool found = false;
-    if (s.kind == Segment::Kind::key) {
+    if (s.kind == model::Segment::Kind::key) {
       found = o.at_key("f:" + std::string(s.key)).get(node) == simdjson::SUCCESS;
-    } else if (s.kind == Segment::Kind::index) {
+    } else if (s.kind == model::Segment::Kind::index) {
       found = o.at_key("i:" + std::to_string(s.index)).get(node) == simdjson::SUCCESS;
     } else {
       for (auto [name, child] : o) {
@@ -999,13 +977,13 @@ bool fields_hold(dom::element fields, std::span<const Segment> path) {
 // the one whose fieldsV1 holds a changed path wins; then the newest, with
 // status-subresource entries last, since status churn is not what a change
 // set reports by default. Never guessed: absent when no entry moved.
-std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
-                                const std::vector<kube::ManagerEntry>& after, dom::element object = {},
-                                const std::vector<FieldChange>* changes = nullptr) {
-  std::vector<const kube::ManagerEntry*> moved;
+std::optional<model::Actor> find_actor(const std::vector<model::ManagerEntry>* before,
+                                       const std::vector<model::ManagerEntry>& after, dom::element object = {},
+                                       const std::vector<model::FieldChange>* changes = nullptr) {
+  std::vector<const model::ManagerEntry*> moved;
   for (const auto& m : after) {
     if (before) {
-      auto prev = std::find_if(before->begin(), before->end(), [&](const kube::ManagerEntry& p) {
+      auto prev = std::find_if(before->begin(), before->end(), [&](const model::ManagerEntry& p) {
         return p.manager == m.manager && p.operation == m.operation && p.subresource == m.subresource;
       });
       if (prev != before->end() && prev->time >= m.time) continue;
@@ -1013,21 +991,21 @@ std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
     moved.push_back(&m);
   }
   if (moved.empty()) return std::nullopt;
-  auto rank = [](const kube::ManagerEntry* e) {
+  auto rank = [](const model::ManagerEntry* e) {
     return std::pair(e->subresource != "status", std::string_view(e->time));
   };
   std::stable_sort(moved.begin(), moved.end(), [&](auto* a, auto* b) { return rank(a) > rank(b); });
-  const kube::ManagerEntry* best = moved.front();
+  const model::ManagerEntry* best = moved.front();
   dom::array entries;
   if (moved.size() > 1 && changes && object.at_pointer("/metadata/managedFields").get(entries) == simdjson::SUCCESS) {
-    std::vector<std::unique_ptr<ParsedPath>> paths;
+    std::vector<std::unique_ptr<model::ParsedPath>> paths;
     for (const auto& c : *changes) {
       try {  // every path kubetrail writes parses back (path.hpp); a slip costs attribution, never the event
-        paths.push_back(std::make_unique<ParsedPath>(c.path));
+        paths.push_back(std::make_unique<model::ParsedPath>(c.path));
       } catch (const Error&) {
       }
     }
-    auto holds_a_change = [&](const kube::ManagerEntry* m) {
+    auto holds_a_change = [&](const model::ManagerEntry* m) {
       for (dom::element e : entries) {
         if (string_at(e, "manager") != m->manager || string_at(e, "operation") != m->operation ||
             string_at(e, "subresource") != m->subresource)
@@ -1043,17 +1021,17 @@ std::optional<Actor> find_actor(const std::vector<kube::ManagerEntry>* before,
     auto owner = std::find_if(moved.begin(), moved.end(), holds_a_change);
     if (owner != moved.end()) best = *owner;
   }
-  return Actor{best->manager, best->operation, best->time};
+  return model::Actor{best->manager, best->operation, best->time};
 }
 
 }  // namespace
 
-void validate(const DiffOptions& options) {
-  for (const auto& p : options.ignore_paths) PathPattern::parse(p);
-  for (const auto& p : options.redact_paths) PathPattern::parse(p);
+void validate(const model::DiffOptions& options) {
+  for (const auto& p : options.ignore_paths) model::PathPattern::parse(p);
+  for (const auto& p : options.redact_paths) model::PathPattern::parse(p);
 }
 
-ChangeDetector::ChangeDetector(std::string cluster, DiffOptions options)
+ChangeDetector::ChangeDetector(std::string cluster, model::DiffOptions options)
     : cluster_(std::move(cluster)), options_(std::move(options)) {
   validate(options_);
   if (options_.redaction_key.empty()) options_.redaction_key = random_redaction_key();
@@ -1061,7 +1039,7 @@ ChangeDetector::ChangeDetector(std::string cluster, DiffOptions options)
 
 ChangeDetector::~ChangeDetector() = default;
 
-ChangeDetector::Rules& ChangeDetector::rules_for(const kube::ResourceType& type) {
+ChangeDetector::Rules& ChangeDetector::rules_for(const model::ResourceType& type) {
   // An informer sees one type: the last one answers without building a key.
   if (last_rules_ && type.resource == last_type_.resource && type.group == last_type_.group &&
       type.version == last_type_.version)
@@ -1095,11 +1073,11 @@ ListKeys& ChangeDetector::list_keys_for(std::string_view group, std::string_view
   return *it->second;
 }
 
-const ListKeys& ChangeDetector::list_keys(const kube::ResourceType& type) {
+const ListKeys& ChangeDetector::list_keys(const model::ResourceType& type) {
   return list_keys_for(type.group, type.kind);
 }
 
-bool ChangeDetector::learn_openapi(const kube::ResourceType& type, dom::element document) {
+bool ChangeDetector::learn_openapi(const model::ResourceType& type, dom::element document) {
   return list_keys_for(type.group, type.kind).learn_openapi(document, type.group, type.version, type.kind);
 }
 
@@ -1130,8 +1108,8 @@ bool ChangeDetector::learn_crd(dom::element crd) {
 
 namespace {
 // The cached form of an object whose pruned text is `pruned`.
-kube::StoredObject stored_object(dom::element object, std::string_view pruned) {
-  kube::StoredObject stored;
+model::StoredObject stored_object(dom::element object, std::string_view pruned) {
+  model::StoredObject stored;
   stored.json.assign(pruned);  // exactly its size: cached for the object's life
   dom::element metadata;       // an object without metadata (a hand-written manifest) has no uid or version
   if (object.type() == dom::element_type::OBJECT && object["metadata"].get(metadata) == simdjson::SUCCESS &&
@@ -1144,29 +1122,29 @@ kube::StoredObject stored_object(dom::element object, std::string_view pruned) {
 }
 }  // namespace
 
-kube::StoredObject ChangeDetector::prune(const kube::ResourceType& type, dom::element object,
-                                         const SourceText* source) {
+model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
+                                          const SourceText* source) {
   return stored_object(object, rules_for(type).prune(object, source));
 }
 
-Result<bool> ChangeDetector::seed(const kube::ResourceType& type, dom::element object, kube::ObjectStore& store,
+Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element object, model::ObjectStore& store,
                                   const SourceText* source) {
   dom::element metadata;
   if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS)
     return Result<bool>::failure("object has no metadata");
   std::string name = string_at(metadata, "name");
   if (name.empty()) return Result<bool>::failure("object has no metadata.name");
-  store.put(kube::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object, source));
+  store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object, source));
   return true;
 }
 
-std::optional<ChangeSet> ChangeDetector::forget(const kube::ResourceType& type, std::string_view store_key,
-                                                kube::ObjectStore& store, std::string_view observed_at,
-                                                std::string_view list_rv) {
-  const kube::StoredObject* old = store.find(store_key);
+std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType& type, std::string_view store_key,
+                                                       model::ObjectStore& store, std::string_view observed_at,
+                                                       std::string_view list_rv) {
+  const model::StoredObject* old = store.find(store_key);
   if (!old) return std::nullopt;
-  ChangeSet cs;
-  cs.type = ChangeType::deleted;
+  model::ChangeSet cs;
+  cs.type = model::ChangeType::deleted;
   cs.cluster = cluster_;
   cs.observed_at.assign(observed_at);
   cs.resource = type;
@@ -1175,18 +1153,19 @@ std::optional<ChangeSet> ChangeDetector::forget(const kube::ResourceType& type, 
   cs.name.assign(store_key.substr(slash + 1));
   cs.uid = old->uid;
   cs.resource_version.assign(list_rv);
-  cs.id = change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
+  cs.id = model::change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
   cs.old_object = old->json;
-  cs.summary = summarize(cs);
+  cs.summary = model::summarize(cs);
   store.erase(store_key);
   ++stats_.change_sets;
   return cs;
 }
 
-Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType event, const kube::ResourceType& type,
-                                                         dom::element object, kube::ObjectStore& store,
-                                                         std::string_view observed_at, const SourceText* source) {
-  using R = Result<std::optional<ChangeSet>>;
+Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEventType event,
+                                                                const model::ResourceType& type, dom::element object,
+                                                                model::ObjectStore& store, std::string_view observed_at,
+                                                                const SourceText* source) {
+  using R = Result<std::optional<model::ChangeSet>>;
   ++stats_.events;
   dom::element metadata;
   if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
@@ -1197,28 +1176,28 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   std::string_view rv;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
-  std::string key = kube::ObjectStore::key_of(ns, name);
-  kube::StoredObject* old = store.find_mutable(key);
+  std::string key = model::ObjectStore::key_of(ns, name);
+  model::StoredObject* old = store.find_mutable(key);
 
-  if (event != kube::WatchEventType::deleted && old && !rv.empty() && rv == old->resource_version) {
+  if (event != model::WatchEventType::deleted && old && !rv.empty() && rv == old->resource_version) {
     ++stats_.redeliveries;
-    return std::optional<ChangeSet>{};
+    return std::optional<model::ChangeSet>{};
   }
   Rules& rules = rules_for(type);
   std::string_view pruned = rules.prune(object, source);
-  if (event != kube::WatchEventType::deleted && old && old->json == pruned) {
+  if (event != model::WatchEventType::deleted && old && old->json == pruned) {
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
     old->resource_version.assign(rv);
     extract_managers(object, old->managers);
     ++stats_.noise;
-    return std::optional<ChangeSet>{};
+    return std::optional<model::ChangeSet>{};
   }
   std::string_view uid;
   if (metadata["uid"].get(uid) != simdjson::SUCCESS) uid = {};
 
   // Filled only once it is known to be one: most events are noise.
-  ChangeSet cs;
+  model::ChangeSet cs;
   auto identify = [&] {
     cs.cluster = cluster_;
     cs.observed_at.assign(observed_at);
@@ -1229,15 +1208,15 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     cs.resource_version.assign(rv);
   };
 
-  if (event == kube::WatchEventType::deleted) {
+  if (event == model::WatchEventType::deleted) {
     identify();
-    cs.type = ChangeType::deleted;
+    cs.type = model::ChangeType::deleted;
     cs.old_object = pruned;
     store.erase(key);
   } else if (!old) {
-    kube::StoredObject now = stored_object(object, pruned);
+    model::StoredObject now = stored_object(object, pruned);
     identify();
-    cs.type = ChangeType::added;
+    cs.type = model::ChangeType::added;
     cs.actor = find_actor(nullptr, now.managers);
     cs.new_object = now.json;
     store.put(std::move(key), std::move(now));
@@ -1268,22 +1247,22 @@ Result<std::optional<ChangeSet>> ChangeDetector::observe(kube::WatchEventType ev
     if (cs.changes.empty()) {  // e.g. a keyed list reordered
       ++stats_.noise;
       update_cache();
-      return std::optional<ChangeSet>{};
+      return std::optional<model::ChangeSet>{};
     }
     identify();
-    cs.type = ChangeType::modified;
+    cs.type = model::ChangeType::modified;
     cs.actor = find_actor(&old->managers, managers_, object, &cs.changes);
     update_cache();
     if (options_.include_objects) cs.new_object = pruned;
   }
-  cs.id = change_set_id(cluster_, cs.type, uid, ns, name, rv);
-  cs.summary = summarize(cs);
+  cs.id = model::change_set_id(cluster_, cs.type, uid, ns, name, rv);
+  cs.summary = model::summarize(cs);
   ++stats_.change_sets;
-  return std::optional<ChangeSet>{std::move(cs)};
+  return std::optional<model::ChangeSet>{std::move(cs)};
 }
 
-std::optional<ChangeSet> ChangeDetector::replaced(const kube::ResourceType& type, dom::element object,
-                                                  kube::ObjectStore& store, std::string_view observed_at) {
+std::optional<model::ChangeSet> ChangeDetector::replaced(const model::ResourceType& type, dom::element object,
+                                                         model::ObjectStore& store, std::string_view observed_at) {
   dom::element metadata;
   if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
       metadata.type() != dom::element_type::OBJECT)
@@ -1293,28 +1272,10 @@ std::optional<ChangeSet> ChangeDetector::replaced(const kube::ResourceType& type
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   if (metadata["uid"].get(uid) != simdjson::SUCCESS || uid.empty()) return std::nullopt;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
-  std::string key = kube::ObjectStore::key_of(ns, name);
-  const kube::StoredObject* old = store.find(key);
+  std::string key = model::ObjectStore::key_of(ns, name);
+  const model::StoredObject* old = store.find(key);
   if (!old || old->uid.empty() || old->uid == uid) return std::nullopt;
   return forget(type, key, store, observed_at, rv);
-}
-
-std::string change_set_id(std::string_view cluster, ChangeType type, std::string_view uid, std::string_view ns,
-                          std::string_view name, std::string_view resource_version) {
-  std::string id;
-  id.reserve(cluster.size() + uid.size() + resource_version.size() + 10);
-  id.append(cluster).push_back('/');
-  if (uid.empty()) {  // hand-written objects only: the API server gives every object a uid
-    id.append(ns).push_back('/');
-    id.append(name).push_back('/');
-    id.append(resource_version);
-    return id;
-  }
-  id.append(uid).push_back('/');
-  // An object (a uid) is deleted once: its Deleted change set has one id
-  // whether a watch saw the deletion or a relist found the object gone.
-  id.append(type == ChangeType::deleted ? std::string_view("deleted") : resource_version);
-  return id;
 }
 
 }  // namespace kubetrail::diff

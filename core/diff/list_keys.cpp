@@ -54,22 +54,22 @@ std::span<const std::string_view> ListKeys::builtin(std::string_view field) {
   return {};
 }
 
-void append_schema_path(std::span<const Segment> path, std::string& out) {
+void append_schema_path(std::span<const model::Segment> path, std::string& out) {
   for (size_t i = 0; i < path.size(); ++i) {
-    if (path[i].kind == Segment::Kind::key)
-      append_segment(path[i], i == 0, out);
+    if (path[i].kind == model::Segment::Kind::key)
+      model::append_segment(path[i], i == 0, out);
     else
       out.append("[*]");  // every element of a list has the list's schema
   }
 }
 
-std::string schema_path(std::span<const Segment> path) {
+std::string schema_path(std::span<const model::Segment> path) {
   std::string out;
   append_schema_path(path, out);
   return out;
 }
 
-std::span<const std::string_view> ListKeys::candidates(std::span<const Segment> path) const {
+std::span<const std::string_view> ListKeys::candidates(std::span<const model::Segment> path) const {
   if (!by_path_.empty()) {
     thread_local std::string text;  // looked up for every list walked: no allocation per lookup
     text.clear();
@@ -77,22 +77,22 @@ std::span<const std::string_view> ListKeys::candidates(std::span<const Segment> 
     auto it = by_path_.find(text);
     if (it != by_path_.end()) return it->second.views;
   }
-  if (path.empty() || path.back().kind != Segment::Kind::key) return {};
+  if (path.empty() || path.back().kind != model::Segment::Kind::key) return {};
   return builtin(path.back().key);
 }
 
 void ListKeys::learn_schema(dom::element schema) {
-  std::vector<Segment> path;
+  std::vector<model::Segment> path;
   walk(schema, path);
 }
 
-void ListKeys::learn(std::span<const Segment> path, std::vector<std::string> keys) {
+void ListKeys::learn(std::span<const model::Segment> path, std::vector<std::string> keys) {
   if (keys.empty()) return;
   auto& entry = by_path_[schema_path(path)] = Learned{std::move(keys), {}};
   entry.views.assign(entry.keys.begin(), entry.keys.end());
 }
 
-void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs) {
+void ListKeys::walk(dom::element schema, std::vector<model::Segment>& path, Refs* refs) {
   if (path.size() > kMaxSchemaDepth || schema.type() != dom::element_type::OBJECT) return;
   if (refs) {
     if (refs->budget == 0) return;
@@ -119,7 +119,7 @@ void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs)
   dom::object props;
   if (schema["properties"].get(props) == simdjson::SUCCESS) {
     for (auto [name, sub] : props) {
-      path.push_back(Segment{Segment::Kind::key, name, 0, {}, {}});
+      path.push_back(model::Segment{model::Segment::Kind::key, name, 0, {}, {}});
       walk(sub, path, refs);
       path.pop_back();
     }
@@ -139,7 +139,7 @@ void ListKeys::walk(dom::element schema, std::vector<Segment>& path, Refs* refs)
   }
   dom::element items;
   if (schema["items"].get(items) == simdjson::SUCCESS) {
-    path.push_back(Segment{Segment::Kind::index, {}, 0, {}, {}});
+    path.push_back(model::Segment{model::Segment::Kind::index, {}, 0, {}, {}});
     walk(items, path, refs);
     path.pop_back();
   }
@@ -159,7 +159,7 @@ bool ListKeys::learn_openapi(dom::element document, std::string_view group, std:
       if (gvk["group"].get(g) != simdjson::SUCCESS) g = {};
       if (gvk["version"].get(v) != simdjson::SUCCESS || gvk["kind"].get(k) != simdjson::SUCCESS) continue;
       if (g != group || v != version || k != kind) continue;
-      std::vector<Segment> path;
+      std::vector<model::Segment> path;
       walk(schema, path, &refs);
       last_walk_steps_ = kWalkBudget - refs.budget;
       return true;

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "diff/path.hpp"
+#include "model/path.hpp"
 
 namespace kubetrail::diff {
 
@@ -29,7 +29,7 @@ class ListKeys {
  public:
   // Candidate keys for the list at `path`, most preferred first; empty when
   // the list is not keyed (then it is diffed by index).
-  std::span<const std::string_view> candidates(std::span<const Segment> path) const;
+  std::span<const std::string_view> candidates(std::span<const model::Segment> path) const;
 
   // Learns the keyed lists of one OpenAPI v3 schema (a CRD version's
   // openAPIV3Schema). Lists declared `x-kubernetes-list-type: map` with
@@ -81,14 +81,14 @@ class ListKeys {
   size_t last_walk_steps() const noexcept { return last_walk_steps_; }
 
  private:
-  void walk(simdjson::dom::element schema, std::vector<Segment>& path, Refs* refs = nullptr);
-  void learn(std::span<const Segment> path, std::vector<std::string> keys);
+  void walk(simdjson::dom::element schema, std::vector<model::Segment>& path, Refs* refs = nullptr);
+  void learn(std::span<const model::Segment> path, std::vector<std::string> keys);
   std::map<std::string, Learned, std::less<>> by_path_;  // "spec.rules[*].ports" -> keys
 };
 
 // "spec.rules[3].ports" -> "spec.rules[*].ports": the path of a list in a
 // schema, where every list element is the same.
-std::string schema_path(std::span<const Segment> path);
-void append_schema_path(std::span<const Segment> path, std::string& out);
+std::string schema_path(std::span<const model::Segment> path);
+void append_schema_path(std::span<const model::Segment> path, std::string& out);
 
 }  // namespace kubetrail::diff

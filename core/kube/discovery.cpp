@@ -65,7 +65,8 @@ dom::element get_json(Client& client, dom::parser& parser, const std::string& pa
 void add_resource(std::string_view group, std::string_view version, std::string_view name, std::string_view kind,
                   bool namespaced, std::string_view singular, dom::element r, std::vector<ApiResource>& out) {
   ApiResource a;
-  a.type = ResourceType{std::string(group), std::string(version), std::string(name), std::string(kind), namespaced};
+  a.type =
+      model::ResourceType{std::string(group), std::string(version), std::string(name), std::string(kind), namespaced};
   a.singular = singular.empty() ? a.type.kind : std::string(singular);
   std::transform(a.singular.begin(), a.singular.end(), a.singular.begin(), ::tolower);
   dom::array arr;
@@ -183,7 +184,7 @@ Discovery Discovery::fetch(Client& client) {
   return d;
 }
 
-Result<ResourceType> Discovery::resolve(std::string_view raw) const {
+Result<model::ResourceType> Discovery::resolve(std::string_view raw) const {
   std::string name = lower(raw);
   const ApiResource* found = nullptr;
   for (const auto& r : resources_) {  // "plural.group" (or kind.group, short.group)
@@ -201,8 +202,8 @@ Result<ResourceType> Discovery::resolve(std::string_view raw) const {
       }
   if (found) {
     if (!found->watchable())
-      return Result<ResourceType>::failure("resource \"" + std::string(raw) + "\" (" + found->type.qualified_name() +
-                                           ") does not support list and watch");
+      return Result<model::ResourceType>::failure("resource \"" + std::string(raw) + "\" (" +
+                                                  found->type.qualified_name() + ") does not support list and watch");
     return found->type;
   }
   std::vector<std::pair<size_t, std::string>> close;
@@ -218,10 +219,10 @@ Result<ResourceType> Discovery::resolve(std::string_view raw) const {
     msg += "; close matches:";
     for (size_t i = 0; i < close.size() && i < 5; ++i) msg += (i ? ", " : " ") + close[i].second;
   }
-  return Result<ResourceType>::failure(msg);
+  return Result<model::ResourceType>::failure(msg);
 }
 
-std::shared_ptr<const std::string> OpenApiDocuments::for_type(const ResourceType& type) {
+std::shared_ptr<const std::string> OpenApiDocuments::for_type(const model::ResourceType& type) {
   std::string gv = type.group.empty() ? "api/" + type.version : "apis/" + type.group + "/" + type.version;
   auto& doc_text = by_group_version_[gv];
   if (doc_text) return doc_text;

@@ -12,12 +12,12 @@
 
 #include "common/error.hpp"
 #include "kube/client.hpp"
-#include "kube/resource.hpp"
+#include "model/resource_type.hpp"
 
 namespace kubetrail::kube {
 
 struct ApiResource {
-  ResourceType type;
+  model::ResourceType type;
   std::string singular;
   std::vector<std::string> short_names;
   std::vector<std::string> verbs;
@@ -35,7 +35,7 @@ class Discovery {
   bool aggregated() const noexcept { return aggregated_; }
 
   // Resolves a [watch] resources entry. The error lists close matches.
-  Result<ResourceType> resolve(std::string_view name) const;
+  Result<model::ResourceType> resolve(std::string_view name) const;
   const std::vector<ApiResource>& resources() const noexcept { return resources_; }
 
   // Builds a catalogue from given resources (tests).
@@ -55,7 +55,7 @@ class Discovery {
 class OpenApiDocuments {
  public:
   explicit OpenApiDocuments(Client& client) : client_(client) {}
-  std::shared_ptr<const std::string> for_type(const ResourceType& type);
+  std::shared_ptr<const std::string> for_type(const model::ResourceType& type);
 
  private:
   Client& client_;

@@ -39,7 +39,7 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
         return fail(std::string("invalid JSON in the event starting here: ") + simdjson::error_message(err));
       std::string_view type_name;
       if (doc["type"].get(type_name) != simdjson::SUCCESS) return fail("event has no \"type\" string");
-      auto type = parse_watch_event_type(type_name);
+      auto type = model::parse_watch_event_type(type_name);
       if (!type) return fail("unknown event type \"" + std::string(type_name) + "\"");
       simdjson::dom::object object;
       if (doc["object"].get(object) != simdjson::SUCCESS) return fail("event has no \"object\"");

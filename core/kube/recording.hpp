@@ -19,7 +19,7 @@
 namespace kubetrail::kube {
 
 struct RecordedEvent {
-  WatchEventType type = WatchEventType::added;
+  model::WatchEventType type = model::WatchEventType::added;
   std::string_view frame;  // the event's JSON bytes, inside Recording's buffers (padded)
   size_t file = 0;         // index into Recording::files()
   uint64_t offset = 0;     // byte offset of the event in its file

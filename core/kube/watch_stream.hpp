@@ -16,13 +16,9 @@
 #include <string_view>
 
 #include "common/error.hpp"
+#include "model/watch_event.hpp"
 
 namespace kubetrail::kube {
-
-enum class WatchEventType { added, modified, deleted, bookmark, error };
-
-std::string_view to_string(WatchEventType t) noexcept;
-std::optional<WatchEventType> parse_watch_event_type(std::string_view s) noexcept;
 
 // Splits a byte stream into complete top-level JSON objects.
 class JsonFramer {

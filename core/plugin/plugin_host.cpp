@@ -204,7 +204,7 @@ namespace {
 kubetrail_str str(const std::string& s) noexcept { return {s.c_str(), s.size()}; }
 }  // namespace
 
-AbiChangeSet::AbiChangeSet(const diff::ChangeSet& cs) : cs_(cs) {
+AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs) {
   std::string json = cs.to_json();
   json_ = std::make_unique<char[]>(json.size() + 1 + KUBETRAIL_JSON_PADDING);
   std::memcpy(json_.get(), json.data(), json.size());
@@ -247,7 +247,7 @@ AbiChangeSet::AbiChangeSet(const diff::ChangeSet& cs) : cs_(cs) {
 struct Handler::Context {
   std::string handler;
   std::string plugin;
-  server::Metrics* metrics = nullptr;
+  Metrics* metrics = nullptr;
   bool in_create = false;
 };
 
@@ -273,9 +273,9 @@ int32_t host_log_enabled(void*, int32_t level) { return spdlog::should_log(to_sp
 int32_t host_metric_define(void* ctx, int32_t kind, const char* name, const char* help) {
   auto* c = static_cast<Handler::Context*>(ctx);
   if (!c->metrics || !name || !c->in_create) return -1;
-  server::MetricKind k = kind == KUBETRAIL_METRIC_GAUGE       ? server::MetricKind::gauge
-                         : kind == KUBETRAIL_METRIC_HISTOGRAM ? server::MetricKind::histogram
-                                                              : server::MetricKind::counter;
+  MetricKind k = kind == KUBETRAIL_METRIC_GAUGE       ? MetricKind::gauge
+                 : kind == KUBETRAIL_METRIC_HISTOGRAM ? MetricKind::histogram
+                                                      : MetricKind::counter;
   return c->metrics->define(k, std::string("kubetrail_plugin_") + name, help ? help : "",
                             {{"handler", c->handler}, {"plugin", c->plugin}});
 }
@@ -301,7 +301,7 @@ std::string_view status_name(int32_t status) noexcept {
 }
 
 Handler::Handler(std::string name, std::shared_ptr<const PluginLibrary> lib, const nlohmann::json& config,
-                 server::Metrics* metrics)
+                 Metrics* metrics)
     : name_(std::move(name)), lib_(std::move(lib)), ctx_(std::make_unique<Context>()) {
   std::string context = "handler \"" + name_ + "\" (plugin " + lib_->info().name + ")";
   lib_->validate_config(config, context);

@@ -21,8 +21,8 @@
 #include <string_view>
 #include <vector>
 
-#include "diff/diff.hpp"
-#include "server/metrics.hpp"
+#include "common/metrics.hpp"
+#include "model/change_set.hpp"
 
 namespace kubetrail::plugin {
 
@@ -83,16 +83,16 @@ class PluginLoader {
 // handler of the chain. The ChangeSet must outlive it.
 class AbiChangeSet {
  public:
-  explicit AbiChangeSet(const diff::ChangeSet& cs);
+  explicit AbiChangeSet(const model::ChangeSet& cs);
   AbiChangeSet(const AbiChangeSet&) = delete;
   AbiChangeSet& operator=(const AbiChangeSet&) = delete;
   const kubetrail_change_set* view() const noexcept { return &view_; }
-  const diff::ChangeSet& change_set() const noexcept { return cs_; }
+  const model::ChangeSet& change_set() const noexcept { return cs_; }
   // The change set's JSON (schema v1), as handed to plugins.
   std::string_view json() const noexcept { return {view_.json.ptr, view_.json.len}; }
 
  private:
-  const diff::ChangeSet& cs_;
+  const model::ChangeSet& cs_;
   std::string type_text_;
   std::unique_ptr<char[]> json_;  // JSON + KUBETRAIL_JSON_PADDING zero bytes
   std::vector<kubetrail_field_change> changes_;
@@ -115,8 +115,7 @@ class Handler {
  public:
   // Validates the config against the plugin's schema, then create()s.
   // Throws kubetrail::Error: "handler "NAME" (plugin P): ...".
-  Handler(std::string name, std::shared_ptr<const PluginLibrary> lib, const nlohmann::json& config,
-          server::Metrics* metrics);
+  Handler(std::string name, std::shared_ptr<const PluginLibrary> lib, const nlohmann::json& config, Metrics* metrics);
   ~Handler();
   Handler(const Handler&) = delete;
   Handler& operator=(const Handler&) = delete;

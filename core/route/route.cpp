@@ -10,7 +10,7 @@ struct Router::Compiled {
   Route route;
   bool has_match = false;
   config::RouteMatch match;
-  std::vector<diff::PathPattern> paths;
+  std::vector<model::PathPattern> paths;
 };
 
 Router::Router(const std::vector<config::RouteConfig>& routes) {
@@ -19,14 +19,14 @@ Router::Router(const std::vector<config::RouteConfig>& routes) {
     c->route = Route{r.name, r.chain};
     c->has_match = r.has_match;
     c->match = r.match;
-    for (const auto& p : r.match.paths) c->paths.push_back(diff::PathPattern::parse(p));
+    for (const auto& p : r.match.paths) c->paths.push_back(model::PathPattern::parse(p));
     routes_.push_back(std::move(c));
   }
 }
 Router::~Router() = default;
 Router::Router(Router&&) noexcept = default;
 
-std::vector<const Route*> Router::match(const diff::ChangeSet& cs) const {
+std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {
   std::vector<const Route*> out;
   for (const auto& c : routes_) {
     if (c->has_match) {
@@ -38,12 +38,12 @@ std::vector<const Route*> Router::match(const diff::ChangeSet& cs) const {
           std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
         continue;
       if (!m.types.empty() && std::find(m.types.begin(), m.types.end(), cs.type) == m.types.end()) continue;
-      if (!c->paths.empty() && cs.type == diff::ChangeType::modified) {
-        bool any = std::any_of(cs.changes.begin(), cs.changes.end(), [&](const diff::FieldChange& fc) {
+      if (!c->paths.empty() && cs.type == model::ChangeType::modified) {
+        bool any = std::any_of(cs.changes.begin(), cs.changes.end(), [&](const model::FieldChange& fc) {
           try {
-            diff::ParsedPath path(fc.path);
+            model::ParsedPath path(fc.path);
             return std::any_of(c->paths.begin(), c->paths.end(),
-                               [&](const diff::PathPattern& p) { return p.overlaps(path.segments()); });
+                               [&](const model::PathPattern& p) { return p.overlaps(path.segments()); });
           } catch (const Error&) {
             return true;  // cannot happen for paths kubetrail writes; if it did, deliver rather than lose
           }

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "diff/diff.hpp"
+#include "model/change_set.hpp"
 
 namespace kubetrail::route {
 
@@ -30,7 +30,7 @@ class Router {
   // change set matches when any change's path overlaps a pattern (the
   // pattern names it, an ancestor or a descendant); Added and Deleted carry
   // the whole object and so match any `paths`.
-  std::vector<const Route*> match(const diff::ChangeSet& cs) const;
+  std::vector<const Route*> match(const model::ChangeSet& cs) const;
 
  private:
   struct Compiled;

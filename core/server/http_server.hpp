@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "server/metrics.hpp"
+#include "common/metrics.hpp"
 
 namespace httplib {
 class Server;

@@ -226,7 +226,7 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
   Stmt objs(db_, "SELECT key, uid, resource_version, object FROM objects WHERE resource = ?");
   objs.bind(1, resource);
   while (sqlite3_step(objs.s) == SQLITE_ROW) {
-    kube::StoredObject o;
+    model::StoredObject o;
     o.uid = objs.text(1);
     o.resource_version = objs.text(2);
     o.json = objs.text(3);
@@ -236,7 +236,7 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
 }
 
 void StateStore::save(const std::string& resource,
-                      const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
+                      const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts,
                       const std::vector<std::string>& deletes, const std::string& resource_version,
                       const std::vector<JournalEntry>& journal) {
   std::lock_guard lock(mu_);

@@ -30,7 +30,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kube/object_store.hpp"
+#include "model/object_store.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -49,8 +49,8 @@ class StateStore {
   StateStore& operator=(const StateStore&) = delete;
 
   struct Checkpoint {
-    std::string resource_version;                       // of the last list/watch position saved
-    std::map<std::string, kube::StoredObject> objects;  // by namespace/name
+    std::string resource_version;                        // of the last list/watch position saved
+    std::map<std::string, model::StoredObject> objects;  // by namespace/name
   };
   // The checkpoint of a resource (its qualified name, e.g. deployments.apps),
   // or nullopt when this resource was never checkpointed (first run).
@@ -67,7 +67,7 @@ class StateStore {
   // Either all of it is durable or none of it. An empty resource_version
   // leaves the one stored as it is (one page less to write per commit: the
   // informer writes it at the end of lists and watches, and once a second).
-  void save(const std::string& resource, const std::vector<std::pair<std::string, const kube::StoredObject*>>& upserts,
+  void save(const std::string& resource, const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts,
             const std::vector<std::string>& deletes, const std::string& resource_version,
             const std::vector<JournalEntry>& journal = {});
   // Journal entries not yet routed, oldest first (after a crash: what the

@@ -42,7 +42,7 @@ TEST_CASE("a complete config parses into values") {
   auto c = parse(kGood);
   CHECK(c.cluster.name == "prod-eu");
   CHECK(c.watch.resources == std::vector<std::string>{"deployments", "configmaps"});
-  CHECK(c.watch.events == std::vector<diff::ChangeType>{diff::ChangeType::added, diff::ChangeType::modified});
+  CHECK(c.watch.events == std::vector<model::ChangeType>{model::ChangeType::added, model::ChangeType::modified});
   CHECK(c.diff.include_status == std::vector<std::string>{"pods"});
   CHECK(c.state.path.empty());
   REQUIRE(c.handlers.size() == 1);

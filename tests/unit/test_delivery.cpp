@@ -13,18 +13,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-diff::ChangeSet change(const std::string& name, const std::string& rv = "1") {
-  diff::ChangeSet cs;
-  cs.type = diff::ChangeType::modified;
+model::ChangeSet change(const std::string& name, const std::string& rv = "1") {
+  model::ChangeSet cs;
+  cs.type = model::ChangeType::modified;
   cs.cluster = "c";
-  cs.resource = kube::resource_type_for("v1", "ConfigMap");
+  cs.resource = model::resource_type_for("v1", "ConfigMap");
   cs.object_namespace = "ns";
   cs.name = name;
   cs.uid = "u-" + name;
   cs.resource_version = rv;
   cs.id = "c/u-" + name + "/" + rv;
-  cs.changes = {{diff::FieldOp::replace, "data.a", "\"1\"", "\"2\""}};
-  cs.summary = diff::summarize(cs);
+  cs.changes = {{model::FieldOp::replace, "data.a", "\"1\"", "\"2\""}};
+  cs.summary = model::summarize(cs);
   return cs;
 }
 
@@ -33,11 +33,11 @@ diff::ChangeSet change(const std::string& name, const std::string& rv = "1") {
 struct Setup {
   config::Config cfg;
   plugin::PluginLoader loader{TEST_PLUGIN_DIR};
-  server::Metrics metrics;
+  Metrics metrics;
   std::map<std::string, deliver::HandlerSlot> handlers;
   route::Router router;
   deliver::DeliveryService service;
-  Setup(const std::string& toml, state::StateStore* outbox, deliver::DeliveryProgress* progress = nullptr)
+  Setup(const std::string& toml, state::StateStore* outbox, ha::DeliveryProgress* progress = nullptr)
       : cfg(config::parse("[plugins]\ndir = \"" + std::string(TEST_PLUGIN_DIR) + "\"\n" + toml, "t.toml")),
         handlers(deliver::create_handlers(cfg, loader, &metrics)),
         router(cfg.routes),
@@ -139,7 +139,7 @@ TEST_CASE("delivery: the outbox delivers after a restart what was pending, and n
 TEST_CASE("delivery: leader progress moves only past change sets every chain has finished, in stream order") {
   test::TempDir dir;
   auto store = state::StateStore::open((dir / "s.db").string(), false);
-  deliver::DeliveryProgress progress([](const diff::ChangeSet& cs) { return deliver::stream_key(cs, false); });
+  ha::DeliveryProgress progress([](const model::ChangeSet& cs) { return ha::stream_key(cs, false); });
   // "first" takes both at once; "last", second in its chain, answers RETRY
   // until it gives up (a dead letter is an end too); "bad" always fails.
   Setup s(

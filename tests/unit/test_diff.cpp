@@ -6,9 +6,9 @@
 
 #include "diff/diff.hpp"
 #include "diff/json_writer.hpp"
-#include "diff/path.hpp"
 #include "helpers.hpp"
 #include "kube/recording.hpp"
+#include "model/path.hpp"
 
 using nlohmann::json;
 using namespace kubetrail;
@@ -22,38 +22,38 @@ json fixture(const std::string& name) {
 // Feeds objects through a ChangeDetector as watch events would.
 struct Harness {
   diff::ChangeDetector detector;
-  kube::ObjectStore store;
+  model::ObjectStore store;
   simdjson::dom::parser parser;
   bool with_source = true;  // give observe() the parsed text, as the informer does
   // One redaction key for every harness (markers comparable across them).
-  explicit Harness(diff::DiffOptions opts = {}) : detector("test", keyed(std::move(opts))) {}
-  static diff::DiffOptions keyed(diff::DiffOptions o) {
+  explicit Harness(model::DiffOptions opts = {}) : detector("test", keyed(std::move(opts))) {}
+  static model::DiffOptions keyed(model::DiffOptions o) {
     if (o.redaction_key.empty()) o.redaction_key = "test-key";
     return o;
   }
 
-  std::optional<diff::ChangeSet> event(kube::WatchEventType t, const json& obj) {
+  std::optional<model::ChangeSet> event(model::WatchEventType t, const json& obj) {
     std::string text = obj.dump();
     auto doc = parser.parse(text).value();
-    auto type = kube::resource_type_for(obj.value("apiVersion", ""), obj.value("kind", ""));
+    auto type = model::resource_type_for(obj.value("apiVersion", ""), obj.value("kind", ""));
     diff::SourceText source{&parser, text, {}};
     auto r = detector.observe(t, type, doc, store, "2026-11-23T10:00:00.000Z", with_source ? &source : nullptr);
     REQUIRE(r.ok());
     return std::move(r).value();
   }
-  std::optional<diff::ChangeSet> add(const json& o) { return event(kube::WatchEventType::added, o); }
-  std::optional<diff::ChangeSet> modify(json o) {
+  std::optional<model::ChangeSet> add(const json& o) { return event(model::WatchEventType::added, o); }
+  std::optional<model::ChangeSet> modify(json o) {
     // Every real update bumps the resourceVersion.
     auto& rv = o["metadata"]["resourceVersion"];
     rv = std::to_string(std::stoll(rv.get<std::string>()) + 1000 + (++bumps_));
-    return event(kube::WatchEventType::modified, o);
+    return event(model::WatchEventType::modified, o);
   }
 
  private:
   int bumps_ = 0;
 };
 
-std::vector<std::string> paths_of(const diff::ChangeSet& cs) {
+std::vector<std::string> paths_of(const model::ChangeSet& cs) {
   std::vector<std::string> p;
   for (const auto& c : cs.changes) p.push_back(c.path);
   return p;
@@ -79,7 +79,7 @@ TEST_CASE("an image bump is exactly one replace at the keyed container path") {
   auto cs = h.modify(d);
   REQUIRE(cs);
   REQUIRE(cs->changes.size() == 1);
-  CHECK(cs->changes[0].op == diff::FieldOp::replace);
+  CHECK(cs->changes[0].op == model::FieldOp::replace);
   CHECK(cs->changes[0].path == "spec.template.spec.containers[name=envoy].image");
   CHECK(cs->changes[0].old_json == "\"envoyproxy/envoy:v1.29.0\"");
   CHECK(cs->changes[0].new_json == "\"envoyproxy/envoy:v1.30.0\"");
@@ -96,7 +96,7 @@ TEST_CASE("an env var added by name is one add, inserting it first changes nothi
   auto cs = h.modify(d);
   REQUIRE(cs);
   REQUIRE(cs->changes.size() == 1);
-  CHECK(cs->changes[0].op == diff::FieldOp::add);
+  CHECK(cs->changes[0].op == model::FieldOp::add);
   CHECK(cs->changes[0].path == "spec.template.spec.containers[name=app].env[name=FEATURE_X]");
   CHECK(cs->changes[0].new_json == R"({"name":"FEATURE_X","value":"on"})");
 }
@@ -134,7 +134,7 @@ TEST_CASE("resourceVersion, generation, managedFields and status churn produce n
 }
 
 TEST_CASE("status is reported for resources listed in include_status") {
-  diff::DiffOptions opts;
+  model::DiffOptions opts;
   opts.include_status = {"deployments"};
   Harness h(opts);
   json d = fixture("deployment");
@@ -147,7 +147,7 @@ TEST_CASE("status is reported for resources listed in include_status") {
 }
 
 TEST_CASE("ignore_paths take wildcards and keyed selectors") {
-  diff::DiffOptions opts;
+  model::DiffOptions opts;
   opts.ignore_paths = {"metadata.labels.*", "spec.template.spec.containers[name=envoy]"};
   Harness h(opts);
   json d = fixture("deployment");
@@ -162,7 +162,7 @@ TEST_CASE("ignore_paths take wildcards and keyed selectors") {
 }
 
 TEST_CASE("secret values are redacted everywhere but their change stays visible") {
-  diff::DiffOptions keyed;
+  model::DiffOptions keyed;
   keyed.redaction_key = "test-key";
   Harness h(keyed);
   json s = fixture("secret");
@@ -189,7 +189,7 @@ TEST_CASE("secret values are redacted everywhere but their change stays visible"
 }
 
 TEST_CASE("redact_paths hide values of any resource") {
-  diff::DiffOptions opts;
+  model::DiffOptions opts;
   opts.redact_paths = {"data.timeout_ms"};
   Harness h(opts);
   json c = fixture("configmap");
@@ -217,7 +217,7 @@ TEST_CASE("redaction markers are keyed: a guessed secret cannot be checked again
   std::string s = fixture("secret").dump();
   diff::ChangeDetector a("test", {}), b("test", {});
   simdjson::dom::parser p;
-  auto type = kube::resource_type_for("v1", "Secret");
+  auto type = model::resource_type_for("v1", "Secret");
   CHECK(a.prune(type, p.parse(s).value()).json != b.prune(type, p.parse(s).value()).json);
 }
 
@@ -249,7 +249,7 @@ TEST_CASE("a re-delivered resourceVersion produces nothing") {
   json d = fixture("deployment");
   h.add(d);
   d["spec"]["replicas"] = 9;  // same resourceVersion: a resync, not a change
-  CHECK_FALSE(h.event(kube::WatchEventType::modified, d));
+  CHECK_FALSE(h.event(model::WatchEventType::modified, d));
   CHECK(h.detector.stats().redeliveries == 1);
 }
 
@@ -258,14 +258,14 @@ TEST_CASE("Added and Deleted carry the pruned object") {
   json d = fixture("deployment");
   auto a = h.add(d);
   REQUIRE(a);
-  CHECK(a->type == diff::ChangeType::added);
+  CHECK(a->type == model::ChangeType::added);
   auto obj = json::parse(a->new_object);
   CHECK_FALSE(obj["metadata"].contains("managedFields"));
   CHECK_FALSE(obj["metadata"].contains("resourceVersion"));
   CHECK(obj["spec"]["replicas"] == 2);
-  auto del = h.event(kube::WatchEventType::deleted, d);
+  auto del = h.event(model::WatchEventType::deleted, d);
   REQUIRE(del);
-  CHECK(del->type == diff::ChangeType::deleted);
+  CHECK(del->type == model::ChangeType::deleted);
   CHECK(json::parse(del->old_object)["metadata"]["name"] == "checkout");
   CHECK(h.store.size() == 0);
   auto j = json::parse(del->to_json());
@@ -287,7 +287,7 @@ TEST_CASE("lists without a merge key are diffed by index") {
   REQUIRE(cs);
   CHECK(paths_of(*cs) == std::vector<std::string>{"spec.template.spec.containers[name=app].args[1]",
                                                   "spec.template.spec.containers[name=app].args[2]"});
-  CHECK(cs->changes[1].op == diff::FieldOp::remove);
+  CHECK(cs->changes[1].op == model::FieldOp::remove);
 }
 
 TEST_CASE("replaying the rollout recording yields exactly the 7 change sets a user wants") {
@@ -295,15 +295,15 @@ TEST_CASE("replaying the rollout recording yields exactly the 7 change sets a us
   REQUIRE(rec.errors().empty());
   REQUIRE(rec.events().size() == 25);
   diff::ChangeDetector detector("test", {});
-  kube::ObjectStore store;
+  model::ObjectStore store;
   simdjson::dom::parser parser;
   std::vector<std::pair<std::string, std::vector<std::string>>> got;
   for (const auto& ev : rec.events()) {
     auto doc = parser.parse(ev.frame.data(), ev.frame.size(), false).value();
-    auto type = kube::resource_type_for("apps/v1", "Deployment");
+    auto type = model::resource_type_for("apps/v1", "Deployment");
     auto r = detector.observe(ev.type, type, doc["object"].value(), store, "t");
     REQUIRE(r.ok());
-    if (r.value()) got.emplace_back(std::string(diff::to_string(r.value()->type)), paths_of(*r.value()));
+    if (r.value()) got.emplace_back(std::string(model::to_string(r.value()->type)), paths_of(*r.value()));
   }
   std::vector<std::pair<std::string, std::vector<std::string>>> want{
       {"Added", {}},
@@ -323,14 +323,14 @@ TEST_CASE("replaying the rollout recording yields exactly the 7 change sets a us
 // ---------------------------------------------------------------------------
 namespace {
 
-json* step(json& node, const diff::Segment& s, bool create) {
+json* step(json& node, const model::Segment& s, bool create) {
   switch (s.kind) {
-    case diff::Segment::Kind::key:
+    case model::Segment::Kind::key:
       if (!node.is_object()) return nullptr;
       if (!create && !node.contains(std::string(s.key))) return nullptr;
       return &node[std::string(s.key)];
-    case diff::Segment::Kind::index: return node.is_array() && s.index < node.size() ? &node[s.index] : nullptr;
-    case diff::Segment::Kind::keyed:
+    case model::Segment::Kind::index: return node.is_array() && s.index < node.size() ? &node[s.index] : nullptr;
+    case model::Segment::Kind::keyed:
       if (!node.is_array()) return nullptr;
       for (auto& e : node) {
         if (!e.is_object() || !e.contains(std::string(s.field))) continue;
@@ -343,8 +343,8 @@ json* step(json& node, const diff::Segment& s, bool create) {
   return nullptr;
 }
 
-void apply(json& doc, const diff::FieldChange& c) {
-  diff::ParsedPath p(c.path);
+void apply(json& doc, const model::FieldChange& c) {
+  model::ParsedPath p(c.path);
   auto segs = p.segments();
   json* parent = &doc;
   for (size_t i = 0; i + 1 < segs.size(); ++i) {
@@ -352,8 +352,8 @@ void apply(json& doc, const diff::FieldChange& c) {
     REQUIRE_MESSAGE(parent, "no parent for " << c.path);
   }
   const auto& last = segs.back();
-  if (c.op == diff::FieldOp::remove) {
-    if (last.kind == diff::Segment::Kind::key)
+  if (c.op == model::FieldOp::remove) {
+    if (last.kind == model::Segment::Kind::key)
       parent->erase(std::string(last.key));
     else {
       json* target = step(*parent, last, false);
@@ -367,7 +367,7 @@ void apply(json& doc, const diff::FieldChange& c) {
     return;
   }
   json value = json::parse(c.new_json);
-  if (c.op == diff::FieldOp::add && last.kind != diff::Segment::Kind::key)
+  if (c.op == model::FieldOp::add && last.kind != model::Segment::Kind::key)
     parent->push_back(value);
   else
     *step(*parent, last, true) = value;
@@ -414,7 +414,7 @@ TEST_CASE("property: applying the changes to old gives new, for random edits") {
   diff::ChangeDetector detector("test", {});
   simdjson::dom::parser pa, pb;
   diff::DocumentDiffer differ;
-  auto type = kube::resource_type_for("apps/v1", "Deployment");
+  auto type = model::resource_type_for("apps/v1", "Deployment");
   for (int round = 0; round < 300; ++round) {
     json old_obj = fixture("deployment");
     json new_obj = old_obj;
@@ -422,7 +422,7 @@ TEST_CASE("property: applying the changes to old gives new, for random edits") {
     std::string old_text = old_obj.dump(), new_text = new_obj.dump();
     std::string a = detector.prune(type, pa.parse(old_text).value()).json;
     std::string b = detector.prune(type, pb.parse(new_text).value()).json;
-    std::vector<diff::FieldChange> changes;
+    std::vector<model::FieldChange> changes;
     differ.diff(pa.parse(a).value(), pb.parse(b).value(), changes);
     json applied = json::parse(a);
     for (const auto& c : changes) apply(applied, c);
@@ -547,11 +547,11 @@ TEST_CASE("a change set survives the round trip through its JSON (the outbox's f
   auto cs = h.modify(d);
   REQUIRE(cs);
   cs->catch_up = true;
-  auto back = diff::ChangeSet::from_json(cs->to_json());
+  auto back = model::ChangeSet::from_json(cs->to_json());
   CHECK(back.to_json() == cs->to_json());
   CHECK(back.changes == cs->changes);
   CHECK(back.resource == cs->resource);
-  CHECK_THROWS_AS(diff::ChangeSet::from_json("{\"schemaVersion\":\"other\"}"), Error);
+  CHECK_THROWS_AS(model::ChangeSet::from_json("{\"schemaVersion\":\"other\"}"), Error);
 }
 
 TEST_CASE("list keys come from a server's OpenAPI v3 document: $ref, allOf, cycles, merge keys") {
@@ -578,7 +578,7 @@ TEST_CASE("list keys come from a server's OpenAPI v3 document: $ref, allOf, cycl
     "hooks":[{"url":"u1","n":1},{"url":"u2","n":1}],"steps":[{"n":1},{"n":2}]}})";
   std::string b = R"({"spec":{"stages":[{"id":"y","parallel":3},{"id":"x","parallel":1}],
     "hooks":[{"url":"u2","n":2},{"url":"u1","n":1}],"steps":[{"n":1},{"n":3}]}})";
-  std::vector<diff::FieldChange> changes;
+  std::vector<model::FieldChange> changes;
   diff::DocumentDiffer differ;
   differ.diff(pa.parse(a).value(), pb.parse(b).value(), changes, keys);
   std::vector<std::string> paths;
@@ -684,7 +684,7 @@ TEST_CASE("pruning copies from the source text only what it would write itself")
   // indented, escaped, with floats or odd integers, an object inside a watch
   // event - the cached text must be the same as pruning without the source.
   auto type_of = [](const json& o) {
-    return kube::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
+    return model::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
   };
   std::vector<json> objects;
   for (const char* name : {"deployment", "pod", "statefulset", "service", "ingress", "configmap", "secret", "widget"})
@@ -748,7 +748,7 @@ TEST_CASE("a list page's items are pruned from its text, each as without it") {
     simdjson::dom::array items = doc["items"].get_array().value();
     for (auto item : items) {
       const json& o = list["items"][i++];
-      auto type = kube::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
+      auto type = model::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
       diff::SourceText source = sources.next();
       copied += source.parser != nullptr;
       std::string reference = detector.prune(type, reference_parser.parse(o.dump()).value()).json;
@@ -774,8 +774,8 @@ TEST_CASE("renaming a container is a remove and an add, not a change inside it")
   auto cs = h.modify(p);
   REQUIRE(cs);
   CHECK(paths_of(*cs) == std::vector<std::string>{"spec.containers[name=envoy-next]", "spec.containers[name=envoy]"});
-  CHECK(cs->changes[0].op == diff::FieldOp::add);
-  CHECK(cs->changes[1].op == diff::FieldOp::remove);
+  CHECK(cs->changes[0].op == model::FieldOp::add);
+  CHECK(cs->changes[1].op == model::FieldOp::remove);
   // Its image, once renamed: narrowed into the element, at its new key.
   p["spec"]["containers"][1]["image"] = "envoy:2";
   cs = h.modify(p);
@@ -798,7 +798,7 @@ TEST_CASE("the differ skips a container after the changed bytes only when it is 
   CHECK(paths_of(*cs) == std::vector<std::string>{"spec.list[0]", "spec.list[1]"});
   CHECK(cs->changes[0].old_json == "1");
   CHECK(cs->changes[0].new_json == "[2]");
-  CHECK(cs->changes[1].op == diff::FieldOp::remove);
+  CHECK(cs->changes[1].op == model::FieldOp::remove);
   // And the same from a list keyed by name: an element after the change,
   // paired by its key, is skipped without a wrong answer.
   json p = fixture("pod");
@@ -884,9 +884,9 @@ TEST_CASE("an object first seen as a list item without kind and apiVersion repor
     list_item.erase("kind");
     list_item.erase("apiVersion");
     auto type =
-        kube::resource_type_for(watch_form["apiVersion"].get<std::string>(), watch_form["kind"].get<std::string>());
+        model::resource_type_for(watch_form["apiVersion"].get<std::string>(), watch_form["kind"].get<std::string>());
     diff::ChangeDetector detector("test", {});
-    kube::ObjectStore from_list, from_watch;
+    model::ObjectStore from_list, from_watch;
     simdjson::dom::parser parser;
     // As kube-apiserver writes a built-in type (Go struct order): kind, apiVersion, then the rest.
     auto go_order = [](const json& item, const json& full) {
@@ -896,8 +896,8 @@ TEST_CASE("an object first seen as a list item without kind and apiVersion repor
     std::string item_text = list_item.dump(), watch_text = go_order(list_item, watch_form);
     REQUIRE(detector.seed(type, parser.parse(item_text).value(), from_list));
     REQUIRE(detector.seed(type, parser.parse(watch_text).value(), from_watch));
-    const std::string key = kube::ObjectStore::key_of(watch_form["metadata"].value("namespace", ""),
-                                                      watch_form["metadata"]["name"].get<std::string>());
+    const std::string key = model::ObjectStore::key_of(watch_form["metadata"].value("namespace", ""),
+                                                       watch_form["metadata"]["name"].get<std::string>());
     // Same bytes whatever the source: the cache, the checkpoint and the
     // catch-up all compare like with like.
     CHECK(from_list.find(key)->json == from_watch.find(key)->json);
@@ -905,7 +905,7 @@ TEST_CASE("an object first seen as a list item without kind and apiVersion repor
     changed["metadata"]["labels"]["touched"] = "yes";
     changed["metadata"]["resourceVersion"] = "999999";
     std::string changed_text = go_order(changed, watch_form);
-    auto cs = detector.observe(kube::WatchEventType::modified, type, parser.parse(changed_text).value(), from_list,
+    auto cs = detector.observe(model::WatchEventType::modified, type, parser.parse(changed_text).value(), from_list,
                                "2026-11-23T10:00:00.000Z");
     REQUIRE(cs.ok());
     REQUIRE(cs.value());
@@ -927,16 +927,16 @@ TEST_CASE("a name deleted and created again is Deleted of the old uid and Added 
   again["spec"]["replicas"] = 5;
   std::string text = again.dump();
   auto doc = h.parser.parse(text).value();
-  auto type = kube::resource_type_for("apps/v1", "Deployment");
+  auto type = model::resource_type_for("apps/v1", "Deployment");
   auto gone = h.detector.replaced(type, doc, h.store, "2026-11-23T10:00:00.000Z");
   REQUIRE(gone);
-  CHECK(gone->type == diff::ChangeType::deleted);
+  CHECK(gone->type == model::ChangeType::deleted);
   CHECK(gone->uid == d["metadata"]["uid"].get<std::string>());
   CHECK(gone->id == "test/" + d["metadata"]["uid"].get<std::string>() + "/deleted");
-  auto added = h.detector.observe(kube::WatchEventType::modified, type, doc, h.store, "2026-11-23T10:00:00.000Z");
+  auto added = h.detector.observe(model::WatchEventType::modified, type, doc, h.store, "2026-11-23T10:00:00.000Z");
   REQUIRE(added.ok());
   REQUIRE(added.value());
-  CHECK(added.value()->type == diff::ChangeType::added);
+  CHECK(added.value()->type == model::ChangeType::added);
   CHECK(added.value()->uid == "another-uid");
   CHECK(added.value()->id == "test/another-uid/777777");
   // The same uid again is no replacement.
@@ -948,15 +948,15 @@ TEST_CASE("a name deleted and created again is Deleted of the old uid and Added 
 // again by the catch-up after a crash had two ids and reached receivers twice.
 TEST_CASE("a deletion has one id whether a watch saw it or a relist found the object gone") {
   json d = fixture("configmap");
-  auto type = kube::resource_type_for("v1", "ConfigMap");
+  auto type = model::resource_type_for("v1", "ConfigMap");
   const std::string key =
-      kube::ObjectStore::key_of(d["metadata"].value("namespace", ""), d["metadata"]["name"].get<std::string>());
+      model::ObjectStore::key_of(d["metadata"].value("namespace", ""), d["metadata"]["name"].get<std::string>());
   Harness watched, relisted;
   REQUIRE(watched.add(d));
   REQUIRE(relisted.add(d));
   json del = d;
   del["metadata"]["resourceVersion"] = "888888";
-  auto by_watch = watched.event(kube::WatchEventType::deleted, del);
+  auto by_watch = watched.event(model::WatchEventType::deleted, del);
   auto by_list = relisted.detector.forget(type, key, relisted.store, "2026-11-23T10:00:00.000Z", "999999");
   REQUIRE(by_watch);
   REQUIRE(by_list);
@@ -968,7 +968,7 @@ TEST_CASE("a deletion has one id whether a watch saw it or a relist found the ob
   json m = d;
   m["data"]["extra"] = "1";
   m["metadata"]["resourceVersion"] = "123456";
-  auto ma = a.event(kube::WatchEventType::modified, m), mb = b.event(kube::WatchEventType::modified, m);
+  auto ma = a.event(model::WatchEventType::modified, m), mb = b.event(model::WatchEventType::modified, m);
   REQUIRE(ma);
   REQUIRE(mb);
   CHECK(ma->id == mb->id);
@@ -1001,7 +1001,7 @@ TEST_CASE(
   REQUIRE(cs->changes.size() == 3);
   for (const auto& c : cs->changes) {
     CAPTURE(c.path);
-    CHECK_NOTHROW(diff::ParsedPath(c.path));
+    CHECK_NOTHROW(model::ParsedPath(c.path));
   }
   CHECK(cs->changes[0].path == "spec.template.spec.containers[name=app].env[name=\"\"]");
 }
@@ -1013,7 +1013,7 @@ TEST_CASE("pruning an object without metadata is no crash") {
   simdjson::dom::parser parser;
   for (const char* text : {R"({"kind":"ConfigMap"})", R"({"kind":"ConfigMap","metadata":7})", R"([1,2])", "3"}) {
     CAPTURE(text);
-    auto obj = detector.prune(kube::resource_type_for("v1", "ConfigMap"), parser.parse(std::string(text)).value());
+    auto obj = detector.prune(model::resource_type_for("v1", "ConfigMap"), parser.parse(std::string(text)).value());
     CHECK(obj.uid.empty());
   }
 }
@@ -1023,9 +1023,9 @@ TEST_CASE("pruning an object without metadata is no crash") {
 // under A's identity. The cache must hold what the DOM read (A).
 TEST_CASE("an escaped key in a watch event never makes the cache hold another object's bytes") {
   diff::ChangeDetector detector("test", {});
-  kube::ObjectStore store;
+  model::ObjectStore store;
   simdjson::dom::parser parser;
-  auto type = kube::resource_type_for("v1", "ConfigMap");
+  auto type = model::resource_type_for("v1", "ConfigMap");
   std::string a =
       R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","namespace":"n","uid":"u1","resourceVersion":"1"},"data":{"who":"A"}})";
   std::string b =
@@ -1036,7 +1036,7 @@ TEST_CASE("an escaped key in a watch event never makes the cache hold another ob
   std::string_view who;
   REQUIRE(object.at_pointer("/data/who").get(who) == simdjson::SUCCESS);
   diff::SourceText source{&parser, frame, "object"};
-  auto cs = detector.observe(kube::WatchEventType::added, type, object, store, "2026-11-23T10:00:00.000Z", &source);
+  auto cs = detector.observe(model::WatchEventType::added, type, object, store, "2026-11-23T10:00:00.000Z", &source);
   REQUIRE(cs.ok());
   REQUIRE(cs.value());
   const auto* cached = store.find("n/a");

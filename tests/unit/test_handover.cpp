@@ -1,17 +1,18 @@
 // Leader election's handover: what the leader publishes as delivered, and
-// what a follower keeps until then (deliver/handover.hpp).
+// what a follower keeps until then (ha/handover.hpp).
 #include <doctest/doctest.h>
 
-#include "deliver/handover.hpp"
-#include "kube/resource.hpp"
+#include "ha/handover.hpp"
+#include "model/resource_type.hpp"
 
 using namespace kubetrail;
 
 namespace {
 
-diff::ChangeSet change(const std::string& kind, const std::string& ns, const std::string& name, const std::string& rv) {
-  diff::ChangeSet cs;
-  cs.resource = kube::resource_type_for(kind == "Deployment" ? "apps/v1" : "v1", kind);
+model::ChangeSet change(const std::string& kind, const std::string& ns, const std::string& name,
+                        const std::string& rv) {
+  model::ChangeSet cs;
+  cs.resource = model::resource_type_for(kind == "Deployment" ? "apps/v1" : "v1", kind);
   cs.object_namespace = ns;
   cs.name = name;
   cs.uid = "u-" + name;
@@ -20,10 +21,10 @@ diff::ChangeSet change(const std::string& kind, const std::string& ns, const std
   return cs;
 }
 
-deliver::StreamKey by_resource = [](const diff::ChangeSet& cs) { return deliver::stream_key(cs, false); };
-deliver::StreamKey by_namespace = [](const diff::ChangeSet& cs) { return deliver::stream_key(cs, true); };
+ha::StreamKey by_resource = [](const model::ChangeSet& cs) { return ha::stream_key(cs, false); };
+ha::StreamKey by_namespace = [](const model::ChangeSet& cs) { return ha::stream_key(cs, true); };
 
-std::vector<std::string> names(const std::vector<diff::ChangeSet>& v) {
+std::vector<std::string> names(const std::vector<model::ChangeSet>& v) {
   std::vector<std::string> out;
   for (const auto& cs : v) out.push_back(cs.name);
   return out;
@@ -33,24 +34,24 @@ std::vector<std::string> names(const std::vector<diff::ChangeSet>& v) {
 
 TEST_CASE("handover: stream keys name the resource, and the namespace when watched per namespace") {
   auto cs = change("Deployment", "shop", "web", "5");
-  CHECK(deliver::stream_key(cs, false) == "deployments.apps");
-  CHECK(deliver::stream_key(cs, true) == "deployments.apps/shop");
+  CHECK(ha::stream_key(cs, false) == "deployments.apps");
+  CHECK(ha::stream_key(cs, true) == "deployments.apps/shop");
   auto node = change("Node", "", "n1", "5");
   node.resource.namespaced = false;
-  CHECK(deliver::stream_key(node, true) == "nodes");
+  CHECK(ha::stream_key(node, true) == "nodes");
 }
 
 TEST_CASE("handover: resourceVersions compare as integers, anything else is never covered") {
-  CHECK(deliver::covered("9", "10"));  // not as strings: "9" > "10"
-  CHECK(deliver::covered("10", "10"));
-  CHECK_FALSE(deliver::covered("11", "10"));
-  CHECK_FALSE(deliver::covered("abc", "10"));
-  CHECK_FALSE(deliver::covered("5", ""));
-  CHECK_FALSE(deliver::covered("", "5"));
+  CHECK(ha::covered("9", "10"));  // not as strings: "9" > "10"
+  CHECK(ha::covered("10", "10"));
+  CHECK_FALSE(ha::covered("11", "10"));
+  CHECK_FALSE(ha::covered("abc", "10"));
+  CHECK_FALSE(ha::covered("5", ""));
+  CHECK_FALSE(ha::covered("", "5"));
 }
 
 TEST_CASE("handover: progress moves over the done prefix of a stream only") {
-  deliver::DeliveryProgress p(by_resource);
+  ha::DeliveryProgress p(by_resource);
   p.begin(change("ConfigMap", "a", "one", "10"), 1);
   p.begin(change("ConfigMap", "a", "two", "11"), 2);
   p.begin(change("ConfigMap", "a", "three", "12"), 1);
@@ -68,7 +69,7 @@ TEST_CASE("handover: progress moves over the done prefix of a stream only") {
 }
 
 TEST_CASE("handover: streams advance apart, and unrouted change sets are done at once") {
-  deliver::DeliveryProgress p(by_namespace);
+  ha::DeliveryProgress p(by_namespace);
   p.begin(change("ConfigMap", "a", "one", "20"), 1);
   p.begin(change("ConfigMap", "b", "two", "15"), 0);  // no route: nothing to wait for
   auto through = p.delivered_through();
@@ -79,7 +80,7 @@ TEST_CASE("handover: streams advance apart, and unrouted change sets are done at
 }
 
 TEST_CASE("handover: a new leader starts from the last leader's progress and moves on from it") {
-  deliver::DeliveryProgress p(by_resource);
+  ha::DeliveryProgress p(by_resource);
   p.seed({{"configmaps", "30"}, {"deployments.apps", "7"}});
   p.begin(change("ConfigMap", "a", "one", "31"), 1);
   p.end("c/u-one/31");
@@ -89,7 +90,7 @@ TEST_CASE("handover: a new leader starts from the last leader's progress and mov
 }
 
 TEST_CASE("handover: a follower keeps what the leader has not confirmed, per stream, in order") {
-  deliver::HandoverBuffer b(by_resource, 100);
+  ha::HandoverBuffer b(by_resource, 100);
   b.push(change("ConfigMap", "a", "c1", "10"));
   b.push(change("Deployment", "a", "d1", "11"));
   b.push(change("ConfigMap", "a", "c2", "12"));
@@ -102,7 +103,7 @@ TEST_CASE("handover: a follower keeps what the leader has not confirmed, per str
 }
 
 TEST_CASE("handover: a full follower buffer drops its oldest and counts them") {
-  deliver::HandoverBuffer b(by_resource, 2);
+  ha::HandoverBuffer b(by_resource, 2);
   for (int i = 1; i <= 5; ++i) b.push(change("ConfigMap", "a", "c" + std::to_string(i), std::to_string(i)));
   CHECK(b.dropped() == 3);
   CHECK(names(b.take()) == std::vector<std::string>{"c4", "c5"});

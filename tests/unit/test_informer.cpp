@@ -5,17 +5,17 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/metrics.hpp"
 #include "fake_api.hpp"
-#include "kube/informer.hpp"
-#include "server/metrics.hpp"
 #include "state/state_store.hpp"
+#include "watch/informer.hpp"
 
 using namespace kubetrail;
 using json = nlohmann::json;
 
 namespace {
 
-kube::ResourceType configmaps() { return {"", "v1", "configmaps", "ConfigMap", true}; }
+model::ResourceType configmaps() { return {"", "v1", "configmaps", "ConfigMap", true}; }
 
 // A list of built-in objects exactly as kube-apiserver shapes it: the items
 // carry no kind or apiVersion.
@@ -74,11 +74,11 @@ TEST_CASE("informer: a server answering 410 to every watch is relisted no faster
   clock.on_sleep = [&] {
     if (clock.now() - std::chrono::steady_clock::time_point{} > limit) stop = true;
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = configmaps();
   opt.clock = &clock;
-  std::vector<diff::ChangeSet> out;
-  kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&& cs) { out.push_back(std::move(cs)); });
+  std::vector<model::ChangeSet> out;
+  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
   inf.run(stop);
   // Every relist came after a wait of the schedule: 0.8 s, 1.6 s, ... 30 s.
   REQUIRE(api.count(false) >= 3);
@@ -109,10 +109,10 @@ TEST_CASE("informer: Retry-After of a failing list wins over a shorter backoff")
     stop = true;
     return ok("");
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = configmaps();
   opt.clock = &clock;
-  kube::Informer inf(api, opt, "c", {}, [](diff::ChangeSet&&) {});
+  watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
   inf.run(stop);
   REQUIRE(clock.sleeps.size() >= 2);
   CHECK(clock.sleeps[0] >= std::chrono::milliseconds(7000));
@@ -128,10 +128,10 @@ TEST_CASE("informer: a watch the server closes at once, again and again, backs o
     if (api.count(true) > 8) stop = true;
     return ok("");  // 200, no event, closed at once
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = configmaps();
   opt.clock = &clock;
-  kube::Informer inf(api, opt, "c", {}, [](diff::ChangeSet&&) {});
+  watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
   inf.run(stop);
   REQUIRE(clock.sleeps.size() >= 7);
   std::chrono::milliseconds expected{800};  // the schedule, never undercut by jitter
@@ -161,12 +161,12 @@ TEST_CASE("informer: with a state store, a change set reaches the sink only once
     stop = true;
     return ok("");
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = configmaps();
   opt.clock = &clock;
   opt.state = store.get();
   std::vector<std::string> ids;
-  kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&& cs) {
+  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) {
     // At this moment the journal must hold it, and the checkpoint must be
     // past it: a crash now loses nothing and repeats nothing.
     bool journaled = false;
@@ -174,8 +174,8 @@ TEST_CASE("informer: with a state store, a change set reaches the sink only once
     CHECK(journaled);
     auto cp = store->load("configmaps/v1");
     REQUIRE(cp);
-    if (cs.type == diff::ChangeType::modified) CHECK(cp->objects.at("ns/a").resource_version == "11");
-    if (cs.type == diff::ChangeType::deleted) CHECK_FALSE(cp->objects.count("ns/b"));
+    if (cs.type == model::ChangeType::modified) CHECK(cp->objects.at("ns/a").resource_version == "11");
+    if (cs.type == model::ChangeType::deleted) CHECK_FALSE(cp->objects.count("ns/b"));
     ids.push_back(cs.id);
   });
   inf.run(stop);
@@ -201,11 +201,11 @@ TEST_CASE(
       stop = true;
       return ok("");
     };
-    kube::InformerOptions opt;
+    watch::InformerOptions opt;
     opt.type = configmaps();
     opt.clock = &clock;
     opt.state = store.get();
-    kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&&) {});
+    watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&&) {});
     inf.run(stop);
   }
   for (const auto& e : store->journal_pending()) store->journal_done({e.id});
@@ -219,18 +219,18 @@ TEST_CASE(
     stop = true;
     return ok("");
   };
-  kube::InformerOptions opt;
+  watch::InformerOptions opt;
   opt.type = configmaps();
   opt.clock = &clock;
   opt.state = store.get();
-  std::vector<diff::ChangeSet> out;
-  kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&& cs) { out.push_back(std::move(cs)); });
+  std::vector<model::ChangeSet> out;
+  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
   inf.run(stop);
   REQUIRE(out.size() == 2);
-  CHECK(out[0].type == diff::ChangeType::deleted);
+  CHECK(out[0].type == model::ChangeType::deleted);
   CHECK(out[0].id == "c/u-b/deleted");
   CHECK(out[0].catch_up);
-  CHECK(out[1].type == diff::ChangeType::added);
+  CHECK(out[1].type == model::ChangeType::added);
   CHECK(out[1].id == "c/u-b2/20");
   CHECK(out[1].catch_up);
 }
@@ -248,13 +248,13 @@ TEST_CASE("informer: an event whose handling throws is counted and skipped, and 
     stop = true;
     return ok("");
   };
-  server::Metrics metrics;
-  kube::InformerOptions opt;
+  Metrics metrics;
+  watch::InformerOptions opt;
   opt.type = configmaps();
   opt.clock = &clock;
   opt.metrics = &metrics;
   std::vector<std::string> ids;
-  kube::Informer inf(api, opt, "c", {}, [&](diff::ChangeSet&& cs) {
+  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) {
     if (cs.resource_version == "11") throw std::runtime_error("boom");
     ids.push_back(cs.id);
   });

@@ -140,7 +140,7 @@ TEST_CASE("in-cluster config comes from the service account and the service env"
 TEST_CASE("discovery resolves plural, singular, kind, short name and plural.group - unknown names get close matches") {
   auto res = [](std::string g, std::string plural, std::string kind, std::vector<std::string> shorts) {
     kube::ApiResource r;
-    r.type = kube::ResourceType{g, "v1", plural, kind, true};
+    r.type = model::ResourceType{g, "v1", plural, kind, true};
     r.singular = kind;
     for (auto& c : r.singular) c = static_cast<char>(std::tolower(c));
     r.short_names = std::move(shorts);

@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include "ha/leader_election.hpp"
 #include "kube/client.hpp"
-#include "kube/leader_election.hpp"
 
 using namespace kubetrail;
 using namespace std::chrono_literals;
@@ -56,9 +56,9 @@ TEST_CASE("leader election: leading() answers while a renewal is waiting for the
     kube::Connection connection;
     connection.server = "http://127.0.0.1:" + std::to_string(port);
     kube::Client client(connection);
-    kube::LeaseSettings settings;
+    ha::LeaseSettings settings;
     settings.identity = "replica-a";
-    kube::LeaderElector elector(client, settings);
+    ha::LeaderElector elector(client, settings);
 
     REQUIRE(elector.step());  // no Lease: created, leading
     CHECK(elector.leading());

@@ -1,9 +1,9 @@
 #include <doctest/doctest.h>
 
-#include "server/metrics.hpp"
+#include "common/metrics.hpp"
 
-using kubetrail::server::MetricKind;
-using kubetrail::server::Metrics;
+using kubetrail::MetricKind;
+using kubetrail::Metrics;
 
 TEST_CASE("metrics render in the Prometheus text format") {
   Metrics m;

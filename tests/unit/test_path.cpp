@@ -1,24 +1,24 @@
 #include <doctest/doctest.h>
 
 #include "common/error.hpp"
-#include "diff/path.hpp"
+#include "model/path.hpp"
 
-using kubetrail::diff::ParsedPath;
-using kubetrail::diff::PathPattern;
-using kubetrail::diff::Segment;
+using kubetrail::model::ParsedPath;
+using kubetrail::model::PathPattern;
+using kubetrail::model::Segment;
 
 TEST_CASE("paths format keys, indexes, keyed elements and quoted keys") {
   std::vector<Segment> p{{Segment::Kind::key, "spec", 0, {}, {}},
                          {Segment::Kind::key, "containers", 0, {}, {}},
                          {Segment::Kind::keyed, {}, 0, "name", "web"},
                          {Segment::Kind::key, "image", 0, {}, {}}};
-  CHECK(kubetrail::diff::format_path(p) == "spec.containers[name=web].image");
+  CHECK(kubetrail::model::format_path(p) == "spec.containers[name=web].image");
   std::vector<Segment> q{{Segment::Kind::key, "metadata", 0, {}, {}},
                          {Segment::Kind::key, "annotations", 0, {}, {}},
                          {Segment::Kind::key, "kubectl.kubernetes.io/restartedAt", 0, {}, {}}};
-  CHECK(kubetrail::diff::format_path(q) == "metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"]");
+  CHECK(kubetrail::model::format_path(q) == "metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"]");
   std::vector<Segment> r{{Segment::Kind::key, "rules", 0, {}, {}}, {Segment::Kind::index, {}, 3, {}, {}}};
-  CHECK(kubetrail::diff::format_path(r) == "rules[3]");
+  CHECK(kubetrail::model::format_path(r) == "rules[3]");
 }
 
 TEST_CASE("formatted paths parse back to the same segments") {
@@ -26,7 +26,7 @@ TEST_CASE("formatted paths parse back to the same segments") {
        {"spec.template.spec.containers[name=web].image", "metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"]",
         "spec.rules[3].host", "spec.ports[containerPort=8080]", "[\"weird.key\"].x"}) {
     ParsedPath p(text);
-    CHECK(kubetrail::diff::format_path(p.segments()) == text);
+    CHECK(kubetrail::model::format_path(p.segments()) == text);
   }
 }
 
@@ -66,23 +66,23 @@ TEST_CASE("every keyed value, however odd, formats to a path that parses back to
                             std::string("x.y[0]"), std::string("]]]"), std::string("\\\""), std::string("plain")}) {
     CAPTURE(value);
     std::vector<Segment> p{{Segment::Kind::key, "env", 0, {}, {}}, {Segment::Kind::keyed, {}, 2, "name", value}};
-    std::string text = kubetrail::diff::format_path(p);
+    std::string text = kubetrail::model::format_path(p);
     ParsedPath back(text);
     REQUIRE(back.segments().size() == 2);
     CHECK(back.segments()[1].kind == Segment::Kind::keyed);
     CHECK(back.segments()[1].field == "name");
     CHECK(back.segments()[1].value == value);
-    CHECK(kubetrail::diff::format_path(back.segments()) == text);
+    CHECK(kubetrail::model::format_path(back.segments()) == text);
   }
   // A literal "*" is quoted, so a pattern's [name=*] still means any element.
   std::vector<Segment> star{{Segment::Kind::keyed, {}, 0, "name", "*"}};
-  CHECK(kubetrail::diff::format_path(star) == "[name=\"*\"]");
+  CHECK(kubetrail::model::format_path(star) == "[name=\"*\"]");
   auto any = PathPattern::parse("[name=*]");
   std::vector<Segment> other{{Segment::Kind::keyed, {}, 0, "name", "web"}};
   CHECK(any.covers(other));
   CHECK_FALSE(PathPattern::parse("[name=\"*\"]").covers(other));
   // A merge-key field name a reader could not take back: addressed by index.
   std::vector<Segment> odd{{Segment::Kind::keyed, {}, 4, "we]ird", "v"}};
-  CHECK(kubetrail::diff::format_path(odd) == "[4]");
-  CHECK_NOTHROW(ParsedPath(kubetrail::diff::format_path(odd)));
+  CHECK(kubetrail::model::format_path(odd) == "[4]");
+  CHECK_NOTHROW(ParsedPath(kubetrail::model::format_path(odd)));
 }

@@ -12,18 +12,18 @@ namespace {
 
 fs::path test_plugin(const std::string& name) { return fs::path(TEST_PLUGIN_DIR) / (name + ".so"); }
 
-diff::ChangeSet sample(std::string name = "web") {
-  diff::ChangeSet cs;
-  cs.type = diff::ChangeType::modified;
-  cs.resource = kube::resource_type_for("apps/v1", "Deployment");
+model::ChangeSet sample(std::string name = "web") {
+  model::ChangeSet cs;
+  cs.type = model::ChangeType::modified;
+  cs.resource = model::resource_type_for("apps/v1", "Deployment");
   cs.object_namespace = "shop";
   cs.name = std::move(name);
   cs.uid = "u1";
   cs.resource_version = "42";
   cs.id = "c/u1/42";
-  cs.changes = {{diff::FieldOp::replace, "spec.replicas", "2", "3"},
-                {diff::FieldOp::add, "metadata.labels.tier", "", "\"web\""}};
-  cs.summary = diff::summarize(cs);
+  cs.changes = {{model::FieldOp::replace, "spec.replicas", "2", "3"},
+                {model::FieldOp::add, "metadata.labels.tier", "", "\"web\""}};
+  cs.summary = model::summarize(cs);
   return cs;
 }
 
@@ -44,10 +44,10 @@ TEST_CASE("a plain C99 plugin is loaded and receives a batch through the ABI") {
   CHECK(lib->info().name == "c_recorder");
   CHECK(lib->info().version == "1.0.0");
   CHECK(lib->info().abi_major == KUBETRAIL_ABI_MAJOR);
-  server::Metrics metrics;
+  Metrics metrics;
   plugin::Handler h("rec", lib, {{"path", (dir / "out.txt").string()}}, &metrics);
   auto a = sample("web"), b = sample("api");
-  b.type = diff::ChangeType::added;
+  b.type = model::ChangeType::added;
   b.changes.clear();
   plugin::AbiChangeSet va(a), vb(b);
   const plugin::AbiChangeSet* items[] = {&va, &vb};
@@ -89,7 +89,7 @@ TEST_CASE("plugins with the wrong ABI, no entry symbol, or not ELF are refused w
 
 TEST_CASE("handler config is validated against the plugin's JSON Schema before create") {
   auto lib = plugin::PluginLibrary::load(test_plugin("c_recorder"));
-  server::Metrics m;
+  Metrics m;
   CHECK_THROWS_WITH_AS(plugin::Handler("rec", lib, {{"path", 5}}, &m),
                        doctest::Contains("handler \"rec\" (plugin c_recorder): key \"config.path\""), Error);
   CHECK_THROWS_WITH_AS(plugin::Handler("rec", lib, {{"path", "x"}, {"status", "maybe"}}, &m),
@@ -99,7 +99,7 @@ TEST_CASE("handler config is validated against the plugin's JSON Schema before c
 
 TEST_CASE("a failing create is refused with the plugin's own message") {
   auto lib = plugin::PluginLibrary::load(test_plugin("c_recorder"));
-  server::Metrics m;
+  Metrics m;
   CHECK_THROWS_WITH_AS(plugin::Handler("rec", lib, {{"path", "x"}, {"fail_create", true}}, &m),
                        "handler \"rec\" (plugin c_recorder): create failed: cannot open the test resource: permission "
                        "denied (as configured)",
@@ -127,7 +127,7 @@ config::Config chain_config(const fs::path& dir, const std::string& first_extra,
 struct Chain {
   config::Config cfg;
   plugin::PluginLoader loader{TEST_PLUGIN_DIR};
-  server::Metrics metrics;
+  Metrics metrics;
   std::map<std::string, deliver::HandlerSlot> handlers;
   route::Router router;
   std::vector<std::chrono::milliseconds> sleeps;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/error.hpp"
 #include "deliver/deliver.hpp"
 #include "helpers.hpp"
 #include "http_receiver.hpp"
@@ -21,39 +22,39 @@ using nlohmann::json;
 
 namespace {
 
-diff::ChangeSet change(std::string name = "web", diff::ChangeType type = diff::ChangeType::modified,
-                       size_t nchanges = 1) {
-  diff::ChangeSet cs;
+model::ChangeSet change(std::string name = "web", model::ChangeType type = model::ChangeType::modified,
+                        size_t nchanges = 1) {
+  model::ChangeSet cs;
   cs.type = type;
   cs.cluster = "prod-eu";
   cs.observed_at = "2026-11-23T10:00:00.123Z";
-  cs.resource = kube::resource_type_for("apps/v1", "Deployment");
+  cs.resource = model::resource_type_for("apps/v1", "Deployment");
   cs.object_namespace = "shop";
   cs.name = std::move(name);
   cs.uid = "u-" + cs.name;
   cs.resource_version = "42";
   cs.id = "prod-eu/" + cs.uid + "/42";
-  cs.actor = diff::Actor{"kubectl-set", "Update", "2026-11-23T10:00:00Z"};
-  if (type == diff::ChangeType::modified) {
-    cs.changes.push_back({diff::FieldOp::replace, "spec.replicas", "2", "3"});
+  cs.actor = model::Actor{"kubectl-set", "Update", "2026-11-23T10:00:00Z"};
+  if (type == model::ChangeType::modified) {
+    cs.changes.push_back({model::FieldOp::replace, "spec.replicas", "2", "3"});
     for (size_t i = 1; i < nchanges; ++i)
-      cs.changes.push_back({diff::FieldOp::add, "metadata.labels.l" + std::to_string(i), "", "\"v\""});
+      cs.changes.push_back({model::FieldOp::add, "metadata.labels.l" + std::to_string(i), "", "\"v\""});
   } else {
     cs.new_object = R"({"metadata":{"name":")" + cs.name + R"("}})";
   }
-  cs.summary = diff::summarize(cs);
+  cs.summary = model::summarize(cs);
   return cs;
 }
 
 // One handler of a bundled plugin, driven through the host's ABI path.
 struct Bundled {
-  server::Metrics metrics;
+  Metrics metrics;
   std::unique_ptr<plugin::Handler> handler;
   Bundled(const std::string& plugin, const json& config) {
     auto lib = plugin::PluginLibrary::load(std::filesystem::path(KUBETRAIL_PLUGIN_DIR) / (plugin + ".so"));
     handler = std::make_unique<plugin::Handler>("h", lib, config, &metrics);
   }
-  plugin::Outcome deliver(const std::vector<diff::ChangeSet>& sets) {
+  plugin::Outcome deliver(const std::vector<model::ChangeSet>& sets) {
     std::vector<std::unique_ptr<plugin::AbiChangeSet>> views;
     std::vector<const plugin::AbiChangeSet*> items;
     for (const auto& cs : sets) {
@@ -125,7 +126,7 @@ TEST_CASE("webhook: one change set per request, exactly the schema v1 JSON, with
 TEST_CASE("webhook: batch_max groups a batch into JSON arrays at the boundaries") {
   test::HttpReceiver rx;
   Bundled b("webhook", {{"url", rx.url()}, {"batch_max", 2}});
-  std::vector<diff::ChangeSet> sets;
+  std::vector<model::ChangeSet> sets;
   for (int i = 0; i < 5; ++i) sets.push_back(change("n" + std::to_string(i)));
   CHECK(b.deliver(sets).status == KUBETRAIL_OK);
   auto reqs = rx.requests();
@@ -143,7 +144,7 @@ TEST_CASE("webhook: CloudEvents structured and binary modes") {
   }
   {
     Bundled b("webhook", {{"url", rx.url()}, {"format", "cloudevents-binary"}});
-    REQUIRE(b.deliver({change("web", diff::ChangeType::added)}).status == KUBETRAIL_OK);
+    REQUIRE(b.deliver({change("web", model::ChangeType::added)}).status == KUBETRAIL_OK);
   }
   auto reqs = rx.requests();
   REQUIRE(reqs.size() == 2);
@@ -229,7 +230,7 @@ TEST_CASE("webhook: 429 with Retry-After is retried after the delay - 500 is ret
                         "[[routes]]\nchain = [\"hook\"]\n",
                     "t.toml");
   plugin::PluginLoader loader(KUBETRAIL_PLUGIN_DIR);
-  server::Metrics metrics;
+  Metrics metrics;
   auto handlers = deliver::create_handlers(cfg, loader, &metrics);
   route::Router router(cfg.routes);
   std::vector<std::chrono::milliseconds> sleeps;
@@ -295,8 +296,8 @@ TEST_CASE("slack: incoming webhook gets a Block Kit message with header, actor, 
   test::HttpReceiver rx;
   setenv("KT_TEST_SLACK", rx.url("/services/T000/B000/XXXX").c_str(), 1);
   Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK"}, {"max_changes", 10}});
-  REQUIRE(b.deliver({change("web", diff::ChangeType::modified, 12), change("new", diff::ChangeType::added),
-                     change("old", diff::ChangeType::deleted)})
+  REQUIRE(b.deliver({change("web", model::ChangeType::modified, 12), change("new", model::ChangeType::added),
+                     change("old", model::ChangeType::deleted)})
               .status == KUBETRAIL_OK);
   auto reqs = rx.requests();
   REQUIRE(reqs.size() == 3);
@@ -331,10 +332,10 @@ TEST_CASE("slack: strings from an object never become Slack markup in any field"
   setenv("KT_TEST_SLACK_ESC", rx.url("/services/T/B/X").c_str(), 1);
   Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK_ESC"}});
   auto cs = change("web");
-  cs.changes = {{diff::FieldOp::replace, "data.motd", "\"hi\"", "\"<!channel> <https://evil.example|click>\""}};
-  cs.summary = diff::summarize(cs);
+  cs.changes = {{model::FieldOp::replace, "data.motd", "\"hi\"", "\"<!channel> <https://evil.example|click>\""}};
+  cs.summary = model::summarize(cs);
   REQUIRE(cs.summary.find("<!channel>") != std::string::npos);  // the summary quotes the value
-  auto evil = change("<!here>", diff::ChangeType::added);
+  auto evil = change("<!here>", model::ChangeType::added);
   REQUIRE(b.deliver({cs, evil}).status == KUBETRAIL_OK);
   auto reqs = rx.requests();
   REQUIRE(reqs.size() == 2);
@@ -389,7 +390,7 @@ TEST_CASE("slack: rate_per_minute coalesces the overflow into one message, then 
   test::HttpReceiver rx;
   setenv("KT_TEST_SLACK", rx.url().c_str(), 1);
   Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK"}, {"rate_per_minute", 2}});
-  std::vector<diff::ChangeSet> sets;
+  std::vector<model::ChangeSet> sets;
   for (int i = 0; i < 5; ++i) sets.push_back(change("n" + std::to_string(i)));
   CHECK(b.deliver(sets).status == KUBETRAIL_OK);
   auto reqs = rx.requests();
@@ -514,8 +515,8 @@ TEST_CASE("log: json lines with field selection, text lines, and pretty with col
 TEST_CASE("log: files rotate by size, keeping max_files") {
   test::TempDir dir;
   Bundled b("log", {{"format", "json"}, {"path", (dir / "c.jsonl").string()}, {"max_size_mb", 1}, {"max_files", 2}});
-  std::vector<diff::ChangeSet> sets;
-  for (int i = 0; i < 100; ++i) sets.push_back(change("n" + std::to_string(i), diff::ChangeType::modified, 40));
+  std::vector<model::ChangeSet> sets;
+  for (int i = 0; i < 100; ++i) sets.push_back(change("n" + std::to_string(i), model::ChangeType::modified, 40));
   for (int round = 0; round < 12; ++round) REQUIRE(b.deliver(sets).status == KUBETRAIL_OK);  // ~3.5 MB
   CHECK(std::filesystem::exists(dir / "c.jsonl"));
   CHECK(std::filesystem::exists(dir / "c.1.jsonl"));

@@ -6,13 +6,13 @@
 using namespace kubetrail;
 
 namespace {
-diff::ChangeSet change(diff::ChangeType t, std::string ns, std::vector<std::string> paths) {
-  diff::ChangeSet cs;
+model::ChangeSet change(model::ChangeType t, std::string ns, std::vector<std::string> paths) {
+  model::ChangeSet cs;
   cs.type = t;
-  cs.resource = kube::resource_type_for("apps/v1", "Deployment");
+  cs.resource = model::resource_type_for("apps/v1", "Deployment");
   cs.object_namespace = std::move(ns);
   cs.name = "web";
-  for (auto& p : paths) cs.changes.push_back({diff::FieldOp::replace, p, "1", "2"});
+  for (auto& p : paths) cs.changes.push_back({model::FieldOp::replace, p, "1", "2"});
   return cs;
 }
 }  // namespace
@@ -40,17 +40,17 @@ chain = ["a"]
 )",
                            "t.toml");
   route::Router router(cfg.routes);
-  auto names = [&](const diff::ChangeSet& cs) {
+  auto names = [&](const model::ChangeSet& cs) {
     std::vector<std::string> out;
     for (auto* r : router.match(cs)) out.push_back(r->name);
     return out;
   };
-  CHECK(names(change(diff::ChangeType::modified, "shop", {"spec.template.spec.containers[name=web].image"})) ==
+  CHECK(names(change(model::ChangeType::modified, "shop", {"spec.template.spec.containers[name=web].image"})) ==
         std::vector<std::string>{"images"});
-  CHECK(names(change(diff::ChangeType::modified, "shop", {"spec.replicas"})).empty());
-  CHECK(names(change(diff::ChangeType::modified, "other", {"spec.template.spec.containers[name=web].image"})).empty());
-  CHECK(names(change(diff::ChangeType::deleted, "shop", {})) == std::vector<std::string>{"images", "deletes"});
-  auto r = router.match(change(diff::ChangeType::modified, "shop", {"spec.template.spec.containers[name=x].image"}));
+  CHECK(names(change(model::ChangeType::modified, "shop", {"spec.replicas"})).empty());
+  CHECK(names(change(model::ChangeType::modified, "other", {"spec.template.spec.containers[name=web].image"})).empty());
+  CHECK(names(change(model::ChangeType::deleted, "shop", {})) == std::vector<std::string>{"images", "deletes"});
+  auto r = router.match(change(model::ChangeType::modified, "shop", {"spec.template.spec.containers[name=x].image"}));
   REQUIRE(r.size() == 1);
   CHECK(r[0]->chain == std::vector<std::string>{"a", "b"});
 }
@@ -58,16 +58,16 @@ chain = ["a"]
 TEST_CASE("a route without match takes everything") {
   auto cfg = config::parse("[[handlers]]\nname = \"a\"\nplugin = \"log\"\n[[routes]]\nchain = [\"a\"]\n", "t.toml");
   route::Router router(cfg.routes);
-  CHECK(router.match(change(diff::ChangeType::added, "x", {})).size() == 1);
+  CHECK(router.match(change(model::ChangeType::added, "x", {})).size() == 1);
 }
 
 TEST_CASE("a resource is named by plural, plural.group, kind in any case, or *.GROUP") {
-  auto d = kube::resource_type_for("apps/v1", "Deployment");
+  auto d = model::resource_type_for("apps/v1", "Deployment");
   for (const char* n : {"deployments", "deployments.apps", "Deployment", "deployment", "DEPLOYMENT", "*.apps"})
     CHECK_MESSAGE(d.named_by(n), n);
   for (const char* n : {"deploy.apps", "deployments.batch", "*.batch", "*.", "*", "pods"})
     CHECK_FALSE_MESSAGE(d.named_by(n), n);
-  auto cm = kube::resource_type_for("v1", "ConfigMap");
+  auto cm = model::resource_type_for("v1", "ConfigMap");
   CHECK(cm.named_by("configmaps"));
   CHECK_FALSE(cm.named_by("*.apps"));
   CHECK_FALSE(cm.named_by("*."));  // not a way to say "the core group"

@@ -10,8 +10,8 @@ using namespace kubetrail;
 
 namespace {
 
-kube::StoredObject object(const std::string& uid, const std::string& rv, const std::string& json) {
-  kube::StoredObject o;
+model::StoredObject object(const std::string& uid, const std::string& rv, const std::string& json) {
+  model::StoredObject o;
   o.uid = uid;
   o.resource_version = rv;
   o.json = json;

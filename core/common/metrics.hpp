@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kubetrail::server {
+namespace kubetrail {
 
 enum class MetricKind { counter, gauge, histogram };
 
@@ -52,4 +52,4 @@ class Metrics {
   std::atomic<size_t> size_{0};
 };
 
-}  // namespace kubetrail::server
+}  // namespace kubetrail

@@ -33,21 +33,21 @@
 #include "common/clock.hpp"
 #include "diff/diff.hpp"
 #include "kube/api.hpp"
-#include "kube/object_store.hpp"
-#include "kube/resource.hpp"
 #include "kube/watch_stream.hpp"
+#include "model/object_store.hpp"
+#include "model/resource_type.hpp"
 
 namespace kubetrail::state {
 class StateStore;
 }
-namespace kubetrail::server {
+namespace kubetrail {
 class Metrics;
 }
 
-namespace kubetrail::kube {
+namespace kubetrail::watch {
 
 struct InformerOptions {
-  ResourceType type;
+  model::ResourceType type;
   std::string namespace_scope;  // "" = all namespaces
   std::vector<std::string> exclude_namespaces;
   std::string label_selector;
@@ -59,7 +59,7 @@ struct InformerOptions {
   // Where to checkpoint (null: nothing survives a restart). With a
   // checkpoint from an earlier run, start-up reports what changed since.
   state::StateStore* state = nullptr;
-  server::Metrics* metrics = nullptr;  // null: no metrics
+  Metrics* metrics = nullptr;  // null: no metrics
   // Report the objects of the first list as Added (flagged catchUp) when no
   // checkpoint says otherwise: for a resource that began to be served while
   // kubetrail was running, everything in it is new.
@@ -75,13 +75,13 @@ struct InformerOptions {
   // a server that closes every watch at once must not be asked again at once.
   std::chrono::milliseconds short_watch{1000};
   // The largest watch event held back while it arrives ([watch] max_event_mb).
-  size_t max_event_bytes = JsonFramer::kDefaultMaxFrame;
+  size_t max_event_bytes = kube::JsonFramer::kDefaultMaxFrame;
 };
 
 class Informer {
  public:
-  using Sink = std::function<void(diff::ChangeSet&&)>;
-  Informer(Api& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink);
+  using Sink = std::function<void(model::ChangeSet&&)>;
+  Informer(kube::Api& client, InformerOptions options, std::string cluster, model::DiffOptions diff, Sink sink);
 
   void run(const std::atomic<bool>& stop);
 
@@ -116,7 +116,7 @@ class Informer {
   void commit(bool force);
   void touched(std::string_view ns, std::string_view name);
 
-  Api& client_;
+  kube::Api& client_;
   Clock& clock_;
   Backoff backoff_;
   uint32_t retry_after_ms_ = 0;        // the last failed list's Retry-After
@@ -125,16 +125,16 @@ class Informer {
   std::string name_;
   diff::ChangeDetector detector_;
   Sink sink_;
-  ObjectStore store_;
+  model::ObjectStore store_;
   std::string rv_;
   std::atomic<bool> synced_{false};
   Stats stats_;
   std::atomic<std::chrono::steady_clock::time_point> last_heard_{std::chrono::steady_clock::now()};
-  std::string state_key_;                 // the resource (and namespace) in the state store
-  std::set<std::string> dirty_;           // keys changed since the last checkpoint
-  bool prune_checkpoint_ = false;         // after a list: drop checkpointed keys no longer cached
-  std::set<std::string> checkpointed_;    // keys the state store holds
-  std::vector<diff::ChangeSet> pending_;  // found, not yet durable (with a state store)
+  std::string state_key_;                  // the resource (and namespace) in the state store
+  std::set<std::string> dirty_;            // keys changed since the last checkpoint
+  bool prune_checkpoint_ = false;          // after a list: drop checkpointed keys no longer cached
+  std::set<std::string> checkpointed_;     // keys the state store holds
+  std::vector<model::ChangeSet> pending_;  // found, not yet durable (with a state store)
   std::chrono::steady_clock::time_point last_checkpoint_{};
   // Metric ids (-1 without metrics): events by type, and the rest.
   int32_t m_events_[5] = {-1, -1, -1, -1, -1};
@@ -142,7 +142,7 @@ class Informer {
   int32_t m_noise_ = -1, m_watches_ = -1, m_failed_ = -1;
   int32_t m_relists_expired_ = -1, m_relists_continue_ = -1;  // kubetrail_relists_total by reason
   void record(int32_t id, double v = 1);
-  void emit(diff::ChangeSet&& cs);
+  void emit(model::ChangeSet&& cs);
 };
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::watch

@@ -1,4 +1,4 @@
-#include "server/metrics.hpp"
+#include "common/metrics.hpp"
 
 #include <array>
 #include <charconv>
@@ -6,7 +6,7 @@
 #include <map>
 #include <sstream>
 
-namespace kubetrail::server {
+namespace kubetrail {
 
 namespace {
 // Latency buckets in seconds: from 100 µs to 30 s.
@@ -129,4 +129,4 @@ std::string Metrics::render() const {
   return out;
 }
 
-}  // namespace kubetrail::server
+}  // namespace kubetrail

@@ -1,15 +1,15 @@
-#include "cli/watches.hpp"
+#include "watch/watches.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
-namespace kubetrail::cli {
+namespace kubetrail::watch {
 
 struct Watches::Watched {
-  kube::ResourceType type;
+  model::ResourceType type;
   std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<kube::Informer>> informers;  // one per namespace scope
+  std::vector<std::unique_ptr<watch::Informer>> informers;  // one per namespace scope
   std::vector<std::thread> threads;
 
   void halt() {
@@ -19,19 +19,18 @@ struct Watches::Watched {
   }
 };
 
-Watches::Watches(kube::Client& client, const config::Config& cfg, state::StateStore* state, server::Metrics* metrics,
-                 Sink sink)
+Watches::Watches(kube::Client& client, const config::Config& cfg, state::StateStore* state, Metrics* metrics, Sink sink)
     : client_(client), cfg_(cfg), state_(state), metrics_(metrics), sink_(std::move(sink)) {}
 
 Watches::~Watches() { stop_all(); }
 
-void Watches::start(const kube::ResourceType& type, bool report_existing, std::shared_ptr<const std::string> openapi) {
+void Watches::start(const model::ResourceType& type, bool report_existing, std::shared_ptr<const std::string> openapi) {
   auto w = std::make_unique<Watched>();
   w->type = type;
   std::vector<std::string> scopes{""};
   if (type.namespaced && !cfg_.watch.namespaces.empty()) scopes = cfg_.watch.namespaces;
   for (const auto& ns : scopes) {
-    kube::InformerOptions opt;
+    watch::InformerOptions opt;
     opt.type = type;
     opt.namespace_scope = ns;
     opt.exclude_namespaces = cfg_.watch.exclude_namespaces;
@@ -41,16 +40,16 @@ void Watches::start(const kube::ResourceType& type, bool report_existing, std::s
     opt.metrics = metrics_;
     opt.report_existing = report_existing;
     opt.openapi_v3 = openapi;
-    w->informers.push_back(std::make_unique<kube::Informer>(client_, opt, cfg_.cluster.name, cfg_.diff, sink_));
+    w->informers.push_back(std::make_unique<watch::Informer>(client_, opt, cfg_.cluster.name, cfg_.diff, sink_));
   }
   for (auto& inf : w->informers) w->threads.emplace_back([i = inf.get(), stop = &w->stop] { i->run(*stop); });
   by_resource_[type.qualified_name()] = std::move(w);
 }
 
-std::map<std::string, kube::ResourceType> Watches::resolve(const kube::Discovery& discovery,
-                                                           const std::vector<std::string>& resources,
-                                                           std::vector<std::string>& errors) {
-  std::map<std::string, kube::ResourceType> want;
+std::map<std::string, model::ResourceType> Watches::resolve(const kube::Discovery& discovery,
+                                                            const std::vector<std::string>& resources,
+                                                            std::vector<std::string>& errors) {
+  std::map<std::string, model::ResourceType> want;
   for (const auto& name : resources) {
     if (name.starts_with("*.")) {
       std::string group = name.substr(2);
@@ -159,4 +158,4 @@ std::vector<std::string> Watches::watched() const {
   return out;
 }
 
-}  // namespace kubetrail::cli
+}  // namespace kubetrail::watch

@@ -2,11 +2,52 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
-#include "diff/diff.hpp"
+#include "model/change_set.hpp"
 
-namespace kubetrail::diff {
+namespace kubetrail::model {
 
 using ordered_json = nlohmann::ordered_json;
+
+std::string_view to_string(ChangeType t) noexcept {
+  switch (t) {
+    case ChangeType::added: return "Added";
+    case ChangeType::deleted: return "Deleted";
+    default: return "Modified";
+  }
+}
+
+std::optional<ChangeType> parse_change_type(std::string_view s) noexcept {
+  if (s == "Added") return ChangeType::added;
+  if (s == "Modified") return ChangeType::modified;
+  if (s == "Deleted") return ChangeType::deleted;
+  return std::nullopt;
+}
+
+std::string_view to_string(FieldOp op) noexcept {
+  switch (op) {
+    case FieldOp::add: return "add";
+    case FieldOp::remove: return "remove";
+    default: return "replace";
+  }
+}
+
+std::string change_set_id(std::string_view cluster, ChangeType type, std::string_view uid, std::string_view ns,
+                          std::string_view name, std::string_view resource_version) {
+  std::string id;
+  id.reserve(cluster.size() + uid.size() + resource_version.size() + 10);
+  id.append(cluster).push_back('/');
+  if (uid.empty()) {  // hand-written objects only: the API server gives every object a uid
+    id.append(ns).push_back('/');
+    id.append(name).push_back('/');
+    id.append(resource_version);
+    return id;
+  }
+  id.append(uid).push_back('/');
+  // An object (a uid) is deleted once: its Deleted change set has one id
+  // whether a watch saw the deletion or a relist found the object gone.
+  id.append(type == ChangeType::deleted ? std::string_view("deleted") : resource_version);
+  return id;
+}
 
 namespace {
 ordered_json parse_or_string(const std::string& text) {
@@ -22,7 +63,7 @@ std::string ChangeSet::to_json() const {
   j["schemaVersion"] = "kubetrail.dev/v1";
   j["id"] = id;
   j["cluster"] = cluster;
-  j["type"] = std::string(diff::to_string(type));
+  j["type"] = std::string(to_string(type));
   j["observedAt"] = observed_at;
   j["resource"] = {{"group", resource.group},
                    {"version", resource.version},
@@ -41,7 +82,7 @@ std::string ChangeSet::to_json() const {
   auto& arr = j["changes"] = ordered_json::array();
   for (const auto& c : changes) {
     ordered_json e;
-    e["op"] = std::string(diff::to_string(c.op));
+    e["op"] = std::string(to_string(c.op));
     e["path"] = c.path;
     if (!c.old_json.empty()) e["old"] = parse_or_string(c.old_json);
     if (!c.new_json.empty()) e["new"] = parse_or_string(c.new_json);
@@ -186,4 +227,4 @@ std::string summarize(const ChangeSet& cs) {
   return out;
 }
 
-}  // namespace kubetrail::diff
+}  // namespace kubetrail::model

@@ -1,10 +1,10 @@
-#include "diff/path.hpp"
+#include "model/path.hpp"
 
 #include <charconv>
 
 #include "common/error.hpp"
 
-namespace kubetrail::diff {
+namespace kubetrail::model {
 
 namespace {
 bool needs_quotes(std::string_view key) {
@@ -217,4 +217,4 @@ ParsedPath::ParsedPath(std::string_view text) : pattern_(PathPattern::parse(text
   }
 }
 
-}  // namespace kubetrail::diff
+}  // namespace kubetrail::model

@@ -21,17 +21,16 @@
 
 #include "config/config.hpp"
 #include "kube/discovery.hpp"
-#include "kube/informer.hpp"
+#include "watch/informer.hpp"
 
-namespace kubetrail::cli {
+namespace kubetrail::watch {
 
 class Watches {
  public:
-  using Sink = std::function<void(diff::ChangeSet&&)>;
+  using Sink = std::function<void(model::ChangeSet&&)>;
   // `cfg` (the start-up config: namespaces, selectors, cluster, diff) must
   // outlive this object; so must the client, state and metrics.
-  Watches(kube::Client& client, const config::Config& cfg, state::StateStore* state, server::Metrics* metrics,
-          Sink sink);
+  Watches(kube::Client& client, const config::Config& cfg, state::StateStore* state, Metrics* metrics, Sink sink);
   ~Watches();
   Watches(const Watches&) = delete;
   Watches& operator=(const Watches&) = delete;
@@ -48,9 +47,9 @@ class Watches {
   std::vector<std::string> reconcile(const kube::Discovery& discovery, const std::vector<std::string>& resources);
   // The resolution reconcile() uses: resource types by qualified name, and
   // a message per name that does not resolve.
-  static std::map<std::string, kube::ResourceType> resolve(const kube::Discovery& discovery,
-                                                           const std::vector<std::string>& resources,
-                                                           std::vector<std::string>& errors);
+  static std::map<std::string, model::ResourceType> resolve(const kube::Discovery& discovery,
+                                                            const std::vector<std::string>& resources,
+                                                            std::vector<std::string>& errors);
   void stop_all();
 
   // Probes and metrics.
@@ -63,12 +62,12 @@ class Watches {
 
  private:
   struct Watched;
-  void start(const kube::ResourceType& type, bool report_existing, std::shared_ptr<const std::string> openapi);
+  void start(const model::ResourceType& type, bool report_existing, std::shared_ptr<const std::string> openapi);
 
   kube::Client& client_;
   const config::Config& cfg_;
   state::StateStore* state_;
-  server::Metrics* metrics_;
+  Metrics* metrics_;
   Sink sink_;
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Watched>> by_resource_;  // by qualified name
@@ -78,4 +77,4 @@ class Watches {
   bool first_ = true;
 };
 
-}  // namespace kubetrail::cli
+}  // namespace kubetrail::watch

@@ -18,7 +18,7 @@
 // -> resourceVersion delivered through), and followers read it. A follower
 // keeps what its own warm informers produced that the leader has not yet
 // confirmed, and delivers exactly that when it takes over (see
-// deliver/handover.hpp).
+// ha/handover.hpp).
 #pragma once
 
 #include <atomic>
@@ -29,7 +29,7 @@
 
 #include "kube/client.hpp"
 
-namespace kubetrail::kube {
+namespace kubetrail::ha {
 
 inline constexpr const char* kAnnotationProgress = "kubetrail.io/delivered-through";
 
@@ -50,7 +50,7 @@ class LeaderElector {
  public:
   using Progress = std::map<std::string, std::string>;
 
-  LeaderElector(Client& client, LeaseSettings settings);
+  LeaderElector(kube::Client& client, LeaseSettings settings);
 
   // The election loop (run it on its own thread): one step every retry
   // period until `stop` or until the lease is lost. A leader keeps renewing
@@ -84,7 +84,7 @@ class LeaderElector {
   std::string lease_json(const std::string& holder, int64_t duration_s, const std::string& acquire_time,
                          int32_t transitions, const std::string& resource_version) const;
 
-  Client& client_;
+  kube::Client& client_;
   LeaseSettings s_;
   // Two locks, so that no reader waits for an API call: step_mu_ serializes
   // step() and release() (which talk to the API server) and guards what only
@@ -107,4 +107,4 @@ class LeaderElector {
   std::atomic<uint64_t> observed_gen_{0};
 };
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::ha

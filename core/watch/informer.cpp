@@ -1,4 +1,4 @@
-#include "kube/informer.hpp"
+#include "watch/informer.hpp"
 
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
@@ -8,12 +8,12 @@
 #include <thread>
 
 #include "common/clock.hpp"
+#include "common/metrics.hpp"
 #include "kube/discovery.hpp"
 #include "kube/watch_stream.hpp"
-#include "server/metrics.hpp"
 #include "state/state_store.hpp"
 
-namespace kubetrail::kube {
+namespace kubetrail::watch {
 
 namespace dom = simdjson::dom;
 
@@ -41,7 +41,7 @@ std::mt19937& rng() {
 
 }  // namespace
 
-Informer::Informer(Api& client, InformerOptions options, std::string cluster, diff::DiffOptions diff, Sink sink)
+Informer::Informer(kube::Api& client, InformerOptions options, std::string cluster, model::DiffOptions diff, Sink sink)
     : client_(client),
       clock_(options.clock ? *options.clock : Clock::real()),
       backoff_(options.backoff),
@@ -53,27 +53,27 @@ Informer::Informer(Api& client, InformerOptions options, std::string cluster, di
                  (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope)) {
   if (auto* m = opt_.metrics) {
     std::string r = opt_.type.qualified_name();
-    for (auto t : {WatchEventType::added, WatchEventType::modified, WatchEventType::deleted, WatchEventType::bookmark,
-                   WatchEventType::error})
+    for (auto t : {model::WatchEventType::added, model::WatchEventType::modified, model::WatchEventType::deleted,
+                   model::WatchEventType::bookmark, model::WatchEventType::error})
       m_events_[static_cast<int>(t)] =
-          m->define(server::MetricKind::counter, "kubetrail_watch_events_total", "watch events received",
+          m->define(MetricKind::counter, "kubetrail_watch_events_total", "watch events received",
                     {{"resource", r}, {"type", std::string(to_string(t))}});
-    for (auto t : {diff::ChangeType::added, diff::ChangeType::modified, diff::ChangeType::deleted})
+    for (auto t : {model::ChangeType::added, model::ChangeType::modified, model::ChangeType::deleted})
       m_change_sets_[static_cast<int>(t)] =
-          m->define(server::MetricKind::counter, "kubetrail_change_sets_total", "change sets produced",
-                    {{"resource", r}, {"type", std::string(diff::to_string(t))}});
-    m_noise_ = m->define(server::MetricKind::counter, "kubetrail_noise_dropped_total",
+          m->define(MetricKind::counter, "kubetrail_change_sets_total", "change sets produced",
+                    {{"resource", r}, {"type", std::string(model::to_string(t))}});
+    m_noise_ = m->define(MetricKind::counter, "kubetrail_noise_dropped_total",
                          "watch events dropped because only noise changed", {{"resource", r}});
     // Why a list was made again: the watch's resourceVersion was too old
     // (410 Gone), or a list page's continue token expired mid-list.
-    m_relists_expired_ = m->define(server::MetricKind::counter, "kubetrail_relists_total",
-                                   "lists made again, by reason", {{"resource", r}, {"reason", "watch_expired"}});
-    m_relists_continue_ = m->define(server::MetricKind::counter, "kubetrail_relists_total",
-                                    "lists made again, by reason", {{"resource", r}, {"reason", "continue_expired"}});
-    m_failed_ = m->define(server::MetricKind::counter, "kubetrail_events_failed_total",
+    m_relists_expired_ = m->define(MetricKind::counter, "kubetrail_relists_total", "lists made again, by reason",
+                                   {{"resource", r}, {"reason", "watch_expired"}});
+    m_relists_continue_ = m->define(MetricKind::counter, "kubetrail_relists_total", "lists made again, by reason",
+                                    {{"resource", r}, {"reason", "continue_expired"}});
+    m_failed_ = m->define(MetricKind::counter, "kubetrail_events_failed_total",
                           "watch events and list items that could not be handled (logged, skipped)", {{"resource", r}});
-    m_watches_ = m->define(server::MetricKind::counter, "kubetrail_watch_restarts_total",
-                           "watches started after the first", {{"resource", r}});
+    m_watches_ = m->define(MetricKind::counter, "kubetrail_watch_restarts_total", "watches started after the first",
+                           {{"resource", r}});
   }
 }
 
@@ -81,7 +81,7 @@ void Informer::record(int32_t id, double v) {
   if (opt_.metrics) opt_.metrics->record(id, v);
 }
 
-void Informer::emit(diff::ChangeSet&& cs) {
+void Informer::emit(model::ChangeSet&& cs) {
   record(m_change_sets_[static_cast<int>(cs.type)]);
   if (opt_.state)
     pending_.push_back(std::move(cs));  // handed on by commit(), once durable
@@ -90,7 +90,7 @@ void Informer::emit(diff::ChangeSet&& cs) {
 }
 
 void Informer::touched(std::string_view ns, std::string_view name) {
-  if (opt_.state) dirty_.insert(ObjectStore::key_of(ns, name));
+  if (opt_.state) dirty_.insert(model::ObjectStore::key_of(ns, name));
 }
 
 void Informer::commit(bool force) {
@@ -99,10 +99,10 @@ void Informer::commit(bool force) {
   // Change sets waiting are never held back: delivery waits for this commit.
   if (pending_.empty() && !force && now - last_checkpoint_ < std::chrono::seconds(1)) return;
   if (pending_.empty() && !prune_checkpoint_ && dirty_.empty() && !force) return;
-  std::vector<std::pair<std::string, const StoredObject*>> upserts;
+  std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
   std::vector<std::string> deletes;
   for (const auto& key : dirty_) {
-    if (const StoredObject* o = store_.find(key))
+    if (const model::StoredObject* o = store_.find(key))
       upserts.emplace_back(key, o);
     else
       deletes.push_back(key);
@@ -195,7 +195,7 @@ void Informer::list_item(dom::element item, const diff::SourceText& source, bool
       touched(ns, name);
     return;
   }
-  seen.insert(ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
+  seen.insert(model::ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
   // A relist after 410 (or the first list against a checkpoint): the
   // fresh list against the cache. Another uid under the same name: the
   // old object is gone and this one new. Same resourceVersion:
@@ -205,7 +205,7 @@ void Informer::list_item(dom::element item, const diff::SourceText& source, bool
     emit(std::move(*gone));
     touched(ns, name);
   }
-  auto cs = detector_.observe(WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
+  auto cs = detector_.observe(model::WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
   if (!cs) {
     failed(&item, "list item", cs.error());
   } else if (cs.value()) {
@@ -245,7 +245,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     }
     if (r.status != 200) {
       ++stats_.errors;
-      spdlog::warn("{}: list failed: {}", name_, describe_failure(r));
+      spdlog::warn("{}: list failed: {}", name_, kube::describe_failure(r));
       retry_after_ms_ = r.retry_after_ms;
       return false;
     }
@@ -274,7 +274,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   } while (!cont.empty());
   if (!initial) {
     std::vector<std::string> gone;
-    store_.for_each([&](const std::string& key, const StoredObject&) {
+    store_.for_each([&](const std::string& key, const model::StoredObject&) {
       if (!seen.count(key)) gone.push_back(key);
     });
     for (const auto& key : gone)
@@ -294,7 +294,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
 
 Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   if (stats_.watches++ > 0) record(m_watches_);
-  JsonFramer framer(opt_.max_event_bytes);
+  kube::JsonFramer framer(opt_.max_event_bytes);
   dom::parser parser;
   WatchEnd end = WatchEnd::ended;
   std::string frame_error;
@@ -314,10 +314,10 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       end = WatchEnd::failed;
       return;
     }
-    auto type = parse_watch_event_type(type_name);
+    auto type = model::parse_watch_event_type(type_name);
     last_heard_ = std::chrono::steady_clock::now();
     if (type) record(m_events_[static_cast<int>(*type)]);
-    if (type == WatchEventType::error) {
+    if (type == model::WatchEventType::error) {
       int64_t code = 0;
       std::string_view msg;
       if (object["code"].get(code) != simdjson::SUCCESS) code = 0;
@@ -332,7 +332,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     }
     std::string_view rv;
     if (object.at_pointer("/metadata/resourceVersion").get(rv) == simdjson::SUCCESS) rv_.assign(rv);
-    if (!type || type == WatchEventType::bookmark) return;
+    if (!type || type == model::WatchEventType::bookmark) return;
     ++stats_.events;
     spdlog::trace("{}: {} resourceVersion {}", name_, to_string(*type), rv_);
     ++events;
@@ -393,7 +393,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   }
   if (r.status != 200) {
     ++stats_.errors;
-    spdlog::warn("{}: watch failed: {}", name_, describe_failure(r));
+    spdlog::warn("{}: watch failed: {}", name_, kube::describe_failure(r));
     watch_retry_after_ms_ = r.retry_after_ms;
     return WatchEnd::failed;
   }
@@ -477,4 +477,4 @@ void Informer::run(const std::atomic<bool>& stop) {
   commit(true);
 }
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::watch

@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace kubetrail::kube {
+namespace kubetrail::model {
 
 // One metadata.managedFields entry, without its field set: who wrote the
 // object and when, for actor attribution.
@@ -68,4 +68,4 @@ class ObjectStore {
   std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
 };
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::model

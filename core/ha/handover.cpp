@@ -1,10 +1,10 @@
-#include "deliver/handover.hpp"
+#include "ha/handover.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 
-namespace kubetrail::deliver {
+namespace kubetrail::ha {
 
 namespace {
 bool to_u64(const std::string& s, uint64_t& out) {
@@ -14,7 +14,7 @@ bool to_u64(const std::string& s, uint64_t& out) {
 }
 }  // namespace
 
-std::string stream_key(const diff::ChangeSet& cs, bool per_namespace) {
+std::string stream_key(const model::ChangeSet& cs, bool per_namespace) {
   std::string key = cs.resource.qualified_name();
   if (per_namespace && cs.resource.namespaced) key += "/" + cs.object_namespace;
   return key;
@@ -25,7 +25,7 @@ bool covered(const std::string& rv, const std::string& through) {
   return to_u64(rv, a) && to_u64(through, b) && a <= b;
 }
 
-void DeliveryProgress::begin(const diff::ChangeSet& cs, int chains) {
+void DeliveryProgress::begin(const model::ChangeSet& cs, int chains) {
   std::lock_guard lock(mu_);
   std::string stream = key_(cs);
   if (auto it = by_id_.find(cs.id); it != by_id_.end()) {  // the same change set again: more chains
@@ -76,7 +76,7 @@ Progress DeliveryProgress::delivered_through() const {
   return through_;
 }
 
-void HandoverBuffer::push(diff::ChangeSet cs) {
+void HandoverBuffer::push(model::ChangeSet cs) {
   std::string stream = key_(cs);
   items_.emplace_back(std::move(stream), std::move(cs));
   if (items_.size() > capacity_) {
@@ -91,7 +91,7 @@ void HandoverBuffer::push(diff::ChangeSet cs) {
 }
 
 void HandoverBuffer::forget_covered(const Progress& leader) {
-  std::deque<std::pair<std::string, diff::ChangeSet>> keep;
+  std::deque<std::pair<std::string, model::ChangeSet>> keep;
   for (auto& item : items_) {
     auto it = leader.find(item.first);
     if (it != leader.end() && covered(item.second.resource_version, it->second)) continue;
@@ -100,12 +100,12 @@ void HandoverBuffer::forget_covered(const Progress& leader) {
   items_ = std::move(keep);
 }
 
-std::vector<diff::ChangeSet> HandoverBuffer::take() {
-  std::vector<diff::ChangeSet> out;
+std::vector<model::ChangeSet> HandoverBuffer::take() {
+  std::vector<model::ChangeSet> out;
   out.reserve(items_.size());
   for (auto& item : items_) out.push_back(std::move(item.second));
   items_.clear();
   return out;
 }
 
-}  // namespace kubetrail::deliver
+}  // namespace kubetrail::ha

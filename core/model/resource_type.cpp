@@ -1,11 +1,11 @@
-#include "kube/resource.hpp"
+#include "model/resource_type.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <utility>
 
-namespace kubetrail::kube {
+namespace kubetrail::model {
 
 void split_api_version(std::string_view api_version, std::string& group, std::string& version) {
   auto slash = api_version.find('/');
@@ -83,4 +83,4 @@ ResourceType resource_type_for(std::string_view api_version, std::string_view ki
   return t;
 }
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::model

@@ -1,4 +1,4 @@
-#include "kube/leader_election.hpp"
+#include "ha/leader_election.hpp"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <random>
 #include <thread>
 
-namespace kubetrail::kube {
+namespace kubetrail::ha {
 
 namespace {
 
@@ -58,7 +58,7 @@ std::string default_identity() {
   return base + "_" + random_hex(8);
 }
 
-LeaderElector::LeaderElector(Client& client, LeaseSettings settings) : client_(client), s_(std::move(settings)) {
+LeaderElector::LeaderElector(kube::Client& client, LeaseSettings settings) : client_(client), s_(std::move(settings)) {
   if (s_.identity.empty()) s_.identity = default_identity();
 }
 
@@ -259,4 +259,4 @@ void LeaderElector::run(const std::atomic<bool>& stop) {
   }
 }
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::ha

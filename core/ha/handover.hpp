@@ -1,5 +1,5 @@
 // What lets a follower take over from a dead leader without losing or
-// doubling change sets (leader election, kube/leader_election.hpp).
+// doubling change sets (leader election, ha/leader_election.hpp).
 //
 // Both replicas watch the same streams, so both produce the same change sets
 // with the same ids. The leader tells how far it got: for every watch
@@ -32,16 +32,16 @@
 #include <unordered_map>
 #include <vector>
 
-#include "diff/diff.hpp"
+#include "model/change_set.hpp"
 
-namespace kubetrail::deliver {
+namespace kubetrail::ha {
 
-using StreamKey = std::function<std::string(const diff::ChangeSet&)>;
+using StreamKey = std::function<std::string(const model::ChangeSet&)>;
 using Progress = std::map<std::string, std::string>;  // stream -> resourceVersion delivered through
 
 // The stream of a change set: "deployments.apps", or "pods/ns1" when
 // per_namespace (the resource is watched namespace by namespace).
-std::string stream_key(const diff::ChangeSet& cs, bool per_namespace);
+std::string stream_key(const model::ChangeSet& cs, bool per_namespace);
 
 // true when resourceVersion `rv` is at or before `through` (both integers).
 bool covered(const std::string& rv, const std::string& through);
@@ -52,7 +52,7 @@ class DeliveryProgress {
  public:
   explicit DeliveryProgress(StreamKey key) : key_(std::move(key)) {}
   // A change set was routed to `chains` chains (0: nothing to deliver).
-  void begin(const diff::ChangeSet& cs, int chains);
+  void begin(const model::ChangeSet& cs, int chains);
   // One chain of change set `id` ended: delivered to its last handler,
   // stopped by STOP, dead-lettered, or skipped as already delivered.
   // Unknown ids (outbox leftovers of an earlier run) are ignored.
@@ -86,19 +86,19 @@ class DeliveryProgress {
 class HandoverBuffer {
  public:
   HandoverBuffer(StreamKey key, size_t capacity) : key_(std::move(key)), capacity_(capacity) {}
-  void push(diff::ChangeSet cs);
+  void push(model::ChangeSet cs);
   // Drops what the leader's progress covers.
   void forget_covered(const Progress& leader);
   // Everything left, oldest first; the buffer is empty afterwards.
-  std::vector<diff::ChangeSet> take();
+  std::vector<model::ChangeSet> take();
   size_t size() const noexcept { return items_.size(); }
   uint64_t dropped() const noexcept { return dropped_; }
 
  private:
   StreamKey key_;
   size_t capacity_;
-  std::deque<std::pair<std::string, diff::ChangeSet>> items_;  // stream, change set
+  std::deque<std::pair<std::string, model::ChangeSet>> items_;  // stream, change set
   uint64_t dropped_ = 0;
 };
 
-}  // namespace kubetrail::deliver
+}  // namespace kubetrail::ha

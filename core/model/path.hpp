@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kubetrail::diff {
+namespace kubetrail::model {
 
 // One step of a concrete path, as met while walking an object. Views point
 // into the walked document or the walker's own storage.
@@ -90,4 +90,4 @@ class ParsedPath {
   std::vector<Segment> segments_;
 };
 
-}  // namespace kubetrail::diff
+}  // namespace kubetrail::model

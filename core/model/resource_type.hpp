@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace kubetrail::kube {
+namespace kubetrail::model {
 
 struct ResourceType {
   std::string group;     // "" for the core group
@@ -32,4 +32,4 @@ void split_api_version(std::string_view api_version, std::string& group, std::st
 // the same English plural rules kube-apiserver's CRD defaulting uses.
 ResourceType resource_type_for(std::string_view api_version, std::string_view kind);
 
-}  // namespace kubetrail::kube
+}  // namespace kubetrail::model

@@ -1,0 +1,78 @@
+// The change set: what one change of one object amounts to, as it flows
+// from the change detector through routes and delivery to plugins (as JSON
+// and as ABI views). Schema kubetrail.dev/v1; docs/CHANGESETS.md says how
+// every field, and the id, is formed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/resource_type.hpp"
+
+namespace kubetrail::model {
+
+enum class ChangeType : uint32_t { added = 1, modified = 2, deleted = 3 };  // = kubetrail_change_type
+enum class FieldOp : uint32_t { add = 1, remove = 2, replace = 3 };         // = kubetrail_field_op
+
+std::string_view to_string(ChangeType t) noexcept;  // "Added", "Modified", "Deleted"
+std::optional<ChangeType> parse_change_type(std::string_view s) noexcept;
+std::string_view to_string(FieldOp op) noexcept;  // "add", "remove", "replace"
+
+struct FieldChange {
+  FieldOp op = FieldOp::replace;
+  std::string path;      // see model/path.hpp
+  std::string old_json;  // minified JSON, "" for add
+  std::string new_json;  // minified JSON, "" for remove
+  bool operator==(const FieldChange&) const = default;
+};
+
+struct Actor {
+  std::string manager;
+  std::string operation;
+  std::string time;
+};
+
+// Schema kubetrail.dev/v1 (docs/CHANGESETS.md). Produced by ChangeDetector, read by
+// routes, delivery and (as JSON and ABI views) plugins.
+struct ChangeSet {
+  ChangeType type = ChangeType::modified;
+  std::string id;  // cluster/uid/resourceVersion
+  std::string cluster;
+  std::string observed_at;
+  ResourceType resource;
+  std::string object_namespace;
+  std::string name;
+  std::string uid;
+  std::string resource_version;
+  std::optional<Actor> actor;
+  std::string summary;
+  std::vector<FieldChange> changes;  // Modified only
+  std::string old_object;            // pruned+redacted JSON: Deleted, or Modified with include_objects
+  std::string new_object;            // pruned+redacted JSON: Added, or Modified with include_objects
+  bool catch_up = false;             // changed while kubetrail was not watching
+
+  // The change set as schema v1 JSON text (compact).
+  std::string to_json() const;
+  // Back from to_json() (the durable outbox stores change sets as JSON).
+  // Throws kubetrail::Error on text that is not a schema v1 change set.
+  static ChangeSet from_json(std::string_view text);
+};
+
+// A change set's id, the same however often the same transition is computed
+// (a watch event, a relist after 410, the catch-up after a restart), so that
+// the outbox and receivers can drop repeats:
+//   Added, Modified: CLUSTER/UID/RESOURCEVERSION (the version it changed to)
+//   Deleted:         CLUSTER/UID/deleted (an object is deleted once)
+// An object without a uid (hand-written manifests) gets
+// CLUSTER/NAMESPACE/NAME/RESOURCEVERSION.
+std::string change_set_id(std::string_view cluster, ChangeType type, std::string_view uid, std::string_view ns,
+                          std::string_view name, std::string_view resource_version);
+
+// One human line: "Deployment shop/web: replicas 2 → 3; image of container
+// web nginx:1.25 → nginx:1.27".
+std::string summarize(const ChangeSet& cs);
+
+}  // namespace kubetrail::model
