@@ -221,6 +221,12 @@ void read_route(const value& t, size_t index, Config& cfg) {
     }
   }
   r.reject_unknown();
+  // Delivery keys chains by route, and logs, metrics and dead letters name
+  // routes: two with one name would be told apart by nothing.
+  for (const auto& other : cfg.routes)
+    if (other.name == route.name)
+      throw Error(route.where + ": key \"" + prefix + "name\": route \"" + route.name + "\" is defined twice (first at " +
+                  other.where + ")");
   cfg.routes.push_back(std::move(route));
 }
 

@@ -92,6 +92,31 @@ chain = ["audit", "team"]
                        Error);
 }
 
+// Before: accepted, and DeliveryService (which looked chains up by route
+// name) gave both routes the last one's chain.
+TEST_CASE("two routes with the same name are an error naming both lines") {
+  const char* text = R"([[handlers]]
+name = "audit"
+plugin = "log"
+
+[[handlers]]
+name = "team"
+plugin = "log"
+
+[[routes]]
+name = "main"
+chain = ["audit"]
+
+[[routes]]
+name = "main"
+chain = ["team"]
+)";
+  CHECK_THROWS_WITH_AS(parse(text),
+                       doctest::Contains("kubetrail.toml:13: key \"routes[1].name\": route \"main\" is defined "
+                                         "twice (first at kubetrail.toml:9)"),
+                       Error);
+}
+
 TEST_CASE("a handler in no route, or defined twice, is an error") {
   CHECK_THROWS_WITH_AS(parse("[[handlers]]\nname = \"lonely\"\nplugin = \"log\"\n"),
                        doctest::Contains("handler \"lonely\" is in no route's chain"), Error);
