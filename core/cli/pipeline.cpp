@@ -12,7 +12,9 @@ Pipeline::Pipeline(const config::Config& cfg, const Args& args, Metrics& metrics
       loader_(plugin_dir(cfg, args)),
       handlers_(deliver::create_handlers(cfg, loader_, &metrics_)),
       router_(cfg.routes),
-      dispatcher_(handlers_, router_, &metrics_) {
+      engine_(
+          std::make_unique<deliver::Engine>(handlers_, cfg_, router_, &metrics_,
+                                            deliver::EngineOptions{.scheduling = deliver::Scheduling::inline_calls})) {
   for (const auto& [name, slot] : handlers_)
     if (!slot.handler) {
       spdlog::error("{}", slot.error);
@@ -21,8 +23,10 @@ Pipeline::Pipeline(const config::Config& cfg, const Args& args, Metrics& metrics
 }
 
 void Pipeline::start_async(state::StateStore* outbox, ha::DeliveryProgress* progress) {
-  service_ = std::make_unique<deliver::DeliveryService>(handlers_, cfg_, router_, &metrics_, outbox, progress);
-  service_->start();
+  engine_ = std::make_unique<deliver::Engine>(
+      handlers_, cfg_, router_, &metrics_,
+      deliver::EngineOptions{.scheduling = deliver::Scheduling::threads, .outbox = outbox, .progress = progress});
+  engine_->start();
 }
 
 bool Pipeline::accepts(const model::ChangeSet& cs) const {
@@ -32,15 +36,11 @@ bool Pipeline::accepts(const model::ChangeSet& cs) const {
 
 bool Pipeline::deliver(const model::ChangeSet& cs) {
   if (!accepts(cs)) return true;
-  if (service_) {
-    service_->submit(cs);
-    return true;
-  }
-  return dispatcher_.dispatch(cs);
+  return engine_->submit(cs);
 }
 
 bool Pipeline::flush(std::chrono::milliseconds drain, uint32_t reason) {
-  if (service_) service_->stop(drain);
+  engine_->stop(drain);
   bool ok = true;
   for (auto& [name, slot] : handlers_)
     if (slot.handler) {

@@ -1,6 +1,7 @@
 // The delivery half of the pipeline, shared by `replay` and `run`: plugins
 // loaded, handlers created (a failing one reported, the others kept),
-// routes, the dispatcher, and the [watch] events filter.
+// routes, the delivery engine (inline until start_async()), and the [watch]
+// events filter.
 #pragma once
 
 #include <map>
@@ -9,7 +10,7 @@
 #include "cli/common.hpp"
 #include "common/metrics.hpp"
 #include "deliver/deliver.hpp"
-#include "deliver/delivery_service.hpp"
+#include "deliver/engine.hpp"
 #include "route/route.hpp"
 
 namespace kubetrail::cli {
@@ -33,13 +34,11 @@ class Pipeline {
   // Shutdown: delivers what is queued (asynchronous: for up to `drain`),
   // then flushes every handler. True when all flushed.
   bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10), uint32_t reason = KUBETRAIL_FLUSH_SHUTDOWN);
-  size_t queued() const { return service_ ? service_->queued() : 0; }
-  std::string stuck(std::chrono::steady_clock::duration limit) const {
-    return service_ ? service_->stuck(limit) : std::string();
-  }
+  size_t queued() const { return engine_->queued(); }
+  std::string stuck(std::chrono::steady_clock::duration limit) const { return engine_->stuck(limit); }
 
   bool handler_errors() const noexcept { return handler_errors_; }
-  const deliver::Dispatcher::Stats& stats() const noexcept { return dispatcher_.stats(); }
+  const deliver::Engine::Stats& stats() const noexcept { return engine_->stats(); }
   Metrics& metrics() noexcept { return metrics_; }
   const config::Config& config() const noexcept { return cfg_; }
 
@@ -49,8 +48,7 @@ class Pipeline {
   plugin::PluginLoader loader_;
   std::map<std::string, deliver::HandlerSlot> handlers_;
   route::Router router_;
-  deliver::Dispatcher dispatcher_;
-  std::unique_ptr<deliver::DeliveryService> service_;
+  std::unique_ptr<deliver::Engine> engine_;
   bool handler_errors_ = false;
 };
 

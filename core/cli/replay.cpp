@@ -112,7 +112,8 @@ int run_replay(const Args& args) {
   spdlog::info(
       "replayed {} events from {} file(s): {} change sets, {} noise-only updates dropped, {} skipped by "
       "[watch] filters, {} unrouted, {} deliveries failed",
-      recording.events().size(), recording.files().size(), ds.change_sets, ds.noise, skipped, ps.unrouted, ps.failed);
+      recording.events().size(), recording.files().size(), ds.change_sets, ds.noise, skipped, ps.unrouted.load(),
+      ps.dead.load());
   for (const auto& e : recording.errors()) spdlog::error("{}", e);
   return recording.errors().empty() && delivered_all && !pipeline.handler_errors() ? 0 : 1;
 }

@@ -225,8 +225,8 @@ void read_route(const value& t, size_t index, Config& cfg) {
   // routes: two with one name would be told apart by nothing.
   for (const auto& other : cfg.routes)
     if (other.name == route.name)
-      throw Error(route.where + ": key \"" + prefix + "name\": route \"" + route.name + "\" is defined twice (first at " +
-                  other.where + ")");
+      throw Error(route.where + ": key \"" + prefix + "name\": route \"" + route.name +
+                  "\" is defined twice (first at " + other.where + ")");
   cfg.routes.push_back(std::move(route));
 }
 

@@ -1,11 +1,5 @@
-// Delivery: hands each change set to the handler chains its routes name, in
-// order, with retries and backoff. A STOP ends a chain; a FAIL is logged and
-// counted and the chain goes on (one failing handler never takes down the
-// others).
-//
-// This is the synchronous first stage of delivery used by `replay`; per
-// handler queues and the durable outbox build on it (see docs/ROADMAP.md).
-// Not thread-safe.
+// What the delivery engine (deliver/engine.hpp) is made of: the handlers
+// created from the config, the retry backoff, per-handler metrics.
 #pragma once
 
 #include <chrono>
@@ -46,35 +40,5 @@ struct HandlerMetrics {
   }
 };
 HandlerMetrics define_handler_metrics(Metrics& metrics, const std::string& handler);
-
-class Dispatcher {
- public:
-  using SleepFn = std::function<void(std::chrono::milliseconds)>;
-  Dispatcher(std::map<std::string, HandlerSlot>& handlers, const route::Router& router, Metrics* metrics,
-             SleepFn sleep = nullptr);
-
-  // Delivers along every route the change set matches. True when every
-  // handler took it (OK or STOP).
-  bool dispatch(const model::ChangeSet& cs);
-
-  struct Stats {
-    uint64_t dispatched = 0;
-    uint64_t unrouted = 0;
-    uint64_t delivered = 0;  // handler deliveries that succeeded
-    uint64_t failed = 0;     // handler deliveries that failed for good
-  };
-  const Stats& stats() const noexcept { return stats_; }
-
- private:
-  bool deliver_one(const std::string& handler, const plugin::AbiChangeSet& item, bool& stop);
-
-  std::map<std::string, HandlerSlot>& handlers_;
-  const route::Router& router_;
-  Metrics* metrics_;
-  SleepFn sleep_;
-  Stats stats_;
-  int32_t m_unrouted_ = -1;
-  std::map<std::string, HandlerMetrics> handler_metrics_;
-};
 
 }  // namespace kubetrail::deliver

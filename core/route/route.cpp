@@ -16,7 +16,7 @@ struct Router::Compiled {
 Router::Router(const std::vector<config::RouteConfig>& routes) {
   for (const auto& r : routes) {
     auto c = std::make_unique<Compiled>();
-    c->route = Route{r.name, r.chain};
+    c->route = Route{routes_.size(), r.name, r.chain};
     c->has_match = r.has_match;
     c->match = r.match;
     for (const auto& p : r.match.paths) c->paths.push_back(model::PathPattern::parse(p));
@@ -24,6 +24,16 @@ Router::Router(const std::vector<config::RouteConfig>& routes) {
   }
 }
 Router::~Router() = default;
+
+const Route* Router::at(size_t index) const noexcept {
+  return index < routes_.size() ? &routes_[index]->route : nullptr;
+}
+
+const Route* Router::find(std::string_view name) const noexcept {
+  for (const auto& c : routes_)
+    if (c->route.name == name) return &c->route;
+  return nullptr;
+}
 Router::Router(Router&&) noexcept = default;
 
 std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.hpp"
@@ -16,6 +17,7 @@
 namespace kubetrail::route {
 
 struct Route {
+  size_t index = 0;  // position in the config: how delivery keys chains (names are unique too)
   std::string name;
   std::vector<std::string> chain;  // handler names, in order
 };
@@ -31,6 +33,12 @@ class Router {
   // pattern names it, an ancestor or a descendant); Added and Deleted carry
   // the whole object and so match any `paths`.
   std::vector<const Route*> match(const model::ChangeSet& cs) const;
+
+  size_t size() const noexcept { return routes_.size(); }
+  const Route* at(size_t index) const noexcept;
+  // By name (the outbox records the route of a row by name), or null when
+  // the running config has no such route (it was removed by a reload).
+  const Route* find(std::string_view name) const noexcept;
 
  private:
   struct Compiled;

@@ -2,7 +2,10 @@
  * Config: {"path": "FILE", "fail_create": bool, "status": "ok|retry|fail|stop",
  *          "retries_before_ok": N}
  * Appends one line per change set to FILE: "TYPE RESOURCE NS/NAME CHANGES
- * PADDING_OK", so tests can check exactly what crossed the ABI. */
+ * PADDING_OK", so tests can check exactly what crossed the ABI.
+ * Built twice: as c_recorder (KUBETRAIL_CAP_BATCH) and, with NO_CAP_BATCH, as
+ * c_recorder_single, which fails any call carrying more than one change set
+ * (the host must not batch for a plugin that did not ask for it). */
 #include <kubetrail/plugin.h>
 #include <stdlib.h>
 
@@ -80,6 +83,12 @@ static int32_t rec_handle(void* instance, const kubetrail_batch* batch, kubetrai
   recorder* r = (recorder*)instance;
   FILE* f;
   size_t i, k;
+#ifdef NO_CAP_BATCH
+  if (batch->count > 1) {
+    kubetrail_error_set(err, "a batch of %u change sets, without KUBETRAIL_CAP_BATCH", (unsigned)batch->count);
+    return KUBETRAIL_FAIL;
+  }
+#endif
   r->calls++;
   if (r->calls <= r->retries_before_ok) {
     result->retry_after_ms = 1;
@@ -120,8 +129,13 @@ static const kubetrail_plugin_descriptor descriptor = {
     KUBETRAIL_ABI_MAJOR,
     KUBETRAIL_ABI_MINOR,
     KUBETRAIL_THREADING_SERIAL,
+#ifdef NO_CAP_BATCH
+    0u,
+    "c_recorder_single",
+#else
     KUBETRAIL_CAP_BATCH,
     "c_recorder",
+#endif
     "1.0.0",
     "records change sets to a file (test plugin in C99)",
     "{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"path\"],"

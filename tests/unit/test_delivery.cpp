@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "deliver/delivery_service.hpp"
+#include "deliver/engine.hpp"
 #include "helpers.hpp"
 #include "state/state_store.hpp"
 
@@ -29,19 +29,20 @@ model::ChangeSet change(const std::string& name, const std::string& rv = "1") {
 }
 
 // A config with handlers (TOML snippets) and routes, plus everything a
-// DeliveryService needs, alive together.
+// delivery engine (threads, as run schedules it) needs, alive together.
 struct Setup {
   config::Config cfg;
   plugin::PluginLoader loader{TEST_PLUGIN_DIR};
   Metrics metrics;
   std::map<std::string, deliver::HandlerSlot> handlers;
   route::Router router;
-  deliver::DeliveryService service;
+  deliver::Engine service;
   Setup(const std::string& toml, state::StateStore* outbox, ha::DeliveryProgress* progress = nullptr)
       : cfg(config::parse("[plugins]\ndir = \"" + std::string(TEST_PLUGIN_DIR) + "\"\n" + toml, "t.toml")),
         handlers(deliver::create_handlers(cfg, loader, &metrics)),
         router(cfg.routes),
-        service(handlers, cfg, router, &metrics, outbox, progress) {
+        service(handlers, cfg, router, &metrics,
+                {.scheduling = deliver::Scheduling::threads, .outbox = outbox, .progress = progress}) {
     service.start();
   }
 };
@@ -222,4 +223,71 @@ TEST_CASE("delivery: kubetrail_outbox_backlog is the pending rows at every scrap
   // And counted from the store at start: rows left pending by a previous run.
   store->outbox_add("c/u-z/1", "gone-handler", "r", 0, "{}");
   CHECK(state::StateStore::open((dir / "s.db").string(), false)->outbox_backlog() == 1);
+}
+
+// Before: batch_max was applied to every plugin, so one without
+// KUBETRAIL_CAP_BATCH got several change sets per call (plugin.h promises
+// it one); c_recorder_single fails such a call, and all five were dead.
+TEST_CASE("delivery: a plugin without KUBETRAIL_CAP_BATCH gets one change set per call whatever batch_max says") {
+  test::TempDir dir;
+  Setup s(
+      "[[handlers]]\nname = \"single\"\nplugin = \"c_recorder_single\"\nbatch_max = 10\nbatch_wait_ms = 100\n"
+      "config = { path = \"" +
+          (dir / "a.txt").string() + "\" }\n" + recorder("batched", dir / "b.txt", "", "{ attempts = 1 }") +
+          "batch_max = 10\nbatch_wait_ms = 100\n[[routes]]\nchain = [\"single\"]\n[[routes]]\nchain = [\"batched\"]\n",
+      nullptr);
+  for (int i = 0; i < 5; ++i) s.service.submit(change("n" + std::to_string(i)));
+  CHECK(eventually([&] { return lines(dir / "a.txt") == 5 && lines(dir / "b.txt") == 5; }));
+  s.service.stop(std::chrono::seconds(5));
+  CHECK(s.service.stats().dead == 0);
+  CHECK(s.service.stats().delivered == 10);
+}
+
+// replay (inline) and run (threads) are one engine scheduled two ways: the
+// same change sets through the same chains give every handler the same
+// change sets and the same dead letters. Before, replay's Dispatcher gave
+// "after" every change set its failing predecessor had dead-lettered.
+TEST_CASE("delivery: inline and threaded scheduling agree on OK, STOP, RETRY and FAIL in chains") {
+  auto outcome = [](deliver::Scheduling how) {
+    test::TempDir dir;
+    const std::string quick = "{ attempts = 3, initial_ms = 1, max_ms = 2 }";
+    std::string toml =
+        recorder("ok1", dir / "ok1.txt") + recorder("stopper", dir / "stopper.txt", ", status = \"stop\"") +
+        recorder("never", dir / "never.txt") + recorder("bad", dir / "bad.txt", ", status = \"fail\"") +
+        recorder("after", dir / "after.txt") + recorder("flaky", dir / "flaky.txt", ", retries_before_ok = 2", quick) +
+        recorder("gives_up", dir / "gives_up.txt", ", status = \"retry\"", quick) + recorder("last", dir / "last.txt") +
+        "[[routes]]\nname = \"stops\"\nchain = [\"ok1\", \"stopper\", \"never\"]\n"
+        "[[routes]]\nname = \"fails\"\nchain = [\"bad\", \"after\"]\n"
+        "[[routes]]\nname = \"retries\"\nchain = [\"flaky\", \"last\"]\n"
+        "[[routes]]\nname = \"exhausts\"\nchain = [\"gives_up\", \"last\"]\n";
+    config::Config cfg = config::parse("[plugins]\ndir = \"" + std::string(TEST_PLUGIN_DIR) + "\"\n" + toml, "t.toml");
+    plugin::PluginLoader loader{TEST_PLUGIN_DIR};
+    Metrics metrics;
+    auto handlers = deliver::create_handlers(cfg, loader, &metrics);
+    route::Router router(cfg.routes);
+    deliver::Engine engine(handlers, cfg, router, &metrics,
+                           {.scheduling = how, .sleep = [](std::chrono::milliseconds) {}});
+    engine.start();
+    for (int i = 0; i < 3; ++i) engine.submit(change("n" + std::to_string(i)));
+    // 3 change sets: ok1, stopper, flaky and last (from "retries") deliver
+    // each; bad and gives_up dead-letter each.
+    eventually([&] { return engine.stats().delivered + engine.stats().dead >= 18; });
+    engine.stop(std::chrono::seconds(5));
+    std::map<std::string, size_t> seen;
+    for (const char* h : {"ok1", "stopper", "never", "bad", "after", "flaky", "gives_up", "last"})
+      seen[h] = lines(dir / (std::string(h) + ".txt"));
+    seen["(dead)"] = engine.stats().dead;
+    seen["(delivered)"] = engine.stats().delivered;
+    return seen;
+  };
+  auto replay = outcome(deliver::Scheduling::inline_calls);
+  auto run = outcome(deliver::Scheduling::threads);
+  CHECK(replay == run);
+  CHECK(replay["ok1"] == 3);
+  CHECK(replay["stopper"] == 3);
+  CHECK(replay["never"] == 0);
+  CHECK(replay["after"] == 0);
+  CHECK(replay["flaky"] == 3);
+  CHECK(replay["last"] == 3);  // only from "retries": "exhausts" ended at gives_up
+  CHECK(replay["(dead)"] == 6);
 }

@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "common/error.hpp"
-#include "deliver/deliver.hpp"
+#include "deliver/engine.hpp"
 #include "helpers.hpp"
 #include "plugin/plugin_host.hpp"
 
@@ -131,42 +131,46 @@ struct Chain {
   std::map<std::string, deliver::HandlerSlot> handlers;
   route::Router router;
   std::vector<std::chrono::milliseconds> sleeps;
-  deliver::Dispatcher dispatcher;
+  deliver::Engine engine;  // inline, as replay delivers
   explicit Chain(config::Config c)
       : cfg(std::move(c)),
         handlers(deliver::create_handlers(cfg, loader, &metrics)),
         router(cfg.routes),
-        dispatcher(handlers, router, &metrics, [this](std::chrono::milliseconds d) { sleeps.push_back(d); }) {}
+        engine(handlers, cfg, router, &metrics,
+               {.scheduling = deliver::Scheduling::inline_calls,
+                .sleep = [this](std::chrono::milliseconds d) { sleeps.push_back(d); }}) {}
 };
 }  // namespace
 
 TEST_CASE("RETRY is retried with backoff until OK, and delivered once") {
   test::TempDir dir;
   Chain c(chain_config(dir.path(), ", retries_before_ok = 2", "c_recorder"));
-  CHECK(c.dispatcher.dispatch(sample()));
+  CHECK(c.engine.submit(sample()));
   CHECK(c.sleeps.size() == 2);
   CHECK(test::lines_of(test::read_file(dir / "first.txt")).size() == 1);
   CHECK(test::lines_of(test::read_file(dir / "second.txt")).size() == 1);
 }
 
-TEST_CASE("RETRY past the attempts, and FAIL, fail that handler only - STOP ends the chain") {
+// Before: replay's Dispatcher went on down the chain after a dead letter,
+// while run's DeliveryService stopped there; now both stop (one engine).
+TEST_CASE("RETRY past the attempts, and FAIL, dead-letter and end the chain - STOP ends it delivered") {
   test::TempDir dir;
   {
     Chain c(chain_config(dir.path(), ", status = \"retry\"", "c_recorder"));
-    CHECK_FALSE(c.dispatcher.dispatch(sample()));
+    CHECK_FALSE(c.engine.submit(sample()));
     CHECK(c.sleeps.size() == 2);  // 3 attempts
-    CHECK(c.dispatcher.stats().failed == 1);
-    CHECK(test::lines_of(test::read_file(dir / "second.txt")).size() == 1);  // the chain went on
+    CHECK(c.engine.stats().dead == 1);
+    CHECK_FALSE(fs::exists(dir / "second.txt"));  // the chain ended at the dead letter
   }
   {
     Chain c(chain_config(dir.path(), ", status = \"fail\"", "c_recorder"));
-    CHECK_FALSE(c.dispatcher.dispatch(sample()));
+    CHECK_FALSE(c.engine.submit(sample()));
     CHECK(c.sleeps.empty());  // permanent: no retry
   }
   {
     fs::remove(dir / "second.txt");
     Chain c(chain_config(dir.path(), ", status = \"stop\"", "c_recorder"));
-    CHECK(c.dispatcher.dispatch(sample()));
+    CHECK(c.engine.submit(sample()));
     CHECK_FALSE(fs::exists(dir / "second.txt"));
   }
 }
@@ -178,7 +182,7 @@ TEST_CASE("one handler that cannot be created never takes down the others") {
   REQUIRE_FALSE(c.handlers.at("second").handler);
   CHECK(c.handlers.at("second").error.find("t.toml:") == 0);
   CHECK(c.handlers.at("second").error.find("bad_bad_major.so: built for plugin ABI 2.0") != std::string::npos);
-  CHECK_FALSE(c.dispatcher.dispatch(sample()));
+  CHECK_FALSE(c.engine.submit(sample()));
   CHECK(test::lines_of(test::read_file(dir / "first.txt")).size() == 1);
 }
 

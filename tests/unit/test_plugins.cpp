@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
-#include "deliver/deliver.hpp"
+#include "deliver/engine.hpp"
 #include "helpers.hpp"
 #include "http_receiver.hpp"
 #include "plugin/plugin_host.hpp"
@@ -234,10 +234,11 @@ TEST_CASE("webhook: 429 with Retry-After is retried after the delay - 500 is ret
   auto handlers = deliver::create_handlers(cfg, loader, &metrics);
   route::Router router(cfg.routes);
   std::vector<std::chrono::milliseconds> sleeps;
-  deliver::Dispatcher d(handlers, router, &metrics, [&](auto ms) { sleeps.push_back(ms); });
+  deliver::Engine d(handlers, cfg, router, &metrics,
+                    {.scheduling = deliver::Scheduling::inline_calls, .sleep = [&](auto ms) { sleeps.push_back(ms); }});
 
   rx.script({{429, "slow down", {{"Retry-After", "2"}}}, {500, "oops"}, {200, "ok"}});
-  CHECK(d.dispatch(change()));
+  CHECK(d.submit(change()));
   CHECK(rx.requests().size() == 3);
   REQUIRE(sleeps.size() == 2);
   CHECK(sleeps[0].count() >= 2000);  // the server's Retry-After wins over the 1 ms backoff
@@ -246,7 +247,7 @@ TEST_CASE("webhook: 429 with Retry-After is retried after the delay - 500 is ret
   rx.script({{400, "bad payload: missing field\nsecond line"}});
   sleeps.clear();
   LogCapture logs;
-  CHECK_FALSE(d.dispatch(change()));
+  CHECK_FALSE(d.submit(change()));
   CHECK(rx.requests().size() == 4);  // no retry
   CHECK(sleeps.empty());
   CHECK(logs.text().find("HTTP 400: bad payload: missing field") != std::string::npos);

@@ -44,9 +44,10 @@
  * ---------------------------------------------------------------------------
  *  - create, destroy and flush run on the host's control thread and never
  *    overlap handle_batch on the same instance.
- *  - A SERIAL instance (the default) has handle_batch called by one thread
- *    at a time. A CONCURRENT instance may be called from several delivery
- *    threads at once. Either way, change sets for one object arrive in order.
+ *  - handle_batch of an instance is called by one delivery thread at a time,
+ *    and change sets for one object arrive in order. (A plugin may declare
+ *    KUBETRAIL_THREADING_CONCURRENT to say it could take concurrent calls;
+ *    this host does not make them, so SERIAL is what every plugin gets.)
  *  - Host services (kubetrail_host_api) may be called from any thread.
  *
  * ---------------------------------------------------------------------------
@@ -103,7 +104,10 @@ enum kubetrail_status_code {
   KUBETRAIL_RETRY = 1, /* transient failure: the host retries with backoff,
                           or after kubetrail_batch_result.retry_after_ms */
   KUBETRAIL_FAIL = 2,  /* permanent failure: retrying will not help; the host
-                          dead-letters the change sets with the error text */
+                          dead-letters the change sets with the error text,
+                          and their route's chain ends here (the handlers
+                          after this one do not get them). RETRY past the
+                          handler's last attempt ends the same way. */
   KUBETRAIL_STOP = 3   /* success, and end the route's handler chain here for
                           these change sets (how a filter plugin drops them) */
 };
@@ -265,19 +269,24 @@ typedef struct kubetrail_host_api {
 /* The plugin descriptor                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Capability bits (descriptor.capabilities). */
-#define KUBETRAIL_CAP_BATCH                                               \
-  0x1u                           /* handles batches > 1 usefully; without \
-                                    it the host sends one change set a call */
-#define KUBETRAIL_CAP_FLUSH 0x2u /* flush is implemented */
+/* Capability bits (descriptor.capabilities).
+ * KUBETRAIL_CAP_BATCH: handles batches > 1 usefully; without it the host
+ *   sends one change set per call, whatever the handler's batch_max says.
+ * KUBETRAIL_CAP_FLUSH: flush is implemented (informational: the host calls
+ *   flush whenever the descriptor's flush pointer is set). */
+#define KUBETRAIL_CAP_BATCH 0x1u
+#define KUBETRAIL_CAP_FLUSH 0x2u
 
 /* Threading modes (descriptor.threading). */
 enum kubetrail_threading {
   KUBETRAIL_THREADING_SERIAL = 0,    /* one handle_batch at a time */
-  KUBETRAIL_THREADING_CONCURRENT = 1 /* handle_batch is reentrant */
+  KUBETRAIL_THREADING_CONCURRENT = 1 /* handle_batch is reentrant (this host
+                                        still calls it serially) */
 };
 
-/* Why flush is called. */
+/* Why flush is called. This host flushes on config reload and at shutdown;
+ * KUBETRAIL_FLUSH_PERIODIC is reserved and not sent (flush from
+ * handle_batch when output must not wait). */
 enum kubetrail_flush_reason { KUBETRAIL_FLUSH_PERIODIC = 0, KUBETRAIL_FLUSH_RELOAD = 1, KUBETRAIL_FLUSH_SHUTDOWN = 2 };
 
 typedef struct kubetrail_plugin_descriptor {
@@ -312,7 +321,7 @@ typedef struct kubetrail_plugin_descriptor {
   int32_t (*handle_batch)(void* instance, const kubetrail_batch* batch, kubetrail_batch_result* result,
                           kubetrail_error* err);
 
-  /* Flush buffered output (periodically, on config reload, at shutdown).
+  /* Flush buffered output (on config reload and at shutdown).
    * Control thread. OPTIONAL: NULL, or outside struct_size, if unused. */
   int32_t (*flush)(void* instance, uint32_t reason, kubetrail_error* err);
 } kubetrail_plugin_descriptor;

@@ -1,4 +1,4 @@
-#include "deliver/delivery_service.hpp"
+#include "deliver/engine.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -8,16 +8,17 @@
 
 namespace kubetrail::deliver {
 
-struct DeliveryService::Entry {
+struct Engine::Entry {
   model::ChangeSet cs;
   std::unique_ptr<plugin::AbiChangeSet> abi;  // points into cs: Entry never moves (held by shared_ptr)
   explicit Entry(model::ChangeSet c) : cs(std::move(c)) { abi = std::make_unique<plugin::AbiChangeSet>(cs); }
 };
 
-struct DeliveryService::Worker {
+struct Engine::Worker {
   std::string name;
   HandlerSlot* slot = nullptr;
   const config::HandlerConfig* cfg = nullptr;
+  size_t batch_max = 1;  // 1 unless the plugin declares KUBETRAIL_CAP_BATCH
   std::mutex mu;
   std::condition_variable cv;     // items arrived, or stopping
   std::condition_variable space;  // room in the queue (no outbox)
@@ -39,15 +40,24 @@ const config::HandlerConfig* handler_config(const config::Config& cfg, const std
 }
 }  // namespace
 
-DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg,
-                                 const route::Router& router, Metrics* metrics, state::StateStore* outbox,
-                                 ha::DeliveryProgress* progress)
-    : handlers_(handlers), cfg_(cfg), router_(router), metrics_(metrics), outbox_(outbox), progress_(progress) {
+Engine::Engine(std::map<std::string, HandlerSlot>& handlers, const config::Config& cfg, const route::Router& router,
+               Metrics* metrics, EngineOptions options)
+    : handlers_(handlers),
+      cfg_(cfg),
+      router_(router),
+      metrics_(metrics),
+      scheduling_(options.scheduling),
+      outbox_(options.outbox),
+      progress_(options.progress),
+      sleep_(std::move(options.sleep)) {
+  if (!sleep_) sleep_ = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   for (auto& [name, slot] : handlers_) {
     auto w = std::make_unique<Worker>();
     w->name = name;
     w->slot = &slot;
     w->cfg = handler_config(cfg_, name);
+    // plugin.h: a plugin without KUBETRAIL_CAP_BATCH gets one per call.
+    if (w->cfg && slot.handler && slot.handler->batches()) w->batch_max = std::max<uint32_t>(1, w->cfg->batch_max);
     if (metrics_) {
       w->m_depth = metrics_->define(MetricKind::gauge, "kubetrail_handler_queue_depth",
                                     "change sets queued for a handler", {{"handler", name}});
@@ -65,13 +75,14 @@ DeliveryService::DeliveryService(std::map<std::string, HandlerSlot>& handlers, c
   }
 }
 
-DeliveryService::~DeliveryService() { stop(std::chrono::milliseconds(0)); }
+Engine::~Engine() { stop(std::chrono::milliseconds(0)); }
 
-void DeliveryService::record_backlog() {
+void Engine::record_backlog() {
   if (metrics_ && outbox_) metrics_->record(m_backlog_, static_cast<double>(outbox_->outbox_backlog()));
 }
 
-void DeliveryService::start() {
+void Engine::start() {
+  if (scheduling_ == Scheduling::inline_calls) return;
   for (auto& [name, w] : workers_) {
     if (outbox_) refill_from_outbox(*w);
     threads_.emplace_back([this, worker = w.get()] { run_worker(*worker); });
@@ -79,7 +90,7 @@ void DeliveryService::start() {
   record_backlog();
 }
 
-std::string DeliveryService::stuck(std::chrono::steady_clock::duration limit) const {
+std::string Engine::stuck(std::chrono::steady_clock::duration limit) const {
   auto now = std::chrono::steady_clock::now();
   for (const auto& [name, w] : workers_) {
     std::lock_guard lock(w->mu);
@@ -91,7 +102,7 @@ std::string DeliveryService::stuck(std::chrono::steady_clock::duration limit) co
   return {};
 }
 
-size_t DeliveryService::queued() const {
+size_t Engine::queued() const {
   size_t n = 0;
   for (const auto& [name, w] : workers_) {
     std::lock_guard lock(w->mu);
@@ -100,41 +111,57 @@ size_t DeliveryService::queued() const {
   return n;
 }
 
-void DeliveryService::submit(const model::ChangeSet& cs) {
+bool Engine::submit(const model::ChangeSet& cs) {
+  ++stats_.submitted;
   auto routes = router_.match(cs);
   if (routes.empty()) {
     ++stats_.unrouted;
     if (metrics_) metrics_->record(m_unrouted_, 1);
     if (progress_) progress_->begin(cs, 0);
-    return;
+    spdlog::debug("change set {} matches no route", cs.id);
+    return true;
   }
+  uint64_t dead_before = stats_.dead.load();
   auto entry = std::make_shared<const Entry>(cs);
   // Registered before any chain starts: a fast handler may finish first.
   if (progress_) progress_->begin(cs, static_cast<int>(routes.size()));
-  for (const route::Route* r : routes)
-    if (!enqueue(entry, r->name, 0) && progress_) progress_->end(cs.id);
+  for (const route::Route* r : routes) {
+    if (!enqueue(entry, r, 0) && progress_) progress_->end(cs.id);
+    drain_inline();  // inline: this route's chain to its end before the next route's, as config order reads
+  }
   record_backlog();
+  return stats_.dead.load() == dead_before;
 }
 
-bool DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::string& route, int position) {
-  // Find the chain: by route name among the configured routes.
-  const config::RouteConfig* rc = nullptr;
-  for (const auto& r : cfg_.routes)
-    if (r.name == route) rc = &r;
-  if (!rc || position >= static_cast<int>(rc->chain.size())) return false;  // end of the chain
-  const std::string& handler = rc->chain[static_cast<size_t>(position)];
+void Engine::drain_inline() {
+  while (!inline_.empty()) {
+    auto [w, t] = std::move(inline_.front());
+    inline_.pop_front();
+    std::vector<Ticket> batch;
+    batch.push_back(std::move(t));
+    deliver_batch(*w, batch);
+  }
+}
+
+bool Engine::enqueue(std::shared_ptr<const Entry> entry, const route::Route* route, int position) {
+  if (!route || position >= static_cast<int>(route->chain.size())) return false;  // end of the chain
+  const std::string& handler = route->chain[static_cast<size_t>(position)];
   auto it = workers_.find(handler);
   if (it == workers_.end()) return false;
   Worker& w = *it->second;
   Ticket t{entry, route, position, 0};
   if (outbox_) {
-    t.seq = outbox_->outbox_add(entry->cs.id, handler, route, position, entry->abi->json());
+    t.seq = outbox_->outbox_add(entry->cs.id, handler, route->name, position, entry->abi->json());
     if (t.seq == 0) {
       // This handler already has (or had) this id: never twice. Its chain
       // went on when it was delivered.
       ++stats_.skipped_duplicates;
       return false;
     }
+  }
+  if (scheduling_ == Scheduling::inline_calls) {
+    inline_.emplace_back(&w, std::move(t));
+    return true;
   }
   std::unique_lock lock(w.mu);
   size_t cap = w.cfg ? w.cfg->queue_size : 10000;
@@ -154,7 +181,7 @@ bool DeliveryService::enqueue(std::shared_ptr<const Entry> entry, const std::str
   return true;
 }
 
-void DeliveryService::refill_from_outbox(Worker& w) {
+void Engine::refill_from_outbox(Worker& w) {
   size_t cap = w.cfg ? w.cfg->queue_size : 10000;
   std::vector<state::StateStore::OutboxEntry> rows;
   {
@@ -176,12 +203,14 @@ void DeliveryService::refill_from_outbox(Worker& w) {
     if (w.in_memory.count(row.seq)) continue;
     w.in_memory.insert(row.seq);
     if (w.queue.empty() && !w.busy) w.progress = std::chrono::steady_clock::now();
-    w.queue.push_back(Ticket{entry, row.route, row.position, row.seq});
+    // A route removed by a reload: this handler still gets what it owes,
+    // and the chain ends with it.
+    w.queue.push_back(Ticket{entry, router_.find(row.route), row.position, row.seq});
   }
   if (!rows.empty()) w.cv.notify_one();
 }
 
-void DeliveryService::run_worker(Worker& w) {
+void Engine::run_worker(Worker& w) {
   for (;;) {
     std::vector<Ticket> batch;
     {
@@ -195,7 +224,7 @@ void DeliveryService::run_worker(Worker& w) {
         }
         continue;
       }
-      size_t max = w.cfg ? w.cfg->batch_max : 1;
+      size_t max = w.batch_max;
       if (w.queue.size() < max && w.cfg && w.cfg->batch_wait_ms > 0)  // wait a little to fill the batch
         w.cv.wait_for(lock, std::chrono::milliseconds(w.cfg->batch_wait_ms), [&] { return w.queue.size() >= max; });
       while (!w.queue.empty() && batch.size() < max) {
@@ -223,7 +252,7 @@ void DeliveryService::run_worker(Worker& w) {
   }
 }
 
-void DeliveryService::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
+void Engine::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
   if (!w.slot->handler) {
     for (const auto& t : batch) finish(w, t, KUBETRAIL_FAIL, "handler not running: " + w.slot->error);
     return;
@@ -253,19 +282,28 @@ void DeliveryService::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
     auto delay = backoff(retry, attempt, out.retry_after_ms);
     spdlog::warn("handler \"{}\": {} change set(s): attempt {}/{} failed, retrying in {} ms: {}", w.name, batch.size(),
                  attempt, retry.attempts, delay.count(), out.message);
-    for (auto until = std::chrono::steady_clock::now() + delay; std::chrono::steady_clock::now() < until;) {
-      if (stopping_.load() && std::chrono::steady_clock::now() > deadline_) {
-        // Shutting down: leave them pending in the outbox for the next start.
-        std::lock_guard lock(w.mu);
-        for (const auto& t : batch) w.in_memory.erase(t.seq);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, delay.count())));
+    if (!wait_to_retry(delay)) {
+      // Shutting down: leave them pending in the outbox for the next start.
+      std::lock_guard lock(w.mu);
+      for (const auto& t : batch) w.in_memory.erase(t.seq);
+      return;
     }
   }
 }
 
-void DeliveryService::finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason) {
+bool Engine::wait_to_retry(std::chrono::milliseconds delay) {
+  if (scheduling_ == Scheduling::inline_calls) {
+    sleep_(delay);
+    return true;
+  }
+  for (auto until = std::chrono::steady_clock::now() + delay; std::chrono::steady_clock::now() < until;) {
+    if (stopping_.load() && std::chrono::steady_clock::now() > deadline_) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, delay.count())));
+  }
+  return true;
+}
+
+void Engine::finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason) {
   const auto& cs = t.entry->cs;
   if (status == KUBETRAIL_OK || status == KUBETRAIL_STOP || status == KUBETRAIL_FAIL) {
     std::lock_guard lock(w.mu);
@@ -290,7 +328,7 @@ void DeliveryService::finish(Worker& w, const Ticket& t, int32_t status, const s
   record_backlog();  // the gauge is the store's count of pending rows, after every change of it
 }
 
-void DeliveryService::stop(std::chrono::milliseconds deadline) {
+void Engine::stop(std::chrono::milliseconds deadline) {
   if (threads_.empty()) return;
   // Workers deliver what is queued until the deadline, then leave the rest
   // pending in the outbox; a handler call in progress ends by its own timeout.
