@@ -44,7 +44,6 @@ class ListKeys {
   // Returns false when the document has no schema for the kind.
   bool learn_openapi(simdjson::dom::element document, std::string_view group, std::string_view version,
                      std::string_view kind);
-  bool has_schema() const noexcept { return !by_path_.empty(); }
 
   // Built-in keys only: for every resource without a learned schema.
   static const ListKeys& builtin_only() {

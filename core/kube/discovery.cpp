@@ -154,7 +154,6 @@ Discovery Discovery::fetch(Client& client) {
     dom::element api = get_json(client, parser, "/api", kAggregatedAccept, &answer);
     if (is_aggregated(answer)) {
       add_aggregated(api, d.resources_);
-      d.aggregated_ = true;
     } else {
       dom::array versions;
       if (api["versions"].get(versions) == simdjson::SUCCESS)
@@ -169,7 +168,6 @@ Discovery Discovery::fetch(Client& client) {
     add_aggregated(apis, d.resources_);
     return d;
   }
-  d.aggregated_ = false;  // one legacy answer: the whole catalogue counts as legacy
   dom::array groups;
   if (apis["groups"].get(groups) == simdjson::SUCCESS) {
     for (dom::element g : groups) {

@@ -31,8 +31,6 @@ class Discovery {
   // documents, also each group's preferred version. Throws kubetrail::Error
   // naming the server, the path and the server's answer (401 included).
   static Discovery fetch(Client& client);
-  // Whether the server answered with aggregated discovery.
-  bool aggregated() const noexcept { return aggregated_; }
 
   // Resolves a [watch] resources entry. The error lists close matches.
   Result<model::ResourceType> resolve(std::string_view name) const;
@@ -44,7 +42,6 @@ class Discovery {
  private:
   Discovery() = default;
   std::vector<ApiResource> resources_;  // core first, then groups in server order
-  bool aggregated_ = false;
 };
 
 // The server's OpenAPI v3 documents, for list keys: the index

@@ -121,7 +121,6 @@ class Handler {
   Handler& operator=(const Handler&) = delete;
 
   const std::string& name() const noexcept { return name_; }
-  const PluginLibrary& library() const noexcept { return *lib_; }
   bool batches() const noexcept { return lib_->info().capabilities & KUBETRAIL_CAP_BATCH; }
 
   // Calls handle_batch. Never throws; a plugin that returns an unknown

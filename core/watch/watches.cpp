@@ -151,11 +151,4 @@ std::string Watches::first_silent(std::chrono::steady_clock::duration stall) con
   return {};
 }
 
-std::vector<std::string> Watches::watched() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::string> out;
-  for (const auto& [name, w] : by_resource_) out.push_back(name);
-  return out;
-}
-
 }  // namespace kubetrail::watch

@@ -58,7 +58,6 @@ class Watches {
   std::string first_unsynced() const;  // "" when all are synced
   // The informer silent longer than `stall` after its sync, or "".
   std::string first_silent(std::chrono::steady_clock::duration stall) const;
-  std::vector<std::string> watched() const;  // qualified names, sorted
 
  private:
   struct Watched;
