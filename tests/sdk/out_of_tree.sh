@@ -11,6 +11,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
+# The whole contract is installed: the header and the change-set schema.
+test -f "$work/prefix/include/kubetrail/plugin.h"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$work/prefix/share/kubetrail/schema/changeset.schema.json"
 cmake -S "$src/sdk/examples/namespace-counter" -B "$work/plugin" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DCMAKE_CXX_FLAGS="-Wall -Wextra -Werror" >/dev/null
 cmake --build "$work/plugin" >/dev/null

@@ -176,13 +176,17 @@ typedef struct kubetrail_field_change {
 } kubetrail_field_change;
 
 /* One change set: what changed on one object, in one event. The json member
- * carries everything (schema kubetrail.dev/v1, see the project's DESIGN.md);
- * the other members are the parts most plugins need, ready to use. */
+ * carries everything, schema kubetrail.dev/v1: its JSON Schema (every field
+ * and how ids and paths are formed) is installed beside this header's
+ * package as share/kubetrail/schema/changeset.schema.json
+ * (plugin-api/schema/ in the source). The other members are the parts most
+ * plugins need, ready to use. */
 typedef struct kubetrail_change_set {
   uint32_t struct_size;
   uint32_t type;                  /* enum kubetrail_change_type */
-  kubetrail_str id;               /* "cluster/uid/resourceVersion": stable and
-                                     unique; use it to drop redeliveries */
+  kubetrail_str id;               /* the same for the same transition however
+                                     often it is computed: use it to drop
+                                     redeliveries (see the schema) */
   kubetrail_str cluster;          /* [cluster] name from the config */
   kubetrail_str group;            /* "" for the core group */
   kubetrail_str version;          /* "v1" */

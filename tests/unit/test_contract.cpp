@@ -1,0 +1,138 @@
+// The contract with plugins is plugin.h plus the change-set JSON Schema
+// (plugin-api/schema/changeset.schema.json, installed with the SDK). These
+// tests hold kubetrail to the schema: every change set replay emits through
+// the real log plugin validates, so do the shapes replay's recording does
+// not reach (catch-up, remove and replace, cluster-scoped, no actor), and
+// the schema is strict enough to refuse what kubetrail must never send.
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validator.hpp>
+
+#include "helpers.hpp"
+#include "model/change_set.hpp"
+
+using nlohmann::json;
+using namespace kubetrail;
+
+namespace {
+
+const valijson::Schema& schema() {
+  static const std::unique_ptr<valijson::Schema> s = [] {
+    auto out = std::make_unique<valijson::Schema>();
+    json doc = json::parse(test::read_file(test::source_dir() / "plugin-api/schema/changeset.schema.json"));
+    valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
+    valijson::adapters::NlohmannJsonAdapter adapter(doc);
+    parser.populateSchema(adapter, *out);
+    return out;
+  }();
+  return *s;
+}
+
+// "" when `j` validates, else the validator's first complaints.
+std::string violations(const json& j) {
+  valijson::Validator v;
+  valijson::ValidationResults results;
+  valijson::adapters::NlohmannJsonAdapter adapter(j);
+  if (v.validate(schema(), adapter, &results)) return {};
+  std::string out;
+  valijson::ValidationResults::Error e;
+  while (results.popError(e)) {
+    std::string where;
+    for (const auto& p : e.context) where += p;
+    out += where + ": " + e.description + "\n";
+  }
+  return out.empty() ? "invalid" : out;
+}
+
+model::ChangeSet modified() {
+  model::ChangeSet cs;
+  cs.type = model::ChangeType::modified;
+  cs.cluster = "prod";
+  cs.observed_at = "2026-12-01T10:00:00.123Z";
+  cs.resource = model::resource_type_for("apps/v1", "Deployment");
+  cs.object_namespace = "shop";
+  cs.name = "web";
+  cs.uid = "u-1";
+  cs.resource_version = "42";
+  cs.id = model::change_set_id(cs.cluster, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
+  cs.actor = model::Actor{"kubectl-client-side-apply", "Update", "2026-12-01T09:59:59Z"};
+  cs.changes = {{model::FieldOp::replace, "spec.replicas", "2", "3"},
+                {model::FieldOp::add, "metadata.labels.tier", "", "\"web\""},
+                {model::FieldOp::remove, "spec.template.spec.containers[name=web].env[name=\"a]b\"]", "{\"x\":1}", ""}};
+  cs.summary = model::summarize(cs);
+  return cs;
+}
+
+}  // namespace
+
+TEST_CASE("contract: every change set replay emits through the log plugin validates against the schema") {
+  test::TempDir dir;
+  auto r = test::kubetrail("replay --config " + (test::source_dir() / "examples/kubetrail.toml").string() + " " +
+                               (test::source_dir() / "examples/recordings/rollout/*.json").string(),
+                           dir);
+  REQUIRE(r.status == 0);
+  auto lines = test::lines_of(r.out);
+  REQUIRE(lines.size() >= 10);
+  std::set<std::string> types;
+  for (const auto& line : lines) {
+    json j = json::parse(line);
+    types.insert(j["type"].get<std::string>());
+    INFO(line);
+    CHECK(violations(j) == "");
+  }
+  CHECK(types == std::set<std::string>{"Added", "Modified", "Deleted"});
+}
+
+TEST_CASE("contract: catch-up, every field op, cluster-scoped objects and no actor validate") {
+  auto cs = modified();
+  CHECK(violations(json::parse(cs.to_json())) == "");
+  cs.catch_up = true;
+  cs.actor.reset();
+  cs.old_object = R"({"kind":"Deployment","spec":{"replicas":2}})";  // include_objects
+  cs.new_object = R"({"kind":"Deployment","spec":{"replicas":3}})";
+  CHECK(violations(json::parse(cs.to_json())) == "");
+
+  model::ChangeSet ns;
+  ns.type = model::ChangeType::deleted;
+  ns.cluster = "prod";
+  ns.observed_at = "2026-12-01T10:00:00Z";
+  ns.resource = model::resource_type_for("v1", "Namespace");
+  ns.name = "old-team";
+  ns.uid = "u-ns";
+  ns.resource_version = "77";
+  ns.id = model::change_set_id(ns.cluster, ns.type, ns.uid, "", ns.name, ns.resource_version);
+  ns.old_object = R"({"kind":"Namespace","metadata":{"name":"old-team"}})";
+  ns.summary = model::summarize(ns);
+  json j = json::parse(ns.to_json());
+  CHECK_FALSE(j.contains("namespace"));
+  CHECK(violations(j) == "");
+}
+
+TEST_CASE("contract: the schema refuses what kubetrail must never send") {
+  json good = json::parse(modified().to_json());
+  REQUIRE(violations(good) == "");
+  auto broken = [&](auto&& edit) {
+    json j = good;
+    edit(j);
+    return violations(j);
+  };
+  CHECK(broken([](json& j) { j.erase("id"); }) != "");
+  CHECK(broken([](json& j) { j["type"] = "Updated"; }) != "");
+  CHECK(broken([](json& j) { j["schemaVersion"] = "kubetrail.dev/v2"; }) != "");
+  CHECK(broken([](json& j) { j["changes"] = json::array(); }) != "");                       // a Modified of nothing
+  CHECK(broken([](json& j) { j["changes"][1]["old"] = 1; }) != "");                         // an add with an old value
+  CHECK(broken([](json& j) { j["changes"][0].erase("new"); }) != "");                       // a replace without new
+  CHECK(broken([](json& j) { j["catchUp"] = false; }) != "");                               // present only when true
+  CHECK(broken([](json& j) { j["observedAt"] = "yesterday"; }) != "");
+  CHECK(broken([](json& j) { j["undocumented"] = 1; }) != "");
+  CHECK(broken([](json& j) {
+          j["type"] = "Added";
+          j["changes"] = json::array();
+        }) != "");  // an Added without its object
+}
