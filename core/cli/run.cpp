@@ -196,9 +196,11 @@ int run_daemon(const Args& args) {
   sigemptyset(&hup.sa_mask);
   sigaction(SIGHUP, &hup, nullptr);
 
-  metrics.record(metrics.define(MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
-                                {{"version", KUBETRAIL_VERSION}, {"plugin_abi", "1.0"}}),
-                 1);
+  metrics.record(
+      metrics.define(MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
+                     {{"version", KUBETRAIL_VERSION},
+                      {"plugin_abi", std::to_string(KUBETRAIL_ABI_MAJOR) + "." + std::to_string(KUBETRAIL_ABI_MINOR)}}),
+      1);
   auto queue_depth = metrics.define(MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
   auto leader_gauge = metrics.define(MetricKind::gauge, "kubetrail_leader",
                                      "1 while this replica delivers (always, without leader election)");

@@ -10,16 +10,33 @@
 namespace kubetrail::deliver {
 
 std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, plugin::PluginLoader& loader,
-                                                   Metrics* metrics) {
+                                                   Metrics* metrics, const SleepFn& sleep) {
   std::map<std::string, HandlerSlot> out;
   for (const auto& h : cfg.handlers) {
     HandlerSlot slot;
     slot.retry = h.retry;
-    try {
-      auto lib = loader.load(h.plugin);
-      slot.handler = std::make_unique<plugin::Handler>(h.name, lib, h.config, metrics);
-    } catch (const Error& e) {
-      slot.error = h.where + ": " + e.what();
+    // A create() that says RETRY (the plugin's broker is not up yet) is
+    // tried again as deliveries are: the handler's attempts and backoff.
+    for (uint32_t attempt = 1;; ++attempt) {
+      try {
+        auto lib = loader.load(h.plugin);
+        slot.handler = std::make_unique<plugin::Handler>(h.name, lib, h.config, metrics);
+        break;
+      } catch (const plugin::TransientCreateError& e) {
+        if (attempt >= std::max<uint32_t>(1, h.retry.attempts)) {
+          slot.error = h.where + ": " + e.what() + ", gave up after " + std::to_string(attempt) + " attempts";
+          break;
+        }
+        auto delay = backoff(h.retry, attempt, 0);
+        spdlog::warn("{}: {}; trying again in {} ms", h.where, e.what(), delay.count());
+        if (sleep)
+          sleep(delay);
+        else
+          std::this_thread::sleep_for(delay);
+      } catch (const Error& e) {
+        slot.error = h.where + ": " + e.what();
+        break;
+      }
     }
     out.emplace(h.name, std::move(slot));
   }

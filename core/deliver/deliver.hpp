@@ -22,10 +22,14 @@ struct HandlerSlot {
   std::string error;  // why it could not be created
 };
 
+using SleepFn = std::function<void(std::chrono::milliseconds)>;
+
 // Creates every configured handler. A handler that cannot be created is kept
-// as a slot with its error (reported by the caller), so that the others run.
+// as a slot with its error (reported by the caller), so that the others run;
+// one whose create() says RETRY is tried again first, with the handler's
+// retry policy (`sleep` waits between attempts; null: it sleeps).
 std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, plugin::PluginLoader& loader,
-                                                   Metrics* metrics);
+                                                   Metrics* metrics, const SleepFn& sleep = nullptr);
 
 // The delay before retry number `attempt` (1-based): exponential from
 // initial_ms, capped at max_ms, with ±20% jitter; a plugin's retry-after wins

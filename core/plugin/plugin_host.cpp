@@ -239,6 +239,14 @@ AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs) {
   view_.changes = change_ptrs_.data();
   view_.change_count = change_ptrs_.size();
   view_.json = {json_.get(), json.size()};
+  if (cs.actor) {
+    view_.actor_manager = str(cs.actor->manager);
+    view_.actor_operation = str(cs.actor->operation);
+    view_.actor_time = str(cs.actor->time);
+  }
+  view_.catch_up = cs.catch_up ? 1 : 0;
+  view_.old_object = str(cs.old_object);
+  view_.new_object = str(cs.new_object);
 }
 
 // ---------------------------------------------------------------------------
@@ -316,7 +324,9 @@ Handler::Handler(std::string name, std::shared_ptr<const PluginLibrary> lib, con
   ctx_->in_create = false;
   if (rc != KUBETRAIL_OK || !instance_) {
     instance_ = nullptr;
-    throw Error(context + ": create failed: " + (buf[0] ? std::string(buf) : "no reason given"));
+    std::string why = context + ": create failed: " + (buf[0] ? std::string(buf) : "no reason given");
+    if (rc == KUBETRAIL_RETRY) throw TransientCreateError(why + " (transient)");
+    throw Error(why);
   }
 }
 

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/error.hpp"
 #include "common/metrics.hpp"
 #include "model/change_set.hpp"
 
@@ -110,11 +111,18 @@ struct Outcome {
 
 std::string_view status_name(int32_t status) noexcept;
 
+// create() answered KUBETRAIL_RETRY: worth calling again after a while.
+class TransientCreateError : public Error {
+ public:
+  using Error::Error;
+};
+
 // One [[handlers]] entry: a plugin instance with its config.
 class Handler {
  public:
   // Validates the config against the plugin's schema, then create()s.
-  // Throws kubetrail::Error: "handler "NAME" (plugin P): ...".
+  // Throws kubetrail::Error: "handler "NAME" (plugin P): ..." -
+  // TransientCreateError when the plugin said RETRY.
   Handler(std::string name, std::shared_ptr<const PluginLibrary> lib, const nlohmann::json& config, Metrics* metrics);
   ~Handler();
   Handler(const Handler&) = delete;

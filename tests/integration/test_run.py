@@ -509,7 +509,7 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(value("kubetrail_handler_deliveries_total", handler="out", result="ok"), 1)
         self.assertEqual(value("kubetrail_handler_latency_seconds_count", handler="out"), 1)
         self.assertEqual(value("kubetrail_informers_synced"), 1)
-        self.assertEqual(value("kubetrail_build_info", plugin_abi="1.0"), 1)
+        self.assertEqual(value("kubetrail_build_info", plugin_abi="1.1"), 1)
         self.server.kubectl("patch", "configmap", "m1", "--type=merge", "-p", '{"data":{"a":"2"}}')
         kt.wait_changes(2)
         families = parse_prometheus(get("/metrics")[1])

@@ -1,5 +1,6 @@
 /* A plugin in plain C99 without the SDK: proof that plugin.h alone is enough.
- * Config: {"path": "FILE", "fail_create": bool, "status": "ok|retry|fail|stop",
+ * Config: {"path": "FILE", "fail_create": bool, "retry_create_until": "FILE",
+ *          "status": "ok|retry|fail|stop",
  *          "retries_before_ok": N}
  * Appends one line per change set to FILE: "TYPE RESOURCE NS/NAME CHANGES
  * PADDING_OK", so tests can check exactly what crossed the ABI.
@@ -55,6 +56,19 @@ static int32_t rec_create(const char* config, size_t len, const kubetrail_host_a
   if (strstr(config, "\"fail_create\":true")) {
     kubetrail_error_set(err, "cannot open %s: permission denied (as configured)", "the test resource");
     return KUBETRAIL_FAIL;
+  }
+  {
+    /* create answers RETRY (transient) while this file does not exist */
+    char until[512];
+    FILE* probe;
+    if (find_string(config, "retry_create_until", until, sizeof until)) {
+      probe = fopen(until, "r");
+      if (!probe) {
+        kubetrail_error_set(err, "%s not there yet", until);
+        return KUBETRAIL_RETRY;
+      }
+      fclose(probe);
+    }
   }
   r = (recorder*)calloc(1, sizeof *r);
   if (!r) return KUBETRAIL_FAIL;
@@ -140,6 +154,7 @@ static const kubetrail_plugin_descriptor descriptor = {
     "records change sets to a file (test plugin in C99)",
     "{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"path\"],"
     "\"properties\":{\"path\":{\"type\":\"string\"},\"fail_create\":{\"type\":\"boolean\"},"
+    "\"retry_create_until\":{\"type\":\"string\"},"
     "\"status\":{\"enum\":[\"ok\",\"retry\",\"fail\",\"stop\"]},"
     "\"retries_before_ok\":{\"type\":\"integer\",\"minimum\":0}}}",
     rec_create,

@@ -125,10 +125,10 @@ TEST_CASE("contract: the schema refuses what kubetrail must never send") {
   CHECK(broken([](json& j) { j.erase("id"); }) != "");
   CHECK(broken([](json& j) { j["type"] = "Updated"; }) != "");
   CHECK(broken([](json& j) { j["schemaVersion"] = "kubetrail.dev/v2"; }) != "");
-  CHECK(broken([](json& j) { j["changes"] = json::array(); }) != "");                       // a Modified of nothing
-  CHECK(broken([](json& j) { j["changes"][1]["old"] = 1; }) != "");                         // an add with an old value
-  CHECK(broken([](json& j) { j["changes"][0].erase("new"); }) != "");                       // a replace without new
-  CHECK(broken([](json& j) { j["catchUp"] = false; }) != "");                               // present only when true
+  CHECK(broken([](json& j) { j["changes"] = json::array(); }) != "");  // a Modified of nothing
+  CHECK(broken([](json& j) { j["changes"][1]["old"] = 1; }) != "");    // an add with an old value
+  CHECK(broken([](json& j) { j["changes"][0].erase("new"); }) != "");  // a replace without new
+  CHECK(broken([](json& j) { j["catchUp"] = false; }) != "");          // present only when true
   CHECK(broken([](json& j) { j["observedAt"] = "yesterday"; }) != "");
   CHECK(broken([](json& j) { j["undocumented"] = 1; }) != "");
   CHECK(broken([](json& j) {

@@ -70,13 +70,30 @@ TEST_CASE("the change set JSON handed to plugins is the schema v1 document") {
   CHECK(j["changes"][1] == nlohmann::json{{"op", "add"}, {"path", "metadata.labels.tier"}, {"new", "web"}});
 }
 
+TEST_CASE("ABI 1.1: the host hands plugins the actor, catch_up and the objects") {
+  auto cs = sample();
+  cs.actor = model::Actor{"helm", "Update", "2026-12-01T10:00:00Z"};
+  cs.catch_up = true;
+  cs.old_object = R"({"spec":{"replicas":2}})";
+  cs.new_object = R"({"spec":{"replicas":3}})";
+  plugin::AbiChangeSet v(cs);
+  const kubetrail_change_set* view = v.view();
+  REQUIRE(KUBETRAIL_HAS_MEMBER(view, kubetrail_change_set, new_object));
+  CHECK(std::string_view(view->actor_manager.ptr, view->actor_manager.len) == "helm");
+  CHECK(std::string_view(view->actor_operation.ptr, view->actor_operation.len) == "Update");
+  CHECK(std::string_view(view->actor_time.ptr, view->actor_time.len) == "2026-12-01T10:00:00Z");
+  CHECK(view->catch_up == 1);
+  CHECK(std::string_view(view->old_object.ptr, view->old_object.len) == R"({"spec":{"replicas":2}})");
+  CHECK(std::string_view(view->new_object.ptr, view->new_object.len) == R"({"spec":{"replicas":3}})");
+}
+
 TEST_CASE("plugins with the wrong ABI, no entry symbol, or not ELF are refused with one clear line") {
   test::TempDir dir;
-  CHECK(refusal(test_plugin("bad_bad_major")).find("built for plugin ABI 2.0, this kubetrail speaks ABI 1.0") !=
+  CHECK(refusal(test_plugin("bad_bad_major")).find("built for plugin ABI 2.1, this kubetrail speaks ABI 1.1") !=
         std::string::npos);
-  CHECK(refusal(test_plugin("bad_too_new_minor")).find("built for plugin ABI 1.1, newer than this kubetrail") !=
+  CHECK(refusal(test_plugin("bad_too_new_minor")).find("built for plugin ABI 1.2, newer than this kubetrail") !=
         std::string::npos);
-  CHECK(refusal(test_plugin("bad_refuses_host")).find("refused this host (host ABI 1.0)") != std::string::npos);
+  CHECK(refusal(test_plugin("bad_refuses_host")).find("refused this host (host ABI 1.1)") != std::string::npos);
   CHECK(refusal(test_plugin("bad_no_entry")).find("does not export kubetrail_plugin_entry_v1") != std::string::npos);
   CHECK(refusal(test_plugin("bad_no_handle")).find("lacks a required function") != std::string::npos);
   test::write_file(dir / "text.so", "#!/bin/sh\necho not a plugin\n");
@@ -181,7 +198,7 @@ TEST_CASE("one handler that cannot be created never takes down the others") {
   REQUIRE(c.handlers.at("first").handler);
   REQUIRE_FALSE(c.handlers.at("second").handler);
   CHECK(c.handlers.at("second").error.find("t.toml:") == 0);
-  CHECK(c.handlers.at("second").error.find("bad_bad_major.so: built for plugin ABI 2.0") != std::string::npos);
+  CHECK(c.handlers.at("second").error.find("bad_bad_major.so: built for plugin ABI 2.") != std::string::npos);
   CHECK_FALSE(c.engine.submit(sample()));
   CHECK(test::lines_of(test::read_file(dir / "first.txt")).size() == 1);
 }
@@ -196,5 +213,38 @@ TEST_CASE("backoff grows exponentially, is capped, and a plugin's retry-after wi
     CHECK(d3 <= 480);
     CHECK(deliver::backoff(p, 10, 0).count() <= 1200);
     CHECK(deliver::backoff(p, 1, 5000).count() == 5000);
+  }
+}
+
+TEST_CASE("a create() that says RETRY is tried again with the handler's retry policy, then given up on") {
+  test::TempDir dir;
+  auto cfg_with = [&](int attempts) {
+    return config::parse("[plugins]\ndir = \"" + std::string(TEST_PLUGIN_DIR) +
+                             "\"\n[[handlers]]\nname = \"late\"\nplugin = \"c_recorder\"\nretry = { attempts = " +
+                             std::to_string(attempts) + ", initial_ms = 1, max_ms = 5 }\nconfig = { path = \"" +
+                             (dir / "out.txt").string() + "\", retry_create_until = \"" + (dir / "up").string() +
+                             "\" }\n[[routes]]\nchain = [\"late\"]\n",
+                         "t.toml");
+  };
+  plugin::PluginLoader loader{TEST_PLUGIN_DIR};
+  Metrics metrics;
+  {
+    auto cfg = cfg_with(5);
+    std::vector<std::chrono::milliseconds> sleeps;
+    auto handlers = deliver::create_handlers(cfg, loader, &metrics, [&](std::chrono::milliseconds d) {
+      sleeps.push_back(d);
+      if (sleeps.size() == 2) test::write_file(dir / "up", "");  // the broker comes up
+    });
+    REQUIRE(handlers.at("late").handler);
+    CHECK(sleeps.size() == 2);  // failed twice, created at the third attempt
+  }
+  fs::remove(dir / "up");
+  {
+    auto cfg = cfg_with(2);
+    int slept = 0;
+    auto handlers = deliver::create_handlers(cfg, loader, &metrics, [&](std::chrono::milliseconds) { ++slept; });
+    CHECK_FALSE(handlers.at("late").handler);
+    CHECK(slept == 1);
+    CHECK(handlers.at("late").error.find("not there yet (transient), gave up after 2 attempts") != std::string::npos);
   }
 }

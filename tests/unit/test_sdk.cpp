@@ -13,6 +13,7 @@ class Probe : public sdk::Plugin {
  public:
   Probe(std::string_view config, sdk::Host host) : sdk::Plugin(host) {
     if (config.find("explode") != std::string_view::npos) throw std::runtime_error("bad config: explode");
+    if (config.find("not_yet") != std::string_view::npos) throw sdk::RetryableError("broker not up yet");
     seen_ = host.define_metric(sdk::MetricKind::counter, "probe_seen_total", "seen");
   }
   sdk::Result handle(const sdk::Batch& batch) override {
@@ -66,8 +67,10 @@ TEST_CASE("sdk: views, logging and metrics through the fake host") {
 
 TEST_CASE("sdk: exceptions become FAIL or RETRY with the message, never cross the ABI") {
   FakeHost host;
-  CHECK_THROWS_WITH(host.create(kubetrail_plugin_entry_v1(1, 0), R"({"explode":1})"), "bad config: explode");
-  auto p = host.create(kubetrail_plugin_entry_v1(1, 0));
+  CHECK_THROWS_WITH(
+      host.create(kubetrail_plugin_entry_v1(KUBETRAIL_ABI_MAJOR, KUBETRAIL_ABI_MINOR), R"({"explode":1})"),
+      "bad config: explode");
+  auto p = host.create(kubetrail_plugin_entry_v1(KUBETRAIL_ABI_MAJOR, KUBETRAIL_ABI_MINOR));
   FakeChangeSet cs;
   cs.add_change(KUBETRAIL_OP_ADD, "a", "", "1");
   cs.name = "throw";
@@ -83,7 +86,7 @@ TEST_CASE("sdk: exceptions become FAIL or RETRY with the message, never cross th
 
 TEST_CASE("sdk: per-item results reach the host") {
   FakeHost host;
-  auto p = host.create(kubetrail_plugin_entry_v1(1, 0));
+  auto p = host.create(kubetrail_plugin_entry_v1(KUBETRAIL_ABI_MAJOR, KUBETRAIL_ABI_MINOR));
   FakeChangeSet a, b;
   a.add_change(KUBETRAIL_OP_ADD, "a", "", "1");
   b.add_change(KUBETRAIL_OP_ADD, "b", "", "1");
@@ -91,4 +94,48 @@ TEST_CASE("sdk: per-item results reach the host") {
   auto r = p.handle({&a, &b});
   CHECK(r.status == KUBETRAIL_RETRY);
   CHECK(r.item_status == std::vector<int32_t>{KUBETRAIL_OK, KUBETRAIL_RETRY});
+}
+
+// Before: the SDK had no accessors for actor, catchUp and the old/new
+// objects (the ABI did not carry them; plugins parsed json()). ABI 1.1
+// appends them; from a 1.0 host (shorter struct) they read as empty.
+TEST_CASE("sdk: actor, catch_up and the objects are readable, and empty from an ABI 1.0 host") {
+  FakeChangeSet fake;
+  fake.type = KUBETRAIL_DELETED;
+  fake.actor_manager = "kubectl";
+  fake.actor_operation = "Apply";
+  fake.actor_time = "2026-12-01T10:00:00Z";
+  fake.catch_up = true;
+  fake.old_object = R"({"kind":"Deployment"})";
+  kubetrail::sdk::ChangeSet cs(fake.view());
+  CHECK(cs.actor_manager() == "kubectl");
+  CHECK(cs.actor_operation() == "Apply");
+  CHECK(cs.actor_time() == "2026-12-01T10:00:00Z");
+  CHECK(cs.catch_up());
+  CHECK(cs.old_object_json() == R"({"kind":"Deployment"})");
+  CHECK(cs.new_object_json().empty());
+
+  kubetrail::sdk::ChangeSet old_host(kubetrail::sdk::testing::as_abi_1_0(fake));
+  CHECK(old_host.name() == "web");  // 1.0 members still read
+  CHECK(old_host.actor_manager().empty());
+  CHECK_FALSE(old_host.catch_up());
+  CHECK(old_host.old_object_json().empty());
+}
+
+// Before: RetryableError from a constructor was documented as transient but
+// create() answered FAIL; now RETRY, and the host creates it again
+// (test_plugin_host: "a create() that says RETRY is tried again").
+TEST_CASE("sdk: RetryableError from the constructor makes create() answer RETRY with the message") {
+  const kubetrail_plugin_descriptor* d = kubetrail_plugin_entry_v1(KUBETRAIL_ABI_MAJOR, KUBETRAIL_ABI_MINOR);
+  REQUIRE(d);
+  std::string config = R"({"not_yet":1})";
+  char buf[256] = {};
+  kubetrail_error err{sizeof err, buf, sizeof buf};
+  void* instance = nullptr;
+  FakeHost host;
+  CHECK(d->create(config.c_str(), config.size(), nullptr, nullptr, &instance, &err) == KUBETRAIL_RETRY);
+  CHECK(instance == nullptr);
+  CHECK(std::string(buf) == "broker not up yet");
+  config = R"({"explode":1})";
+  CHECK(d->create(config.c_str(), config.size(), nullptr, nullptr, &instance, &err) == KUBETRAIL_FAIL);
 }

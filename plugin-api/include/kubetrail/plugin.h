@@ -73,7 +73,7 @@ extern "C" {
 /* ABI version of this header. Bump MINOR for append-only additions, MAJOR
  * for anything else (and then also the entry symbol's suffix). */
 #define KUBETRAIL_ABI_MAJOR 1
-#define KUBETRAIL_ABI_MINOR 0
+#define KUBETRAIL_ABI_MINOR 1 /* 1.1: kubetrail_change_set gained actor, catch_up, old/new objects */
 
 /* Bytes guaranteed readable after the end of kubetrail_change_set.json, so
  * that simdjson and similar parsers can parse it in place without a copy.
@@ -205,6 +205,21 @@ typedef struct kubetrail_change_set {
   /* The whole change set as JSON text, followed by at least
    * KUBETRAIL_JSON_PADDING readable zero bytes. */
   kubetrail_str json;
+  /* Since ABI 1.1: read only where KUBETRAIL_HAS_MEMBER(cs,
+   * kubetrail_change_set, member) (a 1.0 host does not write them). */
+  kubetrail_str actor_manager;   /* the field manager that made the change
+                                    (managedFields); "" when unknown */
+  kubetrail_str actor_operation; /* "Update" or "Apply"; "" when unknown */
+  kubetrail_str actor_time;      /* RFC 3339; "" when unknown */
+  uint32_t catch_up;             /* 1: found by comparing a list with what
+                                    kubetrail had (after a restart or a
+                                    410); several changes may have
+                                    coalesced into it. 0 otherwise */
+  kubetrail_str old_object;      /* the object before, pruned and redacted,
+                                    as JSON: Deleted, or Modified with [diff]
+                                    include_objects; "" otherwise */
+  kubetrail_str new_object;      /* the object after: Added, or Modified
+                                    with include_objects; "" otherwise */
 } kubetrail_change_set;
 
 /* The unit of delivery: change sets for one handler, in order.
@@ -312,7 +327,10 @@ typedef struct kubetrail_plugin_descriptor {
    * config_len bytes, also NUL-terminated). Store host and host_ctx for
    * later calls. On success set *instance_out and return KUBETRAIL_OK; on
    * failure fill err and return KUBETRAIL_FAIL: the host shows the message
-   * as is, naming the handler. Control thread. REQUIRED. */
+   * as is, naming the handler. Return KUBETRAIL_RETRY when the failure is
+   * transient (a broker not reachable yet): the host calls create again
+   * with the handler's retry policy (attempts, backoff) before it reports
+   * the handler as not running. Control thread. REQUIRED. */
   int32_t (*create)(const char* config_json, size_t config_len, const kubetrail_host_api* host, void* host_ctx,
                     void** instance_out, kubetrail_error* err);
 

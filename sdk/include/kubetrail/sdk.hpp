@@ -32,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -113,6 +114,20 @@ class ChangeSet {
   // The whole change set as JSON; at least KUBETRAIL_JSON_PADDING readable
   // bytes follow it, so simdjson can parse it in place.
   std::string_view json() const noexcept { return view(cs_->json); }
+  // Who made the change (the managedFields entry that moved); all "" when
+  // unknown (or from a host older than ABI 1.1).
+  std::string_view actor_manager() const noexcept { return since_1_1(&kubetrail_change_set::actor_manager); }
+  std::string_view actor_operation() const noexcept { return since_1_1(&kubetrail_change_set::actor_operation); }
+  std::string_view actor_time() const noexcept { return since_1_1(&kubetrail_change_set::actor_time); }
+  // Found by comparing a list with what kubetrail had (restart, 410 Gone).
+  bool catch_up() const noexcept {
+    return KUBETRAIL_HAS_MEMBER(cs_, kubetrail_change_set, catch_up) && cs_->catch_up != 0;
+  }
+  // The pruned, redacted object before / after, as JSON; "" when the change
+  // set does not carry it (Added has only new, Deleted only old, Modified
+  // both with [diff] include_objects).
+  std::string_view old_object_json() const noexcept { return since_1_1(&kubetrail_change_set::old_object); }
+  std::string_view new_object_json() const noexcept { return since_1_1(&kubetrail_change_set::new_object); }
   size_t change_count() const noexcept { return cs_->change_count; }
   FieldChange change(size_t i) const noexcept { return FieldChange(cs_->changes[i]); }
   std::vector<FieldChange> changes() const {
@@ -124,6 +139,13 @@ class ChangeSet {
   const kubetrail_change_set* raw() const noexcept { return cs_; }
 
  private:
+  // A member added in ABI 1.1, or "" when the host's struct ends before it.
+  std::string_view since_1_1(kubetrail_str kubetrail_change_set::*member) const noexcept {
+    const auto* base = reinterpret_cast<const char*>(cs_);
+    const auto* field = reinterpret_cast<const char*>(&(cs_->*member));
+    if (cs_->struct_size < static_cast<size_t>(field - base) + sizeof(kubetrail_str)) return {};
+    return view(cs_->*member);
+  }
   const kubetrail_change_set* cs_;
 };
 
@@ -202,8 +224,10 @@ struct Result {
   static Result fail(std::string msg) { return {Status::fail, 0, std::move(msg), {}}; }
 };
 
-// Throw from a constructor or handle() to report a transient problem; any
-// other exception is a permanent failure (FAIL) with its what() as message.
+// Throw from handle() to report a transient problem (RETRY, after
+// retry_after_ms when given), or from the constructor (create answers RETRY
+// and the host creates the handler again with its retry policy). Any other
+// exception is a permanent failure (FAIL) with its what() as message.
 class RetryableError : public std::runtime_error {
  public:
   explicit RetryableError(const std::string& what, uint32_t retry_after_ms = 0)
@@ -247,6 +271,9 @@ int32_t create(const char* config, size_t len, const kubetrail_host_api* api, vo
   try {
     *out = static_cast<Plugin*>(new T(std::string_view(config, len), Host(api, ctx)));
     return KUBETRAIL_OK;
+  } catch (const RetryableError& e) {
+    set_error(err, e.what());
+    return KUBETRAIL_RETRY;  // the host creates it again with the handler's retry policy
   } catch (const std::exception& e) {
     set_error(err, e.what());
   } catch (...) {
@@ -308,6 +335,11 @@ inline bool host_can_serve(uint32_t host_major, uint32_t host_minor) noexcept {
 template <class T>
 constexpr kubetrail_plugin_descriptor make_descriptor(const char* name, const char* version, const char* description,
                                                       const char* schema, uint64_t caps, uint32_t threading) noexcept {
+  static_assert(std::is_base_of_v<Plugin, T>,
+                "KUBETRAIL_PLUGIN: the plugin class must derive from kubetrail::sdk::Plugin");
+  static_assert(std::is_constructible_v<T, std::string_view, Host>,
+                "KUBETRAIL_PLUGIN: the plugin class needs a public constructor "
+                "T(std::string_view config_json, kubetrail::sdk::Host host)");
   kubetrail_plugin_descriptor d{};
   d.struct_size = sizeof(kubetrail_plugin_descriptor);
   d.abi_major = KUBETRAIL_ABI_MAJOR;

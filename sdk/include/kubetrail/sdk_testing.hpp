@@ -33,6 +33,9 @@ struct FakeChangeSet {
   std::string id = "test/uid-1/1", cluster = "test", group = "apps", version = "v1", resource = "deployments",
               kind = "Deployment", object_namespace = "default", name = "web", uid = "uid-1", resource_version = "1",
               summary = "Deployment default/web changed", observed_at = "2026-01-01T00:00:00.000Z";
+  std::string actor_manager, actor_operation, actor_time;  // ABI 1.1
+  bool catch_up = false;
+  std::string old_object, new_object;
   std::string json;  // "" = a minimal JSON built from the fields above
   struct Change {
     uint32_t op;
@@ -74,6 +77,12 @@ struct FakeChangeSet {
     view_.changes = change_ptrs_.data();
     view_.change_count = change_ptrs_.size();
     view_.json = {padded_.data(), json.size()};
+    view_.actor_manager = s(actor_manager);
+    view_.actor_operation = s(actor_operation);
+    view_.actor_time = s(actor_time);
+    view_.catch_up = catch_up ? 1 : 0;
+    view_.old_object = s(old_object);
+    view_.new_object = s(new_object);
     return &view_;
   }
 
@@ -83,6 +92,14 @@ struct FakeChangeSet {
   std::vector<const kubetrail_field_change*> change_ptrs_;
   kubetrail_change_set view_{};
 };
+
+// What a host of ABI 1.0 hands a plugin: the same struct, ending before
+// the 1.1 members (the SDK's accessors must then read nothing past it).
+inline const kubetrail_change_set* as_abi_1_0(FakeChangeSet& cs) {
+  auto* v = const_cast<kubetrail_change_set*>(cs.view());
+  v->struct_size = static_cast<uint32_t>(offsetof(kubetrail_change_set, actor_manager));
+  return v;
+}
 
 struct HandleResult {
   int32_t status = KUBETRAIL_OK;
