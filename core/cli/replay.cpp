@@ -11,8 +11,8 @@
 #include "common/error.hpp"
 #include "diff/diff.hpp"
 #include "kube/recording.hpp"
-#include "model/object_store.hpp"
 #include "model/resource_type.hpp"
+#include "watch/tracker.hpp"
 
 namespace kubetrail::cli {
 
@@ -53,7 +53,7 @@ int run_replay(const Args& args) {
   Pipeline pipeline(cfg, args, metrics);
   cfg.diff.redaction_key = configured_redaction_key(cfg);  // else the detector draws one for this run
   diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
-  std::map<std::string, model::ObjectStore> stores;  // per resource, like one informer each
+  std::map<std::string, watch::Tracker> trackers;  // per resource, like one informer each: the same per-event step
 
   simdjson::dom::parser parser;
   bool delivered_all = true;
@@ -84,26 +84,23 @@ int run_replay(const Args& args) {
       ++skipped;
       continue;
     }
-    auto& store = stores[type.qualified_name()];
+    auto& tracker = trackers.try_emplace(type.qualified_name(), detector, type).first->second;
     diff::SourceText source{&parser, ev.frame, "object"};  // lets the pruner copy untouched subtrees
     // One object that cannot be diffed is reported and skipped: the events
     // after it are still replayed.
-    Result<std::optional<model::ChangeSet>> result = std::optional<model::ChangeSet>{};
+    watch::Tracker::Applied applied;
     try {
-      const std::string observed_at = now_rfc3339();  // one moment for the event's change sets
-      if (auto gone = detector.replaced(type, object, store, observed_at))
-        if (!pipeline.deliver(*gone)) delivered_all = false;
-      result = detector.observe(ev.type, type, object, store, observed_at, &source);
+      applied = tracker.apply(ev.type, object, now_rfc3339(), &source);  // one moment for the event's change sets
     } catch (const std::exception& e) {
-      result = Result<std::optional<model::ChangeSet>>::failure(e.what());
+      applied.error = e.what();
     }
-    if (!result) {
-      spdlog::error("{}: byte offset {}: {}", recording.files()[ev.file], ev.offset, result.error());
+    if (applied.replaced && !pipeline.deliver(*applied.replaced)) delivered_all = false;
+    if (!applied.error.empty()) {
+      spdlog::error("{}: byte offset {}: {}", recording.files()[ev.file], ev.offset, applied.error);
       delivered_all = false;
       continue;
     }
-    auto& cs = result.value();
-    if (cs && !pipeline.deliver(*cs)) delivered_all = false;
+    if (applied.change && !pipeline.deliver(*applied.change)) delivered_all = false;
   }
   if (!pipeline.flush()) delivered_all = false;
 

@@ -48,6 +48,7 @@ Informer::Informer(kube::Api& client, InformerOptions options, std::string clust
       opt_(std::move(options)),
       name_(opt_.type.qualified_name() + (opt_.namespace_scope.empty() ? "" : " in " + opt_.namespace_scope)),
       detector_(std::move(cluster), std::move(diff)),
+      tracker_(detector_, opt_.type),
       sink_(std::move(sink)),
       state_key_(opt_.type.qualified_name() + "/" + opt_.type.version +
                  (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope)) {
@@ -102,14 +103,14 @@ void Informer::commit(bool force) {
   std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
   std::vector<std::string> deletes;
   for (const auto& key : dirty_) {
-    if (const model::StoredObject* o = store_.find(key))
+    if (const model::StoredObject* o = tracker_.store().find(key))
       upserts.emplace_back(key, o);
     else
       deletes.push_back(key);
   }
   if (prune_checkpoint_)
     for (const auto& key : checkpointed_)
-      if (!dirty_.count(key) && !store_.find(key)) deletes.push_back(key);
+      if (!dirty_.count(key) && !tracker_.store().find(key)) deletes.push_back(key);
   std::vector<state::StateStore::JournalEntry> journal;
   journal.reserve(pending_.size());
   for (const auto& cs : pending_) journal.push_back({0, cs.id, cs.to_json()});
@@ -189,7 +190,7 @@ void Informer::list_item(dom::element item, const diff::SourceText& source, bool
   if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) return;
   if (excluded(ns)) return;
   if (initial) {
-    if (auto s = detector_.seed(opt_.type, item, store_, &source); !s)
+    if (auto s = tracker_.seed(item, &source); !s)
       failed(&item, "list item", s.error());
     else
       touched(ns, name);
@@ -200,17 +201,15 @@ void Informer::list_item(dom::element item, const diff::SourceText& source, bool
   // fresh list against the cache. Another uid under the same name: the
   // old object is gone and this one new. Same resourceVersion:
   // nothing; changed or new: the real difference.
-  if (auto gone = detector_.replaced(opt_.type, item, store_, observed_at)) {
-    gone->catch_up = true;
-    emit(std::move(*gone));
+  auto applied = tracker_.apply(model::WatchEventType::modified, item, observed_at, &source, /*catch_up=*/true);
+  if (applied.replaced) {
+    emit(std::move(*applied.replaced));
     touched(ns, name);
   }
-  auto cs = detector_.observe(model::WatchEventType::modified, opt_.type, item, store_, observed_at, &source);
-  if (!cs) {
-    failed(&item, "list item", cs.error());
-  } else if (cs.value()) {
-    cs.value()->catch_up = true;
-    emit(std::move(*cs.value()));
+  if (!applied.error.empty()) {
+    failed(&item, "list item", applied.error);
+  } else if (applied.change) {
+    emit(std::move(*applied.change));
     touched(ns, name);
   }
 }
@@ -274,12 +273,11 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   } while (!cont.empty());
   if (!initial) {
     std::vector<std::string> gone;
-    store_.for_each([&](const std::string& key, const model::StoredObject&) {
+    tracker_.store().for_each([&](const std::string& key, const model::StoredObject&) {
       if (!seen.count(key)) gone.push_back(key);
     });
     for (const auto& key : gone)
-      if (auto cs = detector_.forget(opt_.type, key, store_, observed_at, list_rv)) {
-        cs->catch_up = true;
+      if (auto cs = tracker_.vanished(key, observed_at, list_rv)) {
         emit(std::move(*cs));
         if (opt_.state) dirty_.insert(key);
       }
@@ -341,17 +339,21 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     if (excluded(ns)) return;
     std::string observed_at = now_rfc3339();
     // Another uid under a cached name: that object was deleted unseen.
-    if (auto gone = detector_.replaced(opt_.type, object, store_, observed_at)) emit(std::move(*gone));
     diff::SourceText source{&parser, frame, "object"};  // lets the pruner copy untouched subtrees
-    auto cs = detector_.observe(*type, opt_.type, object, store_, observed_at, &source);
-    if (!cs) {
-      failed(&object, "event at byte offset " + std::to_string(offset), cs.error());
+    auto applied = tracker_.apply(*type, object, observed_at, &source);
+    std::string_view name;
+    bool named = object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS;
+    if (applied.replaced) {
+      emit(std::move(*applied.replaced));
+      if (named) touched(ns, name);  // its row leaves the checkpoint even if the event fails below
+    }
+    if (!applied.error.empty()) {
+      failed(&object, "event at byte offset " + std::to_string(offset), applied.error);
       return;
     }
-    std::string_view name;
-    if (object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS) touched(ns, name);
-    if (cs.value())
-      emit(std::move(*cs.value()));
+    if (named) touched(ns, name);
+    if (applied.change)
+      emit(std::move(*applied.change));
     else
       record(m_noise_);
   };
@@ -420,11 +422,11 @@ void Informer::run(const std::atomic<bool>& stop) {
       if (auto cp = opt_.state->load(state_key_)) {
         for (auto& [key, obj] : cp->objects) {
           checkpointed_.insert(key);
-          store_.put(key, std::move(obj));
+          tracker_.store().put(key, std::move(obj));
         }
         catch_up = true;
         spdlog::info("{}: {} objects in the checkpoint from resourceVersion {}; reporting changes since", name_,
-                     store_.size(), cp->resource_version);
+                     tracker_.store().size(), cp->resource_version);
       }
     } catch (const std::exception& e) {
       spdlog::error("{}: cannot read the checkpoint: {}", name_, e.what());
@@ -447,7 +449,7 @@ void Informer::run(const std::atomic<bool>& stop) {
   list_until_done(!catch_up, false, stop);
   if (stop.load()) return;
   synced_ = true;
-  spdlog::info("{}: synced {} objects at resourceVersion {}", name_, store_.size(), rv_);
+  spdlog::info("{}: synced {} objects at resourceVersion {}", name_, tracker_.store().size(), rv_);
   while (!stop.load()) {
     WatchEnd end;
     try {

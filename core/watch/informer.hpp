@@ -36,6 +36,7 @@
 #include "kube/watch_stream.hpp"
 #include "model/object_store.hpp"
 #include "model/resource_type.hpp"
+#include "watch/tracker.hpp"
 
 namespace kubetrail::state {
 class StateStore;
@@ -124,8 +125,8 @@ class Informer {
   InformerOptions opt_;
   std::string name_;
   diff::ChangeDetector detector_;
+  Tracker tracker_;  // the cache and the per-event step (shared with replay)
   Sink sink_;
-  model::ObjectStore store_;
   std::string rv_;
   std::atomic<bool> synced_{false};
   Stats stats_;
