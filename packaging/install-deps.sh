@@ -10,7 +10,7 @@ PACKAGES=(
   libboost-dev libboost-filesystem-dev
   doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev
   libbenchmark-dev
-  python3 curl clang-format
+  python3 curl clang-format clang-tidy
   clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
 )
