@@ -319,6 +319,15 @@ size_t common_suffix(std::string_view a, std::string_view b) noexcept {
 }  // namespace
 
 namespace {
+// Stage1 reads simdjson's internal parser state (implementation->
+// structural_indexes), which is not public API: a simdjson this code was
+// not written against must be looked at before it is used, not trusted.
+// Written against 3.0 (Debian bookworm's libsimdjson-dev 3.0.1).
+static_assert(simdjson::SIMDJSON_VERSION_MAJOR == 3 && simdjson::SIMDJSON_VERSION_MINOR == 0,
+              "diff.cpp's Stage1 reads simdjson's internal structural index: check it against this simdjson "
+              "version (dom_parser_implementation::structural_indexes, n_structural_indexes), then update this "
+              "assertion");
+
 // simdjson's stage-1 output for a parsed text: the index of every
 // structural character ({}[]:, and the first byte of every string, number
 // and literal), in order. A container's members sit at known offsets from
