@@ -130,7 +130,9 @@ bool Engine::submit(const model::ChangeSet& cs) {
     drain_inline();  // inline: this route's chain to its end before the next route's, as config order reads
   }
   record_backlog();
-  return stats_.dead.load() == dead_before;
+  // Threads: the chains have only begun (and other change sets' dead
+  // letters may land meanwhile): queued is all there is to say.
+  return scheduling_ == Scheduling::threads || stats_.dead.load() == dead_before;
 }
 
 void Engine::drain_inline() {
