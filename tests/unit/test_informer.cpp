@@ -17,6 +17,14 @@ namespace {
 
 model::ResourceType configmaps() { return {"", "v1", "configmaps", "ConfigMap", true}; }
 
+// An informer of ConfigMaps on the scripted clock (every test's start).
+watch::InformerOptions configmap_options(test::FakeClock& clock) {
+  watch::InformerOptions opt;
+  opt.type = configmaps();
+  opt.clock = &clock;
+  return opt;
+}
+
 // A list of built-in objects exactly as kube-apiserver shapes it: the items
 // carry no kind or apiVersion.
 std::string list_of(const std::vector<nlohmann::ordered_json>& items, const std::string& rv) {
@@ -74,9 +82,7 @@ TEST_CASE("informer: a server answering 410 to every watch is relisted no faster
   clock.on_sleep = [&] {
     if (clock.now() - std::chrono::steady_clock::time_point{} > limit) stop = true;
   };
-  watch::InformerOptions opt;
-  opt.type = configmaps();
-  opt.clock = &clock;
+  watch::InformerOptions opt = configmap_options(clock);
   std::vector<model::ChangeSet> out;
   watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
   inf.run(stop);
@@ -109,9 +115,7 @@ TEST_CASE("informer: Retry-After of a failing list wins over a shorter backoff")
     stop = true;
     return ok("");
   };
-  watch::InformerOptions opt;
-  opt.type = configmaps();
-  opt.clock = &clock;
+  watch::InformerOptions opt = configmap_options(clock);
   watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
   inf.run(stop);
   REQUIRE(clock.sleeps.size() >= 2);
@@ -128,9 +132,7 @@ TEST_CASE("informer: a watch the server closes at once, again and again, backs o
     if (api.count(true) > 8) stop = true;
     return ok("");  // 200, no event, closed at once
   };
-  watch::InformerOptions opt;
-  opt.type = configmaps();
-  opt.clock = &clock;
+  watch::InformerOptions opt = configmap_options(clock);
   watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
   inf.run(stop);
   REQUIRE(clock.sleeps.size() >= 7);
@@ -161,9 +163,7 @@ TEST_CASE("informer: with a state store, a change set reaches the sink only once
     stop = true;
     return ok("");
   };
-  watch::InformerOptions opt;
-  opt.type = configmaps();
-  opt.clock = &clock;
+  watch::InformerOptions opt = configmap_options(clock);
   opt.state = store.get();
   std::vector<std::string> ids;
   watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) {
@@ -201,9 +201,7 @@ TEST_CASE(
       stop = true;
       return ok("");
     };
-    watch::InformerOptions opt;
-    opt.type = configmaps();
-    opt.clock = &clock;
+    watch::InformerOptions opt = configmap_options(clock);
     opt.state = store.get();
     watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&&) {});
     inf.run(stop);
@@ -219,9 +217,7 @@ TEST_CASE(
     stop = true;
     return ok("");
   };
-  watch::InformerOptions opt;
-  opt.type = configmaps();
-  opt.clock = &clock;
+  watch::InformerOptions opt = configmap_options(clock);
   opt.state = store.get();
   std::vector<model::ChangeSet> out;
   watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
@@ -249,9 +245,7 @@ TEST_CASE("informer: an event whose handling throws is counted and skipped, and 
     return ok("");
   };
   Metrics metrics;
-  watch::InformerOptions opt;
-  opt.type = configmaps();
-  opt.clock = &clock;
+  watch::InformerOptions opt = configmap_options(clock);
   opt.metrics = &metrics;
   std::vector<std::string> ids;
   watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) {
