@@ -16,6 +16,7 @@
 
 #include "cli/pipeline.hpp"
 #include "common/error.hpp"
+#include "common/periodic.hpp"
 #include "ha/handover.hpp"
 #include "ha/leader_election.hpp"
 #include "kube/client.hpp"
@@ -238,21 +239,15 @@ int run_daemon(const Args& args) {
   // hold up delivery); the main loop applies what it found.
   std::mutex rediscovered_mu;
   std::optional<kube::Discovery> rediscovered;
-  std::thread rediscover_thread;
+  std::unique_ptr<Periodic> rediscovery;
   if (cfg.watch.rediscover_s > 0)
-    rediscover_thread = std::thread([&] {
-      auto every = std::chrono::seconds(cfg.watch.rediscover_s);
-      for (auto next = std::chrono::steady_clock::now() + every; !g_stop.load();) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (std::chrono::steady_clock::now() < next) continue;
-        next = std::chrono::steady_clock::now() + every;
-        try {
-          auto d = kube::Discovery::fetch(client);
-          std::lock_guard lock(rediscovered_mu);
-          rediscovered = std::move(d);
-        } catch (const Error& e) {
-          spdlog::warn("re-discovery failed (watching on with what was found before): {}", e.what());
-        }
+    rediscovery = std::make_unique<Periodic>(std::chrono::seconds(cfg.watch.rediscover_s), [&] {
+      try {
+        auto d = kube::Discovery::fetch(client);
+        std::lock_guard lock(rediscovered_mu);
+        rediscovered = std::move(d);
+      } catch (const std::exception& e) {
+        spdlog::warn("re-discovery failed (watching on with what was found before): {}", e.what());
       }
     });
   // What the watches follow: [watch] resources of the running config.
@@ -387,7 +382,7 @@ int run_daemon(const Args& args) {
   spdlog::info("stopping: closing watches");
   g_stop = true;
   watches.stop_all();
-  if (rediscover_thread.joinable()) rediscover_thread.join();
+  rediscovery.reset();  // wakes it now (a fetch in flight ends by its own timeout)
   if (delivering && exit_code == 0) {
     std::vector<std::string> routed;
     while (auto cs = queue.pop(std::chrono::milliseconds(0))) {
