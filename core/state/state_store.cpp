@@ -207,6 +207,18 @@ StateStore::~StateStore() {
   sqlite3_close(db_);
 }
 
+template <class F>
+void StateStore::transaction(F&& body) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    body();
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
 void StateStore::exec(const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
@@ -240,8 +252,7 @@ void StateStore::save(const std::string& resource,
                       const std::vector<std::string>& deletes, const std::string& resource_version,
                       const std::vector<JournalEntry>& journal) {
   std::lock_guard lock(mu_);
-  exec("BEGIN IMMEDIATE");
-  try {
+  transaction([&] {
     Stmt jr(cache_, db_, "INSERT OR IGNORE INTO journal(id, json) VALUES(?, ?)");
     for (const auto& e : journal) {
       jr.bind(1, e.id);
@@ -277,12 +288,8 @@ void StateStore::save(const std::string& resource,
       rv.bind(2, resource_version);
       if (sqlite3_step(rv.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
     }
-    exec("COMMIT");
-    known_.insert(resource);
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
+  });
+  known_.insert(resource);
 }
 
 std::string StateStore::redaction_key() {
@@ -316,19 +323,14 @@ std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
 void StateStore::journal_done(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   std::lock_guard lock(mu_);
-  exec("BEGIN IMMEDIATE");
-  try {
+  transaction([&] {
     Stmt del(cache_, db_, "DELETE FROM journal WHERE id = ?");
     for (const auto& id : ids) {
       del.bind(1, id);
       if (sqlite3_step(del.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
       sqlite3_reset(del.s);
     }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
+  });
 }
 
 size_t StateStore::journal_size() {
@@ -402,8 +404,7 @@ StateStore::Compaction StateStore::outbox_compact(int64_t max_age_s, uint64_t ma
   // overhead for the integers and the row header.
   constexpr const char* kRowBytes =
       "(length(json) + length(id) + length(handler) + length(route) + COALESCE(length(reason), 0) + 40)";
-  exec("BEGIN IMMEDIATE");
-  try {
+  transaction([&] {
     Stmt old(db_, "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created < strftime('%s','now') - ?");
     sqlite3_bind_int64(old.s, 1, max_age_s);
     if (sqlite3_step(old.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
@@ -432,11 +433,7 @@ StateStore::Compaction StateStore::outbox_compact(int64_t max_age_s, uint64_t ma
           static_cast<size_t>(sqlite3_changes(db_));
       c.bytes -= std::min(c.bytes, freed);
     }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
+  });
   // Hand the freed pages back to the file system (auto_vacuum is
   // incremental in stores created since), and keep the WAL short.
   exec("PRAGMA incremental_vacuum");

@@ -124,6 +124,10 @@ class StateStore {
  private:
   StateStore(sqlite3* db, std::string path);
   void exec(const char* sql);
+  // Runs `body` in one write transaction (BEGIN IMMEDIATE ... COMMIT), rolled
+  // back when it throws. Caller holds mu_.
+  template <class F>
+  void transaction(F&& body);
   std::atomic<int64_t> pending_{0};             // outbox rows in state 'pending'
   std::set<std::string> known_;                 // resources with a row in `resources` (under mu_)
   std::map<const char*, sqlite3_stmt*> cache_;  // prepared hot statements by their SQL literal (under mu_)
