@@ -343,7 +343,6 @@ int run_daemon(const Args& args) {
         // change set goes back to the head of the queue and is tried again.
         spdlog::error("change set {} could not be queued for delivery, retrying in 1 s: {}", cs->id, e.what());
         queue.push_front(std::move(*cs));
-        settle(routed);
         std::this_thread::sleep_for(std::chrono::seconds(1));
         break;
       }

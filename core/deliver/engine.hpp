@@ -48,9 +48,9 @@ enum class Scheduling { inline_calls, threads };
 
 struct EngineOptions {
   Scheduling scheduling = Scheduling::threads;
-  state::StateStore* outbox = nullptr;                             // the durable outbox (run with a state store)
-  ha::DeliveryProgress* progress = nullptr;                        // leader election: what has been delivered through
-  std::function<void(std::chrono::milliseconds)> sleep = nullptr;  // inline: how a retry waits (default: it sleeps)
+  state::StateStore* outbox = nullptr;       // the durable outbox (run with a state store)
+  ha::DeliveryProgress* progress = nullptr;  // leader election: what has been delivered through
+  SleepFn sleep = nullptr;                   // inline: how a retry waits (default: it sleeps)
 };
 
 class Engine {
@@ -111,7 +111,7 @@ class Engine {
   const Scheduling scheduling_;
   state::StateStore* outbox_;
   ha::DeliveryProgress* progress_;  // leader election: what has been delivered through (may be null)
-  std::function<void(std::chrono::milliseconds)> sleep_;
+  SleepFn sleep_;
   std::deque<std::pair<Worker*, Ticket>> inline_;  // inline: deliveries due, in order
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
