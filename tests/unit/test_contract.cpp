@@ -50,17 +50,25 @@ std::string violations(const json& j) {
   return out.empty() ? "invalid" : out;
 }
 
-model::ChangeSet modified() {
+// A change set of cluster "prod" with its identity and id filled in.
+model::ChangeSet change_set(model::ChangeType type, std::string_view api_version, std::string_view kind, std::string ns,
+                            std::string name, std::string uid, std::string rv, std::string observed_at) {
   model::ChangeSet cs;
-  cs.type = model::ChangeType::modified;
+  cs.type = type;
   cs.cluster = "prod";
-  cs.observed_at = "2026-12-01T10:00:00.123Z";
-  cs.resource = model::resource_type_for("apps/v1", "Deployment");
-  cs.object_namespace = "shop";
-  cs.name = "web";
-  cs.uid = "u-1";
-  cs.resource_version = "42";
+  cs.observed_at = std::move(observed_at);
+  cs.resource = model::resource_type_for(api_version, kind);
+  cs.object_namespace = std::move(ns);
+  cs.name = std::move(name);
+  cs.uid = std::move(uid);
+  cs.resource_version = std::move(rv);
   cs.id = model::change_set_id(cs.cluster, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
+  return cs;
+}
+
+model::ChangeSet modified() {
+  auto cs = change_set(model::ChangeType::modified, "apps/v1", "Deployment", "shop", "web", "u-1", "42",
+                       "2026-12-01T10:00:00.123Z");
   cs.actor = model::Actor{"kubectl-client-side-apply", "Update", "2026-12-01T09:59:59Z"};
   cs.changes = {{model::FieldOp::replace, "spec.replicas", "2", "3"},
                 {model::FieldOp::add, "metadata.labels.tier", "", "\"web\""},
@@ -98,15 +106,8 @@ TEST_CASE("contract: catch-up, every field op, cluster-scoped objects and no act
   cs.new_object = R"({"kind":"Deployment","spec":{"replicas":3}})";
   CHECK(violations(json::parse(cs.to_json())) == "");
 
-  model::ChangeSet ns;
-  ns.type = model::ChangeType::deleted;
-  ns.cluster = "prod";
-  ns.observed_at = "2026-12-01T10:00:00Z";
-  ns.resource = model::resource_type_for("v1", "Namespace");
-  ns.name = "old-team";
-  ns.uid = "u-ns";
-  ns.resource_version = "77";
-  ns.id = model::change_set_id(ns.cluster, ns.type, ns.uid, "", ns.name, ns.resource_version);
+  auto ns = change_set(model::ChangeType::deleted, "v1", "Namespace", "", "old-team", "u-ns", "77",
+                       "2026-12-01T10:00:00Z");  // cluster-scoped
   ns.old_object = R"({"kind":"Namespace","metadata":{"name":"old-team"}})";
   ns.summary = model::summarize(ns);
   json j = json::parse(ns.to_json());
