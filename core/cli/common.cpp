@@ -13,7 +13,7 @@
 #include <ctime>
 
 #include "common/error.hpp"
-#include "diff/json_writer.hpp"
+#include "common/json_writer.hpp"
 #include "plugin/plugin_host.hpp"
 
 namespace kubetrail::cli {
@@ -24,7 +24,7 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
     std::string out;
-    diff::append_json_string(std::string_view(msg.payload.data(), msg.payload.size()), out);
+    append_json_string(std::string_view(msg.payload.data(), msg.payload.size()), out);
     dest.append(out.data(), out.data() + out.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <span>
 
-#include "diff/json_writer.hpp"
+#include "common/json_writer.hpp"
 #include "diff/list_keys.hpp"
 
 namespace kubetrail::diff {

@@ -1,7 +1,10 @@
 // Change sets as JSON (schema kubetrail.dev/v1) and their one-line summary.
+#include <simdjson.h>
+
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/json_writer.hpp"
 #include "model/change_set.hpp"
 
 namespace kubetrail::model {
@@ -58,7 +61,9 @@ ordered_json parse_or_string(const std::string& text) {
 }
 }  // namespace
 
-std::string ChangeSet::to_json() const {
+// The same document through nlohmann: for text that is not valid UTF-8,
+// which nlohmann replaces (U+FFFD) and the direct writer below would copy.
+std::string ChangeSet::to_json_checked() const {
   ordered_json j;
   j["schemaVersion"] = "kubetrail.dev/v1";
   j["id"] = id;
@@ -91,6 +96,77 @@ std::string ChangeSet::to_json() const {
   if (!old_object.empty()) j["old"] = parse_or_string(old_object);
   if (!new_object.empty()) j["new"] = parse_or_string(new_object);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string ChangeSet::to_json() const {
+  // Written directly, the values spliced in as they are: old/new values and
+  // objects are minified JSON the pruner wrote (or nlohmann re-dumped, for
+  // a change set read back), so parsing them only to print them again cost
+  // more than the rest of a change set (state_bench). Same keys, same order
+  // as to_json_checked().
+  std::string text;
+  JsonOut out(text);
+  auto key = [&](std::string_view k) {
+    out.put(k);  // keys are literals here: nothing to escape
+  };
+  auto str = [&](std::string_view k, std::string_view v) {
+    key(k);
+    append_json_string(v, out);
+  };
+  out.put(R"({"schemaVersion":"kubetrail.dev/v1",)");
+  str(R"("id":)", id);
+  str(R"(,"cluster":)", cluster);
+  str(R"(,"type":)", to_string(type));
+  str(R"(,"observedAt":)", observed_at);
+  str(R"(,"resource":{"group":)", resource.group);
+  str(R"(,"version":)", resource.version);
+  str(R"(,"resource":)", resource.resource);
+  str(R"(,"kind":)", resource.kind);
+  out.put('}');
+  if (!object_namespace.empty()) str(R"(,"namespace":)", object_namespace);
+  str(R"(,"name":)", name);
+  str(R"(,"uid":)", uid);
+  str(R"(,"resourceVersion":)", resource_version);
+  if (actor) {
+    str(R"(,"actor":{"manager":)", actor->manager);
+    str(R"(,"operation":)", actor->operation);
+    if (!actor->time.empty()) str(R"(,"time":)", actor->time);
+    out.put('}');
+  }
+  if (catch_up) out.put(R"(,"catchUp":true)");
+  str(R"(,"summary":)", summary);
+  out.put(R"(,"changes":[)");
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const auto& c = changes[i];
+    if (i) out.put(',');
+    str(R"({"op":)", to_string(c.op));
+    str(R"(,"path":)", c.path);
+    if (!c.old_json.empty()) {
+      key(R"(,"old":)");
+      out.put(c.old_json);
+    }
+    if (!c.new_json.empty()) {
+      key(R"(,"new":)");
+      out.put(c.new_json);
+    }
+    out.put('}');
+  }
+  out.put(']');
+  if (!old_object.empty()) {
+    key(R"(,"old":)");
+    out.put(old_object);
+  }
+  if (!new_object.empty()) {
+    key(R"(,"new":)");
+    out.put(new_object);
+  }
+  out.put('}');
+  out.done();
+  // Every string here came from validated JSON or our own writers; should
+  // one ever not be UTF-8, the careful path replaces what is not.
+  if (!simdjson::validate_utf8(text.data(), text.size())) [[unlikely]]
+    return to_json_checked();
+  return text;
 }
 
 ChangeSet ChangeSet::from_json(std::string_view text) {

@@ -56,6 +56,9 @@ struct ChangeSet {
 
   // The change set as schema v1 JSON text (compact).
   std::string to_json() const;
+  // The same through nlohmann, replacing text that is not UTF-8 (to_json()
+  // falls back to it; tests compare the two).
+  std::string to_json_checked() const;
   // Back from to_json() (the durable outbox stores change sets as JSON).
   // Throws kubetrail::Error on text that is not a schema v1 change set.
   static ChangeSet from_json(std::string_view text);

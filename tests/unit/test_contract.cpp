@@ -137,3 +137,35 @@ TEST_CASE("contract: the schema refuses what kubetrail must never send") {
           j["changes"] = json::array();
         }) != "");  // an Added without its object
 }
+
+// to_json() writes the document directly and splices the values in (the
+// nlohmann round trip of every old/new value was most of a change set's
+// cost); to_json_checked() is the nlohmann path it replaced. On what the
+// pruner writes they must agree byte for byte, escapes and all - except
+// that numbers now keep the text the server sent (nlohmann wrote -3e2 as
+// -300.0).
+TEST_CASE("contract: the direct JSON writer and the nlohmann path write the same bytes") {
+  auto cs = modified();
+  cs.object_namespace = "shop \"quoted\" \\ \n\t\x01";
+  cs.summary = "é — ünïcode, \"quotes\"";
+  cs.catch_up = true;
+  cs.old_object = R"({"kind":"Deployment","spec":{"replicas":2,"x":[1,2.5,-30,true,null,"s\"q"]}})";
+  cs.new_object = R"({"kind":"Deployment","spec":{"replicas":3}})";
+  CHECK(cs.to_json() == cs.to_json_checked());
+  CHECK(violations(json::parse(cs.to_json())) == "");
+  cs.actor.reset();
+  cs.old_object.clear();
+  cs.changes = {{model::FieldOp::replace, "spec.x", "-3e2", "1.50"}};
+  CHECK(cs.to_json().find(R"("old":-3e2,"new":1.50})") != std::string::npos);
+  CHECK(json::parse(cs.to_json()) == json::parse(cs.to_json_checked()));
+}
+
+TEST_CASE("contract: a string that is not UTF-8 still gives valid JSON, the bad bytes replaced") {
+  auto cs = modified();
+  cs.summary = "cut \xe2\x82";  // a truncated character
+  std::string text = cs.to_json();
+  auto j = json::parse(text, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  CHECK(j["summary"] == "cut \xef\xbf\xbd");  // U+FFFD
+  CHECK(violations(j) == "");
+}

@@ -4,8 +4,8 @@
 
 #include <random>
 
+#include "common/json_writer.hpp"
 #include "diff/diff.hpp"
-#include "diff/json_writer.hpp"
 #include "helpers.hpp"
 #include "kube/recording.hpp"
 #include "model/path.hpp"
@@ -601,14 +601,14 @@ TEST_CASE("append_json_string escapes exactly what JSON requires, at any positio
         s[at] = sp;
         if (len > at + 3) s.replace(at + 1, 2, "\xc3\xa9");  // a two-byte UTF-8 letter passes through
         std::string out;
-        diff::append_json_string(s, out);
+        append_json_string(s, out);
         CHECK_MESSAGE(out == json(s).dump(), "len " << len << " at " << at << " byte " << int(sp));
         CHECK(json::parse(out).get<std::string>() == s);
       }
     }
   }
   std::string empty;
-  diff::append_json_string("", empty);
+  append_json_string("", empty);
   CHECK(empty == "\"\"");
 }
 

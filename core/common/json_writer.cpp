@@ -1,4 +1,4 @@
-#include "diff/json_writer.hpp"
+#include "common/json_writer.hpp"
 
 #include <array>
 #include <charconv>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
-namespace kubetrail::diff {
+namespace kubetrail {
 
 namespace {
 // Bytes that JSON strings must escape: control characters, '"' and '\\'.
@@ -141,4 +141,4 @@ void append_json(simdjson::dom::element e, std::string& out) {
   o.done();
 }
 
-}  // namespace kubetrail::diff
+}  // namespace kubetrail

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace kubetrail::diff {
+namespace kubetrail {
 
 // Appends JSON text to a std::string in small pieces, checking capacity once
 // per piece (std::string::push_back checks and writes a terminator per byte:
@@ -65,4 +65,4 @@ inline std::string to_json(simdjson::dom::element e) {
   return out;
 }
 
-}  // namespace kubetrail::diff
+}  // namespace kubetrail
