@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -12,10 +13,15 @@ namespace kubetrail::state {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: objects.codec and the dictionaries table (compressed checkpoint rows).
+// A schema 1 store is converted at open; a kubetrail that knows only 1
+// refuses a schema 2 store with a message rather than read blobs as JSON.
+constexpr int kSchemaVersion = 2;
+// codec: 0 = `object` is the JSON text; N > 0 = a zstd frame compressed
+// against dictionaries.id N (state/row_codec.hpp).
 #define OBJECTS_COLUMNS                                                                                         \
   "(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL, resource_version TEXT NOT NULL, object TEXT " \
-  "NOT NULL, UNIQUE(resource, key))"
+  "NOT NULL, codec INTEGER NOT NULL DEFAULT 0, UNIQUE(resource, key))"
 
 // Stores written before the objects table became a rowid table (same
 // columns, same schema version) are converted in place, once.
@@ -51,6 +57,35 @@ std::string migrate_objects(sqlite3* db) {
   return {};
 }
 
+// Schema 1 -> 2: the objects table gains its codec column (every row
+// already there is JSON text, codec 0), and the journal's change sets move
+// into the log as change-set rows (nothing of them routed yet), in one
+// transaction with the version.
+std::string migrate_to_2(sqlite3* db) {
+  auto exists = [&](const char* sql) {
+    sqlite3_stmt* q = nullptr;
+    bool yes = sqlite3_prepare_v2(db, sql, -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return yes;
+  };
+  std::string sql = "BEGIN IMMEDIATE;";
+  if (!exists("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'codec'"))
+    sql += "ALTER TABLE objects ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;";
+  if (exists("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'"))
+    sql +=
+        "INSERT INTO log(seq, kind, resource, key, body) SELECT seq, 2, '', id, json FROM journal ORDER BY seq;"
+        "DROP TABLE journal;";
+  sql += "UPDATE meta SET value = '" + std::to_string(kSchemaVersion) + "' WHERE key = 'schema_version'; COMMIT;";
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = std::string("cannot convert the store to schema 2: ") + (err ? err : "error");
+    sqlite3_free(err);
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return why;
+  }
+  return {};
+}
+
 struct Stmt {
   sqlite3_stmt* s = nullptr;
   bool cached = false;
@@ -79,8 +114,26 @@ struct Stmt {
   }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
+  // Bound only while the Stmt lives. An empty view is "", never NULL (a
+  // null data pointer would bind NULL).
   void bind(int i, std::string_view v) {
-    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);  // bound only while Stmt lives
+    sqlite3_bind_text(s, i, v.data() ? v.data() : "", static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  void bind_blob(int i, std::string_view v) {
+    sqlite3_bind_blob(s, i, v.data() ? v.data() : "", static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  // An object row's body and codec, into columns i and i + 1: a zstd frame
+  // is a blob, JSON text (codec 0) is text.
+  void bind_object(int i, std::string_view body, int64_t codec) {
+    if (codec)
+      bind_blob(i, body);
+    else
+      bind(i, body);
+    sqlite3_bind_int64(s, i + 1, codec);
+  }
+  std::string_view blob(int i) {
+    auto p = static_cast<const char*>(sqlite3_column_blob(s, i));
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string_view();
   }
   std::string text(int i) {
     auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
@@ -144,32 +197,52 @@ std::string try_open(const std::string& path, sqlite3** out) {
       " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
       " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
       "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(handler, state, seq);"
-      // Added in place (schema 1 stays readable): a store from before has
-      // no journal, and nothing in it is lost by starting with an empty one.
-      "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
-      " json TEXT NOT NULL);";
+      // The log (schema 2): what save() appends, in the order it happened -
+      // kind 0 an object's new state, 1 its deletion (resource, key, uid,
+      // resource_version, body, codec as in `objects`), 2 a change set not
+      // yet routed (key = its id, body = its JSON). Appending is what makes
+      // a watch event cheap: its rows land on the log's last page, where an
+      // update in place of `objects` dirtied one random page per event
+      // (state_bench). fold() moves object rows into `objects` in bulk and
+      // drops change sets up to meta.routed_through. seq is given by the
+      // store (never reused: routed_through refers to it), so no
+      // AUTOINCREMENT and its extra page per commit.
+      "CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, resource TEXT NOT NULL,"
+      " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB,"
+      " codec INTEGER NOT NULL DEFAULT 0);"
+      // One compression dictionary per resource (state/row_codec.hpp),
+      // never changed once written: every compressed row names its own.
+      "CREATE TABLE IF NOT EXISTS dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE,"
+      " content BLOB NOT NULL);";
   if (sqlite3_exec(db, schema, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string why = err ? err : "cannot create tables";
     sqlite3_free(err);
     sqlite3_close(db);
     return why;
   }
+  std::string version;
   {
     Stmt get(db, "SELECT value FROM meta WHERE key = 'schema_version'");
-    if (sqlite3_step(get.s) == SQLITE_ROW) {
-      if (get.text(0) != std::to_string(kSchemaVersion)) {
-        std::string v = get.text(0);
-        sqlite3_close(db);
-        return "state schema version " + v + " is not " + std::to_string(kSchemaVersion) +
-               " (written by another kubetrail)";
-      }
-    } else {
-      sqlite3_exec(db, "INSERT INTO meta VALUES('schema_version', '1')", nullptr, nullptr, nullptr);
-    }
+    if (sqlite3_step(get.s) == SQLITE_ROW) version = get.text(0);
   }
-  if (std::string why = migrate_objects(db); !why.empty()) {
+  if (version.empty()) {  // a new store: its tables were made just now, in the current layout
+    version = std::to_string(kSchemaVersion);
+    sqlite3_exec(db, ("INSERT INTO meta VALUES('schema_version', '" + version + "')").c_str(), nullptr, nullptr,
+                 nullptr);
+  }
+  if (version == "1") {
+    std::string why = migrate_objects(db);
+    if (why.empty()) why = migrate_to_2(db);
+    if (!why.empty()) {
+      sqlite3_close(db);
+      return why;
+    }
+    version = std::to_string(kSchemaVersion);
+  }
+  if (version != std::to_string(kSchemaVersion)) {
     sqlite3_close(db);
-    return why;
+    return "state schema version " + version + " is not " + std::to_string(kSchemaVersion) +
+           " (written by another kubetrail)";
   }
   *out = db;
   return {};
@@ -178,6 +251,10 @@ std::string try_open(const std::string& path, sqlite3** out) {
 }  // namespace
 
 std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset) {
+  return open(path, reset, kFoldRows);
+}
+
+std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset, int64_t fold_rows) {
   std::error_code ec;
   auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
@@ -194,12 +271,46 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
   if (!why.empty())
     throw Error("state store " + path + " cannot be used: " + why +
                 " (move it away, or start with --reset-state to set it aside and start fresh)");
-  return std::unique_ptr<StateStore>(new StateStore(db, path));
+  return std::unique_ptr<StateStore>(new StateStore(db, path, fold_rows));
 }
 
-StateStore::StateStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {
+namespace {
+enum LogKind : int { kObject = 0, kDeleted = 1, kChangeSet = 2 };
+// A save of at least this many objects (a list page) writes them into
+// `objects` directly: the log would only hold them until the next fold.
+constexpr size_t kDirectRows = 256;
+}  // namespace
+
+// The log is folded into `objects` once it holds fold_rows rows (kFoldRows):
+// often enough that it stays small (start-up reads it), rarely enough that
+// one fold updates each page of `objects` for many events at once.
+StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
+    : fold_rows_(fold_rows), db_(db), path_(std::move(path)) {
   Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
   if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
+  Stmt dicts(db_, "SELECT id, resource, content FROM dictionaries");
+  while (sqlite3_step(dicts.s) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(dicts.s, 0);
+    codec_.add_dictionary(id, dicts.blob(2));
+    dictionary_of_.emplace(dicts.text(1), id);
+  }
+  Stmt routed(db_, "SELECT value FROM meta WHERE key = 'routed_through'");
+  if (sqlite3_step(routed.s) == SQLITE_ROW) routed_through_ = std::stoll("0" + routed.text(0));
+  Stmt last(db_, "SELECT COALESCE(max(seq), 0), count(*) FROM log");
+  if (sqlite3_step(last.s) == SQLITE_ROW) {
+    next_seq_ = std::max<int64_t>(sqlite3_column_int64(last.s, 0), routed_through_) + 1;
+    log_rows_ = sqlite3_column_int64(last.s, 1);
+  }
+  Stmt unrouted(db_, "SELECT seq, key FROM log WHERE kind = 2 AND seq > ? ORDER BY seq");
+  sqlite3_bind_int64(unrouted.s, 1, routed_through_);
+  while (sqlite3_step(unrouted.s) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(unrouted.s, 0);
+    unrouted_.emplace(unrouted.text(1), seq);
+    unrouted_seqs_.insert(seq);
+  }
+  // Start from a short log: load() reads what is left of it per resource.
+  std::lock_guard lock(mu_);
+  if (log_rows_ > 0) transaction([&] { fold(); });
 }
 
 StateStore::~StateStore() {
@@ -228,6 +339,11 @@ void StateStore::exec(const char* sql) {
   }
 }
 
+void StateStore::step(sqlite3_stmt* s) {
+  if (sqlite3_step(s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+  sqlite3_reset(s);
+}
+
 std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resource) {
   std::lock_guard lock(mu_);
   Stmt rv(db_, "SELECT resource_version FROM resources WHERE resource = ?");
@@ -235,16 +351,90 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
   if (sqlite3_step(rv.s) != SQLITE_ROW) return std::nullopt;
   Checkpoint cp;
   cp.resource_version = rv.text(0);
-  Stmt objs(db_, "SELECT key, uid, resource_version, object FROM objects WHERE resource = ?");
+  // An object row of `objects` or of the log: its text, or why it cannot be read.
+  auto decode = [&](Stmt& q, int body, int codec, model::StoredObject& o) {
+    int64_t c = sqlite3_column_int64(q.s, codec);
+    if (c == 0) {
+      o.json = q.text(body);
+      return std::string();
+    }
+    return codec_.decompress(c, q.blob(body), o.json);
+  };
+  Stmt objs(db_, "SELECT key, uid, resource_version, object, codec FROM objects WHERE resource = ?");
   objs.bind(1, resource);
   while (sqlite3_step(objs.s) == SQLITE_ROW) {
     model::StoredObject o;
     o.uid = objs.text(1);
     o.resource_version = objs.text(2);
-    o.json = objs.text(3);
+    if (std::string why = decode(objs, 3, 4, o); !why.empty()) {
+      cp.unreadable.emplace_back(objs.text(0), std::move(why));
+      continue;
+    }
     cp.objects.emplace(objs.text(0), std::move(o));
   }
+  // What the log holds of this resource is newer: applied in order.
+  Stmt log(db_,
+           "SELECT kind, key, uid, resource_version, body, codec FROM log WHERE resource = ? AND kind IN (0, 1)"
+           " ORDER BY seq");
+  log.bind(1, resource);
+  while (sqlite3_step(log.s) == SQLITE_ROW) {
+    std::string key = log.text(1);
+    if (sqlite3_column_int(log.s, 0) == kDeleted) {
+      cp.objects.erase(key);
+      continue;
+    }
+    model::StoredObject o;
+    o.uid = log.text(2);
+    o.resource_version = log.text(3);
+    if (std::string why = decode(log, 4, 5, o); !why.empty()) {
+      cp.objects.erase(key);
+      cp.unreadable.emplace_back(std::move(key), std::move(why));
+      continue;
+    }
+    cp.objects.insert_or_assign(std::move(key), std::move(o));
+  }
   return cp;
+}
+
+void StateStore::put_object(std::string_view resource, std::string_view key, std::string_view uid,
+                            std::string_view resource_version, std::string_view body, int64_t codec) {
+  // An upsert, not INSERT OR REPLACE: REPLACE deletes the row and inserts
+  // it under a new rowid, which rewrites the index page too.
+  Stmt up(cache_, db_,
+          "INSERT INTO objects(resource, key, uid, resource_version, object, codec) VALUES(?,?,?,?,?,?)"
+          " ON CONFLICT(resource, key) DO UPDATE SET uid = excluded.uid,"
+          " resource_version = excluded.resource_version, object = excluded.object, codec = excluded.codec");
+  up.bind(1, resource);
+  up.bind(2, key);
+  up.bind(3, uid);
+  up.bind(4, resource_version);
+  up.bind_object(5, body, codec);
+  step(up.s);
+}
+
+void StateStore::remove_object(std::string_view resource, std::string_view key) {
+  Stmt del(cache_, db_, "DELETE FROM objects WHERE resource = ? AND key = ?");
+  del.bind(1, resource);
+  del.bind(2, key);
+  step(del.s);
+}
+
+void StateStore::fold() {
+  Stmt rows(
+      db_, "SELECT kind, resource, key, uid, resource_version, body, codec FROM log WHERE kind IN (0, 1) ORDER BY seq");
+  while (sqlite3_step(rows.s) == SQLITE_ROW) {
+    if (sqlite3_column_int(rows.s, 0) == kDeleted) {
+      remove_object(rows.text(1), rows.text(2));
+      continue;
+    }
+    int64_t codec = sqlite3_column_int64(rows.s, 6);
+    put_object(rows.text(1), rows.text(2), rows.text(3), rows.text(4), codec ? rows.blob(5) : rows.text(5), codec);
+  }
+  Stmt drop(db_, "DELETE FROM log WHERE kind IN (0, 1) OR seq <= ?");
+  sqlite3_bind_int64(drop.s, 1, routed_through_);
+  step(drop.s);
+  Stmt left(db_, "SELECT count(*) FROM log");
+  log_rows_ = sqlite3_step(left.s) == SQLITE_ROW ? sqlite3_column_int64(left.s, 0) : 0;
 }
 
 void StateStore::save(const std::string& resource,
@@ -252,44 +442,107 @@ void StateStore::save(const std::string& resource,
                       const std::vector<std::string>& deletes, const std::string& resource_version,
                       const std::vector<JournalEntry>& journal) {
   std::lock_guard lock(mu_);
-  transaction([&] {
-    Stmt jr(cache_, db_, "INSERT OR IGNORE INTO journal(id, json) VALUES(?, ?)");
-    for (const auto& e : journal) {
-      jr.bind(1, e.id);
-      jr.bind(2, e.json);
-      if (sqlite3_step(jr.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
-      sqlite3_reset(jr.s);
+  int64_t made = 0;  // a dictionary made in this transaction: forgotten again if it rolls back
+  int64_t seq = next_seq_, log_rows = log_rows_;
+  std::vector<std::pair<std::string, int64_t>> journaled;
+  try {
+    transaction([&] {
+      int64_t dictionary = 0;
+      if (!upserts.empty()) {
+        size_t before = dictionary_of_.size();
+        dictionary = dictionary_for(resource, upserts);
+        if (dictionary_of_.size() != before) made = dictionary;
+      }
+      Stmt row(cache_, db_,
+               "INSERT INTO log(seq, kind, resource, key, uid, resource_version, body, codec) VALUES(?,?,?,?,?,?,?,?)");
+      auto append = [&](LogKind kind, std::string_view key, std::string_view uid, std::string_view rv,
+                        std::string_view body, int64_t codec) {
+        sqlite3_bind_int64(row.s, 1, seq++);
+        sqlite3_bind_int(row.s, 2, kind);
+        row.bind(3, kind == kChangeSet ? std::string_view() : std::string_view(resource));
+        row.bind(4, key);
+        row.bind(5, uid);
+        row.bind(6, rv);
+        row.bind_object(7, body, codec);
+        step(row.s);
+        ++log_rows;
+      };
+      // A change set already waiting to be routed (the same transition
+      // computed again, e.g. by a catch-up after a crash) is kept once.
+      for (const auto& e : journal) {
+        if (unrouted_.count(e.id)) continue;
+        if (std::any_of(journaled.begin(), journaled.end(), [&](const auto& j) { return j.first == e.id; })) continue;
+        journaled.emplace_back(e.id, seq);
+        append(kChangeSet, e.id, {}, {}, e.json, 0);
+      }
+      // A list page goes straight into `objects`, after the log's older
+      // object rows (which it may overwrite); a few watch events are
+      // appended to the log.
+      const bool direct = upserts.size() + deletes.size() >= kDirectRows;
+      if (direct && log_rows > static_cast<int64_t>(journaled.size())) {
+        fold();  // keeps the change sets just appended (not routed)
+        log_rows = log_rows_;
+      }
+      for (const auto& [key, obj] : upserts) {
+        // Compressed unless that does not make it smaller (a tiny object).
+        std::string_view frame = codec_.compress(dictionary, obj->json);
+        bool compressed = frame.size() < obj->json.size();
+        std::string_view body = compressed ? frame : std::string_view(obj->json);
+        int64_t codec = compressed ? dictionary : 0;
+        if (direct)
+          put_object(resource, key, obj->uid, obj->resource_version, body, codec);
+        else
+          append(kObject, key, obj->uid, obj->resource_version, body, codec);
+      }
+      for (const auto& key : deletes) {
+        if (direct)
+          remove_object(resource, key);
+        else
+          append(kDeleted, key, {}, {}, {}, 0);
+      }
+      if (!resource_version.empty() || !known_.count(resource)) {
+        Stmt rv(cache_, db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
+        rv.bind(1, resource);
+        rv.bind(2, resource_version);
+        step(rv.s);
+      }
+      if (log_rows >= fold_rows_) {
+        fold();
+        log_rows = log_rows_;
+      }
+    });
+  } catch (...) {
+    if (made) {
+      codec_.remove_dictionary(made);
+      dictionary_of_.erase(resource);
     }
-    // An upsert, not INSERT OR REPLACE: REPLACE deletes the row and inserts
-    // it under a new rowid, which rewrites the index page too.
-    Stmt up(cache_, db_,
-            "INSERT INTO objects(resource, key, uid, resource_version, object) VALUES(?,?,?,?,?)"
-            " ON CONFLICT(resource, key) DO UPDATE SET uid = excluded.uid,"
-            " resource_version = excluded.resource_version, object = excluded.object");
-    for (const auto& [key, obj] : upserts) {
-      up.bind(1, resource);
-      up.bind(2, key);
-      up.bind(3, obj->uid);
-      up.bind(4, obj->resource_version);
-      up.bind(5, obj->json);
-      if (sqlite3_step(up.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
-      sqlite3_reset(up.s);
-    }
-    Stmt del(cache_, db_, "DELETE FROM objects WHERE resource = ? AND key = ?");
-    for (const auto& key : deletes) {
-      del.bind(1, resource);
-      del.bind(2, key);
-      if (sqlite3_step(del.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
-      sqlite3_reset(del.s);
-    }
-    if (!resource_version.empty() || !known_.count(resource)) {
-      Stmt rv(cache_, db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
-      rv.bind(1, resource);
-      rv.bind(2, resource_version);
-      if (sqlite3_step(rv.s) != SQLITE_DONE) throw Error(std::string("state store: ") + sqlite3_errmsg(db_));
-    }
-  });
+    Stmt left(db_, "SELECT count(*) FROM log");  // a fold inside may have changed the count before rolling back
+    log_rows_ = sqlite3_step(left.s) == SQLITE_ROW ? sqlite3_column_int64(left.s, 0) : log_rows_;
+    throw;
+  }
+  next_seq_ = seq;
+  log_rows_ = log_rows;
+  for (auto& [id, at] : journaled) {
+    unrouted_seqs_.insert(at);
+    unrouted_.emplace(std::move(id), at);
+  }
   known_.insert(resource);
+}
+
+int64_t StateStore::dictionary_for(const std::string& resource,
+                                   const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts) {
+  if (auto it = dictionary_of_.find(resource); it != dictionary_of_.end()) return it->second;
+  std::vector<std::string_view> samples;
+  for (const auto& [key, obj] : upserts) samples.push_back(obj->json);
+  std::string content = RowCodec::dictionary_from(samples);
+  Stmt ins(db_, "INSERT INTO dictionaries(resource, content) VALUES(?, ?)");
+  ins.bind(1, resource);
+  ins.bind_blob(2, content);
+  if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+  int64_t id = sqlite3_last_insert_rowid(db_);
+  codec_.add_dictionary(id, content);
+  dictionary_of_.emplace(resource, id);
+  return id;
 }
 
 std::string StateStore::redaction_key() {
@@ -314,29 +567,40 @@ std::string StateStore::redaction_key() {
 
 std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
   std::lock_guard lock(mu_);
-  Stmt q(db_, "SELECT seq, id, json FROM journal ORDER BY seq");
+  Stmt q(db_, "SELECT seq, key, body FROM log WHERE kind = 2 AND seq > ? ORDER BY seq");
+  sqlite3_bind_int64(q.s, 1, routed_through_);
   std::vector<JournalEntry> out;
-  while (sqlite3_step(q.s) == SQLITE_ROW) out.push_back({sqlite3_column_int64(q.s, 0), q.text(1), q.text(2)});
+  while (sqlite3_step(q.s) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(q.s, 0);
+    if (unrouted_seqs_.count(seq)) out.push_back({seq, q.text(1), q.text(2)});
+  }
   return out;
 }
 
 void StateStore::journal_done(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   std::lock_guard lock(mu_);
-  transaction([&] {
-    Stmt del(cache_, db_, "DELETE FROM journal WHERE id = ?");
-    for (const auto& id : ids) {
-      del.bind(1, id);
-      if (sqlite3_step(del.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-      sqlite3_reset(del.s);
-    }
-  });
+  for (const auto& id : ids) {
+    auto it = unrouted_.find(id);
+    if (it == unrouted_.end()) continue;
+    unrouted_seqs_.erase(it->second);
+    unrouted_.erase(it);
+  }
+  // Every change set up to just before the oldest one still unrouted is
+  // routed; one row says so (a crash re-routes the few routed out of order
+  // above it, and the outbox drops those as known ids).
+  int64_t through = unrouted_seqs_.empty() ? next_seq_ - 1 : *unrouted_seqs_.begin() - 1;
+  if (through <= routed_through_) return;
+  Stmt put(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('routed_through', ?)");
+  std::string value = std::to_string(through);
+  put.bind(1, value);
+  step(put.s);
+  routed_through_ = through;
 }
 
 size_t StateStore::journal_size() {
   std::lock_guard lock(mu_);
-  Stmt q(db_, "SELECT count(*) FROM journal");
-  return sqlite3_step(q.s) == SQLITE_ROW ? static_cast<size_t>(sqlite3_column_int64(q.s, 0)) : 0;
+  return unrouted_.size();
 }
 
 int64_t StateStore::outbox_add(const std::string& id, const std::string& handler, const std::string& route,

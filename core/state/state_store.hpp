@@ -28,9 +28,11 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "model/object_store.hpp"
+#include "state/row_codec.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -44,6 +46,10 @@ class StateStore {
   // with reset = true such a file is moved aside (PATH.corrupt-<time>) and a
   // fresh store started.
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset);
+  // The log is folded into the objects table once it holds this many rows
+  // (see state_store.cpp; tests make it small).
+  static constexpr int64_t kFoldRows = 20000;
+  static std::unique_ptr<StateStore> open(const std::string& path, bool reset, int64_t fold_rows);
   ~StateStore();
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
@@ -51,6 +57,10 @@ class StateStore {
   struct Checkpoint {
     std::string resource_version;                        // of the last list/watch position saved
     std::map<std::string, model::StoredObject> objects;  // by namespace/name
+    // Rows that could not be read back (a damaged or tampered file), with
+    // why: left out of `objects`, so the object counts as unknown (a catch-up
+    // reports it rather than a change being lost).
+    std::vector<std::pair<std::string, std::string>> unreadable;
   };
   // The checkpoint of a resource (its qualified name, e.g. deployments.apps),
   // or nullopt when this resource was never checkpointed (first run).
@@ -74,7 +84,10 @@ class StateStore {
   // last run had checkpointed but not yet written to the outbox).
   std::vector<JournalEntry> journal_pending();
   // Delivery has written the entries' outbox rows (or decided they go
-  // nowhere): the journal forgets them, in one transaction.
+  // nowhere): the journal forgets them. One row records how far it is
+  // routed (every entry below the oldest still waiting); an entry routed out
+  // of order above that is routed again after a crash, which the outbox
+  // drops as a known id.
   void journal_done(const std::vector<std::string>& ids);
   size_t journal_size();
 
@@ -122,7 +135,8 @@ class StateStore {
   const std::string& path() const noexcept { return path_; }
 
  private:
-  StateStore(sqlite3* db, std::string path);
+  StateStore(sqlite3* db, std::string path, int64_t fold_rows);
+  const int64_t fold_rows_;
   void exec(const char* sql);
   // Runs `body` in one write transaction (BEGIN IMMEDIATE ... COMMIT), rolled
   // back when it throws. Caller holds mu_.
@@ -131,6 +145,26 @@ class StateStore {
   std::atomic<int64_t> pending_{0};             // outbox rows in state 'pending'
   std::set<std::string> known_;                 // resources with a row in `resources` (under mu_)
   std::map<const char*, sqlite3_stmt*> cache_;  // prepared hot statements by their SQL literal (under mu_)
+  // Compressed checkpoint rows (under mu_): the codec and which dictionary
+  // is each resource's. save() makes a resource's dictionary from the first
+  // objects it is given.
+  RowCodec codec_;
+  std::map<std::string, int64_t, std::less<>> dictionary_of_;
+  int64_t dictionary_for(const std::string& resource,
+                         const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts);
+  // The log (see the schema in state_store.cpp), under mu_: the next seq to
+  // give, its rows, and the change sets in it not yet routed (by id and by
+  // seq); meta.routed_through is the seq up to which all are routed.
+  int64_t next_seq_ = 1, log_rows_ = 0, routed_through_ = 0;
+  std::unordered_map<std::string, int64_t> unrouted_;
+  std::set<int64_t> unrouted_seqs_;
+  // Moves the log's object rows into `objects` and drops its routed change
+  // sets. Inside a transaction.
+  void fold();
+  void put_object(std::string_view resource, std::string_view key, std::string_view uid,
+                  std::string_view resource_version, std::string_view body, int64_t codec);
+  void remove_object(std::string_view resource, std::string_view key);
+  void step(sqlite3_stmt* s);  // runs a write statement to its end, then resets it
 
   sqlite3* db_;
   std::string path_;

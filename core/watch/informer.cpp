@@ -424,6 +424,13 @@ void Informer::run(const std::atomic<bool>& stop) {
           checkpointed_.insert(key);
           tracker_.store().put(key, std::move(obj));
         }
+        // An unreadable row is an object unknown to the catch-up (reported
+        // if it is there, not lost); its row is rewritten or pruned after it.
+        for (const auto& [key, why] : cp->unreadable) {
+          checkpointed_.insert(key);
+          spdlog::warn("{}: checkpoint row {} in {} cannot be read ({}); taken as not checkpointed", name_, key,
+                       opt_.state->path(), why);
+        }
         catch_up = true;
         spdlog::info("{}: {} objects in the checkpoint from resourceVersion {}; reporting changes since", name_,
                      tracker_.store().size(), cp->resource_version);

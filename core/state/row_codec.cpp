@@ -1,0 +1,85 @@
+#include "state/row_codec.hpp"
+
+#include <zstd.h>
+
+#include <new>
+
+namespace kubetrail::state {
+
+namespace {
+// With a dictionary doing most of the work, level 1 compresses a Pod as well
+// as level 3 does, at a third of the time (measured on the Pod fixture).
+constexpr int kLevel = 1;
+}  // namespace
+
+RowCodec::RowCodec() : cctx_(ZSTD_createCCtx()), dctx_(ZSTD_createDCtx()) {
+  if (!cctx_ || !dctx_) {
+    ZSTD_freeCCtx(cctx_);
+    ZSTD_freeDCtx(dctx_);
+    throw std::bad_alloc();
+  }
+}
+
+RowCodec::~RowCodec() {
+  for (auto& [id, d] : dictionaries_) {
+    ZSTD_freeCDict(d.compress);
+    ZSTD_freeDDict(d.decompress);
+  }
+  ZSTD_freeCCtx(cctx_);
+  ZSTD_freeDCtx(dctx_);
+}
+
+std::string RowCodec::dictionary_from(const std::vector<std::string_view>& samples) {
+  std::string content;
+  for (auto s : samples) {
+    if (content.size() + s.size() > kMaxDictionaryBytes) break;
+    content.append(s);
+  }
+  return content;
+}
+
+void RowCodec::add_dictionary(int64_t id, std::string_view content) {
+  remove_dictionary(id);
+  Dictionary d;
+  d.compress = ZSTD_createCDict(content.data(), content.size(), kLevel);
+  d.decompress = ZSTD_createDDict(content.data(), content.size());
+  if (!d.compress || !d.decompress) {
+    ZSTD_freeCDict(d.compress);
+    ZSTD_freeDDict(d.decompress);
+    throw std::bad_alloc();
+  }
+  dictionaries_.emplace(id, d);
+}
+
+void RowCodec::remove_dictionary(int64_t id) {
+  auto it = dictionaries_.find(id);
+  if (it == dictionaries_.end()) return;
+  ZSTD_freeCDict(it->second.compress);
+  ZSTD_freeDDict(it->second.decompress);
+  dictionaries_.erase(it);
+}
+
+std::string_view RowCodec::compress(int64_t id, std::string_view text) {
+  const Dictionary& d = dictionaries_.at(id);
+  buffer_.resize(ZSTD_compressBound(text.size()));
+  size_t n = ZSTD_compress_usingCDict(cctx_, buffer_.data(), buffer_.size(), text.data(), text.size(), d.compress);
+  if (ZSTD_isError(n)) throw std::bad_alloc();  // only on allocation failure: the bound always fits
+  return {buffer_.data(), n};
+}
+
+std::string RowCodec::decompress(int64_t id, std::string_view frame, std::string& out) {
+  auto it = dictionaries_.find(id);
+  if (it == dictionaries_.end()) return "compressed against dictionary " + std::to_string(id) + ", which is missing";
+  unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR) return "not a zstd frame";
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN) return "a zstd frame without its size";
+  if (size > kMaxObjectBytes) return "a zstd frame claiming " + std::to_string(size) + " bytes (more than any object)";
+  out.resize(static_cast<size_t>(size));
+  size_t n =
+      ZSTD_decompress_usingDDict(dctx_, out.data(), out.size(), frame.data(), frame.size(), it->second.decompress);
+  if (ZSTD_isError(n)) return std::string("zstd: ") + ZSTD_getErrorName(n);
+  if (n != out.size()) return "a zstd frame shorter than it claims";
+  return {};
+}
+
+}  // namespace kubetrail::state

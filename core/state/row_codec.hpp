@@ -1,0 +1,68 @@
+// How the state store keeps checkpoint rows small: each object is a zstd
+// frame compressed against a dictionary of its own resource, one per
+// resource, made of the first objects the store was given (zstd's "raw
+// content" dictionary: earlier objects of the same kind, whose keys, images,
+// labels and probes the next object mostly repeats). A Pod of ~2.3 KB pruned
+// becomes tens to a few hundred bytes; what the store writes per object is
+// what it costs (state_bench: the WAL and its checkpoint move every byte
+// twice), so this is where the state store's time went.
+//
+// Rows read back are untrusted bytes (the file is one a user points at): a
+// frame that does not decode, names no known dictionary or claims more than
+// kMaxObjectBytes is an error value, never a crash or a huge allocation.
+//
+// Not thread-safe: the state store uses it under its lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct ZSTD_CCtx_s;
+struct ZSTD_DCtx_s;
+struct ZSTD_CDict_s;
+struct ZSTD_DDict_s;
+
+namespace kubetrail::state {
+
+class RowCodec {
+ public:
+  // Larger than any object the API server stores (etcd's limit is 1.5 MB).
+  static constexpr size_t kMaxObjectBytes = size_t{64} << 20;
+  // A dictionary holds at most this much sample content.
+  static constexpr size_t kMaxDictionaryBytes = 64 << 10;
+
+  RowCodec();
+  ~RowCodec();
+  RowCodec(const RowCodec&) = delete;
+  RowCodec& operator=(const RowCodec&) = delete;
+
+  // Dictionary content from sample objects (the first ones, up to
+  // kMaxDictionaryBytes).
+  static std::string dictionary_from(const std::vector<std::string_view>& samples);
+  // Makes dictionary `id` usable for compress() and decompress().
+  void add_dictionary(int64_t id, std::string_view content);
+  void remove_dictionary(int64_t id);
+  bool has_dictionary(int64_t id) const { return dictionaries_.count(id) != 0; }
+
+  // `text` compressed against dictionary `id` (which must have been added).
+  std::string_view compress(int64_t id, std::string_view text);
+  // The text of a frame compressed against dictionary `id`, into `out`;
+  // "" on success, else why it cannot be read.
+  std::string decompress(int64_t id, std::string_view frame, std::string& out);
+
+ private:
+  struct Dictionary {
+    ZSTD_CDict_s* compress = nullptr;
+    ZSTD_DDict_s* decompress = nullptr;
+  };
+  std::map<int64_t, Dictionary> dictionaries_;
+  ZSTD_CCtx_s* cctx_;
+  ZSTD_DCtx_s* dctx_;
+  std::string buffer_;  // compress()'s output, reused
+};
+
+}  // namespace kubetrail::state
