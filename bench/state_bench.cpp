@@ -7,23 +7,33 @@
 //     with its own name and uid), first start: every object checkpointed;
 //   - restart against that checkpoint: load it, list, compare (no change);
 //   - watch events (a label changed on a distinct pod each), arriving one per
-//     read (worst case: one transaction each) and 100 per read (group commit);
-//     journal entries are retired 100 at a time, as run's delivery does.
+//     read (worst case: one transaction each), 100 per read (group commit),
+//     and as a burst through an I/O thread that queues them the way
+//     kube::Transport does (whatever arrived during a commit goes into the
+//     next one); journal entries are retired 100 at a time, as run's
+//     delivery does.
 // Target (issue 12): state on costs at most 1.5x state off.
 //
-// usage: state_bench [PODS [EVENTS]]   (defaults 100000 and 20000)
+// usage: state_bench [PODS [EVENTS [ROUNDS]]]   (defaults 100000, 20000, 3)
 #include <unistd.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.hpp"
 #include "fake_api.hpp"
+#include "kube/transport.hpp"
 #include "state/state_store.hpp"
 #include "watch/informer.hpp"
 
@@ -75,6 +85,44 @@ Pods make_pods(size_t n, size_t events) {
   return out;
 }
 
+// The events as kube::Transport hands them to an informer: an I/O thread
+// receives them one at a time (as fast as it can: a burst, e.g. a rollout)
+// and queues them with Transport::queue_piece, pausing past kPauseBytes;
+// the informer takes whatever waits, in one on_data call per piece.
+void through_io_thread(const Pods& pods, size_t events, const std::function<bool(std::string_view)>& on_data) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> pieces;
+  size_t buffered = 0;
+  bool done = false;
+  std::thread io([&] {
+    for (size_t e = 0; e < events; ++e) {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return buffered < kube::Transport::kPauseBytes; });
+      kube::Transport::queue_piece(pieces, pods.events[e]);
+      buffered += pods.events[e].size();
+      cv.notify_all();
+    }
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  for (;;) {
+    cv.wait(lock, [&] { return !pieces.empty() || done; });
+    if (pieces.empty()) break;
+    std::string piece = std::move(pieces.front());
+    pieces.pop_front();
+    buffered -= piece.size();
+    cv.notify_all();
+    lock.unlock();
+    on_data(piece);
+    lock.lock();
+  }
+  lock.unlock();
+  io.join();
+}
+
 struct Cost {
   double sync = 0, events = 0;
   size_t change_sets = 0;
@@ -95,12 +143,16 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
   double t0 = cpu_seconds(), t1 = 0;
   api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
     t1 = cpu_seconds();
-    std::string chunk;
-    for (size_t e = 0; e < events; ++e) {
-      chunk += pods.events[e];
-      if ((e + 1) % per_read == 0 || e + 1 == events) {
-        on_data(chunk);
-        chunk.clear();
+    if (per_read == 0) {
+      through_io_thread(pods, events, on_data);
+    } else {
+      std::string chunk;
+      for (size_t e = 0; e < events; ++e) {
+        chunk += pods.events[e];
+        if ((e + 1) % per_read == 0 || e + 1 == events) {
+          on_data(chunk);
+          chunk.clear();
+        }
       }
     }
     stop = true;
@@ -135,6 +187,7 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
 int main(int argc, char** argv) {
   size_t n = argc > 1 ? std::stoul(argv[1]) : 100000;
   size_t events = argc > 2 ? std::stoul(argv[2]) : 20000;
+  int rounds = argc > 3 ? std::stoi(argv[3]) : 3;
   std::printf("state_bench: %zu pods (Pod fixture), %zu watch events; CPU seconds, state on / off\n", n, events);
   Pods pods = make_pods(n, events);
   std::printf("  list: %zu pages, %.0f MB\n", pods.pages.size(), pods.bytes / 1e6);
@@ -144,13 +197,29 @@ int main(int argc, char** argv) {
     std::printf("  %-44s off %8.3f  on %8.3f  ratio %.2fx%s\n", what, off / per, on / per, on / off,
                 per != 1 ? "  (us per event)" : "");
   };
-  for (size_t per_read : {size_t{1}, size_t{100}}) {
-    std::filesystem::remove_all(dir / "state.db");
-    auto off = run(pods, nullptr, events, per_read);
-    auto store = state::StateStore::open((dir / "state.db").string(), false);
-    auto on = run(pods, store.get(), events, per_read);
-    if (per_read == 1) row("initial sync (first start: all checkpointed)", off.sync, on.sync, 1);
-    std::string label = "watch event, " + std::to_string(per_read) + " per read";
+  // This VM's speed drifts by 2x within a minute (steal time): each
+  // scenario runs off and on alternately `rounds` times, and the fastest
+  // run of each counts.
+  auto fastest = [](Cost& best, const Cost& c) {
+    best.sync = best.sync == 0 ? c.sync : std::min(best.sync, c.sync);
+    best.events = best.events == 0 ? c.events : std::min(best.events, c.events);
+    best.change_sets = c.change_sets;
+  };
+  Cost sync_off, sync_on;
+  for (size_t per_read : {size_t{1}, size_t{100}, size_t{0}}) {
+    Cost off, on;
+    std::unique_ptr<state::StateStore> store;
+    for (int round = 0; round < rounds; ++round) {
+      fastest(off, run(pods, nullptr, events, per_read));
+      store.reset();
+      std::filesystem::remove_all(dir / "state.db");
+      store = state::StateStore::open((dir / "state.db").string(), false);
+      fastest(on, run(pods, store.get(), events, per_read));
+    }
+    fastest(sync_off, off);
+    fastest(sync_on, on);
+    std::string label = per_read ? "watch event, " + std::to_string(per_read) + " per read"
+                                 : std::string("watch event, a burst through an I/O thread");
     row(label.c_str(), off.events * 1e6, on.events * 1e6, static_cast<double>(events));
     if (off.change_sets != on.change_sets)
       std::printf("  MISMATCH: %zu change sets without state, %zu with\n", off.change_sets, on.change_sets);
@@ -163,6 +232,7 @@ int main(int argc, char** argv) {
       (void)again;
     }
   }
+  row("initial sync (first start: all checkpointed)", sync_off.sync, sync_on.sync, 1);
   std::filesystem::remove_all(dir);
   return 0;
 }

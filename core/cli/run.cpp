@@ -161,6 +161,7 @@ int run_daemon(const Args& args) {
   if (state) {
     for (auto& entry : state->journal_pending()) {
       try {
+        if (!entry.error.empty()) throw Error(entry.error);
         queue.push(model::ChangeSet::from_json(entry.json));
       } catch (const std::exception& e) {
         spdlog::error("state store: journal entry {} is unreadable, dropped: {}", entry.id, e.what());

@@ -8,7 +8,8 @@
 // The caller's thread keeps doing the work: perform() blocks, and the body
 // arrives in the caller's `sink` on the caller's thread, so an informer's
 // parse and diff never run on (or stall) the I/O thread. The I/O thread only
-// moves bytes into a per-transfer buffer; when a consumer falls behind by
+// moves bytes into a per-transfer buffer (what waits is handed over in one
+// piece: the informer commits it in one transaction); when a consumer falls behind by
 // more than kPauseBytes its transfer is paused (HTTP/2 flow control holds
 // the server back for that stream alone) and resumed once drained.
 #pragma once
@@ -32,6 +33,9 @@ namespace kubetrail::kube {
 class Transport {
  public:
   static constexpr size_t kPauseBytes = 8 << 20;
+  // Bytes waiting for the caller are handed over in pieces of up to this
+  // much (see on_write).
+  static constexpr size_t kCoalesceBytes = 1 << 20;
 
   Transport();
   ~Transport();
@@ -49,6 +53,11 @@ class Transport {
   // `stop` becomes true (noticed within 200 ms). The sink gets each piece of
   // the body with the HTTP status, on the calling thread.
   Outcome perform(CURL* easy, const std::function<bool(std::string_view, long)>& sink, const std::atomic<bool>* stop);
+
+  // How bytes that arrived join the pieces waiting for the caller: to the
+  // last one, up to kCoalesceBytes (state_bench models the I/O thread with
+  // it).
+  static void queue_piece(std::deque<std::string>& pieces, std::string_view bytes);
 
   // Connections curl had to open so far (CURLINFO_NUM_CONNECTS summed).
   uint64_t connections_opened() const noexcept { return connections_.load(); }

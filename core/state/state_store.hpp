@@ -70,6 +70,7 @@ class StateStore {
   struct JournalEntry {
     int64_t seq = 0;
     std::string id, json;
+    std::string error{};  // from journal_pending(): why `json` could not be read back ("" when it could)
   };
   // Saves changes of one resource in one transaction: objects to upsert,
   // keys to delete, the resourceVersion reached, and the change sets these

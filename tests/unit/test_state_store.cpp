@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <chrono>
+#include <filesystem>
 #include <map>
 
 #include "helpers.hpp"
@@ -79,6 +81,7 @@ TEST_CASE("state store: a store with the old WITHOUT ROWID objects table opens w
   REQUIRE(cp);
   CHECK(cp->objects.size() == 1);
   CHECK(cp->objects.at("ns/a").uid == "u-b");
+  store.reset();  // the store holds its file exclusively while open
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
   sqlite3_stmt* q = nullptr;
@@ -135,43 +138,51 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
                R"({"metadata":{"name":"p)" + std::to_string(i) +
                    R"("},"spec":{"containers":[{"name":"web",)"
                    R"("image":"registry.example.com/shop/web:1.27.3","ports":[{"containerPort":8080}]}]}})"));
-  {
-    auto store = state::StateStore::open(path, false);
-    std::vector<std::pair<std::string, const model::StoredObject*>> list;
-    for (int i = 0; i < 300; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
-    store->save("pods", list, {}, "10");  // a list page: straight into objects
-    CHECK(count(path, "SELECT count(*) FROM objects") == 300);
-    CHECK(count(path, "SELECT count(*) FROM log") == 0);
-    auto p1 = object("u-1", "11", R"({"metadata":{"name":"p1"},"v":1})");
-    auto p1b = object("u-1", "12", R"({"metadata":{"name":"p1"},"v":2})");
-    store->save("pods", rows({{"ns/p1", &p1}}), {}, "");  // watch events: the log
-    store->save("pods", rows({{"ns/p1", &p1b}}), {"ns/p2"}, "");
-    CHECK(count(path, "SELECT count(*) FROM log") == 3);
-    auto cp = store->load("pods");
-    REQUIRE(cp);
-    CHECK(cp->objects.size() == 299);
-    CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":2})");  // the later of the two
-    CHECK(cp->objects.at("ns/p1").resource_version == "12");
-    CHECK_FALSE(cp->objects.count("ns/p2"));
-    CHECK(cp->objects.at("ns/p3").json == page[3].json);  // decompressed from objects
-    // A relist page rewriting p1 after the log's rows for it: the page wins.
-    page[1] = object("u-1", "20", R"({"metadata":{"name":"p1"},"v":3})");
-    store->save("pods", list, {}, "20");
-    cp = store->load("pods");
-    CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":3})");
-    CHECK(cp->objects.size() == 300);
-    auto p1c = object("u-1", "21", R"({"metadata":{"name":"p1"},"v":4})");
-    store->save("pods", rows({{"ns/p1", &p1c}}), {"ns/p0"}, "21");
-  }
-  CHECK(count(path, "SELECT count(*) FROM log") == 2);
-  auto store = state::StateStore::open(path, false);  // opening folds the log into objects
+  // The store holds its file exclusively while open: the file is looked
+  // at from outside between closing and opening it again.
+  std::vector<std::pair<std::string, const model::StoredObject*>> list;
+  for (int i = 0; i < 300; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
+  auto store = state::StateStore::open(path, false);
+  store->save("pods", list, {}, "10");  // a list page: straight into objects
+  store.reset();
+  CHECK(count(path, "SELECT count(*) FROM objects") == 300);
   CHECK(count(path, "SELECT count(*) FROM log") == 0);
+  store = state::StateStore::open(path, false);
+  auto p1 = object("u-1", "11", R"({"metadata":{"name":"p1"},"v":1})");
+  auto p1b = object("u-1", "12", R"({"metadata":{"name":"p1"},"v":2})");
+  store->save("pods", rows({{"ns/p1", &p1}}), {}, "");  // watch events: the log
+  store->save("pods", rows({{"ns/p1", &p1b}}), {"ns/p2"}, "");
   auto cp = store->load("pods");
+  REQUIRE(cp);
+  CHECK(cp->objects.size() == 299);
+  CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":2})");  // the later of the two
+  CHECK(cp->objects.at("ns/p1").resource_version == "12");
+  CHECK_FALSE(cp->objects.count("ns/p2"));
+  CHECK(cp->objects.at("ns/p3").json == page[3].json);  // decompressed from objects
+  store.reset();
+  CHECK(count(path, "SELECT count(*) FROM log") == 3);
+  store = state::StateStore::open(path, false);  // opening folds the log into objects
+  // A relist page rewriting p1 after the log's rows for it: the page wins.
+  auto p1x = object("u-1", "13", R"({"metadata":{"name":"p1"},"v":"x"})");
+  store->save("pods", rows({{"ns/p1", &p1x}}), {}, "");
+  page[1] = object("u-1", "20", R"({"metadata":{"name":"p1"},"v":3})");
+  store->save("pods", list, {}, "20");
+  cp = store->load("pods");
+  CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":3})");
+  CHECK(cp->objects.size() == 300);
+  auto p1c = object("u-1", "21", R"({"metadata":{"name":"p1"},"v":4})");
+  store->save("pods", rows({{"ns/p1", &p1c}}), {"ns/p0"}, "21");
+  store.reset();
+  CHECK(count(path, "SELECT count(*) FROM log") == 2);
+  store = state::StateStore::open(path, false);  // folds
+  cp = store->load("pods");
   REQUIRE(cp);
   CHECK(cp->resource_version == "21");
   CHECK(cp->objects.size() == 299);
   CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":4})");
   CHECK_FALSE(cp->objects.count("ns/p0"));
+  store.reset();
+  CHECK(count(path, "SELECT count(*) FROM log") == 0);
   // Checkpoint rows are compressed: far smaller than the text they hold.
   CHECK(count(path, "SELECT count(*) FROM objects WHERE codec > 0") == 299);
   CHECK(count(path, "SELECT sum(length(object)) FROM objects") * 4 < 299 * static_cast<int64_t>(page[3].json.size()));
@@ -206,10 +217,12 @@ TEST_CASE("state store: change sets wait in the journal until routed, across reo
     CHECK(store->journal_size() == 0);
     store->save("cm", {}, {}, "", {{0, "id-4", R"({"n":4})"}});
   }
-  auto store = state::StateStore::open(path, false);
-  auto pending = store->journal_pending();
-  REQUIRE(pending.size() == 1);  // only the one written after everything before was routed
-  CHECK(pending[0].id == "id-4");
+  {
+    auto store = state::StateStore::open(path, false);
+    auto pending = store->journal_pending();
+    REQUIRE(pending.size() == 1);  // only the one written after everything before was routed
+    CHECK(pending[0].id == "id-4");
+  }
   CHECK(count(path, "SELECT count(*) FROM log WHERE kind = 2") == 1);  // routed ones are gone from the file
 }
 
@@ -235,13 +248,14 @@ TEST_CASE("state store: a schema 1 store is converted with its journal and its c
   auto pending = store->journal_pending();
   REQUIRE(pending.size() == 1);
   CHECK(pending[0].id == "c/u-a/41");
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 2);
   // The next change set gets a seq after the old ones (routed_through refers to seqs).
   store->save("configmaps", {}, {}, "", {{0, "c/u-a/43", "{}"}});
   pending = store->journal_pending();
   REQUIRE(pending.size() == 2);
   CHECK(pending[1].id == "c/u-a/43");
   CHECK(pending[1].seq > pending[0].seq);
+  store.reset();
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 2);
 }
 
 TEST_CASE("state store: a store of a newer schema is refused with a message that says so") {
@@ -310,8 +324,6 @@ TEST_CASE("state store: a long log is folded while running, keeping what is not 
     store->save("cm", rows({{"ns/a", &versions[static_cast<size_t>(v)]}}), {}, std::to_string(v), {{0, id, "{}"}});
     if (v < 8) store->journal_done({id});  // the last four stay unrouted
   }
-  CHECK(count(path, "SELECT count(*) FROM log") < 10);
-  CHECK(count(path, "SELECT count(*) FROM objects") == 1);
   auto cp = store->load("cm");
   REQUIRE(cp);
   CHECK(cp->objects.at("ns/a").json == R"({"v":11})");
@@ -319,4 +331,28 @@ TEST_CASE("state store: a long log is folded while running, keeping what is not 
   REQUIRE(pending.size() == 4);
   CHECK(pending.front().id == "id-8");
   CHECK(pending.back().id == "id-11");
+  store.reset();
+  CHECK(count(path, "SELECT count(*) FROM log") < 10);
+  CHECK(count(path, "SELECT count(*) FROM objects") == 1);
+}
+
+// One kubetrail per store: a second one is told the store is in use, and
+// --reset-state does not set aside a store another process is using.
+TEST_CASE("state store: a store in use by another process is refused, never set aside") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto first = state::StateStore::open(path, false);
+  auto started = std::chrono::steady_clock::now();
+  try {
+    state::StateStore::open(path, true);  // even with --reset-state
+    FAIL("opened twice");
+  } catch (const std::exception& e) {
+    CHECK(std::string(e.what()).find("in use by another process") != std::string::npos);
+  }
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));  // the lock wait is bounded
+  CHECK(std::filesystem::exists(path));
+  int others = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+    others += f.path().string().find(".corrupt-") != std::string::npos;
+  CHECK(others == 0);
 }
