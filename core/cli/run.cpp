@@ -2,6 +2,11 @@
 // one informer thread per resource (and namespace), change sets flow through
 // one queue to the delivery pipeline on the main thread. SIGINT/SIGTERM stop
 // the watches, deliver what is queued, flush the handlers and exit 0.
+//
+// The daemon is a class of parts (Daemon below): the constructor builds them
+// in order, run() is the main loop - one call per duty per pass (reload,
+// election, routing a batch, re-discovery, gauges) - and stop() takes them
+// down. Re-discovery and outbox compaction are Periodic workers of their own.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,6 +17,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cli/pipeline.hpp"
@@ -87,107 +93,178 @@ constexpr size_t kHandoverCapacity = 20000;
 // Change sets routed per pass of the main loop (and per journal transaction).
 constexpr size_t kRouteBatch = 256;
 
-}  // namespace
+// `kubetrail run` as parts, each with its lifetime: built in order by the
+// constructor (config, connection, discovery, state, delivery, election,
+// watches, server, background duties), torn down in reverse, and one main
+// loop whose pass calls each duty once. Data flows one way: informer
+// threads -> queue -> this thread -> delivery (or, following, the handover
+// buffer).
+class Daemon {
+ public:
+  // Throws kubetrail::Error (exit 2) when the config cannot run.
+  Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
 
-int run_daemon(const Args& args) {
-  auto cfg_owner = std::make_unique<config::Config>(load_config(args));  // errors: exit 2 through main()
-  const config::Config& cfg = *cfg_owner;                                // the start-up config: watches and server
-  setup_logging(cfg, args);
-  if (cfg.watch.resources.empty()) {
-    std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources is empty: nothing to watch\n";
-    return 2;
-  }
-  std::string kubeconfig = args.get("--kubeconfig", cfg.cluster.kubeconfig);
-  std::string context = args.get("--context", cfg.cluster.context);
-  kube::Connection conn = kube::resolve_connection(kubeconfig, context);
-  spdlog::info("connecting to {} ({})", conn.server, conn.source);
-  kube::Client client(conn);
-  kube::Discovery discovery = kube::Discovery::fetch(client);
+  // Until SIGINT/SIGTERM (0) or a lost lease (1).
+  int run();
 
-  std::vector<std::string> unresolved;
-  if (watch::Watches::resolve(discovery, cfg.watch.resources, unresolved).empty() && unresolved.empty())
-    spdlog::warn("[watch] resources: nothing matches yet; watching for it on re-discovery");
-  if (!unresolved.empty()) {
-    std::cerr << "kubetrail run: " << cfg.source << ": [watch] resources:";
-    for (const auto& e : unresolved) std::cerr << "\n  " << e;
-    std::cerr << "\n";
-    return 2;
-  }
+ private:
+  // Start-up.
+  static void install_signal_handlers();
+  void open_state();
+  void start_election();
+  void queue_journal();
+  void define_metrics();
+  void serve();
+  void start_background();
+  // The main loop's duties, one pass each.
+  void reload();
+  bool lead_or_follow();  // false: the lease was lost
+  void route_batch();
+  void apply_rediscovery();
+  void report();
+  // Shutdown.
+  void stop(int exit_code);
 
-  std::unique_ptr<state::StateStore> state;
-  if (!cfg.state.path.empty()) {
-    state = state::StateStore::open(cfg.state.path, args.has("--reset-state"));
-    spdlog::info("state store {}", cfg.state.path);
-  }
-  // One redaction key for every informer, stable across restarts: the
-  // configured one (the same on every replica), else the state store's.
-  cfg_owner->diff.redaction_key = configured_redaction_key(cfg);
-  if (cfg_owner->diff.redaction_key.empty())
-    cfg_owner->diff.redaction_key = state ? state->redaction_key() : diff::random_redaction_key();
+  // Retires routed change sets from the journal, a batch per transaction.
+  void settle(std::vector<std::string>& ids);
+  void apply_discovery(const kube::Discovery& d, const char* why);
+  void compact_outbox();
 
-  Metrics metrics;
+  const Args& args_;
+  std::unique_ptr<config::Config> cfg_owner_;
+  const config::Config& cfg_;  // the start-up config: watches and server
+  kube::Connection conn_;
+  kube::Client client_;
+  kube::Discovery discovery_;
+  std::unique_ptr<state::StateStore> state_;
+  Metrics metrics_;
   // The delivery half is replaced on SIGHUP; the probes read it under this lock.
-  std::mutex pipeline_mu;
-  auto pipeline = std::make_unique<Pipeline>(cfg, args, metrics);
-
+  std::mutex pipeline_mu_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<config::Config> reload_cfg_;  // the config of a reloaded pipeline
   // Leader election: only the leader delivers. A follower watches all the
   // same, keeps what the leader has not confirmed (ha/handover.hpp) and
   // delivers it when it takes over.
-  const bool electing = cfg.leader_election.enabled;
-  const bool per_namespace = !cfg.watch.namespaces.empty();
-  ha::StreamKey stream_of = [per_namespace](const model::ChangeSet& cs) { return ha::stream_key(cs, per_namespace); };
-  ha::DeliveryProgress progress(stream_of);
-  ha::HandoverBuffer handover(stream_of, kHandoverCapacity);
-  std::unique_ptr<ha::LeaderElector> elector;
-  if (electing) {
-    const auto& le = cfg.leader_election;
-    ha::LeaseSettings ls;
-    ls.lease_namespace = le.lease_namespace;
-    ls.name = le.lease_name;
-    ls.identity = le.identity;
-    ls.lease_duration = std::chrono::seconds(le.lease_duration_s);
-    ls.renew_deadline = std::chrono::seconds(le.renew_deadline_s);
-    ls.retry_period = std::chrono::seconds(le.retry_period_s);
-    elector = std::make_unique<ha::LeaderElector>(client, ls);
-    spdlog::info("leader election: lease {}/{} as {}; following until elected", ls.lease_namespace, ls.name,
-                 elector->identity());
-  }
-  bool delivering = !electing;
-  if (delivering) pipeline->start_async(state.get());  // undelivered change sets from the last run go first
-  ChangeQueue queue;
-  // The journal holds what the last run's watches checkpointed but its
-  // delivery had not yet written to the outbox (a kill -9 in between): it
-  // goes first, before anything the watches find now.
-  if (state) {
-    for (auto& entry : state->journal_pending()) {
-      try {
-        if (!entry.error.empty()) throw Error(entry.error);
-        queue.push(model::ChangeSet::from_json(entry.json));
-      } catch (const std::exception& e) {
-        spdlog::error("state store: journal entry {} is unreadable, dropped: {}", entry.id, e.what());
-        state->journal_done({entry.id});
-      }
-    }
-    if (queue.size()) spdlog::info("{} change set(s) from the journal of the last run go first", queue.size());
-  }
-  // Change sets have left the journal once delivery has written their
-  // outbox rows (or the follower's handover buffer holds them, or they go
-  // nowhere). Retired a batch at a time, in one transaction: a crash before
-  // it routes them again at the next start, and the outbox's (id, handler)
-  // rows keep any handler from seeing one twice.
-  auto settle = [&state](std::vector<std::string>& ids) {
-    if (!state || ids.empty()) return;
-    try {
-      state->journal_done(ids);
-    } catch (const Error& e) {
-      spdlog::error("{} ({} change set(s) will be routed again at the next start; no handler will see one twice)",
-                    e.what(), ids.size());
-    }
-    ids.clear();
-  };
-  watch::Watches watches(client, cfg, state.get(), &metrics,
-                         [&queue](model::ChangeSet&& cs) { queue.push(std::move(cs)); });
+  const bool electing_;
+  ha::StreamKey stream_of_;
+  ha::DeliveryProgress progress_;
+  ha::HandoverBuffer handover_;
+  std::unique_ptr<ha::LeaderElector> elector_;
+  std::atomic<bool> elector_stop_{false};
+  std::thread elector_thread_;
+  uint64_t seen_lease_ = 0;
+  bool delivering_;
+  ChangeQueue queue_;
+  std::unique_ptr<watch::Watches> watches_;
+  std::vector<std::string> watch_resources_;  // [watch] resources of the running config
+  std::unique_ptr<server::HttpServer> http_;
+  Metrics::Id queue_depth_ = -1, leader_gauge_ = -1, handover_gauge_ = -1, synced_gauge_ = -1;
+  // Re-discovery runs on its own thread (two requests, but a slow server
+  // must not hold up delivery); the main loop applies what it found.
+  std::mutex rediscovered_mu_;
+  std::optional<kube::Discovery> rediscovered_;
+  std::unique_ptr<Periodic> rediscovery_, compaction_;
+  bool ready_logged_ = false;
+};
 
+Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn)
+    : args_(args),
+      cfg_owner_(std::move(cfg)),
+      cfg_(*cfg_owner_),
+      conn_(std::move(conn)),
+      client_(conn_),
+      discovery_(kube::Discovery::fetch(client_)),
+      electing_(cfg_.leader_election.enabled),
+      stream_of_([per_namespace = !cfg_.watch.namespaces.empty()](const model::ChangeSet& cs) {
+        return ha::stream_key(cs, per_namespace);
+      }),
+      progress_(stream_of_),
+      handover_(stream_of_, kHandoverCapacity),
+      delivering_(!electing_),
+      watch_resources_(cfg_.watch.resources) {
+  std::vector<std::string> unresolved;
+  if (watch::Watches::resolve(discovery_, cfg_.watch.resources, unresolved).empty() && unresolved.empty())
+    spdlog::warn("[watch] resources: nothing matches yet; watching for it on re-discovery");
+  if (!unresolved.empty()) {
+    std::string why = cfg_.source + ": [watch] resources:";
+    for (const auto& e : unresolved) why += "\n  " + e;
+    throw Error(why);
+  }
+  open_state();
+  pipeline_ = std::make_unique<Pipeline>(cfg_, args_, metrics_);
+  start_election();
+  if (delivering_) pipeline_->start_async(state_.get());  // undelivered change sets from the last run go first
+  queue_journal();
+  watches_ = std::make_unique<watch::Watches>(client_, cfg_, state_.get(), &metrics_,
+                                              [this](model::ChangeSet&& cs) { queue_.push(std::move(cs)); });
+  install_signal_handlers();
+  define_metrics();
+  // Informers first: /readyz must never see a moment with none.
+  watches_->reconcile(discovery_, cfg_.watch.resources);
+  serve();
+  metrics_.record(leader_gauge_, delivering_ ? 1 : 0);
+  start_background();
+}
+
+Daemon::~Daemon() {
+  // Background duties first (they use the rest); the elector has been
+  // joined by stop(), or is joined here if run() never ran.
+  rediscovery_.reset();
+  compaction_.reset();
+  if (elector_thread_.joinable()) {
+    elector_stop_ = true;
+    elector_thread_.join();
+  }
+}
+
+void Daemon::open_state() {
+  if (!cfg_.state.path.empty()) {
+    state_ = state::StateStore::open(cfg_.state.path, args_.has("--reset-state"));
+    spdlog::info("state store {}", cfg_.state.path);
+  }
+  // One redaction key for every informer, stable across restarts: the
+  // configured one (the same on every replica), else the state store's.
+  cfg_owner_->diff.redaction_key = configured_redaction_key(cfg_);
+  if (cfg_owner_->diff.redaction_key.empty())
+    cfg_owner_->diff.redaction_key = state_ ? state_->redaction_key() : diff::random_redaction_key();
+}
+
+void Daemon::start_election() {
+  if (!electing_) return;
+  const auto& le = cfg_.leader_election;
+  ha::LeaseSettings ls;
+  ls.lease_namespace = le.lease_namespace;
+  ls.name = le.lease_name;
+  ls.identity = le.identity;
+  ls.lease_duration = std::chrono::seconds(le.lease_duration_s);
+  ls.renew_deadline = std::chrono::seconds(le.renew_deadline_s);
+  ls.retry_period = std::chrono::seconds(le.retry_period_s);
+  elector_ = std::make_unique<ha::LeaderElector>(client_, ls);
+  spdlog::info("leader election: lease {}/{} as {}; following until elected", ls.lease_namespace, ls.name,
+               elector_->identity());
+}
+
+// The journal holds what the last run's watches checkpointed but its
+// delivery had not yet written to the outbox (a kill -9 in between): it
+// goes first, before anything the watches find now.
+void Daemon::queue_journal() {
+  if (!state_) return;
+  for (auto& entry : state_->journal_pending()) {
+    try {
+      if (!entry.error.empty()) throw Error(entry.error);
+      queue_.push(model::ChangeSet::from_json(entry.json));
+    } catch (const std::exception& e) {
+      spdlog::error("state store: journal entry {} is unreadable, dropped: {}", entry.id, e.what());
+      state_->journal_done({entry.id});
+    }
+  }
+  if (queue_.size()) spdlog::info("{} change set(s) from the journal of the last run go first", queue_.size());
+}
+
+void Daemon::install_signal_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
@@ -197,214 +274,263 @@ int run_daemon(const Args& args) {
   hup.sa_handler = on_hangup;
   sigemptyset(&hup.sa_mask);
   sigaction(SIGHUP, &hup, nullptr);
+}
 
-  metrics.record(
-      metrics.define(MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
-                     {{"version", KUBETRAIL_VERSION},
-                      {"plugin_abi", std::to_string(KUBETRAIL_ABI_MAJOR) + "." + std::to_string(KUBETRAIL_ABI_MINOR)}}),
-      1);
-  auto queue_depth = metrics.define(MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
-  auto leader_gauge = metrics.define(MetricKind::gauge, "kubetrail_leader",
-                                     "1 while this replica delivers (always, without leader election)");
-  auto handover_gauge = metrics.define(MetricKind::gauge, "kubetrail_handover_buffered",
-                                       "change sets a follower holds until the leader confirms them");
-  auto synced_gauge =
-      metrics.define(MetricKind::gauge, "kubetrail_informers_synced", "informers that finished their initial list");
-  // Informers first: /readyz must never see a moment with none.
-  watches.reconcile(discovery, cfg.watch.resources);
-  std::unique_ptr<server::HttpServer> http;
-  if (!cfg.server.listen.empty()) {
-    auto stall = std::chrono::seconds(cfg.server.stall_timeout_s);
-    server::Probes probes;
-    probes.unhealthy = [&watches, &pipeline, &pipeline_mu, stall] {
-      {
-        std::lock_guard lock(pipeline_mu);
-        if (auto why = pipeline->stuck(stall); !why.empty()) return why;
-      }
-      return watches.first_silent(stall);
-    };
-    probes.unready = [&watches, &pipeline, &pipeline_mu] {
-      {
-        std::lock_guard lock(pipeline_mu);
-        if (pipeline->handler_errors()) return std::string("a handler could not be created (see the log)");
-      }
-      auto pending = watches.first_unsynced();
-      return pending.empty() ? pending : "initial list of " + pending + " not done";
-    };
-    http = std::make_unique<server::HttpServer>(cfg.server.listen, metrics, probes);
-    spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg.server.listen);
-  }
+void Daemon::define_metrics() {
+  metrics_.record(metrics_.define(MetricKind::gauge, "kubetrail_build_info", "kubetrail version",
+                                  {{"version", KUBETRAIL_VERSION},
+                                   {"plugin_abi",
+                                    std::to_string(KUBETRAIL_ABI_MAJOR) + "." + std::to_string(KUBETRAIL_ABI_MINOR)}}),
+                  1);
+  queue_depth_ = metrics_.define(MetricKind::gauge, "kubetrail_queue_depth", "change sets waiting for delivery");
+  leader_gauge_ = metrics_.define(MetricKind::gauge, "kubetrail_leader",
+                                  "1 while this replica delivers (always, without leader election)");
+  handover_gauge_ = metrics_.define(MetricKind::gauge, "kubetrail_handover_buffered",
+                                    "change sets a follower holds until the leader confirms them");
+  synced_gauge_ =
+      metrics_.define(MetricKind::gauge, "kubetrail_informers_synced", "informers that finished their initial list");
+}
 
-  metrics.record(leader_gauge, delivering ? 1 : 0);
-  // Re-discovery on its own thread (two requests, but a slow server must not
-  // hold up delivery); the main loop applies what it found.
-  std::mutex rediscovered_mu;
-  std::optional<kube::Discovery> rediscovered;
-  std::unique_ptr<Periodic> rediscovery;
-  if (cfg.watch.rediscover_s > 0)
-    rediscovery = std::make_unique<Periodic>(std::chrono::seconds(cfg.watch.rediscover_s), [&] {
+void Daemon::serve() {
+  if (cfg_.server.listen.empty()) return;
+  auto stall = std::chrono::seconds(cfg_.server.stall_timeout_s);
+  server::Probes probes;
+  probes.unhealthy = [this, stall] {
+    {
+      std::lock_guard lock(pipeline_mu_);
+      if (auto why = pipeline_->stuck(stall); !why.empty()) return why;
+    }
+    return watches_->first_silent(stall);
+  };
+  probes.unready = [this] {
+    {
+      std::lock_guard lock(pipeline_mu_);
+      if (pipeline_->handler_errors()) return std::string("a handler could not be created (see the log)");
+    }
+    auto pending = watches_->first_unsynced();
+    return pending.empty() ? pending : "initial list of " + pending + " not done";
+  };
+  http_ = std::make_unique<server::HttpServer>(cfg_.server.listen, metrics_, probes);
+  spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg_.server.listen);
+}
+
+void Daemon::start_background() {
+  if (cfg_.watch.rediscover_s > 0)
+    rediscovery_ = std::make_unique<Periodic>(std::chrono::seconds(cfg_.watch.rediscover_s), [this] {
       try {
-        auto d = kube::Discovery::fetch(client);
-        std::lock_guard lock(rediscovered_mu);
-        rediscovered = std::move(d);
+        auto d = kube::Discovery::fetch(client_);
+        std::lock_guard lock(rediscovered_mu_);
+        rediscovered_ = std::move(d);
       } catch (const std::exception& e) {
         spdlog::warn("re-discovery failed (watching on with what was found before): {}", e.what());
       }
     });
-  // What the watches follow: [watch] resources of the running config.
-  std::vector<std::string> watch_resources = cfg.watch.resources;
-  auto apply_discovery = [&](const kube::Discovery& d, const char* why) {
-    for (const auto& e : watches.reconcile(d, watch_resources))
-      spdlog::warn("{}: [watch] resources: {}; not watched until it is served", why, e);
-  };
+  if (state_) {
+    compact_outbox();  // at start (a long stop may have aged much), then every 5 minutes
+    compaction_ = std::make_unique<Periodic>(std::chrono::minutes(5), [this] { compact_outbox(); });
+  }
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.
-  std::atomic<bool> elector_stop{false};
-  std::thread elector_thread;
-  if (elector) elector_thread = std::thread([&] { elector->run(elector_stop); });
-  uint64_t seen_lease = 0;
+  if (elector_) elector_thread_ = std::thread([this] { elector_->run(elector_stop_); });
+}
+
+void Daemon::compact_outbox() {
+  try {
+    const uint64_t cap = uint64_t{cfg_.state.outbox_max_mb} << 20;
+    auto c = state_->outbox_compact(int64_t{cfg_.state.retention_hours} * 3600, cap);
+    if (c.delivered_removed_by_size || c.dead_removed_by_size)
+      spdlog::warn("outbox over {} MB: forgot the oldest {} delivered id(s) and {} dead letter(s)",
+                   cfg_.state.outbox_max_mb, c.delivered_removed_by_size, c.dead_removed_by_size);
+    if (c.bytes > cap)
+      spdlog::warn("outbox holds {} MB of undelivered change sets, over its {} MB cap: a handler is behind",
+                   c.bytes >> 20, cfg_.state.outbox_max_mb);
+  } catch (const Error& e) {
+    spdlog::error("outbox compaction failed: {}", e.what());
+  }
+}
+
+void Daemon::apply_discovery(const kube::Discovery& d, const char* why) {
+  for (const auto& e : watches_->reconcile(d, watch_resources_))
+    spdlog::warn("{}: [watch] resources: {}; not watched until it is served", why, e);
+}
+
+// Change sets have left the journal once delivery has written their
+// outbox rows (or the follower's handover buffer holds them, or they go
+// nowhere). Retired a batch at a time, in one transaction: a crash before
+// it routes them again at the next start, and the outbox's (id, handler)
+// rows keep any handler from seeing one twice.
+void Daemon::settle(std::vector<std::string>& ids) {
+  if (!state_ || ids.empty()) return;
+  try {
+    state_->journal_done(ids);
+  } catch (const Error& e) {
+    spdlog::error("{} ({} change set(s) will be routed again at the next start; no handler will see one twice)",
+                  e.what(), ids.size());
+  }
+  ids.clear();
+}
+
+int Daemon::run() {
   int exit_code = 0;
-  bool ready_logged = false;
-  std::unique_ptr<config::Config> reload_cfg;  // the config of a reloaded pipeline
-  auto next_compaction = std::chrono::steady_clock::now();
   while (!g_stop.load()) {
-    if (g_reload.exchange(false)) {
-      // SIGHUP: new routes and handlers. What is queued is delivered first
-      // (or, past 5 s, left in the outbox, which the new pipeline reads).
-      try {
-        auto next_cfg = std::make_unique<config::Config>(load_config(args));
-        if (!same_scope(next_cfg->watch, cfg.watch) || next_cfg->cluster.name != cfg.cluster.name)
-          spdlog::warn("reload: [watch] namespaces and selectors, and [cluster], take effect at the next start");
-        // [watch] resources take effect now, against a fresh discovery: a CRD
-        // installed since start-up is found.
-        watch_resources = next_cfg->watch.resources;
-        try {
-          apply_discovery(kube::Discovery::fetch(client), "reload");
-        } catch (const Error& e) {
-          spdlog::warn("reload: discovery failed, [watch] resources unchanged: {}", e.what());
-        }
-        auto next = std::make_unique<Pipeline>(*next_cfg, args, metrics);
-        pipeline->flush(std::chrono::seconds(5), KUBETRAIL_FLUSH_RELOAD);
-        {
-          std::lock_guard lock(pipeline_mu);
-          pipeline = std::move(next);
-          reload_cfg = std::move(next_cfg);
-        }
-        // What the old handlers left is in the outbox now; this replica
-        // delivers it, so the tracker stops waiting for it.
-        progress.settle_all();
-        if (delivering) pipeline->start_async(state.get(), electing ? &progress : nullptr);
-        spdlog::info("reloaded {}: {} handler(s), {} route(s)", pipeline->config().source,
-                     pipeline->config().handlers.size(), pipeline->config().routes.size());
-      } catch (const Error& e) {
-        spdlog::error("reload failed, keeping the running configuration: {}", e.what());
-      }
+    if (g_reload.exchange(false)) reload();
+    if (!lead_or_follow()) {
+      exit_code = 1;
+      break;
     }
-    if (elector) {
-      if (!delivering && elector->leading()) {
-        delivering = true;
-        auto last = elector->observed_progress();
-        progress.seed(last);
-        handover.forget_covered(last);
-        auto pending = handover.take();
-        spdlog::info("leading: delivering {} change set(s) the last leader had not confirmed", pending.size());
-        pipeline->start_async(state.get(), &progress);  // this replica's own outbox leftovers first
-        for (const auto& cs : pending) pipeline->deliver(cs);
-      }
-      if (delivering && elector->lost()) {
-        // Another replica may be delivering: stop now, exit non-zero, and let
-        // the supervisor start us again as a follower (as client-go users do).
-        spdlog::error("lost the lease: stopping delivery and exiting");
-        exit_code = 1;
-        break;
-      }
-      if (delivering) {
-        elector->publish(progress.delivered_through());
-      } else if (elector->observed_generation() != seen_lease) {
-        seen_lease = elector->observed_generation();
-        handover.forget_covered(elector->observed_progress());
-      }
-      metrics.record(leader_gauge, delivering ? 1 : 0);
-      metrics.record(handover_gauge, static_cast<double>(handover.size()));
+    route_batch();
+    apply_rediscovery();
+    report();
+  }
+  stop(exit_code);
+  return exit_code;
+}
+
+// SIGHUP: new routes and handlers. What is queued is delivered first (or,
+// past 5 s, left in the outbox, which the new pipeline reads).
+void Daemon::reload() {
+  try {
+    auto next_cfg = std::make_unique<config::Config>(load_config(args_));
+    if (!same_scope(next_cfg->watch, cfg_.watch) || next_cfg->cluster.name != cfg_.cluster.name)
+      spdlog::warn("reload: [watch] namespaces and selectors, and [cluster], take effect at the next start");
+    // [watch] resources take effect now, against a fresh discovery: a CRD
+    // installed since start-up is found.
+    watch_resources_ = next_cfg->watch.resources;
+    try {
+      apply_discovery(kube::Discovery::fetch(client_), "reload");
+    } catch (const Error& e) {
+      spdlog::warn("reload: discovery failed, [watch] resources unchanged: {}", e.what());
     }
-    // What the watches produced since the last pass (up to a batch), so
-    // that the journal is retired once per batch, not once per change set.
-    std::vector<std::string> routed;
-    for (auto wait = std::chrono::milliseconds(200); routed.size() < kRouteBatch; wait = {}) {
-      auto cs = queue.pop(wait);
-      if (!cs) break;
-      try {
-        if (delivering)
-          pipeline->deliver(*cs);
-        else if (pipeline->accepts(*cs))
-          handover.push(*cs);
-        routed.push_back(cs->id);
-      } catch (const std::exception& e) {
-        // The outbox could not be written (the state store failed): the
-        // change set goes back to the head of the queue and is tried again.
-        spdlog::error("change set {} could not be queued for delivery, retrying in 1 s: {}", cs->id, e.what());
-        queue.push_front(std::move(*cs));
-        std::this_thread::sleep_for(std::chrono::seconds(1));
-        break;
-      }
-    }
-    settle(routed);
-    metrics.record(queue_depth, static_cast<double>(queue.size() + pipeline->queued()));
-    if (state && std::chrono::steady_clock::now() > next_compaction) {
-      try {
-        auto c =
-            state->outbox_compact(int64_t{cfg.state.retention_hours} * 3600, uint64_t{cfg.state.outbox_max_mb} << 20);
-        if (c.delivered_removed_by_size || c.dead_removed_by_size)
-          spdlog::warn("outbox over {} MB: forgot the oldest {} delivered id(s) and {} dead letter(s)",
-                       cfg.state.outbox_max_mb, c.delivered_removed_by_size, c.dead_removed_by_size);
-        if (c.bytes > uint64_t{cfg.state.outbox_max_mb} << 20)
-          spdlog::warn("outbox holds {} MB of undelivered change sets, over its {} MB cap: a handler is behind",
-                       c.bytes >> 20, cfg.state.outbox_max_mb);
-      } catch (const Error& e) {
-        spdlog::error("outbox compaction failed: {}", e.what());
-      }
-      next_compaction = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-    }
+    auto next = std::make_unique<Pipeline>(*next_cfg, args_, metrics_);
+    pipeline_->flush(std::chrono::seconds(5), KUBETRAIL_FLUSH_RELOAD);
     {
-      std::optional<kube::Discovery> d;
-      {
-        std::lock_guard lock(rediscovered_mu);
-        d.swap(rediscovered);
-      }
-      if (d) apply_discovery(*d, "re-discovery");
+      std::lock_guard lock(pipeline_mu_);
+      pipeline_ = std::move(next);
+      reload_cfg_ = std::move(next_cfg);
     }
-    metrics.record(synced_gauge, static_cast<double>(watches.synced_count()));
-    if (!ready_logged && watches.first_unsynced().empty()) {
-      spdlog::info("ready: {} informer(s) synced; watching", watches.informer_count());
-      ready_logged = true;
+    // What the old handlers left is in the outbox now; this replica
+    // delivers it, so the tracker stops waiting for it.
+    progress_.settle_all();
+    if (delivering_) pipeline_->start_async(state_.get(), electing_ ? &progress_ : nullptr);
+    spdlog::info("reloaded {}: {} handler(s), {} route(s)", pipeline_->config().source,
+                 pipeline_->config().handlers.size(), pipeline_->config().routes.size());
+  } catch (const Error& e) {
+    spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+  }
+}
+
+bool Daemon::lead_or_follow() {
+  if (!elector_) return true;
+  if (!delivering_ && elector_->leading()) {
+    delivering_ = true;
+    auto last = elector_->observed_progress();
+    progress_.seed(last);
+    handover_.forget_covered(last);
+    auto pending = handover_.take();
+    spdlog::info("leading: delivering {} change set(s) the last leader had not confirmed", pending.size());
+    pipeline_->start_async(state_.get(), &progress_);  // this replica's own outbox leftovers first
+    for (const auto& cs : pending) pipeline_->deliver(cs);
+  }
+  if (delivering_ && elector_->lost()) {
+    // Another replica may be delivering: stop now, exit non-zero, and let
+    // the supervisor start us again as a follower (as client-go users do).
+    spdlog::error("lost the lease: stopping delivery and exiting");
+    return false;
+  }
+  if (delivering_) {
+    elector_->publish(progress_.delivered_through());
+  } else if (elector_->observed_generation() != seen_lease_) {
+    seen_lease_ = elector_->observed_generation();
+    handover_.forget_covered(elector_->observed_progress());
+  }
+  metrics_.record(leader_gauge_, delivering_ ? 1 : 0);
+  metrics_.record(handover_gauge_, static_cast<double>(handover_.size()));
+  return true;
+}
+
+// What the watches produced since the last pass (up to a batch, waiting up
+// to 200 ms for the first), so that the journal is retired once per batch.
+void Daemon::route_batch() {
+  std::vector<std::string> routed;
+  for (auto wait = std::chrono::milliseconds(200); routed.size() < kRouteBatch; wait = {}) {
+    auto cs = queue_.pop(wait);
+    if (!cs) break;
+    try {
+      if (delivering_)
+        pipeline_->deliver(*cs);
+      else if (pipeline_->accepts(*cs))
+        handover_.push(*cs);
+      routed.push_back(cs->id);
+    } catch (const std::exception& e) {
+      // The outbox could not be written (the state store failed): the
+      // change set goes back to the head of the queue and is tried again.
+      spdlog::error("change set {} could not be queued for delivery, retrying in 1 s: {}", cs->id, e.what());
+      queue_.push_front(std::move(*cs));
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      break;
     }
   }
+  settle(routed);
+}
+
+void Daemon::apply_rediscovery() {
+  std::optional<kube::Discovery> d;
+  {
+    std::lock_guard lock(rediscovered_mu_);
+    d.swap(rediscovered_);
+  }
+  if (d) apply_discovery(*d, "re-discovery");
+}
+
+void Daemon::report() {
+  metrics_.record(queue_depth_, static_cast<double>(queue_.size() + pipeline_->queued()));
+  metrics_.record(synced_gauge_, static_cast<double>(watches_->synced_count()));
+  if (!ready_logged_ && watches_->first_unsynced().empty()) {
+    spdlog::info("ready: {} informer(s) synced; watching", watches_->informer_count());
+    ready_logged_ = true;
+  }
+}
+
+void Daemon::stop(int exit_code) {
   spdlog::info("stopping: closing watches");
   g_stop = true;
-  watches.stop_all();
-  rediscovery.reset();  // wakes it now (a fetch in flight ends by its own timeout)
-  if (delivering && exit_code == 0) {
+  watches_->stop_all();
+  rediscovery_.reset();  // wakes it now (a fetch in flight ends by its own timeout)
+  compaction_.reset();
+  if (delivering_ && exit_code == 0) {
     std::vector<std::string> routed;
-    while (auto cs = queue.pop(std::chrono::milliseconds(0))) {
-      pipeline->deliver(*cs);
+    while (auto cs = queue_.pop(std::chrono::milliseconds(0))) {
+      pipeline_->deliver(*cs);
       routed.push_back(cs->id);
       if (routed.size() >= kRouteBatch) settle(routed);
     }
     settle(routed);
-    pipeline->flush();
+    pipeline_->flush();
   } else {
-    pipeline->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox (or the journal)
+    pipeline_->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox (or the journal)
   }
-  if (elector) {
-    elector_stop = true;
-    elector_thread.join();
+  if (elector_) {
+    elector_stop_ = true;
+    elector_thread_.join();
     if (exit_code == 0) {
-      elector->publish(progress.delivered_through());
-      elector->release();  // a follower takes over at once
+      elector_->publish(progress_.delivered_through());
+      elector_->release();  // a follower takes over at once
     }
   }
   spdlog::info("stopped");
-  return exit_code;
+}
+
+}  // namespace
+
+int run_daemon(const Args& args) {
+  auto cfg = std::make_unique<config::Config>(load_config(args));  // errors: exit 2 through main()
+  setup_logging(*cfg, args);
+  if (cfg->watch.resources.empty()) throw Error(cfg->source + ": [watch] resources is empty: nothing to watch");
+  kube::Connection conn = kube::resolve_connection(args.get("--kubeconfig", cfg->cluster.kubeconfig),
+                                                   args.get("--context", cfg->cluster.context));
+  spdlog::info("connecting to {} ({})", conn.server, conn.source);
+  Daemon daemon(args, std::move(cfg), std::move(conn));
+  return daemon.run();
 }
 
 }  // namespace kubetrail::cli
