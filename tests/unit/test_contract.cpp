@@ -141,9 +141,10 @@ TEST_CASE("contract: the schema refuses what kubetrail must never send") {
 // to_json() writes the document directly and splices the values in (the
 // nlohmann round trip of every old/new value was most of a change set's
 // cost); to_json_checked() is the nlohmann path it replaced. On what the
-// pruner writes they must agree byte for byte, escapes and all - except
-// that numbers now keep the text the server sent (nlohmann wrote -3e2 as
-// -300.0).
+// pruner writes they must agree byte for byte, escapes and all. The one
+// difference: a value's text is copied as the change set holds it, where
+// nlohmann re-formatted numbers (-3e2 as -300.0); the pruner's own writer
+// decides how numbers look (it writes 3e2 as 300.0 itself).
 TEST_CASE("contract: the direct JSON writer and the nlohmann path write the same bytes") {
   auto cs = modified();
   cs.object_namespace = "shop \"quoted\" \\ \n\t\x01";
