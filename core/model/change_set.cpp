@@ -106,11 +106,8 @@ std::string ChangeSet::to_json() const {
   // as to_json_checked().
   std::string text;
   JsonOut out(text);
-  auto key = [&](std::string_view k) {
-    out.put(k);  // keys are literals here: nothing to escape
-  };
-  auto str = [&](std::string_view k, std::string_view v) {
-    key(k);
+  auto str = [&](std::string_view k, std::string_view v) {  // keys are literals here: nothing to escape
+    out.put(k);
     append_json_string(v, out);
   };
   out.put(R"({"schemaVersion":"kubetrail.dev/v1",)");
@@ -142,22 +139,22 @@ std::string ChangeSet::to_json() const {
     str(R"({"op":)", to_string(c.op));
     str(R"(,"path":)", c.path);
     if (!c.old_json.empty()) {
-      key(R"(,"old":)");
+      out.put(R"(,"old":)");
       out.put(c.old_json);
     }
     if (!c.new_json.empty()) {
-      key(R"(,"new":)");
+      out.put(R"(,"new":)");
       out.put(c.new_json);
     }
     out.put('}');
   }
   out.put(']');
   if (!old_object.empty()) {
-    key(R"(,"old":)");
+    out.put(R"(,"old":)");
     out.put(old_object);
   }
   if (!new_object.empty()) {
-    key(R"(,"new":)");
+    out.put(R"(,"new":)");
     out.put(new_object);
   }
   out.put('}');

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 
@@ -140,6 +141,15 @@ struct Stmt {
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
   }
 };
+
+// A row's body column as text (codec 0) or decompressed by `codec`: "" or
+// why it cannot be read. The two readers of stored bodies, load() and
+// journal_pending(), go through here.
+std::string decode(RowCodec& codec, Stmt& q, int body, int codec_column, std::string& out) {
+  if (int64_t c = sqlite3_column_int64(q.s, codec_column); c != 0) return codec.decompress(c, q.blob(body), out);
+  out = q.text(body);
+  return {};
+}
 
 // Opens and checks; returns the reason it cannot be used, or "".
 // `busy`: the file is held by another process (see the lock below).
@@ -312,7 +322,15 @@ StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
     dictionary_of_.emplace(dicts.text(1), id);
   }
   Stmt routed(db_, "SELECT value FROM meta WHERE key = 'routed_through'");
-  if (sqlite3_step(routed.s) == SQLITE_ROW) routed_through_ = std::stoll("0" + routed.text(0));
+  if (sqlite3_step(routed.s) == SQLITE_ROW) {
+    // A value from the file (one a user points at): a number, or the store
+    // cannot be trusted to know what was routed.
+    std::string v = routed.text(0);
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), routed_through_);
+    if (ec != std::errc() || end != v.data() + v.size() || routed_through_ < 0)
+      throw Error("state store " + path_ + ": meta routed_through is \"" + v.substr(0, 40) +
+                  "\", not a sequence number (move it away, or start with --reset-state)");
+  }
   Stmt last(db_, "SELECT COALESCE(max(seq), 0), count(*) FROM log");
   if (sqlite3_step(last.s) == SQLITE_ROW) {
     next_seq_ = std::max<int64_t>(sqlite3_column_int64(last.s, 0), routed_through_) + 1;
@@ -368,22 +386,13 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
   if (sqlite3_step(rv.s) != SQLITE_ROW) return std::nullopt;
   Checkpoint cp;
   cp.resource_version = rv.text(0);
-  // An object row of `objects` or of the log: its text, or why it cannot be read.
-  auto decode = [&](Stmt& q, int body, int codec, model::StoredObject& o) {
-    int64_t c = sqlite3_column_int64(q.s, codec);
-    if (c == 0) {
-      o.json = q.text(body);
-      return std::string();
-    }
-    return codec_.decompress(c, q.blob(body), o.json);
-  };
   Stmt objs(db_, "SELECT key, uid, resource_version, object, codec FROM objects WHERE resource = ?");
   objs.bind(1, resource);
   while (sqlite3_step(objs.s) == SQLITE_ROW) {
     model::StoredObject o;
     o.uid = objs.text(1);
     o.resource_version = objs.text(2);
-    if (std::string why = decode(objs, 3, 4, o); !why.empty()) {
+    if (std::string why = decode(codec_, objs, 3, 4, o.json); !why.empty()) {
       cp.unreadable.emplace_back(objs.text(0), std::move(why));
       continue;
     }
@@ -403,7 +412,7 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
     model::StoredObject o;
     o.uid = log.text(2);
     o.resource_version = log.text(3);
-    if (std::string why = decode(log, 4, 5, o); !why.empty()) {
+    if (std::string why = decode(codec_, log, 4, 5, o.json); !why.empty()) {
       cp.objects.erase(key);
       cp.unreadable.emplace_back(std::move(key), std::move(why));
       continue;
@@ -597,10 +606,7 @@ std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
     int64_t seq = sqlite3_column_int64(q.s, 0);
     if (!unrouted_seqs_.count(seq)) continue;
     JournalEntry e{seq, q.text(1), {}, {}};
-    if (int64_t codec = sqlite3_column_int64(q.s, 3); codec == 0)
-      e.json = q.text(2);
-    else
-      e.error = codec_.decompress(codec, q.blob(2), e.json);
+    e.error = decode(codec_, q, 2, 3, e.json);
     out.push_back(std::move(e));
   }
   return out;

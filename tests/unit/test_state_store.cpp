@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 
+#include "common/error.hpp"
 #include "helpers.hpp"
 #include "state/state_store.hpp"
 
@@ -355,4 +356,25 @@ TEST_CASE("state store: a store in use by another process is refused, never set 
   for (const auto& f : std::filesystem::directory_iterator(dir.path()))
     others += f.path().string().find(".corrupt-") != std::string::npos;
   CHECK(others == 0);
+}
+
+// routed_through is read from the file: a tampered value is a clear error
+// naming the store, not an exception that escapes as a crash. Failed before
+// the value was parsed strictly: std::stoll threw std::out_of_range on the
+// first, and the others read silently as 0 (re-routing everything).
+TEST_CASE("state store: a routed_through that is not a sequence number is refused with a message") {
+  for (const char* bad : {"99999999999999999999999", "x1", "-3", "12abc"}) {
+    test::TempDir dir;
+    auto path = (dir / "s.db").string();
+    state::StateStore::open(path, false).reset();
+    sql(path, (std::string("INSERT OR REPLACE INTO meta VALUES('routed_through', '") + bad + "')").c_str());
+    INFO(bad);
+    try {
+      state::StateStore::open(path, false);
+      FAIL("opened");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("routed_through") != std::string::npos);
+      CHECK(std::string(e.what()).find(path) != std::string::npos);
+    }
+  }
 }
