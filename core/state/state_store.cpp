@@ -313,6 +313,18 @@ constexpr size_t kDirectRows = 256;
 // one fold updates each page of `objects` for many events at once.
 StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
     : fold_rows_(fold_rows), db_(db), path_(std::move(path)) {
+  // A store that cannot be started (a tampered meta row, a failed fold)
+  // throws from here, where no destructor runs: close the connection first
+  // (LeakSanitizer found the leak).
+  try {
+    start();
+  } catch (...) {
+    close();
+    throw;
+  }
+}
+
+void StateStore::start() {
   Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
   if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
   Stmt dicts(db_, "SELECT id, resource, content FROM dictionaries");
@@ -348,9 +360,13 @@ StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
   if (log_rows_ > 0) transaction([&] { fold(); });
 }
 
-StateStore::~StateStore() {
+StateStore::~StateStore() { close(); }
+
+void StateStore::close() noexcept {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  cache_.clear();
   sqlite3_close(db_);
+  db_ = nullptr;
 }
 
 template <class F>

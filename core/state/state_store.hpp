@@ -166,6 +166,8 @@ class StateStore {
                   std::string_view resource_version, std::string_view body, int64_t codec);
   void remove_object(std::string_view resource, std::string_view key);
   void step(sqlite3_stmt* s);  // runs a write statement to its end, then resets it
+  void start();                // reads what the constructor needs from the file (may throw)
+  void close() noexcept;       // finalizes the cached statements and closes the connection
 
   sqlite3* db_;
   std::string path_;
