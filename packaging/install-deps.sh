@@ -8,7 +8,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev openssl
   libsimdjson-dev nlohmann-json3-dev libtoml11-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev
-  doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev
+  doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
   libbenchmark-dev
   python3 curl clang-format clang-tidy
   clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan

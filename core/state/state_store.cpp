@@ -8,6 +8,8 @@
 #include <chrono>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
 #include "common/error.hpp"
 
 namespace kubetrail::state {
@@ -15,9 +17,17 @@ namespace kubetrail::state {
 namespace {
 
 // 2: objects.codec and the dictionaries table (compressed checkpoint rows).
-// A schema 1 store is converted at open; a kubetrail that knows only 1
-// refuses a schema 2 store with a message rather than read blobs as JSON.
-constexpr int kSchemaVersion = 2;
+// 3: the log moved out of the `log` table into its own file (PATH-log).
+// Older stores are converted at open (1 -> 2 -> 3); a kubetrail that knows
+// only an older schema refuses a newer store with a message rather than
+// misread it.
+constexpr int kSchemaVersion = 3;
+// The `log` table of schema 2 (made by the 1 -> 2 conversion, emptied into
+// `objects` and the log file and dropped by 2 -> 3).
+#define LOG_TABLE                                                                                           \
+  "CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, resource TEXT NOT NULL,"  \
+  " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB," \
+  " codec INTEGER NOT NULL DEFAULT 0);"
 // codec: 0 = `object` is the JSON text; N > 0 = a zstd frame compressed
 // against dictionaries.id N (state/row_codec.hpp).
 #define OBJECTS_COLUMNS                                                                                         \
@@ -69,14 +79,14 @@ std::string migrate_to_2(sqlite3* db) {
     sqlite3_finalize(q);
     return yes;
   };
-  std::string sql = "BEGIN IMMEDIATE;";
+  std::string sql = "BEGIN IMMEDIATE;" LOG_TABLE;
   if (!exists("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'codec'"))
     sql += "ALTER TABLE objects ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;";
   if (exists("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'"))
     sql +=
         "INSERT INTO log(seq, kind, resource, key, body) SELECT seq, 2, '', id, json FROM journal ORDER BY seq;"
         "DROP TABLE journal;";
-  sql += "UPDATE meta SET value = '" + std::to_string(kSchemaVersion) + "' WHERE key = 'schema_version'; COMMIT;";
+  sql += "UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;";
   char* err = nullptr;
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string why = std::string("cannot convert the store to schema 2: ") + (err ? err : "error");
@@ -222,19 +232,6 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
       " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
       " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
       "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(handler, state, seq);"
-      // The log (schema 2): what save() appends, in the order it happened -
-      // kind 0 an object's new state, 1 its deletion (resource, key, uid,
-      // resource_version, body, codec as in `objects`), 2 a change set not
-      // yet routed (key = its id, body = its JSON). Appending is what makes
-      // a watch event cheap: its rows land on the log's last page, where an
-      // update in place of `objects` dirtied one random page per event
-      // (state_bench). fold() moves object rows into `objects` in bulk and
-      // drops change sets up to meta.routed_through. seq is given by the
-      // store (never reused: routed_through refers to it), so no
-      // AUTOINCREMENT and its extra page per commit.
-      "CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, resource TEXT NOT NULL,"
-      " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB,"
-      " codec INTEGER NOT NULL DEFAULT 0);"
       // One compression dictionary per resource (state/row_codec.hpp),
       // never changed once written: every compressed row names its own.
       "CREATE TABLE IF NOT EXISTS dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE,"
@@ -262,9 +259,10 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
       sqlite3_close(db);
       return why;
     }
-    version = std::to_string(kSchemaVersion);
+    version = "2";
   }
-  if (version != std::to_string(kSchemaVersion)) {
+  // 2 -> 3 needs the store's codec and its log file: StateStore::start().
+  if (version != "2" && version != std::to_string(kSchemaVersion)) {
     sqlite3_close(db);
     return "state schema version " + version + " is not " + std::to_string(kSchemaVersion) +
            " (written by another kubetrail)";
@@ -283,9 +281,21 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
   std::error_code ec;
   auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  sqlite3* db = nullptr;
+  // Opens and starts the store: "" and the store, or why it cannot be used.
+  auto attempt = [&](std::unique_ptr<StateStore>& out, bool& busy) -> std::string {
+    sqlite3* db = nullptr;
+    std::string why = try_open(path, &db, busy);
+    if (!why.empty()) return why;
+    try {
+      out.reset(new StateStore(db, path, fold_rows));
+    } catch (const Error& e) {  // the constructor has closed the connection
+      return e.what();
+    }
+    return {};
+  };
+  std::unique_ptr<StateStore> store;
   bool busy = false;
-  std::string why = try_open(path, &db, busy);
+  std::string why = attempt(store, busy);
   if (busy) throw Error("state store " + path + " cannot be used: " + why);  // never set aside: it is someone's
   if (!why.empty() && reset) {
     auto stamp =
@@ -293,29 +303,30 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
     std::string aside = path + ".corrupt-" + std::to_string(stamp);
     std::filesystem::rename(path, aside, ec);
     for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
-    why = try_open(path, &db, busy);
+    std::filesystem::rename(path + "-log", aside + "-log", ec);  // its log goes with it
+    why = attempt(store, busy);
   }
   if (!why.empty())
     throw Error("state store " + path + " cannot be used: " + why +
                 " (move it away, or start with --reset-state to set it aside and start fresh)");
-  return std::unique_ptr<StateStore>(new StateStore(db, path, fold_rows));
+  return store;
 }
 
 namespace {
-enum LogKind : int { kObject = 0, kDeleted = 1, kChangeSet = 2 };
 // A save of at least this many objects (a list page) writes them into
 // `objects` directly: the log would only hold them until the next fold.
 constexpr size_t kDirectRows = 256;
 }  // namespace
 
-// The log is folded into `objects` once it holds fold_rows rows (kFoldRows):
-// often enough that it stays small (start-up reads it), rarely enough that
-// one fold updates each page of `objects` for many events at once.
+// The log is folded into `objects` once it holds fold_rows object entries
+// (kFoldRows) or kFoldBytes: often enough that it stays small (start-up
+// reads it), rarely enough that one fold updates each page of `objects` for
+// many events at once, and an object changed many times only once.
 StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
     : fold_rows_(fold_rows), db_(db), path_(std::move(path)) {
-  // A store that cannot be started (a tampered meta row, a failed fold)
-  // throws from here, where no destructor runs: close the connection first
-  // (LeakSanitizer found the leak).
+  // A store that cannot be started (a tampered meta row, a foreign log, a
+  // failed fold) throws from here, where no destructor runs: close the
+  // connection first (LeakSanitizer found the leak).
   try {
     start();
   } catch (...) {
@@ -324,40 +335,138 @@ StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
   }
 }
 
+int64_t StateStore::meta_number(const char* key) {
+  Stmt q(db_, "SELECT value FROM meta WHERE key = ?");
+  q.bind(1, key);
+  if (sqlite3_step(q.s) != SQLITE_ROW) return 0;
+  // A value from the file (one a user points at): a number, or the store
+  // cannot be trusted to know what was routed or folded.
+  std::string v = q.text(0);
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n < 0)
+    throw Error(std::string("meta ") + key + " is \"" + v.substr(0, 40) + "\", not a sequence number");
+  return n;
+}
+
 void StateStore::start() {
-  Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
-  if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
-  Stmt dicts(db_, "SELECT id, resource, content FROM dictionaries");
-  while (sqlite3_step(dicts.s) == SQLITE_ROW) {
-    int64_t id = sqlite3_column_int64(dicts.s, 0);
-    codec_.add_dictionary(id, dicts.blob(2));
-    dictionary_of_.emplace(dicts.text(1), id);
+  {  // (statements finished before the conversion below drops a table)
+    Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
+    if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
+    Stmt dicts(db_, "SELECT id, resource, content FROM dictionaries");
+    while (sqlite3_step(dicts.s) == SQLITE_ROW) {
+      int64_t id = sqlite3_column_int64(dicts.s, 0);
+      codec_.add_dictionary(id, dicts.blob(2));
+      dictionary_of_.emplace(dicts.text(1), id);
+    }
+    Stmt resources(db_, "SELECT resource FROM resources");
+    while (sqlite3_step(resources.s) == SQLITE_ROW) known_.insert(resources.text(0));
   }
-  Stmt routed(db_, "SELECT value FROM meta WHERE key = 'routed_through'");
-  if (sqlite3_step(routed.s) == SQLITE_ROW) {
-    // A value from the file (one a user points at): a number, or the store
-    // cannot be trusted to know what was routed.
-    std::string v = routed.text(0);
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), routed_through_);
-    if (ec != std::errc() || end != v.data() + v.size() || routed_through_ < 0)
-      throw Error("state store " + path_ + ": meta routed_through is \"" + v.substr(0, 40) +
-                  "\", not a sequence number (move it away, or start with --reset-state)");
+  routed_through_ = meta_number("routed_through");
+  folded_through_ = meta_number("log_folded_through");
+  // The log file names the store it belongs to: a log left behind by a
+  // store that was deleted is never read as this one's.
+  int64_t id = meta_number("log_id");
+  if (id == 0) {
+    unsigned char raw[7];
+    if (RAND_bytes(raw, sizeof raw) != 1) throw Error("state store " + path_ + ": cannot draw a log id");
+    for (unsigned char c : raw) id = (id << 8) | c;
+    id |= 1;  // never 0 (0 is "none yet")
+    Stmt put(db_, "INSERT INTO meta VALUES('log_id', ?)");
+    std::string v = std::to_string(id);
+    put.bind(1, v);
+    step(put.s);
+    // A store without a log id is new (or older than the log file): a log
+    // already there is another store's, left behind when its SQLite file
+    // was deleted to start afresh. Kept, renamed, never read as this one's.
+    std::error_code ec;
+    if (std::filesystem::file_size(path_ + "-log", ec) > 0 && !ec) {
+      auto stamp =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      std::string aside = path_ + "-log.orphaned-" + std::to_string(stamp);
+      std::filesystem::rename(path_ + "-log", aside, ec);
+      if (ec)
+        throw Error("state log " + path_ + "-log belongs to another store and cannot be moved away: " + ec.message());
+      spdlog::warn("state store {}: {}-log belongs to no store (its SQLite file was deleted?); moved to {}", path_,
+                   path_, aside);
+    }
   }
-  Stmt last(db_, "SELECT COALESCE(max(seq), 0), count(*) FROM log");
-  if (sqlite3_step(last.s) == SQLITE_ROW) {
-    next_seq_ = std::max<int64_t>(sqlite3_column_int64(last.s, 0), routed_through_) + 1;
-    log_rows_ = sqlite3_column_int64(last.s, 1);
-  }
-  Stmt unrouted(db_, "SELECT seq, key FROM log WHERE kind = 2 AND seq > ? ORDER BY seq");
-  sqlite3_bind_int64(unrouted.s, 1, routed_through_);
-  while (sqlite3_step(unrouted.s) == SQLITE_ROW) {
-    int64_t seq = sqlite3_column_int64(unrouted.s, 0);
-    unrouted_.emplace(unrouted.text(1), seq);
-    unrouted_seqs_.insert(seq);
-  }
-  // Start from a short log: load() reads what is left of it per resource.
   std::lock_guard lock(mu_);
-  if (log_rows_ > 0) transaction([&] { fold(); });
+  log_.emplace(LogFile::open(path_ + "-log", static_cast<uint64_t>(id)));
+  bool schema_2 = false;
+  {
+    Stmt version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+    schema_2 = sqlite3_step(version.s) == SQLITE_ROW && version.text(0) == "2";
+  }
+  if (schema_2) migrate_log_table();
+  auto mapped = log_->map();
+  std::string_view bytes = mapped.bytes();
+  int64_t last = std::max(routed_through_, folded_through_);
+  auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t body_at) {
+    last = std::max(last, e.seq);
+    // Checkpoint entries up to log_folded_through are in `objects` already
+    // (kubetrail stopped between a fold and the rewrite of the log); change
+    // sets are read by routed_through alone (a rewrite keeps their seqs).
+    if (e.kind != LogKind::kChangeSet) {
+      if (e.seq > folded_through_) ++log_rows_;
+    } else if (e.seq > routed_through_ && unrouted_.emplace(std::string(e.key), e.seq).second) {
+      unrouted_at_.emplace(e.seq, Unrouted{std::string(e.key), body_at, e.body.size()});
+    }
+  });
+  if (!scan.stopped.empty()) {
+    // The last save was cut short by the crash (or the file was damaged):
+    // what it held was never handed on, and the checkpoint it would have
+    // advanced is older, so the catch-up reports those changes again.
+    spdlog::warn("state log {}: {}; dropped from there on ({} bytes; their changes are found again by the catch-up)",
+                 log_->path(), scan.stopped, bytes.size() - scan.end);
+    log_->truncate(scan.end);
+  }
+  next_seq_ = last + 1;
+  compacted_bytes_ = log_->size();
+  // Start from a short log: folded, and holding only what is not routed.
+  if (log_->size() > LogFile::kHeaderBytes) fold();
+}
+
+// Schema 2 kept the log in a table. Its object rows go into `objects` and
+// its change sets not yet routed into the log file, then the table is
+// dropped, in one transaction after the file is written: a crash between
+// the two converts again from the table (the file is rewritten whole, so
+// nothing is in it twice).
+void StateStore::migrate_log_table() {
+  std::string payload;
+  {
+    Stmt q(db_, "SELECT seq, key, body, codec FROM log WHERE kind = 2 AND seq > ? ORDER BY seq");
+    sqlite3_bind_int64(q.s, 1, routed_through_);
+    std::string json;
+    while (sqlite3_step(q.s) == SQLITE_ROW) {
+      std::string id = q.text(1);
+      if (std::string why = decode(codec_, q, 2, 3, json); !why.empty()) {
+        // The catch-up finds the change again (the checkpoint it covered is
+        // converted below, so not always): say so rather than stop.
+        spdlog::warn("state store {}: journal entry {} cannot be read ({}); dropped", path_, id, why);
+        continue;
+      }
+      LogFile::encode(payload, {LogKind::kChangeSet, sqlite3_column_int64(q.s, 0), {}, id, {}, {}, json});
+    }
+  }
+  log_->replace(payload);
+  transaction([&] {
+    {
+      Stmt rows(db_,
+                "SELECT kind, resource, key, uid, resource_version, body, codec FROM log WHERE kind IN (0, 1)"
+                " ORDER BY seq");
+      while (sqlite3_step(rows.s) == SQLITE_ROW) {
+        if (sqlite3_column_int(rows.s, 0) == 1) {
+          remove_object(rows.text(1), rows.text(2));
+          continue;
+        }
+        int64_t codec = sqlite3_column_int64(rows.s, 6);
+        put_object(rows.text(1), rows.text(2), rows.text(3), rows.text(4), codec ? rows.blob(5) : rows.text(5), codec);
+      }
+    }  // no statement may still read the table it drops
+    exec("DROP TABLE log");
+    exec("UPDATE meta SET value = '3' WHERE key = 'schema_version'");
+  });
 }
 
 StateStore::~StateStore() { close(); }
@@ -372,13 +481,21 @@ void StateStore::close() noexcept {
 template <class F>
 void StateStore::transaction(F&& body) {
   exec("BEGIN IMMEDIATE");
+  made_.clear();
   try {
     body();
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    for (int64_t id : made_) {  // dictionaries of the rolled-back transaction are not in the file
+      codec_.remove_dictionary(id);
+      for (auto it = dictionary_of_.begin(); it != dictionary_of_.end();)
+        it = it->second == id ? dictionary_of_.erase(it) : std::next(it);
+    }
+    made_.clear();
     throw;
   }
+  made_.clear();
 }
 
 void StateStore::exec(const char* sql) {
@@ -397,6 +514,7 @@ void StateStore::step(sqlite3_stmt* s) {
 
 std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resource) {
   std::lock_guard lock(mu_);
+  if (log_rows_ > 0) fold();  // what the log holds is newer than `objects`
   Stmt rv(db_, "SELECT resource_version FROM resources WHERE resource = ?");
   rv.bind(1, resource);
   if (sqlite3_step(rv.s) != SQLITE_ROW) return std::nullopt;
@@ -413,27 +531,6 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
       continue;
     }
     cp.objects.emplace(objs.text(0), std::move(o));
-  }
-  // What the log holds of this resource is newer: applied in order.
-  Stmt log(db_,
-           "SELECT kind, key, uid, resource_version, body, codec FROM log WHERE resource = ? AND kind IN (0, 1)"
-           " ORDER BY seq");
-  log.bind(1, resource);
-  while (sqlite3_step(log.s) == SQLITE_ROW) {
-    std::string key = log.text(1);
-    if (sqlite3_column_int(log.s, 0) == kDeleted) {
-      cp.objects.erase(key);
-      continue;
-    }
-    model::StoredObject o;
-    o.uid = log.text(2);
-    o.resource_version = log.text(3);
-    if (std::string why = decode(codec_, log, 4, 5, o.json); !why.empty()) {
-      cp.objects.erase(key);
-      cp.unreadable.emplace_back(std::move(key), std::move(why));
-      continue;
-    }
-    cp.objects.insert_or_assign(std::move(key), std::move(o));
   }
   return cp;
 }
@@ -461,22 +558,91 @@ void StateStore::remove_object(std::string_view resource, std::string_view key) 
   step(del.s);
 }
 
+void StateStore::put_resource_version(std::string_view resource, std::string_view resource_version) {
+  Stmt rv(cache_, db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
+  rv.bind(1, resource);
+  rv.bind(2, resource_version);
+  step(rv.s);
+}
+
+namespace {
+// An object's body as a row holds it: compressed against the resource's
+// dictionary unless that does not make it smaller (or there is none).
+std::pair<std::string_view, int64_t> packed(RowCodec& codec, int64_t dictionary, std::string_view text) {
+  if (!dictionary) return {text, 0};
+  std::string_view frame = codec.compress(dictionary, text);
+  return frame.size() < text.size() ? std::pair{frame, dictionary} : std::pair{text, int64_t{0}};
+}
+}  // namespace
+
+bool StateStore::fold_due() const noexcept {
+  // By size too: change sets alone (list pages go to `objects` directly)
+  // grow the log; and never again right away when what is left after a
+  // fold (change sets not yet routed) is already large.
+  return log_rows_ >= fold_rows_ || log_->size() >= std::max(kFoldBytes, 2 * compacted_bytes_);
+}
+
 void StateStore::fold() {
-  Stmt rows(
-      db_, "SELECT kind, resource, key, uid, resource_version, body, codec FROM log WHERE kind IN (0, 1) ORDER BY seq");
-  while (sqlite3_step(rows.s) == SQLITE_ROW) {
-    if (sqlite3_column_int(rows.s, 0) == kDeleted) {
-      remove_object(rows.text(1), rows.text(2));
-      continue;
+  auto mapped = log_->map();
+  std::string_view bytes = mapped.bytes();
+  // The last entry of each object, in key order (each page of `objects`
+  // visited once, in order; an object changed many times written once).
+  std::map<std::pair<std::string_view, std::string_view>, LogEntry> last;
+  std::map<std::string_view, std::string_view> versions;  // resource -> its last resourceVersion
+  int64_t through = folded_through_;
+  auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t) {
+    if (e.kind == LogKind::kChangeSet || e.seq <= folded_through_) return;
+    through = std::max(through, e.seq);
+    if (e.kind == LogKind::kResourceVersion)
+      versions[e.resource] = e.resource_version;
+    else if (e.kind != LogKind::kChangeSet)
+      last[{e.resource, e.key}] = e;
+  });
+  // What start() could not read it cut off; anything else is someone else
+  // writing this file.
+  if (!scan.stopped.empty()) throw Error("state log " + log_->path() + ": " + scan.stopped);
+  transaction([&] {
+    for (auto it = last.begin(); it != last.end();) {
+      std::string resource(it->first.first);
+      int64_t dictionary = 0;
+      if (auto d = dictionary_of_.find(resource); d != dictionary_of_.end()) {
+        dictionary = d->second;
+      } else {
+        std::vector<std::string_view> samples;
+        for (auto s = it; s != last.end() && s->first.first == it->first.first; ++s)
+          if (s->second.kind == LogKind::kObject && s->second.codec == 0) samples.push_back(s->second.body);
+        if (!samples.empty()) dictionary = dictionary_for(resource, samples);
+      }
+      for (; it != last.end() && it->first.first == resource; ++it) {
+        const LogEntry& e = it->second;
+        if (e.kind == LogKind::kDeleted) {
+          remove_object(e.resource, e.key);
+          continue;
+        }
+        auto [body, codec] = e.codec ? std::pair{e.body, e.codec} : packed(codec_, dictionary, e.body);
+        put_object(e.resource, e.key, e.uid, e.resource_version, body, codec);
+      }
     }
-    int64_t codec = sqlite3_column_int64(rows.s, 6);
-    put_object(rows.text(1), rows.text(2), rows.text(3), rows.text(4), codec ? rows.blob(5) : rows.text(5), codec);
+    for (const auto& [resource, rv] : versions) put_resource_version(resource, rv);
+    Stmt folded(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('log_folded_through', ?)");
+    std::string v = std::to_string(through);
+    folded.bind(1, v);
+    step(folded.s);
+  });
+  folded_through_ = through;
+  log_rows_ = 0;
+  // Keep only the change sets not yet routed. Were kubetrail to die before
+  // this, the old file is read again and what log_folded_through covers is
+  // skipped.
+  std::string payload;
+  std::vector<std::pair<Unrouted*, size_t>> moved;
+  for (auto& [seq, u] : unrouted_at_) {
+    size_t at = LogFile::encode(payload, {LogKind::kChangeSet, seq, {}, u.id, {}, {}, bytes.substr(u.offset, u.size)});
+    moved.emplace_back(&u, at);
   }
-  Stmt drop(db_, "DELETE FROM log WHERE kind IN (0, 1) OR seq <= ?");
-  sqlite3_bind_int64(drop.s, 1, routed_through_);
-  step(drop.s);
-  Stmt left(db_, "SELECT count(*) FROM log");
-  log_rows_ = sqlite3_step(left.s) == SQLITE_ROW ? sqlite3_column_int64(left.s, 0) : 0;
+  size_t base = log_->replace(payload);
+  for (auto& [u, at] : moved) u->offset = base + at;
+  compacted_bytes_ = log_->size();
 }
 
 void StateStore::save(const std::string& resource,
@@ -484,104 +650,76 @@ void StateStore::save(const std::string& resource,
                       const std::vector<std::string>& deletes, const std::string& resource_version,
                       const std::vector<JournalEntry>& journal) {
   std::lock_guard lock(mu_);
-  int64_t made = 0;  // a dictionary made in this transaction: forgotten again if it rolls back
-  int64_t seq = next_seq_, log_rows = log_rows_;
-  std::vector<std::pair<std::string, int64_t>> journaled;
-  try {
+  const bool direct = upserts.size() + deletes.size() >= kDirectRows;
+  // A list page goes into `objects` directly, after the log's older object
+  // entries (which it may overwrite): fold those first.
+  if (direct && log_rows_ > 0) fold();
+  payload_.clear();
+  int64_t seq = next_seq_, rows = 0;
+  struct Journaled {
+    const JournalEntry* entry;
+    int64_t seq;
+    size_t at;
+  };
+  std::vector<Journaled> journaled;
+  // A change set already waiting to be routed (the same transition computed
+  // again, e.g. by a catch-up after a crash) is kept once.
+  for (const auto& e : journal) {
+    if (unrouted_.count(e.id)) continue;
+    if (std::any_of(journaled.begin(), journaled.end(), [&](const auto& j) { return j.entry->id == e.id; })) continue;
+    size_t at = LogFile::encode(payload_, {LogKind::kChangeSet, seq, {}, e.id, {}, {}, e.json});
+    journaled.push_back({&e, seq++, at});
+  }
+  const bool with_rv = !resource_version.empty() || !known_.count(resource);
+  if (!direct) {
+    // Compressed now rather than at the fold: the fold stores the frame as
+    // it is, and the log is written a tenth as large (state_bench: writing
+    // 2.7 KB a Pod into the page cache cost more than compressing it).
+    auto dictionary = dictionary_of_.find(resource);
+    for (const auto& [key, obj] : upserts) {
+      auto [body, codec] = packed(codec_, dictionary == dictionary_of_.end() ? 0 : dictionary->second, obj->json);
+      LogFile::encode(payload_, {LogKind::kObject, seq++, resource, key, obj->uid, obj->resource_version, body, codec});
+    }
+    for (const auto& key : deletes) LogFile::encode(payload_, {LogKind::kDeleted, seq++, resource, key});
+    if (with_rv) LogFile::encode(payload_, {LogKind::kResourceVersion, seq++, resource, {}, {}, resource_version});
+    rows = seq - next_seq_ - static_cast<int64_t>(journaled.size());
+  }
+  // One write: from here the change sets are durable (against kill -9; the
+  // page cache has them) together with the checkpoint entries they cover.
+  size_t base = payload_.empty() ? 0 : log_->append(payload_);
+  next_seq_ = seq;
+  log_rows_ += rows;
+  for (const auto& j : journaled) {
+    unrouted_.emplace(j.entry->id, j.seq);
+    unrouted_at_.emplace(j.seq, Unrouted{j.entry->id, base + j.at, j.entry->json.size()});
+  }
+  if (direct) {
+    // The page's change sets are in the log already: should this
+    // transaction fail, a retry finds them there and the checkpoint is
+    // simply older (the catch-up computes the same ids again).
     transaction([&] {
-      int64_t dictionary = 0;  // 0: none yet (nothing to make one of)
-      if (!upserts.empty()) {
-        size_t before = dictionary_of_.size();
-        dictionary = dictionary_for(resource, upserts);
-        if (dictionary_of_.size() != before) made = dictionary;
-      } else if (auto it = dictionary_of_.find(resource); it != dictionary_of_.end()) {
-        dictionary = it->second;
-      }
-      // Compressed against the resource's dictionary unless that does not
-      // make it smaller (or there is none yet): a body and its codec.
-      auto packed = [&](std::string_view text) -> std::pair<std::string_view, int64_t> {
-        if (!dictionary) return {text, 0};
-        std::string_view frame = codec_.compress(dictionary, text);
-        return frame.size() < text.size() ? std::pair{frame, dictionary} : std::pair{text, int64_t{0}};
-      };
-      Stmt row(cache_, db_,
-               "INSERT INTO log(seq, kind, resource, key, uid, resource_version, body, codec) VALUES(?,?,?,?,?,?,?,?)");
-      auto append = [&](LogKind kind, std::string_view key, std::string_view uid, std::string_view rv,
-                        std::string_view body, int64_t codec) {
-        sqlite3_bind_int64(row.s, 1, seq++);
-        sqlite3_bind_int(row.s, 2, kind);
-        row.bind(3, kind == kChangeSet ? std::string_view() : std::string_view(resource));
-        row.bind(4, key);
-        row.bind(5, uid);
-        row.bind(6, rv);
-        row.bind_object(7, body, codec);
-        step(row.s);
-        ++log_rows;
-      };
-      // A change set already waiting to be routed (the same transition
-      // computed again, e.g. by a catch-up after a crash) is kept once.
-      for (const auto& e : journal) {
-        if (unrouted_.count(e.id)) continue;
-        if (std::any_of(journaled.begin(), journaled.end(), [&](const auto& j) { return j.first == e.id; })) continue;
-        journaled.emplace_back(e.id, seq);
-        auto [body, codec] = packed(e.json);  // a change set names what its object holds: the dictionary fits
-        append(kChangeSet, e.id, {}, {}, body, codec);
-      }
-      // A list page goes straight into `objects`, after the log's older
-      // object rows (which it may overwrite); a few watch events are
-      // appended to the log.
-      const bool direct = upserts.size() + deletes.size() >= kDirectRows;
-      if (direct && log_rows > static_cast<int64_t>(journaled.size())) {
-        fold();  // keeps the change sets just appended (not routed)
-        log_rows = log_rows_;
+      int64_t dictionary = 0;
+      if (auto d = dictionary_of_.find(resource); d != dictionary_of_.end()) {
+        dictionary = d->second;
+      } else if (!upserts.empty()) {
+        std::vector<std::string_view> samples;
+        for (const auto& [key, obj] : upserts) samples.push_back(obj->json);
+        dictionary = dictionary_for(resource, samples);
       }
       for (const auto& [key, obj] : upserts) {
-        auto [body, codec] = packed(obj->json);
-        if (direct)
-          put_object(resource, key, obj->uid, obj->resource_version, body, codec);
-        else
-          append(kObject, key, obj->uid, obj->resource_version, body, codec);
+        auto [body, codec] = packed(codec_, dictionary, obj->json);
+        put_object(resource, key, obj->uid, obj->resource_version, body, codec);
       }
-      for (const auto& key : deletes) {
-        if (direct)
-          remove_object(resource, key);
-        else
-          append(kDeleted, key, {}, {}, {}, 0);
-      }
-      if (!resource_version.empty() || !known_.count(resource)) {
-        Stmt rv(cache_, db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
-        rv.bind(1, resource);
-        rv.bind(2, resource_version);
-        step(rv.s);
-      }
-      if (log_rows >= fold_rows_) {
-        fold();
-        log_rows = log_rows_;
-      }
+      for (const auto& key : deletes) remove_object(resource, key);
+      if (with_rv) put_resource_version(resource, resource_version);
     });
-  } catch (...) {
-    if (made) {
-      codec_.remove_dictionary(made);
-      dictionary_of_.erase(resource);
-    }
-    Stmt left(db_, "SELECT count(*) FROM log");  // a fold inside may have changed the count before rolling back
-    log_rows_ = sqlite3_step(left.s) == SQLITE_ROW ? sqlite3_column_int64(left.s, 0) : log_rows_;
-    throw;
-  }
-  next_seq_ = seq;
-  log_rows_ = log_rows;
-  for (auto& [id, at] : journaled) {
-    unrouted_seqs_.insert(at);
-    unrouted_.emplace(std::move(id), at);
   }
   known_.insert(resource);
+  if (fold_due()) fold();
 }
 
-int64_t StateStore::dictionary_for(const std::string& resource,
-                                   const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts) {
+int64_t StateStore::dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples) {
   if (auto it = dictionary_of_.find(resource); it != dictionary_of_.end()) return it->second;
-  std::vector<std::string_view> samples;
-  for (const auto& [key, obj] : upserts) samples.push_back(obj->json);
   std::string content = RowCodec::dictionary_from(samples);
   Stmt ins(db_, "INSERT INTO dictionaries(resource, content) VALUES(?, ?)");
   ins.bind(1, resource);
@@ -590,6 +728,7 @@ int64_t StateStore::dictionary_for(const std::string& resource,
   int64_t id = sqlite3_last_insert_rowid(db_);
   codec_.add_dictionary(id, content);
   dictionary_of_.emplace(resource, id);
+  made_.push_back(id);
   return id;
 }
 
@@ -615,14 +754,10 @@ std::string StateStore::redaction_key() {
 
 std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
   std::lock_guard lock(mu_);
-  Stmt q(db_, "SELECT seq, key, body, codec FROM log WHERE kind = 2 AND seq > ? ORDER BY seq");
-  sqlite3_bind_int64(q.s, 1, routed_through_);
   std::vector<JournalEntry> out;
-  while (sqlite3_step(q.s) == SQLITE_ROW) {
-    int64_t seq = sqlite3_column_int64(q.s, 0);
-    if (!unrouted_seqs_.count(seq)) continue;
-    JournalEntry e{seq, q.text(1), {}, {}};
-    e.error = decode(codec_, q, 2, 3, e.json);
+  for (const auto& [seq, u] : unrouted_at_) {
+    JournalEntry e{seq, u.id, {}, {}};
+    e.error = log_->read(u.offset, u.size, e.json);
     out.push_back(std::move(e));
   }
   return out;
@@ -634,13 +769,13 @@ void StateStore::journal_done(const std::vector<std::string>& ids) {
   for (const auto& id : ids) {
     auto it = unrouted_.find(id);
     if (it == unrouted_.end()) continue;
-    unrouted_seqs_.erase(it->second);
+    unrouted_at_.erase(it->second);
     unrouted_.erase(it);
   }
   // Every change set up to just before the oldest one still unrouted is
   // routed; one row says so (a crash re-routes the few routed out of order
   // above it, and the outbox drops those as known ids).
-  int64_t through = unrouted_seqs_.empty() ? next_seq_ - 1 : *unrouted_seqs_.begin() - 1;
+  int64_t through = unrouted_at_.empty() ? next_seq_ - 1 : unrouted_at_.begin()->first - 1;
   if (through <= routed_through_) return;
   Stmt put(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('routed_through', ?)");
   std::string value = std::to_string(through);

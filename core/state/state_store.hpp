@@ -1,5 +1,6 @@
 // The state store: what kubetrail remembers across restarts, in one SQLite
-// file (WAL mode):
+// file (WAL mode) and, beside it, the log its watches append to (PATH-log,
+// state/log_file.hpp; folded into the SQLite file in bulk):
 //  - checkpoints: per resource, the last resourceVersion and every object's
 //    pruned content as last seen, so that at start-up the fresh list can be
 //    compared with what was there when kubetrail stopped and the real
@@ -10,8 +11,8 @@
 //
 // The invariant that makes "nothing lost, nothing twice" hold across kill -9
 // (docs/ARCHITECTURE.md): a checkpoint never covers a change whose change set
-// is not durably stored. save() writes the checkpoint rows and the journal
-// rows of the change sets they cover in one transaction, and nothing is
+// is not durably stored. save() writes the checkpoint entries and the change
+// sets they cover in one frame of the log (one write), and nothing is
 // handed to delivery before that transaction commits; delivery writes the
 // outbox rows of a journal entry before it forgets the entry.
 //
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "model/object_store.hpp"
+#include "state/log_file.hpp"
 #include "state/row_codec.hpp"
 
 struct sqlite3;
@@ -46,9 +48,10 @@ class StateStore {
   // with reset = true such a file is moved aside (PATH.corrupt-<time>) and a
   // fresh store started.
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset);
-  // The log is folded into the objects table once it holds this many rows
-  // (see state_store.cpp; tests make it small).
+  // The log is folded into the objects table once it holds this many
+  // object entries, or kFoldBytes (see state_store.cpp; tests make it small).
   static constexpr int64_t kFoldRows = 20000;
+  static constexpr size_t kFoldBytes = size_t{64} << 20;
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset, int64_t fold_rows);
   ~StateStore();
   StateStore(const StateStore&) = delete;
@@ -147,24 +150,39 @@ class StateStore {
   std::set<std::string> known_;                 // resources with a row in `resources` (under mu_)
   std::map<const char*, sqlite3_stmt*> cache_;  // prepared hot statements by their SQL literal (under mu_)
   // Compressed checkpoint rows (under mu_): the codec and which dictionary
-  // is each resource's. save() makes a resource's dictionary from the first
-  // objects it is given.
+  // is each resource's, made from the first objects a fold or a list page
+  // brings for it; `made_` are those made in the open transaction
+  // (forgotten again when it rolls back).
   RowCodec codec_;
   std::map<std::string, int64_t, std::less<>> dictionary_of_;
-  int64_t dictionary_for(const std::string& resource,
-                         const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts);
-  // The log (see the schema in state_store.cpp), under mu_: the next seq to
-  // give, its rows, and the change sets in it not yet routed (by id and by
-  // seq); meta.routed_through is the seq up to which all are routed.
-  int64_t next_seq_ = 1, log_rows_ = 0, routed_through_ = 0;
+  std::vector<int64_t> made_;
+  int64_t dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples);
+  // The log (state/log_file.hpp, PATH-log), under mu_. Entries up to
+  // folded_through_ are in `objects` already; log_rows_ counts the object,
+  // deletion and resourceVersion entries after it; the change sets not yet
+  // routed are found by id and by seq (with where their JSON is in the
+  // file); meta.routed_through is the seq up to which all are routed.
+  std::optional<LogFile> log_;
+  int64_t next_seq_ = 1, log_rows_ = 0, routed_through_ = 0, folded_through_ = 0;
+  size_t compacted_bytes_ = 0;  // the log's size after its last fold
+  std::string payload_;         // the frame save() builds (kept: no allocation per save)
+  struct Unrouted {
+    std::string id;
+    size_t offset = 0, size = 0;
+  };
   std::unordered_map<std::string, int64_t> unrouted_;
-  std::set<int64_t> unrouted_seqs_;
-  // Moves the log's object rows into `objects` and drops its routed change
-  // sets. Inside a transaction.
+  std::map<int64_t, Unrouted> unrouted_at_;
+  // Folds the log into `objects` and `resources` (one transaction, which
+  // also moves meta.log_folded_through), then rewrites the log holding only
+  // the change sets not yet routed.
   void fold();
+  bool fold_due() const noexcept;
+  void migrate_log_table();  // schema 2 -> 3 (see state_store.cpp)
+  int64_t meta_number(const char* key);
   void put_object(std::string_view resource, std::string_view key, std::string_view uid,
                   std::string_view resource_version, std::string_view body, int64_t codec);
   void remove_object(std::string_view resource, std::string_view key);
+  void put_resource_version(std::string_view resource, std::string_view resource_version);
   void step(sqlite3_stmt* s);  // runs a write statement to its end, then resets it
   void start();                // reads what the constructor needs from the file (may throw)
   void close() noexcept;       // finalizes the cached statements and closes the connection

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "common/error.hpp"
@@ -125,6 +126,37 @@ int64_t count(const std::string& path, const char* query) {
   return n;
 }
 
+// Files in `dir` whose name holds `part` (stores and logs set aside).
+int files_named(const test::TempDir& dir, const std::string& part) {
+  int n = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+    n += f.path().filename().string().find(part) != std::string::npos;
+  return n;
+}
+
+// The log file beside the store (PATH-log), read from outside: how many
+// entries of each kind its readable frames hold.
+struct LogCounts {
+  int objects = 0, change_sets = 0, versions = 0;  // objects: new states and deletions
+  size_t end = 0, size = 0;                        // where reading stopped, and the file's size
+};
+LogCounts log_entries(const std::string& path) {
+  std::string bytes = test::read_file(path + "-log");
+  LogCounts c;
+  c.size = bytes.size();
+  REQUIRE(bytes.size() >= state::LogFile::kHeaderBytes);
+  auto scan = state::LogFile::scan(bytes, [&](const state::LogEntry& e, size_t) {
+    if (e.kind == state::LogKind::kChangeSet)
+      ++c.change_sets;
+    else if (e.kind == state::LogKind::kResourceVersion)
+      ++c.versions;
+    else
+      ++c.objects;
+  });
+  c.end = scan.end;
+  return c;
+}
+
 }  // namespace
 
 // Watch events are appended to the log; a list page goes to `objects`
@@ -147,23 +179,24 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
   store->save("pods", list, {}, "10");  // a list page: straight into objects
   store.reset();
   CHECK(count(path, "SELECT count(*) FROM objects") == 300);
-  CHECK(count(path, "SELECT count(*) FROM log") == 0);
+  CHECK(log_entries(path).objects == 0);
   store = state::StateStore::open(path, false);
   auto p1 = object("u-1", "11", R"({"metadata":{"name":"p1"},"v":1})");
   auto p1b = object("u-1", "12", R"({"metadata":{"name":"p1"},"v":2})");
   store->save("pods", rows({{"ns/p1", &p1}}), {}, "");  // watch events: the log
   store->save("pods", rows({{"ns/p1", &p1b}}), {"ns/p2"}, "");
-  auto cp = store->load("pods");
+  CHECK(log_entries(path).objects == 3);
+  CHECK(log_entries(path).versions == 0);  // "" and a resource already checkpointed: no entry
+  auto cp = store->load("pods");           // folds first: the log is newer than `objects`
   REQUIRE(cp);
+  CHECK(cp->resource_version == "10");
   CHECK(cp->objects.size() == 299);
   CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":2})");  // the later of the two
   CHECK(cp->objects.at("ns/p1").resource_version == "12");
   CHECK_FALSE(cp->objects.count("ns/p2"));
   CHECK(cp->objects.at("ns/p3").json == page[3].json);  // decompressed from objects
-  store.reset();
-  CHECK(count(path, "SELECT count(*) FROM log") == 3);
-  store = state::StateStore::open(path, false);  // opening folds the log into objects
-  // A relist page rewriting p1 after the log's rows for it: the page wins.
+  CHECK(log_entries(path).objects == 0);
+  // A relist page rewriting p1 after the log's entries for it: the page wins.
   auto p1x = object("u-1", "13", R"({"metadata":{"name":"p1"},"v":"x"})");
   store->save("pods", rows({{"ns/p1", &p1x}}), {}, "");
   page[1] = object("u-1", "20", R"({"metadata":{"name":"p1"},"v":3})");
@@ -174,8 +207,10 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
   auto p1c = object("u-1", "21", R"({"metadata":{"name":"p1"},"v":4})");
   store->save("pods", rows({{"ns/p1", &p1c}}), {"ns/p0"}, "21");
   store.reset();
-  CHECK(count(path, "SELECT count(*) FROM log") == 2);
-  store = state::StateStore::open(path, false);  // folds
+  CHECK(log_entries(path).objects == 2);
+  CHECK(log_entries(path).versions == 1);
+  store = state::StateStore::open(path, false);  // opening folds the log into objects
+  CHECK(log_entries(path).objects + log_entries(path).versions == 0);
   cp = store->load("pods");
   REQUIRE(cp);
   CHECK(cp->resource_version == "21");
@@ -183,7 +218,6 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
   CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":4})");
   CHECK_FALSE(cp->objects.count("ns/p0"));
   store.reset();
-  CHECK(count(path, "SELECT count(*) FROM log") == 0);
   // Checkpoint rows are compressed: far smaller than the text they hold.
   CHECK(count(path, "SELECT count(*) FROM objects WHERE codec > 0") == 299);
   CHECK(count(path, "SELECT sum(length(object)) FROM objects") * 4 < 299 * static_cast<int64_t>(page[3].json.size()));
@@ -224,7 +258,7 @@ TEST_CASE("state store: change sets wait in the journal until routed, across reo
     REQUIRE(pending.size() == 1);  // only the one written after everything before was routed
     CHECK(pending[0].id == "id-4");
   }
-  CHECK(count(path, "SELECT count(*) FROM log WHERE kind = 2") == 1);  // routed ones are gone from the file
+  CHECK(log_entries(path).change_sets == 1);  // routed ones are gone from the file
 }
 
 // Before schema 2 the journal was its own table and rows were JSON text; a
@@ -256,19 +290,20 @@ TEST_CASE("state store: a schema 1 store is converted with its journal and its c
   CHECK(pending[1].id == "c/u-a/43");
   CHECK(pending[1].seq > pending[0].seq);
   store.reset();
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 2);
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 3);
+  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'log'") == 0);
 }
 
 TEST_CASE("state store: a store of a newer schema is refused with a message that says so") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
   sql(path,
-      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '3');");
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '4');");
   try {
     state::StateStore::open(path, false);
     FAIL("opened");
   } catch (const std::exception& e) {
-    CHECK(std::string(e.what()).find("state schema version 3 is not 2") != std::string::npos);
+    CHECK(std::string(e.what()).find("state schema version 4 is not 3") != std::string::npos);
   }
 }
 
@@ -288,7 +323,7 @@ TEST_CASE("state store: checkpoint rows that do not decode are reported, the res
     store->save("pods", rows({{"ns/p0", &page[0]}, {"ns/p1", &page[1]}, {"ns/p2", &page[2]}, {"ns/p3", &page[3]}}), {},
                 "5");
   }
-  REQUIRE(count(path, "SELECT count(*) FROM log WHERE codec > 0") == 4);  // a small save: the log
+  REQUIRE(log_entries(path).objects == 4);  // a small save: the log
   {
     auto store = state::StateStore::open(path, false);  // folded into objects
   }
@@ -333,8 +368,13 @@ TEST_CASE("state store: a long log is folded while running, keeping what is not 
   CHECK(pending.front().id == "id-8");
   CHECK(pending.back().id == "id-11");
   store.reset();
-  CHECK(count(path, "SELECT count(*) FROM log") < 10);
+  auto log = log_entries(path);
+  CHECK(log.objects + log.versions < 10);
+  CHECK(log.change_sets <= 4 + 4);  // at most what waits, and what came after the last fold
   CHECK(count(path, "SELECT count(*) FROM objects") == 1);
+  store = state::StateStore::open(path, false, 10);
+  CHECK(store->journal_pending().size() == 4);  // the rewritten log kept them
+  CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":11})");
 }
 
 // One kubetrail per store: a second one is told the store is in use, and
@@ -352,10 +392,7 @@ TEST_CASE("state store: a store in use by another process is refused, never set 
   }
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));  // the lock wait is bounded
   CHECK(std::filesystem::exists(path));
-  int others = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir.path()))
-    others += f.path().string().find(".corrupt-") != std::string::npos;
-  CHECK(others == 0);
+  CHECK(files_named(dir, ".corrupt-") == 0);
 }
 
 // routed_through is read from the file: a tampered value is a clear error
@@ -377,4 +414,161 @@ TEST_CASE("state store: a routed_through that is not a sequence number is refuse
       CHECK(std::string(e.what()).find(path) != std::string::npos);
     }
   }
+}
+
+namespace {
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+}  // namespace
+
+// kill -9 (or a power loss) inside save()'s write leaves a frame cut short
+// at the end of the log: the store opens with everything before it, cuts
+// the file back there, and appends after it again. Whatever the cut, the
+// checkpoint is one of the states saved, never a mix, and the change set
+// of the cut frame is gone with its checkpoint entries (the catch-up finds
+// that change again).
+TEST_CASE("state store: a log cut short by a crash opens with every whole save before the cut") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto v1 = object("u-a", "1", R"({"v":1})"), v2 = object("u-a", "2", R"({"v":2})");
+  state::StateStore::open(path, false)->save("cm", rows({{"ns/a", &v1}}), {}, "1", {{0, "id-1", R"({"n":1})"}});
+  state::StateStore::open(path, false).reset();  // folds: the log keeps id-1 only
+  // The state before the second save: the store's file and its log.
+  const std::string db = test::read_file(path), first = test::read_file(path + "-log");
+  REQUIRE_FALSE(std::filesystem::exists(path + "-wal"));
+  state::StateStore::open(path, false)->save("cm", rows({{"ns/a", &v2}}), {}, "2", {{0, "id-2", R"({"n":2})"}});
+  const std::string two = test::read_file(path + "-log");
+  REQUIRE(two.size() > first.size());
+  REQUIRE(two.compare(0, first.size(), first) == 0);
+  // Every cut inside the second save's frame, and a flipped byte in it.
+  std::vector<std::string> damaged;
+  for (size_t keep = 1; keep < two.size() - first.size(); keep += 7)
+    damaged.push_back(two.substr(0, first.size() + keep));
+  std::string flipped = two;
+  flipped[two.size() - 3] ^= 0x20;
+  damaged.push_back(flipped);
+  for (const auto& bytes : damaged) {
+    INFO("log of " << bytes.size() << " bytes");
+    write_bytes(path, db);
+    write_bytes(path + "-log", bytes);
+    auto store = state::StateStore::open(path, false);
+    auto pending = store->journal_pending();
+    REQUIRE(pending.size() == 1);
+    CHECK(pending[0].id == "id-1");
+    CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":1})");
+    // Appending goes on after the last whole frame.
+    store->save("cm", rows({{"ns/a", &v2}}), {}, "2", {{0, "id-2", R"({"n":2})"}});
+    store.reset();
+    auto log = log_entries(path);
+    CHECK(log.end == log.size);
+    CHECK(log.change_sets == 2);
+    store = state::StateStore::open(path, false);
+    CHECK(store->journal_pending().size() == 2);
+    CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":2})");
+  }
+}
+
+// A fold writes `objects` and meta.log_folded_through in one transaction,
+// then rewrites the log. Killed between the two, the old log is read again:
+// its entries already folded are skipped (else an older state would
+// overwrite a list page written since), its change sets are not doubled.
+TEST_CASE("state store: a log not yet rewritten after its fold is not applied twice") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto old_a = object("u-a", "1", R"({"v":"old"})");
+  {
+    auto store = state::StateStore::open(path, false);
+    store->save("cm", rows({{"ns/a", &old_a}}), {}, "1", {{0, "id-1", R"({"n":1})"}});
+  }
+  const std::string before_fold = test::read_file(path + "-log");
+  {
+    auto store = state::StateStore::open(path, false);  // folds
+    std::vector<model::StoredObject> page;
+    for (int i = 0; i < 300; ++i) page.push_back(object("u-" + std::to_string(i), "5", R"({"v":"page"})"));
+    std::vector<std::pair<std::string, const model::StoredObject*>> list;
+    list.emplace_back("ns/a", &page[0]);
+    for (int i = 1; i < 300; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
+    store->save("cm", list, {}, "5");  // a list page: straight into objects
+  }
+  write_bytes(path + "-log", before_fold);  // as if the rewrite had not happened
+  auto store = state::StateStore::open(path, false);
+  CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":"page"})");
+  CHECK(store->load("cm")->resource_version == "5");
+  auto pending = store->journal_pending();
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].id == "id-1");
+}
+
+// The log names its store: one copied from another store is refused with a
+// message naming it, and --reset-state sets it aside with its store; one
+// left behind by a deleted store is moved aside by the new store.
+TEST_CASE("state store: a log that belongs to another store is refused, and set aside with --reset-state") {
+  test::TempDir dir;
+  auto a = (dir / "a.db").string(), b = (dir / "b.db").string();
+  auto v = object("u-a", "1", R"({"v":1})");
+  state::StateStore::open(a, false)->save("cm", rows({{"ns/a", &v}}), {}, "1", {{0, "id-a", "{}"}});
+  state::StateStore::open(b, false).reset();
+  std::filesystem::copy_file(a + "-log", b + "-log", std::filesystem::copy_options::overwrite_existing);
+  try {
+    state::StateStore::open(b, false);
+    FAIL("opened");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find(b + "-log") != std::string::npos);
+    CHECK(std::string(e.what()).find("another state store") != std::string::npos);
+  }
+  auto fresh = state::StateStore::open(b, true);
+  CHECK(fresh->journal_pending().empty());
+  CHECK_FALSE(fresh->load("cm"));
+  CHECK(files_named(dir, ".corrupt-") == 2);  // the store and its log
+  fresh.reset();
+  // The SQLite file deleted to start afresh, its log left behind: a new
+  // store, the old log kept aside and not read.
+  std::filesystem::remove(a);
+  auto again = state::StateStore::open(a, false);
+  CHECK(again->journal_pending().empty());
+  CHECK_FALSE(again->load("cm"));
+  CHECK(files_named(dir, "a.db-log.orphaned-") == 1);
+}
+
+// Schema 2 kept the log in a table: a store written then keeps its
+// checkpoint (the table's object rows, in order) and its change sets not
+// yet routed, and the table is gone.
+TEST_CASE("state store: a schema 2 store is converted with its log table") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  state::StateStore::open(path, false).reset();  // the current tables, then made to look like schema 2
+  sql(path,
+      "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+      "DELETE FROM meta WHERE key IN ('log_id', 'log_folded_through');"
+      "CREATE TABLE log(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, resource TEXT NOT NULL,"
+      " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB,"
+      " codec INTEGER NOT NULL DEFAULT 0);"
+      "INSERT INTO resources VALUES('cm', '9');"
+      "INSERT INTO log VALUES(1, 0, 'cm', 'ns/a', 'u-a', '1', '{\"v\":1}', 0);"
+      "INSERT INTO log VALUES(2, 2, '', 'id-1', '', '', '{\"n\":1}', 0);"
+      "INSERT INTO log VALUES(3, 0, 'cm', 'ns/b', 'u-b', '2', '{\"v\":2}', 0);"
+      "INSERT INTO log VALUES(4, 2, '', 'id-2', '', '', '{\"n\":2}', 0);"
+      "INSERT INTO log VALUES(5, 1, 'cm', 'ns/a', '', '', NULL, 0);"
+      "INSERT INTO log VALUES(6, 2, '', 'id-3', '', '', '{\"n\":3}', 0);"
+      "INSERT OR REPLACE INTO meta VALUES('routed_through', '2');");
+  std::filesystem::remove(path + "-log");
+  {
+    auto store = state::StateStore::open(path, false);
+    auto cp = store->load("cm");
+    REQUIRE(cp);
+    CHECK(cp->objects.size() == 1);
+    CHECK(cp->objects.at("ns/b").json == R"({"v":2})");
+    auto pending = store->journal_pending();
+    REQUIRE(pending.size() == 2);
+    CHECK(pending[0].id == "id-2");
+    CHECK(pending[0].json == R"({"n":2})");
+    CHECK(pending[1].id == "id-3");
+    store->save("cm", {}, {}, "", {{0, "id-4", "{}"}});
+    CHECK(store->journal_pending().back().seq > 6);  // after the table's seqs
+  }
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 3);
+  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'log'") == 0);
+  CHECK(state::StateStore::open(path, false)->journal_pending().size() == 3);
 }

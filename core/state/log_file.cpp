@@ -1,0 +1,278 @@
+#include "state/log_file.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.hpp"
+
+namespace kubetrail::state {
+
+namespace {
+
+constexpr char kMagic[8] = {'K', 'T', 'L', 'O', 'G', '\0', '\0', '\1'};
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t get_le(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Reads one entry of a checksummed payload at `at`; false when the payload
+// does not hold a whole entry there (then `why` says what is wrong).
+bool read_entry(std::string_view payload, size_t& at, LogEntry& e, size_t& body_at, std::string& why) {
+  if (payload.size() - at < 17) {
+    why = "an entry is cut short";
+    return false;
+  }
+  auto kind = static_cast<unsigned char>(payload[at]);
+  if (kind > static_cast<unsigned char>(LogKind::kResourceVersion)) {
+    why = "unknown entry kind " + std::to_string(kind);
+    return false;
+  }
+  e.kind = static_cast<LogKind>(kind);
+  e.seq = static_cast<int64_t>(get_le(payload.data() + at + 1, 8));
+  e.codec = static_cast<int64_t>(get_le(payload.data() + at + 9, 8));
+  at += 17;
+  std::string_view* fields[] = {&e.resource, &e.key, &e.uid, &e.resource_version, &e.body};
+  for (std::string_view* f : fields) {
+    if (payload.size() - at < 4) {
+      why = "an entry is cut short";
+      return false;
+    }
+    size_t n = get_le(payload.data() + at, 4);
+    at += 4;
+    if (n > payload.size() - at) {
+      why = "a field claims " + std::to_string(n) + " bytes past the frame's end";
+      return false;
+    }
+    if (f == &e.body) body_at = at;
+    *f = payload.substr(at, n);
+    at += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+size_t LogFile::encode(std::string& payload, const LogEntry& e) {
+  payload.push_back(static_cast<char>(e.kind));
+  put_u64(payload, static_cast<uint64_t>(e.seq));
+  put_u64(payload, static_cast<uint64_t>(e.codec));
+  size_t body_at = 0;
+  for (std::string_view f : {e.resource, e.key, e.uid, e.resource_version, e.body}) {
+    put_u32(payload, static_cast<uint32_t>(f.size()));
+    body_at = payload.size();
+    payload.append(f.data(), f.size());
+  }
+  return body_at;
+}
+
+std::string LogFile::frame(std::string_view payload) {
+  std::string out;
+  out.reserve(kFrameHeaderBytes + payload.size());
+  put_u32(out, static_cast<uint32_t>(payload.size()));
+  put_u64(out, XXH3_64bits(payload.data(), payload.size()));
+  out.append(payload);
+  return out;
+}
+
+LogFile::Scan LogFile::scan(std::string_view bytes,
+                            const std::function<void(const LogEntry&, size_t body_at)>& on_entry) {
+  Scan s;
+  size_t at = kHeaderBytes;
+  while (at < bytes.size()) {
+    auto stop = [&](const std::string& why) {
+      s.stopped = "byte " + std::to_string(at) + ": " + why;
+      return s;
+    };
+    if (bytes.size() - at < kFrameHeaderBytes) return stop("a frame header is cut short");
+    size_t n = get_le(bytes.data() + at, 4);
+    uint64_t sum = get_le(bytes.data() + at + 4, 8);
+    if (n > kMaxFrameBytes) return stop("a frame claims " + std::to_string(n) + " bytes");
+    if (n > bytes.size() - at - kFrameHeaderBytes) return stop("a frame is cut short");
+    std::string_view payload = bytes.substr(at + kFrameHeaderBytes, n);
+    if (XXH3_64bits(payload.data(), payload.size()) != sum) return stop("a frame does not match its checksum");
+    // A frame that checksums is read whole or not at all: entries are
+    // handed on only once all of them parsed.
+    std::string why;
+    size_t pos = 0, count = 0;
+    for (LogEntry e; pos < payload.size(); ++count) {
+      size_t body_at = 0;
+      if (!read_entry(payload, pos, e, body_at, why)) return stop(why);
+    }
+    pos = 0;
+    for (size_t i = 0; i < count; ++i) {
+      LogEntry e;
+      size_t body_at = 0;
+      read_entry(payload, pos, e, body_at, why);
+      on_entry(e, at + kFrameHeaderBytes + body_at);
+    }
+    at += kFrameHeaderBytes + n;
+    s.end = at;
+  }
+  return s;
+}
+
+LogFile LogFile::open(const std::string& path, uint64_t id) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error("state log " + path + " cannot be opened: " + errno_text());
+  LogFile log(fd, path, id, 0);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw Error("state log " + path + " cannot be read: " + errno_text());
+  log.size_ = static_cast<size_t>(st.st_size);
+  if (log.size_ == 0) {
+    std::string h = log.header();
+    log.write_all(fd, h, "written");
+    log.size_ = h.size();
+    return log;
+  }
+  std::string head;
+  if (log.size_ < kHeaderBytes || !log.read(0, kHeaderBytes, head).empty() ||
+      std::memcmp(head.data(), kMagic, sizeof kMagic) != 0)
+    throw Error("state log " + path + " is not a kubetrail state log (no header)");
+  if (uint64_t theirs = get_le(head.data() + 8, 8); theirs != id)
+    throw Error("state log " + path + " belongs to another state store (id " + std::to_string(theirs) +
+                ", this store's is " + std::to_string(id) + ")");
+  return log;
+}
+
+LogFile::Mapping& LogFile::Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    if (at_) ::munmap(at_, size_);
+    at_ = o.at_;
+    size_ = o.size_;
+    o.at_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+LogFile::Mapping::~Mapping() {
+  if (at_) ::munmap(at_, size_);
+}
+
+LogFile::Mapping LogFile::map() const {
+  // MAP_POPULATE: the pages are in the page cache (just written); one call
+  // maps them all instead of a fault per 4 KB page.
+  void* at = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd_, 0);
+  if (at == MAP_FAILED) throw Error("state log " + path_ + " cannot be mapped: " + errno_text());
+  return Mapping(at, size_);
+}
+
+LogFile::LogFile(LogFile&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)), id_(o.id_), size_(o.size_) {
+  o.fd_ = -1;
+}
+
+LogFile& LogFile::operator=(LogFile&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    path_ = std::move(o.path_);
+    id_ = o.id_;
+    size_ = o.size_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+LogFile::~LogFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string LogFile::header() const {
+  std::string h(kMagic, sizeof kMagic);
+  put_u64(h, id_);
+  return h;
+}
+
+void LogFile::write_all(int fd, std::string_view bytes, const char* what) const {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw Error("state log " + path_ + " cannot be " + what + ": " + errno_text());
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void LogFile::truncate(size_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0 || ::lseek(fd_, static_cast<off_t>(size), SEEK_SET) < 0)
+    throw Error("state log " + path_ + " cannot be cut back to byte " + std::to_string(size) + ": " + errno_text());
+  size_ = size;
+}
+
+size_t LogFile::append(std::string_view payload) {
+  if (payload.size() > kMaxFrameBytes)
+    throw Error("state log " + path_ + ": a save of " + std::to_string(payload.size()) +
+                " bytes is larger than a frame");
+  std::string bytes = frame(payload);
+  size_t at = size_;
+  if (::lseek(fd_, static_cast<off_t>(at), SEEK_SET) < 0)
+    throw Error("state log " + path_ + " cannot be written: " + errno_text());
+  try {
+    write_all(fd_, bytes, "written");
+  } catch (...) {
+    // A frame half written (disk full) would end every later read there:
+    // cut it off so the next append follows the last whole frame.
+    if (::ftruncate(fd_, static_cast<off_t>(at)) == 0) size_ = at;
+    throw;
+  }
+  size_ = at + bytes.size();
+  return at + kFrameHeaderBytes;
+}
+
+size_t LogFile::replace(std::string_view payload) {
+  std::string tmp = path_ + ".new";
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error("state log " + tmp + " cannot be created: " + errno_text());
+  std::string bytes = header();
+  if (!payload.empty()) bytes += frame(payload);
+  try {
+    write_all(fd, bytes, "written");
+    // Synced before the rename: after a power loss the log is the old one
+    // or the new one, never an empty file in its place.
+    if (::fsync(fd) != 0) throw Error("state log " + tmp + " cannot be synced: " + errno_text());
+    if (::rename(tmp.c_str(), path_.c_str()) != 0)
+      throw Error("state log " + tmp + " cannot be renamed over " + path_ + ": " + errno_text());
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  size_ = bytes.size();
+  if (::lseek(fd_, static_cast<off_t>(size_), SEEK_SET) < 0)
+    throw Error("state log " + path_ + " cannot be written: " + errno_text());
+  return kHeaderBytes + kFrameHeaderBytes;
+}
+
+std::string LogFile::read(size_t offset, size_t size, std::string& out) const {
+  out.resize(size);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd_, out.data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return "state log " + path_ + " cannot be read at byte " + std::to_string(offset) + ": " + errno_text();
+    if (n == 0)
+      return "state log " + path_ + " ends before byte " + std::to_string(offset + size) +
+             " (changed by someone else?)";
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+}  // namespace kubetrail::state

@@ -1,0 +1,122 @@
+// The state store's log: a flat, append-only file of checksummed frames
+// beside the SQLite file (PATH-log). What the watches save between folds -
+// objects' new states, deletions, resourceVersions, and the change sets they
+// amount to - goes here with one write(2) per save, instead of a SQLite
+// transaction (state_bench, issue 12: the commit, its B-tree inserts and the
+// compression they needed were three quarters of what state on cost per
+// watch event).
+//
+// Layout (little-endian):
+//   header   "KTLOG\0\0\1" then the u64 id of the store it belongs to
+//   frame*   u32 payload length, u64 XXH3-64 of the payload, payload
+//   payload  entry*: u8 kind, i64 seq, i64 codec, then five
+//            u32-length-prefixed strings: resource, key, uid,
+//            resource_version, body
+// A frame is one save(): its entries are durable together or not at all.
+// Reading stops at the first frame that is cut short or does not match its
+// checksum (a write torn by kill -9 or a power loss); what follows it is
+// never read, and the file is cut back there before anything is appended.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace kubetrail::state {
+
+enum class LogKind : uint8_t {
+  kObject = 0,           // key's new state: uid, resource_version, body = its JSON (codec as in `objects`)
+  kDeleted = 1,          // key is gone
+  kChangeSet = 2,        // key = the change set's id, body = its JSON; resource empty
+  kResourceVersion = 3,  // resource_version = how far the resource's watch got
+};
+
+struct LogEntry {
+  LogKind kind = LogKind::kObject;
+  int64_t seq = 0;
+  std::string_view resource{}, key{}, uid{}, resource_version{}, body{};
+  // 0: body is the text; N > 0: a zstd frame against dictionary N
+  // (state/row_codec.hpp), so that a fold stores it as it is.
+  int64_t codec = 0;
+};
+
+class LogFile {
+ public:
+  static constexpr size_t kHeaderBytes = 16;
+  static constexpr size_t kFrameHeaderBytes = 12;
+  // A frame larger than this is not one kubetrail wrote (objects are at most
+  // 64 MiB: row_codec.hpp; a save holds a page of them at most).
+  static constexpr uint32_t kMaxFrameBytes = 1u << 30;
+
+  // Appends an entry to a payload being built; returns the offset of its
+  // body within the payload (where journal reads find a change set).
+  static size_t encode(std::string& payload, const LogEntry& e);
+  // A payload as the frame that holds it (length, checksum, payload).
+  static std::string frame(std::string_view payload);
+
+  // Reads the frames of `bytes` (a whole file, header included, whose header
+  // was checked): on_entry sees each entry of each whole frame in order,
+  // with the file offset of its body. The result is where the readable part
+  // ends and, when that is before the end, why (naming the byte offset).
+  struct Scan {
+    size_t end = kHeaderBytes;
+    std::string stopped{};
+  };
+  static Scan scan(std::string_view bytes, const std::function<void(const LogEntry&, size_t body_at)>& on_entry);
+
+  // Opens the log at `path`, creating it for store `id` when it is missing.
+  // A file with another id or no header is a kubetrail::Error naming it.
+  static LogFile open(const std::string& path, uint64_t id);
+  LogFile(LogFile&& o) noexcept;
+  LogFile& operator=(LogFile&& o) noexcept;
+  LogFile(const LogFile&) = delete;
+  LogFile& operator=(const LogFile&) = delete;
+  ~LogFile();
+
+  // Cuts the file back to `size` (the end of what scan() could read).
+  void truncate(size_t size);
+  // Appends one frame holding `payload` with one write; returns the file
+  // offset of the payload. On failure the file is cut back to where it was
+  // and a kubetrail::Error says why.
+  size_t append(std::string_view payload);
+  // Replaces the file with one holding only `payload` as its one frame (or
+  // no frame when empty): written beside it, synced and renamed over it.
+  // Returns the offset of the payload in the new file.
+  size_t replace(std::string_view payload);
+  // The whole file as it is now, mapped read-only (for scan()): no copy of
+  // tens of megabytes into the heap per fold (state_bench: that copy and
+  // its page faults cost as much as the fold's SQLite work). Stays valid
+  // after replace() (the old file lives on while mapped).
+  class Mapping {
+   public:
+    Mapping() = default;
+    Mapping(void* at, size_t size) : at_(at), size_(size) {}
+    Mapping(Mapping&& o) noexcept : at_(o.at_), size_(o.size_) { o.at_ = nullptr, o.size_ = 0; }
+    Mapping& operator=(Mapping&& o) noexcept;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping();
+    std::string_view bytes() const noexcept { return {static_cast<const char*>(at_), size_}; }
+
+   private:
+    void* at_ = nullptr;
+    size_t size_ = 0;
+  };
+  Mapping map() const;
+  // `size` bytes at `offset`, or an error message naming the file.
+  std::string read(size_t offset, size_t size, std::string& out) const;
+  size_t size() const noexcept { return size_; }
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  LogFile(int fd, std::string path, uint64_t id, size_t size) : fd_(fd), path_(std::move(path)), id_(id), size_(size) {}
+  std::string header() const;
+  void write_all(int fd, std::string_view bytes, const char* what) const;
+  int fd_ = -1;
+  std::string path_;
+  uint64_t id_ = 0;
+  size_t size_ = 0;
+};
+
+}  // namespace kubetrail::state
