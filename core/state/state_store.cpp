@@ -631,6 +631,7 @@ void StateStore::fold() {
   });
   folded_through_ = through;
   log_rows_ = 0;
+  ++folds_;
   // Keep only the change sets not yet routed. Were kubetrail to die before
   // this, the old file is read again and what log_folded_through covers is
   // skipped.

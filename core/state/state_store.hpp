@@ -137,6 +137,9 @@ class StateStore {
   std::string redaction_key();
 
   const std::string& path() const noexcept { return path_; }
+  // Folds since open (state_bench prints it: a cost measured over a window
+  // without one would leave the fold out).
+  int64_t folds() const noexcept { return folds_.load(); }
 
  private:
   StateStore(sqlite3* db, std::string path, int64_t fold_rows);
@@ -165,7 +168,8 @@ class StateStore {
   std::optional<LogFile> log_;
   int64_t next_seq_ = 1, log_rows_ = 0, routed_through_ = 0, folded_through_ = 0;
   size_t compacted_bytes_ = 0;  // the log's size after its last fold
-  std::string payload_;         // the frame save() builds (kept: no allocation per save)
+  std::atomic<int64_t> folds_{0};
+  std::string payload_;  // the frame save() builds (kept: no allocation per save)
   struct Unrouted {
     std::string id;
     size_t offset = 0, size = 0;
