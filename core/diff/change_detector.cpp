@@ -1,0 +1,279 @@
+#include <algorithm>
+#include <array>
+
+#include "diff/actor.hpp"
+#include "diff/diff.hpp"  // ChangeDetector
+#include "diff/json_values.hpp"
+#include "diff/pruner.hpp"
+
+namespace kubetrail::diff {
+
+namespace dom = simdjson::dom;
+
+namespace {
+
+// Always noise (DESIGN.md): bookkeeping the API server or controllers bump on
+// their own, or that duplicates what the diff already says.
+constexpr std::array<std::string_view, 5> kNoisePaths{
+    "metadata.resourceVersion",
+    "metadata.managedFields",
+    "metadata.generation",
+    "metadata.annotations[\"kubectl.kubernetes.io/last-applied-configuration\"]",
+    "metadata.annotations[\"deployment.kubernetes.io/revision\"]",
+};
+
+}  // namespace
+
+void validate(const model::DiffOptions& options) {
+  for (const auto& p : options.ignore_paths) model::PathPattern::parse(p);
+  for (const auto& p : options.redact_paths) model::PathPattern::parse(p);
+}
+
+ChangeDetector::ChangeDetector(std::string cluster, model::DiffOptions options)
+    : cluster_(std::move(cluster)), options_(std::move(options)) {
+  validate(options_);
+  if (options_.redaction_key.empty()) options_.redaction_key = random_redaction_key();
+}
+
+ChangeDetector::~ChangeDetector() = default;
+
+Pruner& ChangeDetector::rules_for(const model::ResourceType& type) {
+  // An informer sees one type: the last one answers without building a key.
+  if (last_rules_ && type.resource == last_type_.resource && type.group == last_type_.group &&
+      type.version == last_type_.version)
+    return *last_rules_;
+  std::string key = type.qualified_name() + "/" + type.version;
+  auto it = rules_.find(key);
+  if (it != rules_.end()) {
+    last_type_ = type;
+    last_rules_ = it->second.get();
+    return *it->second;
+  }
+  auto rules = std::make_unique<Pruner>(list_keys(type), options_.redaction_key);
+  rules->identify(type.kind, type.group.empty() ? type.version : type.group + "/" + type.version);
+  for (auto p : kNoisePaths) rules->add(p, Pruner::Action::drop);
+  bool status_wanted = std::any_of(options_.include_status.begin(), options_.include_status.end(),
+                                   [&](const std::string& n) { return type.named_by(n); });
+  if (!status_wanted) rules->add("status", Pruner::Action::drop);
+  for (const auto& p : options_.ignore_paths) rules->add(p, Pruner::Action::drop);
+  if (type.group.empty() && type.resource == "secrets") {
+    rules->add("data.*", Pruner::Action::redact);
+    rules->add("stringData.*", Pruner::Action::redact);
+  }
+  for (const auto& p : options_.redact_paths) rules->add(p, Pruner::Action::redact);
+  return *rules_.emplace(std::move(key), std::move(rules)).first->second;
+}
+
+ListKeys& ChangeDetector::list_keys_for(std::string_view group, std::string_view kind) {
+  std::string key = std::string(group) + "/" + std::string(kind);
+  auto it = list_keys_.find(key);
+  if (it == list_keys_.end()) it = list_keys_.emplace(std::move(key), std::make_unique<ListKeys>()).first;
+  return *it->second;
+}
+
+const ListKeys& ChangeDetector::list_keys(const model::ResourceType& type) {
+  return list_keys_for(type.group, type.kind);
+}
+
+bool ChangeDetector::learn_openapi(const model::ResourceType& type, dom::element document) {
+  return list_keys_for(type.group, type.kind).learn_openapi(document, type.group, type.version, type.kind);
+}
+
+bool ChangeDetector::learn_crd(dom::element crd) {
+  std::string_view group, kind;
+  if (crd.at_pointer("/spec/group").get(group) != simdjson::SUCCESS ||
+      crd.at_pointer("/spec/names/kind").get(kind) != simdjson::SUCCESS)
+    return false;
+  ListKeys& keys = list_keys_for(group, kind);
+  bool learned = false;
+  dom::array versions;
+  if (crd.at_pointer("/spec/versions").get(versions) == simdjson::SUCCESS) {
+    for (dom::element v : versions) {  // v1: a schema per version; their lists agree in practice
+      dom::element schema;
+      if (v.at_pointer("/schema/openAPIV3Schema").get(schema) == simdjson::SUCCESS) {
+        keys.learn_schema(schema);
+        learned = true;
+      }
+    }
+  }
+  dom::element schema;  // v1beta1: one schema for all versions
+  if (crd.at_pointer("/spec/validation/openAPIV3Schema").get(schema) == simdjson::SUCCESS) {
+    keys.learn_schema(schema);
+    learned = true;
+  }
+  return learned;
+}
+
+namespace {
+// The cached form of an object whose pruned text is `pruned`.
+model::StoredObject stored_object(dom::element object, std::string_view pruned) {
+  model::StoredObject stored;
+  stored.json.assign(pruned);  // exactly its size: cached for the object's life
+  dom::element metadata;       // an object without metadata (a hand-written manifest) has no uid or version
+  if (object.type() == dom::element_type::OBJECT && object["metadata"].get(metadata) == simdjson::SUCCESS &&
+      metadata.type() == dom::element_type::OBJECT) {
+    stored.uid = string_at(metadata, "uid");
+    stored.resource_version = string_at(metadata, "resourceVersion");
+  }
+  extract_managers(object, stored.managers);
+  return stored;
+}
+}  // namespace
+
+model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
+                                          const SourceText* source) {
+  return stored_object(object, rules_for(type).prune(object, source));
+}
+
+Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element object, model::ObjectStore& store,
+                                  const SourceText* source) {
+  dom::element metadata;
+  if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS)
+    return Result<bool>::failure("object has no metadata");
+  std::string name = string_at(metadata, "name");
+  if (name.empty()) return Result<bool>::failure("object has no metadata.name");
+  store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object, source));
+  return true;
+}
+
+std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType& type, std::string_view store_key,
+                                                       model::ObjectStore& store, std::string_view observed_at,
+                                                       std::string_view list_rv) {
+  const model::StoredObject* old = store.find(store_key);
+  if (!old) return std::nullopt;
+  model::ChangeSet cs;
+  cs.type = model::ChangeType::deleted;
+  cs.cluster = cluster_;
+  cs.observed_at.assign(observed_at);
+  cs.resource = type;
+  auto slash = store_key.find('/');
+  cs.object_namespace.assign(store_key.substr(0, slash));
+  cs.name.assign(store_key.substr(slash + 1));
+  cs.uid = old->uid;
+  cs.resource_version.assign(list_rv);
+  cs.id = model::change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
+  cs.old_object = old->json;
+  cs.summary = model::summarize(cs);
+  store.erase(store_key);
+  ++stats_.change_sets;
+  return cs;
+}
+
+Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEventType event,
+                                                                const model::ResourceType& type, dom::element object,
+                                                                model::ObjectStore& store, std::string_view observed_at,
+                                                                const SourceText* source) {
+  using R = Result<std::optional<model::ChangeSet>>;
+  ++stats_.events;
+  dom::element metadata;
+  if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
+      metadata.type() != dom::element_type::OBJECT)
+    return R::failure("object has no metadata");
+  std::string_view name, ns;
+  if (metadata["name"].get(name) != simdjson::SUCCESS || name.empty()) return R::failure("object has no metadata.name");
+  if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
+  std::string_view rv;
+  if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
+  std::string key = model::ObjectStore::key_of(ns, name);
+  model::StoredObject* old = store.find_mutable(key);
+
+  if (event != model::WatchEventType::deleted && old && !rv.empty() && rv == old->resource_version) {
+    ++stats_.redeliveries;
+    return std::optional<model::ChangeSet>{};
+  }
+  Pruner& rules = rules_for(type);
+  std::string_view pruned = rules.prune(object, source);
+  if (event != model::WatchEventType::deleted && old && old->json == pruned) {
+    // Status or bookkeeping churn, most events in a cluster: only the
+    // resourceVersion and the managers move, updated in place.
+    old->resource_version.assign(rv);
+    extract_managers(object, old->managers);
+    ++stats_.noise;
+    return std::optional<model::ChangeSet>{};
+  }
+  std::string_view uid;
+  if (metadata["uid"].get(uid) != simdjson::SUCCESS) uid = {};
+
+  // Filled only once it is known to be one: most events are noise.
+  model::ChangeSet cs;
+  auto identify = [&] {
+    cs.cluster = cluster_;
+    cs.observed_at.assign(observed_at);
+    cs.resource = type;
+    cs.object_namespace.assign(ns);
+    cs.name.assign(name);
+    cs.uid.assign(uid);
+    cs.resource_version.assign(rv);
+  };
+
+  if (event == model::WatchEventType::deleted) {
+    identify();
+    cs.type = model::ChangeType::deleted;
+    cs.old_object = pruned;
+    store.erase(key);
+  } else if (!old) {
+    model::StoredObject now = stored_object(object, pruned);
+    identify();
+    cs.type = model::ChangeType::added;
+    cs.actor = find_actor(nullptr, now.managers);
+    cs.new_object = now.json;
+    store.put(std::move(key), std::move(now));
+  } else {
+    // Diff only the subtree holding the changed bytes when there is one.
+    Pruner::Subtree where;
+    if (whole_objects_ || !rules.changed_subtree(old->json, pruned, where, old_parser_)) {
+      where = Pruner::Subtree{pruned, {}, {}, {}, false, {}};
+      if (old_parser_.parse(old->json).get(where.old_value) != simdjson::SUCCESS)
+        return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
+    }
+    dom::element b = where.new_value;
+    if (!where.has_new_value &&
+        new_parser_.parse(where.new_text.data(), where.new_text.size()).get(b) != simdjson::SUCCESS)
+      return R::failure("internal error: pruned object is not valid JSON");
+    differ_.diff(where.old_value, b, cs.changes, rules.keys(), where.path,
+                 where.unchanged.root >= 0 ? &where.unchanged : nullptr);
+    // The cached object becomes the new one in place: its strings keep
+    // their storage (the DOMs diffed above own copies of their text).
+    extract_managers(object, managers_);
+    auto update_cache = [&] {
+      if (options_.include_objects) cs.old_object = std::move(old->json);
+      old->json.assign(pruned);
+      old->uid.assign(uid);
+      old->resource_version.assign(rv);
+      old->managers.swap(managers_);
+    };
+    if (cs.changes.empty()) {  // e.g. a keyed list reordered
+      ++stats_.noise;
+      update_cache();
+      return std::optional<model::ChangeSet>{};
+    }
+    identify();
+    cs.type = model::ChangeType::modified;
+    cs.actor = find_actor(&old->managers, managers_, object, &cs.changes);
+    update_cache();
+    if (options_.include_objects) cs.new_object = pruned;
+  }
+  cs.id = model::change_set_id(cluster_, cs.type, uid, ns, name, rv);
+  cs.summary = model::summarize(cs);
+  ++stats_.change_sets;
+  return std::optional<model::ChangeSet>{std::move(cs)};
+}
+
+std::optional<model::ChangeSet> ChangeDetector::replaced(const model::ResourceType& type, dom::element object,
+                                                         model::ObjectStore& store, std::string_view observed_at) {
+  dom::element metadata;
+  if (object.type() != dom::element_type::OBJECT || object["metadata"].get(metadata) != simdjson::SUCCESS ||
+      metadata.type() != dom::element_type::OBJECT)
+    return std::nullopt;
+  std::string_view name, ns, uid, rv;
+  if (metadata["name"].get(name) != simdjson::SUCCESS || name.empty()) return std::nullopt;
+  if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
+  if (metadata["uid"].get(uid) != simdjson::SUCCESS || uid.empty()) return std::nullopt;
+  if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
+  std::string key = model::ObjectStore::key_of(ns, name);
+  const model::StoredObject* old = store.find(key);
+  if (!old || old->uid.empty() || old->uid == uid) return std::nullopt;
+  return forget(type, key, store, observed_at, rv);
+}
+
+}  // namespace kubetrail::diff

@@ -1,0 +1,157 @@
+#include "diff/document_differ.hpp"
+
+#include <algorithm>
+
+#include "common/json_writer.hpp"
+#include "diff/json_values.hpp"
+#include "diff/merge_keys.hpp"
+
+namespace kubetrail::diff {
+
+int32_t UnchangedBytes::child(int32_t parent, std::string_view key) const noexcept {
+  for (uint32_t c = uint32_t(parent) + 1; c < nodes[size_t(parent)].after; c = nodes[c].after)
+    if (!nodes[c].in_list && nodes[c].key == key) return int32_t(c);
+  return -1;
+}
+
+int32_t UnchangedBytes::child(int32_t parent, uint32_t index) const noexcept {
+  for (uint32_t c = uint32_t(parent) + 1; c < nodes[size_t(parent)].after; c = nodes[c].after)
+    if (nodes[c].in_list && nodes[c].index == index) return int32_t(c);
+  return -1;
+}
+
+void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<model::FieldChange>& out,
+                          const ListKeys& keys, std::span<const model::Segment> at, const UnchangedBytes* unchanged) {
+  keys_ = &keys;
+  path_.assign(at.begin(), at.end());
+  scratch_.clear();
+  unchanged_ = unchanged;
+  node_ = unchanged ? unchanged->root : -1;
+  diff_value(old_doc, new_doc, out);
+}
+
+void DocumentDiffer::emit(model::FieldOp op, const dom::element* a, const dom::element* b,
+                          std::vector<model::FieldChange>& out) {
+  model::FieldChange c;
+  c.op = op;
+  model::append_path(path_, c.path);
+  if (a) append_json(*a, c.old_json);
+  if (b) append_json(*b, c.new_json);
+  out.push_back(std::move(c));
+}
+
+// Diffs a pair at the child `id` (a name or an index) of the b value being
+// walked, unless the UnchangedBytes table proves the b side, a container,
+// the same bytes as its counterpart; the walk below it knows its node.
+template <class Id>
+void DocumentDiffer::diff_child(dom::element a, dom::element b, Id id, bool paired_by_name,
+                                std::vector<model::FieldChange>& out) {
+  const int32_t at = node_;
+  if (at >= 0 && is_container(b)) {
+    node_ = unchanged_->child(at, id);
+    if (node_ >= 0 && unchanged_->same(node_, paired_by_name)) {
+      node_ = at;
+      return;
+    }
+  }
+  diff_value(a, b, out);
+  node_ = at;
+}
+
+void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<model::FieldChange>& out) {
+  using T = dom::element_type;
+  T ta = a.type(), tb = b.type();
+  if (ta == T::OBJECT && tb == T::OBJECT) return diff_object(dom::object(a), dom::object(b), out);
+  if (ta == T::ARRAY && tb == T::ARRAY) return diff_array(dom::array(a), dom::array(b), out);
+  if (ta == T::OBJECT || ta == T::ARRAY || tb == T::OBJECT || tb == T::ARRAY || !same_scalar(a, b))
+    emit(model::FieldOp::replace, &a, &b, out);
+}
+
+void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model::FieldChange>& out) {
+  // The API server writes an object's fields in a fixed order, so the two
+  // versions nearly always have their keys in the same places: walk them in
+  // step, and look keys up (linearly: objects are small) only once that fails.
+  auto ib = b.begin();
+  bool in_step = true;
+  size_t matched = 0;
+  for (auto [key, av] : a) {
+    path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
+    dom::element bv;
+    bool found;
+    if (in_step && ib != b.end() && ib.key() == key) {
+      bv = ib.value();
+      ++ib;
+      found = true;
+    } else {
+      in_step = false;
+      found = b.at_key(key).get(bv) == simdjson::SUCCESS;
+    }
+    if (found) {
+      ++matched;
+      diff_child(av, bv, key, true, out);
+    } else {
+      emit(model::FieldOp::remove, &av, nullptr, out);
+    }
+    path_.pop_back();
+  }
+  if (matched == b.size()) return;  // no key of b is new
+  for (auto [key, bv] : b) {
+    if (a.at_key(key).error() == simdjson::SUCCESS) continue;
+    path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
+    emit(model::FieldOp::add, nullptr, &bv, out);
+    path_.pop_back();
+  }
+}
+
+void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<model::FieldChange>& out) {
+  std::string_view key = choose_key(keys_->candidates(path_), {a, b});
+  if (!key.empty()) {
+    std::vector<KeyedElement> ka, kb;
+    if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
+      for (size_t j = 0; j < kb.size(); ++j) {
+        auto match = std::find_if(ka.begin(), ka.end(), [&](const KeyedElement& e) { return e.key == kb[j].key; });
+        path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, j, key, kb[j].key});
+        if (match != ka.end()) {
+          match->matched = true;
+          diff_child(match->value, kb[j].value, uint32_t(j), true, out);
+        } else {
+          emit(model::FieldOp::add, nullptr, &kb[j].value, out);
+        }
+        path_.pop_back();
+      }
+      for (size_t i = 0; i < ka.size(); ++i) {
+        if (ka[i].matched) continue;
+        path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, i, key, ka[i].key});
+        emit(model::FieldOp::remove, &ka[i].value, nullptr, out);
+        path_.pop_back();
+      }
+      return;
+    }
+  }
+  // By index: common prefix element-wise, then adds, then removes from the
+  // end backwards (so that applying the changes in order is well defined).
+  size_t na = a.size(), nb = b.size(), common = std::min(na, nb);
+  auto ia = a.begin(), ib = b.begin();
+  for (size_t i = 0; i < common; ++i, ++ia, ++ib) {
+    path_.push_back(model::Segment{model::Segment::Kind::index, {}, i, {}, {}});
+    diff_child(*ia, *ib, uint32_t(i), false, out);
+    path_.pop_back();
+  }
+  for (size_t i = common; i < nb; ++i, ++ib) {
+    path_.push_back(model::Segment{model::Segment::Kind::index, {}, i, {}, {}});
+    dom::element e = *ib;
+    emit(model::FieldOp::add, nullptr, &e, out);
+    path_.pop_back();
+  }
+  if (na > nb) {
+    std::vector<dom::element> extra;
+    for (; ia != a.end(); ++ia) extra.push_back(*ia);
+    for (size_t k = extra.size(); k-- > 0;) {
+      path_.push_back(model::Segment{model::Segment::Kind::index, {}, common + k, {}, {}});
+      emit(model::FieldOp::remove, &extra[k], nullptr, out);
+      path_.pop_back();
+    }
+  }
+}
+
+}  // namespace kubetrail::diff

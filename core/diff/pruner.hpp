@@ -1,0 +1,536 @@
+// The pruner: what an object is cached as - noise dropped, secrets
+// redacted, kind/apiVersion filled in - and where two pruned texts differ.
+// Pruning rules: what is dropped and what is redacted before an object is
+// cached, compiled per resource type. Rules are matched while walking with a
+// bitmask of the rules still alive at each depth, so a subtree no rule can
+// reach is copied without looking at its paths.
+//
+// Internal to diff/ (ChangeDetector holds one per resource type). Defined
+// in the header, and included by change_detector.cpp alone: prune() and
+// its walk run for every object, and keeping them in the detector's
+// translation unit keeps them inlined as they were (bench/diff_bench).
+#pragma once
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cctype>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/json_writer.hpp"
+#include "diff/common_bytes.hpp"
+#include "diff/document_differ.hpp"
+#include "diff/json_values.hpp"
+#include "diff/list_keys.hpp"
+#include "diff/merge_keys.hpp"
+#include "diff/redaction.hpp"
+#include "diff/source_text.hpp"
+#include "diff/stage1.hpp"
+#include "model/path.hpp"
+
+namespace kubetrail::diff {
+
+class Pruner {
+ public:
+  enum class Action : unsigned char { drop, redact };
+  static constexpr size_t kMaxRules = 64;
+
+  Pruner(const ListKeys& keys, const std::string& redaction_key) : keys_(&keys), redaction_key_(&redaction_key) {}
+  const ListKeys& keys() const noexcept { return *keys_; }
+
+  // The type's kind and apiVersion, written into pruned objects that lack
+  // them: kube-apiserver leaves them out of the items of a list of built-in
+  // types (the List carries them) but puts them into every watch object, so
+  // without this an object first seen in a list would differ from the same
+  // object seen in a watch by two fields that never changed. Written first,
+  // kind then apiVersion, as Go's encoder writes a built-in type's fields:
+  // a list item and a watch object of the same version prune to the same
+  // bytes. (Custom resources' list items carry both, in their own order.)
+  void identify(std::string_view kind, std::string_view api_version) {
+    kind_field_.clear();
+    api_version_field_.clear();
+    if (kind.empty() || api_version.empty()) return;
+    kind_field_ = "\"kind\":";
+    append_json_string(kind, kind_field_);
+    api_version_field_ = "\"apiVersion\":";
+    append_json_string(api_version, api_version_field_);
+  }
+
+  void add(std::string_view pattern, Action action) {
+    if (rules_.size() == kMaxRules)
+      throw Error("too many [diff] ignore_paths and redact_paths: at most " + std::to_string(kMaxRules) +
+                  " path rules per resource, built-in noise rules included");
+    rules_.push_back({model::PathPattern::parse(pattern), action});
+  }
+
+  // The pruned text of `object`, valid until the next call. `source`: the
+  // text it was parsed from, if known (see SourceText).
+  std::string_view prune(dom::element object, const SourceText* source = nullptr) {
+    path_.clear();
+    scratch_.clear();
+    nodes_.clear();
+    uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
+    identity_.clear();
+    if (!kind_field_.empty() && object.type() == dom::element_type::OBJECT) {
+      dom::object top(object);
+      if (top["kind"].error() == simdjson::NO_SUCH_FIELD) identity_.append(kind_field_).push_back(',');
+      if (top["apiVersion"].error() == simdjson::NO_SUCH_FIELD) identity_.append(api_version_field_).push_back(',');
+    }
+    JsonOut text = JsonOut::reusing(buffer_);
+    write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
+    s1_ = {};  // the source is the caller's: not kept past the call
+    return text.view();
+  }
+
+  // Where the texts of two pruned versions of an object differ, as one
+  // subtree at the same path in both: everything outside it is the same
+  // bytes at the same places, so diffing the two subtrees gives exactly the
+  // changes of diffing the whole objects, at a fraction of the cost (an image
+  // bump parses and walks one container list, not the whole Pod twice).
+  //
+  // `new_text` must be the text the last prune() wrote (its containers were
+  // recorded then). The subtree found is the deepest recorded container
+  // holding every differing byte, moved up to the outermost keyed list above
+  // it (a keyed element's path names its key, which depends on its whole
+  // list) and up again until the old text at the same place parses as one
+  // value. Returns false when only the whole objects will do.
+  struct Subtree {
+    std::string_view new_text;
+    simdjson::dom::element old_value;  // parsed by the validator given
+    std::vector<model::Segment> path;
+    UnchangedBytes unchanged;    // what the differ may skip in it
+    bool has_new_value = false;  // new_value: the pruned object's own value there, no parse needed
+    simdjson::dom::element new_value = {};
+  };
+  bool changed_subtree(std::string_view old_text, std::string_view new_text, Subtree& out,
+                       simdjson::dom::parser& validator) {
+    size_t lo = old_text.size(), ln = new_text.size();
+    size_t prefix = common_prefix(old_text, new_text);
+    size_t suffix = common_suffix(old_text.substr(prefix), new_text.substr(prefix));
+    size_t region_end = ln - suffix;  // differing bytes of new: [prefix, region_end)
+    int32_t deepest = -1;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      if (n.begin <= prefix && prefix < n.end && region_end <= n.end) deepest = int32_t(i);
+    }
+    if (deepest <= 0) return false;  // the root, or nothing recorded
+    // The chain root..deepest, and the path of each node on it.
+    std::vector<int32_t> chain;
+    for (int32_t i = deepest; i >= 0; i = nodes_[i].parent) chain.push_back(i);
+    std::reverse(chain.begin(), chain.end());
+    std::vector<model::Segment> path;
+    size_t stop = chain.size() - 1;  // index in chain of the subtree to diff
+    size_t element = 0;              // index in chain of the keyed list element narrowed into; 0: none
+    for (size_t c = 1; c < chain.size(); ++c) {
+      const Node& n = nodes_[chain[c]];
+      if (n.in_list && !keys_->candidates(path).empty()) {  // path is still the list's own
+        model::Segment seg;
+        if (element != 0 || !element_segment(chain[c - 1], n, keys_->candidates(path), seg)) {
+          stop = c - 1;
+          break;
+        }
+        element = c;
+        path.push_back(seg);
+        continue;
+      }
+      path.push_back(n.in_list ? model::Segment{model::Segment::Kind::index, {}, n.index, {}, {}}
+                               : model::Segment{model::Segment::Kind::key, n.key, 0, {}, {}});
+    }
+    path.resize(stop);
+    // Bytes after the differing region are shifted by the change in length.
+    const ptrdiff_t shift = ptrdiff_t(lo) - ptrdiff_t(ln);
+    for (size_t c = stop; c > 0; --c) {
+      const Node& n = nodes_[chain[c]];
+      ptrdiff_t old_end = ptrdiff_t(n.end) + shift;
+      if (old_end > ptrdiff_t(n.begin) && size_t(old_end) <= lo) {
+        std::string_view old_sub = old_text.substr(n.begin, size_t(old_end) - n.begin);
+        // Diffing the element itself: its merge key must not have changed.
+        if (validator.parse(old_sub.data(), old_sub.size()).get(out.old_value) == simdjson::SUCCESS &&
+            (c != element || same_merge_keys(out.old_value, chain[c], std::span(path).first(c - 1)))) {
+          out.new_text = new_text.substr(n.begin, n.end - n.begin);
+          out.path = std::move(path);
+          auto plain = [](std::string_view bytes) { return bytes.find_first_of("\"\\") == std::string_view::npos; };
+          bool aligned = plain(new_text.substr(prefix, region_end - prefix)) &&
+                         plain(old_text.substr(prefix, lo - suffix - prefix)) &&
+                         (prefix == 0 || new_text[prefix - 1] != '\\');
+          out.unchanged = UnchangedBytes{nodes_, chain[c], uint32_t(prefix), uint32_t(region_end), aligned};
+          out.has_new_value = copied_value(chain[c], out.new_value);
+          return true;
+        }
+      }
+      path.pop_back();
+    }
+    return false;
+  }
+
+ private:
+  struct Rule {
+    model::PathPattern pattern;
+    Action action;
+  };
+
+  // Narrowing into one element E of a keyed list L (an image bump then
+  // parses one container, not the list). Exact when the diff runs on E or
+  // below it: the old text at that place parses as one value, so all of L
+  // but E is the same bytes in both texts; E's merge-key fields are outside
+  // a subtree below E, and checked by same_merge_keys() when diffing E
+  // itself. So the key chosen for L, the keys' uniqueness and E's pairing
+  // are what the new list alone says, and the segment for E comes from it.
+  // False when L was not copied unpruned (its value is not at hand).
+  bool element_segment(int32_t list, const UnchangedBytes::Node& e, std::span<const std::string_view> candidates,
+                       model::Segment& seg) {
+    dom::element list_value;
+    dom::array arr;
+    if (!copied_value(list, list_value) || list_value.get(arr) != simdjson::SUCCESS) return false;
+    std::string_view key = choose_key(candidates, {arr});
+    keyed_.clear();
+    if (!key.empty() && keyed_elements(arr, key, keyed_, scratch_) && e.index < keyed_.size())
+      seg = model::Segment{model::Segment::Kind::keyed, {}, e.index, key, keyed_[e.index].key};
+    else
+      seg = model::Segment{model::Segment::Kind::index, {}, e.index, {}, {}};
+    return true;
+  }
+  // Whether the old and new element at `node` agree on every merge-key
+  // candidate of their list (at `list_path`): present in both with the
+  // same scalar, or in neither.
+  bool same_merge_keys(dom::element old_element, int32_t node, std::span<const model::Segment> list_path) const {
+    dom::element new_element;
+    dom::object a, b;
+    if (!copied_value(node, new_element) || old_element.get(a) != simdjson::SUCCESS ||
+        new_element.get(b) != simdjson::SUCCESS)
+      return false;
+    for (std::string_view k : keys_->candidates(list_path)) {
+      dom::element va, vb;
+      bool ha = a.at_key(k).get(va) == simdjson::SUCCESS, hb = b.at_key(k).get(vb) == simdjson::SUCCESS;
+      if (ha != hb || (ha && (is_container(va) || is_container(vb) || !same_scalar(va, vb)))) return false;
+    }
+    return true;
+  }
+
+  // step() for a member of a container being written whose value starts at
+  // `value`: a member dropped moves `cursor` past its value.
+  std::optional<Action> step_member(uint64_t alive, const model::Segment& seg, uint64_t& child_alive, uint32_t value,
+                                    uint32_t& cursor) const {
+    auto action = step(alive, seg, child_alive);
+    if (action == Action::drop) cursor = plus(value_end(value), 1);
+    return action;
+  }
+
+  // Which rules a child at `seg` keeps alive, and whether one ends there.
+  std::optional<Action> step(uint64_t alive, const model::Segment& seg, uint64_t& child_alive) const {
+    size_t depth = path_.size();
+    std::optional<Action> ends;
+    child_alive = 0;
+    for (uint64_t m = alive; m; m &= m - 1) {
+      int i = std::countr_zero(m);
+      const auto& segs = rules_[i].pattern.segments();
+      if (depth >= segs.size() || !segs[depth].matches(seg)) continue;
+      if (depth + 1 == segs.size()) {
+        if (!ends || rules_[i].action == Action::drop) ends = rules_[i].action;  // drop wins
+      } else {
+        child_alive |= uint64_t{1} << i;
+      }
+    }
+    return ends;
+  }
+
+  // A container written to the pruned text, in document order: its bytes
+  // there and its place in its parent. Recorded by every prune() for
+  // changed_subtree() and the differ; views point into the object pruned.
+  using Node = UnchangedBytes::Node;
+  // Where a value being written sits: its parent node and its name (which
+  // starts at key_begin) or index.
+  struct Place {
+    int32_t parent = -1;
+    std::string_view key;
+    uint32_t index = 0;
+    bool in_list = false;
+    size_t key_begin = 0;
+  };
+  int32_t open_node(const Place& at, size_t begin, const dom::element* value = nullptr, bool copied = true) {
+    nodes_.push_back(Node{uint32_t(begin), 0, uint32_t(at.in_list || at.parent < 0 ? begin : at.key_begin), 0,
+                          at.parent, at.index, at.key, at.in_list, copied, value != nullptr,
+                          value ? *value : dom::element{}});
+    return int32_t(nodes_.size() - 1);
+  }
+  // The pruned object's value at node `n`, when it was copied unpruned:
+  // then the pruned text there is exactly that value.
+  bool copied_value(int32_t n, dom::element& value) const {
+    const Node& x = nodes_[size_t(n)];
+    if (!x.copied) return false;
+    if (x.has_value) {
+      value = x.value;
+      return true;
+    }
+    dom::element parent;  // inside a byte copy: no drops, so written positions are the object's
+    if (x.parent < 0 || !copied_value(x.parent, parent)) return false;
+    return (x.in_list ? parent.at(x.index) : parent.at_key(x.key)).get(value) == simdjson::SUCCESS;
+  }
+  void close_node(int32_t id, size_t end) {
+    nodes_[size_t(id)].end = uint32_t(end);
+    nodes_[size_t(id)].after = uint32_t(nodes_.size());
+  }
+
+  // --- Following the source text ---------------------------------------
+  // While the pruner walks the DOM it keeps, for the value at hand, the
+  // index of its first structural character in the source (stage 1's
+  // index: every {}[]:, and the first byte of every string, number and
+  // literal, in order), or kNoSource. A container's members are then at
+  // known offsets from its bracket: key, ':', value, then ',' or the close.
+  // A mismatch with the DOM (a bracket not where the DOM has a container)
+  // drops the source for the rest of the walk: the pruner serializes
+  // instead. The source must be the text the object was parsed from.
+  static constexpr uint32_t kNoSource = Stage1::kNone;
+  char at(uint32_t i) const noexcept { return s1_.at(i); }
+  static uint32_t plus(uint32_t i, uint32_t n) noexcept { return Stage1::plus(i, n); }
+  uint32_t value_end(uint32_t i) const noexcept { return s1_.value_end(i); }
+  // Where the object starts in `source`, or kNoSource.
+  uint32_t locate(const SourceText& source) {
+    if (!s1_.bind(source)) return kNoSource;
+    if (source.token != SourceText::kFind) return at(source.token) == '{' ? source.token : kNoSource;
+    if (source.field.empty()) return at(0) == '{' ? 0 : kNoSource;
+    uint32_t value = s1_.field(source.field);
+    return at(value) == '{' ? value : kNoSource;
+  }
+
+  // Whether the bytes of the integer token [p, q) are what append_json
+  // writes for its value: -?(0|[1-9][0-9]*), short enough to be an int64.
+  static bool canonical_integer(const char* p, const char* q) noexcept {
+    if (p < q && *p == '-') ++p;
+    if (p == q || q - p > 18 || (*p == '0' && q - p > 1)) return false;
+    for (; p < q; ++p)
+      if (*p < '0' || *p > '9') return false;
+    return true;
+  }
+
+  // Copies the container whose first structural is `first` from the source,
+  // recording its containers, when its bytes are exactly what copy() would
+  // write: no backslash (so no escapes, the only way two JSON texts of one
+  // string differ), no whitespace between tokens, integers in canonical
+  // form. Returns its last structural, or kNoSource having written nothing.
+  uint32_t copy_source(JsonOut& out, const Place& place, uint32_t first) {
+    if (at(first) != '{' && at(first) != '[') return kNoSource;
+    const uint32_t origin = s1_.idx[first];
+    const size_t base = out.used(), first_node = nodes_.size();
+    open_.clear();
+    auto fail = [&] {
+      nodes_.resize(first_node);
+      return kNoSource;
+    };
+    // One pass: every token checked, containers recorded, until the bracket
+    // that closes the first one. Checks accumulate in `bad` (branches on
+    // them would mispredict; only brackets change what the walk does).
+    bool bad = false;
+    const char* const src = s1_.src;  // locals: the stores below cannot alias them
+    const uint32_t* const idx = s1_.idx;
+    const uint32_t n = s1_.n;
+    for (uint32_t j = first; j < n; ++j) {
+      const uint32_t p = idx[j], q = j + 1 < n ? idx[j + 1] : p + 1;  // q: where the next token starts
+      const char c = src[p];
+      if (c == '"') {  // no backslash (checked below): the next quote closes it, the next token follows at once
+        bad |= q < p + 2 || src[q - 1] != '"';
+      } else if (c == ':' || c == ',') {
+        bad |= q != p + 1;
+        open_.back().members += c == ',';
+      } else if (c == '{' || c == '[') {
+        Place child = place;
+        if (j != first) {
+          Open& parent = open_.back();
+          if (parent.list) {
+            child = Place{parent.id, {}, parent.members, true, 0};
+          } else {  // "key":{ - the key's opening quote is two structurals back
+            uint32_t k = idx[j - 2];
+            child = Place{parent.id, std::string_view(src + k + 1, idx[j - 1] - k - 2), 0, false, base + k - origin};
+          }
+        }
+        open_.push_back(Open{open_node(child, base + p - origin), 0, c == '['});
+        bad |= q != p + 1;
+      } else if (c == '}' || c == ']') {
+        close_node(open_.back().id, base + p + 1 - origin);
+        open_.pop_back();
+        if (open_.empty()) {  // the whole container read: copy it if it passed
+          const size_t length = p + 1 - origin;
+          if (bad || std::memchr(src + origin, '\\', length)) return fail();
+          out.put(std::string_view(src + origin, length));
+          return j;
+        }
+        bad |= q != p + 1;
+      } else if (c == 't' || c == 'n') {
+        bad |= q != p + 4;
+      } else if (c == 'f') {
+        bad |= q != p + 5;
+      } else {
+        bad |= !canonical_integer(src + p, src + q);
+      }
+    }
+    return fail();  // not closed: cannot happen in a text simdjson accepted
+  }
+
+  // append_json that records the containers it writes. `first`: the
+  // value's first structural in the source (see above). Returns its last.
+  uint32_t copy(dom::element e, JsonOut& out, const Place& at_place, uint32_t first) {
+    auto type = e.type();
+    const bool object = type == dom::element_type::OBJECT;
+    if (first != kNoSource && (object || type == dom::element_type::ARRAY)) {
+      size_t node = nodes_.size();
+      if (uint32_t last = copy_source(out, at_place, first); last != kNoSource) {
+        nodes_[node].value = e;
+        nodes_[node].has_value = true;
+        return last;
+      }
+      if (at(first) != (object ? '{' : '[')) first = kNoSource;
+    }
+    if (object) {
+      int32_t id = open_node(at_place, out.used(), &e);
+      out.put('{');
+      uint32_t cursor = first;  // the '{', then each ',': the next member is 3 on (key, ':', value)
+      bool any = false;
+      for (auto [key, v] : dom::object(e)) {
+        if (any) out.put(',');
+        any = true;
+        size_t key_begin = out.used();
+        append_json_string(key, out);
+        out.put(':');
+        cursor = plus(copy(v, out, Place{id, key, 0, false, key_begin}, plus(cursor, 3)), 1);
+      }
+      out.put('}');
+      close_node(id, out.used());
+      return closing(first, cursor, any, '}');
+    }
+    if (type == dom::element_type::ARRAY) {
+      int32_t id = open_node(at_place, out.used(), &e);
+      out.put('[');
+      uint32_t cursor = first, i = 0;
+      for (dom::element v : dom::array(e)) {
+        if (i) out.put(',');
+        cursor = plus(copy(v, out, Place{id, {}, i++, true}, plus(cursor, 1)), 1);
+      }
+      out.put(']');
+      close_node(id, out.used());
+      return closing(first, cursor, i > 0, ']');
+    }
+    append_json(e, out);
+    return first;  // a scalar is one token
+  }
+
+  // The close bracket of a container that opened at `first` and whose last
+  // member ended just before `cursor`; kNoSource if it is not there.
+  uint32_t closing(uint32_t first, uint32_t cursor, bool any, char bracket) const noexcept {
+    uint32_t close = any ? cursor : plus(first, 1);
+    return at(close) == bracket ? close : kNoSource;
+  }
+
+  uint32_t write(dom::element e, uint64_t alive, JsonOut& out, const Place& at_place, uint32_t first) {
+    if (alive == 0) return copy(e, out, at_place, first);
+    if (e.type() == dom::element_type::OBJECT) {
+      if (at(first) != '{') first = kNoSource;
+      int32_t id = open_node(at_place, out.used(), &e, false);
+      out.put('{');
+      uint32_t cursor = first;
+      bool written = false, any = false;
+      if (!identity_.empty()) {  // the root object lacks kind/apiVersion (see identify())
+        out.put(std::string_view(identity_).substr(0, identity_.size() - 1));
+        identity_.clear();
+        written = true;
+      }
+      for (auto [key, v] : dom::object(e)) {
+        uint32_t value = plus(cursor, 3);
+        any = true;
+        model::Segment seg{model::Segment::Kind::key, key, 0, {}, {}};
+        uint64_t child_alive;
+        auto action = step_member(alive, seg, child_alive, value, cursor);
+        if (action == Action::drop) continue;
+        if (written) out.put(',');
+        written = true;
+        size_t key_begin = out.used();
+        append_json_string(key, out);
+        out.put(':');
+        if (action == Action::redact) {
+          redact(v, out);
+          cursor = plus(value_end(value), 1);
+        } else {
+          path_.push_back(seg);
+          cursor = plus(write(v, child_alive, out, Place{id, key, 0, false, key_begin}, value), 1);
+          path_.pop_back();
+        }
+      }
+      out.put('}');
+      close_node(id, out.used());
+      return closing(first, cursor, any, '}');
+    }
+    if (e.type() == dom::element_type::ARRAY) {
+      if (at(first) != '[') first = kNoSource;
+      dom::array arr(e);
+      std::string_view key = choose_key(keys_->candidates(path_), {arr});
+      int32_t id = open_node(at_place, out.used(), &e, false);
+      out.put('[');
+      uint32_t written = 0, cursor = first;
+      size_t i = 0;
+      for (dom::element v : arr) {
+        uint32_t value = plus(cursor, 1);
+        model::Segment seg{model::Segment::Kind::index, {}, i++, {}, {}};
+        if (!key.empty() && key_text(dom::object(v)[key].value_unsafe(), seg.value, scratch_)) {
+          seg.kind = model::Segment::Kind::keyed;
+          seg.field = key;
+        }
+        uint64_t child_alive;
+        auto action = step_member(alive, seg, child_alive, value, cursor);
+        if (action == Action::drop) continue;
+        if (written) out.put(',');
+        Place place{id, {}, written++, true};
+        if (action == Action::redact) {
+          redact(v, out);
+          cursor = plus(value_end(value), 1);
+        } else {
+          path_.push_back(seg);
+          cursor = plus(write(v, child_alive, out, place, value), 1);
+          path_.pop_back();
+        }
+      }
+      out.put(']');
+      close_node(id, out.used());
+      return closing(first, cursor, i > 0, ']');
+    }
+    append_json(e, out);
+    return first;
+  }
+
+  void redact(dom::element v, JsonOut& out) {
+    if (v.type() == dom::element_type::STRING) {
+      append_json_string(redacted_marker(*redaction_key_, std::string_view(v)), out);
+    } else {
+      std::string raw;
+      append_json(v, raw);  // rare: a non-string value under a redacted path
+      append_json_string(redacted_marker(*redaction_key_, raw), out);
+    }
+  }
+
+  const ListKeys* keys_;
+  const std::string* redaction_key_;  // the detector's: outlives its rules
+  std::vector<Rule> rules_;
+  std::vector<model::Segment> path_;
+  std::vector<std::unique_ptr<std::string>> scratch_;
+  std::vector<Node> nodes_;
+  std::vector<KeyedElement> keyed_;             // element_segment()'s
+  std::string kind_field_, api_version_field_;  // see identify()
+  std::string identity_;                        // what the root object of the prune() under way lacks of them, or ""
+  std::string buffer_;  // prune()'s output, reused: a cached object is copied out at its exact size
+  Stage1 s1_;           // the source of the prune() under way (see "Following the source text")
+  struct Open {         // a container copy_source() is inside
+    int32_t id;
+    uint32_t members;  // commas seen: the index of the next element
+    bool list;
+  };
+  std::vector<Open> open_;
+};
+
+}  // namespace kubetrail::diff

@@ -1,0 +1,86 @@
+// simdjson's stage-1 index of a parsed text, read so that the pruner can copy
+// untouched subtrees byte for byte (see SourceText). Internal to diff/;
+// inline, because the pruner walks it for every object.
+#pragma once
+
+#include <simdjson.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+#include "diff/source_text.hpp"
+
+namespace kubetrail::diff {
+
+// Stage1 reads simdjson's internal parser state (implementation->
+// structural_indexes), which is not public API: a simdjson this code was
+// not written against must be looked at before it is used, not trusted.
+// Written against 3.0 (Debian bookworm's libsimdjson-dev 3.0.1).
+static_assert(simdjson::SIMDJSON_VERSION_MAJOR == 3 && simdjson::SIMDJSON_VERSION_MINOR == 0,
+              "diff/stage1.hpp's Stage1 reads simdjson's internal structural index: check it against this simdjson "
+              "version (dom_parser_implementation::structural_indexes, n_structural_indexes), then update this "
+              "assertion");
+
+// simdjson's stage-1 output for a parsed text: the index of every
+// structural character ({}[]:, and the first byte of every string, number
+// and literal), in order. A container's members sit at known offsets from
+// its bracket: key, ':', value, then ',' or the close.
+struct Stage1 {
+  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr auto kDepthStep = [] {
+    std::array<signed char, 256> t{};
+    t['{'] = t['['] = 1;
+    t['}'] = t[']'] = -1;
+    return t;
+  }();
+  const char* src = nullptr;
+  const uint32_t* idx = nullptr;
+  uint32_t n = 0;
+
+  // The index `source.parser` holds for `source.text`; false if none.
+  bool bind(const SourceText& source) noexcept {
+    *this = {};
+    const auto* impl = source.parser ? source.parser->implementation.get() : nullptr;
+    if (!impl || impl->n_structural_indexes == 0 ||
+        impl->structural_indexes[impl->n_structural_indexes - 1] >= source.text.size())
+      return false;
+    src = source.text.data();
+    idx = impl->structural_indexes.get();
+    n = impl->n_structural_indexes;
+    return true;
+  }
+  char at(uint32_t i) const noexcept { return i < n ? src[idx[i]] : '\0'; }
+  static uint32_t plus(uint32_t i, uint32_t k) noexcept { return i == kNone ? kNone : i + k; }
+  // Index of the last structural of the value whose first is `i`.
+  uint32_t value_end(uint32_t i) const noexcept {
+    char c = at(i);
+    if (c == '\0') return kNone;
+    if (c != '{' && c != '[') return i;
+    for (int depth = 0; i < n; ++i) {
+      depth += kDepthStep[static_cast<unsigned char>(src[idx[i]])];
+      if (depth == 0) return i;
+    }
+    return kNone;
+  }
+  // Where the value of the document's top-level field `name` starts ("object"
+  // of a watch event, "items" of a list); its quoted name must be the key's
+  // exact bytes.
+  uint32_t field(std::string_view name) const noexcept {
+    if (at(0) != '{') return kNone;
+    for (uint32_t last = 0; at(last) == '{' || at(last) == ',';) {
+      uint32_t key = last + 1;
+      if (at(key) != '"') break;
+      // An escaped key ("obj\u0065ct") may be the one the DOM took for
+      // `name`: raw bytes cannot tell, so no source (the pruner serializes).
+      if (std::memchr(src + idx[key], '\\', idx[key + 1] - idx[key])) return kNone;
+      if (idx[key] + name.size() + 2 <= idx[key + 1] && std::string_view(src + idx[key] + 1, name.size()) == name &&
+          src[idx[key] + 1 + name.size()] == '"')
+        return key + 2;
+      last = plus(value_end(key + 2), 1);
+    }
+    return kNone;
+  }
+};
+}  // namespace kubetrail::diff
