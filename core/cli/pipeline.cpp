@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 
 namespace kubetrail::cli {
 
@@ -37,6 +38,15 @@ bool Pipeline::accepts(const model::ChangeSet& cs) const {
 bool Pipeline::deliver(const model::ChangeSet& cs) {
   if (!accepts(cs)) return true;
   return engine_->submit(cs);
+}
+
+bool Pipeline::deliver_batch(const std::vector<model::ChangeSet>& batch) {
+  if (std::all_of(batch.begin(), batch.end(), [&](const model::ChangeSet& cs) { return accepts(cs); }))
+    return engine_->submit_batch(batch);
+  std::vector<model::ChangeSet> accepted;
+  std::copy_if(batch.begin(), batch.end(), std::back_inserter(accepted),
+               [&](const model::ChangeSet& cs) { return accepts(cs); });
+  return engine_->submit_batch(accepted);
 }
 
 bool Pipeline::flush(std::chrono::milliseconds drain, uint32_t reason) {

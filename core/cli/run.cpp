@@ -451,25 +451,33 @@ bool Daemon::lead_or_follow() {
 // What the watches produced since the last pass (up to a batch, waiting up
 // to 200 ms for the first), so that the journal is retired once per batch.
 void Daemon::route_batch() {
-  std::vector<std::string> routed;
-  for (auto wait = std::chrono::milliseconds(200); routed.size() < kRouteBatch; wait = {}) {
+  std::vector<model::ChangeSet> batch;
+  for (auto wait = std::chrono::milliseconds(200); batch.size() < kRouteBatch; wait = {}) {
     auto cs = queue_.pop(wait);
     if (!cs) break;
-    try {
-      if (delivering_)
-        pipeline_->deliver(*cs);
-      else if (pipeline_->accepts(*cs))
-        handover_.push(*cs);
-      routed.push_back(cs->id);
-    } catch (const std::exception& e) {
-      // The outbox could not be written (the state store failed): the
-      // change set goes back to the head of the queue and is tried again.
-      spdlog::error("change set {} could not be queued for delivery, retrying in 1 s: {}", cs->id, e.what());
-      queue_.push_front(std::move(*cs));
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      break;
-    }
+    batch.push_back(std::move(*cs));
   }
+  if (batch.empty()) return;
+  try {
+    // The batch's outbox rows in one transaction (one commit per batch,
+    // not per change set and handler).
+    if (delivering_)
+      pipeline_->deliver_batch(batch);
+    else
+      for (const auto& cs : batch)
+        if (pipeline_->accepts(cs)) handover_.push(cs);
+  } catch (const std::exception& e) {
+    // The outbox could not be written (the state store failed): nothing of
+    // the batch was queued; it goes back to the head of the queue, in
+    // order, and is tried again.
+    spdlog::error("{} change set(s) could not be queued for delivery, retrying in 1 s: {}", batch.size(), e.what());
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    return;
+  }
+  std::vector<std::string> routed;
+  routed.reserve(batch.size());
+  for (const auto& cs : batch) routed.push_back(cs.id);
   settle(routed);
 }
 

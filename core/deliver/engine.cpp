@@ -135,6 +135,64 @@ bool Engine::submit(const model::ChangeSet& cs) {
   return scheduling_ == Scheduling::threads || stats_.dead.load() == dead_before;
 }
 
+bool Engine::submit_batch(const std::vector<model::ChangeSet>& batch) {
+  if (!outbox_ || scheduling_ != Scheduling::threads) {
+    bool ok = true;
+    for (const auto& cs : batch) ok = submit(cs) && ok;
+    return ok;
+  }
+  // First what the batch owes each chain's first handler, with no side
+  // effect: should the outbox not take the rows, nothing happened.
+  struct First {
+    std::shared_ptr<const Entry> entry;
+    const route::Route* route;
+    Worker* worker;
+    size_t of;  // index in batch
+  };
+  std::vector<std::vector<const route::Route*>> matched;
+  std::vector<First> firsts;
+  std::vector<state::StateStore::OutboxRow> rows;
+  matched.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    matched.push_back(router_.match(batch[i]));
+    if (matched.back().empty()) continue;
+    auto entry = std::make_shared<const Entry>(batch[i]);
+    for (const route::Route* r : matched.back()) {
+      auto it = r->chain.empty() ? workers_.end() : workers_.find(r->chain.front());
+      if (it == workers_.end()) continue;  // the chain ends before it begins
+      firsts.push_back({entry, r, it->second.get(), i});
+      rows.push_back({entry->cs.id, r->chain.front(), r->name, 0, entry->abi->json()});
+    }
+  }
+  std::vector<int64_t> seqs = outbox_->outbox_add_many(rows);
+  size_t f = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const model::ChangeSet& cs = batch[i];
+    ++stats_.submitted;
+    if (matched[i].empty()) {
+      ++stats_.unrouted;
+      if (metrics_) metrics_->record(m_unrouted_, 1);
+      if (progress_) progress_->begin(cs, 0);
+      spdlog::debug("change set {} matches no route", cs.id);
+      continue;
+    }
+    if (progress_) progress_->begin(cs, static_cast<int>(matched[i].size()));
+    size_t queued = 0;
+    for (; f < firsts.size() && firsts[f].of == i; ++f) {
+      if (seqs[f] == 0) {  // this handler already has (or had) this id: never twice
+        ++stats_.skipped_duplicates;
+        continue;
+      }
+      push(*firsts[f].worker, Ticket{firsts[f].entry, firsts[f].route, 0, seqs[f]});
+      ++queued;
+    }
+    if (progress_)  // chains that ended before they began
+      for (size_t k = queued; k < matched[i].size(); ++k) progress_->end(cs.id);
+  }
+  record_backlog();
+  return true;
+}
+
 void Engine::drain_inline() {
   while (!inline_.empty()) {
     auto [w, t] = std::move(inline_.front());
@@ -161,16 +219,21 @@ bool Engine::enqueue(std::shared_ptr<const Entry> entry, const route::Route* rou
       return false;
     }
   }
+  push(w, std::move(t));
+  return true;
+}
+
+void Engine::push(Worker& w, Ticket t) {
   if (scheduling_ == Scheduling::inline_calls) {
     inline_.emplace_back(&w, std::move(t));
-    return true;
+    return;
   }
   std::unique_lock lock(w.mu);
   size_t cap = w.cfg ? w.cfg->queue_size : 10000;
   if (w.queue.size() >= cap) {
     if (outbox_) {  // spill: it waits in the outbox, the worker reloads it
       w.spilled = true;
-      return true;
+      return;
     }
     w.space.wait(lock, [&] { return w.queue.size() < cap || stopping_.load(); });
   }
@@ -180,7 +243,6 @@ bool Engine::enqueue(std::shared_ptr<const Entry> entry, const route::Route* rou
   w.queue.push_back(std::move(t));
   if (metrics_) metrics_->record(w.m_depth, static_cast<double>(w.queue.size()));
   w.cv.notify_one();
-  return true;
 }
 
 void Engine::refill_from_outbox(Worker& w) {

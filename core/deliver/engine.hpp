@@ -68,6 +68,11 @@ class Engine {
   // Inline: delivers every chain before returning, and says whether none
   // ended in a dead letter. Threads: queues, and returns true.
   bool submit(const model::ChangeSet& cs);
+  // submit() for a batch, in order. Threads with an outbox: the outbox rows
+  // of the whole batch are written in one transaction before any of it is
+  // queued, so a failure to write them (a kubetrail::Error) leaves nothing
+  // of the batch queued - it can be submitted again whole.
+  bool submit_batch(const std::vector<model::ChangeSet>& batch);
   // Stops accepting, delivers what is queued until `deadline`, then stops
   // the threads. What is left stays in the outbox.
   void stop(std::chrono::milliseconds deadline);
@@ -95,6 +100,8 @@ class Engine {
   // false when nothing was queued (end of the chain, or this handler
   // already had the id): the chain ends here.
   bool enqueue(std::shared_ptr<const Entry> entry, const route::Route* route, int position);
+  // Hands a ticket (its outbox row written) to its handler's queue.
+  void push(Worker& w, Ticket t);
   void drain_inline();
   // Waits before a retry; false when shutting down instead (threads).
   bool wait_to_retry(std::chrono::milliseconds delay);

@@ -792,19 +792,39 @@ size_t StateStore::journal_size() {
 
 int64_t StateStore::outbox_add(const std::string& id, const std::string& handler, const std::string& route,
                                int position, std::string_view json) {
+  return outbox_add_many({{id, handler, route, position, json}}).front();
+}
+
+std::vector<int64_t> StateStore::outbox_add_many(const std::vector<OutboxRow>& rows) {
+  std::vector<int64_t> seqs(rows.size(), 0);
+  if (rows.empty()) return seqs;
   std::lock_guard lock(mu_);
-  Stmt ins(cache_, db_,
-           "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
-           "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
-  ins.bind(1, id);
-  ins.bind(2, handler);
-  ins.bind(3, route);
-  sqlite3_bind_int(ins.s, 4, position);
-  ins.bind(5, json);
-  if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-  if (sqlite3_changes(db_) != 1) return 0;
-  ++pending_;
-  return sqlite3_last_insert_rowid(db_);
+  int64_t added = 0;
+  auto write = [&] {
+    Stmt ins(cache_, db_,
+             "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
+             "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const OutboxRow& r = rows[i];
+      ins.bind(1, r.id);
+      ins.bind(2, r.handler);
+      ins.bind(3, r.route);
+      sqlite3_bind_int(ins.s, 4, r.position);
+      ins.bind(5, r.json);
+      if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+      if (sqlite3_changes(db_) == 1) {
+        seqs[i] = sqlite3_last_insert_rowid(db_);
+        ++added;
+      }
+      sqlite3_reset(ins.s);
+    }
+  };
+  if (rows.size() == 1)
+    write();  // one statement is its own transaction
+  else
+    transaction(write);
+  pending_ += added;
+  return seqs;
 }
 
 void StateStore::outbox_delivered(int64_t seq) {

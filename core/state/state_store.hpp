@@ -107,6 +107,17 @@ class StateStore {
   // dead - so that no handler ever receives an id twice.
   int64_t outbox_add(const std::string& id, const std::string& handler, const std::string& route, int position,
                      std::string_view json);
+  // outbox_add() for many rows in one transaction (delivery writes a batch
+  // of change sets' rows at once: one commit instead of one per row). All
+  // of them are written or, with a kubetrail::Error, none. Each row's seq,
+  // or 0 where (id, handler) is already known - in the outbox or earlier
+  // in `rows`.
+  struct OutboxRow {
+    std::string_view id, handler, route;
+    int position = 0;
+    std::string_view json;
+  };
+  std::vector<int64_t> outbox_add_many(const std::vector<OutboxRow>& rows);
   void outbox_delivered(int64_t seq);
   void outbox_dead(int64_t seq, const std::string& reason);
   // Pending entries of a handler, oldest first, after sequence `after`.

@@ -572,3 +572,24 @@ TEST_CASE("state store: a schema 2 store is converted with its log table") {
   CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'log'") == 0);
   CHECK(state::StateStore::open(path, false)->journal_pending().size() == 3);
 }
+
+// Delivery writes a batch's outbox rows in one transaction: each new row
+// gets its seq, a known (id, handler) gets 0 - also when it repeats inside
+// the batch - and the backlog counts exactly the new ones.
+TEST_CASE("state store: outbox rows of a batch are added at once, each (id, handler) once") {
+  test::TempDir dir;
+  auto store = state::StateStore::open((dir / "s.db").string(), false);
+  CHECK(store->outbox_add("id-1", "h", "r", 0, "{}") > 0);
+  auto seqs = store->outbox_add_many({{"id-1", "h", "r", 0, "{}"},    // known
+                                      {"id-1", "g", "r", 0, "{}"},    // another handler: new
+                                      {"id-2", "h", "r", 0, "{}"},    // new
+                                      {"id-2", "h", "r", 0, "{}"}});  // again in the batch
+  REQUIRE(seqs.size() == 4);
+  CHECK(seqs[0] == 0);
+  CHECK(seqs[1] > 0);
+  CHECK(seqs[2] > seqs[1]);
+  CHECK(seqs[3] == 0);
+  CHECK(store->outbox_backlog() == 3);
+  CHECK(store->outbox_pending("h", 0, 10).size() == 2);
+  CHECK(store->outbox_add_many({}).empty());
+}
