@@ -2,6 +2,9 @@
 // and stores written by an older layout keep their checkpoint.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <filesystem>
@@ -468,6 +471,47 @@ TEST_CASE("state store: a log cut short by a crash opens with every whole save b
     CHECK(store->journal_pending().size() == 2);
     CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":2})");
   }
+}
+
+// A save is one positioned write of its frame's header and payload. When
+// the disk takes only part of it (here a file size limit, as a full disk
+// would), the save fails whole: the file is cut back to its last whole
+// frame, nothing of the save counts, and the next save follows that frame.
+TEST_CASE("state store: a save the disk takes only part of fails whole, and the next one follows the last frame") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto v1 = object("u-a", "1", R"({"v":1})"), v2 = object("u-a", "2", std::string(2000, 'x'));
+  auto v3 = object("u-a", "3", R"({"v":3})");
+  auto store = state::StateStore::open(path, false);
+  store->save("cm", rows({{"ns/a", &v1}}), {}, "1", {{0, "id-1", R"({"n":1})"}});
+  const auto before = std::filesystem::file_size(path + "-log");
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of a signal
+  rlimit small = old;
+  small.rlim_cur = before + 100;  // room for the frame header and a little of the payload
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  std::string error;
+  try {
+    store->save("cm", rows({{"ns/a", &v2}}), {}, "2", {{0, "id-2", R"({"n":2})"}});
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &old) == 0);
+  std::signal(SIGXFSZ, old_handler);
+  CHECK(error.find("cannot be written") != std::string::npos);
+  CHECK(error.find(path + "-log") != std::string::npos);
+  CHECK(std::filesystem::file_size(path + "-log") == before);
+  store->save("cm", rows({{"ns/a", &v3}}), {}, "3", {{0, "id-3", R"({"n":3})"}});
+  store.reset();
+  auto log = log_entries(path);
+  CHECK(log.end == log.size);
+  store = state::StateStore::open(path, false);
+  auto pending = store->journal_pending();
+  REQUIRE(pending.size() == 2);
+  CHECK(pending[0].id == "id-1");
+  CHECK(pending[1].id == "id-3");
+  CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":3})");
 }
 
 // A fold writes `objects` and meta.log_folded_through in one transaction,
