@@ -1,0 +1,267 @@
+"""Reads and writes of objects: get, list (pages, selectors, Table), create,
+replace, patch, scale, delete."""
+import base64
+import copy
+import datetime
+import json
+import time
+import uuid
+
+from .catalogue import Resource, shaped
+from .errors import ApiError
+from .patch import json_patch, merge_patch, strategic_merge
+from .selectors import field_match, labels_match, parse_label_selector
+from .store import now
+
+class Resources:
+    """Mixed into the HTTP handler."""
+
+    def get(self, res, ns, name):
+        store = self.server.store
+        with store.lock:
+            obj = store.objects.get((res.qualified, ns, name))
+            if obj is None:
+                raise ApiError(404, "NotFound", '%s "%s" not found' % (res.qualified, name),
+                               {"name": name, "group": res.group, "kind": res.plural})
+            return self.full(res, obj)
+
+    def full(self, res, obj):
+        return shaped(res, copy.deepcopy(obj))
+
+    def selected(self, res, ns, q):
+        store = self.server.store
+        reqs = parse_label_selector(q.get("labelSelector"))
+        out = []
+        for (qual, ons, name), obj in sorted(store.objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])):
+            if qual != res.qualified or (ns is not None and ons != ns):
+                continue
+            if not labels_match(reqs, obj["metadata"].get("labels", {})) or not field_match(q.get("fieldSelector"), obj):
+                continue
+            out.append(obj)
+        return out
+
+    def list(self, res, ns, q):
+        store = self.server.store
+        if self.server.list_delay_ms:
+            time.sleep(self.server.list_delay_ms / 1000.0)
+        with store.lock:
+            items = self.selected(res, ns, q)
+            list_rv = str(store.rv)
+            start = 0
+            if q.get("continue"):
+                try:
+                    token = json.loads(base64.b64decode(q["continue"]))
+                    start, list_rv = int(token["start"]), token["rv"]
+                except (ValueError, KeyError):
+                    raise ApiError(400, "BadRequest", "invalid continue token")
+                if int(list_rv) < store.oldest:
+                    raise ApiError(410, "Expired", "The provided continue parameter is too old to display a consistent "
+                                   "list result. You can start a new list without the continue parameter.")
+            limit = int(q.get("limit") or 0)
+            page = items[start:start + limit] if limit else items[start:]
+            meta = {"resourceVersion": list_rv}
+            if limit and start + limit < len(items):
+                meta["continue"] = base64.b64encode(json.dumps({"start": start + limit, "rv": list_rv}).encode()).decode()
+                meta["remainingItemCount"] = len(items) - start - limit
+            items = [shaped(res, copy.deepcopy(o), in_list=True) for o in page]
+        if "as=Table" in self.headers.get("Accept", ""):
+            return self.send_json(200, self.table(res, items, meta))
+        self.send_json(200, {"kind": res.kind + "List", "apiVersion": res.api_version, "metadata": meta, "items": items})
+
+    def table(self, res, items, meta):
+        rows = []
+        for o in items:
+            created = o["metadata"].get("creationTimestamp", now())
+            age = int(time.time() - datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp())
+            rows.append({"cells": [o["metadata"]["name"], "%ds" % max(age, 0)],
+                         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                    "metadata": o["metadata"]}})
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                "columnDefinitions": [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
+                                      {"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}],
+                "rows": rows}
+
+    # -- writes ----------------------------------------------------------
+    def manager(self, q, default):
+        return q.get("fieldManager") or default
+
+    def stamp(self, obj, manager, operation, subresource=None):
+        entry = {"apiVersion": obj.get("apiVersion", ""), "fieldsType": "FieldsV1", "fieldsV1": {},
+                 "manager": manager, "operation": operation, "time": now()}
+        if subresource:
+            entry["subresource"] = subresource
+        mfs = [m for m in obj["metadata"].get("managedFields", [])
+               if not (m["manager"] == manager and m["operation"] == operation and m.get("subresource") == subresource)]
+        mfs.append(entry)
+        obj["metadata"]["managedFields"] = mfs
+
+    def create(self, res, ns, q):
+        store = self.server.store
+        obj = self.body_json()
+        md = obj.setdefault("metadata", {})
+        if not md.get("name") and md.get("generateName"):
+            md["name"] = md["generateName"] + uuid.uuid4().hex[:5]
+        name = md.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", "%s.%s is invalid: metadata.name: Required value" % (res.kind, res.group))
+        if res.namespaced:
+            ns = ns or md.get("namespace") or "default"
+            md["namespace"] = ns
+        with store.lock:
+            key = (res.qualified, ns, name)
+            if key in store.objects:
+                raise ApiError(409, "AlreadyExists", '%s "%s" already exists' % (res.qualified, name),
+                               {"name": name, "group": res.group, "kind": res.plural})
+            if q.get("dryRun"):
+                return self.send_json(201, self.full(res, obj))
+            md["uid"] = str(uuid.uuid4())
+            md["creationTimestamp"] = now()
+            md["generation"] = 1
+            md["resourceVersion"] = store.next_rv()
+            obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            self.stamp(obj, self.manager(q, self.default_manager()), "Update")
+            if res.kind == "CustomResourceDefinition":
+                self.register_crd(obj)
+            store.objects[key] = obj
+            store.emit(res, "ADDED", obj)
+            out = self.full(res, obj)
+        self.send_json(201, out)
+
+    def default_manager(self):
+        ua = self.headers.get("User-Agent", "unknown")
+        return ua.split("/")[0]
+
+    def register_crd(self, crd):
+        spec = crd.get("spec", {})
+        names = spec.get("names", {})
+        versions = [v for v in spec.get("versions", []) if v.get("served", True)]
+        if not versions or not names.get("plural") or not names.get("kind"):
+            raise ApiError(422, "Invalid", "CustomResourceDefinition is invalid: spec.names and spec.versions are required")
+        storage = next((v for v in versions if v.get("storage")), versions[0])
+        r = Resource(spec["group"], storage["name"], names["plural"], names["kind"], spec.get("scope") == "Namespaced",
+                     names.get("shortNames", []), names.get("singular"),
+                     status="status" in storage.get("subresources", {}))
+        r.schema = storage.get("schema", {}).get("openAPIV3Schema")
+        r.custom = True
+        self.server.store.resources[r.qualified] = r
+        crd["status"] = {"acceptedNames": names, "storedVersions": [storage["name"]],
+                         "conditions": [{"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                                         "lastTransitionTime": now()},
+                                        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                                         "lastTransitionTime": now()}]}
+
+    def commit(self, res, ns, name, new, manager, operation, sub=None):
+        store = self.server.store
+        key = (res.qualified, ns, name)
+        old = store.objects[key]
+        new["metadata"]["uid"] = old["metadata"]["uid"]
+        new["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+        new["metadata"]["name"], new["apiVersion"], new["kind"] = name, res.api_version, res.kind
+        if res.namespaced:
+            new["metadata"]["namespace"] = ns
+        new["metadata"].setdefault("managedFields", old["metadata"].get("managedFields", []))
+        gen = old["metadata"].get("generation", 1)
+        if sub != "status" and new.get("spec") != old.get("spec"):
+            gen += 1
+        new["metadata"]["generation"] = gen
+        if sub == "status":  # the status subresource changes only status
+            status = new.get("status")
+            new = copy.deepcopy(old)
+            new["status"] = status
+        elif res.status:  # and the main resource never changes status
+            new["status"] = old.get("status", new.get("status"))
+            if "status" not in old: new.pop("status", None)
+        comparable = lambda o: {k: v for k, v in o.items() if k != "metadata"} | {
+            "metadata": {k: v for k, v in o["metadata"].items() if k not in ("resourceVersion", "managedFields")}}
+        if comparable(new) == comparable(old):
+            return self.full(res, old)  # no-op update: no new resourceVersion, no event (as the real server)
+        self.stamp(new, manager, operation, sub)
+        new["metadata"]["resourceVersion"] = store.next_rv()
+        store.objects[key] = new
+        store.emit(res, "MODIFIED", new)
+        return self.full(res, new)
+
+    def replace(self, res, ns, name, q, sub):
+        store = self.server.store
+        obj = self.body_json()
+        with store.lock:
+            cur = self.get(res, ns, name)
+            want = obj.get("metadata", {}).get("resourceVersion")
+            if want and want != cur["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been '
+                               "modified; please apply your changes to the latest version and try again"
+                               % (res.qualified, name), {"name": name, "group": res.group, "kind": res.plural})
+            out = self.commit(res, ns, name, obj, self.manager(q, self.default_manager()), "Update", sub)
+        self.send_json(200, out)
+
+    def apply_patch(self, cur):
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        patch = self.body_json()
+        if ctype == "application/merge-patch+json":
+            return merge_patch(cur, patch)
+        if ctype == "application/strategic-merge-patch+json":
+            return strategic_merge(cur, patch)
+        if ctype == "application/json-patch+json":
+            return json_patch(cur, patch)
+        raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted "
+                       "media types include: application/json-patch+json, application/merge-patch+json, "
+                       "application/strategic-merge-patch+json")
+
+    def patch(self, res, ns, name, q, sub):
+        store = self.server.store
+        with store.lock:
+            cur = self.get(res, ns, name)
+            new = self.apply_patch(cur)
+            want = new.get("metadata", {}).get("resourceVersion")
+            if want and want != cur["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been modified'
+                               % (res.qualified, name))
+            out = self.commit(res, ns, name, new, self.manager(q, self.default_manager()), "Update", sub)
+        self.send_json(200, out)
+
+    def scale(self, method, res, ns, name, q):
+        store = self.server.store
+        with store.lock:
+            cur = self.get(res, ns, name)
+            def as_scale(o):
+                labels = o.get("spec", {}).get("selector", {}).get("matchLabels", {})
+                return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                        "metadata": {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                                   "creationTimestamp") if k in o["metadata"]},
+                        "spec": {"replicas": o.get("spec", {}).get("replicas", 1)},
+                        "status": {"replicas": o.get("status", {}).get("replicas", 0),
+                                   "selector": ",".join("%s=%s" % kv for kv in sorted(labels.items()))}}
+            if method == "GET":
+                return self.send_json(200, as_scale(cur))
+            if method == "PUT":
+                scale = self.body_json()
+            elif method == "PATCH":
+                scale = self.apply_patch(as_scale(cur))
+            else:
+                raise ApiError(405, "MethodNotAllowed", "method not allowed")
+            want = scale.get("metadata", {}).get("resourceVersion")
+            if method == "PUT" and want and want != cur["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been modified'
+                               % (res.qualified, name))
+            new = copy.deepcopy(cur)
+            new.setdefault("spec", {})["replicas"] = scale.get("spec", {}).get("replicas", 0)
+            out = self.commit(res, ns, name, new, self.manager(q, self.default_manager()), "Update", "scale")
+            # The real server writes no time on managedFields entries of the scale subresource (v1.24).
+            for m in store.objects[(res.qualified, ns, name)]["metadata"]["managedFields"]:
+                if m.get("subresource") == "scale": m.pop("time", None)
+        self.send_json(200, as_scale(out))
+
+    def delete(self, res, ns, name):
+        store = self.server.store
+        with store.lock:
+            cur = self.get(res, ns, name)
+            obj = store.objects.pop((res.qualified, ns, name))
+            obj["metadata"]["resourceVersion"] = store.next_rv()
+            store.emit(res, "DELETED", obj)
+            if res.kind == "CustomResourceDefinition":
+                plural, group = obj["spec"]["names"]["plural"], obj["spec"]["group"]
+                store.resources.pop(plural + "." + group, None)
+        self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                             "details": {"name": name, "group": res.group, "kind": res.plural,
+                                         "uid": cur["metadata"]["uid"]}})
