@@ -458,14 +458,18 @@ void Daemon::route_batch() {
     batch.push_back(std::move(*cs));
   }
   if (batch.empty()) return;
+  std::vector<std::string> routed;
+  routed.reserve(batch.size());
+  for (const auto& cs : batch) routed.push_back(cs.id);
   try {
-    // The batch's outbox rows in one transaction (one commit per batch,
-    // not per change set and handler).
-    if (delivering_)
-      pipeline_->deliver_batch(batch);
-    else
-      for (const auto& cs : batch)
-        if (pipeline_->accepts(cs)) handover_.push(cs);
+    // The batch's outbox rows and the journal entries they route in one
+    // transaction (one commit per batch, not per change set and handler).
+    if (delivering_) {
+      pipeline_->deliver_batch(batch, state_ ? routed : std::vector<std::string>{});
+      return;
+    }
+    for (const auto& cs : batch)
+      if (pipeline_->accepts(cs)) handover_.push(cs);
   } catch (const std::exception& e) {
     // The outbox could not be written (the state store failed): nothing of
     // the batch was queued; it goes back to the head of the queue, in
@@ -475,10 +479,7 @@ void Daemon::route_batch() {
     std::this_thread::sleep_for(std::chrono::seconds(1));
     return;
   }
-  std::vector<std::string> routed;
-  routed.reserve(batch.size());
-  for (const auto& cs : batch) routed.push_back(cs.id);
-  settle(routed);
+  settle(routed);  // a follower: the handover buffer holds them now (ha/handover.hpp)
 }
 
 void Daemon::apply_rediscovery() {

@@ -767,22 +767,47 @@ std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
 void StateStore::journal_done(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   std::lock_guard lock(mu_);
+  const int64_t through = routed_through_without(ids);
+  if (through > routed_through_) put_routed_through(through);
+  forget_routed(ids, through);
+}
+
+// Every change set up to just before the oldest one still unrouted once
+// `ids` are routed is routed; one row says so (a crash re-routes the few
+// routed out of order above it, and the outbox drops those as known ids).
+// Computed without changing anything: the caller writes it inside its
+// transaction and forgets the ids only once that has committed.
+int64_t StateStore::routed_through_without(const std::vector<std::string>& ids) const {
+  std::vector<int64_t> leaving;
+  leaving.reserve(ids.size());
+  for (const auto& id : ids)
+    if (auto it = unrouted_.find(id); it != unrouted_.end()) leaving.push_back(it->second);
+  std::sort(leaving.begin(), leaving.end());
+  // unrouted_at_ is in seq order: its first entry not leaving is the oldest
+  // still waiting.
+  auto gone = leaving.begin();
+  for (const auto& [seq, u] : unrouted_at_) {
+    while (gone != leaving.end() && *gone < seq) ++gone;
+    if (gone == leaving.end() || *gone != seq) return seq - 1;
+  }
+  return next_seq_ - 1;
+}
+
+void StateStore::put_routed_through(int64_t through) {
+  Stmt put(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('routed_through', ?)");
+  std::string value = std::to_string(through);
+  put.bind(1, value);
+  step(put.s);
+}
+
+void StateStore::forget_routed(const std::vector<std::string>& ids, int64_t through) {
   for (const auto& id : ids) {
     auto it = unrouted_.find(id);
     if (it == unrouted_.end()) continue;
     unrouted_at_.erase(it->second);
     unrouted_.erase(it);
   }
-  // Every change set up to just before the oldest one still unrouted is
-  // routed; one row says so (a crash re-routes the few routed out of order
-  // above it, and the outbox drops those as known ids).
-  int64_t through = unrouted_at_.empty() ? next_seq_ - 1 : unrouted_at_.begin()->first - 1;
-  if (through <= routed_through_) return;
-  Stmt put(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('routed_through', ?)");
-  std::string value = std::to_string(through);
-  put.bind(1, value);
-  step(put.s);
-  routed_through_ = through;
+  routed_through_ = std::max(routed_through_, through);
 }
 
 size_t StateStore::journal_size() {
@@ -795,11 +820,13 @@ int64_t StateStore::outbox_add(const std::string& id, const std::string& handler
   return outbox_add_many({{id, handler, route, position, json}}).front();
 }
 
-std::vector<int64_t> StateStore::outbox_add_many(const std::vector<OutboxRow>& rows) {
+std::vector<int64_t> StateStore::outbox_add_many(const std::vector<OutboxRow>& rows,
+                                                 const std::vector<std::string>& routed) {
   std::vector<int64_t> seqs(rows.size(), 0);
-  if (rows.empty()) return seqs;
+  if (rows.empty() && routed.empty()) return seqs;
   std::lock_guard lock(mu_);
   int64_t added = 0;
+  const int64_t through = routed.empty() ? routed_through_ : routed_through_without(routed);
   auto write = [&] {
     Stmt ins(cache_, db_,
              "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
@@ -818,12 +845,15 @@ std::vector<int64_t> StateStore::outbox_add_many(const std::vector<OutboxRow>& r
       }
       sqlite3_reset(ins.s);
     }
+    // The journal entries these rows route, retired in the same commit.
+    if (through > routed_through_) put_routed_through(through);
   };
-  if (rows.size() == 1)
+  if (rows.size() + (through > routed_through_ ? 1 : 0) == 1)
     write();  // one statement is its own transaction
   else
     transaction(write);
   pending_ += added;
+  if (!routed.empty()) forget_routed(routed, through);
   return seqs;
 }
 

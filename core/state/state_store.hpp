@@ -117,7 +117,10 @@ class StateStore {
     int position = 0;
     std::string_view json;
   };
-  std::vector<int64_t> outbox_add_many(const std::vector<OutboxRow>& rows);
+  // `routed`: the change sets these rows route (and any the caller routes
+  // nowhere), retired from the journal in the same transaction, as
+  // journal_done() would in a second one.
+  std::vector<int64_t> outbox_add_many(const std::vector<OutboxRow>& rows, const std::vector<std::string>& routed = {});
   void outbox_delivered(int64_t seq);
   void outbox_dead(int64_t seq, const std::string& reason);
   // Pending entries of a handler, oldest first, after sequence `after`.
@@ -192,6 +195,11 @@ class StateStore {
   // the change sets not yet routed.
   void fold();
   bool fold_due() const noexcept;
+  // journal_done() in steps (under mu_): how far the journal is routed once
+  // `ids` are; that row written; the ids forgotten (after the commit).
+  int64_t routed_through_without(const std::vector<std::string>& ids) const;
+  void put_routed_through(int64_t through);
+  void forget_routed(const std::vector<std::string>& ids, int64_t through);
   void migrate_log_table();  // schema 2 -> 3 (see state_store.cpp)
   int64_t meta_number(const char* key);
   void put_object(std::string_view resource, std::string_view key, std::string_view uid,
