@@ -2,6 +2,7 @@
 // kubetrail binary.
 #pragma once
 
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -71,6 +73,19 @@ inline Run kubetrail(const std::string& args, const TempDir& dir) {
   r.out = read_file(out);
   r.err = read_file(err);
   return r;
+}
+
+// Makes the state store at `db_path` (closed) refuse every outbox row for
+// change set `id`, as a disk that fails mid-transaction would: a trigger
+// that aborts the insert.
+inline void refuse_outbox_rows(const std::string& db_path, const std::string& id) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("cannot open " + db_path);
+  std::string sql = "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.id = '" + id +
+                    "' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) throw std::runtime_error("cannot add the trigger to " + db_path);
 }
 
 }  // namespace test

@@ -305,15 +305,7 @@ TEST_CASE("delivery: a batch's outbox rows are written together - all of the bat
   test::TempDir dir;
   auto path = (dir / "s.db").string();
   state::StateStore::open(path, false).reset();
-  {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(db,
-                         "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.id = 'c/u-bad/1'"
-                         " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  test::refuse_outbox_rows(path, "c/u-bad/1");
   auto store = state::StateStore::open(path, false);
   Setup s(recorder("a", dir / "a.txt") + recorder("b", dir / "b.txt") +
               "[[routes]]\nchain = [\"a\", \"b\"]\n[[routes]]\nchain = [\"b\"]\n",

@@ -654,15 +654,7 @@ TEST_CASE("state store: a batch's outbox rows and the journal entries they route
     CHECK(seqs[0] > 0);
     CHECK(store->journal_size() == 1);
   }
-  {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(db,
-                         "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.id = 'id-4'"
-                         " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  test::refuse_outbox_rows(path, "id-4");
   auto store = state::StateStore::open(path, false);
   auto pending = store->journal_pending();
   REQUIRE(pending.size() == 1);
