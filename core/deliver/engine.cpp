@@ -205,14 +205,12 @@ void Engine::drain_inline() {
 }
 
 bool Engine::enqueue(std::shared_ptr<const Entry> entry, const route::Route* route, int position) {
-  if (!route || position >= static_cast<int>(route->chain.size())) return false;  // end of the chain
-  const std::string& handler = route->chain[static_cast<size_t>(position)];
-  auto it = workers_.find(handler);
-  if (it == workers_.end()) return false;
-  Worker& w = *it->second;
+  Worker* at = worker_at(route, position);
+  if (!at) return false;
+  Worker& w = *at;
   Ticket t{entry, route, position, 0};
   if (outbox_) {
-    t.seq = outbox_->outbox_add(entry->cs.id, handler, route->name, position, entry->abi->json());
+    t.seq = outbox_->outbox_add(entry->cs.id, w.name, route->name, position, entry->abi->json());
     if (t.seq == 0) {
       // This handler already has (or had) this id: never twice. Its chain
       // went on when it was delivered.
@@ -319,7 +317,10 @@ void Engine::run_worker(Worker& w) {
 
 void Engine::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
   if (!w.slot->handler) {
-    for (const auto& t : batch) finish(w, t, KUBETRAIL_FAIL, "handler not running: " + w.slot->error);
+    std::vector<Settled> settled;
+    for (size_t i = 0; i < batch.size(); ++i)
+      settled.push_back({i, KUBETRAIL_FAIL, "handler not running: " + w.slot->error});
+    finish(w, batch, settled);
     return;
   }
   config::RetryPolicy retry = w.slot->retry;
@@ -332,16 +333,21 @@ void Engine::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
       metrics_->record(w.hm.latency, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       metrics_->record(w.hm.for_status(out.status), 1);
     }
-    std::vector<Ticket> again;
+    std::vector<Settled> settled;
+    std::vector<size_t> retried;
     for (size_t i = 0; i < batch.size(); ++i) {
       int32_t st = i < out.item_status.size() ? out.item_status[i] : out.status;
       if (st == KUBETRAIL_RETRY && attempt < retry.attempts)
-        again.push_back(std::move(batch[i]));
+        retried.push_back(i);
       else
-        finish(w, batch[i], st == KUBETRAIL_RETRY ? KUBETRAIL_FAIL : st,
-               st == KUBETRAIL_RETRY ? "gave up after " + std::to_string(attempt) + " attempts: " + out.message
-                                     : out.message);
+        settled.push_back({i, st == KUBETRAIL_RETRY ? KUBETRAIL_FAIL : st,
+                           st == KUBETRAIL_RETRY
+                               ? "gave up after " + std::to_string(attempt) + " attempts: " + out.message
+                               : out.message});
     }
+    finish(w, batch, settled);  // should the store fail, the whole batch is still here
+    std::vector<Ticket> again;
+    for (size_t i : retried) again.push_back(std::move(batch[i]));
     batch = std::move(again);
     if (batch.empty()) return;
     auto delay = backoff(retry, attempt, out.retry_after_ms);
@@ -368,27 +374,77 @@ bool Engine::wait_to_retry(std::chrono::milliseconds delay) {
   return true;
 }
 
-void Engine::finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason) {
-  const auto& cs = t.entry->cs;
-  if (status == KUBETRAIL_OK || status == KUBETRAIL_STOP || status == KUBETRAIL_FAIL) {
-    std::lock_guard lock(w.mu);
-    w.progress = std::chrono::steady_clock::now();  // delivered or given up: the queue moved
+Engine::Worker* Engine::worker_at(const route::Route* route, int position) const {
+  if (!route || position >= static_cast<int>(route->chain.size())) return nullptr;  // end of the chain
+  auto it = workers_.find(route->chain[static_cast<size_t>(position)]);
+  return it == workers_.end() ? nullptr : it->second.get();
+}
+
+void Engine::finish(Worker& w, const std::vector<Ticket>& batch, const std::vector<Settled>& settled) {
+  if (settled.empty()) return;
+  auto delivered = [](int32_t status) { return status == KUBETRAIL_OK || status == KUBETRAIL_STOP; };
+  // First what the outbox is told, with no side effect, then all of it in
+  // one transaction (not one per row and per next handler): the rows
+  // delivered, the rows dead-lettered, and the rows the next handler of
+  // each chain that goes on now owes.
+  struct Next {
+    size_t of;  // index in settled
+    Worker* worker;
+  };
+  std::vector<int64_t> done;
+  std::vector<std::pair<int64_t, std::string>> dead;
+  std::vector<state::StateStore::OutboxRow> rows;
+  std::vector<Next> next;
+  bool moved = false;
+  for (size_t k = 0; k < settled.size(); ++k) {
+    const Ticket& t = batch[settled[k].index];
+    const int32_t status = settled[k].status;
+    moved = moved || delivered(status) || status == KUBETRAIL_FAIL;
+    if (!delivered(status)) {
+      if (t.seq) dead.emplace_back(t.seq, settled[k].reason);
+      continue;
+    }
+    if (t.seq) done.push_back(t.seq);
+    if (status != KUBETRAIL_OK) continue;  // STOP ends the chain
+    if (Worker* nw = worker_at(t.route, t.position + 1)) {
+      next.push_back({k, nw});
+      rows.push_back({t.entry->cs.id, nw->name, t.route->name, t.position + 1, t.entry->abi->json()});
+    }
   }
-  if (status == KUBETRAIL_OK || status == KUBETRAIL_STOP) {
-    ++stats_.delivered;
-    if (outbox_ && t.seq) outbox_->outbox_delivered(t.seq);
-    bool goes_on = status == KUBETRAIL_OK && enqueue(t.entry, t.route, t.position + 1);  // next in the chain
-    if (!goes_on && progress_) progress_->end(cs.id);
-  } else {
-    if (progress_) progress_->end(cs.id);
-    ++stats_.dead;
-    if (metrics_) metrics_->record(w.m_dead, 1);
-    spdlog::error("handler \"{}\": change set {} ({}) dead-lettered: {}", w.name, cs.id, cs.summary, reason);
-    if (outbox_ && t.seq) outbox_->outbox_dead(t.seq, reason);
-  }
-  if (t.seq) {
+  std::vector<int64_t> seqs(rows.size(), 0);
+  if (outbox_) seqs = outbox_->outbox_settle(done, dead, rows);
+  {
     std::lock_guard lock(w.mu);
-    w.in_memory.erase(t.seq);
+    if (moved) w.progress = std::chrono::steady_clock::now();  // delivered or given up: the queue moved
+    for (const auto& s : settled)
+      if (batch[s.index].seq) w.in_memory.erase(batch[s.index].seq);
+  }
+  size_t n = 0;
+  for (size_t k = 0; k < settled.size(); ++k) {
+    const Ticket& t = batch[settled[k].index];
+    const auto& cs = t.entry->cs;
+    if (delivered(settled[k].status)) {
+      ++stats_.delivered;
+      bool goes_on = false;
+      if (n < next.size() && next[n].of == k) {
+        if (!outbox_ || seqs[n] != 0) {
+          push(*next[n].worker, Ticket{t.entry, t.route, t.position + 1, seqs[n]});
+          goes_on = true;
+        } else {
+          // The next handler already has (or had) this id: never twice. Its
+          // chain went on when it was delivered.
+          ++stats_.skipped_duplicates;
+        }
+        ++n;
+      }
+      if (!goes_on && progress_) progress_->end(cs.id);
+    } else {
+      if (progress_) progress_->end(cs.id);
+      ++stats_.dead;
+      if (metrics_) metrics_->record(w.m_dead, 1);
+      spdlog::error("handler \"{}\": change set {} ({}) dead-lettered: {}", w.name, cs.id, cs.summary,
+                    settled[k].reason);
+    }
   }
   record_backlog();  // the gauge is the store's count of pending rows, after every change of it
 }

@@ -109,7 +109,18 @@ class Engine {
   bool wait_to_retry(std::chrono::milliseconds delay);
   void run_worker(Worker& w);
   void deliver_batch(Worker& w, std::vector<Ticket>& batch);
-  void finish(Worker& w, const Ticket& t, int32_t status, const std::string& reason);
+  // What a handler call settled: batch[index] ended with `status`.
+  struct Settled {
+    size_t index;
+    int32_t status;
+    std::string reason;
+  };
+  // Marks them in the outbox and moves each chain on - one transaction for
+  // all of them. Should the store fail (a kubetrail::Error) nothing of it
+  // happened.
+  void finish(Worker& w, const std::vector<Ticket>& batch, const std::vector<Settled>& settled);
+  // The worker of a route's handler at `position`, or null past the chain's end.
+  Worker* worker_at(const route::Route* route, int position) const;
   void refill_from_outbox(Worker& w);
   void record_backlog();
 

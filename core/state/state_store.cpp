@@ -822,56 +822,89 @@ int64_t StateStore::outbox_add(const std::string& id, const std::string& handler
 
 std::vector<int64_t> StateStore::outbox_add_many(const std::vector<OutboxRow>& rows,
                                                  const std::vector<std::string>& routed) {
-  std::vector<int64_t> seqs(rows.size(), 0);
-  if (rows.empty() && routed.empty()) return seqs;
+  if (rows.empty() && routed.empty()) return {};
   std::lock_guard lock(mu_);
-  int64_t added = 0;
   const int64_t through = routed.empty() ? routed_through_ : routed_through_without(routed);
+  const bool journal = through > routed_through_;
+  std::vector<int64_t> seqs;
   auto write = [&] {
-    Stmt ins(cache_, db_,
-             "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
-             "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const OutboxRow& r = rows[i];
-      ins.bind(1, r.id);
-      ins.bind(2, r.handler);
-      ins.bind(3, r.route);
-      sqlite3_bind_int(ins.s, 4, r.position);
-      ins.bind(5, r.json);
-      if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-      if (sqlite3_changes(db_) == 1) {
-        seqs[i] = sqlite3_last_insert_rowid(db_);
-        ++added;
-      }
-      sqlite3_reset(ins.s);
-    }
+    seqs = insert_outbox_rows(rows);
     // The journal entries these rows route, retired in the same commit.
-    if (through > routed_through_) put_routed_through(through);
+    if (journal) put_routed_through(through);
   };
-  if (rows.size() + (through > routed_through_ ? 1 : 0) == 1)
+  if (rows.size() + (journal ? 1 : 0) == 1)
     write();  // one statement is its own transaction
   else
     transaction(write);
-  pending_ += added;
+  count_outbox_changes(seqs, 0);
   if (!routed.empty()) forget_routed(routed, through);
   return seqs;
 }
 
-void StateStore::outbox_delivered(int64_t seq) {
+std::vector<int64_t> StateStore::outbox_settle(const std::vector<int64_t>& delivered,
+                                               const std::vector<std::pair<int64_t, std::string>>& dead,
+                                               const std::vector<OutboxRow>& next) {
+  if (delivered.empty() && dead.empty() && next.empty()) return {};
   std::lock_guard lock(mu_);
-  Stmt up(cache_, db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ? AND state = 'pending'");
-  sqlite3_bind_int64(up.s, 1, seq);
-  if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-  if (sqlite3_changes(db_) == 1) --pending_;
+  std::vector<int64_t> seqs;
+  int64_t settled = 0;
+  auto write = [&] {
+    settled = 0;
+    if (!delivered.empty()) {
+      Stmt up(cache_, db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ? AND state = 'pending'");
+      for (int64_t seq : delivered) {
+        sqlite3_bind_int64(up.s, 1, seq);
+        step(up.s);
+        settled += sqlite3_changes(db_);
+      }
+    }
+    if (!dead.empty()) {
+      Stmt up(cache_, db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ? AND state = 'pending'");
+      for (const auto& [seq, reason] : dead) {
+        up.bind(1, reason);
+        sqlite3_bind_int64(up.s, 2, seq);
+        step(up.s);
+        settled += sqlite3_changes(db_);
+      }
+    }
+    seqs = insert_outbox_rows(next);
+  };
+  if (delivered.size() + dead.size() + next.size() == 1)
+    write();  // one statement is its own transaction
+  else
+    transaction(write);
+  count_outbox_changes(seqs, settled);
+  return seqs;
 }
 
-void StateStore::outbox_dead(int64_t seq, const std::string& reason) {
-  std::lock_guard lock(mu_);
-  Stmt up(cache_, db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ? AND state = 'pending'");
-  up.bind(1, reason);
-  sqlite3_bind_int64(up.s, 2, seq);
-  if (sqlite3_step(up.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-  if (sqlite3_changes(db_) == 1) --pending_;
+void StateStore::outbox_delivered(int64_t seq) { outbox_settle({seq}, {}, {}); }
+
+void StateStore::outbox_dead(int64_t seq, const std::string& reason) { outbox_settle({}, {{seq, reason}}, {}); }
+
+// Each row's seq, or 0 where (id, handler) is known already (under mu_,
+// inside the caller's transaction).
+std::vector<int64_t> StateStore::insert_outbox_rows(const std::vector<OutboxRow>& rows) {
+  std::vector<int64_t> seqs(rows.size(), 0);
+  if (rows.empty()) return seqs;
+  Stmt ins(cache_, db_,
+           "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
+           "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const OutboxRow& r = rows[i];
+    ins.bind(1, r.id);
+    ins.bind(2, r.handler);
+    ins.bind(3, r.route);
+    sqlite3_bind_int(ins.s, 4, r.position);
+    ins.bind(5, r.json);
+    step(ins.s);
+    if (sqlite3_changes(db_) == 1) seqs[i] = sqlite3_last_insert_rowid(db_);
+  }
+  return seqs;
+}
+
+// The pending count after a commit: rows added, rows settled (delivered or dead).
+void StateStore::count_outbox_changes(const std::vector<int64_t>& added, int64_t settled) {
+  pending_ += std::count_if(added.begin(), added.end(), [](int64_t seq) { return seq != 0; }) - settled;
 }
 
 std::vector<StateStore::OutboxEntry> StateStore::outbox_pending(const std::string& handler, int64_t after,

@@ -121,6 +121,13 @@ class StateStore {
   // nowhere), retired from the journal in the same transaction, as
   // journal_done() would in a second one.
   std::vector<int64_t> outbox_add_many(const std::vector<OutboxRow>& rows, const std::vector<std::string>& routed = {});
+  // What one handler call settled, in one transaction: rows delivered, rows
+  // dead-lettered (with why), and the rows the next handlers of their
+  // chains now owe (as outbox_add_many, whose seqs it returns). All of it
+  // is written or, with a kubetrail::Error, none.
+  std::vector<int64_t> outbox_settle(const std::vector<int64_t>& delivered,
+                                     const std::vector<std::pair<int64_t, std::string>>& dead,
+                                     const std::vector<OutboxRow>& next);
   void outbox_delivered(int64_t seq);
   void outbox_dead(int64_t seq, const std::string& reason);
   // Pending entries of a handler, oldest first, after sequence `after`.
@@ -200,6 +207,8 @@ class StateStore {
   int64_t routed_through_without(const std::vector<std::string>& ids) const;
   void put_routed_through(int64_t through);
   void forget_routed(const std::vector<std::string>& ids, int64_t through);
+  std::vector<int64_t> insert_outbox_rows(const std::vector<OutboxRow>& rows);
+  void count_outbox_changes(const std::vector<int64_t>& added, int64_t settled);
   void migrate_log_table();  // schema 2 -> 3 (see state_store.cpp)
   int64_t meta_number(const char* key);
   void put_object(std::string_view resource, std::string_view key, std::string_view uid,

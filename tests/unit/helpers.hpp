@@ -76,13 +76,14 @@ inline Run kubetrail(const std::string& args, const TempDir& dir) {
 }
 
 // Makes the state store at `db_path` (closed) refuse every outbox row for
-// change set `id`, as a disk that fails mid-transaction would: a trigger
-// that aborts the insert.
-inline void refuse_outbox_rows(const std::string& db_path, const std::string& id) {
+// change set `id` (for `handler` only, when given), as a disk that fails
+// mid-transaction would: a trigger that aborts the insert.
+inline void refuse_outbox_rows(const std::string& db_path, const std::string& id, const std::string& handler = "") {
   sqlite3* db = nullptr;
   if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("cannot open " + db_path);
-  std::string sql = "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.id = '" + id +
-                    "' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
+  std::string sql = "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.id = '" + id + "'" +
+                    (handler.empty() ? "" : " AND NEW.handler = '" + handler + "'") +
+                    " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
   int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
   sqlite3_close(db);
   if (rc != SQLITE_OK) throw std::runtime_error("cannot add the trigger to " + db_path);

@@ -296,6 +296,34 @@ TEST_CASE("delivery: inline and threaded scheduling agree on OK, STOP, RETRY and
   CHECK(replay["(dead)"] == 6);
 }
 
+// What a handler call settles - its rows delivered or dead, and the rows
+// the next handler of each chain now owes - is one transaction. When the
+// outbox cannot take the next handler's row (a trigger refuses it), the
+// first handler's row is not marked delivered either: it stays pending and
+// is delivered again (same id; the window README's delivery guarantees
+// name), and the chain is never left with a delivered mark and no next row.
+// Failed before (each mark and each next row its own commit): a's row was
+// marked delivered and b's row was missing.
+TEST_CASE("delivery: a handler's delivered marks and its chain's next rows are written together") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  state::StateStore::open(path, false).reset();
+  test::refuse_outbox_rows(path, "c/u-x/1", "b");
+  auto store = state::StateStore::open(path, false);
+  Setup s(recorder("a", dir / "a.txt") + recorder("b", dir / "b.txt") + "[[routes]]\nchain = [\"a\", \"b\"]\n",
+          store.get());
+  s.service.submit(change("x"));
+  CHECK(eventually([&] { return lines(dir / "a.txt") >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  s.service.stop(std::chrono::milliseconds(0));
+  CHECK(lines(dir / "b.txt") == 0);
+  auto pending = store->outbox_pending("a", 0, 10);
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].id == "c/u-x/1");
+  CHECK(store->outbox_pending("b", 0, 10).empty());
+  CHECK(s.service.stats().delivered == 0);
+}
+
 // run routes a batch of change sets at a time: their outbox rows go in one
 // transaction, then to the handlers, down each chain; an id a handler
 // already had is skipped. When the outbox cannot take a row (here a
