@@ -49,9 +49,10 @@ Informer::Informer(kube::Api& client, InformerOptions options, std::string clust
       name_(opt_.type.qualified_name() + (opt_.namespace_scope.empty() ? "" : " in " + opt_.namespace_scope)),
       detector_(std::move(cluster), std::move(diff)),
       tracker_(detector_, opt_.type),
-      sink_(std::move(sink)),
-      state_key_(opt_.type.qualified_name() + "/" + opt_.type.version +
-                 (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope)) {
+      checkpoint_(opt_.state,
+                  opt_.type.qualified_name() + "/" + opt_.type.version +
+                      (opt_.namespace_scope.empty() ? "" : "@" + opt_.namespace_scope),
+                  name_, std::move(sink)) {
   if (auto* m = opt_.metrics) {
     std::string r = opt_.type.qualified_name();
     for (auto t : {model::WatchEventType::added, model::WatchEventType::modified, model::WatchEventType::deleted,
@@ -84,56 +85,15 @@ void Informer::record(int32_t id, double v) {
 
 void Informer::emit(model::ChangeSet&& cs) {
   record(m_change_sets_[static_cast<int>(cs.type)]);
-  if (opt_.state)
-    pending_.push_back(std::move(cs));  // handed on by commit(), once durable
-  else
-    sink_(std::move(cs));
+  checkpoint_.emit(std::move(cs));
 }
 
 void Informer::touched(std::string_view ns, std::string_view name) {
-  if (opt_.state) dirty_.insert(model::ObjectStore::key_of(ns, name));
+  if (opt_.state) checkpoint_.touched(model::ObjectStore::key_of(ns, name));
 }
 
 void Informer::commit(bool force) {
-  if (!opt_.state) return;
-  auto now = clock_.now();
-  // Change sets waiting are never held back: delivery waits for this commit.
-  if (pending_.empty() && !force && now - last_checkpoint_ < std::chrono::seconds(1)) return;
-  if (pending_.empty() && !prune_checkpoint_ && dirty_.empty() && !force) return;
-  std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
-  std::vector<std::string> deletes;
-  for (const auto& key : dirty_) {
-    if (const model::StoredObject* o = tracker_.store().find(key))
-      upserts.emplace_back(key, o);
-    else
-      deletes.push_back(key);
-  }
-  if (prune_checkpoint_)
-    for (const auto& key : checkpointed_)
-      if (!dirty_.count(key) && !tracker_.store().find(key)) deletes.push_back(key);
-  std::vector<state::StateStore::JournalEntry> journal;
-  journal.reserve(pending_.size());
-  for (const auto& cs : pending_) journal.push_back({0, cs.id, cs.to_json()});
-  // The resourceVersion row only when forced or once a second: one page less
-  // per commit on the hot path (the objects' own versions are in their rows).
-  const bool with_rv = force || now - last_checkpoint_ >= std::chrono::seconds(1);
-  try {
-    opt_.state->save(state_key_, upserts, deletes, with_rv ? rv_ : std::string(), journal);
-  } catch (const std::exception& e) {
-    // Nothing was written: the change sets wait (undelivered, in memory)
-    // and the objects stay dirty until a commit succeeds.
-    ++stats_.errors;
-    spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),
-                  e.what());
-    return;
-  }
-  for (const auto& [key, o] : upserts) checkpointed_.insert(key);
-  for (const auto& key : deletes) checkpointed_.erase(key);
-  dirty_.clear();
-  prune_checkpoint_ = false;
-  if (with_rv) last_checkpoint_ = now;
-  for (auto& cs : pending_) sink_(std::move(cs));
-  pending_.clear();
+  if (!checkpoint_.commit(force, clock_.now(), rv_, tracker_.store())) ++stats_.errors;
 }
 
 std::string Informer::path(bool watch) const {
@@ -279,11 +239,11 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     for (const auto& key : gone)
       if (auto cs = tracker_.vanished(key, observed_at, list_rv)) {
         emit(std::move(*cs));
-        if (opt_.state) dirty_.insert(key);
+        checkpoint_.touched(key);
       }
   }
   rv_ = list_rv;
-  prune_checkpoint_ = true;
+  checkpoint_.prune_at_next_commit();
   commit(true);
   ++(initial ? stats_.lists : stats_.relists);
   last_heard_ = std::chrono::steady_clock::now();
@@ -419,15 +379,15 @@ void Informer::run(const std::atomic<bool>& stop) {
   bool catch_up = false;
   if (opt_.state) {
     try {
-      if (auto cp = opt_.state->load(state_key_)) {
+      if (auto cp = opt_.state->load(checkpoint_.key())) {
         for (auto& [key, obj] : cp->objects) {
-          checkpointed_.insert(key);
+          checkpoint_.loaded(key);
           tracker_.store().put(key, std::move(obj));
         }
         // An unreadable row is an object unknown to the catch-up (reported
         // if it is there, not lost); its row is rewritten or pruned after it.
         for (const auto& [key, why] : cp->unreadable) {
-          checkpointed_.insert(key);
+          checkpoint_.loaded(key);
           spdlog::warn("{}: checkpoint row {} in {} cannot be read ({}); taken as not checkpointed", name_, key,
                        opt_.state->path(), why);
         }

@@ -12,8 +12,8 @@
 // answers; a Retry-After wins when longer.
 //
 // With a state store, change sets are handed to the sink only after the
-// transaction that writes them to the journal together with the checkpoint
-// rows they cover has committed (one transaction per list page, per batch of
+// save that writes them to the journal together with the checkpoint entries
+// they cover (watch/checkpoint.hpp; one save per list page, per batch of
 // watch events that arrived together): a checkpoint never covers a change
 // whose change set is not durable, and no change set reaches delivery that
 // the checkpoint does not cover.
@@ -36,6 +36,7 @@
 #include "kube/watch_stream.hpp"
 #include "model/object_store.hpp"
 #include "model/resource_type.hpp"
+#include "watch/checkpoint.hpp"
 #include "watch/tracker.hpp"
 
 namespace kubetrail::state {
@@ -111,9 +112,7 @@ class Informer {
   bool excluded(std::string_view ns) const;
   // Waits the next backoff delay (or the server's Retry-After, if longer).
   void pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why);
-  // With a state store: writes the changed objects and the change sets not
-  // yet durable in one transaction, then hands those change sets to the
-  // sink. Without change sets waiting, at most once a second unless forced.
+  // Checkpoint::commit() with the cache and resourceVersion as they are now.
   void commit(bool force);
   void touched(std::string_view ns, std::string_view name);
 
@@ -125,18 +124,12 @@ class Informer {
   InformerOptions opt_;
   std::string name_;
   diff::ChangeDetector detector_;
-  Tracker tracker_;  // the cache and the per-event step (shared with replay)
-  Sink sink_;
+  Tracker tracker_;        // the cache and the per-event step (shared with replay)
+  Checkpoint checkpoint_;  // what is durable, and the sink change sets go to once they are
   std::string rv_;
   std::atomic<bool> synced_{false};
   Stats stats_;
   std::atomic<std::chrono::steady_clock::time_point> last_heard_{std::chrono::steady_clock::now()};
-  std::string state_key_;                  // the resource (and namespace) in the state store
-  std::set<std::string> dirty_;            // keys changed since the last checkpoint
-  bool prune_checkpoint_ = false;          // after a list: drop checkpointed keys no longer cached
-  std::set<std::string> checkpointed_;     // keys the state store holds
-  std::vector<model::ChangeSet> pending_;  // found, not yet durable (with a state store)
-  std::chrono::steady_clock::time_point last_checkpoint_{};
   // Metric ids (-1 without metrics): events by type, and the rest.
   int32_t m_events_[5] = {-1, -1, -1, -1, -1};
   int32_t m_change_sets_[4] = {-1, -1, -1, -1};
