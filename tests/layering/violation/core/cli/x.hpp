@@ -1,0 +1,2 @@
+// Allowed: cli may include model.
+#include "model/a.hpp"
