@@ -102,7 +102,7 @@ std::string Informer::path(bool watch) const {
   if (t.namespaced && !opt_.namespace_scope.empty()) p += "/namespaces/" + url_escape(opt_.namespace_scope);
   p += "/" + t.resource + "?";
   if (!opt_.label_selector.empty()) p += "labelSelector=" + url_escape(opt_.label_selector) + "&";
-  if (!opt_.field_selector.empty()) p += "fieldSelector=" + url_escape(opt_.field_selector) + "&";
+  if (auto fields = field_selector(); !fields.empty()) p += "fieldSelector=" + url_escape(fields) + "&";
   if (watch) {
     auto lo = opt_.min_watch.count(), hi = std::max(opt_.max_watch.count(), lo);
     auto timeout = std::uniform_int_distribution<long>(lo, hi)(rng());
@@ -112,6 +112,20 @@ std::string Informer::path(bool watch) const {
     p += "limit=" + std::to_string(opt_.page_size);
   }
   return p;
+}
+
+// [watch] exclude_namespaces travel to the server as a field selector
+// (metadata.namespace!=a,...: every namespaced resource supports it), so an
+// excluded namespace is never listed or sent at all; excluded() still
+// filters what arrives, for a server that ignores the selector.
+std::string Informer::field_selector() const {
+  std::string fields = opt_.field_selector;
+  if (opt_.type.namespaced && opt_.namespace_scope.empty())
+    for (const auto& ns : opt_.exclude_namespaces) {
+      if (!fields.empty()) fields += ",";
+      fields += "metadata.namespace!=" + ns;
+    }
+  return fields;
 }
 
 bool Informer::excluded(std::string_view ns) const {

@@ -109,6 +109,7 @@ class Informer {
   void list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop);
   WatchEnd watch(const std::atomic<bool>& stop);
   std::string path(bool watch) const;
+  std::string field_selector() const;  // [watch] field_selector and the namespaces excluded
   bool excluded(std::string_view ns) const;
   // Waits the next backoff delay (or the server's Retry-After, if longer).
   void pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why);

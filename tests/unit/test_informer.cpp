@@ -256,3 +256,71 @@ TEST_CASE("informer: an event whose handling throws is counted and skipped, and 
   CHECK(ids == std::vector<std::string>{"c/u-a/12"});
   CHECK(metrics.render().find("kubetrail_events_failed_total{resource=\"configmaps\"} 1") != std::string::npos);
 }
+
+// Issue 15: [watch] exclude_namespaces was applied only after the whole
+// cluster had been listed and watched. It goes to the server as a field
+// selector now (with [watch] field_selector, if any), on the list and on
+// the watch; what a server sends anyway is still dropped. Failed before:
+// the paths carried only the [watch] field_selector.
+TEST_CASE("informer: excluded namespaces are sent to the server as a field selector, and still filtered") {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  // A server that ignores the selector: the excluded namespace's object comes anyway.
+  auto excluded = configmap("x", "u-x", "6", "1");
+  excluded["metadata"]["namespace"] = "kube-system";
+  api.on_get = [&](const std::string&) { return ok(list_of({configmap("a", "u-a", "5", "1"), excluded}, "10")); };
+  std::atomic<bool> stop{false};
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
+    auto moved = excluded;
+    moved["metadata"]["resourceVersion"] = "11";
+    moved["data"]["k"] = "2";
+    on_data(event("MODIFIED", moved));
+    stop = true;
+    return kube::Response{200, {}, {}, {}, 0};
+  };
+  watch::InformerOptions opt = configmap_options(clock);
+  opt.exclude_namespaces = {"kube-system", "kube public"};
+  opt.field_selector = "metadata.name!=skip";
+  std::vector<model::ChangeSet> out;
+  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
+  inf.run(stop);
+  REQUIRE(api.calls.size() >= 2);
+  const std::string expected =
+      "fieldSelector=metadata.name%21%3Dskip%2Cmetadata.namespace%21%3Dkube-system%2Cmetadata.namespace%21%3Dkube%"
+      "20public&";
+  for (const auto& c : api.calls) {
+    CAPTURE(c.path);
+    CHECK(c.path.find(expected) != std::string::npos);
+  }
+  CHECK(out.empty());  // kube-system's change is not reported
+}
+
+TEST_CASE("informer: a namespace-scoped or cluster-scoped informer sends no namespace exclusion") {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  api.on_get = [&](const std::string&) { return ok(list_of({}, "10")); };
+  std::atomic<bool> stop{false};
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>&) {
+    stop = true;
+    return kube::Response{200, {}, {}, {}, 0};
+  };
+  SUBCASE("one namespace") {
+    watch::InformerOptions opt = configmap_options(clock);
+    opt.namespace_scope = "shop";
+    opt.exclude_namespaces = {"kube-system"};
+    watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
+    inf.run(stop);
+  }
+  SUBCASE("cluster-scoped") {
+    watch::InformerOptions opt = configmap_options(clock);
+    opt.type = model::ResourceType{"", "v1", "namespaces", "Namespace", false};
+    opt.exclude_namespaces = {"kube-system"};
+    watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
+    inf.run(stop);
+  }
+  REQUIRE_FALSE(api.calls.empty());
+  for (const auto& c : api.calls) {
+    CAPTURE(c.path);
+    CHECK(c.path.find("fieldSelector") == std::string::npos);
+  }
+}
