@@ -307,8 +307,8 @@ void Daemon::serve() {
       std::lock_guard lock(pipeline_mu_);
       if (pipeline_->handler_errors()) return std::string("a handler could not be created (see the log)");
     }
-    auto pending = watches_->first_unsynced();
-    return pending.empty() ? pending : "initial list of " + pending + " not done";
+    auto pending = watches_->unsynced();
+    return pending.empty() ? pending : "initial list not done: " + pending;
   };
   http_ = std::make_unique<server::HttpServer>(cfg_.server.listen, metrics_, probes);
   spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg_.server.listen);
@@ -494,7 +494,7 @@ void Daemon::apply_rediscovery() {
 void Daemon::report() {
   metrics_.record(queue_depth_, static_cast<double>(queue_.size() + pipeline_->queued()));
   metrics_.record(synced_gauge_, static_cast<double>(watches_->synced_count()));
-  if (!ready_logged_ && watches_->first_unsynced().empty()) {
+  if (!ready_logged_ && watches_->synced_count() == watches_->informer_count()) {
     spdlog::info("ready: {} informer(s) synced; watching", watches_->informer_count());
     ready_logged_ = true;
   }

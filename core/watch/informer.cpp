@@ -76,11 +76,18 @@ Informer::Informer(kube::Api& client, InformerOptions options, std::string clust
                           "watch events and list items that could not be handled (logged, skipped)", {{"resource", r}});
     m_watches_ = m->define(MetricKind::counter, "kubetrail_watch_restarts_total", "watches started after the first",
                            {{"resource", r}});
+    m_listed_ = m->define(MetricKind::gauge, "kubetrail_list_objects",
+                          "objects received so far by the list in progress (0 when none is)", {{"resource", r}});
   }
 }
 
 void Informer::record(int32_t id, double v) {
   if (opt_.metrics) opt_.metrics->record(id, v);
+}
+
+void Informer::set_listed(uint64_t n) {
+  listed_ = n;
+  record(m_listed_, static_cast<double>(n));
 }
 
 void Informer::emit(model::ChangeSet&& cs) {
@@ -142,13 +149,15 @@ void Informer::pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std
 void Informer::list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop) {
   if (wait_first) pause(stop, 0, initial ? "listing" : "relisting");
   auto attempt = [&] {
+    bool ok = false;
     try {
-      return list(initial, stop);
+      ok = list(initial, stop);
     } catch (const std::exception& e) {  // never out of the informer's thread
       ++stats_.errors;
       spdlog::error("{}: list failed: {}", name_, e.what());
-      return false;
     }
+    set_listed(0);  // no list in progress
+    return ok;
   };
   while (!stop.load() && !attempt()) {
     uint32_t hint = retry_after_ms_;
@@ -204,6 +213,13 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   std::set<std::string> seen;
   dom::parser parser;
   std::string observed_at = now_rfc3339();
+  // A long list (100,000 pods take tens of seconds) says how far it is
+  // every few seconds, rather than nothing until "synced".
+  struct Progress {
+    Clock::time_point started, logged;
+    uint64_t objects = 0, pages = 0, bytes = 0;
+  } progress{clock_.now(), clock_.now()};
+  set_listed(0);
   do {
     if (stop.load()) return false;
     auto r = client_.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)));
@@ -235,6 +251,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     if (doc["items"].get(items) == simdjson::SUCCESS) {
       diff::ListItemSources sources(parser, r.body);  // lets the pruner copy untouched subtrees
       for (dom::element item : items) {
+        ++progress.objects;
         const diff::SourceText source = sources.next();
         try {
           list_item(item, source, initial, seen, observed_at);
@@ -244,6 +261,16 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       }
     }
     commit(true);  // one transaction per page: its objects and the change sets they amount to
+    progress.bytes += r.body.size();
+    ++progress.pages;
+    set_listed(progress.objects);
+    if (auto now = clock_.now(); !cont.empty() && now - progress.logged >= kListProgressEvery) {
+      progress.logged = now;
+      double seconds = std::chrono::duration<double>(now - progress.started).count();
+      spdlog::info("{}: listing: {} objects in {} pages ({:.1f} MB) so far, {:.0f} objects/s", name_, progress.objects,
+                   progress.pages, static_cast<double>(progress.bytes) / 1e6,
+                   seconds > 0 ? static_cast<double>(progress.objects) / seconds : 0.0);
+    }
   } while (!cont.empty());
   if (!initial) {
     std::vector<std::string> gone;

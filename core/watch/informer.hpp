@@ -88,6 +88,9 @@ class Informer {
   void run(const std::atomic<bool>& stop);
 
   bool synced() const noexcept { return synced_.load(); }
+  // Objects received so far by the list in progress (0 when none is): for
+  // /readyz and kubetrail_list_objects during a long initial sync.
+  uint64_t listing() const noexcept { return listed_.load(); }
   const std::string& name() const noexcept { return name_; }
   struct Stats {
     std::atomic<uint64_t> lists{0}, relists{0}, watches{0}, events{0}, errors{0};
@@ -129,14 +132,18 @@ class Informer {
   Checkpoint checkpoint_;  // what is durable, and the sink change sets go to once they are
   std::string rv_;
   std::atomic<bool> synced_{false};
+  std::atomic<uint64_t> listed_{0};  // see listing()
   Stats stats_;
   std::atomic<std::chrono::steady_clock::time_point> last_heard_{std::chrono::steady_clock::now()};
   // Metric ids (-1 without metrics): events by type, and the rest.
   int32_t m_events_[5] = {-1, -1, -1, -1, -1};
   int32_t m_change_sets_[4] = {-1, -1, -1, -1};
-  int32_t m_noise_ = -1, m_watches_ = -1, m_failed_ = -1;
+  int32_t m_noise_ = -1, m_watches_ = -1, m_failed_ = -1, m_listed_ = -1;
   int32_t m_relists_expired_ = -1, m_relists_continue_ = -1;  // kubetrail_relists_total by reason
   void record(int32_t id, double v = 1);
+  void set_listed(uint64_t n);  // listing() and kubetrail_list_objects
+  // How often a long list logs how far it is.
+  static constexpr std::chrono::seconds kListProgressEvery{5};
   void emit(model::ChangeSet&& cs);
 };
 

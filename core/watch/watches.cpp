@@ -130,12 +130,14 @@ size_t Watches::synced_count() const {
   return n;
 }
 
-std::string Watches::first_unsynced() const {
+std::string Watches::unsynced() const {
   std::lock_guard lock(mu_);
+  std::string out;
   for (const auto& [name, w] : by_resource_)
     for (const auto& i : w->informers)
-      if (!i->synced()) return i->name();
-  return {};
+      if (!i->synced())
+        out += (out.empty() ? "" : ", ") + i->name() + " (" + std::to_string(i->listing()) + " objects so far)";
+  return out;
 }
 
 std::string Watches::first_silent(std::chrono::steady_clock::duration stall) const {

@@ -55,7 +55,9 @@ class Watches {
   // Probes and metrics.
   size_t informer_count() const;
   size_t synced_count() const;
-  std::string first_unsynced() const;  // "" when all are synced
+  // The informers whose initial list is not done, each with how far it is
+  // ("pods (41500 objects so far)"), comma-separated; "" when all are synced.
+  std::string unsynced() const;
   // The informer silent longer than `stall` after its sync, or "".
   std::string first_silent(std::chrono::steady_clock::duration stall) const;
 

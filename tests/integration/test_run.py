@@ -489,7 +489,7 @@ class RunAgainstApiServer(unittest.TestCase):
             except OSError:  # not listening yet
                 return None
         status, why = wait_for(readyz, what="/readyz to answer")
-        self.assertEqual((status, why), (503, "initial list of configmaps not done\n"))
+        self.assertEqual((status, why), (503, "initial list not done: configmaps (0 objects so far)\n"))
         self.server.control("delay-lists", ms="0")
         kt.wait_ready()
         self.assertEqual(get("/readyz"), (200, "ok\n"))
@@ -509,6 +509,8 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(value("kubetrail_handler_deliveries_total", handler="out", result="ok"), 1)
         self.assertEqual(value("kubetrail_handler_latency_seconds_count", handler="out"), 1)
         self.assertEqual(value("kubetrail_informers_synced"), 1)
+        self.assertEqual(families["kubetrail_list_objects"]["type"], "gauge")
+        self.assertEqual(value("kubetrail_list_objects", resource="configmaps"), 0)  # no list in progress
         self.assertEqual(value("kubetrail_build_info", plugin_abi="1.1"), 1)
         self.server.kubectl("patch", "configmap", "m1", "--type=merge", "-p", '{"data":{"a":"2"}}')
         kt.wait_changes(2)

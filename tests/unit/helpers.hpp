@@ -2,6 +2,8 @@
 // kubetrail binary.
 #pragma once
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 
@@ -88,5 +90,20 @@ inline void refuse_outbox_rows(const std::string& db_path, const std::string& id
   sqlite3_close(db);
   if (rc != SQLITE_OK) throw std::runtime_error("cannot add the trigger to " + db_path);
 }
+
+// Everything logged (the default logger) while it lives.
+struct LogCapture {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  LogCapture() {
+    auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    logger->set_level(spdlog::level::trace);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+  std::string text() { return out.str(); }
+};
 
 }  // namespace test

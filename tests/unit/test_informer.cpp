@@ -7,6 +7,7 @@
 
 #include "common/metrics.hpp"
 #include "fake_api.hpp"
+#include "helpers.hpp"
 #include "state/state_store.hpp"
 #include "watch/informer.hpp"
 
@@ -323,4 +324,44 @@ TEST_CASE("informer: a namespace-scoped or cluster-scoped informer sends no name
     CAPTURE(c.path);
     CHECK(c.path.find("fieldSelector") == std::string::npos);
   }
+}
+
+// Issue 15: 100,000 objects were listed in silence for ~30 s. A list says
+// every few seconds how far it is (log line, listing(): what /readyz and
+// kubetrail_list_objects show), and listing() is 0 once no list is in
+// progress.
+TEST_CASE("informer: a long list reports how far it is, and nothing once done") {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  std::atomic<bool> stop{false};
+  std::unique_ptr<watch::Informer> inf;
+  std::vector<uint64_t> seen;  // listing() as each page is asked for
+  api.on_get = [&](const std::string& path) {
+    seen.push_back(inf->listing());
+    clock.advance(std::chrono::seconds(3));  // a slow server: 3 s a page
+    int page = path.find("continue=p2") != std::string::npos   ? 2
+               : path.find("continue=p1") != std::string::npos ? 1
+                                                               : 0;
+    auto body = nlohmann::ordered_json::parse(
+        list_of({configmap("a" + std::to_string(page), "u-a" + std::to_string(page), "5", "1"),
+                 configmap("b" + std::to_string(page), "u-b" + std::to_string(page), "5", "1")},
+                "10"));
+    if (page < 2) body["metadata"]["continue"] = "p" + std::to_string(page + 1);
+    return ok(body.dump());
+  };
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>&) {
+    seen.push_back(inf->listing());
+    stop = true;
+    return kube::Response{200, {}, {}, {}, 0};
+  };
+  test::LogCapture log;
+  inf = std::make_unique<watch::Informer>(api, configmap_options(clock), "c", model::DiffOptions{},
+                                          [](model::ChangeSet&&) {});
+  inf->run(stop);
+  CHECK(seen == std::vector<uint64_t>{0, 2, 4, 0});
+  CHECK(inf->listing() == 0);
+  // Logged once 5 s had passed (after the second page), not after the last.
+  CHECK(log.text().find("configmaps: listing: 4 objects in 2 pages") != std::string::npos);
+  CHECK(log.text().find("listing: 2 objects") == std::string::npos);
+  CHECK(log.text().find("listing: 6 objects") == std::string::npos);
 }

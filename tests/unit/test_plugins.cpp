@@ -74,19 +74,6 @@ std::string create_error(const std::string& plugin, const json& config) {
   return "(created)";
 }
 
-// Everything the host logs while it lives.
-struct LogCapture {
-  std::ostringstream out;
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  LogCapture() {
-    auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous); }
-  std::string text() { return out.str(); }
-};
-
 std::string hmac_hex(const std::string& key, const std::string& text) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -246,7 +233,7 @@ TEST_CASE("webhook: 429 with Retry-After is retried after the delay - 500 is ret
 
   rx.script({{400, "bad payload: missing field\nsecond line"}});
   sleeps.clear();
-  LogCapture logs;
+  test::LogCapture logs;
   CHECK_FALSE(d.submit(change()));
   CHECK(rx.requests().size() == 4);  // no retry
   CHECK(sleeps.empty());
@@ -269,7 +256,7 @@ TEST_CASE("webhook: a timeout is a retry - partial batches report per item") {
 TEST_CASE("webhook: secrets in the URL or credentials never reach a message or log line") {
   test::HttpReceiver rx;
   setenv("KT_TEST_URL", (rx.url("/hooks/SECRET-PATH-TOKEN")).c_str(), 1);
-  LogCapture logs;
+  test::LogCapture logs;
   Bundled b("webhook", {{"url_env", "KT_TEST_URL"}});
   rx.script({{403, "forbidden"}});
   auto out = b.deliver({change()});
@@ -353,7 +340,7 @@ TEST_CASE("slack: strings from an object never become Slack markup in any field"
 TEST_CASE("slack: Slack's answers map to OK, RETRY with the delay, or FAIL with Slack's message") {
   test::HttpReceiver rx;
   setenv("KT_TEST_SLACK", rx.url("/services/SECRET").c_str(), 1);
-  LogCapture logs;
+  test::LogCapture logs;
   Bundled b("slack", {{"webhook_url_env", "KT_TEST_SLACK"}});
   rx.script({{429, "rate limited", {{"Retry-After", "3"}}}, {500, "oops"}, {404, "channel_not_found"}});
   auto r1 = b.deliver({change()});
@@ -432,7 +419,7 @@ TEST_CASE("exec: change set JSON on stdin, KUBETRAIL_* and configured env, workd
 }
 
 TEST_CASE("exec: exit 0 OK, 75 RETRY, others FAIL with the last line of stderr - output goes to the log") {
-  LogCapture logs;
+  test::LogCapture logs;
   Bundled ok("exec", {{"command", {"/bin/sh", "-c", "echo hello from the handler"}}});
   CHECK(ok.deliver({change()}).status == KUBETRAIL_OK);
   CHECK(logs.text().find("stdout: hello from the handler") != std::string::npos);
