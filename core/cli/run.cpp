@@ -537,7 +537,9 @@ int run_daemon(const Args& args) {
   if (cfg->watch.resources.empty()) throw Error(cfg->source + ": [watch] resources is empty: nothing to watch");
   kube::Connection conn = kube::resolve_connection(args.get("--kubeconfig", cfg->cluster.kubeconfig),
                                                    args.get("--context", cfg->cluster.context));
-  spdlog::info("connecting to {} ({})", conn.server, conn.source);
+  conn.compress = kube::choose_compression(cfg->cluster.compression, conn);
+  spdlog::info("connecting to {} ({}; responses {})", conn.server, conn.source,
+               conn.compress ? "gzip-compressed" : "not compressed");
   Daemon daemon(args, std::move(cfg), std::move(conn));
   return daemon.run();
 }

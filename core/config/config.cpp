@@ -239,6 +239,7 @@ Config from_value(const value& root, const std::string& source) {
     r.read("name", cfg.cluster.name);
     r.read("kubeconfig", cfg.cluster.kubeconfig);
     r.read("context", cfg.cluster.context);
+    r.read_choice("compression", cfg.cluster.compression, {"auto", "gzip", "none"});
     r.reject_unknown();
     if (cfg.cluster.name.empty()) r.fail(*t, "name", "must not be empty (it is put in every change set)");
   }

@@ -22,6 +22,10 @@ struct ClusterConfig {
   std::string name = "default";
   std::string kubeconfig;  // "" = in-cluster, then $KUBECONFIG, then ~/.kube/config
   std::string context;
+  // Whether run asks the API server to gzip its responses: "auto" (not on
+  // loopback or in-cluster, where inflating costs more than the bytes it
+  // saves; yes elsewhere), "gzip", "none".
+  std::string compression = "auto";
 };
 
 struct WatchConfig {

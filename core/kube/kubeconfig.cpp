@@ -206,7 +206,28 @@ std::optional<Connection> in_cluster(const std::string& sa_dir) {
   if (fs::exists(sa_dir + "/namespace", ec))
     c.default_namespace = read_text(sa_dir + "/namespace", "in-cluster config");
   c.source = "in-cluster service account";
+  c.in_cluster = true;
   return c;
+}
+
+bool choose_compression(const std::string& setting, const Connection& c) {
+  if (setting == "gzip") return true;
+  if (setting == "none") return false;
+  if (c.in_cluster) return false;
+  // The host of https://HOST:PORT (or [IPv6]:PORT).
+  std::string_view rest = c.server;
+  if (auto at = rest.find("://"); at != std::string_view::npos) rest.remove_prefix(at + 3);
+  rest = rest.substr(0, rest.find('/'));
+  std::string_view host = rest;
+  if (host.starts_with('[')) {
+    host = host.substr(1, host.find(']') - 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  const bool ipv4_loopback =
+      host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string_view::npos;
+  const bool loopback = host == "localhost" || host == "::1" || ipv4_loopback;
+  return !loopback;
 }
 
 Connection resolve_connection(const std::string& kubeconfig, const std::string& context) {

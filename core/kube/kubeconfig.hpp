@@ -32,8 +32,19 @@ struct Connection {
   std::string username, password;
   std::optional<ExecCredentialPlugin> exec;
   std::string default_namespace = "default";
-  std::string source;  // for messages: "kubeconfig /x (context c)" or "in-cluster service account"
+  std::string source;       // for messages: "kubeconfig /x (context c)" or "in-cluster service account"
+  bool in_cluster = false;  // from the pod's service account
+  // Ask the server to compress responses (Accept-Encoding). See
+  // choose_compression().
+  bool compress = true;
 };
+
+// [cluster] compression applied to a connection: "gzip" and "none" as
+// said; "auto" is off when the server is on loopback or reached from inside
+// the cluster - kube-apiserver gzips every response over 128 KiB, so each
+// list page would be compressed by the server and inflated by kubetrail on
+// a link where the bytes cost less than the CPU - and on elsewhere.
+bool choose_compression(const std::string& setting, const Connection& c);
 
 // Reads and merges kubeconfig files like kubectl: for each map entry
 // (clusters, users, contexts by name) and for current-context, the first

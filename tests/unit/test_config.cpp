@@ -186,3 +186,16 @@ TEST_CASE("config: a file that is not UTF-8 is an error naming line and offset, 
   auto cfg = config::parse("[cluster]\nname = \"pr\xc3\xa9-\xe2\x86\x92-\xf0\x9f\x9a\x80\"\n", "ok.toml");
   CHECK(cfg.cluster.name == "pr\xc3\xa9-\xe2\x86\x92-\xf0\x9f\x9a\x80");
 }
+
+TEST_CASE("config: [cluster] compression is auto unless set, and only auto, gzip or none") {
+  auto with = [](const std::string& setting) {
+    std::string text = kGood;
+    const std::string name = "name = \"prod-eu\"\n";
+    return text.replace(text.find(name), name.size(), name + "compression = \"" + setting + "\"\n");
+  };
+  CHECK(parse(kGood).cluster.compression == "auto");
+  CHECK(parse(with("none")).cluster.compression == "none");
+  CHECK(parse(with("gzip")).cluster.compression == "gzip");
+  CHECK_THROWS_WITH_AS(parse(with("zip")),
+                       doctest::Contains("kubetrail.toml:4: key \"cluster.compression\": expected one of"), Error);
+}

@@ -197,3 +197,22 @@ TEST_CASE("client: a response body over 64 MiB is refused with an error saying s
   CHECK(r.error.find("larger than 64 MiB") != std::string::npos);
   CHECK(r.body.empty());
 }
+
+// Connection::compress decides whether the client offers Accept-Encoding
+// (choose_compression() sets it from [cluster] compression). Failed before
+// for compress = false: the header was always sent.
+TEST_CASE("client: Accept-Encoding is offered only when the connection asks for compression") {
+  for (bool compress : {true, false}) {
+    CAPTURE(compress);
+    test::HttpReceiver rx;
+    kubetrail::kube::Connection connection;
+    connection.server = rx.url("");
+    connection.compress = compress;
+    kubetrail::kube::Client client(connection);
+    auto r = client.get("/api/v1/pods");
+    CHECK(r.status == 200);
+    auto requests = rx.requests();
+    REQUIRE(requests.size() == 1);
+    CHECK((requests[0].header("Accept-Encoding").find("gzip") != std::string::npos) == compress);
+  }
+}
