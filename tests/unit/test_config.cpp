@@ -187,7 +187,7 @@ TEST_CASE("config: a file that is not UTF-8 is an error naming line and offset, 
   CHECK(cfg.cluster.name == "pr\xc3\xa9-\xe2\x86\x92-\xf0\x9f\x9a\x80");
 }
 
-TEST_CASE("config: [cluster] compression is auto unless set, and only auto, gzip or none") {
+TEST_CASE("config: cluster.compression is auto unless set, and only auto, gzip or none") {
   auto with = [](const std::string& setting) {
     std::string text = kGood;
     const std::string name = "name = \"prod-eu\"\n";
