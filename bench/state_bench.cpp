@@ -13,12 +13,13 @@
 //     next one); journal entries are retired 100 at a time, as run's
 //     delivery does.
 // The events phase must hold the folds its events cause (the store folds
-// its log into SQLite every StateStore::kFoldRows entries): the folds
-// inside it are printed - a cost per event measured without one leaves
-// the fold out.
+// its log into the snapshot once the log holds as many object entries as
+// the snapshot, and at least StateStore::kFoldRows): the folds inside it
+// are printed - a cost per event measured without one leaves the fold
+// out, hence as many events as pods by default (about one fold's cycle).
 // Target (issue 12): state on costs at most 1.5x state off.
 //
-// usage: state_bench [PODS [EVENTS [ROUNDS]]]   (defaults 100000, 20000, 3)
+// usage: state_bench [PODS [EVENTS [ROUNDS]]]   (defaults 100000, PODS, 3)
 #include <unistd.h>
 
 #include <algorithm>
@@ -194,7 +195,7 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
 
 int main(int argc, char** argv) {
   size_t n = argc > 1 ? std::stoul(argv[1]) : 100000;
-  size_t events = argc > 2 ? std::stoul(argv[2]) : 20000;
+  size_t events = argc > 2 ? std::stoul(argv[2]) : n;
   int rounds = argc > 3 ? std::stoi(argv[3]) : 3;
   std::printf("state_bench: %zu pods (Pod fixture), %zu watch events; CPU seconds, state on / off\n", n, events);
   Pods pods = make_pods(n, events);
@@ -221,10 +222,10 @@ int main(int argc, char** argv) {
     for (int round = 0; round < rounds; ++round) {
       fastest(off, run(pods, nullptr, events, per_read));
       store.reset();
-      // A fresh store each round: its SQLite file and its log (a log left
-      // alone would be set aside as orphaned, with a warning, every round).
-      std::filesystem::remove(dir / "state.db");
-      std::filesystem::remove(dir / "state.db-log");
+      // A fresh store each round: its SQLite file, its log and its snapshot
+      // (files left alone would be set aside as orphaned, with a warning,
+      // every round).
+      for (const char* file : {"state.db", "state.db-log", "state.db-objects"}) std::filesystem::remove(dir / file);
       store = state::StateStore::open((dir / "state.db").string(), false);
       fastest(on, run(pods, store.get(), events, per_read));
     }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -56,7 +57,7 @@ bool read_entry(std::string_view payload, size_t& at, LogEntry& e, size_t& body_
     return false;
   }
   auto kind = static_cast<unsigned char>(payload[at]);
-  if (kind > static_cast<unsigned char>(LogKind::kResourceVersion)) {
+  if (kind > static_cast<unsigned char>(LogKind::kFoldedThrough)) {
     why = "unknown entry kind " + std::to_string(kind);
     return false;
   }
@@ -109,8 +110,15 @@ std::string LogFile::frame(std::string_view payload) {
 
 LogFile::Scan LogFile::scan(std::string_view bytes,
                             const std::function<void(const LogEntry&, size_t body_at)>& on_entry) {
+  return scan(bytes, kHeaderBytes, bytes.size(), [&](const LogEntry& e, const Place& p) { on_entry(e, p.body_at); });
+}
+
+LogFile::Scan LogFile::scan(std::string_view bytes, size_t from, size_t to,
+                            const std::function<void(const LogEntry&, const Place&)>& on_entry) {
   Scan s;
-  size_t at = kHeaderBytes;
+  bytes = bytes.substr(0, std::min(to, bytes.size()));
+  size_t at = std::max(from, kHeaderBytes);
+  s.end = at;
   while (at < bytes.size()) {
     auto stop = [&](const std::string& why) {
       s.stopped = "byte " + std::to_string(at) + ": " + why;
@@ -136,7 +144,7 @@ LogFile::Scan LogFile::scan(std::string_view bytes,
       LogEntry e;
       size_t body_at = 0;
       read_entry(payload, pos, e, body_at, why);
-      on_entry(e, at + kFrameHeaderBytes + body_at);
+      on_entry(e, {at + kFrameHeaderBytes + body_at, at, at + kFrameHeaderBytes + n});
     }
     at += kFrameHeaderBytes + n;
     s.end = at;
@@ -231,14 +239,9 @@ void LogFile::truncate(size_t size) {
   size_ = size;
 }
 
-size_t LogFile::append(std::string_view payload) {
-  if (payload.size() > kMaxFrameBytes)
-    throw Error("state log " + path_ + ": a save of " + std::to_string(payload.size()) +
-                " bytes is larger than a frame");
-  // Header and payload gathered into one positioned write: no copy of the
-  // payload into a frame, no seek (state_bench: a save is on the watch path).
+bool LogFile::write_frame(int fd, size_t at, std::string_view payload) {
   auto h = frame_header(payload);
-  const size_t at = size_, total = h.size() + payload.size();
+  const size_t total = h.size() + payload.size();
   size_t done = 0;
   while (done < total) {
     iovec parts[2];
@@ -246,44 +249,79 @@ size_t LogFile::append(std::string_view payload) {
     if (done < h.size()) parts[n_parts++] = {h.data() + done, h.size() - done};
     size_t from = done > h.size() ? done - h.size() : 0;
     if (from < payload.size()) parts[n_parts++] = {const_cast<char*>(payload.data()) + from, payload.size() - from};
-    ssize_t n = ::pwritev(fd_, parts, n_parts, static_cast<off_t>(at + done));
+    ssize_t n = ::pwritev(fd, parts, n_parts, static_cast<off_t>(at + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      std::string why = errno_text();
-      // A frame half written (disk full) would end every later read there:
-      // cut it off so the next append follows the last whole frame.
-      if (::ftruncate(fd_, static_cast<off_t>(at)) == 0) size_ = at;
-      throw Error("state log " + path_ + " cannot be written: " + why);
+      if (n == 0) errno = ENOSPC;
+      return false;
     }
     done += static_cast<size_t>(n);
   }
-  size_ = at + total;
+  return true;
+}
+
+size_t LogFile::append(std::string_view payload) {
+  if (payload.size() > kMaxFrameBytes)
+    throw Error("state log " + path_ + ": a save of " + std::to_string(payload.size()) +
+                " bytes is larger than a frame");
+  const size_t at = size_;
+  if (!write_frame(fd_, at, payload)) {
+    std::string why = errno_text();
+    // A frame half written (disk full) would end every later read there:
+    // cut it off so the next append follows the last whole frame.
+    if (::ftruncate(fd_, static_cast<off_t>(at)) == 0) size_ = at;
+    throw Error("state log " + path_ + " cannot be written: " + why);
+  }
+  size_ = at + kFrameHeaderBytes + payload.size();
   return at + kFrameHeaderBytes;
 }
 
-size_t LogFile::replace(std::string_view payload) {
+LogFile::Rewrite LogFile::rewrite() {
   std::string tmp = path_ + ".new";
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw Error("state log " + tmp + " cannot be created: " + errno_text());
-  std::string bytes = header();
-  if (!payload.empty()) bytes += frame(payload);
-  try {
-    write_all(fd, bytes, "written");
-    // Synced before the rename: after a power loss the log is the old one
-    // or the new one, never an empty file in its place.
-    if (::fsync(fd) != 0) throw Error("state log " + tmp + " cannot be synced: " + errno_text());
-    if (::rename(tmp.c_str(), path_.c_str()) != 0)
-      throw Error("state log " + tmp + " cannot be renamed over " + path_ + ": " + errno_text());
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-  size_ = bytes.size();
-  if (::lseek(fd_, static_cast<off_t>(size_), SEEK_SET) < 0)
-    throw Error("state log " + path_ + " cannot be written: " + errno_text());
+  Rewrite w(*this, fd, std::move(tmp), 0);
+  std::string h = header();
+  write_all(fd, h, "written");
+  w.size_ = h.size();
+  return w;
+}
+
+LogFile::Rewrite::Rewrite(Rewrite&& o) noexcept : of_(o.of_), fd_(o.fd_), tmp_(std::move(o.tmp_)), size_(o.size_) {
+  o.fd_ = -1;
+}
+
+LogFile::Rewrite::~Rewrite() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+size_t LogFile::Rewrite::add(std::string_view payload) {
+  if (payload.size() > kMaxFrameBytes)
+    throw Error("state log " + tmp_ + ": a frame of " + std::to_string(payload.size()) + " bytes is too large");
+  if (!write_frame(fd_, size_, payload)) throw Error("state log " + tmp_ + " cannot be written: " + errno_text());
+  size_t at = size_ + kFrameHeaderBytes;
+  size_ = at + payload.size();
+  return at;
+}
+
+void LogFile::Rewrite::commit() {
+  // Synced before the rename: after a power loss the file is the old one
+  // or the new one, never an empty file in its place.
+  if (::fsync(fd_) != 0) throw Error("state log " + tmp_ + " cannot be synced: " + errno_text());
+  if (::rename(tmp_.c_str(), of_->path_.c_str()) != 0)
+    throw Error("state log " + tmp_ + " cannot be renamed over " + of_->path_ + ": " + errno_text());
+  if (of_->fd_ >= 0) ::close(of_->fd_);
+  of_->fd_ = fd_;
+  of_->size_ = size_;
+  fd_ = -1;
+}
+
+size_t LogFile::replace(std::string_view payload) {
+  Rewrite w = rewrite();
+  if (!payload.empty()) w.add(payload);
+  w.commit();
   return kHeaderBytes + kFrameHeaderBytes;
 }
 

@@ -30,6 +30,9 @@ enum class LogKind : uint8_t {
   kDeleted = 1,          // key is gone
   kChangeSet = 2,        // key = the change set's id, body = its JSON; resource empty
   kResourceVersion = 3,  // resource_version = how far the resource's watch got
+  // Snapshot files only (PATH-objects, state_store.hpp): seq = the last log
+  // entry the snapshot holds.
+  kFoldedThrough = 4,
 };
 
 struct LogEntry {
@@ -64,6 +67,13 @@ class LogFile {
     std::string stopped{};
   };
   static Scan scan(std::string_view bytes, const std::function<void(const LogEntry&, size_t body_at)>& on_entry);
+  // scan() of the frames from byte `from` to byte `to` (frame boundaries),
+  // telling on_entry also where the frame holding the entry begins and ends.
+  struct Place {
+    size_t body_at = 0, frame_begin = 0, frame_end = 0;
+  };
+  static Scan scan(std::string_view bytes, size_t from, size_t to,
+                   const std::function<void(const LogEntry&, const Place&)>& on_entry);
 
   // Opens the log at `path`, creating it for store `id` when it is missing.
   // A file with another id or no header is a kubetrail::Error naming it.
@@ -84,6 +94,31 @@ class LogFile {
   // no frame when empty): written beside it, synced and renamed over it.
   // Returns the offset of the payload in the new file.
   size_t replace(std::string_view payload);
+  // A new version of the file written beside it (PATH.new) frame by frame;
+  // commit() syncs it and renames it over the file, which from then on
+  // reads and appends the new version. Dropped uncommitted, it is removed
+  // and the file is as it was.
+  class Rewrite {
+   public:
+    Rewrite(Rewrite&& o) noexcept;
+    Rewrite& operator=(Rewrite&&) = delete;
+    Rewrite(const Rewrite&) = delete;
+    Rewrite& operator=(const Rewrite&) = delete;
+    ~Rewrite();
+    // Appends one frame holding `payload`; returns the offset of the payload.
+    size_t add(std::string_view payload);
+    size_t size() const noexcept { return size_; }
+    void commit();
+
+   private:
+    friend class LogFile;
+    Rewrite(LogFile& of, int fd, std::string tmp, size_t size) : of_(&of), fd_(fd), tmp_(std::move(tmp)), size_(size) {}
+    LogFile* of_;
+    int fd_;
+    std::string tmp_;
+    size_t size_;
+  };
+  Rewrite rewrite();
   // The whole file as it is now, mapped read-only (for scan()): no copy of
   // tens of megabytes into the heap per fold (state_bench: that copy and
   // its page faults cost as much as the fold's SQLite work). Stays valid
@@ -113,6 +148,9 @@ class LogFile {
   LogFile(int fd, std::string path, uint64_t id, size_t size) : fd_(fd), path_(std::move(path)), id_(id), size_(size) {}
   std::string header() const;
   void write_all(int fd, std::string_view bytes, const char* what) const;
+  // Header and payload at `at` of `fd` in one positioned write (no copy of
+  // the payload into a frame, no seek); errno is left set when it fails.
+  static bool write_frame(int fd, size_t at, std::string_view payload);
   int fd_ = -1;
   std::string path_;
   uint64_t id_ = 0;

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <chrono>
 #include <filesystem>
+#include <set>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -18,10 +20,13 @@ namespace {
 
 // 2: objects.codec and the dictionaries table (compressed checkpoint rows).
 // 3: the log moved out of the `log` table into its own file (PATH-log).
-// Older stores are converted at open (1 -> 2 -> 3); a kubetrail that knows
-// only an older schema refuses a newer store with a message rather than
-// misread it.
-constexpr int kSchemaVersion = 3;
+// 4: the checkpoint (tables `objects` and `resources`) moved into the
+//    snapshot file (PATH-objects): a fold rewrites it sequentially instead
+//    of an upsert per object into a B-tree (state_bench, issue 12).
+// Older stores are converted at open (1 -> 2 -> 3 -> 4); a kubetrail that
+// knows only an older schema refuses a newer store with a message rather
+// than misread it.
+constexpr int kSchemaVersion = 4;
 // The `log` table of schema 2 (made by the 1 -> 2 conversion, emptied into
 // `objects` and the log file and dropped by 2 -> 3).
 #define LOG_TABLE                                                                                           \
@@ -33,6 +38,10 @@ constexpr int kSchemaVersion = 3;
 #define OBJECTS_COLUMNS                                                                                         \
   "(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL, resource_version TEXT NOT NULL, object TEXT " \
   "NOT NULL, codec INTEGER NOT NULL DEFAULT 0, UNIQUE(resource, key))"
+// Schema 3's checkpoint tables (4 moved them into the snapshot file).
+#define CHECKPOINT_TABLES                                                                            \
+  "CREATE TABLE IF NOT EXISTS resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);" \
+  "CREATE TABLE IF NOT EXISTS objects" OBJECTS_COLUMNS ";"
 
 // Stores written before the objects table became a rowid table (same
 // columns, same schema version) are converted in place, once.
@@ -206,28 +215,16 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
       "PRAGMA auto_vacuum=INCREMENTAL;"  // takes effect in a new file only; see outbox_compact()
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=NORMAL;"
-      // Checkpoint rows are whole objects (~2.5 KB a Pod): a page cache and a
-      // memory map large enough that an upsert does not read its B-tree
-      // pages back with a system call each (state_bench: 5x per event).
       "PRAGMA cache_size=-65536;"
       "PRAGMA mmap_size=1073741824;"
       // Checkpoint the WAL every ~80 MB rather than every 4 MB: the pages
-      // every commit touches (the journal's tail, interior B-tree pages) are
+      // every commit touches (the outbox's tail, interior B-tree pages) are
       // copied into the database once per checkpoint, not once per few
       // commits (state_bench: -25% per watch event). A WAL grown past the
       // limit by one large transaction is cut back after its checkpoint.
       "PRAGMA wal_autocheckpoint=20000;"
       "PRAGMA journal_size_limit=134217728;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
-      // A rowid table, not WITHOUT ROWID: there a row lives in an index
-      // B-tree whose cells hold at most ~1 KB, so every Pod spilled into an
-      // overflow chain and each upsert rewrote three or four pages (freelist
-      // included) instead of one leaf (state_bench: 2x per event). The
-      // unique index holds only the short key, and an upsert of an existing
-      // key leaves it untouched.
-      "CREATE TABLE IF NOT EXISTS objects" OBJECTS_COLUMNS
-      ";"
       "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
       " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
       " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
@@ -261,8 +258,8 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
     }
     version = "2";
   }
-  // 2 -> 3 needs the store's codec and its log file: StateStore::start().
-  if (version != "2" && version != std::to_string(kSchemaVersion)) {
+  // 2 -> 3 -> 4 need the store's codec and its files: StateStore::start().
+  if (version != "2" && version != "3" && version != std::to_string(kSchemaVersion)) {
     sqlite3_close(db);
     return "state schema version " + version + " is not " + std::to_string(kSchemaVersion) +
            " (written by another kubetrail)";
@@ -303,7 +300,8 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
     std::string aside = path + ".corrupt-" + std::to_string(stamp);
     std::filesystem::rename(path, aside, ec);
     for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
-    std::filesystem::rename(path + "-log", aside + "-log", ec);  // its log goes with it
+    for (const char* file : {"-log", "-objects"})  // its files go with it
+      std::filesystem::rename(path + file, aside + file, ec);
     why = attempt(store, busy);
   }
   if (!why.empty())
@@ -313,15 +311,19 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
 }
 
 namespace {
-// A save of at least this many objects (a list page) writes them into
-// `objects` directly: the log would only hold them until the next fold.
-constexpr size_t kDirectRows = 256;
+// A resource's compression dictionary is made from its first save of at
+// least this many objects (a list page), or else by the first fold.
+constexpr size_t kDictionarySamples = 256;
+// A snapshot frame holds at most about this much (and one resource only).
+constexpr size_t kSnapshotFrameBytes = size_t{1} << 20;
 }  // namespace
 
-// The log is folded into `objects` once it holds fold_rows object entries
-// (kFoldRows) or kFoldBytes: often enough that it stays small (start-up
-// reads it), rarely enough that one fold updates each page of `objects` for
-// many events at once, and an object changed many times only once.
+// The log is folded into the snapshot once it holds fold_rows object
+// entries (kFoldRows) and as many as the snapshot holds, or kFoldBytes and
+// the snapshot's size: a fold writes the whole snapshot, so this way each
+// object is written about twice per time the log fills (an LSM's
+// amortization), the log stays no larger than the snapshot (start-up
+// reads both), and an object changed many times is written once.
 StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
     : fold_rows_(fold_rows), db_(db), path_(std::move(path)) {
   // A store that cannot be started (a tampered meta row, a foreign log, a
@@ -359,8 +361,6 @@ void StateStore::start() {
       codec_.add_dictionary(id, dicts.blob(2));
       dictionary_of_.emplace(dicts.text(1), id);
     }
-    Stmt resources(db_, "SELECT resource FROM resources");
-    while (sqlite3_step(resources.s) == SQLITE_ROW) known_.insert(resources.text(0));
   }
   routed_through_ = meta_number("routed_through");
   folded_through_ = meta_number("log_folded_through");
@@ -379,32 +379,35 @@ void StateStore::start() {
     // A store without a log id is new (or older than the log file): a log
     // already there is another store's, left behind when its SQLite file
     // was deleted to start afresh. Kept, renamed, never read as this one's.
-    std::error_code ec;
-    if (std::filesystem::file_size(path_ + "-log", ec) > 0 && !ec) {
+    for (std::string file : {path_ + "-log", path_ + "-objects"}) {
+      std::error_code ec;
+      if (std::filesystem::file_size(file, ec) == 0 || ec) continue;
       auto stamp =
           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-      std::string aside = path_ + "-log.orphaned-" + std::to_string(stamp);
-      std::filesystem::rename(path_ + "-log", aside, ec);
-      if (ec)
-        throw Error("state log " + path_ + "-log belongs to another store and cannot be moved away: " + ec.message());
-      spdlog::warn("state store {}: {}-log belongs to no store (its SQLite file was deleted?); moved to {}", path_,
-                   path_, aside);
+      std::string aside = file + ".orphaned-" + std::to_string(stamp);
+      std::filesystem::rename(file, aside, ec);
+      if (ec) throw Error("state file " + file + " belongs to another store and cannot be moved away: " + ec.message());
+      spdlog::warn("state store {}: {} belongs to no store (its SQLite file was deleted?); moved to {}", path_, file,
+                   aside);
     }
   }
   std::lock_guard lock(mu_);
   log_.emplace(LogFile::open(path_ + "-log", static_cast<uint64_t>(id)));
-  bool schema_2 = false;
+  snapshot_.emplace(LogFile::open(path_ + "-objects", static_cast<uint64_t>(id)));
+  std::string version;
   {
-    Stmt version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
-    schema_2 = sqlite3_step(version.s) == SQLITE_ROW && version.text(0) == "2";
+    Stmt q(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+    if (sqlite3_step(q.s) == SQLITE_ROW) version = q.text(0);
   }
-  if (schema_2) migrate_log_table();
+  if (version == "2") migrate_log_table();
+  if (version == "2" || version == "3") migrate_objects_table();
+  read_snapshot();
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
   int64_t last = std::max(routed_through_, folded_through_);
   auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t body_at) {
     last = std::max(last, e.seq);
-    // Checkpoint entries up to log_folded_through are in `objects` already
+    // Checkpoint entries up to folded_through_ are in the snapshot already
     // (kubetrail stopped between a fold and the rewrite of the log); change
     // sets are read by routed_through alone (a rewrite keeps their seqs).
     if (e.kind != LogKind::kChangeSet) {
@@ -512,25 +515,67 @@ void StateStore::step(sqlite3_stmt* s) {
   sqlite3_reset(s);
 }
 
+namespace {
+
+// An entry's body as text: decompressed by `codec` when it is a zstd frame.
+// "" or why it cannot be read.
+std::string unpacked(RowCodec& codec, const LogEntry& e, std::string& out) {
+  if (e.codec != 0) return codec.decompress(e.codec, e.body, out);
+  out.assign(e.body);
+  return {};
+}
+
+// Snapshot order: by resource, its resourceVersion first, then its objects
+// by key (byte order, as SQLite's BINARY collation and std::string_view
+// compare).
+using SnapshotKey = std::tuple<std::string_view, bool, std::string_view>;
+SnapshotKey snapshot_key(const LogEntry& e) {
+  const bool object = e.kind != LogKind::kResourceVersion;
+  return {e.resource, object, object ? e.key : std::string_view()};
+}
+
+}  // namespace
+
 std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resource) {
   std::lock_guard lock(mu_);
-  if (log_rows_ > 0) fold();  // what the log holds is newer than `objects`
-  Stmt rv(db_, "SELECT resource_version FROM resources WHERE resource = ?");
-  rv.bind(1, resource);
-  if (sqlite3_step(rv.s) != SQLITE_ROW) return std::nullopt;
   Checkpoint cp;
-  cp.resource_version = rv.text(0);
-  Stmt objs(db_, "SELECT key, uid, resource_version, object, codec FROM objects WHERE resource = ?");
-  objs.bind(1, resource);
-  while (sqlite3_step(objs.s) == SQLITE_ROW) {
+  bool found = false;
+  // The snapshot's entries of the resource, then the log's newer ones over
+  // them, in the order written.
+  std::map<std::string, LogEntry, std::less<>> entries;
+  std::string_view rv;
+  auto take = [&](const LogEntry& e) {
+    if (e.resource != resource) return;
+    switch (e.kind) {
+      case LogKind::kResourceVersion: rv = e.resource_version, found = true; break;
+      case LogKind::kObject: entries.insert_or_assign(std::string(e.key), e); break;
+      case LogKind::kDeleted: entries.erase(std::string(e.key)); break;
+      default: break;
+    }
+  };
+  if (auto span = snapshot_of_.find(resource); span != snapshot_of_.end()) {
+    auto scan = LogFile::scan(snapshot_bytes_.bytes(), span->second.first, span->second.second,
+                              [&](const LogEntry& e, const LogFile::Place&) { take(e); });
+    if (!scan.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + ": " + scan.stopped);
+  }
+  auto mapped = log_->map();
+  if (log_rows_ > 0) {
+    auto scan = LogFile::scan(mapped.bytes(), [&](const LogEntry& e, size_t) {
+      if (e.seq > folded_through_) take(e);
+    });
+    if (!scan.stopped.empty()) throw Error("state log " + log_->path() + ": " + scan.stopped);
+  }
+  if (!found) return std::nullopt;
+  cp.resource_version = std::string(rv);
+  for (const auto& [key, e] : entries) {
     model::StoredObject o;
-    o.uid = objs.text(1);
-    o.resource_version = objs.text(2);
-    if (std::string why = decode(codec_, objs, 3, 4, o.json); !why.empty()) {
-      cp.unreadable.emplace_back(objs.text(0), std::move(why));
+    o.uid = std::string(e.uid);
+    o.resource_version = std::string(e.resource_version);
+    if (std::string why = unpacked(codec_, e, o.json); !why.empty()) {
+      cp.unreadable.emplace_back(key, std::move(why));
       continue;
     }
-    cp.objects.emplace(objs.text(0), std::move(o));
+    cp.objects.emplace(key, std::move(o));
   }
   return cp;
 }
@@ -558,13 +603,6 @@ void StateStore::remove_object(std::string_view resource, std::string_view key) 
   step(del.s);
 }
 
-void StateStore::put_resource_version(std::string_view resource, std::string_view resource_version) {
-  Stmt rv(cache_, db_, "INSERT OR REPLACE INTO resources(resource, resource_version) VALUES(?, ?)");
-  rv.bind(1, resource);
-  rv.bind(2, resource_version);
-  step(rv.s);
-}
-
 namespace {
 // An object's body as a row holds it: compressed against the resource's
 // dictionary unless that does not make it smaller (or there is none).
@@ -575,66 +613,191 @@ std::pair<std::string_view, int64_t> packed(RowCodec& codec, int64_t dictionary,
 }
 }  // namespace
 
+namespace {
+
+// Writes a snapshot: entries in snapshot order into frames of one resource
+// each, and where each resource's frames are.
+class SnapshotWriter {
+ public:
+  SnapshotWriter(LogFile& file, int64_t folded_through) : out_(file.rewrite()) {
+    LogFile::encode(frame_, {LogKind::kFoldedThrough, folded_through});
+    flush();
+  }
+  // Deletions are left out: a snapshot holds what is there.
+  void put(const LogEntry& e) {
+    if (e.kind != LogKind::kObject && e.kind != LogKind::kResourceVersion) return;
+    if (e.resource != resource_ || frame_.size() >= kSnapshotFrameBytes) {
+      flush();
+      resource_ = e.resource;
+    }
+    LogFile::encode(frame_, e);
+    if (e.kind == LogKind::kObject)
+      ++rows_;
+    else
+      resources_.emplace(resource_);
+  }
+  void commit() {
+    flush();
+    out_.commit();
+  }
+  std::map<std::string, std::pair<size_t, size_t>, std::less<>> spans;
+
+  int64_t rows() const noexcept { return rows_; }
+  std::set<std::string, std::less<>>& resources() noexcept { return resources_; }  // with a resourceVersion
+
+ private:
+  void flush() {
+    if (frame_.empty()) return;
+    const size_t begin = out_.size();
+    out_.add(frame_);
+    frame_.clear();
+    if (resource_.empty()) return;  // the first frame: folded_through
+    auto [it, added] = spans.try_emplace(resource_, begin, out_.size());
+    if (!added) it->second.second = out_.size();
+  }
+  LogFile::Rewrite out_;
+  std::string frame_, resource_;
+  int64_t rows_ = 0;
+  std::set<std::string, std::less<>> resources_;
+};
+
+}  // namespace
+
+void StateStore::read_snapshot() {
+  snapshot_bytes_ = snapshot_->map();
+  std::map<std::string, Span, std::less<>> spans;
+  std::set<std::string, std::less<>> resources;
+  int64_t rows = 0, through = -1;
+  auto scan = LogFile::scan(snapshot_bytes_.bytes(), LogFile::kHeaderBytes, std::string_view::npos,
+                            [&](const LogEntry& e, const LogFile::Place& at) {
+                              if (e.kind == LogKind::kFoldedThrough) {
+                                through = e.seq;
+                                return;
+                              }
+                              if (e.kind == LogKind::kObject)
+                                ++rows;
+                              else if (e.kind != LogKind::kResourceVersion)
+                                return;  // not in a snapshot kubetrail wrote: ignored
+                              else if (!resources.count(e.resource))
+                                resources.emplace(e.resource);
+                              auto it = spans.find(e.resource);
+                              if (it == spans.end())
+                                it = spans.emplace(std::string(e.resource), Span{at.frame_begin, at.frame_end}).first;
+                              it->second.first = std::min(it->second.first, at.frame_begin);
+                              it->second.second = std::max(it->second.second, at.frame_end);
+                            });
+  // A snapshot is synced before it is renamed into place: one that does not
+  // read whole was damaged afterwards, and the checkpoint cannot be trusted.
+  if (!scan.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + " is damaged: " + scan.stopped);
+  snapshot_of_ = std::move(spans);
+  snapshot_rows_ = rows;
+  known_ = std::move(resources);
+  if (through >= 0) folded_through_ = through;  // else a new store: nothing folded yet
+}
+
+// Schema 3 kept the checkpoint in the tables `resources` and `objects`:
+// they are written into the snapshot (synced and renamed into place), then
+// dropped in one transaction with the version. A crash between the two
+// converts again from the tables, into a new snapshot.
+void StateStore::migrate_objects_table() {
+  exec(CHECKPOINT_TABLES);  // (a store written before they existed has none)
+  {
+    SnapshotWriter out(*snapshot_, folded_through_);
+    // In snapshot order: resource, its resourceVersion, its objects by key.
+    Stmt q(db_,
+           "SELECT resource, 0, '', '', resource_version, '', 0 FROM resources"
+           " UNION ALL SELECT resource, 1, key, uid, resource_version, object, codec FROM objects ORDER BY 1, 2, 3");
+    while (sqlite3_step(q.s) == SQLITE_ROW) {
+      LogEntry e;
+      e.kind = sqlite3_column_int(q.s, 1) ? LogKind::kObject : LogKind::kResourceVersion;
+      e.resource = q.blob(0);
+      e.key = q.blob(2);
+      e.uid = q.blob(3);
+      e.resource_version = q.blob(4);
+      e.body = q.blob(5);
+      e.codec = sqlite3_column_int64(q.s, 6);
+      out.put(e);
+    }
+    out.commit();
+  }  // no statement may still read the tables it drops
+  transaction([&] {
+    exec("DROP TABLE objects");
+    exec("DROP TABLE resources");
+    exec("DELETE FROM meta WHERE key = 'log_folded_through'");
+    exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
+  });
+}
+
 bool StateStore::fold_due() const noexcept {
-  // By size too: change sets alone (list pages go to `objects` directly)
-  // grow the log; and never again right away when what is left after a
-  // fold (change sets not yet routed) is already large.
-  return log_rows_ >= fold_rows_ || log_->size() >= std::max(kFoldBytes, 2 * compacted_bytes_);
+  // By size too: change sets alone grow the log; and never again right
+  // away when what is left after a fold (change sets not yet routed) is
+  // already large.
+  return log_rows_ >= std::max(fold_rows_, snapshot_rows_) ||
+         log_->size() >= std::max({kFoldBytes, 2 * compacted_bytes_, snapshot_->size()});
 }
 
 void StateStore::fold() {
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
-  // The last entry of each object, in key order (each page of `objects`
-  // visited once, in order; an object changed many times written once).
-  std::map<std::pair<std::string_view, std::string_view>, LogEntry> last;
-  std::map<std::string_view, std::string_view> versions;  // resource -> its last resourceVersion
+  // The log's last entry of each key, in snapshot order (an object changed
+  // many times is written once).
+  std::map<SnapshotKey, LogEntry> last;
   int64_t through = folded_through_;
   auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t) {
-    if (e.kind == LogKind::kChangeSet || e.seq <= folded_through_) return;
+    if (e.kind == LogKind::kChangeSet || e.kind == LogKind::kFoldedThrough || e.seq <= folded_through_) return;
     through = std::max(through, e.seq);
-    if (e.kind == LogKind::kResourceVersion)
-      versions[e.resource] = e.resource_version;
-    else if (e.kind != LogKind::kChangeSet)
-      last[{e.resource, e.key}] = e;
+    last.insert_or_assign(snapshot_key(e), e);
   });
   // What start() could not read it cut off; anything else is someone else
   // writing this file.
   if (!scan.stopped.empty()) throw Error("state log " + log_->path() + ": " + scan.stopped);
-  transaction([&] {
+  if (!last.empty()) {
+    // A resource without a dictionary gets one from the objects it has here
+    // (committed before the snapshot that names it).
     for (auto it = last.begin(); it != last.end();) {
-      std::string resource(it->first.first);
-      int64_t dictionary = 0;
-      if (auto d = dictionary_of_.find(resource); d != dictionary_of_.end()) {
-        dictionary = d->second;
-      } else {
-        std::vector<std::string_view> samples;
-        for (auto s = it; s != last.end() && s->first.first == it->first.first; ++s)
-          if (s->second.kind == LogKind::kObject && s->second.codec == 0) samples.push_back(s->second.body);
-        if (!samples.empty()) dictionary = dictionary_for(resource, samples);
-      }
-      for (; it != last.end() && it->first.first == resource; ++it) {
-        const LogEntry& e = it->second;
-        if (e.kind == LogKind::kDeleted) {
-          remove_object(e.resource, e.key);
-          continue;
-        }
-        auto [body, codec] = e.codec ? std::pair{e.body, e.codec} : packed(codec_, dictionary, e.body);
-        put_object(e.resource, e.key, e.uid, e.resource_version, body, codec);
-      }
+      const std::string_view resource = std::get<0>(it->first);
+      std::vector<std::string_view> samples;
+      for (; it != last.end() && std::get<0>(it->first) == resource; ++it)
+        if (it->second.kind == LogKind::kObject && it->second.codec == 0) samples.push_back(it->second.body);
+      if (!samples.empty() && !dictionary_of_.count(resource)) dictionary_for(std::string(resource), samples);
     }
-    for (const auto& [resource, rv] : versions) put_resource_version(resource, rv);
-    Stmt folded(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('log_folded_through', ?)");
-    std::string v = std::to_string(through);
-    folded.bind(1, v);
-    step(folded.s);
-  });
+    SnapshotWriter out(*snapshot_, through);
+    auto put = [&](const LogEntry& e) {
+      if (e.kind != LogKind::kObject || e.codec != 0) return out.put(e);
+      auto d = dictionary_of_.find(e.resource);
+      LogEntry p = e;
+      std::tie(p.body, p.codec) = packed(codec_, d == dictionary_of_.end() ? 0 : d->second, e.body);
+      out.put(p);
+    };
+    // The old snapshot and `last` merged: one sequential pass over each.
+    auto next = last.begin();
+    auto old = LogFile::scan(snapshot_bytes_.bytes(), [&](const LogEntry& e, size_t) {
+      if (e.kind != LogKind::kObject && e.kind != LogKind::kResourceVersion) return;
+      const SnapshotKey key = snapshot_key(e);
+      for (; next != last.end() && next->first < key; ++next) put(next->second);
+      if (next != last.end() && next->first == key) {
+        put(next->second);  // the log's is newer (a deletion leaves the key out)
+        ++next;
+        return;
+      }
+      put(e);
+    });
+    if (!old.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + ": " + old.stopped);
+    for (; next != last.end(); ++next) put(next->second);
+    // From here the snapshot holds everything up to `through`; were
+    // kubetrail to die before the log is rewritten below, the old log is
+    // read again and what the snapshot holds skipped.
+    out.commit();
+    LogFile::Mapping fresh = snapshot_->map();
+    snapshot_bytes_ = std::move(fresh);
+    snapshot_of_ = std::move(out.spans);
+    snapshot_rows_ = out.rows();
+    known_ = std::move(out.resources());
+  }
   folded_through_ = through;
   log_rows_ = 0;
   ++folds_;
-  // Keep only the change sets not yet routed. Were kubetrail to die before
-  // this, the old file is read again and what log_folded_through covers is
-  // skipped.
+  // Keep only the change sets not yet routed.
   std::string payload;
   std::vector<std::pair<Unrouted*, size_t>> moved;
   for (auto& [seq, u] : unrouted_at_) {
@@ -651,12 +814,8 @@ void StateStore::save(const std::string& resource,
                       const std::vector<std::string>& deletes, const std::string& resource_version,
                       const std::vector<JournalEntry>& journal) {
   std::lock_guard lock(mu_);
-  const bool direct = upserts.size() + deletes.size() >= kDirectRows;
-  // A list page goes into `objects` directly, after the log's older object
-  // entries (which it may overwrite): fold those first.
-  if (direct && log_rows_ > 0) fold();
   payload_.clear();
-  int64_t seq = next_seq_, rows = 0;
+  int64_t seq = next_seq_;
   struct Journaled {
     const JournalEntry* entry;
     int64_t seq;
@@ -671,51 +830,36 @@ void StateStore::save(const std::string& resource,
     size_t at = LogFile::encode(payload_, {LogKind::kChangeSet, seq, {}, e.id, {}, {}, e.json});
     journaled.push_back({&e, seq++, at});
   }
+  const int64_t first_row = seq;
   const bool with_rv = !resource_version.empty() || !known_.count(resource);
-  if (!direct) {
-    // Compressed now rather than at the fold: the fold stores the frame as
-    // it is, and the log is written a tenth as large (state_bench: writing
-    // 2.7 KB a Pod into the page cache cost more than compressing it).
-    auto dictionary = dictionary_of_.find(resource);
-    for (const auto& [key, obj] : upserts) {
-      auto [body, codec] = packed(codec_, dictionary == dictionary_of_.end() ? 0 : dictionary->second, obj->json);
-      LogFile::encode(payload_, {LogKind::kObject, seq++, resource, key, obj->uid, obj->resource_version, body, codec});
-    }
-    for (const auto& key : deletes) LogFile::encode(payload_, {LogKind::kDeleted, seq++, resource, key});
-    if (with_rv) LogFile::encode(payload_, {LogKind::kResourceVersion, seq++, resource, {}, {}, resource_version});
-    rows = seq - next_seq_ - static_cast<int64_t>(journaled.size());
+  // Compressed now rather than at the fold: the fold stores the frame as it
+  // is, and the log is written a tenth as large (state_bench: writing 2.7 KB
+  // a Pod into the page cache cost more than compressing it). A resource's
+  // first list page makes its dictionary.
+  auto dictionary = dictionary_of_.find(resource);
+  if (dictionary == dictionary_of_.end() && upserts.size() >= kDictionarySamples) {
+    std::vector<std::string_view> samples;
+    samples.reserve(upserts.size());
+    for (const auto& [key, obj] : upserts) samples.push_back(obj->json);
+    dictionary_for(resource, samples);
+    dictionary = dictionary_of_.find(resource);
   }
+  for (const auto& [key, obj] : upserts) {
+    auto [body, codec] = packed(codec_, dictionary == dictionary_of_.end() ? 0 : dictionary->second, obj->json);
+    LogFile::encode(payload_, {LogKind::kObject, seq++, resource, key, obj->uid, obj->resource_version, body, codec});
+  }
+  for (const auto& key : deletes) LogFile::encode(payload_, {LogKind::kDeleted, seq++, resource, key});
+  if (with_rv) LogFile::encode(payload_, {LogKind::kResourceVersion, seq++, resource, {}, {}, resource_version});
   // One write: from here the change sets are durable (against kill -9; the
   // page cache has them) together with the checkpoint entries they cover.
   size_t base = payload_.empty() ? 0 : log_->append(payload_);
   next_seq_ = seq;
-  log_rows_ += rows;
+  log_rows_ += seq - first_row;
   for (const auto& j : journaled) {
     unrouted_.emplace(j.entry->id, j.seq);
     unrouted_at_.emplace(j.seq, Unrouted{j.entry->id, base + j.at, j.entry->json.size()});
   }
-  if (direct) {
-    // The page's change sets are in the log already: should this
-    // transaction fail, a retry finds them there and the checkpoint is
-    // simply older (the catch-up computes the same ids again).
-    transaction([&] {
-      int64_t dictionary = 0;
-      if (auto d = dictionary_of_.find(resource); d != dictionary_of_.end()) {
-        dictionary = d->second;
-      } else if (!upserts.empty()) {
-        std::vector<std::string_view> samples;
-        for (const auto& [key, obj] : upserts) samples.push_back(obj->json);
-        dictionary = dictionary_for(resource, samples);
-      }
-      for (const auto& [key, obj] : upserts) {
-        auto [body, codec] = packed(codec_, dictionary, obj->json);
-        put_object(resource, key, obj->uid, obj->resource_version, body, codec);
-      }
-      for (const auto& key : deletes) remove_object(resource, key);
-      if (with_rv) put_resource_version(resource, resource_version);
-    });
-  }
-  known_.insert(resource);
+  if (!known_.count(resource)) known_.emplace(resource);
   if (fold_due()) fold();
 }
 

@@ -1,20 +1,25 @@
 // The state store: what kubetrail remembers across restarts, in one SQLite
-// file (WAL mode) and, beside it, the log its watches append to (PATH-log,
-// state/log_file.hpp; folded into the SQLite file in bulk):
+// file (WAL mode) and two files beside it, both of checksummed frames
+// (state/log_file.hpp):
 //  - checkpoints: per resource, the last resourceVersion and every object's
 //    pruned content as last seen, so that at start-up the fresh list can be
 //    compared with what was there when kubetrail stopped and the real
-//    difference reported once (catch-up);
+//    difference reported once (catch-up). Saves append to the log
+//    (PATH-log); a fold merges the log into the snapshot (PATH-objects:
+//    every object's last state, sorted by resource and key), written whole
+//    beside the old one and renamed over it;
 //  - the journal: change sets the watches produced that delivery has not yet
-//    routed into the outbox;
-//  - the outbox: per handler, change sets owed, delivered or dead.
+//    routed into the outbox (in the log, with the checkpoint entries they
+//    cover);
+//  - the outbox: per handler, change sets owed, delivered or dead (SQLite,
+//    with meta and the compression dictionaries).
 //
 // The invariant that makes "nothing lost, nothing twice" hold across kill -9
 // (docs/ARCHITECTURE.md): a checkpoint never covers a change whose change set
 // is not durably stored. save() writes the checkpoint entries and the change
 // sets they cover in one frame of the log (one write), and nothing is
-// handed to delivery before that transaction commits; delivery writes the
-// outbox rows of a journal entry before it forgets the entry.
+// handed to delivery before that write; delivery writes the outbox rows of a
+// journal entry before it forgets the entry.
 //
 // Thread-safe: one connection behind a mutex (writes are batched by the
 // callers, so the lock is taken rarely).
@@ -48,8 +53,9 @@ class StateStore {
   // with reset = true such a file is moved aside (PATH.corrupt-<time>) and a
   // fresh store started.
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset);
-  // The log is folded into the objects table once it holds this many
-  // object entries, or kFoldBytes (see state_store.cpp; tests make it small).
+  // The log is folded into the snapshot once it holds this many object
+  // entries and as many as the snapshot, or kFoldBytes and as many bytes
+  // (see state_store.cpp; tests make fold_rows small).
   static constexpr int64_t kFoldRows = 20000;
   static constexpr size_t kFoldBytes = size_t{64} << 20;
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset, int64_t fold_rows);
@@ -171,7 +177,7 @@ class StateStore {
   template <class F>
   void transaction(F&& body);
   std::atomic<int64_t> pending_{0};             // outbox rows in state 'pending'
-  std::set<std::string> known_;                 // resources with a row in `resources` (under mu_)
+  std::set<std::string, std::less<>> known_;    // resources with a resourceVersion saved (under mu_)
   std::map<const char*, sqlite3_stmt*> cache_;  // prepared hot statements by their SQL literal (under mu_)
   // Compressed checkpoint rows (under mu_): the codec and which dictionary
   // is each resource's, made from the first objects a fold or a list page
@@ -182,7 +188,7 @@ class StateStore {
   std::vector<int64_t> made_;
   int64_t dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples);
   // The log (state/log_file.hpp, PATH-log), under mu_. Entries up to
-  // folded_through_ are in `objects` already; log_rows_ counts the object,
+  // folded_through_ are in the snapshot already; log_rows_ counts the object,
   // deletion and resourceVersion entries after it; the change sets not yet
   // routed are found by id and by seq (with where their JSON is in the
   // file); meta.routed_through is the seq up to which all are routed.
@@ -190,6 +196,14 @@ class StateStore {
   int64_t next_seq_ = 1, log_rows_ = 0, routed_through_ = 0, folded_through_ = 0;
   size_t compacted_bytes_ = 0;  // the log's size after its last fold
   std::atomic<int64_t> folds_{0};
+  // The snapshot (PATH-objects), under mu_: mapped while it is current;
+  // where each resource's frames are (a frame holds one resource's entries);
+  // how many objects it holds.
+  using Span = std::pair<size_t, size_t>;  // [begin, end) of a resource's frames
+  std::optional<LogFile> snapshot_;
+  LogFile::Mapping snapshot_bytes_;
+  std::map<std::string, Span, std::less<>> snapshot_of_;
+  int64_t snapshot_rows_ = 0;
   std::string payload_;  // the frame save() builds (kept: no allocation per save)
   struct Unrouted {
     std::string id;
@@ -197,10 +211,13 @@ class StateStore {
   };
   std::unordered_map<std::string, int64_t> unrouted_;
   std::map<int64_t, Unrouted> unrouted_at_;
-  // Folds the log into `objects` and `resources` (one transaction, which
-  // also moves meta.log_folded_through), then rewrites the log holding only
-  // the change sets not yet routed.
+  // Folds the log into the snapshot (the old snapshot and the log's last
+  // entry of each key, merged in key order into a new file renamed over
+  // it), then rewrites the log holding only the change sets not yet routed.
   void fold();
+  // Reads the snapshot's layout (spans, rows, resources, folded_through_);
+  // a snapshot that does not read whole is a kubetrail::Error naming it.
+  void read_snapshot();
   bool fold_due() const noexcept;
   // journal_done() in steps (under mu_): how far the journal is routed once
   // `ids` are; that row written; the ids forgotten (after the commit).
@@ -209,12 +226,14 @@ class StateStore {
   void forget_routed(const std::vector<std::string>& ids, int64_t through);
   std::vector<int64_t> insert_outbox_rows(const std::vector<OutboxRow>& rows);
   void count_outbox_changes(const std::vector<int64_t>& added, int64_t settled);
-  void migrate_log_table();  // schema 2 -> 3 (see state_store.cpp)
+  void migrate_log_table();      // schema 2 -> 3 (see state_store.cpp)
+  void migrate_objects_table();  // schema 3 -> 4
   int64_t meta_number(const char* key);
+  // Rows of schema 3's objects table (what the 2 -> 3 conversion writes
+  // before 3 -> 4 moves them into the snapshot).
   void put_object(std::string_view resource, std::string_view key, std::string_view uid,
                   std::string_view resource_version, std::string_view body, int64_t codec);
   void remove_object(std::string_view resource, std::string_view key);
-  void put_resource_version(std::string_view resource, std::string_view resource_version);
   void step(sqlite3_stmt* s);  // runs a write statement to its end, then resets it
   void start();                // reads what the constructor needs from the file (may throw)
   void close() noexcept;       // finalizes the cached statements and closes the connection

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include "common/error.hpp"
@@ -86,16 +87,6 @@ TEST_CASE("state store: a store with the old WITHOUT ROWID objects table opens w
   REQUIRE(cp);
   CHECK(cp->objects.size() == 1);
   CHECK(cp->objects.at("ns/a").uid == "u-b");
-  store.reset();  // the store holds its file exclusively while open
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name = 'objects'", -1, &q, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(q) == SQLITE_ROW);
-  std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
-  CHECK(sql.find("WITHOUT ROWID") == std::string::npos);
-  sqlite3_finalize(q);
-  sqlite3_close(db);
 }
 
 namespace {
@@ -160,11 +151,51 @@ LogCounts log_entries(const std::string& path) {
   return c;
 }
 
+// The snapshot beside the store (PATH-objects), read from outside: its
+// objects by resource/key with their codec and stored size.
+struct SnapshotRow {
+  int64_t codec = 0;
+  size_t bytes = 0;
+};
+std::map<std::string, SnapshotRow> snapshot_rows(const std::string& path) {
+  std::string bytes = test::read_file(path + "-objects");
+  std::map<std::string, SnapshotRow> rows;
+  auto scan = state::LogFile::scan(bytes, [&](const state::LogEntry& e, size_t) {
+    if (e.kind == state::LogKind::kObject)
+      rows[std::string(e.resource) + "/" + std::string(e.key)] = {e.codec, e.body.size()};
+  });
+  CHECK(scan.stopped.empty());
+  return rows;
+}
+
+// Rewrites the snapshot's entries through `edit` (frames as they were, each
+// checksummed again): a tampered file that still reads whole.
+void edit_snapshot(const std::string& path, const std::function<void(state::LogEntry&, std::string& body)>& edit) {
+  std::string bytes = test::read_file(path + "-objects");
+  std::string out = bytes.substr(0, state::LogFile::kHeaderBytes), payload;
+  size_t frame = 0;
+  state::LogFile::scan(bytes, state::LogFile::kHeaderBytes, bytes.size(),
+                       [&](const state::LogEntry& e, const state::LogFile::Place& at) {
+                         if (at.frame_begin != frame && !payload.empty()) {
+                           out += state::LogFile::frame(payload);
+                           payload.clear();
+                         }
+                         frame = at.frame_begin;
+                         state::LogEntry copy = e;
+                         std::string body(e.body);
+                         edit(copy, body);
+                         copy.body = body;
+                         state::LogFile::encode(payload, copy);
+                       });
+  if (!payload.empty()) out += state::LogFile::frame(payload);
+  std::ofstream(path + "-objects", std::ios::binary | std::ios::trunc) << out;
+}
+
 }  // namespace
 
-// Watch events are appended to the log; a list page goes to `objects`
-// after folding the log; load() sees both in order; reopening folds.
-TEST_CASE("state store: the log and the objects table read back as one checkpoint, in the order written") {
+// Saves are appended to the log; a fold merges it into the snapshot;
+// load() sees both in order; reopening folds.
+TEST_CASE("state store: the log and the snapshot read back as one checkpoint, in the order written") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
   std::vector<model::StoredObject> page;
@@ -179,26 +210,28 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
   std::vector<std::pair<std::string, const model::StoredObject*>> list;
   for (int i = 0; i < 300; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
   auto store = state::StateStore::open(path, false);
-  store->save("pods", list, {}, "10");  // a list page: straight into objects
+  store->save("pods", list, {}, "10");  // a list page
   store.reset();
-  CHECK(count(path, "SELECT count(*) FROM objects") == 300);
+  CHECK(log_entries(path).objects == 300);
+  CHECK(snapshot_rows(path).empty());
+  store = state::StateStore::open(path, false);  // folds
+  CHECK(snapshot_rows(path).size() == 300);
   CHECK(log_entries(path).objects == 0);
-  store = state::StateStore::open(path, false);
   auto p1 = object("u-1", "11", R"({"metadata":{"name":"p1"},"v":1})");
   auto p1b = object("u-1", "12", R"({"metadata":{"name":"p1"},"v":2})");
-  store->save("pods", rows({{"ns/p1", &p1}}), {}, "");  // watch events: the log
+  store->save("pods", rows({{"ns/p1", &p1}}), {}, "");  // watch events
   store->save("pods", rows({{"ns/p1", &p1b}}), {"ns/p2"}, "");
   CHECK(log_entries(path).objects == 3);
   CHECK(log_entries(path).versions == 0);  // "" and a resource already checkpointed: no entry
-  auto cp = store->load("pods");           // folds first: the log is newer than `objects`
+  auto cp = store->load("pods");           // the snapshot with the log's newer entries over it
   REQUIRE(cp);
   CHECK(cp->resource_version == "10");
   CHECK(cp->objects.size() == 299);
   CHECK(cp->objects.at("ns/p1").json == R"({"metadata":{"name":"p1"},"v":2})");  // the later of the two
   CHECK(cp->objects.at("ns/p1").resource_version == "12");
   CHECK_FALSE(cp->objects.count("ns/p2"));
-  CHECK(cp->objects.at("ns/p3").json == page[3].json);  // decompressed from objects
-  CHECK(log_entries(path).objects == 0);
+  CHECK(cp->objects.at("ns/p3").json == page[3].json);  // decompressed from the snapshot
+  CHECK(log_entries(path).objects == 3);                // load() writes nothing
   // A relist page rewriting p1 after the log's entries for it: the page wins.
   auto p1x = object("u-1", "13", R"({"metadata":{"name":"p1"},"v":"x"})");
   store->save("pods", rows({{"ns/p1", &p1x}}), {}, "");
@@ -210,9 +243,8 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
   auto p1c = object("u-1", "21", R"({"metadata":{"name":"p1"},"v":4})");
   store->save("pods", rows({{"ns/p1", &p1c}}), {"ns/p0"}, "21");
   store.reset();
-  CHECK(log_entries(path).objects == 2);
-  CHECK(log_entries(path).versions == 1);
-  store = state::StateStore::open(path, false);  // opening folds the log into objects
+  CHECK(log_entries(path).versions == 2);
+  store = state::StateStore::open(path, false);  // opening folds the log into the snapshot
   CHECK(log_entries(path).objects + log_entries(path).versions == 0);
   cp = store->load("pods");
   REQUIRE(cp);
@@ -222,8 +254,12 @@ TEST_CASE("state store: the log and the objects table read back as one checkpoin
   CHECK_FALSE(cp->objects.count("ns/p0"));
   store.reset();
   // Checkpoint rows are compressed: far smaller than the text they hold.
-  CHECK(count(path, "SELECT count(*) FROM objects WHERE codec > 0") == 299);
-  CHECK(count(path, "SELECT sum(length(object)) FROM objects") * 4 < 299 * static_cast<int64_t>(page[3].json.size()));
+  auto snap = snapshot_rows(path);
+  REQUIRE(snap.size() == 299);
+  size_t stored = 0, compressed = 0;
+  for (const auto& [key, row] : snap) stored += row.bytes, compressed += row.codec > 0;
+  CHECK(compressed == 299);
+  CHECK(stored * 4 < 299 * page[3].json.size());
 }
 
 TEST_CASE("state store: change sets wait in the journal until routed, across reopening, each id once") {
@@ -293,20 +329,20 @@ TEST_CASE("state store: a schema 1 store is converted with its journal and its c
   CHECK(pending[1].id == "c/u-a/43");
   CHECK(pending[1].seq > pending[0].seq);
   store.reset();
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 3);
-  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'log'") == 0);
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 4);
+  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('log', 'objects', 'resources')") == 0);
 }
 
 TEST_CASE("state store: a store of a newer schema is refused with a message that says so") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
   sql(path,
-      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '4');");
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '5');");
   try {
     state::StateStore::open(path, false);
     FAIL("opened");
   } catch (const std::exception& e) {
-    CHECK(std::string(e.what()).find("state schema version 4 is not 3") != std::string::npos);
+    CHECK(std::string(e.what()).find("state schema version 5 is not 4") != std::string::npos);
   }
 }
 
@@ -326,16 +362,18 @@ TEST_CASE("state store: checkpoint rows that do not decode are reported, the res
     store->save("pods", rows({{"ns/p0", &page[0]}, {"ns/p1", &page[1]}, {"ns/p2", &page[2]}, {"ns/p3", &page[3]}}), {},
                 "5");
   }
-  REQUIRE(log_entries(path).objects == 4);  // a small save: the log
+  REQUIRE(log_entries(path).objects == 4);
   {
-    auto store = state::StateStore::open(path, false);  // folded into objects
+    auto store = state::StateStore::open(path, false);  // folded into the snapshot
   }
-  REQUIRE(count(path, "SELECT count(*) FROM objects WHERE codec > 0") == 4);
-  sql(path,
-      "UPDATE objects SET object = x'00112233' WHERE key = 'ns/p0';"  // not a zstd frame
-      // a frame header claiming 2^40 bytes of content
-      "UPDATE objects SET object = x'28b52ffd' || x'e0' || x'000000000001' || x'0000' WHERE key = 'ns/p1';"
-      "UPDATE objects SET codec = 999 WHERE key = 'ns/p2';");  // no such dictionary
+  REQUIRE(snapshot_rows(path).size() == 4);
+  for (const auto& [key, row] : snapshot_rows(path)) REQUIRE(row.codec > 0);
+  edit_snapshot(path, [](state::LogEntry& e, std::string& body) {
+    if (e.key == "ns/p0") body = std::string("\x00\x11\x22\x33", 4);  // not a zstd frame
+    // a frame header claiming 2^40 bytes of content
+    if (e.key == "ns/p1") body = std::string("\x28\xb5\x2f\xfd\xe0\x00\x00\x00\x00\x00\x01\x00\x00", 13);
+    if (e.key == "ns/p2") e.codec = 999;  // no such dictionary
+  });
   auto store = state::StateStore::open(path, false);
   auto cp = store->load("pods");
   REQUIRE(cp);
@@ -374,7 +412,7 @@ TEST_CASE("state store: a long log is folded while running, keeping what is not 
   auto log = log_entries(path);
   CHECK(log.objects + log.versions < 10);
   CHECK(log.change_sets <= 4 + 4);  // at most what waits, and what came after the last fold
-  CHECK(count(path, "SELECT count(*) FROM objects") == 1);
+  CHECK(snapshot_rows(path).size() == 1);
   store = state::StateStore::open(path, false, 10);
   CHECK(store->journal_pending().size() == 4);  // the rewritten log kept them
   CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":11})");
@@ -438,8 +476,9 @@ TEST_CASE("state store: a log cut short by a crash opens with every whole save b
   auto v1 = object("u-a", "1", R"({"v":1})"), v2 = object("u-a", "2", R"({"v":2})");
   state::StateStore::open(path, false)->save("cm", rows({{"ns/a", &v1}}), {}, "1", {{0, "id-1", R"({"n":1})"}});
   state::StateStore::open(path, false).reset();  // folds: the log keeps id-1 only
-  // The state before the second save: the store's file and its log.
+  // The state before the second save: the store's file, its log and its snapshot.
   const std::string db = test::read_file(path), first = test::read_file(path + "-log");
+  const std::string snapshot = test::read_file(path + "-objects");
   REQUIRE_FALSE(std::filesystem::exists(path + "-wal"));
   state::StateStore::open(path, false)->save("cm", rows({{"ns/a", &v2}}), {}, "2", {{0, "id-2", R"({"n":2})"}});
   const std::string two = test::read_file(path + "-log");
@@ -456,6 +495,7 @@ TEST_CASE("state store: a log cut short by a crash opens with every whole save b
     INFO("log of " << bytes.size() << " bytes");
     write_bytes(path, db);
     write_bytes(path + "-log", bytes);
+    write_bytes(path + "-objects", snapshot);
     auto store = state::StateStore::open(path, false);
     auto pending = store->journal_pending();
     REQUIRE(pending.size() == 1);
@@ -514,35 +554,38 @@ TEST_CASE("state store: a save the disk takes only part of fails whole, and the 
   CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":3})");
 }
 
-// A fold writes `objects` and meta.log_folded_through in one transaction,
-// then rewrites the log. Killed between the two, the old log is read again:
-// its entries already folded are skipped (else an older state would
-// overwrite a list page written since), its change sets are not doubled.
+// A fold renames the new snapshot (which says how far into the log it
+// holds) into place, then rewrites the log. Killed between the two, the old
+// log is read again: its entries already in the snapshot are skipped, its
+// change sets are not doubled, and the checkpoint is the one folded.
 TEST_CASE("state store: a log not yet rewritten after its fold is not applied twice") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
   auto old_a = object("u-a", "1", R"({"v":"old"})");
+  std::vector<model::StoredObject> page;
+  for (int i = 0; i < 300; ++i) page.push_back(object("u-" + std::to_string(i), "5", R"({"v":"page"})"));
+  std::vector<std::pair<std::string, const model::StoredObject*>> list;
+  list.emplace_back("ns/a", &page[0]);
+  for (int i = 1; i < 300; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
   {
     auto store = state::StateStore::open(path, false);
     store->save("cm", rows({{"ns/a", &old_a}}), {}, "1", {{0, "id-1", R"({"n":1})"}});
+    store->save("cm", list, {}, "5");
   }
   const std::string before_fold = test::read_file(path + "-log");
-  {
-    auto store = state::StateStore::open(path, false);  // folds
-    std::vector<model::StoredObject> page;
-    for (int i = 0; i < 300; ++i) page.push_back(object("u-" + std::to_string(i), "5", R"({"v":"page"})"));
-    std::vector<std::pair<std::string, const model::StoredObject*>> list;
-    list.emplace_back("ns/a", &page[0]);
-    for (int i = 1; i < 300; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
-    store->save("cm", list, {}, "5");  // a list page: straight into objects
-  }
+  state::StateStore::open(path, false).reset();  // folds
+  REQUIRE(snapshot_rows(path).size() == 300);
+  REQUIRE(test::read_file(path + "-log").size() < before_fold.size());
   write_bytes(path + "-log", before_fold);  // as if the rewrite had not happened
   auto store = state::StateStore::open(path, false);
   CHECK(store->load("cm")->objects.at("ns/a").json == R"({"v":"page"})");
   CHECK(store->load("cm")->resource_version == "5");
+  CHECK(store->load("cm")->objects.size() == 300);
   auto pending = store->journal_pending();
   REQUIRE(pending.size() == 1);
   CHECK(pending[0].id == "id-1");
+  store.reset();
+  CHECK(log_entries(path).objects == 0);  // the old log's entries were not folded again
 }
 
 // The log names its store: one copied from another store is refused with a
@@ -565,7 +608,7 @@ TEST_CASE("state store: a log that belongs to another store is refused, and set 
   auto fresh = state::StateStore::open(b, true);
   CHECK(fresh->journal_pending().empty());
   CHECK_FALSE(fresh->load("cm"));
-  CHECK(files_named(dir, ".corrupt-") == 2);  // the store and its log
+  CHECK(files_named(dir, ".corrupt-") == 3);  // the store, its log and its snapshot
   fresh.reset();
   // The SQLite file deleted to start afresh, its log left behind: a new
   // store, the old log kept aside and not read.
@@ -574,6 +617,7 @@ TEST_CASE("state store: a log that belongs to another store is refused, and set 
   CHECK(again->journal_pending().empty());
   CHECK_FALSE(again->load("cm"));
   CHECK(files_named(dir, "a.db-log.orphaned-") == 1);
+  CHECK(files_named(dir, "a.db-objects.orphaned-") == 1);
 }
 
 // Schema 2 kept the log in a table: a store written then keeps its
@@ -586,6 +630,10 @@ TEST_CASE("state store: a schema 2 store is converted with its log table") {
   sql(path,
       "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
       "DELETE FROM meta WHERE key IN ('log_id', 'log_folded_through');"
+      "CREATE TABLE resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
+      "CREATE TABLE objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
+      " resource_version TEXT NOT NULL, object TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0,"
+      " UNIQUE(resource, key));"
       "CREATE TABLE log(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, resource TEXT NOT NULL,"
       " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB,"
       " codec INTEGER NOT NULL DEFAULT 0);"
@@ -598,6 +646,7 @@ TEST_CASE("state store: a schema 2 store is converted with its log table") {
       "INSERT INTO log VALUES(6, 2, '', 'id-3', '', '', '{\"n\":3}', 0);"
       "INSERT OR REPLACE INTO meta VALUES('routed_through', '2');");
   std::filesystem::remove(path + "-log");
+  std::filesystem::remove(path + "-objects");
   {
     auto store = state::StateStore::open(path, false);
     auto cp = store->load("cm");
@@ -612,8 +661,8 @@ TEST_CASE("state store: a schema 2 store is converted with its log table") {
     store->save("cm", {}, {}, "", {{0, "id-4", "{}"}});
     CHECK(store->journal_pending().back().seq > 6);  // after the table's seqs
   }
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 3);
-  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'log'") == 0);
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 4);
+  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('log', 'objects', 'resources')") == 0);
   CHECK(state::StateStore::open(path, false)->journal_pending().size() == 3);
 }
 
@@ -676,4 +725,104 @@ TEST_CASE("state store: a batch's outbox rows and the journal entries they route
   REQUIRE(pending.size() == 1);
   CHECK(pending[0].id == "id-4");
   CHECK(store->outbox_backlog() == 2);
+}
+
+// Schema 3 kept the checkpoint in the tables `resources` and `objects`: a
+// store written then opens with its checkpoint, now in the snapshot, and
+// the tables are gone.
+TEST_CASE("state store: a schema 3 store is converted with its checkpoint tables") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  sql(path,
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('schema_version', '3');"
+      "INSERT INTO meta VALUES('log_folded_through', '7');"
+      "CREATE TABLE resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
+      "INSERT INTO resources VALUES('pods', '3');"
+      "INSERT INTO resources VALUES('configmaps', '9');"
+      "CREATE TABLE objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
+      " resource_version TEXT NOT NULL, object TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0,"
+      " UNIQUE(resource, key));"
+      "INSERT INTO objects VALUES('configmaps', 'ns/b', 'u-b', '8', '{\"v\":\"b\"}', 0);"
+      "INSERT INTO objects VALUES('configmaps', 'ns/a', 'u-a', '9', '{\"v\":\"a\"}', 0);"
+      "INSERT INTO objects VALUES('pods', 'ns/p', 'u-p', '3', '{\"v\":\"p\"}', 0);");
+  {
+    auto store = state::StateStore::open(path, false);
+    auto cm = store->load("configmaps");
+    REQUIRE(cm);
+    CHECK(cm->resource_version == "9");
+    REQUIRE(cm->objects.size() == 2);
+    CHECK(cm->objects.at("ns/a").json == R"({"v":"a"})");
+    CHECK(cm->objects.at("ns/b").uid == "u-b");
+    auto pods = store->load("pods");
+    REQUIRE(pods);
+    CHECK(pods->objects.at("ns/p").resource_version == "3");
+    CHECK_FALSE(store->load("secrets"));
+    auto c = object("u-c", "10", R"({"v":"c"})");
+    store->save("configmaps", rows({{"ns/c", &c}}), {"ns/b"}, "10");
+  }
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 4);
+  CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('objects', 'resources')") == 0);
+  CHECK(snapshot_rows(path).size() == 3);
+  auto store = state::StateStore::open(path, false);
+  auto cm = store->load("configmaps");
+  REQUIRE(cm);
+  CHECK(cm->resource_version == "10");
+  CHECK(cm->objects.size() == 2);
+  CHECK(cm->objects.count("ns/c") == 1);
+  CHECK_FALSE(cm->objects.count("ns/b"));
+  CHECK(snapshot_rows(path).size() == 3);  // reopening folded the log: a, c and p
+}
+
+// The snapshot is synced before it is renamed into place: one that does not
+// read whole was damaged afterwards, and is refused with a message naming
+// the file and the byte; --reset-state sets the store aside with it.
+TEST_CASE("state store: a damaged snapshot is refused naming the file and the byte") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto a = object("u-a", "1", R"({"v":"a"})");
+  state::StateStore::open(path, false)->save("cm", rows({{"ns/a", &a}}), {}, "1");
+  state::StateStore::open(path, false).reset();  // folds
+  std::string bytes = test::read_file(path + "-objects");
+  REQUIRE(bytes.size() > 40);
+  bytes[bytes.size() - 2] ^= 0x01;
+  write_bytes(path + "-objects", bytes);
+  try {
+    state::StateStore::open(path, false);
+    FAIL("opened");
+  } catch (const Error& e) {
+    std::string what = e.what();
+    CHECK(what.find(path + "-objects is damaged: byte ") != std::string::npos);
+    CHECK(what.find("checksum") != std::string::npos);
+    CHECK(what.find("--reset-state") != std::string::npos);
+  }
+  auto fresh = state::StateStore::open(path, true);
+  CHECK_FALSE(fresh->load("cm"));
+  CHECK(files_named(dir, ".corrupt-") == 3);
+}
+
+// A fold writes the whole snapshot, so it waits until the log holds as many
+// object entries as the snapshot (and at least fold_rows): each object is
+// written about twice per time the log fills, not once per fold_rows events
+// (schema 3 folded every fold_rows entries whatever the checkpoint's size:
+// the check after the loop is what that fails).
+TEST_CASE("state store: the log is folded once it holds as many entries as the snapshot") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto store = state::StateStore::open(path, false, 10);
+  std::vector<model::StoredObject> page;
+  for (int i = 0; i < 100; ++i) page.push_back(object("u-" + std::to_string(i), "1", R"({"v":0})"));
+  std::vector<std::pair<std::string, const model::StoredObject*>> list;
+  for (int i = 0; i < 100; ++i) list.emplace_back("ns/p" + std::to_string(i), &page[static_cast<size_t>(i)]);
+  store->save("cm", list, {}, "1");
+  REQUIRE(store->folds() == 1);  // 101 entries, an empty snapshot
+  auto changed = object("u-0", "2", R"({"v":1})");
+  for (int i = 0; i < 99; ++i) store->save("cm", rows({{"ns/p" + std::to_string(i), &changed}}), {}, "");
+  CHECK(store->folds() == 1);
+  store->save("cm", rows({{"ns/p99", &changed}}), {}, "");
+  CHECK(store->folds() == 2);
+  auto cp = store->load("cm");
+  REQUIRE(cp);
+  CHECK(cp->objects.size() == 100);
+  CHECK(cp->objects.at("ns/p42").json == R"({"v":1})");
 }
