@@ -19,7 +19,10 @@
 // out, hence as many events as pods by default (about one fold's cycle).
 // Target (issue 12): state on costs at most 1.5x state off.
 //
-// usage: state_bench [PODS [EVENTS [ROUNDS]]]   (defaults 100000, PODS, 3)
+// usage: state_bench [PODS [EVENTS [ROUNDS [PER_READ]]]]   (defaults 100000,
+//        PODS, 3, and every way of reading: 1, 100, and 0 = the I/O thread;
+//        one PER_READ alone is what to profile: perf record -g state_bench
+//        100000 100000 1 100)
 #include <unistd.h>
 
 #include <algorithm>
@@ -216,7 +219,9 @@ int main(int argc, char** argv) {
     best.folds = c.folds;
   };
   Cost sync_off, sync_on;
-  for (size_t per_read : {size_t{1}, size_t{100}, size_t{0}}) {
+  std::vector<size_t> reads{1, 100, 0};
+  if (argc > 4) reads = {std::stoul(argv[4])};
+  for (size_t per_read : reads) {
     Cost off, on;
     std::unique_ptr<state::StateStore> store;
     for (int round = 0; round < rounds; ++round) {

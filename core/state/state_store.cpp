@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <tuple>
 
@@ -536,35 +537,39 @@ SnapshotKey snapshot_key(const LogEntry& e) {
 
 }  // namespace
 
+void StateStore::each_entry(const std::string& resource, LogFile::Mapping& log,
+                            const std::function<void(const LogEntry&)>& take) {
+  auto mine = [&](const LogEntry& e) {
+    if (e.resource == resource) take(e);
+  };
+  if (auto span = snapshot_of_.find(resource); span != snapshot_of_.end()) {
+    auto scan = LogFile::scan(snapshot_bytes_.bytes(), span->second.first, span->second.second,
+                              [&](const LogEntry& e, const LogFile::Place&) { mine(e); });
+    if (!scan.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + ": " + scan.stopped);
+  }
+  if (log_rows_ == 0) return;
+  log = log_->map();
+  auto scan = LogFile::scan(log.bytes(), [&](const LogEntry& e, size_t) {
+    if (e.seq > folded_through_) mine(e);
+  });
+  if (!scan.stopped.empty()) throw Error("state log " + log_->path() + ": " + scan.stopped);
+}
+
 std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resource) {
   std::lock_guard lock(mu_);
   Checkpoint cp;
   bool found = false;
-  // The snapshot's entries of the resource, then the log's newer ones over
-  // them, in the order written.
   std::map<std::string, LogEntry, std::less<>> entries;
   std::string_view rv;
-  auto take = [&](const LogEntry& e) {
-    if (e.resource != resource) return;
+  LogFile::Mapping log;
+  each_entry(resource, log, [&](const LogEntry& e) {
     switch (e.kind) {
       case LogKind::kResourceVersion: rv = e.resource_version, found = true; break;
       case LogKind::kObject: entries.insert_or_assign(std::string(e.key), e); break;
       case LogKind::kDeleted: entries.erase(std::string(e.key)); break;
       default: break;
     }
-  };
-  if (auto span = snapshot_of_.find(resource); span != snapshot_of_.end()) {
-    auto scan = LogFile::scan(snapshot_bytes_.bytes(), span->second.first, span->second.second,
-                              [&](const LogEntry& e, const LogFile::Place&) { take(e); });
-    if (!scan.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + ": " + scan.stopped);
-  }
-  auto mapped = log_->map();
-  if (log_rows_ > 0) {
-    auto scan = LogFile::scan(mapped.bytes(), [&](const LogEntry& e, size_t) {
-      if (e.seq > folded_through_) take(e);
-    });
-    if (!scan.stopped.empty()) throw Error("state log " + log_->path() + ": " + scan.stopped);
-  }
+  });
   if (!found) return std::nullopt;
   cp.resource_version = std::string(rv);
   for (const auto& [key, e] : entries) {
@@ -578,6 +583,19 @@ std::optional<StateStore::Checkpoint> StateStore::load(const std::string& resour
     cp.objects.emplace(key, std::move(o));
   }
   return cp;
+}
+
+std::vector<std::string> StateStore::keys(const std::string& resource) {
+  std::lock_guard lock(mu_);
+  std::set<std::string, std::less<>> keys;
+  LogFile::Mapping log;
+  each_entry(resource, log, [&](const LogEntry& e) {
+    if (e.kind == LogKind::kObject && !keys.count(e.key))
+      keys.emplace(e.key);
+    else if (e.kind == LogKind::kDeleted)
+      keys.erase(std::string(e.key));
+  });
+  return {keys.begin(), keys.end()};
 }
 
 void StateStore::put_object(std::string_view resource, std::string_view key, std::string_view uid,

@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,10 @@ class StateStore {
   // The checkpoint of a resource (its qualified name, e.g. deployments.apps),
   // or nullopt when this resource was never checkpointed (first run).
   std::optional<Checkpoint> load(const std::string& resource);
+  // The keys of the objects the store holds for a resource (what load()
+  // would return, undecodable rows included, without reading the objects):
+  // a prune after a relist deletes those the cache no longer has.
+  std::vector<std::string> keys(const std::string& resource);
 
   // A change set as the journal holds it: its id and its schema v1 JSON.
   struct JournalEntry {
@@ -218,6 +223,10 @@ class StateStore {
   // Reads the snapshot's layout (spans, rows, resources, folded_through_);
   // a snapshot that does not read whole is a kubetrail::Error naming it.
   void read_snapshot();
+  // A resource's entries as stored: the snapshot's, then the log's newer
+  // ones, in the order written (under mu_). `log` keeps the log mapped for
+  // the views handed to `take`.
+  void each_entry(const std::string& resource, LogFile::Mapping& log, const std::function<void(const LogEntry&)>& take);
   bool fold_due() const noexcept;
   // journal_done() in steps (under mu_): how far the journal is routed once
   // `ids` are; that row written; the ids forgotten (after the commit).

@@ -33,9 +33,16 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
     else
       deletes.push_back(key);
   }
-  if (prune_)
-    for (const auto& key : checkpointed_)
-      if (!dirty_.count(key) && !cache.find(key)) deletes.push_back(key);
+  if (prune_) {
+    try {
+      for (auto& key : store_->keys(key_))
+        if (!dirty_.count(key) && !cache.find(key)) deletes.push_back(std::move(key));
+    } catch (const std::exception& e) {
+      spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),
+                    e.what());
+      return false;
+    }
+  }
   std::vector<state::StateStore::JournalEntry> journal;
   journal.reserve(pending_.size());
   for (const auto& cs : pending_) journal.push_back({0, cs.id, cs.to_json()});
@@ -49,8 +56,6 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
                   e.what());
     return false;
   }
-  for (const auto& [key, o] : upserts) checkpointed_.insert(key);
-  for (const auto& key : deletes) checkpointed_.erase(key);
   dirty_.clear();
   prune_ = false;
   if (with_rv) last_ = now;

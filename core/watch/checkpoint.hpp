@@ -43,10 +43,10 @@ class Checkpoint {
   void emit(model::ChangeSet&& cs);
   // The cached object under `key` changed, appeared or left.
   void touched(std::string key);
-  // A row the store holds (read back at start-up), as the store has it.
-  void loaded(const std::string& key) { checkpointed_.insert(key); }
   // After a list: the next commit also drops the rows the store holds that
-  // the cache no longer has.
+  // the cache no longer has (it asks the store which those are: a set of
+  // every key checkpointed, kept here, cost a lookup per saved object per
+  // event and ~50 bytes per object, for this one use after a list).
   void prune_at_next_commit() noexcept { prune_ = true; }
 
   // Writes the objects that moved (as `cache` has them now) and the change
@@ -64,7 +64,6 @@ class Checkpoint {
   Sink sink_;
   std::set<std::string> dirty_;            // keys changed since the last checkpoint
   bool prune_ = false;                     // after a list: drop checkpointed keys no longer cached
-  std::set<std::string> checkpointed_;     // keys the state store holds
   std::vector<model::ChangeSet> pending_;  // found, not yet durable
   TimePoint last_{};                       // the last commit that wrote the resourceVersion
 };

@@ -421,17 +421,12 @@ void Informer::run(const std::atomic<bool>& stop) {
   if (opt_.state) {
     try {
       if (auto cp = opt_.state->load(checkpoint_.key())) {
-        for (auto& [key, obj] : cp->objects) {
-          checkpoint_.loaded(key);
-          tracker_.store().put(key, std::move(obj));
-        }
+        for (auto& [key, obj] : cp->objects) tracker_.store().put(key, std::move(obj));
         // An unreadable row is an object unknown to the catch-up (reported
         // if it is there, not lost); its row is rewritten or pruned after it.
-        for (const auto& [key, why] : cp->unreadable) {
-          checkpoint_.loaded(key);
+        for (const auto& [key, why] : cp->unreadable)
           spdlog::warn("{}: checkpoint row {} in {} cannot be read ({}); taken as not checkpointed", name_, key,
                        opt_.state->path(), why);
-        }
         catch_up = true;
         spdlog::info("{}: {} objects in the checkpoint from resourceVersion {}; reporting changes since", name_,
                      tracker_.store().size(), cp->resource_version);

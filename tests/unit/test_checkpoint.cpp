@@ -99,3 +99,36 @@ TEST_CASE("checkpoint: change sets wait for the save that holds them, and a fail
   CHECK(loaded->objects.at("ns/a").resource_version == "2");
   CHECK(loaded->resource_version == "2");
 }
+
+// After a list, the commit drops the rows the store holds that the cache no
+// longer has - whether they were saved in this run or read back at start,
+// folded into the snapshot or still in the log - and keeps the rest.
+TEST_CASE("checkpoint: a prune after a list deletes the stored rows the cache no longer has") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  {
+    auto store = state::StateStore::open(path, false);
+    auto a = object("1"), b = object("2"), c = object("3");
+    store->save("configmaps/v1", {{"ns/a", &a}, {"ns/b", &b}, {"ns/c", &c}}, {}, "3");
+  }
+  auto store = state::StateStore::open(path, false);  // a, b, c now in the snapshot
+  auto d = object("4");
+  store->save("configmaps/v1", {{"ns/d", &d}}, {}, "4");  // d in the log
+  REQUIRE(store->keys("configmaps/v1") == std::vector<std::string>{"ns/a", "ns/b", "ns/c", "ns/d"});
+  watch::Checkpoint cp(store.get(), "configmaps/v1", "configmaps", [](model::ChangeSet&&) {});
+  model::ObjectStore cache;  // the list found a and d
+  cache.put("ns/a", object("1"));
+  cache.put("ns/d", object("4"));
+  cp.prune_at_next_commit();
+  REQUIRE(cp.commit(true, t0, "5", cache));
+  CHECK(store->keys("configmaps/v1") == std::vector<std::string>{"ns/a", "ns/d"});
+  auto loaded = store->load("configmaps/v1");
+  REQUIRE(loaded);
+  CHECK(loaded->objects.size() == 2);
+  CHECK(loaded->resource_version == "5");
+  // Without a prune, a key the cache lacks stays (only a list proves it gone).
+  cache.erase("ns/a");
+  REQUIRE(cp.commit(true, t0 + std::chrono::seconds(2), "6", cache));
+  CHECK(store->keys("configmaps/v1").size() == 2);
+}
