@@ -317,6 +317,9 @@ namespace {
 constexpr size_t kDictionarySamples = 256;
 // A snapshot frame holds at most about this much (and one resource only).
 constexpr size_t kSnapshotFrameBytes = size_t{1} << 20;
+// No store counts this far (2^62 saves); a number above it in a file was
+// not written by kubetrail.
+constexpr int64_t kMaxSeq = int64_t{1} << 62;
 }  // namespace
 
 // The log is folded into the snapshot once it holds fold_rows object
@@ -406,7 +409,9 @@ void StateStore::start() {
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
   int64_t last = std::max(routed_through_, folded_through_);
+  std::optional<int64_t> bad_seq;
   auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t body_at) {
+    if ((e.seq < 0 || e.seq > kMaxSeq) && !bad_seq) bad_seq = e.seq;
     last = std::max(last, e.seq);
     // Checkpoint entries up to folded_through_ are in the snapshot already
     // (kubetrail stopped between a fold and the rewrite of the log); change
@@ -425,6 +430,11 @@ void StateStore::start() {
                  log_->path(), scan.stopped, bytes.size() - scan.end);
     log_->truncate(scan.end);
   }
+  // Sequence numbers are read from the file: one no kubetrail wrote would
+  // overflow the next one (a tampered file, whose frames still checksum).
+  if (bad_seq || last > kMaxSeq)
+    throw Error("state log " + log_->path() + " holds entry " + std::to_string(bad_seq.value_or(last)) +
+                ", not a sequence number kubetrail writes");
   next_seq_ = last + 1;
   compacted_bytes_ = log_->size();
   // Start from a short log: folded, and holding only what is not routed.
@@ -689,7 +699,7 @@ void StateStore::read_snapshot() {
   auto scan = LogFile::scan(snapshot_bytes_.bytes(), LogFile::kHeaderBytes, std::string_view::npos,
                             [&](const LogEntry& e, const LogFile::Place& at) {
                               if (e.kind == LogKind::kFoldedThrough) {
-                                through = e.seq;
+                                through = e.seq < 0 || e.seq > kMaxSeq ? kMaxSeq + 1 : e.seq;
                                 return;
                               }
                               if (e.kind == LogKind::kObject)
@@ -707,6 +717,9 @@ void StateStore::read_snapshot() {
   // A snapshot is synced before it is renamed into place: one that does not
   // read whole was damaged afterwards, and the checkpoint cannot be trusted.
   if (!scan.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + " is damaged: " + scan.stopped);
+  if (through > kMaxSeq)
+    throw Error("state snapshot " + snapshot_->path() + " is damaged: it says it holds the log up to an entry " +
+                "kubetrail never writes");
   snapshot_of_ = std::move(spans);
   snapshot_rows_ = rows;
   known_ = std::move(resources);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 
 #include "common/error.hpp"
@@ -825,4 +826,52 @@ TEST_CASE("state store: the log is folded once it holds as many entries as the s
   REQUIRE(cp);
   CHECK(cp->objects.size() == 100);
   CHECK(cp->objects.at("ns/p42").json == R"({"v":1})");
+}
+
+// Sequence numbers are read from the files (ones a user points at): a
+// tampered snapshot or log whose frames still checksum, holding a seq no
+// kubetrail writes, is refused with a message naming the file - never an
+// overflow of the next seq (UBSan) or a checkpoint that skips the log.
+// Failed before the check: each of these stores opened.
+TEST_CASE("state store: a snapshot or log holding a sequence number kubetrail never writes is refused") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto a = object("u-a", "1", R"({"v":"a"})");
+  state::StateStore::open(path, false)->save("cm", rows({{"ns/a", &a}}), {}, "1");
+  state::StateStore::open(path, false).reset();  // folds: the snapshot says how far it holds
+  const std::string good = test::read_file(path + "-objects");
+  for (int64_t bad : {std::numeric_limits<int64_t>::max(), int64_t{-5}}) {
+    INFO(bad);
+    write_bytes(path + "-objects", good);
+    edit_snapshot(path, [&](state::LogEntry& e, std::string&) {
+      if (e.kind == state::LogKind::kFoldedThrough) e.seq = bad;
+    });
+    try {
+      state::StateStore::open(path, false);
+      FAIL("opened");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find(path + "-objects is damaged") != std::string::npos);
+    }
+  }
+  write_bytes(path + "-objects", good);
+  {
+    auto store = state::StateStore::open(path, false);
+    store->save("cm", rows({{"ns/a", &a}}), {}, "2", {{0, "id-1", "{}"}});
+  }
+  // The log's change set given the largest seq there is.
+  std::string log = test::read_file(path + "-log"), out = log.substr(0, state::LogFile::kHeaderBytes);
+  state::LogFile::scan(log, [&](const state::LogEntry& e, size_t) {
+    state::LogEntry copy = e;
+    if (e.kind == state::LogKind::kChangeSet) copy.seq = std::numeric_limits<int64_t>::max();
+    std::string payload;
+    state::LogFile::encode(payload, copy);
+    out += state::LogFile::frame(payload);
+  });
+  write_bytes(path + "-log", out);
+  try {
+    state::StateStore::open(path, false);
+    FAIL("opened");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find(path + "-log holds entry 9223372036854775807") != std::string::npos);
+  }
 }
