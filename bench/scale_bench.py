@@ -49,6 +49,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "apiserver"))
+from fakekube.errors import ApiError  # noqa: E402
 from fakekube.pki import make_pki, write_kubeconfigs  # noqa: E402
 from fakekube.server import Handler, Server  # noqa: E402
 from fakekube.store import Store  # noqa: E402
@@ -189,6 +190,10 @@ class BenchHandler(Handler):
 
     def bench_list(self, q):
         pods = self.server.bench.pods
+        # The pages are built for limit=500 (kubetrail's and the kubectl
+        # peer's chunk size): another limit is refused, not served wrong.
+        if q.get("limit", str(PAGE)) != str(PAGE):
+            raise ApiError(400, "BadRequest", "the bench server serves pages of %d only" % PAGE)
         token = q.get("continue", "")
         page = int(token[1:]) // PAGE if token.startswith("p") else 0
         body = pods.pages[min(page, len(pods.pages) - 1)]

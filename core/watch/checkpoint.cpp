@@ -33,16 +33,6 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
     else
       deletes.push_back(key);
   }
-  if (prune_) {
-    try {
-      for (auto& key : store_->keys(key_))
-        if (!dirty_.count(key) && !cache.find(key)) deletes.push_back(std::move(key));
-    } catch (const std::exception& e) {
-      spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),
-                    e.what());
-      return false;
-    }
-  }
   std::vector<state::StateStore::JournalEntry> journal;
   journal.reserve(pending_.size());
   for (const auto& cs : pending_) journal.push_back({0, cs.id, cs.to_json()});
@@ -50,6 +40,10 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
   // per commit on the hot path (the objects' own versions are in their rows).
   const bool with_rv = force || now - last_ >= std::chrono::seconds(1);
   try {
+    // After a list: the rows the store holds that the cache no longer has.
+    if (prune_)
+      for (auto& key : store_->keys(key_))
+        if (!dirty_.count(key) && !cache.find(key)) deletes.push_back(std::move(key));
     store_->save(key_, upserts, deletes, with_rv ? rv : std::string(), journal);
   } catch (const std::exception& e) {
     spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),

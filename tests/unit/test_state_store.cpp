@@ -621,6 +621,13 @@ TEST_CASE("state store: a log that belongs to another store is refused, and set 
   CHECK(files_named(dir, "a.db-objects.orphaned-") == 1);
 }
 
+// The checkpoint tables of schemas 2 and 3 (4 moved them into the snapshot).
+#define SCHEMA_3_CHECKPOINT_TABLES                                                           \
+  "CREATE TABLE resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"       \
+  "CREATE TABLE objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"       \
+  " resource_version TEXT NOT NULL, object TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0," \
+  " UNIQUE(resource, key));"
+
 // Schema 2 kept the log in a table: a store written then keeps its
 // checkpoint (the table's object rows, in order) and its change sets not
 // yet routed, and the table is gone.
@@ -630,11 +637,7 @@ TEST_CASE("state store: a schema 2 store is converted with its log table") {
   state::StateStore::open(path, false).reset();  // the current tables, then made to look like schema 2
   sql(path,
       "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
-      "DELETE FROM meta WHERE key IN ('log_id', 'log_folded_through');"
-      "CREATE TABLE resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
-      "CREATE TABLE objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
-      " resource_version TEXT NOT NULL, object TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0,"
-      " UNIQUE(resource, key));"
+      "DELETE FROM meta WHERE key IN ('log_id', 'log_folded_through');" SCHEMA_3_CHECKPOINT_TABLES
       "CREATE TABLE log(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, resource TEXT NOT NULL,"
       " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB,"
       " codec INTEGER NOT NULL DEFAULT 0);"
@@ -737,13 +740,9 @@ TEST_CASE("state store: a schema 3 store is converted with its checkpoint tables
   sql(path,
       "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
       "INSERT INTO meta VALUES('schema_version', '3');"
-      "INSERT INTO meta VALUES('log_folded_through', '7');"
-      "CREATE TABLE resources(resource TEXT PRIMARY KEY, resource_version TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('log_folded_through', '7');" SCHEMA_3_CHECKPOINT_TABLES
       "INSERT INTO resources VALUES('pods', '3');"
       "INSERT INTO resources VALUES('configmaps', '9');"
-      "CREATE TABLE objects(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL,"
-      " resource_version TEXT NOT NULL, object TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0,"
-      " UNIQUE(resource, key));"
       "INSERT INTO objects VALUES('configmaps', 'ns/b', 'u-b', '8', '{\"v\":\"b\"}', 0);"
       "INSERT INTO objects VALUES('configmaps', 'ns/a', 'u-a', '9', '{\"v\":\"a\"}', 0);"
       "INSERT INTO objects VALUES('pods', 'ns/p', 'u-p', '3', '{\"v\":\"p\"}', 0);");
