@@ -37,6 +37,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -386,6 +387,32 @@ def count_lines(path):
         return 0
 
 
+def start_perf(args, pid, state):
+    """perf record of the whole process for the event phase only (--perf):
+    call graphs by DWARF unwinding, since the build keeps no frame pointers.
+    `perf report -i FILE --no-children` reads it; docs/PERFORMANCE.md has
+    the breakdown made from such a file."""
+    if not args.perf:
+        return None
+    os.makedirs(args.perf, exist_ok=True)
+    path = os.path.join(args.perf, "events-state-%s.data" % ("on" if state else "off"))
+    p = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "--call-graph", "dwarf,16384", "-p", str(pid),
+                          "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attaches before the stream starts
+    return p
+
+
+def stop_perf(perf):
+    if perf is None:
+        return
+    perf.send_signal(signal.SIGINT)
+    try:
+        perf.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        perf.kill()
+        perf.wait()
+
+
 def run_kubetrail(rig, args, state):
     work = tempfile.mkdtemp(prefix="kubetrail-scale-run-", dir=rig.dir)
     out = os.path.join(work, "changes.jsonl")
@@ -417,12 +444,14 @@ def run_kubetrail(rig, args, state):
         res.update(memory_kib(proc.pid))
         note("kubetrail: %d events as fast as they come" % args.events)
         # CPU per event: the whole stream as fast as the server writes it.
+        perf = start_perf(args, proc.pid, state)
         before = cpu_ns(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
         wait_for(lambda: count_lines(out) >= args.events, 600, "kubetrail's %d change sets" % args.events)
         res["events_wall"] = time.time() - t1
         res["event_cpu_us"] = (cpu_ns(proc.pid) - before) / 1e3 / args.events
+        stop_perf(perf)
         res["change_sets"] = count_lines(out)
         # Latency: a paced stream of events after those (other pods, or the
         # same pods' next change); arrival of each line seen by polling the file.
@@ -539,6 +568,7 @@ def main():
     ap.add_argument("--no-kubectl", action="store_true")
     ap.add_argument("--kubectl-max-rss", type=int, default=8192, help="MiB: kubectl's list is stopped past it")
     ap.add_argument("--no-state", action="store_true", help="skip the run with a state store")
+    ap.add_argument("--perf", metavar="DIR", help="perf record each kubetrail run's event phase into DIR")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--lifetime", type=float, default=3600, help=argparse.SUPPRESS)

@@ -46,6 +46,8 @@ class JsonFramer {
   size_t pending_bytes() const noexcept { return partial_.size(); }
 
  private:
+  struct Block;
+  static Block classify(const char* p) noexcept;
   Result<bool> too_large(uint64_t size) const;
   size_t max_frame_;
   std::string partial_;  // bytes of the frame being assembled
