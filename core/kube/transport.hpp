@@ -55,9 +55,9 @@ class Transport {
   Outcome perform(CURL* easy, const std::function<bool(std::string_view, long)>& sink, const std::atomic<bool>* stop);
 
   // How bytes that arrived join the pieces waiting for the caller: to the
-  // last one, up to kCoalesceBytes (state_bench models the I/O thread with
-  // it).
-  static void queue_piece(std::deque<std::string>& pieces, std::string_view bytes);
+  // last one, up to kCoalesceBytes, else as a new piece in `spare`'s memory
+  // when given (state_bench models the I/O thread with it).
+  static void queue_piece(std::deque<std::string>& pieces, std::string_view bytes, std::string* spare = nullptr);
 
   // Connections curl had to open so far (CURLINFO_NUM_CONNECTS summed).
   uint64_t connections_opened() const noexcept { return connections_.load(); }

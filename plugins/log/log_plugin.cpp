@@ -36,7 +36,9 @@ constexpr const char* kSchema = R"schema({
                                   "name", "uid", "resourceVersion", "actor", "catchUp", "summary", "changes", "old", "new"]},
                "description": "json format: only these keys of each change set"},
     "color": {"enum": ["auto", "always", "never"], "default": "auto",
-              "description": "pretty format: colour output (auto: when writing to a terminal)"}
+              "description": "pretty format: colour output (auto: when writing to a terminal)"},
+    "flush": {"enum": ["batch", "line"], "default": "batch",
+              "description": "batch: the lines of a batch reach the file together, before the batch counts as delivered; line: each line on its own, as it is written"}
   }
 })schema";
 
@@ -74,7 +76,12 @@ class LogPlugin : public sdk::Plugin {
     out_ = std::make_shared<spdlog::logger>("log-handler", std::move(sink));
     out_->set_pattern("%v");
     out_->set_level(spdlog::level::info);
-    out_->flush_on(spdlog::level::info);
+    // Either way every line is in the file (the OS's page cache) before
+    // handle() returns, so a change set reported delivered is written. Per
+    // batch, the lines of one batch go in one write(2) where they fit the
+    // buffer (scale_bench: a write per line was ~2 us per change set).
+    flush_each_line_ = cfg.value("flush", "batch") == "line";
+    out_->flush_on(flush_each_line_ ? spdlog::level::info : spdlog::level::off);
     written_ =
         host.define_metric(sdk::MetricKind::counter, "log_lines_total", "change sets written by the log handler");
   }
@@ -87,8 +94,9 @@ class LogPlugin : public sdk::Plugin {
         write_pretty(cs);
       else
         write_text(cs);
-      host().record(written_, 1);
     }
+    if (!flush_each_line_) out_->flush();
+    host().record(written_, static_cast<double>(batch.size()));
     return sdk::Result::ok();
   }
 
@@ -154,6 +162,7 @@ class LogPlugin : public sdk::Plugin {
   std::string format_;
   std::vector<std::string> fields_;
   Colors colors_;
+  bool flush_each_line_ = false;
   std::shared_ptr<spdlog::logger> out_;
   int32_t written_ = -1;
 };

@@ -500,6 +500,29 @@ TEST_CASE("log: json lines with field selection, text lines, and pretty with col
   CHECK(pretty.find("by kubectl-set") != std::string::npos);
 }
 
+// Issue 15: the log handler flushed after every line (a write(2) per change
+// set). It now flushes once per batch - but a batch it reports delivered
+// must be in the file when deliver() returns, in either flush mode, with no
+// flush() call and the handler still open. (Without the per-batch flush the
+// lines would sit in the stdio buffer and this fails.)
+TEST_CASE("log: a delivered batch is in the file when deliver returns, flushing per batch or per line") {
+  test::TempDir dir;
+  for (std::string mode : {"batch", "line"}) {
+    CAPTURE(mode);
+    auto path = dir / (mode + ".jsonl");
+    Bundled b("log", {{"format", "json"}, {"path", path.string()}, {"flush", mode}});
+    REQUIRE(b.deliver({change(), change("api"), change("db")}).status == KUBETRAIL_OK);
+    auto lines = test::lines_of(test::read_file(path));
+    REQUIRE(lines.size() == 3);
+    CHECK(json::parse(lines[2])["name"] == "db");
+    REQUIRE(b.deliver({change("cache")}).status == KUBETRAIL_OK);
+    CHECK(test::lines_of(test::read_file(path)).size() == 4);
+    CHECK(b.metrics.render().find("kubetrail_plugin_log_lines_total{handler=\"h\",plugin=\"log\"} 4\n") !=
+          std::string::npos);
+  }
+  CHECK(create_error("log", {{"flush", "sometimes"}}).find("flush") != std::string::npos);
+}
+
 TEST_CASE("log: files rotate by size, keeping max_files") {
   test::TempDir dir;
   Bundled b("log", {{"format", "json"}, {"path", (dir / "c.jsonl").string()}, {"max_size_mb", 1}, {"max_files", 2}});
