@@ -176,13 +176,15 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
   // As `run` does: delivery retires journal entries once their outbox rows
   // exist, a batch at a time (the outbox itself is not part of this bench).
   std::vector<std::string> routed;
-  watch::Informer inf(api, opt, "bench", {}, [&](model::ChangeSet&& cs) {
-    ++cost.change_sets;
-    if (!store) return;
-    routed.push_back(cs.id);
-    if (routed.size() >= 100) {
-      store->journal_done(routed);
-      routed.clear();
+  watch::Informer inf(api, opt, "bench", {}, [&](std::vector<model::ChangeSet>&& batch) {
+    for (const auto& cs : batch) {
+      ++cost.change_sets;
+      if (!store) continue;
+      routed.push_back(cs.id);
+      if (routed.size() >= 100) {
+        store->journal_done(routed);
+        routed.clear();
+      }
     }
   });
   inf.run(stop);

@@ -28,7 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   watch::InformerOptions opt;
   opt.type = {"apps", "v1", "deployments", "Deployment", true};
   opt.clock = &clock;
-  watch::Informer informer(api, opt, "fuzz", {}, [](model::ChangeSet&& cs) { (void)cs.to_json(); });
+  watch::Informer informer(api, opt, "fuzz", {}, [](std::vector<model::ChangeSet>&& batch) {
+    for (const auto& cs : batch) (void)cs.to_json();
+  });
   informer.run(stop);
   return 0;
 }

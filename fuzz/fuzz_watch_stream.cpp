@@ -56,7 +56,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opt.type = {"", "v1", "configmaps", "ConfigMap", true};
   opt.clock = &clock;
   opt.max_event_bytes = 1 << 20;
-  watch::Informer informer(api, opt, "fuzz", {}, [](model::ChangeSet&& cs) { (void)cs.to_json(); });
+  watch::Informer informer(api, opt, "fuzz", {}, [](std::vector<model::ChangeSet>&& batch) {
+    for (const auto& cs : batch) (void)cs.to_json();
+  });
   informer.run(stop);
   return 0;
 }

@@ -60,6 +60,14 @@ class ChangeQueue {
     }
     cv_.notify_one();
   }
+  // What one informer commit found, in order: one lock and one wake-up.
+  void push(std::vector<model::ChangeSet>&& batch) {
+    {
+      std::lock_guard lock(mu_);
+      for (auto& cs : batch) q_.push_back(std::move(cs));
+    }
+    cv_.notify_one();
+  }
   void push_front(model::ChangeSet&& cs) {
     {
       std::lock_guard lock(mu_);
@@ -78,6 +86,15 @@ class ChangeQueue {
     auto cs = std::move(q_.front());
     q_.pop_front();
     return cs;
+  }
+  // Waits up to `wait` for one, then moves up to `max` to `out` in order.
+  void pop_into(std::vector<model::ChangeSet>& out, size_t max, std::chrono::milliseconds wait) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, wait, [&] { return !q_.empty(); })) return;
+    while (!q_.empty() && out.size() < max) {
+      out.push_back(std::move(q_.front()));
+      q_.pop_front();
+    }
   }
 
  private:
@@ -198,8 +215,9 @@ Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Conn
   start_election();
   if (delivering_) pipeline_->start_async(state_.get());  // undelivered change sets from the last run go first
   queue_journal();
-  watches_ = std::make_unique<watch::Watches>(client_, cfg_, state_.get(), &metrics_,
-                                              [this](model::ChangeSet&& cs) { queue_.push(std::move(cs)); });
+  watches_ = std::make_unique<watch::Watches>(
+      client_, cfg_, state_.get(), &metrics_,
+      [this](std::vector<model::ChangeSet>&& batch) { queue_.push(std::move(batch)); });
   install_signal_handlers();
   define_metrics();
   // Informers first: /readyz must never see a moment with none.
@@ -452,11 +470,7 @@ bool Daemon::lead_or_follow() {
 // to 200 ms for the first), so that the journal is retired once per batch.
 void Daemon::route_batch() {
   std::vector<model::ChangeSet> batch;
-  for (auto wait = std::chrono::milliseconds(200); batch.size() < kRouteBatch; wait = {}) {
-    auto cs = queue_.pop(wait);
-    if (!cs) break;
-    batch.push_back(std::move(*cs));
-  }
+  queue_.pop_into(batch, kRouteBatch, std::chrono::milliseconds(200));
   if (batch.empty()) return;
   std::vector<std::string> routed;
   routed.reserve(batch.size());

@@ -8,18 +8,33 @@
 
 namespace kubetrail {
 
-std::string now_rfc3339() {
+std::string format_rfc3339(std::chrono::system_clock::time_point now) {
   using namespace std::chrono;
-  auto now = system_clock::now();
-  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::time_t t = system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
+  const auto since = duration_cast<milliseconds>(now.time_since_epoch()).count();
+  const std::time_t t = static_cast<std::time_t>(since >= 0 ? since / 1000 : (since - 999) / 1000);
+  const int ms = static_cast<int>(since - static_cast<int64_t>(t) * 1000);
+  // "YYYY-MM-DDTHH:MM:SS" of the last second formatted on this thread.
+  thread_local std::time_t cached_second = -1;
+  thread_local char cached[32];
+  thread_local size_t cached_len = 0;
+  if (t != cached_second || cached_len == 0) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    int n = std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_len = n > 0 ? static_cast<size_t>(n) : 0;
+    cached_second = t;
+  }
+  std::string out(cached, cached_len);
+  out += '.';
+  out += static_cast<char>('0' + ms / 100);
+  out += static_cast<char>('0' + ms / 10 % 10);
+  out += static_cast<char>('0' + ms % 10);
+  out += 'Z';
+  return out;
 }
+
+std::string now_rfc3339() { return format_rfc3339(std::chrono::system_clock::now()); }
 
 }  // namespace kubetrail
 

@@ -11,6 +11,10 @@ namespace kubetrail {
 
 // Now as RFC 3339 UTC with milliseconds: "2026-11-23T10:00:00.123Z".
 std::string now_rfc3339();
+// `t` the same way. Called once per watch event: the date and time of day
+// are formatted once per second per thread and reused (snprintf per event
+// was ~0.5 us in perf).
+std::string format_rfc3339(std::chrono::system_clock::time_point t);
 
 class Clock {
  public:

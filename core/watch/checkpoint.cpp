@@ -9,11 +9,13 @@ namespace kubetrail::watch {
 Checkpoint::Checkpoint(state::StateStore* store, std::string key, std::string name, Sink sink)
     : store_(store), key_(std::move(key)), name_(std::move(name)), sink_(std::move(sink)) {}
 
-void Checkpoint::emit(model::ChangeSet&& cs) {
-  if (store_)
-    pending_.push_back(std::move(cs));  // handed on by commit(), once durable
-  else
-    sink_(std::move(cs));
+void Checkpoint::emit(model::ChangeSet&& cs) { pending_.push_back(std::move(cs)); }
+
+void Checkpoint::hand_on() {
+  if (pending_.empty()) return;
+  std::vector<model::ChangeSet> batch;
+  batch.swap(pending_);
+  sink_(std::move(batch));
 }
 
 void Checkpoint::touched(std::string key) {
@@ -21,7 +23,10 @@ void Checkpoint::touched(std::string key) {
 }
 
 bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const model::ObjectStore& cache) {
-  if (!store_) return true;
+  if (!store_) {
+    hand_on();
+    return true;
+  }
   // Change sets waiting are never held back: delivery waits for this commit.
   if (pending_.empty() && !force && now - last_ < std::chrono::seconds(1)) return true;
   if (pending_.empty() && !prune_ && dirty_.empty() && !force) return true;
@@ -53,8 +58,7 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
   dirty_.clear();
   prune_ = false;
   if (with_rv) last_ = now;
-  for (auto& cs : pending_) sink_(std::move(cs));
-  pending_.clear();
+  hand_on();
   return true;
 }
 

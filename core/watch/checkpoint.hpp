@@ -4,8 +4,9 @@
 // its log, or one transaction for a list page) before it hands the change
 // sets on. The invariant (docs/ARCHITECTURE.md): a checkpoint never covers a
 // change whose change set is not durable, and no change set reaches delivery
-// that the checkpoint does not cover. Without a state store, change sets are
-// handed on at once and nothing is kept.
+// that the checkpoint does not cover. Without a state store nothing is kept
+// and the commit only hands on what the bytes at hand produced, together:
+// one hand-off (one lock, one wake-up of delivery) per read, not per event.
 //
 // Kept apart from the reflector (Informer: when to list, watch, back off)
 // and from the Tracker (the cache and the per-event step, which replay
@@ -31,7 +32,8 @@ namespace kubetrail::watch {
 
 class Checkpoint {
  public:
-  using Sink = std::function<void(model::ChangeSet&&)>;
+  // Receives the change sets of one commit, in order (never empty).
+  using Sink = std::function<void(std::vector<model::ChangeSet>&&)>;
   using TimePoint = std::chrono::steady_clock::time_point;
   // `key`: the resource (and namespace) in the store; `name`: for the log.
   Checkpoint(state::StateStore* store, std::string key, std::string name, Sink sink);
@@ -39,7 +41,7 @@ class Checkpoint {
   state::StateStore* store() const noexcept { return store_; }
   const std::string& key() const noexcept { return key_; }
 
-  // A change set found: handed on now (no store) or by the next commit.
+  // A change set found: handed on by the next commit.
   void emit(model::ChangeSet&& cs);
   // The cached object under `key` changed, appeared or left.
   void touched(std::string key);
@@ -59,12 +61,13 @@ class Checkpoint {
   size_t waiting() const noexcept { return pending_.size(); }
 
  private:
+  void hand_on();  // pending_ to the sink, as one batch
   state::StateStore* store_;
   std::string key_, name_;
   Sink sink_;
   std::set<std::string> dirty_;            // keys changed since the last checkpoint
   bool prune_ = false;                     // after a list: drop checkpointed keys no longer cached
-  std::vector<model::ChangeSet> pending_;  // found, not yet durable
+  std::vector<model::ChangeSet> pending_;  // found, not yet durable (or, without a store, not yet handed on)
   TimePoint last_{};                       // the last commit that wrote the resourceVersion
 };
 

@@ -100,7 +100,16 @@ void Informer::touched(std::string_view ns, std::string_view name) {
 }
 
 void Informer::commit(bool force) {
-  if (!checkpoint_.commit(force, clock_.now(), rv_, tracker_.store())) ++stats_.errors;
+  const size_t waiting = checkpoint_.waiting();
+  try {
+    if (!checkpoint_.commit(force, clock_.now(), rv_, tracker_.store())) ++stats_.errors;
+  } catch (const std::exception& e) {
+    // The sink threw (delivery could not take the batch): like an event
+    // that cannot be handled, reported and skipped - the watch goes on.
+    // With a state store the batch is durable already: its journal entries
+    // hand it on at the next start.
+    failed(nullptr, std::to_string(waiting) + " change set(s) handed on", e.what());
+  }
 }
 
 std::string Informer::path(bool watch) const {

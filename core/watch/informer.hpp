@@ -82,7 +82,7 @@ struct InformerOptions {
 
 class Informer {
  public:
-  using Sink = std::function<void(model::ChangeSet&&)>;
+  using Sink = std::function<void(std::vector<model::ChangeSet>&&)>;  // Checkpoint::Sink
   Informer(kube::Api& client, InformerOptions options, std::string cluster, model::DiffOptions diff, Sink sink);
 
   void run(const std::atomic<bool>& stop);

@@ -27,7 +27,7 @@ namespace kubetrail::watch {
 
 class Watches {
  public:
-  using Sink = std::function<void(model::ChangeSet&&)>;
+  using Sink = std::function<void(std::vector<model::ChangeSet>&&)>;  // Checkpoint::Sink
   // `cfg` (the start-up config: namespaces, selectors, cluster, diff) must
   // outlive this object; so must the client, state and metrics.
   Watches(kube::Client& client, const config::Config& cfg, state::StateStore* state, Metrics* metrics, Sink sink);

@@ -35,13 +35,24 @@ model::StoredObject object(const std::string& rv) {
 
 }  // namespace
 
-TEST_CASE("checkpoint: without a state store change sets are handed on at once") {
-  std::vector<std::string> got;
-  watch::Checkpoint cp(nullptr, "configmaps/v1", "configmaps", [&](model::ChangeSet&& cs) { got.push_back(cs.id); });
+// Issue 15: each change set was handed on alone (a lock and a wake-up of
+// the delivery thread per event); now those of one commit (one read) go
+// together, in order, and a commit with none hands on nothing.
+TEST_CASE("checkpoint: without a state store the change sets of one commit are handed on together, in order") {
+  std::vector<std::vector<std::string>> got;
+  watch::Checkpoint cp(nullptr, "configmaps/v1", "configmaps", [&](std::vector<model::ChangeSet>&& batch) {
+    got.emplace_back();
+    for (const auto& cs : batch) got.back().push_back(cs.id);
+  });
   cp.emit(change("c/u-a/1"));
-  CHECK(got == std::vector<std::string>{"c/u-a/1"});
+  cp.emit(change("c/u-a/2"));
+  CHECK(got.empty());
+  CHECK(cp.waiting() == 2);
+  CHECK(cp.commit(false, {}, "2", model::ObjectStore{}));
+  CHECK(got == std::vector<std::vector<std::string>>{{"c/u-a/1", "c/u-a/2"}});
   CHECK(cp.waiting() == 0);
-  CHECK(cp.commit(true, {}, "1", model::ObjectStore{}));
+  CHECK(cp.commit(true, {}, "2", model::ObjectStore{}));
+  CHECK(got.size() == 1);
 }
 
 TEST_CASE("checkpoint: change sets wait for the save that holds them, and a failed save loses nothing") {
@@ -49,8 +60,9 @@ TEST_CASE("checkpoint: change sets wait for the save that holds them, and a fail
   auto path = (dir / "s.db").string();
   auto store = state::StateStore::open(path, false);
   std::vector<std::string> got;
-  watch::Checkpoint cp(store.get(), "configmaps/v1", "configmaps",
-                       [&](model::ChangeSet&& cs) { got.push_back(cs.id); });
+  watch::Checkpoint cp(store.get(), "configmaps/v1", "configmaps", [&](std::vector<model::ChangeSet>&& batch) {
+    for (const auto& cs : batch) got.push_back(cs.id);
+  });
   model::ObjectStore cache;
   const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
   cache.put("ns/a", object("1"));
@@ -116,7 +128,7 @@ TEST_CASE("checkpoint: a prune after a list deletes the stored rows the cache no
   auto d = object("4");
   store->save("configmaps/v1", {{"ns/d", &d}}, {}, "4");  // d in the log
   REQUIRE(store->keys("configmaps/v1") == std::vector<std::string>{"ns/a", "ns/b", "ns/c", "ns/d"});
-  watch::Checkpoint cp(store.get(), "configmaps/v1", "configmaps", [](model::ChangeSet&&) {});
+  watch::Checkpoint cp(store.get(), "configmaps/v1", "configmaps", [](std::vector<model::ChangeSet>&&) {});
   model::ObjectStore cache;  // the list found a and d
   cache.put("ns/a", object("1"));
   cache.put("ns/d", object("4"));

@@ -18,6 +18,11 @@ namespace {
 
 model::ResourceType configmaps() { return {"", "v1", "configmaps", "ConfigMap", true}; }
 
+// What a sink received, batch after batch, as one list.
+void append(std::vector<model::ChangeSet>& out, std::vector<model::ChangeSet>&& batch) {
+  for (auto& cs : batch) out.push_back(std::move(cs));
+}
+
 // An informer of ConfigMaps on the scripted clock (every test's start).
 watch::InformerOptions configmap_options(test::FakeClock& clock) {
   watch::InformerOptions opt;
@@ -85,7 +90,7 @@ TEST_CASE("informer: a server answering 410 to every watch is relisted no faster
   };
   watch::InformerOptions opt = configmap_options(clock);
   std::vector<model::ChangeSet> out;
-  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
+  watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&& batch) { append(out, std::move(batch)); });
   inf.run(stop);
   // Every relist came after a wait of the schedule: 0.8 s, 1.6 s, ... 30 s.
   REQUIRE(api.count(false) >= 3);
@@ -117,7 +122,7 @@ TEST_CASE("informer: Retry-After of a failing list wins over a shorter backoff")
     return ok("");
   };
   watch::InformerOptions opt = configmap_options(clock);
-  watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
+  watch::Informer inf(api, opt, "c", {}, [](std::vector<model::ChangeSet>&&) {});
   inf.run(stop);
   REQUIRE(clock.sleeps.size() >= 2);
   CHECK(clock.sleeps[0] >= std::chrono::milliseconds(7000));
@@ -134,7 +139,7 @@ TEST_CASE("informer: a watch the server closes at once, again and again, backs o
     return ok("");  // 200, no event, closed at once
   };
   watch::InformerOptions opt = configmap_options(clock);
-  watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
+  watch::Informer inf(api, opt, "c", {}, [](std::vector<model::ChangeSet>&&) {});
   inf.run(stop);
   REQUIRE(clock.sleeps.size() >= 7);
   std::chrono::milliseconds expected{800};  // the schedule, never undercut by jitter
@@ -167,17 +172,20 @@ TEST_CASE("informer: with a state store, a change set reaches the sink only once
   watch::InformerOptions opt = configmap_options(clock);
   opt.state = store.get();
   std::vector<std::string> ids;
-  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) {
-    // At this moment the journal must hold it, and the checkpoint must be
-    // past it: a crash now loses nothing and repeats nothing.
-    bool journaled = false;
-    for (const auto& e : store->journal_pending()) journaled |= e.id == cs.id;
-    CHECK(journaled);
-    auto cp = store->load("configmaps/v1");
-    REQUIRE(cp);
-    if (cs.type == model::ChangeType::modified) CHECK(cp->objects.at("ns/a").resource_version == "11");
-    if (cs.type == model::ChangeType::deleted) CHECK_FALSE(cp->objects.count("ns/b"));
-    ids.push_back(cs.id);
+  watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&& batch) {
+    REQUIRE(batch.size() == 2);  // the two events of one read: handed on together
+    for (const auto& cs : batch) {
+      // At this moment the journal must hold it, and the checkpoint must be
+      // past it: a crash now loses nothing and repeats nothing.
+      bool journaled = false;
+      for (const auto& e : store->journal_pending()) journaled |= e.id == cs.id;
+      CHECK(journaled);
+      auto cp = store->load("configmaps/v1");
+      REQUIRE(cp);
+      if (cs.type == model::ChangeType::modified) CHECK(cp->objects.at("ns/a").resource_version == "11");
+      if (cs.type == model::ChangeType::deleted) CHECK_FALSE(cp->objects.count("ns/b"));
+      ids.push_back(cs.id);
+    }
   });
   inf.run(stop);
   CHECK(ids == std::vector<std::string>{"c/u-a/11", "c/u-b/deleted"});
@@ -204,7 +212,7 @@ TEST_CASE(
     };
     watch::InformerOptions opt = configmap_options(clock);
     opt.state = store.get();
-    watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&&) {});
+    watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&&) {});
     inf.run(stop);
   }
   for (const auto& e : store->journal_pending()) store->journal_done({e.id});
@@ -221,7 +229,7 @@ TEST_CASE(
   watch::InformerOptions opt = configmap_options(clock);
   opt.state = store.get();
   std::vector<model::ChangeSet> out;
-  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
+  watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&& batch) { append(out, std::move(batch)); });
   inf.run(stop);
   REQUIRE(out.size() == 2);
   CHECK(out[0].type == model::ChangeType::deleted);
@@ -241,7 +249,10 @@ TEST_CASE("informer: an event whose handling throws is counted and skipped, and 
   api.on_get = [](const std::string&) { return ok(list_of({configmap("a", "u-a", "5", "1")}, "10")); };
   std::atomic<bool> stop{false};
   api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
-    on_data(event("MODIFIED", configmap("a", "u-a", "11", "2")) + event("MODIFIED", configmap("a", "u-a", "12", "3")));
+    // Two reads: change sets are handed on once per read, so the one
+    // that throws takes only its own read's change set with it.
+    on_data(event("MODIFIED", configmap("a", "u-a", "11", "2")));
+    on_data(event("MODIFIED", configmap("a", "u-a", "12", "3")));
     stop = true;
     return ok("");
   };
@@ -249,9 +260,11 @@ TEST_CASE("informer: an event whose handling throws is counted and skipped, and 
   watch::InformerOptions opt = configmap_options(clock);
   opt.metrics = &metrics;
   std::vector<std::string> ids;
-  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) {
-    if (cs.resource_version == "11") throw std::runtime_error("boom");
-    ids.push_back(cs.id);
+  watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&& batch) {
+    for (const auto& cs : batch) {
+      if (cs.resource_version == "11") throw std::runtime_error("boom");
+      ids.push_back(cs.id);
+    }
   });
   CHECK_NOTHROW(inf.run(stop));
   CHECK(ids == std::vector<std::string>{"c/u-a/12"});
@@ -283,7 +296,7 @@ TEST_CASE("informer: excluded namespaces are sent to the server as a field selec
   opt.exclude_namespaces = {"kube-system", "kube public"};
   opt.field_selector = "metadata.name!=skip";
   std::vector<model::ChangeSet> out;
-  watch::Informer inf(api, opt, "c", {}, [&](model::ChangeSet&& cs) { out.push_back(std::move(cs)); });
+  watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&& batch) { append(out, std::move(batch)); });
   inf.run(stop);
   REQUIRE(api.calls.size() >= 2);
   const std::string expected =
@@ -309,14 +322,14 @@ TEST_CASE("informer: a namespace-scoped or cluster-scoped informer sends no name
     watch::InformerOptions opt = configmap_options(clock);
     opt.namespace_scope = "shop";
     opt.exclude_namespaces = {"kube-system"};
-    watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
+    watch::Informer inf(api, opt, "c", {}, [](std::vector<model::ChangeSet>&&) {});
     inf.run(stop);
   }
   SUBCASE("cluster-scoped") {
     watch::InformerOptions opt = configmap_options(clock);
     opt.type = model::ResourceType{"", "v1", "namespaces", "Namespace", false};
     opt.exclude_namespaces = {"kube-system"};
-    watch::Informer inf(api, opt, "c", {}, [](model::ChangeSet&&) {});
+    watch::Informer inf(api, opt, "c", {}, [](std::vector<model::ChangeSet>&&) {});
     inf.run(stop);
   }
   REQUIRE_FALSE(api.calls.empty());
@@ -356,7 +369,7 @@ TEST_CASE("informer: a long list reports how far it is, and nothing once done") 
   };
   test::LogCapture log;
   inf = std::make_unique<watch::Informer>(api, configmap_options(clock), "c", model::DiffOptions{},
-                                          [](model::ChangeSet&&) {});
+                                          [](std::vector<model::ChangeSet>&&) {});
   inf->run(stop);
   CHECK(seen == std::vector<uint64_t>{0, 2, 4, 0});
   CHECK(inf->listing() == 0);
