@@ -23,6 +23,7 @@
 #include "cli/pipeline.hpp"
 #include "common/error.hpp"
 #include "common/periodic.hpp"
+#include "common/thread_name.hpp"
 #include "ha/handover.hpp"
 #include "ha/leader_election.hpp"
 #include "kube/client.hpp"
@@ -349,7 +350,11 @@ void Daemon::start_background() {
   }
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.
-  if (elector_) elector_thread_ = std::thread([this] { elector_->run(elector_stop_); });
+  if (elector_)
+    elector_thread_ = std::thread([this] {
+      name_this_thread("kt-elector");
+      elector_->run(elector_stop_);
+    });
 }
 
 void Daemon::compact_outbox() {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/error.hpp"
+#include "common/thread_name.hpp"
 
 namespace kubetrail::deliver {
 
@@ -85,7 +86,10 @@ void Engine::start() {
   if (scheduling_ == Scheduling::inline_calls) return;
   for (auto& [name, w] : workers_) {
     if (outbox_) refill_from_outbox(*w);
-    threads_.emplace_back([this, worker = w.get()] { run_worker(*worker); });
+    threads_.emplace_back([this, worker = w.get(), handler = name] {
+      name_this_thread("kt-d:" + handler);
+      run_worker(*worker);
+    });
   }
   record_backlog();
 }

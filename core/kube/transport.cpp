@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/thread_name.hpp"
+
 namespace kubetrail::kube {
 
 // State shared by the caller's thread and the I/O thread; `mu` guards all
@@ -28,7 +30,10 @@ struct Transport::Exchange {
 Transport::Transport() : multi_(curl_multi_init()) {
   // Multiplexing over HTTP/2 is libcurl's default for a multi handle; say so.
   curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-  io_ = std::thread([this] { loop(); });
+  io_ = std::thread([this] {
+    name_this_thread("kt-io");
+    loop();
+  });
 }
 
 Transport::~Transport() {

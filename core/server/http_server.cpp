@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include "common/error.hpp"
+#include "common/thread_name.hpp"
 
 namespace kubetrail::server {
 
@@ -31,7 +32,10 @@ HttpServer::HttpServer(const std::string& listen, Metrics& metrics, Probes probe
     port_ = server_->bind_to_port(host, port) ? port : -1;
   if (port_ <= 0)
     throw Error("[server] listen: cannot listen on " + listen + " (address in use, or not a local address)");
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    name_this_thread("kt-http");
+    server_->listen_after_bind();
+  });
 }
 
 HttpServer::~HttpServer() {

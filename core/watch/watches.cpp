@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/thread_name.hpp"
+
 namespace kubetrail::watch {
 
 struct Watches::Watched {
@@ -42,7 +44,11 @@ void Watches::start(const model::ResourceType& type, bool report_existing, std::
     opt.openapi_v3 = openapi;
     w->informers.push_back(std::make_unique<watch::Informer>(client_, opt, cfg_.cluster.name, cfg_.diff, sink_));
   }
-  for (auto& inf : w->informers) w->threads.emplace_back([i = inf.get(), stop = &w->stop] { i->run(*stop); });
+  for (auto& inf : w->informers)
+    w->threads.emplace_back([i = inf.get(), stop = &w->stop] {
+      name_this_thread("kt-w:" + i->name());
+      i->run(*stop);
+    });
   by_resource_[type.qualified_name()] = std::move(w);
 }
 

@@ -7,11 +7,16 @@
 #include <doctest/doctest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "common/thread_name.hpp"
 #include "http_receiver.hpp"
 #include "kube/client.hpp"
 #include "kube/transport.hpp"
@@ -238,4 +243,41 @@ TEST_CASE("client: Accept-Encoding is offered only when the connection asks for 
     REQUIRE(requests.size() == 1);
     CHECK((requests[0].header("Accept-Encoding").find("gzip") != std::string::npos) == compress);
   }
+}
+
+namespace {
+// The names of this process's threads, as top -H and perf show them.
+std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.push_back(name);
+  }
+  return names;
+}
+}  // namespace
+
+// Every thread was "kubetrail" (or the test binary's name): a profile had
+// to be read by each thread's root frame. Failed before: no kt-io thread.
+TEST_CASE("threads carry names: the transport's I/O thread, and a long name cut to Linux's 15 bytes") {
+  {
+    kube::Transport transport;
+    bool named = false;  // the thread names itself once it runs: wait up to 2 s
+    for (int i = 0; i < 200 && !named; ++i) {
+      auto names = thread_names();
+      named = std::find(names.begin(), names.end(), "kt-io") != names.end();
+      if (!named) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(named);
+  }
+  std::string seen;
+  std::thread([&] {
+    name_this_thread("kt-w:deployments.apps in every namespace");
+    char buf[32] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof buf);
+    seen = buf;
+  }).join();
+  CHECK(seen == "kt-w:deployment");  // 15 bytes
 }
