@@ -57,7 +57,7 @@ bool read_entry(std::string_view payload, size_t& at, LogEntry& e, size_t& body_
     return false;
   }
   auto kind = static_cast<unsigned char>(payload[at]);
-  if (kind > static_cast<unsigned char>(LogKind::kFoldedThrough)) {
+  if (kind > kLastLogKind) {
     why = "unknown entry kind " + std::to_string(kind);
     return false;
   }

@@ -33,7 +33,15 @@ enum class LogKind : uint8_t {
   // Snapshot files only (PATH-objects, state_store.hpp): seq = the last log
   // entry the snapshot holds.
   kFoldedThrough = 4,
+  // The outbox file only (PATH-outbox, state/outbox_log.hpp):
+  kOutboxRow = 5,        // seq = the row's; codec = position in the chain; resource = handler; key = the change
+                         // set's id; uid = route; resource_version = created (unix seconds); body = its JSON
+  kOutboxDelivered = 6,  // seq = a row now delivered
+  kOutboxDead = 7,       // seq = a row now a dead letter; body = why
+  kRoutedThrough = 8,    // seq = every journal entry up to it is routed (a seq of the checkpoint log)
+  kOutboxDone = 9,       // a delivered row a rewrite kept to guard its id (kOutboxRow's fields, no body)
 };
+constexpr uint8_t kLastLogKind = 9;
 
 struct LogEntry {
   LogKind kind = LogKind::kObject;

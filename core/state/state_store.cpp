@@ -24,10 +24,14 @@ namespace {
 // 4: the checkpoint (tables `objects` and `resources`) moved into the
 //    snapshot file (PATH-objects): a fold rewrites it sequentially instead
 //    of an upsert per object into a B-tree (state_bench, issue 12).
-// Older stores are converted at open (1 -> 2 -> 3 -> 4); a kubetrail that
+// 5: the outbox (table `outbox`) moved into its own file (PATH-outbox,
+//    state/outbox_log.hpp): a frame appended per batch and per handler call
+//    instead of a SQLite commit each (scale_bench, issue 12); how far the
+//    journal is routed is written there too, with the rows that route it.
+// Older stores are converted at open (1 -> 2 -> 3 -> 4 -> 5); a kubetrail that
 // knows only an older schema refuses a newer store with a message rather
 // than misread it.
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 // The `log` table of schema 2 (made by the 1 -> 2 conversion, emptied into
 // `objects` and the log file and dropped by 2 -> 3).
 #define LOG_TABLE                                                                                           \
@@ -226,10 +230,6 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
       "PRAGMA wal_autocheckpoint=20000;"
       "PRAGMA journal_size_limit=134217728;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
-      " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
-      " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
-      "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(handler, state, seq);"
       // One compression dictionary per resource (state/row_codec.hpp),
       // never changed once written: every compressed row names its own.
       "CREATE TABLE IF NOT EXISTS dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE,"
@@ -259,8 +259,8 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
     }
     version = "2";
   }
-  // 2 -> 3 -> 4 need the store's codec and its files: StateStore::start().
-  if (version != "2" && version != "3" && version != std::to_string(kSchemaVersion)) {
+  // 2 -> 3 -> 4 -> 5 need the store's codec and its files: StateStore::start().
+  if (version != "2" && version != "3" && version != "4" && version != std::to_string(kSchemaVersion)) {
     sqlite3_close(db);
     return "state schema version " + version + " is not " + std::to_string(kSchemaVersion) +
            " (written by another kubetrail)";
@@ -301,7 +301,7 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
     std::string aside = path + ".corrupt-" + std::to_string(stamp);
     std::filesystem::rename(path, aside, ec);
     for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
-    for (const char* file : {"-log", "-objects"})  // its files go with it
+    for (const char* file : {"-log", "-objects", "-outbox"})  // its files go with it
       std::filesystem::rename(path + file, aside + file, ec);
     why = attempt(store, busy);
   }
@@ -357,8 +357,6 @@ int64_t StateStore::meta_number(const char* key) {
 
 void StateStore::start() {
   {  // (statements finished before the conversion below drops a table)
-    Stmt q(db_, "SELECT count(*) FROM outbox WHERE state = 'pending'");
-    if (sqlite3_step(q.s) == SQLITE_ROW) pending_ = sqlite3_column_int64(q.s, 0);
     Stmt dicts(db_, "SELECT id, resource, content FROM dictionaries");
     while (sqlite3_step(dicts.s) == SQLITE_ROW) {
       int64_t id = sqlite3_column_int64(dicts.s, 0);
@@ -383,7 +381,7 @@ void StateStore::start() {
     // A store without a log id is new (or older than the log file): a log
     // already there is another store's, left behind when its SQLite file
     // was deleted to start afresh. Kept, renamed, never read as this one's.
-    for (std::string file : {path_ + "-log", path_ + "-objects"}) {
+    for (std::string file : {path_ + "-log", path_ + "-objects", path_ + "-outbox"}) {
       std::error_code ec;
       if (std::filesystem::file_size(file, ec) == 0 || ec) continue;
       auto stamp =
@@ -405,6 +403,11 @@ void StateStore::start() {
   }
   if (version == "2") migrate_log_table();
   if (version == "2" || version == "3") migrate_objects_table();
+  outbox_ = OutboxLog::open(path_ + "-outbox", static_cast<uint64_t>(id));
+  if (version != std::to_string(kSchemaVersion)) migrate_outbox_table();
+  pending_ = outbox_->pending_count();
+  // Older stores kept it in meta; since schema 5 the outbox file has it.
+  routed_through_ = std::max(routed_through_, outbox_->routed_through());
   read_snapshot();
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
@@ -943,7 +946,7 @@ void StateStore::journal_done(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   std::lock_guard lock(mu_);
   const int64_t through = routed_through_without(ids);
-  if (through > routed_through_) put_routed_through(through);
+  if (through > routed_through_) write_outbox({}, {}, {}, through);
   forget_routed(ids, through);
 }
 
@@ -966,13 +969,6 @@ int64_t StateStore::routed_through_without(const std::vector<std::string>& ids) 
     if (gone == leaving.end() || *gone != seq) return seq - 1;
   }
   return next_seq_ - 1;
-}
-
-void StateStore::put_routed_through(int64_t through) {
-  Stmt put(cache_, db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('routed_through', ?)");
-  std::string value = std::to_string(through);
-  put.bind(1, value);
-  step(put.s);
 }
 
 void StateStore::forget_routed(const std::vector<std::string>& ids, int64_t through) {
@@ -1000,18 +996,8 @@ std::vector<int64_t> StateStore::outbox_add_many(const std::vector<OutboxRow>& r
   if (rows.empty() && routed.empty()) return {};
   std::lock_guard lock(mu_);
   const int64_t through = routed.empty() ? routed_through_ : routed_through_without(routed);
-  const bool journal = through > routed_through_;
-  std::vector<int64_t> seqs;
-  auto write = [&] {
-    seqs = insert_outbox_rows(rows);
-    // The journal entries these rows route, retired in the same commit.
-    if (journal) put_routed_through(through);
-  };
-  if (rows.size() + (journal ? 1 : 0) == 1)
-    write();  // one statement is its own transaction
-  else
-    transaction(write);
-  count_outbox_changes(seqs, 0);
+  // The journal entries these rows route are retired in the same frame.
+  std::vector<int64_t> seqs = write_outbox(rows, {}, {}, through > routed_through_ ? through : 0);
   if (!routed.empty()) forget_routed(routed, through);
   return seqs;
 }
@@ -1021,133 +1007,91 @@ std::vector<int64_t> StateStore::outbox_settle(const std::vector<int64_t>& deliv
                                                const std::vector<OutboxRow>& next) {
   if (delivered.empty() && dead.empty() && next.empty()) return {};
   std::lock_guard lock(mu_);
-  std::vector<int64_t> seqs;
-  int64_t settled = 0;
-  auto write = [&] {
-    settled = 0;
-    if (!delivered.empty()) {
-      Stmt up(cache_, db_, "UPDATE outbox SET state = 'delivered', json = '' WHERE seq = ? AND state = 'pending'");
-      for (int64_t seq : delivered) {
-        sqlite3_bind_int64(up.s, 1, seq);
-        step(up.s);
-        settled += sqlite3_changes(db_);
-      }
-    }
-    if (!dead.empty()) {
-      Stmt up(cache_, db_, "UPDATE outbox SET state = 'dead', reason = ? WHERE seq = ? AND state = 'pending'");
-      for (const auto& [seq, reason] : dead) {
-        up.bind(1, reason);
-        sqlite3_bind_int64(up.s, 2, seq);
-        step(up.s);
-        settled += sqlite3_changes(db_);
-      }
-    }
-    seqs = insert_outbox_rows(next);
-  };
-  if (delivered.size() + dead.size() + next.size() == 1)
-    write();  // one statement is its own transaction
-  else
-    transaction(write);
-  count_outbox_changes(seqs, settled);
-  return seqs;
+  return write_outbox(next, delivered, dead, 0);
 }
 
 void StateStore::outbox_delivered(int64_t seq) { outbox_settle({seq}, {}, {}); }
 
 void StateStore::outbox_dead(int64_t seq, const std::string& reason) { outbox_settle({}, {{seq, reason}}, {}); }
 
-// Each row's seq, or 0 where (id, handler) is known already (under mu_,
-// inside the caller's transaction).
-std::vector<int64_t> StateStore::insert_outbox_rows(const std::vector<OutboxRow>& rows) {
-  std::vector<int64_t> seqs(rows.size(), 0);
-  if (rows.empty()) return seqs;
-  Stmt ins(cache_, db_,
-           "INSERT OR IGNORE INTO outbox(id, handler, route, position, json, created) "
-           "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))");
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const OutboxRow& r = rows[i];
-    ins.bind(1, r.id);
-    ins.bind(2, r.handler);
-    ins.bind(3, r.route);
-    sqlite3_bind_int(ins.s, 4, r.position);
-    ins.bind(5, r.json);
-    step(ins.s);
-    if (sqlite3_changes(db_) == 1) seqs[i] = sqlite3_last_insert_rowid(db_);
-  }
+// One frame of the outbox (under mu_); the pending count follows it.
+std::vector<int64_t> StateStore::write_outbox(const std::vector<OutboxRow>& rows, const std::vector<int64_t>& delivered,
+                                              const std::vector<std::pair<int64_t, std::string>>& dead,
+                                              int64_t routed_through) {
+  int64_t settled = 0;
+  auto seqs = outbox_->write(rows, delivered, dead, routed_through, settled);
+  pending_ = outbox_->pending_count();
   return seqs;
 }
 
-// The pending count after a commit: rows added, rows settled (delivered or dead).
-void StateStore::count_outbox_changes(const std::vector<int64_t>& added, int64_t settled) {
-  pending_ += std::count_if(added.begin(), added.end(), [](int64_t seq) { return seq != 0; }) - settled;
+void StateStore::refuse_outbox_rows_for_test(std::function<bool(std::string_view, std::string_view)> refuse) {
+  std::lock_guard lock(mu_);
+  outbox_->refuse_rows_for_test(std::move(refuse));
 }
 
 std::vector<StateStore::OutboxEntry> StateStore::outbox_pending(const std::string& handler, int64_t after,
                                                                 size_t limit) {
   std::lock_guard lock(mu_);
-  Stmt q(db_,
-         "SELECT seq, id, handler, route, position, json FROM outbox "
-         "WHERE handler = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?");
-  q.bind(1, handler);
-  sqlite3_bind_int64(q.s, 2, after);
-  sqlite3_bind_int64(q.s, 3, static_cast<int64_t>(limit));
-  std::vector<OutboxEntry> out;
-  while (sqlite3_step(q.s) == SQLITE_ROW)
-    out.push_back(
-        {sqlite3_column_int64(q.s, 0), q.text(1), q.text(2), q.text(3), sqlite3_column_int(q.s, 4), q.text(5)});
-  return out;
+  return outbox_->pending(handler, after, limit);
 }
 
 std::vector<StateStore::DeadLetter> StateStore::dead_letters() {
   std::lock_guard lock(mu_);
-  Stmt q(db_, "SELECT id, handler, reason FROM outbox WHERE state = 'dead' ORDER BY seq");
-  std::vector<DeadLetter> out;
-  while (sqlite3_step(q.s) == SQLITE_ROW) out.push_back({q.text(0), q.text(1), q.text(2)});
-  return out;
+  return outbox_->dead_letters();
 }
 
 StateStore::Compaction StateStore::outbox_compact(int64_t max_age_s, uint64_t max_bytes) {
   std::lock_guard lock(mu_);
-  Compaction c;
-  // Row size as SQLite stores it, near enough: the texts plus a fixed
-  // overhead for the integers and the row header.
-  constexpr const char* kRowBytes =
-      "(length(json) + length(id) + length(handler) + length(route) + COALESCE(length(reason), 0) + 40)";
-  transaction([&] {
-    Stmt old(db_, "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created < strftime('%s','now') - ?");
-    sqlite3_bind_int64(old.s, 1, max_age_s);
-    if (sqlite3_step(old.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-    c.removed_by_age = static_cast<size_t>(sqlite3_changes(db_));
-    Stmt total(db_, (std::string("SELECT COALESCE(SUM(") + kRowBytes + "), 0) FROM outbox").c_str());
-    c.bytes = sqlite3_step(total.s) == SQLITE_ROW ? static_cast<uint64_t>(sqlite3_column_int64(total.s, 0)) : 0;
-    // Over the cap: the oldest delivered rows go first (they only remember
-    // ids), then the oldest dead letters. Pending rows never: they are
-    // changes not yet delivered, and dropping them would lose them.
-    for (const char* state : {"delivered", "dead"}) {
-      if (c.bytes <= max_bytes) break;
-      uint64_t excess = c.bytes - max_bytes, freed = 0;
-      int64_t cutoff = -1;
-      Stmt scan(db_, (std::string("SELECT seq, ") + kRowBytes + " FROM outbox WHERE state = ? ORDER BY seq").c_str());
-      scan.bind(1, state);
-      while (freed < excess && sqlite3_step(scan.s) == SQLITE_ROW) {
-        cutoff = sqlite3_column_int64(scan.s, 0);
-        freed += static_cast<uint64_t>(sqlite3_column_int64(scan.s, 1));
-      }
-      if (cutoff < 0) continue;
-      Stmt del(db_, "DELETE FROM outbox WHERE state = ? AND seq <= ?");
-      del.bind(1, state);
-      sqlite3_bind_int64(del.s, 2, cutoff);
-      if (sqlite3_step(del.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
-      (std::string_view(state) == "dead" ? c.dead_removed_by_size : c.delivered_removed_by_size) =
-          static_cast<size_t>(sqlite3_changes(db_));
-      c.bytes -= std::min(c.bytes, freed);
-    }
-  });
-  // Hand the freed pages back to the file system (auto_vacuum is
-  // incremental in stores created since), and keep the WAL short.
+  auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  Compaction c = outbox_->compact(max_age_s, max_bytes, now);
+  pending_ = outbox_->pending_count();
+  // SQLite holds only meta and dictionaries now; older stores' freed pages
+  // (the outbox table they had) go back to the file system, and the WAL
+  // stays short.
   exec("PRAGMA incremental_vacuum");
   sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   return c;
+}
+
+// Schema 4 kept the outbox in a table. Its rows go into the outbox file
+// (with how far the journal is routed), then the table is dropped and the
+// version written, in one transaction after the file is: a crash between
+// the two converts again from the table (the file is replaced whole, so
+// nothing is in it twice).
+void StateStore::migrate_outbox_table() {
+  bool table = false;
+  {
+    Stmt q(db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'");
+    table = sqlite3_step(q.s) == SQLITE_ROW;
+  }
+  if (table) {
+    std::vector<OutboxLog::Imported> rows;
+    {
+      Stmt q(db_, "SELECT seq, id, handler, route, position, json, state, reason, created FROM outbox ORDER BY seq");
+      while (sqlite3_step(q.s) == SQLITE_ROW) {
+        OutboxLog::Imported r;
+        r.seq = sqlite3_column_int64(q.s, 0);
+        r.id = q.text(1);
+        r.handler = q.text(2);
+        r.route = q.text(3);
+        r.position = sqlite3_column_int(q.s, 4);
+        r.json = q.text(5);
+        std::string state = q.text(6);
+        r.state = state == "pending" ? 0 : state == "delivered" ? 1 : 2;
+        r.reason = q.text(7);
+        r.created = sqlite3_column_int64(q.s, 8);
+        if (r.seq <= 0) continue;  // not one SQLite's AUTOINCREMENT gave
+        rows.push_back(std::move(r));
+      }
+    }
+    outbox_->replace_with(rows, routed_through_);
+    spdlog::info("state store {}: {} outbox rows moved into {}", path_, rows.size(), outbox_->path());
+  }
+  transaction([&] {
+    exec("DROP TABLE IF EXISTS outbox");
+    exec(("UPDATE meta SET value = '" + std::to_string(kSchemaVersion) + "' WHERE key = 'schema_version'").c_str());
+  });
 }
 
 }  // namespace kubetrail::state

@@ -11,8 +11,10 @@
 //  - the journal: change sets the watches produced that delivery has not yet
 //    routed into the outbox (in the log, with the checkpoint entries they
 //    cover);
-//  - the outbox: per handler, change sets owed, delivered or dead (SQLite,
-//    with meta and the compression dictionaries).
+//  - the outbox: per handler, change sets owed, delivered or dead (a third
+//    file of frames, PATH-outbox: state/outbox_log.hpp).
+// SQLite keeps what is small and rarely written: meta and the compression
+// dictionaries.
 //
 // The invariant that makes "nothing lost, nothing twice" hold across kill -9
 // (docs/ARCHITECTURE.md): a checkpoint never covers a change whose change set
@@ -40,6 +42,7 @@
 
 #include "model/object_store.hpp"
 #include "state/log_file.hpp"
+#include "state/outbox_log.hpp"
 #include "state/row_codec.hpp"
 
 struct sqlite3;
@@ -107,32 +110,24 @@ class StateStore {
   size_t journal_size();
 
   // --- the durable outbox: change sets waiting for a handler ---------------
-  struct OutboxEntry {
-    int64_t seq = 0;
-    std::string id, handler, route;
-    int position = 0;  // index of the handler in the route's chain
-    std::string json;  // the change set
-  };
+  using OutboxEntry = OutboxLog::Entry;
+  using OutboxRow = OutboxLog::Row;
+  using DeadLetter = OutboxLog::DeadLetter;
+  using Compaction = OutboxLog::Compaction;
   // Records that `handler` owes this change set. Returns its sequence
   // number, or 0 when (id, handler) is already known - pending, delivered or
   // dead - so that no handler ever receives an id twice.
   int64_t outbox_add(const std::string& id, const std::string& handler, const std::string& route, int position,
                      std::string_view json);
-  // outbox_add() for many rows in one transaction (delivery writes a batch
-  // of change sets' rows at once: one commit instead of one per row). All
-  // of them are written or, with a kubetrail::Error, none. Each row's seq,
-  // or 0 where (id, handler) is already known - in the outbox or earlier
-  // in `rows`.
-  struct OutboxRow {
-    std::string_view id, handler, route;
-    int position = 0;
-    std::string_view json;
-  };
+  // outbox_add() for many rows in one write (delivery writes a batch of
+  // change sets' rows at once). All of them are written or, with a
+  // kubetrail::Error, none. Each row's seq, or 0 where (id, handler) is
+  // already known - in the outbox or earlier in `rows`.
   // `routed`: the change sets these rows route (and any the caller routes
-  // nowhere), retired from the journal in the same transaction, as
-  // journal_done() would in a second one.
+  // nowhere), retired from the journal in the same write, as journal_done()
+  // would in a second one.
   std::vector<int64_t> outbox_add_many(const std::vector<OutboxRow>& rows, const std::vector<std::string>& routed = {});
-  // What one handler call settled, in one transaction: rows delivered, rows
+  // What one handler call settled, in one write: rows delivered, rows
   // dead-lettered (with why), and the rows the next handlers of their
   // chains now owe (as outbox_add_many, whose seqs it returns). All of it
   // is written or, with a kubetrail::Error, none.
@@ -146,27 +141,26 @@ class StateStore {
   // Pending outbox rows, exact at every call (kept in step with every write,
   // not a count of submissions).
   size_t outbox_backlog() const noexcept { return static_cast<size_t>(pending_.load()); }
-  struct DeadLetter {
-    std::string id, handler, reason;
-  };
+  // Dead letters, oldest first.
   std::vector<DeadLetter> dead_letters();
   // Bounded retention: forgets delivered entries and dead letters older than
   // max_age_s, then, while the outbox holds more than max_bytes, the oldest
   // delivered entries and then the oldest dead letters. Pending entries are
   // never dropped (that would lose changes): when they alone exceed the cap
-  // the result says so and the backlog metric shows it. Then compacts the
-  // file. A forgotten delivered entry no longer guards its id against a
+  // the result says so and the backlog metric shows it. Then rewrites the
+  // outbox file. A forgotten delivered entry no longer guards its id against a
   // second delivery, hence the age: keep it longer than any restart gap.
-  struct Compaction {
-    size_t removed_by_age = 0, delivered_removed_by_size = 0, dead_removed_by_size = 0;
-    uint64_t bytes = 0;  // what the outbox holds afterwards
-  };
   Compaction outbox_compact(int64_t max_age_s, uint64_t max_bytes);
 
   // This installation's redaction key (see diff::redacted_marker): drawn at
   // random the first time and kept, so that markers stay the same across
   // restarts (the checkpoint holds them). Never logged.
   std::string redaction_key();
+
+  // Fault injection for tests: outbox writes adding a row for which
+  // `refuse(id, handler)` is true fail as a failing disk would (nothing of
+  // that write happens).
+  void refuse_outbox_rows_for_test(std::function<bool(std::string_view id, std::string_view handler)> refuse);
 
   const std::string& path() const noexcept { return path_; }
   // Folds since open (state_bench prints it: a cost measured over a window
@@ -231,12 +225,14 @@ class StateStore {
   // journal_done() in steps (under mu_): how far the journal is routed once
   // `ids` are; that row written; the ids forgotten (after the commit).
   int64_t routed_through_without(const std::vector<std::string>& ids) const;
-  void put_routed_through(int64_t through);
   void forget_routed(const std::vector<std::string>& ids, int64_t through);
-  std::vector<int64_t> insert_outbox_rows(const std::vector<OutboxRow>& rows);
-  void count_outbox_changes(const std::vector<int64_t>& added, int64_t settled);
+  // The outbox (PATH-outbox), under mu_; pending_ follows its count.
+  std::unique_ptr<OutboxLog> outbox_;
+  std::vector<int64_t> write_outbox(const std::vector<OutboxRow>& rows, const std::vector<int64_t>& delivered,
+                                    const std::vector<std::pair<int64_t, std::string>>& dead, int64_t routed_through);
   void migrate_log_table();      // schema 2 -> 3 (see state_store.cpp)
   void migrate_objects_table();  // schema 3 -> 4
+  void migrate_outbox_table();   // schema 4 -> 5
   int64_t meta_number(const char* key);
   // Rows of schema 3's objects table (what the 2 -> 3 conversion writes
   // before 3 -> 4 moves them into the snapshot).

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "state/state_store.hpp"
+
 namespace test {
 
 inline std::filesystem::path source_dir() { return KUBETRAIL_SOURCE_DIR; }
@@ -77,18 +79,13 @@ inline Run kubetrail(const std::string& args, const TempDir& dir) {
   return r;
 }
 
-// Makes the state store at `db_path` (closed) refuse every outbox row for
-// change set `id` (for `handler` only, when given), as a disk that fails
-// mid-transaction would: a trigger that aborts the insert.
-inline void refuse_outbox_rows(const std::string& db_path, const std::string& id, const std::string& handler = "") {
-  sqlite3* db = nullptr;
-  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("cannot open " + db_path);
-  std::string sql = "CREATE TRIGGER refuse BEFORE INSERT ON outbox WHEN NEW.id = '" + id + "'" +
-                    (handler.empty() ? "" : " AND NEW.handler = '" + handler + "'") +
-                    " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  if (rc != SQLITE_OK) throw std::runtime_error("cannot add the trigger to " + db_path);
+// Makes `store` refuse every outbox row for change set `id` (for `handler`
+// only, when given), as a disk that fails mid-write would: the write that
+// holds it throws and nothing of it happens.
+inline void refuse_outbox_rows(kubetrail::state::StateStore& store, const std::string& id,
+                               const std::string& handler = "") {
+  store.refuse_outbox_rows_for_test(
+      [id, handler](std::string_view i, std::string_view h) { return i == id && (handler.empty() || h == handler); });
 }
 
 // Everything logged (the default logger) while it lives.

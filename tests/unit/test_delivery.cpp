@@ -307,9 +307,8 @@ TEST_CASE("delivery: inline and threaded scheduling agree on OK, STOP, RETRY and
 TEST_CASE("delivery: a handler's delivered marks and its chain's next rows are written together") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
-  state::StateStore::open(path, false).reset();
-  test::refuse_outbox_rows(path, "c/u-x/1", "b");
   auto store = state::StateStore::open(path, false);
+  test::refuse_outbox_rows(*store, "c/u-x/1", "b");
   Setup s(recorder("a", dir / "a.txt") + recorder("b", dir / "b.txt") + "[[routes]]\nchain = [\"a\", \"b\"]\n",
           store.get());
   s.service.submit(change("x"));
@@ -332,9 +331,8 @@ TEST_CASE("delivery: a handler's delivered marks and its chain's next rows are w
 TEST_CASE("delivery: a batch's outbox rows are written together - all of the batch is queued or none") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
-  state::StateStore::open(path, false).reset();
-  test::refuse_outbox_rows(path, "c/u-bad/1");
   auto store = state::StateStore::open(path, false);
+  test::refuse_outbox_rows(*store, "c/u-bad/1");
   Setup s(recorder("a", dir / "a.txt") + recorder("b", dir / "b.txt") +
               "[[routes]]\nchain = [\"a\", \"b\"]\n[[routes]]\nchain = [\"b\"]\n",
           store.get());

@@ -330,7 +330,7 @@ TEST_CASE("state store: a schema 1 store is converted with its journal and its c
   CHECK(pending[1].id == "c/u-a/43");
   CHECK(pending[1].seq > pending[0].seq);
   store.reset();
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 4);
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 5);
   CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('log', 'objects', 'resources')") == 0);
 }
 
@@ -338,12 +338,12 @@ TEST_CASE("state store: a store of a newer schema is refused with a message that
   test::TempDir dir;
   auto path = (dir / "s.db").string();
   sql(path,
-      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '5');");
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema_version', '6');");
   try {
     state::StateStore::open(path, false);
     FAIL("opened");
   } catch (const std::exception& e) {
-    CHECK(std::string(e.what()).find("state schema version 5 is not 4") != std::string::npos);
+    CHECK(std::string(e.what()).find("state schema version 6 is not 5") != std::string::npos);
   }
 }
 
@@ -609,7 +609,7 @@ TEST_CASE("state store: a log that belongs to another store is refused, and set 
   auto fresh = state::StateStore::open(b, true);
   CHECK(fresh->journal_pending().empty());
   CHECK_FALSE(fresh->load("cm"));
-  CHECK(files_named(dir, ".corrupt-") == 3);  // the store, its log and its snapshot
+  CHECK(files_named(dir, ".corrupt-") == 4);  // the store, its log, its snapshot and its outbox
   fresh.reset();
   // The SQLite file deleted to start afresh, its log left behind: a new
   // store, the old log kept aside and not read.
@@ -665,7 +665,7 @@ TEST_CASE("state store: a schema 2 store is converted with its log table") {
     store->save("cm", {}, {}, "", {{0, "id-4", "{}"}});
     CHECK(store->journal_pending().back().seq > 6);  // after the table's seqs
   }
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 4);
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 5);
   CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('log', 'objects', 'resources')") == 0);
   CHECK(state::StateStore::open(path, false)->journal_pending().size() == 3);
 }
@@ -707,8 +707,8 @@ TEST_CASE("state store: a batch's outbox rows and the journal entries they route
     CHECK(seqs[0] > 0);
     CHECK(store->journal_size() == 1);
   }
-  test::refuse_outbox_rows(path, "id-4");
   auto store = state::StateStore::open(path, false);
+  test::refuse_outbox_rows(*store, "id-4");
   auto pending = store->journal_pending();
   REQUIRE(pending.size() == 1);
   CHECK(pending[0].id == "id-3");
@@ -761,7 +761,7 @@ TEST_CASE("state store: a schema 3 store is converted with its checkpoint tables
     auto c = object("u-c", "10", R"({"v":"c"})");
     store->save("configmaps", rows({{"ns/c", &c}}), {"ns/b"}, "10");
   }
-  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 4);
+  CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 5);
   CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('objects', 'resources')") == 0);
   CHECK(snapshot_rows(path).size() == 3);
   auto store = state::StateStore::open(path, false);
@@ -798,7 +798,7 @@ TEST_CASE("state store: a damaged snapshot is refused naming the file and the by
   }
   auto fresh = state::StateStore::open(path, true);
   CHECK_FALSE(fresh->load("cm"));
-  CHECK(files_named(dir, ".corrupt-") == 3);
+  CHECK(files_named(dir, ".corrupt-") == 4);
 }
 
 // A fold writes the whole snapshot, so it waits until the log holds as many
@@ -872,5 +872,44 @@ TEST_CASE("state store: a snapshot or log holding a sequence number kubetrail ne
     FAIL("opened");
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find(path + "-log holds entry 9223372036854775807") != std::string::npos);
+  }
+}
+
+// Schema 4 kept the outbox in a SQLite table: a store written then opens
+// with its pending rows deliverable (JSON, route and position intact), its
+// delivered ids still refused, its dead letters listed, and the table gone
+// - converted once (opening again finds the same).
+TEST_CASE("state store: a schema 4 store's outbox table is converted into the outbox file") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  sql(path,
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('schema_version', '4');"
+      "CREATE TABLE dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE, content BLOB NOT NULL);"
+      "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
+      " handler TEXT NOT NULL, route TEXT NOT NULL, position INTEGER NOT NULL, json TEXT NOT NULL,"
+      " state TEXT NOT NULL DEFAULT 'pending', reason TEXT, created INTEGER NOT NULL, UNIQUE(id, handler));"
+      "INSERT INTO outbox VALUES(1, 'c/u/1', 'h', 'r', 0, '', 'delivered', NULL, strftime('%s','now'));"
+      "INSERT INTO outbox VALUES(2, 'c/u/2', 'h', 'r', 0, '{\"n\":2}', 'pending', NULL, strftime('%s','now'));"
+      "INSERT INTO outbox VALUES(3, 'c/u/3', 'h', 'r', 0, '{\"n\":3}', 'dead', 'gave up', strftime('%s','now'));"
+      "INSERT INTO outbox VALUES(4, 'c/u/2', 'g', 'r', 1, '{\"n\":2}', 'pending', NULL, strftime('%s','now'));");
+  for (int round = 0; round < 2; ++round) {
+    CAPTURE(round);
+    auto store = state::StateStore::open(path, false);
+    CHECK(store->outbox_backlog() == 2);
+    auto h = store->outbox_pending("h", 0, 10);
+    REQUIRE(h.size() == 1);
+    CHECK(h[0].seq == 2);
+    CHECK(h[0].json == R"({"n":2})");
+    auto g = store->outbox_pending("g", 0, 10);
+    REQUIRE(g.size() == 1);
+    CHECK(g[0].position == 1);
+    auto dead = store->dead_letters();
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].reason == "gave up");
+    CHECK(store->outbox_add("c/u/1", "h", "r", 0, "{}") == 0);  // delivered before: still known
+    store.reset();
+    CHECK(count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == 5);
+    CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'outbox'") == 0);
   }
 }
