@@ -1,8 +1,8 @@
 // state_bench: what the transactional checkpoint (issue 12) costs. The real
 // informer (list in pages of 500, then a watch) runs in this process against
 // a scripted API server (tests/unit/fake_api.hpp: pre-serialized bytes, no
-// network), once without a state store and once with one (SQLite on a temp
-// file, as `run` opens it), and the ratio of CPU time is printed for:
+// network), once without a state store and once with one (on temp files, as
+// `run` opens it), and the ratio of CPU time is printed for:
 //   - initial sync of N pods (the Pod fixture, managedFields and all, each
 //     with its own name and uid), first start: every object checkpointed;
 //   - restart against that checkpoint: load it, list, compare (no change);
