@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(cd "${1:?build dir}" && pwd); seconds=${2:?seconds per harness}; shift 2
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(watch_stream list_page diff openapi config kubeconfig manifest state_row state_log)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(watch_stream list_page diff openapi config kubeconfig manifest state_row state_log outbox_log)
 work=$(mktemp -d /tmp/kubetrail-fuzz-XXXXXX)
 status=0
 for h in "${harnesses[@]}"; do
