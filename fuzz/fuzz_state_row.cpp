@@ -1,13 +1,13 @@
-// A checkpoint row read back from the state store (state/row_codec.hpp):
+// A checkpoint row read back from the state store (common/dictionary_codec.hpp):
 // the file is one a user points at, so a row may hold anything. Input: two
 // bytes (little endian) of dictionary length, the dictionary, then the row.
 // Decoding may only fail as an error value - never crash, hang or allocate
-// more than RowCodec::kMaxObjectBytes - and whatever compress() writes with
+// more than DictionaryCodec::kMaxObjectBytes - and whatever compress() writes with
 // that dictionary must decode back to the same text.
 #include <cstring>
 
+#include "common/dictionary_codec.hpp"
 #include "fuzz.hpp"
-#include "state/row_codec.hpp"
 
 using namespace kubetrail;
 
@@ -16,11 +16,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (in.size() < 2) return 0;
   size_t dict_len = std::min<size_t>(in.size() - 2, static_cast<uint8_t>(in[0]) | static_cast<uint8_t>(in[1]) << 8);
   std::string_view dictionary = in.substr(2, dict_len), row = in.substr(2 + dict_len);
-  state::RowCodec codec;
+  DictionaryCodec codec;
   codec.add_dictionary(7, dictionary);
   std::string out;
   std::string why = codec.decompress(7, row, out);
-  if (why.empty() && out.size() > state::RowCodec::kMaxObjectBytes) __builtin_trap();
+  if (why.empty() && out.size() > DictionaryCodec::kMaxObjectBytes) __builtin_trap();
   (void)codec.decompress(8, row, out);  // a dictionary the store does not have
   std::string back;
   std::string_view frame = codec.compress(7, row);

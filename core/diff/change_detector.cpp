@@ -152,7 +152,7 @@ std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType
   cs.uid = old->uid;
   cs.resource_version.assign(list_rv);
   cs.id = model::change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
-  cs.old_object = old->json;
+  cs.old_object = store.text(*old);
   cs.summary = model::summarize(cs);
   store.erase(store_key);
   ++stats_.change_sets;
@@ -183,7 +183,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
   }
   Pruner& rules = rules_for(type);
   std::string_view pruned = rules.prune(object, source);
-  if (event != model::WatchEventType::deleted && old && old->json == pruned) {
+  if (event != model::WatchEventType::deleted && old && store.same_text(*old, pruned)) {
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
     old->resource_version.assign(rv);
@@ -220,10 +220,13 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     store.put(std::move(key), std::move(now));
   } else {
     // Diff only the subtree holding the changed bytes when there is one.
+    // The old text, decompressed when the cache packs: valid until the
+    // cache's next text() or the object's next change (update_cache below).
+    const std::string_view old_text = store.text(*old);
     Pruner::Subtree where;
-    if (whole_objects_ || !rules.changed_subtree(old->json, pruned, where, old_parser_)) {
+    if (whole_objects_ || !rules.changed_subtree(old_text, pruned, where, old_parser_)) {
       where = Pruner::Subtree{pruned, {}, {}, {}, false, {}};
-      if (old_parser_.parse(old->json).get(where.old_value) != simdjson::SUCCESS)
+      if (old_parser_.parse(old_text.data(), old_text.size()).get(where.old_value) != simdjson::SUCCESS)
         return R::failure("internal error: cached object is not valid JSON");  // cannot happen: we wrote it
     }
     dom::element b = where.new_value;
@@ -236,8 +239,8 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     // their storage (the DOMs diffed above own copies of their text).
     extract_managers(object, managers_);
     auto update_cache = [&] {
-      if (options_.include_objects) cs.old_object = std::move(old->json);
-      old->json.assign(pruned);
+      if (options_.include_objects) cs.old_object.assign(old_text);
+      store.set_text(*old, pruned);
       old->uid.assign(uid);
       old->resource_version.assign(rv);
       old->managers.swap(managers_);

@@ -48,7 +48,7 @@ struct LogEntry {
   int64_t seq = 0;
   std::string_view resource{}, key{}, uid{}, resource_version{}, body{};
   // 0: body is the text; N > 0: a zstd frame against dictionary N
-  // (state/row_codec.hpp), so that a fold stores it as it is.
+  // (common/dictionary_codec.hpp), so that a fold stores it as it is.
   int64_t codec = 0;
 };
 
@@ -57,7 +57,7 @@ class LogFile {
   static constexpr size_t kHeaderBytes = 16;
   static constexpr size_t kFrameHeaderBytes = 12;
   // A frame larger than this is not one kubetrail wrote (objects are at most
-  // 64 MiB: row_codec.hpp; a save holds a page of them at most).
+  // 64 MiB: dictionary_codec.hpp; a save holds a page of them at most).
   static constexpr uint32_t kMaxFrameBytes = 1u << 30;
 
   // Appends an entry to a payload being built; returns the offset of its

@@ -39,7 +39,7 @@ constexpr int kSchemaVersion = 5;
   " key TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', resource_version TEXT NOT NULL DEFAULT '', body BLOB," \
   " codec INTEGER NOT NULL DEFAULT 0);"
 // codec: 0 = `object` is the JSON text; N > 0 = a zstd frame compressed
-// against dictionaries.id N (state/row_codec.hpp).
+// against dictionaries.id N (common/dictionary_codec.hpp).
 #define OBJECTS_COLUMNS                                                                                         \
   "(resource TEXT NOT NULL, key TEXT NOT NULL, uid TEXT NOT NULL, resource_version TEXT NOT NULL, object TEXT " \
   "NOT NULL, codec INTEGER NOT NULL DEFAULT 0, UNIQUE(resource, key))"
@@ -169,7 +169,7 @@ struct Stmt {
 // A row's body column as text (codec 0) or decompressed by `codec`: "" or
 // why it cannot be read. The two readers of stored bodies, load() and
 // journal_pending(), go through here.
-std::string decode(RowCodec& codec, Stmt& q, int body, int codec_column, std::string& out) {
+std::string decode(DictionaryCodec& codec, Stmt& q, int body, int codec_column, std::string& out) {
   if (int64_t c = sqlite3_column_int64(q.s, codec_column); c != 0) return codec.decompress(c, q.blob(body), out);
   out = q.text(body);
   return {};
@@ -230,7 +230,7 @@ std::string try_open(const std::string& path, sqlite3** out, bool& busy) {
       "PRAGMA wal_autocheckpoint=20000;"
       "PRAGMA journal_size_limit=134217728;"
       "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      // One compression dictionary per resource (state/row_codec.hpp),
+      // One compression dictionary per resource (common/dictionary_codec.hpp),
       // never changed once written: every compressed row names its own.
       "CREATE TABLE IF NOT EXISTS dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE,"
       " content BLOB NOT NULL);";
@@ -533,7 +533,7 @@ namespace {
 
 // An entry's body as text: decompressed by `codec` when it is a zstd frame.
 // "" or why it cannot be read.
-std::string unpacked(RowCodec& codec, const LogEntry& e, std::string& out) {
+std::string unpacked(DictionaryCodec& codec, const LogEntry& e, std::string& out) {
   if (e.codec != 0) return codec.decompress(e.codec, e.body, out);
   out.assign(e.body);
   return {};
@@ -637,7 +637,7 @@ void StateStore::remove_object(std::string_view resource, std::string_view key) 
 namespace {
 // An object's body as a row holds it: compressed against the resource's
 // dictionary unless that does not make it smaller (or there is none).
-std::pair<std::string_view, int64_t> packed(RowCodec& codec, int64_t dictionary, std::string_view text) {
+std::pair<std::string_view, int64_t> packed(DictionaryCodec& codec, int64_t dictionary, std::string_view text) {
   if (!dictionary) return {text, 0};
   std::string_view frame = codec.compress(dictionary, text);
   return frame.size() < text.size() ? std::pair{frame, dictionary} : std::pair{text, int64_t{0}};
@@ -846,8 +846,11 @@ void StateStore::fold() {
 void StateStore::save(const std::string& resource,
                       const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts,
                       const std::vector<std::string>& deletes, const std::string& resource_version,
-                      const std::vector<JournalEntry>& journal) {
+                      const std::vector<JournalEntry>& journal, const model::ObjectStore* cache) {
   std::lock_guard lock(mu_);
+  // An object's text: from the cache that holds it (which may keep it
+  // compressed), valid until the next call.
+  auto text_of = [&](const model::StoredObject& o) { return cache ? cache->text(o) : std::string_view(o.json); };
   payload_.clear();
   int64_t seq = next_seq_;
   struct Journaled {
@@ -872,14 +875,18 @@ void StateStore::save(const std::string& resource,
   // first list page makes its dictionary.
   auto dictionary = dictionary_of_.find(resource);
   if (dictionary == dictionary_of_.end() && upserts.size() >= kDictionarySamples) {
-    std::vector<std::string_view> samples;
-    samples.reserve(upserts.size());
-    for (const auto& [key, obj] : upserts) samples.push_back(obj->json);
-    dictionary_for(resource, samples);
+    std::vector<std::string> texts;  // copies: text_of() reuses its buffer (a dictionary takes only the first 64 KB)
+    size_t bytes = 0;
+    for (const auto& [key, obj] : upserts) {
+      if (bytes >= DictionaryCodec::kMaxDictionaryBytes) break;
+      texts.emplace_back(text_of(*obj));
+      bytes += texts.back().size();
+    }
+    dictionary_for(resource, std::vector<std::string_view>(texts.begin(), texts.end()));
     dictionary = dictionary_of_.find(resource);
   }
   for (const auto& [key, obj] : upserts) {
-    auto [body, codec] = packed(codec_, dictionary == dictionary_of_.end() ? 0 : dictionary->second, obj->json);
+    auto [body, codec] = packed(codec_, dictionary == dictionary_of_.end() ? 0 : dictionary->second, text_of(*obj));
     LogFile::encode(payload_, {LogKind::kObject, seq++, resource, key, obj->uid, obj->resource_version, body, codec});
   }
   for (const auto& key : deletes) LogFile::encode(payload_, {LogKind::kDeleted, seq++, resource, key});
@@ -899,7 +906,7 @@ void StateStore::save(const std::string& resource,
 
 int64_t StateStore::dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples) {
   if (auto it = dictionary_of_.find(resource); it != dictionary_of_.end()) return it->second;
-  std::string content = RowCodec::dictionary_from(samples);
+  std::string content = DictionaryCodec::dictionary_from(samples);
   Stmt ins(db_, "INSERT INTO dictionaries(resource, content) VALUES(?, ?)");
   ins.bind(1, resource);
   ins.bind_blob(2, content);

@@ -40,10 +40,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/dictionary_codec.hpp"
 #include "model/object_store.hpp"
 #include "state/log_file.hpp"
 #include "state/outbox_log.hpp"
-#include "state/row_codec.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -95,9 +95,11 @@ class StateStore {
   // Either all of it is durable or none of it. An empty resource_version
   // leaves the one stored as it is (one page less to write per commit: the
   // informer writes it at the end of lists and watches, and once a second).
+  // `cache`: the store that holds the upserted objects, which reads their
+  // text (it may keep them compressed); without it, their json is the text.
   void save(const std::string& resource, const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts,
             const std::vector<std::string>& deletes, const std::string& resource_version,
-            const std::vector<JournalEntry>& journal = {});
+            const std::vector<JournalEntry>& journal = {}, const model::ObjectStore* cache = nullptr);
   // Journal entries not yet routed, oldest first (after a crash: what the
   // last run had checkpointed but not yet written to the outbox).
   std::vector<JournalEntry> journal_pending();
@@ -182,7 +184,7 @@ class StateStore {
   // is each resource's, made from the first objects a fold or a list page
   // brings for it; `made_` are those made in the open transaction
   // (forgotten again when it rolls back).
-  RowCodec codec_;
+  DictionaryCodec codec_;
   std::map<std::string, int64_t, std::less<>> dictionary_of_;
   std::vector<int64_t> made_;
   int64_t dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples);

@@ -49,7 +49,7 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
     if (prune_)
       for (auto& key : store_->keys(key_))
         if (!dirty_.count(key) && !cache.find(key)) deletes.push_back(std::move(key));
-    store_->save(key_, upserts, deletes, with_rv ? rv : std::string(), journal);
+    store_->save(key_, upserts, deletes, with_rv ? rv : std::string(), journal, &cache);
   } catch (const std::exception& e) {
     spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),
                   e.what());

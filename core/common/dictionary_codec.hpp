@@ -1,17 +1,19 @@
-// How the state store keeps checkpoint rows small: each object is a zstd
-// frame compressed against a dictionary of its own resource, one per
-// resource, made of the first objects the store was given (zstd's "raw
-// content" dictionary: earlier objects of the same kind, whose keys, images,
-// labels and probes the next object mostly repeats). A Pod of ~2.3 KB pruned
-// becomes tens to a few hundred bytes; what the store writes per object is
-// what it costs (state_bench: the WAL and its checkpoint move every byte
-// twice), so this is where the state store's time went.
+// Small texts compressed against a dictionary of their own kind: each text
+// is a zstd frame against a dictionary made of the first texts of the same
+// resource (zstd's "raw content" dictionary: earlier objects of the same
+// kind, whose keys, images, labels and probes the next object mostly
+// repeats). A Pod of ~8 KB pruned becomes a few hundred bytes. Two users:
+// the state store's rows and files (what it writes per object is what it
+// costs), and the informer's cache (model/object_store.hpp: what it holds
+// per object is what 100,000 pods cost in memory).
 //
-// Rows read back are untrusted bytes (the file is one a user points at): a
-// frame that does not decode, names no known dictionary or claims more than
-// kMaxObjectBytes is an error value, never a crash or a huge allocation.
+// Frames read back are untrusted bytes (a state file is one a user points
+// at): a frame that does not decode, names no known dictionary or claims
+// more than kMaxObjectBytes is an error value, never a crash or a huge
+// allocation.
 //
-// Not thread-safe: the state store uses it under its lock.
+// Not thread-safe: each user holds its own (the state store under its lock,
+// each cache on its informer's thread).
 #pragma once
 
 #include <cstddef>
@@ -26,19 +28,19 @@ struct ZSTD_DCtx_s;
 struct ZSTD_CDict_s;
 struct ZSTD_DDict_s;
 
-namespace kubetrail::state {
+namespace kubetrail {
 
-class RowCodec {
+class DictionaryCodec {
  public:
   // Larger than any object the API server stores (etcd's limit is 1.5 MB).
   static constexpr size_t kMaxObjectBytes = size_t{64} << 20;
   // A dictionary holds at most this much sample content.
   static constexpr size_t kMaxDictionaryBytes = 64 << 10;
 
-  RowCodec();
-  ~RowCodec();
-  RowCodec(const RowCodec&) = delete;
-  RowCodec& operator=(const RowCodec&) = delete;
+  DictionaryCodec();
+  ~DictionaryCodec();
+  DictionaryCodec(const DictionaryCodec&) = delete;
+  DictionaryCodec& operator=(const DictionaryCodec&) = delete;
 
   // Dictionary content from sample objects (the first ones, up to
   // kMaxDictionaryBytes).
@@ -65,4 +67,4 @@ class RowCodec {
   std::string buffer_;  // compress()'s output, reused
 };
 
-}  // namespace kubetrail::state
+}  // namespace kubetrail

@@ -1,10 +1,10 @@
-#include "state/row_codec.hpp"
+#include "common/dictionary_codec.hpp"
 
 #include <zstd.h>
 
 #include <new>
 
-namespace kubetrail::state {
+namespace kubetrail {
 
 namespace {
 // With a dictionary doing most of the work, level 1 compresses a Pod as well
@@ -12,7 +12,7 @@ namespace {
 constexpr int kLevel = 1;
 }  // namespace
 
-RowCodec::RowCodec() : cctx_(ZSTD_createCCtx()), dctx_(ZSTD_createDCtx()) {
+DictionaryCodec::DictionaryCodec() : cctx_(ZSTD_createCCtx()), dctx_(ZSTD_createDCtx()) {
   if (!cctx_ || !dctx_) {
     ZSTD_freeCCtx(cctx_);
     ZSTD_freeDCtx(dctx_);
@@ -20,7 +20,7 @@ RowCodec::RowCodec() : cctx_(ZSTD_createCCtx()), dctx_(ZSTD_createDCtx()) {
   }
 }
 
-RowCodec::~RowCodec() {
+DictionaryCodec::~DictionaryCodec() {
   for (auto& [id, d] : dictionaries_) {
     ZSTD_freeCDict(d.compress);
     ZSTD_freeDDict(d.decompress);
@@ -29,7 +29,7 @@ RowCodec::~RowCodec() {
   ZSTD_freeDCtx(dctx_);
 }
 
-std::string RowCodec::dictionary_from(const std::vector<std::string_view>& samples) {
+std::string DictionaryCodec::dictionary_from(const std::vector<std::string_view>& samples) {
   std::string content;
   for (auto s : samples) {
     if (content.size() + s.size() > kMaxDictionaryBytes) break;
@@ -38,7 +38,7 @@ std::string RowCodec::dictionary_from(const std::vector<std::string_view>& sampl
   return content;
 }
 
-void RowCodec::add_dictionary(int64_t id, std::string_view content) {
+void DictionaryCodec::add_dictionary(int64_t id, std::string_view content) {
   remove_dictionary(id);
   Dictionary d;
   d.compress = ZSTD_createCDict(content.data(), content.size(), kLevel);
@@ -51,7 +51,7 @@ void RowCodec::add_dictionary(int64_t id, std::string_view content) {
   dictionaries_.emplace(id, d);
 }
 
-void RowCodec::remove_dictionary(int64_t id) {
+void DictionaryCodec::remove_dictionary(int64_t id) {
   auto it = dictionaries_.find(id);
   if (it == dictionaries_.end()) return;
   ZSTD_freeCDict(it->second.compress);
@@ -59,7 +59,7 @@ void RowCodec::remove_dictionary(int64_t id) {
   dictionaries_.erase(it);
 }
 
-std::string_view RowCodec::compress(int64_t id, std::string_view text) {
+std::string_view DictionaryCodec::compress(int64_t id, std::string_view text) {
   const Dictionary& d = dictionaries_.at(id);
   buffer_.resize(ZSTD_compressBound(text.size()));
   size_t n = ZSTD_compress_usingCDict(cctx_, buffer_.data(), buffer_.size(), text.data(), text.size(), d.compress);
@@ -67,7 +67,7 @@ std::string_view RowCodec::compress(int64_t id, std::string_view text) {
   return {buffer_.data(), n};
 }
 
-std::string RowCodec::decompress(int64_t id, std::string_view frame, std::string& out) {
+std::string DictionaryCodec::decompress(int64_t id, std::string_view frame, std::string& out) {
   auto it = dictionaries_.find(id);
   if (it == dictionaries_.end()) return "compressed against dictionary " + std::to_string(id) + ", which is missing";
   unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
@@ -82,4 +82,4 @@ std::string RowCodec::decompress(int64_t id, std::string_view frame, std::string
   return {};
 }
 
-}  // namespace kubetrail::state
+}  // namespace kubetrail

@@ -1,0 +1,91 @@
+#include "model/object_store.hpp"
+
+#include <xxhash.h>
+
+#include "common/dictionary_codec.hpp"
+#include "common/error.hpp"
+
+namespace kubetrail::model {
+
+namespace {
+constexpr int64_t kDictionary = 1;  // the store's one dictionary
+
+// Stores `text` in `o` as a frame against the store's dictionary, or as it
+// is when the frame would be no smaller. `text` may be o.json itself: it is
+// hashed and compressed before o.json is written.
+void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text) {
+  XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
+  o.text_hash[0] = h.low64;
+  o.text_hash[1] = h.high64;
+  o.text_size = static_cast<uint32_t>(text.size());
+  std::string_view frame = codec.compress(kDictionary, text);
+  o.packed = frame.size() < text.size();
+  if (o.packed)
+    o.json.assign(frame);
+  else if (o.json.data() != text.data())
+    o.json.assign(text);
+}
+}  // namespace
+
+ObjectStore::ObjectStore() = default;
+ObjectStore::~ObjectStore() = default;
+ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
+ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
+
+void ObjectStore::put(std::string key, StoredObject obj) {
+  if (codec_) {
+    pack(*codec_, obj, obj.json);
+  } else {
+    obj.packed = false;
+    obj.text_size = static_cast<uint32_t>(obj.json.size());
+  }
+  objects_.insert_or_assign(std::move(key), std::move(obj));
+  if (!codec_ && objects_.size() >= kPackAfter) start_packing();
+}
+
+// The dictionary is the first objects' own text (up to 64 KB): the rest of
+// a resource's objects repeat their keys, labels, images and probes.
+void ObjectStore::start_packing() {
+  std::vector<std::string_view> samples;
+  for (const auto& [key, o] : objects_) samples.push_back(o.json);
+  auto codec = std::make_unique<DictionaryCodec>();
+  codec->add_dictionary(kDictionary, DictionaryCodec::dictionary_from(samples));
+  codec_ = std::move(codec);
+  for (auto& [key, o] : objects_) {
+    pack(*codec_, o, o.json);
+    o.json.shrink_to_fit();
+  }
+}
+
+std::string_view ObjectStore::text(const StoredObject& o) const {
+  if (!o.packed) return o.json;
+  // Frames this store wrote: they always decode (a failure is a bug, said loudly).
+  if (std::string why = codec_->decompress(kDictionary, o.json, scratch_); !why.empty())
+    throw Error("internal error: a cached object does not decompress: " + why);
+  return scratch_;
+}
+
+bool ObjectStore::same_text(const StoredObject& o, std::string_view text) const {
+  if (!o.packed) return o.json == text;
+  if (o.text_size != text.size()) return false;
+  XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
+  return h.low64 == o.text_hash[0] && h.high64 == o.text_hash[1];
+}
+
+void ObjectStore::set_text(StoredObject& o, std::string_view text) {
+  if (codec_) {
+    pack(*codec_, o, text);
+    return;
+  }
+  o.json.assign(text);
+  o.packed = false;
+  o.text_size = static_cast<uint32_t>(text.size());
+}
+
+size_t ObjectStore::text_bytes() const {
+  size_t n = 0;
+  for (const auto& [key, o] : objects_) n += o.json.size();
+  return n;
+}
+
+}  // namespace kubetrail::model

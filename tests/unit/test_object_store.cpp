@@ -1,0 +1,128 @@
+// The informer's cache (model/object_store.hpp): once it holds kPackAfter
+// objects it keeps each as a zstd frame against a dictionary of its first
+// objects. What it hands back must be exactly what it was given, whatever
+// it stores; same_text() must tell a changed object from an unchanged one
+// without decompressing; and a cache that packs must make exactly the change
+// sets one that does not makes (issue 15, item 4).
+#include <doctest/doctest.h>
+#include <simdjson.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "diff/diff.hpp"
+#include "helpers.hpp"
+#include "model/object_store.hpp"
+
+using namespace kubetrail;
+using nlohmann::json;
+
+namespace {
+json pod(int i) {
+  json p = json::parse(test::read_file(test::source_dir() / "tests/fixtures/pod.json"));
+  p["metadata"]["name"] = "web-" + std::to_string(i);
+  p["metadata"]["uid"] = "uid-" + std::to_string(i);
+  p["metadata"]["resourceVersion"] = std::to_string(100 + i);
+  return p;
+}
+model::StoredObject stored(std::string text) {
+  model::StoredObject o;
+  o.json = std::move(text);
+  return o;
+}
+}  // namespace
+
+TEST_CASE("object store: packed texts read back exactly, and take a fraction of the bytes") {
+  model::ObjectStore store;
+  std::vector<std::string> texts;
+  size_t raw = 0;
+  for (int i = 0; i < 200; ++i) {
+    texts.push_back(pod(i).dump());
+    raw += texts.back().size();
+    store.put("ns/web-" + std::to_string(i), stored(texts.back()));
+  }
+  for (int i = 0; i < 200; ++i) {
+    const model::StoredObject* o = store.find("ns/web-" + std::to_string(i));
+    REQUIRE(o);
+    CHECK(o->packed);
+    CHECK(store.text(*o) == texts[static_cast<size_t>(i)]);
+    CHECK(store.same_text(*o, texts[static_cast<size_t>(i)]));
+  }
+  // Pods repeat each other: the frames are far smaller than the texts.
+  CHECK(store.text_bytes() * 5 < raw);
+  MESSAGE("200 pods: " << raw << " bytes of text held in " << store.text_bytes());
+}
+
+TEST_CASE("object store: same_text tells one changed byte from none, set_text replaces, small stores do not pack") {
+  model::ObjectStore store;
+  for (int i = 0; i < 3; ++i) store.put("ns/web-" + std::to_string(i), stored(pod(i).dump()));
+  CHECK_FALSE(store.find("ns/web-0")->packed);  // fewer than kPackAfter: kept as text
+  for (int i = 3; i < 40; ++i) store.put("ns/web-" + std::to_string(i), stored(pod(i).dump()));
+  model::StoredObject* o = store.find_mutable("ns/web-7");
+  REQUIRE(o->packed);  // packing began: the objects already there were packed too
+  std::string text = pod(7).dump(), same_size = text;
+  auto at = same_size.find("web-7");
+  same_size[at + 4] = '8';  // "web-8": one byte, same length
+  CHECK(store.same_text(*o, text));
+  CHECK_FALSE(store.same_text(*o, same_size));
+  CHECK_FALSE(store.same_text(*o, text + " "));
+  store.set_text(*o, same_size);
+  CHECK(store.text(*o) == same_size);
+  CHECK(store.same_text(*o, same_size));
+  // A text that does not compress is kept as it is, and reads back.
+  std::mt19937 rng(7);
+  std::string noise;
+  for (int i = 0; i < 4000; ++i) noise.push_back(static_cast<char>('a' + rng() % 26));
+  std::string odd = json{{"data", {{"blob", noise}}}}.dump();
+  store.set_text(*o, odd);
+  CHECK(store.text(*o) == odd);
+  CHECK(store.same_text(*o, odd));
+}
+
+// A differential test: the same events through a cache that packs (40 other
+// pods in it) and one that does not (the pod alone) make identical change
+// sets - changes, summary, actor, and the old and new objects.
+TEST_CASE("object store: a cache that packs makes exactly the change sets of one that does not") {
+  model::DiffOptions opts;
+  opts.redaction_key = "k";
+  opts.include_objects = true;
+  diff::ChangeDetector packing("test", opts), plain("test", opts);
+  model::ObjectStore big, small;
+  simdjson::dom::parser parser;
+  auto type = model::resource_type_for("v1", "Pod");
+  auto feed = [&](diff::ChangeDetector& d, model::ObjectStore& s, model::WatchEventType t, const json& obj) {
+    std::string text = obj.dump();
+    diff::SourceText source{&parser, text, {}};
+    auto r = d.observe(t, type, parser.parse(text).value(), s, "2026-12-04T10:00:00.000Z", &source);
+    REQUIRE(r.ok());
+    return std::move(r).value();
+  };
+  for (int i = 0; i < 40; ++i) feed(packing, big, model::WatchEventType::added, pod(i));
+  json p = pod(3);
+  feed(plain, small, model::WatchEventType::added, p);
+  REQUIRE(big.find("shop/web-3"));
+  CHECK(big.find("shop/web-3")->packed);
+  CHECK_FALSE(small.find("shop/web-3")->packed);
+  int rv = 1000;
+  auto step = [&](const char* what, auto&& edit) {
+    CAPTURE(what);
+    edit(p);
+    p["metadata"]["resourceVersion"] = std::to_string(++rv);
+    auto a = feed(packing, big, model::WatchEventType::modified, p);
+    auto b = feed(plain, small, model::WatchEventType::modified, p);
+    REQUIRE(a.has_value() == b.has_value());
+    if (a) CHECK(a->to_json() == b->to_json());
+    return a.has_value();
+  };
+  CHECK(step("image", [](json& o) { o["spec"]["containers"][0]["image"] = "nginx:9"; }));
+  CHECK_FALSE(step("resourceVersion only", [](json&) {}));
+  CHECK(step("label", [](json& o) { o["metadata"]["labels"]["tier"] = "gold"; }));
+  CHECK_FALSE(step("status only", [](json& o) { o["status"]["phase"] = "Running"; }));
+  CHECK(step("label removed", [](json& o) { o["metadata"]["labels"].erase("tier"); }));
+  auto a = feed(packing, big, model::WatchEventType::deleted, p);
+  auto b = feed(plain, small, model::WatchEventType::deleted, p);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->to_json() == b->to_json());
+}
