@@ -20,7 +20,9 @@ void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text) {
   o.text_size = static_cast<uint32_t>(text.size());
   std::string_view frame = codec.compress(kDictionary, text);
   o.packed = frame.size() < text.size();
-  if (o.packed)
+  if (o.packed && o.json.capacity() > 2 * frame.size())
+    o.json = std::string(frame);  // a new string of the frame's size: assign() would keep the text's capacity
+  else if (o.packed)
     o.json.assign(frame);
   else if (o.json.data() != text.data())
     o.json.assign(text);
@@ -84,7 +86,7 @@ void ObjectStore::set_text(StoredObject& o, std::string_view text) {
 
 size_t ObjectStore::text_bytes() const {
   size_t n = 0;
-  for (const auto& [key, o] : objects_) n += o.json.size();
+  for (const auto& [key, o] : objects_) n += o.json.capacity();  // what memory holds, not what is used
   return n;
 }
 

@@ -97,7 +97,8 @@ class ObjectStore {
   bool same_text(const StoredObject& o, std::string_view text) const;
   // Replaces the object's text (packed when the store packs).
   void set_text(StoredObject& o, std::string_view text);
-  // Bytes the stored texts take (packed or not), for tests and benchmarks.
+  // Bytes the stored texts hold in memory (capacity, packed or not), for
+  // tests and benchmarks.
   size_t text_bytes() const;
 
  private:
