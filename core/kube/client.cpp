@@ -292,6 +292,10 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
       too_large = true;
       return false;
     }
+    // Room for simdjson's padding after the body as it grows (geometrically),
+    // so that a list page of ~4 MB is parsed where it is, not copied first.
+    if (size_t need = r.body.size() + chunk.size() + simdjson::SIMDJSON_PADDING; r.body.capacity() < need)
+      r.body.reserve(std::max(2 * r.body.capacity(), need));
     r.body.append(chunk);
     return true;
   };
