@@ -3,17 +3,24 @@
 # packages. Idempotent and non-interactive: safe to run on every CI start.
 set -euo pipefail
 
-PACKAGES=(
+# What building kubetrail needs (the container image's build stage installs
+# only these: --build-only) ...
+BUILD_PACKAGES=(
   build-essential cmake pkg-config ninja-build git ca-certificates
   libcurl4-openssl-dev libssl-dev openssl
   libsimdjson-dev nlohmann-json3-dev libtoml11-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev
-  doctest-dev libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
-  libbenchmark-dev
+  libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
+)
+# ... and what its tests, benchmarks, fuzzers and CI checks need besides.
+TEST_PACKAGES=(
+  doctest-dev libbenchmark-dev
   python3 curl clang-format clang-tidy
   clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
 )
+PACKAGES=("${BUILD_PACKAGES[@]}")
+[ "${1:-}" = "--build-only" ] || PACKAGES+=("${TEST_PACKAGES[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do
