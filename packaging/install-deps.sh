@@ -15,7 +15,7 @@ BUILD_PACKAGES=(
 # ... and what its tests, benchmarks, fuzzers and CI checks need besides.
 TEST_PACKAGES=(
   doctest-dev libbenchmark-dev
-  python3 curl clang-format clang-tidy
+  python3 python3-yaml curl clang-format clang-tidy
   clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
 )

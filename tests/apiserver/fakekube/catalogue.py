@@ -30,6 +30,12 @@ BUILTIN = [
     Resource("apps", "v1", "statefulsets", "StatefulSet", True, ["sts"], scale=True),
     Resource("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"]),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status=False),
+    # What kubetrail's manifests create (packaging/kustomize): RBAC and PDBs.
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, status=False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, status=False),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, status=False),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, status=False),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"]),
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False, ["crd", "crds"]),
 ]
 
