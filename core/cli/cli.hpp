@@ -27,6 +27,7 @@ int run_check_config(const Args& args);
 int run_version(const Args& args);
 int run_diff(const Args& args);
 int run_daemon(const Args& args);
+int run_rbac(const Args& args);
 int main(int argc, char** argv);
 
 }  // namespace kubetrail::cli

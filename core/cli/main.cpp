@@ -34,6 +34,10 @@ commands:
   run [--config FILE] [--kubeconfig F] [--context C] [--reset-state]
                                         watch the cluster: [watch] resources through the diff,
                                         routes and handlers until SIGINT/SIGTERM
+  rbac [--config FILE] [--kubeconfig F] [--context C] [--namespace NS] [--service-account SA]
+                                        print the least-privilege RBAC for the config (list and
+                                        watch of what [watch] resolves to; the Lease with leader
+                                        election) for service account NS/SA (kubetrail/kubetrail)
 
 common options:
   --config FILE        TOML config (default: built-in: every change set as a line on stdout)
@@ -42,8 +46,8 @@ common options:
 )";
 
 // Options that take a value; everything else starting with '-' is a flag.
-const std::set<std::string> kValued = {"--config", "--plugins-dir", "--dir",    "--log-level",
-                                       "--output", "--kubeconfig",  "--context"};
+const std::set<std::string> kValued = {"--config",     "--plugins-dir", "--dir",       "--log-level",      "--output",
+                                       "--kubeconfig", "--context",     "--namespace", "--service-account"};
 const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help", "--reset-state", "--schema-only"};
 
 }  // namespace
@@ -181,6 +185,7 @@ int main(int argc, char** argv) {
     if (command == "plugins") return run_plugins(args);
     if (command == "version") return run_version(args);
     if (command == "run") return run_daemon(args);
+    if (command == "rbac") return run_rbac(args);
   } catch (const Error& e) {
     std::cerr << "kubetrail " << command << ": " << e.what() << "\n";
     return 2;

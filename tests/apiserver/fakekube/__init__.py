@@ -18,6 +18,7 @@ Modules, from the bottom up:
   resources   get / list / create / replace / patch / scale / delete (mixin)
   watch       watches: event streams, bookmarks, timeouts, 410 (mixin)
   controls    the /testing/ endpoints (mixin)
+  authorization  SelfSubjectAccessReview: RBAC for `kubectl auth can-i` (mixin)
   server      the HTTP server and the handler the mixins make up
   pki         certificates and kubeconfigs for a run
 """

@@ -1,6 +1,7 @@
 """Decoding of the Kubernetes protobuf encoding, for the few built-in types
 that kubectl v1.32 sends as protobuf (its typed `kubectl create deployment |
-namespace | configmap | secret | service` clients do; everything else it
+namespace | configmap | secret | service` and `kubectl auth can-i` clients
+do; everything else it
 sends as JSON). A small schema table (field numbers from k8s.io/api's
 generated.proto files) drives a generic wire-format reader; unknown fields
 are skipped, as protobuf readers do.
@@ -51,8 +52,16 @@ SCHEMA = {
     "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"),
                     4: ("targetPort", "IntOrString"), 5: ("nodePort", "int")},
     "IntOrString": {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")},
+    # k8s.io/api/authorization/v1 (kubectl auth can-i)
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
+    "ResourceAttributes": {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
+                           4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
+                           7: ("name", "string")},
+    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
 }
-KINDS = {"Deployment", "Namespace", "ConfigMap", "Secret", "Service"}
+KINDS = {"Deployment", "Namespace", "ConfigMap", "Secret", "Service", "SelfSubjectAccessReview"}
 
 
 class ProtoError(ValueError):

@@ -7,6 +7,7 @@ import urllib.parse
 import uuid
 
 from . import protobuf
+from .authorization import AuthorizationMixin
 from .catalogue import AGGREGATED_TYPE
 from .controls import TestControls
 from .discovery import Discovery
@@ -19,7 +20,7 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-class Handler(Discovery, Resources, Watches, TestControls, http.server.BaseHTTPRequestHandler):
+class Handler(Discovery, Resources, Watches, TestControls, AuthorizationMixin, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kubetrail-test-apiserver"
 
@@ -116,6 +117,8 @@ class Handler(Discovery, Resources, Watches, TestControls, http.server.BaseHTTPR
                 for gv_path in self.group_version_paths()}})
         if path.startswith("/openapi/v3/"):
             return self.send_json(200, self.openapi_v3(path[len("/openapi/v3/"):]))
+        if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" and method == "POST":
+            return self.subject_access_review()
         if path in ("/api", "/apis") and self.wants_aggregated():
             return self.send_json(200, self.aggregated(core=path == "/api"), content_type=AGGREGATED_TYPE)
         if path == "/api":
