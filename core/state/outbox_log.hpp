@@ -17,8 +17,9 @@
 //
 // What the file holds is also held in memory, indexed: pending rows by
 // handler and seq, every row's (id, handler) by hash, so that an id offered
-// twice is refused without reading the disk. A delivered row costs about 80
-// bytes of memory (its JSON is not kept), a pending or dead one its strings;
+// twice is refused without reading the disk. A delivered row costs about
+// 150 bytes of memory (a map node and a hash entry; its JSON is not kept), a
+// pending or dead one its strings too;
 // the JSON is read from the file when a row is handed to a worker.
 // Delivered rows' JSON is garbage in the file: once the garbage exceeds
 // kRewriteBytes and what is live, the file is rewritten with only what is
