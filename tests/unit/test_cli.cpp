@@ -211,14 +211,20 @@ TEST_CASE("cli: diff pairs multi-document YAML by identity and keys custom lists
 
 TEST_CASE("cli: every config shipped in the repo passes check-config") {
   test::TempDir dir;
-  // all-handlers.toml names secrets from the environment and a site's own
-  // script: checked against the schemas only (--schema-only), as a CI job
-  // without those secrets would check it; the others completely.
-  for (const char* rel :
-       {"examples/kubetrail.toml", "examples/all-handlers.toml", "packaging/kustomize/kubetrail.toml"}) {
-    std::string flags = std::string(rel) == "examples/all-handlers.toml" ? " --schema-only" : "";
-    auto r = test::kubetrail("check-config" + flags + " --config " + (test::source_dir() / rel).string(), dir);
-    CAPTURE(rel);
+  // Every .toml under examples/ and packaging/, found rather than listed (a
+  // list named a config after it had moved). all-handlers.toml names secrets
+  // from the environment and a site's own script: checked against the
+  // schemas only (--schema-only), as a CI job without those secrets would
+  // check it; the others completely.
+  std::vector<std::filesystem::path> configs;
+  for (const char* top : {"examples", "packaging"})
+    for (const auto& e : std::filesystem::recursive_directory_iterator(test::source_dir() / top))
+      if (e.path().extension() == ".toml") configs.push_back(e.path());
+  CHECK(configs.size() >= 5);  // examples x2, container, kustomize base and ha
+  for (const auto& path : configs) {
+    std::string flags = path.filename() == "all-handlers.toml" ? " --schema-only" : "";
+    auto r = test::kubetrail("check-config" + flags + " --config " + path.string(), dir);
+    CAPTURE(path.string());
     CAPTURE(r.err);
     CHECK(r.status == 0);
   }
