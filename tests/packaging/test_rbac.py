@@ -12,17 +12,12 @@ usage: test_rbac.py KUBETRAIL_BINARY
 """
 import os, subprocess, sys, tempfile, unittest
 
-try:
-    import yaml
-except ImportError:  # this python lacks PyYAML: Debian's has it (install-deps.sh: python3-yaml)
-    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    raise
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
+sys.path.insert(0, HERE)
 from harness import ApiServer  # noqa: E402
+from pyyaml import yaml  # noqa: E402
 
 KUBETRAIL = None
 SA = "system:serviceaccount:kubetrail:kubetrail"
