@@ -86,15 +86,16 @@ bool read_entry(std::string_view payload, size_t& at, LogEntry& e, size_t& body_
 
 }  // namespace
 
-size_t LogFile::encode(std::string& payload, const LogEntry& e) {
+size_t LogFile::encode(std::string& payload, const LogEntry& e, size_t* key_at) {
   payload.push_back(static_cast<char>(e.kind));
   put_u64(payload, static_cast<uint64_t>(e.seq));
   put_u64(payload, static_cast<uint64_t>(e.codec));
   size_t body_at = 0;
-  for (std::string_view f : {e.resource, e.key, e.uid, e.resource_version, e.body}) {
-    put_u32(payload, static_cast<uint32_t>(f.size()));
+  for (const std::string_view* f : {&e.resource, &e.key, &e.uid, &e.resource_version, &e.body}) {
+    put_u32(payload, static_cast<uint32_t>(f->size()));
     body_at = payload.size();
-    payload.append(f.data(), f.size());
+    if (f == &e.key && key_at) *key_at = body_at;
+    payload.append(f->data(), f->size());
   }
   return body_at;
 }

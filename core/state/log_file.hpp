@@ -61,8 +61,10 @@ class LogFile {
   static constexpr uint32_t kMaxFrameBytes = 1u << 30;
 
   // Appends an entry to a payload being built; returns the offset of its
-  // body within the payload (where journal reads find a change set).
-  static size_t encode(std::string& payload, const LogEntry& e);
+  // body within the payload (where journal reads find a change set), and
+  // in `key_at`, when given, the offset of its key (where the outbox finds
+  // a row's id).
+  static size_t encode(std::string& payload, const LogEntry& e, size_t* key_at = nullptr);
   // A payload as the frame that holds it (length, checksum, payload).
   static std::string frame(std::string_view payload);
 

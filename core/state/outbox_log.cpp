@@ -24,6 +24,21 @@ int64_t now_seconds() {
 
 // The fixed part of an encoded entry: kind, seq, codec, five lengths.
 constexpr size_t kEntryBytes = 1 + 8 + 8 + 5 * 4;
+
+// A row as the file holds it: a delivered one as its id alone, a pending
+// one whole, a dead one whole and its reason. The one encoding of rewrites
+// and of the schema 4 conversion.
+void encode_row(std::string& payload, int64_t seq, std::string_view handler, std::string_view id,
+                std::string_view route, int64_t created, std::string_view json, int position, bool delivered,
+                const std::string* dead_reason) {
+  const std::string at = std::to_string(created);
+  if (delivered) {
+    LogFile::encode(payload, {LogKind::kOutboxDone, seq, handler, id, {}, at, {}, position});
+    return;
+  }
+  LogFile::encode(payload, {LogKind::kOutboxRow, seq, handler, id, route, at, json, position});
+  if (dead_reason) LogFile::encode(payload, {LogKind::kOutboxDead, seq, {}, {}, {}, {}, *dead_reason});
+}
 }  // namespace
 
 uint64_t OutboxLog::hash_of(std::string_view id, std::string_view handler) {
@@ -176,14 +191,15 @@ std::vector<int64_t> OutboxLog::write(const std::vector<Row>& rows, const std::v
   // Encode first, change nothing: should the write fail, memory is as the
   // file is.
   struct Added {
-    size_t index, at;  // row index; where its entry begins in the payload
+    size_t index;  // in rows
     uint16_t handler;
     uint64_t hash;
-    size_t body_at;
+    size_t id_at, body_at;  // in the payload
   };
   std::vector<Added> added;
   payload_.clear();
-  const std::string created = std::to_string(now_seconds());
+  const int64_t now = now_seconds();
+  const std::string created = std::to_string(now);
   int64_t seq = next_seq_;
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
@@ -194,10 +210,10 @@ std::vector<int64_t> OutboxLog::write(const std::vector<Row>& rows, const std::v
       return a.hash == hash && a.handler == h && rows[a.index].id == r.id;
     });
     if (twice) continue;
-    size_t at = payload_.size();
-    size_t body_at =
-        LogFile::encode(payload_, {LogKind::kOutboxRow, seq, r.handler, r.id, r.route, created, r.json, r.position});
-    added.push_back({i, at, h, hash, body_at});
+    size_t id_at = 0;
+    size_t body_at = LogFile::encode(
+        payload_, {LogKind::kOutboxRow, seq, r.handler, r.id, r.route, created, r.json, r.position}, &id_at);
+    added.push_back({i, h, hash, id_at, body_at});
     seqs[i] = seq++;
   }
   for (int64_t s : delivered)
@@ -217,8 +233,8 @@ std::vector<int64_t> OutboxLog::write(const std::vector<Row>& rows, const std::v
     s.handler = a.handler;
     s.hash = a.hash;
     s.position = r.position;
-    s.created = std::stoll(created);
-    s.id_at = base + a.at + 1 + 8 + 8 + 4 + r.handler.size() + 4;  // past kind, seq, codec, handler, id's length
+    s.created = now;
+    s.id_at = base + a.id_at;
     s.id_size = static_cast<uint32_t>(r.id.size());
     s.route = std::make_unique<std::string>(r.route);
     s.json_at = base + a.body_at;
@@ -327,55 +343,41 @@ OutboxLog::Compaction OutboxLog::compact(int64_t max_age_s, uint64_t max_bytes, 
 void OutboxLog::rewrite() {
   auto old = file_.map();
   std::string_view bytes = old.bytes();
-  auto w = file_.rewrite();
-  std::string payload;
-  auto flush = [&](bool last) {
-    if (payload.empty() || (!last && payload.size() < kFrameBytes)) return;
-    w.add(payload);
-    payload.clear();
-  };
-  for (const auto& [seq, s] : rows_) {
-    std::string_view id = bytes.substr(s.id_at, s.id_size);
-    std::string_view handler = handlers_[s.handler];
-    std::string created = std::to_string(s.created);
-    if (s.state == State::delivered) {
-      LogFile::encode(payload, {LogKind::kOutboxDone, seq, handler, id, {}, created, {}, s.position});
-    } else {
-      LogFile::encode(payload, {LogKind::kOutboxRow, seq, handler, id, s.route ? *s.route : std::string_view(), created,
-                                bytes.substr(s.json_at, s.json_size), s.position});
-      if (s.state == State::dead)
-        LogFile::encode(payload, {LogKind::kOutboxDead, seq, {}, {}, {}, {}, s.reason ? *s.reason : ""});
-    }
-    flush(false);
-  }
-  if (routed_through_ > 0) LogFile::encode(payload, {LogKind::kRoutedThrough, routed_through_});
-  flush(true);
-  w.commit();
-  const int64_t through = routed_through_;
-  load();
-  routed_through_ = std::max(routed_through_, through);
+  const std::string no_reason;
+  replace_file(routed_through_, [&](const EncodeRow& put) {
+    for (const auto& [seq, s] : rows_)
+      put(seq, handlers_[s.handler], bytes.substr(s.id_at, s.id_size), s.route ? *s.route : std::string_view(),
+          s.created, bytes.substr(s.json_at, s.json_size), s.position, s.state == State::delivered,
+          s.state == State::dead ? (s.reason ? s.reason.get() : &no_reason) : nullptr);
+  });
 }
 
 void OutboxLog::replace_with(const std::vector<Imported>& rows, int64_t routed_through) {
+  replace_file(routed_through, [&](const EncodeRow& put) {
+    for (const Imported& r : rows)
+      put(r.seq, r.handler, r.id, r.route, r.created, r.json, r.position, r.state == 1,
+          r.state == 2 ? &r.reason : nullptr);
+  });
+}
+
+// Writes the rows `each` hands over (in frames of about kFrameBytes) and
+// routed_through into a new file, renames it over the old one, and reads it.
+void OutboxLog::replace_file(int64_t routed_through, const std::function<void(const EncodeRow&)>& each) {
   auto w = file_.rewrite();
   std::string payload;
-  for (const Imported& r : rows) {
-    std::string created = std::to_string(r.created);
-    if (r.state == 1) {
-      LogFile::encode(payload, {LogKind::kOutboxDone, r.seq, r.handler, r.id, {}, created, {}, r.position});
-    } else {
-      LogFile::encode(payload, {LogKind::kOutboxRow, r.seq, r.handler, r.id, r.route, created, r.json, r.position});
-      if (r.state == 2) LogFile::encode(payload, {LogKind::kOutboxDead, r.seq, {}, {}, {}, {}, r.reason});
-    }
+  each([&](int64_t seq, std::string_view handler, std::string_view id, std::string_view route, int64_t created,
+           std::string_view json, int position, bool delivered, const std::string* dead_reason) {
+    encode_row(payload, seq, handler, id, route, created, json, position, delivered, dead_reason);
     if (payload.size() >= kFrameBytes) {
       w.add(payload);
       payload.clear();
     }
-  }
+  });
   if (routed_through > 0) LogFile::encode(payload, {LogKind::kRoutedThrough, routed_through});
   if (!payload.empty()) w.add(payload);
   w.commit();
   load();
+  routed_through_ = std::max(routed_through_, routed_through);
 }
 
 }  // namespace kubetrail::state

@@ -143,6 +143,11 @@ class OutboxLog {
   std::string id_of(const Slot& s) const;
   void settle(int64_t seq, State to, std::string reason);
   void rewrite();
+  // One row handed to replace_file(): seq, handler, id, route, created,
+  // json, position, delivered, and the reason of a dead one (else null).
+  using EncodeRow = std::function<void(int64_t, std::string_view, std::string_view, std::string_view, int64_t,
+                                       std::string_view, int, bool, const std::string*)>;
+  void replace_file(int64_t routed_through, const std::function<void(const EncodeRow&)>& each);
   static uint64_t hash_of(std::string_view id, std::string_view handler);
   static uint32_t row_bytes(size_t id, size_t handler, size_t route, size_t json, size_t reason);
 
