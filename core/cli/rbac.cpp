@@ -8,9 +8,11 @@
 #include "cli/cli.hpp"
 #include "cli/common.hpp"
 #include "common/error.hpp"
+#include "common/json_writer.hpp"
 #include "kube/client.hpp"
 #include "kube/discovery.hpp"
 #include "kube/kubeconfig.hpp"
+#include "watch/watches.hpp"
 
 namespace kubetrail::cli {
 
@@ -22,9 +24,14 @@ struct Rule {
   std::set<std::string> resources;
 };
 
-// Quoted for YAML: names of resources, groups and namespaces are plain
-// DNS-like words, but "" (the core group) and "*" must be quoted.
-std::string q(const std::string& s) { return "\"" + s + "\""; }
+// Every name quoted and escaped as a JSON string, which YAML reads as a
+// double-quoted scalar: "" (the core group) and "*" need quotes, and a name
+// from the config or the server is never taken as YAML syntax.
+std::string q(std::string_view s) {
+  std::string out;
+  append_json_string(s, out);
+  return out;
+}
 
 void put_rules(std::ostringstream& out, const std::map<std::string, Rule>& rules) {
   out << "rules:\n";
@@ -38,31 +45,35 @@ void put_rules(std::ostringstream& out, const std::map<std::string, Rule>& rules
 
 void put_binding(std::ostringstream& out, const char* kind, const char* role_kind, const std::string& name,
                  const std::string* ns, const RbacSubject& s) {
-  out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: " << kind << "\nmetadata:\n  name: " << name << "\n";
-  if (ns) out << "  namespace: " << *ns << "\n";
-  out << "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: " << role_kind << "\n  name: " << name
-      << "\nsubjects:\n  - kind: ServiceAccount\n    name: " << s.service_account
-      << "\n    namespace: " << s.namespace_name << "\n";
+  out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: " << kind << "\nmetadata:\n  name: " << q(name) << "\n";
+  if (ns) out << "  namespace: " << q(*ns) << "\n";
+  out << "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: " << role_kind << "\n  name: " << q(name)
+      << "\nsubjects:\n  - kind: ServiceAccount\n    name: " << q(s.service_account)
+      << "\n    namespace: " << q(s.namespace_name) << "\n";
 }
 
 }  // namespace
 
-std::string rbac_manifests(const config::Config& cfg, const std::multimap<std::string, model::ResourceType>& resolved,
+std::string rbac_manifests(const config::Config& cfg, const std::map<std::string, model::ResourceType>& resolved,
                            const RbacSubject& subject) {
   // Per group: what is watched across the cluster, and what only in the
   // watched namespaces.
   std::map<std::string, Rule> cluster, namespaced;
-  std::set<std::string> whole_groups;  // from "*.GROUP" entries
-  for (const auto& [name, type] : resolved)
-    if (name.starts_with("*.")) whole_groups.insert(name.substr(2));
   const bool per_namespace = !cfg.watch.namespaces.empty();
-  for (const auto& [name, type] : resolved) {
-    bool whole = whole_groups.count(type.group) != 0;
-    auto& into = (per_namespace && type.namespaced) ? namespaced : cluster;
-    Rule& rule = into[type.group];
-    rule.group = type.group;
-    rule.resources.insert(whole ? "*" : type.resource);
-  }
+  // "*.GROUP": every resource of the group, now and later (run watches what
+  // appears in it on re-discovery), so the whole group is granted, in the
+  // scopes its resources have now - a Role's scope when none is served yet.
+  std::set<std::string> whole_groups;
+  for (const auto& name : cfg.watch.resources)
+    if (name.starts_with("*.")) whole_groups.insert(name.substr(2));
+  auto grant = [&](const std::string& group, bool namespaced_type, const std::string& resource) {
+    Rule& rule = ((per_namespace && namespaced_type) ? namespaced : cluster)[group];
+    rule.group = group;
+    rule.resources.insert(whole_groups.count(group) ? "*" : resource);
+  };
+  for (const auto& [qualified, type] : resolved) grant(type.group, type.namespaced, type.resource);
+  for (const auto& group : whole_groups)
+    if (!cluster.count(group) && !namespaced.count(group)) grant(group, true, "*");
   for (auto* rules : {&cluster, &namespaced})
     for (auto& [group, rule] : *rules)
       if (rule.resources.count("*")) rule.resources = {"*"};
@@ -72,19 +83,19 @@ std::string rbac_manifests(const config::Config& cfg, const std::multimap<std::s
       << (per_namespace ? " in [watch] namespaces" : " across the cluster")
       << (cfg.leader_election.enabled ? ", and the leader-election Lease" : "") << ". Discovery itself\n"
       << "# (/api, /apis, /openapi/v3) is open to every authenticated client (system:discovery).\n";
-  out << "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: " << subject.service_account
-      << "\n  namespace: " << subject.namespace_name << "\n";
+  out << "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: " << q(subject.service_account)
+      << "\n  namespace: " << q(subject.namespace_name) << "\n";
   const std::string watch_name = subject.service_account + "-watch";
   if (!cluster.empty()) {
-    out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: " << watch_name
+    out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: " << q(watch_name)
         << "\n";
     put_rules(out, cluster);
     put_binding(out, "ClusterRoleBinding", "ClusterRole", watch_name, nullptr, subject);
   }
   if (!namespaced.empty())
     for (const auto& ns : cfg.watch.namespaces) {
-      out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: " << watch_name
-          << "\n  namespace: " << ns << "\n";
+      out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: " << q(watch_name)
+          << "\n  namespace: " << q(ns) << "\n";
       put_rules(out, namespaced);
       put_binding(out, "RoleBinding", "Role", watch_name, &ns, subject);
     }
@@ -93,8 +104,8 @@ std::string rbac_manifests(const config::Config& cfg, const std::multimap<std::s
     // get and update can.
     const std::string name = subject.service_account + "-leader-election";
     const std::string& ns = cfg.leader_election.lease_namespace;
-    out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: " << name
-        << "\n  namespace: " << ns << "\nrules:\n"
+    out << "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: " << q(name)
+        << "\n  namespace: " << q(ns) << "\nrules:\n"
         << "  - apiGroups: [\"coordination.k8s.io\"]\n    resources: [\"leases\"]\n    verbs: [\"create\"]\n"
         << "  - apiGroups: [\"coordination.k8s.io\"]\n    resources: [\"leases\"]\n    resourceNames: ["
         << q(cfg.leader_election.lease_name) << "]\n    verbs: [\"get\", \"update\"]\n";
@@ -111,26 +122,8 @@ int run_rbac(const Args& args) {
                                                    args.get("--context", cfg.cluster.context));
   kube::Client client(std::move(conn));
   kube::Discovery discovery = kube::Discovery::fetch(client);
-  std::multimap<std::string, model::ResourceType> resolved;
   std::vector<std::string> unresolved;
-  for (const auto& name : cfg.watch.resources) {
-    if (name.starts_with("*.")) {
-      // Every resource of the group, now and later (run watches what appears
-      // in it on re-discovery): the whole group is granted, in the scopes
-      // its resources have now - a Role's scope when none is served yet.
-      const std::string group = name.substr(2);
-      bool any = false;
-      for (const auto& r : discovery.resources())
-        if (r.type.group == group && r.watchable()) resolved.emplace(name, r.type), any = true;
-      if (!any) resolved.emplace(name, model::ResourceType{group, "", "*", "", true});
-      continue;
-    }
-    auto r = discovery.resolve(name);
-    if (r.ok())
-      resolved.emplace(name, r.value());
-    else
-      unresolved.push_back(r.error());
-  }
+  auto resolved = watch::Watches::resolve(discovery, cfg.watch.resources, unresolved);  // as run resolves them
   if (!unresolved.empty()) {
     std::string why = cfg.source + ": [watch] resources:";
     for (const auto& e : unresolved) why += "\n  " + e;

@@ -20,11 +20,11 @@ struct RbacSubject {
 // ClusterRole and ClusterRoleBinding for what is watched across the cluster
 // (every namespace, or a cluster-scoped resource), a Role and RoleBinding
 // per namespace of [watch] namespaces for namespaced resources, and the
-// Lease's Role when [leader_election] is enabled. `resolved`: the config's
-// [watch] resources entries and the types each resolved to (a `*.GROUP`
-// entry is granted the whole group, so that resources appearing in it
-// later are covered).
-std::string rbac_manifests(const config::Config& cfg, const std::multimap<std::string, model::ResourceType>& resolved,
+// Lease's Role when [leader_election] is enabled. `resolved`: what [watch]
+// resources resolves to through discovery (watch::Watches::resolve); a
+// `*.GROUP` entry is granted the whole group, so that resources appearing
+// in it later are covered.
+std::string rbac_manifests(const config::Config& cfg, const std::map<std::string, model::ResourceType>& resolved,
                            const RbacSubject& subject);
 
 }  // namespace kubetrail::cli

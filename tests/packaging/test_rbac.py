@@ -30,6 +30,13 @@ class Rbac(unittest.TestCase):
         cls.kubeconfig = os.path.join(cls.server.dir, "kubeconfig-token")
         cls.env = dict(os.environ, KUBECONFIG=cls.kubeconfig)
         cls.tmp = tempfile.mkdtemp(prefix="kubetrail-rbac-")
+        # kube-apiserver refuses objects in a namespace that does not exist
+        # (NamespaceLifecycle); the test server does not yet, so create them
+        # as a real cluster needs.
+        for ns in ("kubetrail", "ops", "shop", "web"):
+            r = subprocess.run(["kubectl", "create", "namespace", ns], capture_output=True, text=True, env=cls.env,
+                               timeout=60)
+            assert r.returncode == 0, r.stderr
 
     @classmethod
     def tearDownClass(cls):
