@@ -133,6 +133,95 @@ class KubectlFidelity(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("Unauthorized", r.stderr)
 
+    def manifest(self, name, obj):
+        path = os.path.join(self.server.dir, name)
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        return path
+
+    def managers(self, *args):
+        got = self.get("--show-managed-fields", *args)
+        return {(m["manager"], m["operation"]): m.get("fieldsV1", {}) for m in got["metadata"]["managedFields"]}
+
+    # Failed before 2026-12-04: the test server answered 415 to
+    # application/apply-patch+yaml, and recorded fieldsV1 as {}.
+    def test_7_server_side_apply(self):
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa", "labels": {"app": "shop"}},
+              "data": {"a": "1", "keep": "x"}}
+        path = self.manifest("ssa.json", cm)
+        r = self.kubectl("apply", "--server-side", "-f", path)
+        self.assertIn("configmap/ssa serverside-applied", r.stdout)
+        self.assertEqual(self.managers("configmap", "ssa"), {("kubectl", "Apply"): {
+            "f:data": {"f:a": {}, "f:keep": {}}, "f:metadata": {"f:labels": {"f:app": {}}}}})
+        # The same apply again changes nothing: no new resourceVersion.
+        rv = self.get("configmap", "ssa")["metadata"]["resourceVersion"]
+        self.kubectl("apply", "--server-side", "-f", path)
+        self.assertEqual(self.get("configmap", "ssa")["metadata"]["resourceVersion"], rv)
+        # An update takes the field it changes from the applier, silently.
+        self.kubectl("patch", "configmap", "ssa", "--type=merge", "-p", '{"data":{"a":"2"}}')
+        owners = self.managers("configmap", "ssa")
+        self.assertEqual(owners[("kubectl-patch", "Update")], {"f:data": {"f:a": {}}})
+        self.assertEqual(owners[("kubectl", "Apply")], {"f:data": {"f:keep": {}},
+                                                        "f:metadata": {"f:labels": {"f:app": {}}}})
+        # Applying the old value now conflicts, naming the manager and field.
+        r = self.kubectl("apply", "--server-side", "-f", path, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.a', r.stderr)
+        self.assertEqual(self.get("configmap", "ssa")["data"]["a"], "2")
+        # A different manager applying the same value shares ownership.
+        self.kubectl("apply", "--server-side", "--field-manager=argocd", "-f",
+                     self.manifest("ssa-argo.json", dict(cm, data={"keep": "x"}, metadata={"name": "ssa"})))
+        self.assertEqual(self.managers("configmap", "ssa")[("argocd", "Apply")], {"f:data": {"f:keep": {}}})
+        # --force-conflicts takes the field over; the manager left owning
+        # nothing leaves managedFields.
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", path)
+        self.assertEqual(self.get("configmap", "ssa")["data"]["a"], "1")
+        self.assertNotIn(("kubectl-patch", "Update"), self.managers("configmap", "ssa"))
+        # Fields the applier drops from its configuration leave the object,
+        # unless another manager owns them too.
+        self.kubectl("apply", "--server-side", "-f",
+                     self.manifest("ssa2.json", dict(cm, metadata={"name": "ssa"}, data={"b": "3"})))
+        got = self.get("configmap", "ssa")
+        self.assertEqual(got["data"], {"keep": "x", "b": "3"})
+        self.assertNotIn("labels", got["metadata"])
+        # Keyed lists merge by key, and a conflict inside one names the element.
+        self.kubectl("create", "deployment", "ssa-web", "--image=nginx:1.25")
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ssa-web"},
+               "spec": {"selector": {"matchLabels": {"app": "ssa-web"}},
+                        "template": {"metadata": {"labels": {"app": "ssa-web"}},
+                                     "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}}}}
+        r = self.kubectl("apply", "--server-side", "-f", self.manifest("ssa-dep.json", dep), check=False)
+        self.assertIn('conflict with "kubectl-create" using apps/v1: '
+                      '.spec.template.spec.containers[name="nginx"].image', r.stderr)
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", self.manifest("ssa-dep.json", dep))
+        got = self.get("deployment", "ssa-web")
+        self.assertEqual([c["image"] for c in got["spec"]["template"]["spec"]["containers"]], ["nginx:1.27"])
+        applied = self.managers("deployment", "ssa-web")[("kubectl", "Apply")]
+        self.assertIn('k:{"name":"nginx"}', applied["f:spec"]["f:template"]["f:spec"]["f:containers"])
+        # A missing object is created by an apply (201), owned by it alone.
+        r = self.kubectl("apply", "--server-side", "-f",
+                         self.manifest("ssa-new.json", dict(cm, metadata={"name": "ssa-new"})))
+        self.assertIn("configmap/ssa-new serverside-applied", r.stdout)
+        self.assertEqual(list(self.managers("configmap", "ssa-new")), [("kubectl", "Apply")])
+
+    # Failed before 2026-12-04: stringData was stored as sent.
+    def test_8_secret_string_data_folds_into_data(self):
+        import base64
+        sec = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+               "data": {"user": base64.b64encode(b"old").decode(), "other": base64.b64encode(b"o").decode()},
+               "stringData": {"user": "admin", "token": "s3cret"}}
+        self.kubectl("apply", "-f", self.manifest("secret.json", sec))
+        got = self.get("secret", "creds")
+        self.assertNotIn("stringData", got)
+        self.assertEqual({k: base64.b64decode(v).decode() for k, v in got["data"].items()},
+                         {"user": "admin", "token": "s3cret", "other": "o"})
+        sec2 = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds-ssa"},
+                "stringData": {"token": "t0ken"}}
+        self.kubectl("apply", "--server-side", "-f", self.manifest("secret2.json", sec2))
+        got = self.get("secret", "creds-ssa")
+        self.assertEqual(got["data"], {"token": base64.b64encode(b"t0ken").decode()})
+        self.assertNotIn("stringData", got)
+
     def test_6_crd_created_and_served(self):
         crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                "metadata": {"name": "widgets.example.com"},

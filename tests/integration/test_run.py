@@ -158,6 +158,23 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(kt.stop(), 0)  # SIGTERM: a clean exit
         self.assertIn("stopped", kt.log())
 
+    def test_server_side_apply_is_attributed_to_its_field_manager(self):
+        # How Argo CD and Flux write: PATCH application/apply-patch+yaml with
+        # their own field manager (the test server refused it before
+        # 2026-12-04, so this path was never exercised).
+        k = self.server.kubectl
+        k("create", "configmap", "settings", "--from-literal=mode=a")
+        kt = self.start(["configmaps"])
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "default"},
+              "data": {"mode": "b"}}
+        path = os.path.join(self.server.dir, "settings.json")
+        with open(path, "w") as f:
+            json.dump(cm, f)
+        k("apply", "--server-side", "--force-conflicts", "--field-manager=argocd-controller", "-f", path)
+        got = kt.wait_changes(1)
+        self.assertEqual([summary(c) for c in got], [("Modified", "configmaps", "settings", ["data.mode"])])
+        self.assertEqual((got[0]["actor"]["manager"], got[0]["actor"]["operation"]), ("argocd-controller", "Apply"))
+
     def test_cut_watches_lose_nothing_and_double_nothing(self):
         k = self.server.kubectl
         kt = self.start(["configmaps"])

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 
+from . import fields
 from .catalogue import Resource, shaped
 from .errors import ApiError
 from .patch import json_patch, merge_patch, strategic_merge
@@ -86,19 +87,19 @@ class Resources:
     def manager(self, q, default):
         return q.get("fieldManager") or default
 
-    def stamp(self, obj, manager, operation, subresource=None):
-        entry = {"apiVersion": obj.get("apiVersion", ""), "fieldsType": "FieldsV1", "fieldsV1": {},
-                 "manager": manager, "operation": operation, "time": now()}
-        if subresource:
-            entry["subresource"] = subresource
-        mfs = [m for m in obj["metadata"].get("managedFields", [])
-               if not (m["manager"] == manager and m["operation"] == operation and m.get("subresource") == subresource)]
-        mfs.append(entry)
-        obj["metadata"]["managedFields"] = mfs
+    def fold_string_data(self, res, obj):
+        """A Secret's stringData is write-only: merged into data, base64
+        encoded, over keys of the same name; never stored or returned."""
+        if res.kind == "Secret" and res.group == "" and isinstance(obj.get("stringData"), dict):
+            data = obj.get("data") or {}
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
 
     def create(self, res, ns, q):
         store = self.server.store
         obj = self.body_json()
+        self.fold_string_data(res, obj)
         md = obj.setdefault("metadata", {})
         if not md.get("name") and md.get("generateName"):
             md["name"] = md["generateName"] + uuid.uuid4().hex[:5]
@@ -113,20 +114,29 @@ class Resources:
             if key in store.objects:
                 raise ApiError(409, "AlreadyExists", '%s "%s" already exists' % (res.qualified, name),
                                {"name": name, "group": res.group, "kind": res.plural})
-            if q.get("dryRun"):
-                return self.send_json(201, self.full(res, obj))
-            md["uid"] = str(uuid.uuid4())
-            md["creationTimestamp"] = now()
-            md["generation"] = 1
-            md["resourceVersion"] = store.next_rv()
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
-            self.stamp(obj, self.manager(q, self.default_manager()), "Update")
-            if res.kind == "CustomResourceDefinition":
-                self.register_crd(obj)
-            store.objects[key] = obj
-            store.emit(res, "ADDED", obj)
-            out = self.full(res, obj)
+            fields.update_ownership(None, obj, self.manager(q, self.default_manager()), None, now(), res.status)
+            out = self.insert(res, ns, name, obj, q)
         self.send_json(201, out)
+
+    def insert(self, res, ns, name, obj, q):
+        """A new object stored (or, on a dry run, only shaped)."""
+        store = self.server.store
+        md = obj["metadata"]
+        if res.namespaced:
+            md["namespace"] = ns
+        md["name"] = name
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = now()
+        md["generation"] = 1
+        if q.get("dryRun"):
+            return self.full(res, obj)
+        md["resourceVersion"] = store.next_rv()
+        if res.kind == "CustomResourceDefinition":
+            self.register_crd(obj)
+        store.objects[(res.qualified, ns, name)] = obj
+        store.emit(res, "ADDED", obj)
+        return self.full(res, obj)
 
     def default_manager(self):
         ua = self.headers.get("User-Agent", "unknown")
@@ -151,7 +161,7 @@ class Resources:
                                         {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
                                          "lastTransitionTime": now()}]}
 
-    def commit(self, res, ns, name, new, manager, operation, sub=None):
+    def commit(self, res, ns, name, new, manager, operation, sub=None, dry=False):
         store = self.server.store
         key = (res.qualified, ns, name)
         old = store.objects[key]
@@ -160,7 +170,9 @@ class Resources:
         new["metadata"]["name"], new["apiVersion"], new["kind"] = name, res.api_version, res.kind
         if res.namespaced:
             new["metadata"]["namespace"] = ns
-        new["metadata"].setdefault("managedFields", old["metadata"].get("managedFields", []))
+        self.fold_string_data(res, new)
+        if operation != "Apply":
+            new["metadata"]["managedFields"] = copy.deepcopy(old["metadata"].get("managedFields", []))
         gen = old["metadata"].get("generation", 1)
         if sub != "status" and new.get("spec") != old.get("spec"):
             gen += 1
@@ -174,9 +186,15 @@ class Resources:
             if "status" not in old: new.pop("status", None)
         comparable = lambda o: {k: v for k, v in o.items() if k != "metadata"} | {
             "metadata": {k: v for k, v in o["metadata"].items() if k not in ("resourceVersion", "managedFields")}}
-        if comparable(new) == comparable(old):
+        # An apply that only changes who owns what is a write; one that
+        # changes nothing but its entry's time is not.
+        owners = lambda o: [{k: v for k, v in m.items() if k != "time"} for m in o["metadata"].get("managedFields", [])]
+        if comparable(new) == comparable(old) and (operation != "Apply" or owners(new) == owners(old)):
             return self.full(res, old)  # no-op update: no new resourceVersion, no event (as the real server)
-        self.stamp(new, manager, operation, sub)
+        if operation != "Apply":
+            fields.update_ownership(old, new, manager, sub, now(), res.status)
+        if dry:
+            return self.full(res, new)
         new["metadata"]["resourceVersion"] = store.next_rv()
         store.objects[key] = new
         store.emit(res, "MODIFIED", new)
@@ -192,7 +210,8 @@ class Resources:
                 raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been '
                                "modified; please apply your changes to the latest version and try again"
                                % (res.qualified, name), {"name": name, "group": res.group, "kind": res.plural})
-            out = self.commit(res, ns, name, obj, self.manager(q, self.default_manager()), "Update", sub)
+            out = self.commit(res, ns, name, obj, self.manager(q, self.default_manager()), "Update", sub,
+                              dry=bool(q.get("dryRun")))
         self.send_json(200, out)
 
     def apply_patch(self, cur):
@@ -209,6 +228,9 @@ class Resources:
                        "application/strategic-merge-patch+json")
 
     def patch(self, res, ns, name, q, sub):
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype == "application/apply-patch+yaml":
+            return self.server_side_apply(res, ns, name, q, sub)
         store = self.server.store
         with store.lock:
             cur = self.get(res, ns, name)
@@ -217,8 +239,48 @@ class Resources:
             if want and want != cur["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been modified'
                                % (res.qualified, name))
-            out = self.commit(res, ns, name, new, self.manager(q, self.default_manager()), "Update", sub)
+            out = self.commit(res, ns, name, new, self.manager(q, self.default_manager()), "Update", sub,
+                              dry=bool(q.get("dryRun")))
         self.send_json(200, out)
+
+    def server_side_apply(self, res, ns, name, q, sub):
+        """PATCH with application/apply-patch+yaml (kubectl apply
+        --server-side): creates the object when missing, merges the applied
+        configuration, owns its fields with operation Apply, and refuses
+        (409) to change fields other managers own unless force=true."""
+        manager = q.get("fieldManager")
+        if not manager:
+            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                           "is required for apply patch")
+        if sub:
+            raise ApiError(405, "MethodNotAllowed", "apply to a subresource is not supported by the test server")
+        try:
+            patch = json.loads(self.raw_body or b"{}")
+        except ValueError as e:
+            raise ApiError(400, "BadRequest", "error decoding YAML: %s" % e)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "BadRequest", "the body of an apply patch must be an object")
+        if patch.get("kind") != res.kind or patch.get("apiVersion") != res.api_version:
+            raise ApiError(400, "BadRequest", "the API version in the data (%s) does not match the expected API "
+                           "version (%s)" % (patch.get("apiVersion"), res.api_version))
+        md = patch.setdefault("metadata", {})
+        if md.get("name", name) != name:
+            raise ApiError(400, "BadRequest", "the name of the object (%s) does not match the name on the URL (%s)"
+                           % (md.get("name"), name))
+        self.fold_string_data(res, patch)
+        store = self.server.store
+        with store.lock:
+            cur = store.objects.get((res.qualified, ns, name))
+            new = fields.apply(copy.deepcopy(cur) if cur else None, patch, manager, q.get("force") == "true", now(),
+                               res.status)
+            if cur is None:
+                new["apiVersion"], new["kind"] = res.api_version, res.kind
+                out = self.insert(res, ns, name, new, q)
+                code = 201
+            else:
+                out = self.commit(res, ns, name, new, manager, "Apply", dry=bool(q.get("dryRun")))
+                code = 200
+        self.send_json(code, out)
 
     def scale(self, method, res, ns, name, q):
         store = self.server.store
@@ -246,7 +308,8 @@ class Resources:
                                % (res.qualified, name))
             new = copy.deepcopy(cur)
             new.setdefault("spec", {})["replicas"] = scale.get("spec", {}).get("replicas", 0)
-            out = self.commit(res, ns, name, new, self.manager(q, self.default_manager()), "Update", "scale")
+            out = self.commit(res, ns, name, new, self.manager(q, self.default_manager()), "Update", "scale",
+                              dry=bool(q.get("dryRun")))
             # The real server writes no time on managedFields entries of the scale subresource (v1.24).
             for m in store.objects[(res.qualified, ns, name)]["metadata"]["managedFields"]:
                 if m.get("subresource") == "scale": m.pop("time", None)
