@@ -11,6 +11,7 @@ BUILD_PACKAGES=(
   libsimdjson-dev nlohmann-json3-dev libtoml11-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev
   libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
+  libcli11-dev
 )
 # ... and what its tests, benchmarks, fuzzers and CI checks need besides.
 TEST_PACKAGES=(

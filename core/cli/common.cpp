@@ -1,6 +1,8 @@
 #include "cli/common.hpp"
 
+#include <unistd.h>
 #include <algorithm>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -32,8 +34,12 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
 }  // namespace
 
 config::Config load_config(const Args& args) {
-  if (args.has("--config")) return config::load_file(args.get("--config"));
-  return config::parse(config::default_config_text(), "<built-in config>");
+  auto env = config::environment_overrides(environ);
+  if (args.has("--config")) return config::load_file(args.get("--config"), env);
+  // Where packages and the container image put it; a file that exists but
+  // cannot be read is an error, not a silent fall-back to the built-in.
+  if (std::error_code ec; std::filesystem::exists(kSystemConfig, ec)) return config::load_file(kSystemConfig, env);
+  return config::parse(config::default_config_text(), "<built-in config>", env);
 }
 
 void setup_logging(const config::Config& cfg, const Args& args) {

@@ -11,7 +11,11 @@
 
 namespace kubetrail::cli {
 
-// --config FILE, or the built-in default. Throws kubetrail::Error.
+// The config read when --config (or KUBETRAIL_CONFIG) names none.
+inline constexpr const char* kSystemConfig = "/etc/kubetrail/kubetrail.toml";
+// --config FILE, else kSystemConfig when it exists, else the built-in
+// default; KUBETRAIL_* overrides applied (config::env_override_keys()).
+// Throws kubetrail::Error.
 config::Config load_config(const Args& args);
 // Logging to stderr, at the config's level unless --log-level overrides it.
 void setup_logging(const config::Config& cfg, const Args& args);

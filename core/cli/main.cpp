@@ -1,9 +1,14 @@
-// kubetrail's entry point: subcommand dispatch and argument parsing.
+// kubetrail's entry point: subcommands and their options (CLI11), help and
+// shell completion from one table.
 #include <kubetrail/plugin.h>
 
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include "cli/cli.hpp"
@@ -17,38 +22,225 @@ namespace kubetrail::cli {
 
 namespace {
 
-constexpr const char* kUsage = R"(kubetrail - semantic change sets from a Kubernetes cluster, to handler plugins
+// Every subcommand and option, once: the parser (CLI11), each
+// subcommand's --help and the bash completion are all made from this table,
+// so they cannot disagree. What an option parses to lands in Args (the
+// subcommands' one input), under its long name.
+enum class Value { none, file, dir, text, choice };
+struct OptionSpec {
+  const char* name;  // "--config" or "-v,--verbose"
+  Value value;       // none: a flag
+  const char* type;  // "FILE", "LEVEL", ...
+  const char* description;
+  const char* env = nullptr;  // KUBETRAIL_* variable read when the option is absent
+  std::vector<std::string> choices = {};
+};
+struct CommandSpec {
+  const char* name;
+  const char* description;
+  std::vector<OptionSpec> options;
+  const char* positional = nullptr;  // its name in help: "RECORDING" (one or more), "MANIFEST" (two)
+  const char* positional_help = nullptr;
+  size_t positional_min = 0, positional_max = 0;  // max 0: any number
+  int (*run)(const Args&);
+};
 
-usage: kubetrail COMMAND [OPTIONS]
+const OptionSpec kConfig{"--config", Value::file, "FILE",
+                         "TOML config (default: /etc/kubetrail/kubetrail.toml when present, else the built-in: "
+                         "every change set as a line on stdout)",
+                         "KUBETRAIL_CONFIG"};
+const OptionSpec kPluginsDir{"--plugins-dir", Value::dir, "DIR",
+                             "where NAME.so plugins are found (default: [plugins] dir, else beside kubetrail)",
+                             "KUBETRAIL_PLUGINS_DIR"};
+const OptionSpec kLogLevel{"--log-level",           Value::choice, "LEVEL",
+                           "overrides [log] level", nullptr,       {"trace", "debug", "info", "warn", "error"}};
+const OptionSpec kKubeconfig{"--kubeconfig", Value::file, "FILE",
+                             "kubeconfig (default: [cluster] kubeconfig, in-cluster, $KUBECONFIG, ~/.kube/config)"};
+const OptionSpec kContext{"--context", Value::text, "NAME", "kubeconfig context (default: [cluster] context)",
+                          "KUBETRAIL_CONTEXT"};
 
-commands:
-  replay [--config FILE] RECORDING...   feed recorded watch streams (kubectl get --watch
-                                        --output-watch-events -o json) through diff, routes
-                                        and handlers; no cluster needed
-  diff [--output text|json] OLD NEW     semantic diff of two manifests (YAML or JSON)
-  check-config [--config FILE] [--schema-only]
-                                        validate a config, load its plugins and create each handler
-                                        as run would (--schema-only: schemas only, for CI without secrets)
-  plugins [--dir DIR] [-v]              list installed plugins (-v: with config schemas)
-  version                               print version and plugin ABI version
-  run [--config FILE] [--kubeconfig F] [--context C] [--reset-state]
-                                        watch the cluster: [watch] resources through the diff,
-                                        routes and handlers until SIGINT/SIGTERM
-  rbac [--config FILE] [--kubeconfig F] [--context C] [--namespace NS] [--service-account SA]
-                                        print the least-privilege RBAC for the config (list and
-                                        watch of what [watch] resolves to; the Lease with leader
-                                        election) for service account NS/SA (kubetrail/kubetrail)
+const std::vector<CommandSpec>& commands() {
+  static const std::vector<CommandSpec> specs = {
+      {"run",
+       "watch the cluster: [watch] resources through the diff, routes and handlers until SIGINT/SIGTERM",
+       {kConfig,
+        kKubeconfig,
+        kContext,
+        kPluginsDir,
+        kLogLevel,
+        {"--reset-state", Value::none, "", "start from an empty state database (a fresh catch-up)"}},
+       nullptr,
+       nullptr,
+       0,
+       0,
+       &run_daemon},
+      {"replay",
+       "feed recorded watch streams (kubectl get --watch --output-watch-events -o json) through diff, routes "
+       "and handlers; no cluster needed",
+       {kConfig, kPluginsDir, kLogLevel},
+       "RECORDING",
+       "files of `kubectl get RESOURCE --watch --output-watch-events -o json`, merged in resourceVersion order",
+       1,
+       0,
+       &run_replay},
+      {"diff",
+       "semantic diff of two manifests (YAML or JSON); exit 0 equal, 1 different, 2 trouble",
+       {kConfig, {"--output", Value::choice, "FORMAT", "text or json (default: text)", nullptr, {"text", "json"}}},
+       "MANIFEST",
+       "OLD NEW: the two manifest files (multi-document YAML pairs objects by identity)",
+       2,
+       2,
+       &run_diff},
+      {"check-config",
+       "validate a config, load its plugins and create each handler as run would",
+       {kConfig,
+        kPluginsDir,
+        kLogLevel,
+        {"--schema-only", Value::none, "", "check against the plugins' schemas only (for CI without secrets)"}},
+       nullptr,
+       nullptr,
+       0,
+       0,
+       &run_check_config},
+      {"plugins",
+       "list installed plugins",
+       {{"--dir", Value::dir, "DIR", "the plugins directory (default: as --plugins-dir)", "KUBETRAIL_PLUGINS_DIR"},
+        {"-v,--verbose", Value::none, "", "with each plugin's config schema"}},
+       nullptr,
+       nullptr,
+       0,
+       0,
+       &run_plugins},
+      {"rbac",
+       "print the least-privilege RBAC for the config: list and watch of what [watch] resolves to through "
+       "discovery, and the Lease with leader election",
+       {kConfig,
+        kKubeconfig,
+        kContext,
+        kLogLevel,
+        {"--namespace", Value::text, "NS", "the service account's namespace (default: kubetrail)"},
+        {"--service-account", Value::text, "NAME", "the service account (default: kubetrail)"}},
+       nullptr,
+       nullptr,
+       0,
+       0,
+       &run_rbac},
+      {"version", "print version and plugin ABI version", {}, nullptr, nullptr, 0, 0, &run_version},
+  };
+  return specs;
+}
 
-common options:
-  --config FILE        TOML config (default: built-in: every change set as a line on stdout)
-  --plugins-dir DIR    where NAME.so plugins are found (default: [plugins] dir, else beside kubetrail)
-  --log-level LEVEL    trace, debug, info, warn, error
-)";
+std::string long_name(const OptionSpec& o) {
+  std::string n = o.name;
+  return n.substr(n.rfind(',') == std::string::npos ? 0 : n.rfind(',') + 1);
+}
 
-// Options that take a value; everything else starting with '-' is a flag.
-const std::set<std::string> kValued = {"--config",     "--plugins-dir", "--dir",       "--log-level",      "--output",
-                                       "--kubeconfig", "--context",     "--namespace", "--service-account"};
-const std::set<std::string> kFlags = {"-v", "--verbose", "-h", "--help", "--reset-state", "--schema-only"};
+// The parser for every subcommand, writing into `args`; `chosen` is set to
+// the subcommand named on the command line.
+void build(CLI::App& app, Args& args, const CommandSpec*& chosen, std::string& completion_shell) {
+  app.set_help_flag("-h,--help", "print this help and exit");
+  app.set_version_flag("--version", std::string("kubetrail ") + KUBETRAIL_VERSION);
+  app.require_subcommand(0, 1);
+  for (const auto& spec : commands()) {
+    CLI::App* sub = app.add_subcommand(spec.name, spec.description);
+    sub->set_help_flag("-h,--help", "print this help and exit");
+    sub->parse_complete_callback([&chosen, &spec] { chosen = &spec; });
+    for (const auto& o : spec.options) {
+      const std::string key = long_name(o);
+      CLI::Option* opt = nullptr;
+      if (o.value == Value::none) {
+        opt = sub->add_flag_callback(
+            o.name, [&args, key] { args.options[key] = ""; }, o.description);
+      } else {
+        opt = sub->add_option_function<std::string>(
+            o.name, [&args, key](const std::string& v) { args.options[key] = v; }, o.description);
+        opt->type_name(o.type);
+        if (!o.choices.empty()) opt->check(CLI::IsMember(o.choices));
+      }
+      if (o.env) opt->envname(o.env);
+    }
+    if (spec.positional) {
+      auto* pos = sub->add_option(spec.positional, args.positional, spec.positional_help)->type_name("");
+      pos->expected(static_cast<int>(spec.positional_min), spec.positional_max ? static_cast<int>(spec.positional_max)
+                                                                               : CLI::detail::expected_max_vector_size);
+      pos->required(spec.positional_min > 0);
+    }
+    if (std::string_view(spec.name) == "run") {
+      std::string env_help = "Environment (overrides the config's keys):\n";
+      for (const auto& e : config::env_override_keys())
+        env_help += "  " + std::string(e.variable) + std::string(38 - std::min<size_t>(36, e.variable.size()), ' ') +
+                    "[" + std::string(e.table) + "] " + std::string(e.key) + ": " + std::string(e.description) + "\n";
+      sub->footer(env_help);
+    }
+  }
+  CLI::App* completion = app.add_subcommand("completion", "print a shell completion script: completion bash");
+  completion->set_help_flag("-h,--help", "print this help and exit");
+  completion->add_option("shell", completion_shell, "bash")->required()->check(CLI::IsMember({"bash"}));
+  // Last: subcommands made before it would inherit it.
+  app.footer(
+      "Run 'kubetrail COMMAND --help' for a command's options. Config keys a container sets from the environment: "
+      "see 'kubetrail run --help'.");
+}
+
+// A bash completion function made from commands(): subcommands, then each
+// one's options, file and directory names for the options that take them
+// and the choices of those that have them.
+std::string bash_completion() {
+  std::string names, cases, prev_cases;
+  std::set<std::string> file_opts, dir_opts;
+  std::map<std::string, std::string> choices;
+  for (const auto& c : commands()) {
+    names += std::string(names.empty() ? "" : " ") + c.name;
+    std::string opts = "--help";
+    for (const auto& o : c.options) {
+      std::string n = o.name;
+      for (size_t at = 0; at <= n.size();) {
+        size_t comma = std::min(n.find(',', at), n.size());
+        opts += " " + n.substr(at, comma - at);
+        at = comma + 1;
+      }
+      if (o.value == Value::file) file_opts.insert(long_name(o));
+      if (o.value == Value::dir) dir_opts.insert(long_name(o));
+      if (!o.choices.empty()) {
+        std::string words;
+        for (const auto& ch : o.choices) words += (words.empty() ? "" : " ") + ch;
+        choices[long_name(o)] = words;
+      }
+    }
+    cases += std::string("    ") + c.name + ") opts=\"" + opts + "\"; files=" + (c.positional ? "1" : "0") + " ;;\n";
+  }
+  auto join = [](const std::set<std::string>& s) {
+    std::string out;
+    for (const auto& x : s) out += (out.empty() ? "" : "|") + x;
+    return out;
+  };
+  prev_cases += "    " + join(file_opts) + ") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n";
+  prev_cases += "    " + join(dir_opts) + ") COMPREPLY=($(compgen -d -- \"$cur\")); return ;;\n";
+  for (const auto& [opt, words] : choices)
+    prev_cases += "    " + opt + ") COMPREPLY=($(compgen -W \"" + words + "\" -- \"$cur\")); return ;;\n";
+  return "# bash completion for kubetrail (generated by `kubetrail completion bash`)\n"
+         "_kubetrail() {\n"
+         "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"${COMP_WORDS[COMP_CWORD-1]}\" opts=\"\" files=0\n"
+         "  if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
+         "    COMPREPLY=($(compgen -W \"" +
+         names +
+         " completion --help --version\" -- \"$cur\")); return\n"
+         "  fi\n"
+         "  case \"$prev\" in\n" +
+         prev_cases +
+         "  esac\n"
+         "  case \"${COMP_WORDS[1]}\" in\n" +
+         cases +
+         "    completion) COMPREPLY=($(compgen -W \"bash\" -- \"$cur\")); return ;;\n"
+         "  esac\n"
+         "  if [[ \"$cur\" == -* || \"$files\" == 0 ]]; then\n"
+         "    COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
+         "  else\n"
+         "    COMPREPLY=($(compgen -f -- \"$cur\"))\n"
+         "  fi\n"
+         "}\n"
+         "complete -o filenames -F _kubetrail kubetrail\n";
+}
 
 }  // namespace
 
@@ -144,57 +336,53 @@ int main(int argc, char** argv) {
   // Handlers write to sockets and pipes whose readers may go away: that must
   // be an EPIPE error for the handler, not the end of kubetrail (plugin.h).
   std::signal(SIGPIPE, SIG_IGN);
-  if (argc < 2) {
-    std::cerr << kUsage;
+  CLI::App app("kubetrail - semantic change sets from a Kubernetes cluster, to handler plugins", "kubetrail");
+  Args args;
+  const CommandSpec* chosen = nullptr;
+  std::string completion_shell;
+  build(app, args, chosen, completion_shell);
+  // "kubetrail help [COMMAND]" as well as --help.
+  std::vector<std::string> words(argv + 1, argv + argc);
+  if (!words.empty() && words[0] == "help") {
+    words.erase(words.begin());
+    words.emplace_back("--help");
+  }
+  std::vector<std::string> reversed(words.rbegin(), words.rend());  // CLI11 takes them last first
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version: printed to stdout
+    std::string where = "kubetrail";
+    for (const auto* sub : app.get_subcommands()) where += " " + sub->get_name();
+    std::cerr << where << ": " << e.what() << "\nRun '" << where << " --help' for its options.\n";
     return 2;
   }
-  std::string command = argv[1];
-  if (command == "-h" || command == "--help" || command == "help") {
-    std::cout << kUsage;
+  if (app.got_subcommand("completion")) {
+    std::cout << bash_completion();
     return 0;
   }
-  if (command == "--version") command = "version";
-  Args args;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (kValued.count(a)) {
-      if (i + 1 >= argc) {
-        std::cerr << "kubetrail " << command << ": option " << a << " needs a value\n";
-        return 2;
-      }
-      args.options[a] = argv[++i];
-    } else if (a.starts_with("--") && a.find('=') != std::string::npos && kValued.count(a.substr(0, a.find('=')))) {
-      args.options[a.substr(0, a.find('='))] = a.substr(a.find('=') + 1);
-    } else if (kFlags.count(a)) {
-      args.options[a] = "";
-    } else if (a.size() > 1 && a[0] == '-') {
-      std::cerr << "kubetrail " << command << ": unknown option " << a << "\n";
-      return 2;
-    } else {
-      args.positional.push_back(a);
-    }
+  if (!chosen) {
+    std::cerr << app.help();
+    return 2;
   }
-  if (args.has("-h") || args.has("--help")) {
-    std::cout << kUsage;
-    return 0;
+  for (const auto& [name, value] : config::environment_overrides(environ)) {
+    bool known = std::any_of(config::env_override_keys().begin(), config::env_override_keys().end(),
+                             [&](const auto& o) { return o.variable == name; });
+    for (const auto& c : commands())
+      for (const auto& o : c.options) known = known || (o.env && name == o.env);
+    if (!known)
+      std::cerr << "kubetrail: warning: environment variable " << name
+                << " is not one kubetrail reads (see 'kubetrail run --help')\n";
   }
   try {
-    if (command == "replay") return run_replay(args);
-    if (command == "diff") return run_diff(args);
-    if (command == "check-config") return run_check_config(args);
-    if (command == "plugins") return run_plugins(args);
-    if (command == "version") return run_version(args);
-    if (command == "run") return run_daemon(args);
-    if (command == "rbac") return run_rbac(args);
+    return chosen->run(args);
   } catch (const Error& e) {
-    std::cerr << "kubetrail " << command << ": " << e.what() << "\n";
+    std::cerr << "kubetrail " << chosen->name << ": " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "kubetrail " << command << ": internal error: " << e.what() << "\n";
+    std::cerr << "kubetrail " << chosen->name << ": internal error: " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "kubetrail: unknown command \"" << command << "\"\n\n" << kUsage;
-  return 2;
 }
 
 }  // namespace kubetrail::cli

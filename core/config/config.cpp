@@ -362,9 +362,96 @@ size_t invalid_utf8(std::string_view text) {
   return std::string_view::npos;
 }
 
+// A TOML literal for `text` as the override's type: parsed back by toml11
+// under the variable's name, so that every later error about the value
+// says where it came from ("$KUBETRAIL_SERVER_LISTEN:1: key ...").
+std::string toml_literal(std::string_view text, EnvOverride::Kind kind, std::string_view variable) {
+  auto quoted = [](std::string_view s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c < 0x20 || c == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        out += buf;
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out + "\"";
+  };
+  switch (kind) {
+    case EnvOverride::Kind::boolean:
+      if (text == "true" || text == "false") return std::string(text);
+      throw Error("environment variable " + std::string(variable) + ": expected true or false, got \"" +
+                  std::string(text) + "\"");
+    case EnvOverride::Kind::list: {
+      std::string out = "[";
+      size_t start = 0;
+      while (start <= text.size()) {
+        size_t comma = std::min(text.find(',', start), text.size());
+        auto item = text.substr(start, comma - start);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (!item.empty()) out += (out.size() > 1 ? ", " : "") + quoted(item);
+        start = comma + 1;
+      }
+      return out + "]";
+    }
+    case EnvOverride::Kind::string: break;
+  }
+  return quoted(text);
+}
+
+void apply_overrides(value& root, const std::map<std::string, std::string>& env) {
+  for (const auto& o : env_override_keys()) {
+    auto it = env.find(std::string(o.variable));
+    if (it == env.end()) continue;
+    std::istringstream in("v = " + toml_literal(it->second, o.kind, o.variable) + "\n");
+    value parsed = toml::parse<toml::discard_comments, std::map, std::vector>(in, "$" + std::string(o.variable));
+    auto& top = root.as_table();
+    auto table = top.find(std::string(o.table));
+    if (table == top.end()) table = top.emplace(std::string(o.table), value(toml::table{})).first;
+    if (!table->second.is_table())
+      throw Error("environment variable " + std::string(o.variable) + " overrides [" + std::string(o.table) + "] " +
+                  std::string(o.key) + ", but " + std::string(o.table) + " is not a table in the config");
+    table->second.as_table()[std::string(o.key)] = parsed.as_table().at("v");
+  }
+}
+
 }  // namespace
 
-Config parse(std::string_view toml_text, const std::string& source_name) {
+const std::vector<EnvOverride>& env_override_keys() {
+  using K = EnvOverride::Kind;
+  static const std::vector<EnvOverride> keys = {
+      {"KUBETRAIL_CLUSTER_NAME", "cluster", "name", K::string, "the cluster's name in every change set"},
+      {"KUBETRAIL_WATCH_NAMESPACES", "watch", "namespaces", K::list, "namespaces to watch, comma-separated"},
+      {"KUBETRAIL_STATE_PATH", "state", "path", K::string, "the state database (\"\" keeps nothing)"},
+      {"KUBETRAIL_SERVER_LISTEN", "server", "listen", K::string, "metrics and probes address (\"\" = off)"},
+      {"KUBETRAIL_LEADER_ELECTION", "leader_election", "enabled", K::boolean, "true: only the lease holder delivers"},
+      {"KUBETRAIL_LEADER_ELECTION_NAMESPACE", "leader_election", "namespace", K::string, "the Lease's namespace"},
+      {"KUBETRAIL_LOG_LEVEL", "log", "level", K::string, "trace, debug, info, warn or error"},
+      {"KUBETRAIL_LOG_FORMAT", "log", "format", K::string, "text or json"},
+  };
+  return keys;
+}
+
+std::map<std::string, std::string> environment_overrides(char** environ) {
+  std::map<std::string, std::string> out;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    if (!kv.starts_with("KUBETRAIL_")) continue;
+    auto eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    out.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return out;
+}
+
+Config parse(std::string_view toml_text, const std::string& source_name,
+             const std::map<std::string, std::string>& env) {
   if (size_t bad = invalid_utf8(toml_text); bad != std::string_view::npos) {
     size_t line =
         1 + static_cast<size_t>(std::count(toml_text.begin(), toml_text.begin() + static_cast<long>(bad), '\n'));
@@ -379,18 +466,19 @@ Config parse(std::string_view toml_text, const std::string& source_name) {
     throw Error("invalid TOML in " + source_name + ":\n" + e.what());
   }
   try {
+    apply_overrides(root, env);
     return from_value(root, source_name);
   } catch (const toml::exception& e) {
     throw Error("invalid config in " + source_name + ":\n" + e.what());
   }
 }
 
-Config load_file(const std::filesystem::path& path) {
+Config load_file(const std::filesystem::path& path, const std::map<std::string, std::string>& env) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read config file " + path.string() + ": " + std::strerror(errno));
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse(ss.str(), path.string());
+  return parse(ss.str(), path.string(), env);
 }
 
 std::string_view default_config_text() {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -122,8 +123,26 @@ struct Config {
 };
 
 // Throws kubetrail::Error with "FILE:LINE: ..." messages.
-Config load_file(const std::filesystem::path& path);
-Config parse(std::string_view toml_text, const std::string& source_name);
+// KUBETRAIL_* environment variables that override config keys, for a
+// container whose config comes from a ConfigMap shared by every replica:
+// the value is read as the key's type (a string as is; true/false; a
+// comma-separated list) and checked by the same rules as the file's, and an
+// error names the variable. Built by environment_overrides() from environ.
+struct EnvOverride {
+  std::string_view variable;  // "KUBETRAIL_SERVER_LISTEN"
+  std::string_view table;     // "server"
+  std::string_view key;       // "listen"
+  enum class Kind { string, boolean, list } kind;
+  std::string_view description;
+};
+const std::vector<EnvOverride>& env_override_keys();
+// The KUBETRAIL_* overrides set in `environ` (variable -> value); names not
+// in env_override_keys() are left to the caller (the CLI owns a few).
+std::map<std::string, std::string> environment_overrides(char** environ);
+
+Config load_file(const std::filesystem::path& path, const std::map<std::string, std::string>& env = {});
+Config parse(std::string_view toml_text, const std::string& source_name,
+             const std::map<std::string, std::string>& env = {});
 
 // The configuration used when none is given: print every change set as a
 // readable line to stdout.

@@ -68,9 +68,11 @@ struct Run {
 };
 
 // Runs `kubetrail ARGS` (a shell-quoted string), capturing stdout and stderr.
-inline Run kubetrail(const std::string& args, const TempDir& dir) {
+// `env` ("NAME=VALUE ...", shell words) is added to the environment.
+inline Run kubetrail(const std::string& args, const TempDir& dir, const std::string& env = "") {
   auto out = dir / "stdout.txt", err = dir / "stderr.txt";
-  std::string cmd = std::string(KUBETRAIL_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
+  std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(KUBETRAIL_BINARY) + " " + args + " >" +
+                    out.string() + " 2>" + err.string();
   Run r;
   int rc = std::system(cmd.c_str());
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;

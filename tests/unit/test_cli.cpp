@@ -321,7 +321,7 @@ TEST_CASE("cli: a bad --log-level is refused, and check-config catches what run 
   test::TempDir dir;
   auto r = test::kubetrail("replay --log-level bogus " + example("recordings/rollout/deployments.json"), dir);
   CHECK(r.status == 2);
-  CHECK(r.err.find("\"bogus\" is not one of trace, debug, info, warn, error") != std::string::npos);
+  CHECK(r.err.find("bogus not in {trace,debug,info,warn,error}") != std::string::npos);
   r = test::kubetrail("check-config --log-level loud", dir);
   CHECK(r.status == 2);
 
@@ -348,4 +348,87 @@ TEST_CASE("cli: a bad --log-level is refused, and check-config catches what run 
   CHECK(r.err.find("(allowed: \"json\" \"cloudevents\" \"cloudevents-binary\")") != std::string::npos);
   r = check("fine.toml", "plugin = \"exec\"\nconfig = { command = [\"true\"] }");
   CHECK(r.status == 0);
+}
+
+// Failed before 2026-12-04: every subcommand's --help printed the same
+// global usage, and options were parsed by hand.
+TEST_CASE("cli: each subcommand's --help lists its own options, and a usage error points to it") {
+  test::TempDir dir;
+  auto r = test::kubetrail("run --help", dir);
+  CHECK(r.status == 0);
+  for (const char* want : {"--config", "--kubeconfig", "--context", "--plugins-dir", "--log-level", "--reset-state",
+                           "/etc/kubetrail/kubetrail.toml", "KUBETRAIL_STATE_PATH", "KUBETRAIL_SERVER_LISTEN"}) {
+    CAPTURE(want);
+    CHECK(r.out.find(want) != std::string::npos);
+  }
+  CHECK(r.out.find("--schema-only") == std::string::npos);
+  r = test::kubetrail("check-config --help", dir);
+  CHECK(r.out.find("--schema-only") != std::string::npos);
+  CHECK(r.out.find("--reset-state") == std::string::npos);
+  r = test::kubetrail("help rbac", dir);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("--service-account") != std::string::npos);
+  r = test::kubetrail("run --bogus", dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("--bogus") != std::string::npos);
+  CHECK(r.err.find("kubetrail run --help") != std::string::npos);
+  r = test::kubetrail("diff --output xml a b", dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("xml not in {text,json}") != std::string::npos);
+  r = test::kubetrail("diff only-one.yaml", dir);
+  CHECK(r.status == 2);
+  r = test::kubetrail("", dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("check-config") != std::string::npos);
+  r = test::kubetrail("--version", dir);
+  CHECK(r.status == 0);
+  CHECK(r.out.starts_with("kubetrail "));
+}
+
+// Failed before 2026-12-04: no KUBETRAIL_* variable was read.
+TEST_CASE("cli: KUBETRAIL_* variables set the config file and override its keys, and a bad value names the variable") {
+  test::TempDir dir;
+  const std::string recordings = example("recordings/rollout/*.json");
+  auto by_flag = test::kubetrail("replay --config " + example("kubetrail.toml") + " " + recordings, dir);
+  REQUIRE(by_flag.status == 0);
+  auto by_env = test::kubetrail("replay " + recordings, dir, "KUBETRAIL_CONFIG=" + example("kubetrail.toml"));
+  REQUIRE(by_env.status == 0);
+  CHECK(parse_lines(by_env.out) == parse_lines(by_flag.out));
+
+  auto renamed = test::kubetrail("replay " + recordings, dir,
+                                 "KUBETRAIL_CONFIG=" + example("kubetrail.toml") + " KUBETRAIL_CLUSTER_NAME=prod-eu");
+  REQUIRE(renamed.status == 0);
+  auto lines = test::lines_of(renamed.out);
+  REQUIRE(!lines.empty());
+  for (const auto& line : lines) CHECK(json::parse(line)["cluster"] == "prod-eu");
+
+  auto r = test::kubetrail("check-config --schema-only", dir, "KUBETRAIL_LEADER_ELECTION=yes");
+  CHECK(r.status == 2);
+  CHECK(r.err.find("KUBETRAIL_LEADER_ELECTION: expected true or false, got \"yes\"") != std::string::npos);
+  r = test::kubetrail("check-config --schema-only", dir, "KUBETRAIL_LOG_FORMAT=xml");
+  CHECK(r.status == 2);
+  CHECK(r.err.find("$KUBETRAIL_LOG_FORMAT") != std::string::npos);
+  r = test::kubetrail("version", dir, "KUBETRAIL_STATEPATH=/tmp/x");
+  CHECK(r.status == 0);
+  CHECK(r.err.find("KUBETRAIL_STATEPATH is not one kubetrail reads") != std::string::npos);
+}
+
+TEST_CASE("cli: bash completion offers subcommands, a subcommand's own options and an option's choices") {
+  test::TempDir dir;
+  auto r = test::kubetrail("completion bash", dir);
+  REQUIRE(r.status == 0);
+  test::write_file(dir / "completion.bash", r.out);
+  auto complete = [&](const std::string& words, int cword) {
+    test::write_file(dir / "ask.bash", "source " + (dir / "completion.bash").string() + "\nCOMP_WORDS=(" + words +
+                                           ")\nCOMP_CWORD=" + std::to_string(cword) +
+                                           "\n_kubetrail\necho \"${COMPREPLY[*]}\"\n");
+    std::string cmd = "bash " + (dir / "ask.bash").string() + " >" + (dir / "reply.txt").string() + " 2>&1";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    return test::read_file(dir / "reply.txt");
+  };
+  CHECK(complete("kubetrail ch", 1) == "check-config\n");
+  CHECK(complete("kubetrail run --c", 2) == "--config --context\n");
+  CHECK(complete("kubetrail check-config --s", 2) == "--schema-only\n");
+  CHECK(complete("kubetrail run --log-level w", 3) == "warn\n");
+  CHECK(complete("kubetrail diff --output ''", 3) == "text json\n");
 }

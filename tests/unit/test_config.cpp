@@ -199,3 +199,22 @@ TEST_CASE("config: cluster.compression is auto unless set, and only auto, gzip o
   CHECK_THROWS_WITH_AS(parse(with("zip")),
                        doctest::Contains("kubetrail.toml:4: key \"cluster.compression\": expected one of"), Error);
 }
+
+TEST_CASE("KUBETRAIL_* overrides take the key's type, keep odd characters, and name the variable in errors") {
+  using kubetrail::config::parse;
+  const std::string base = "[cluster]\nname = \"from-file\"\n[server]\nlisten = \"127.0.0.1:9090\"\n";
+  auto cfg = parse(base, "k.toml",
+                   {{"KUBETRAIL_CLUSTER_NAME", "a \"quoted\" \\ name"},
+                    {"KUBETRAIL_WATCH_NAMESPACES", " shop, payments ,,"},
+                    {"KUBETRAIL_LEADER_ELECTION", "true"},
+                    {"KUBETRAIL_STATE_PATH", ""}});
+  CHECK(cfg.cluster.name == "a \"quoted\" \\ name");
+  CHECK(cfg.watch.namespaces == std::vector<std::string>{"shop", "payments"});
+  CHECK(cfg.leader_election.enabled);
+  CHECK(cfg.state.path.empty());
+  CHECK(cfg.server.listen == "127.0.0.1:9090");  // not overridden: the file's
+  CHECK_THROWS_WITH_AS(parse(base, "k.toml", {{"KUBETRAIL_LOG_FORMAT", "xml"}}),
+                       doctest::Contains("$KUBETRAIL_LOG_FORMAT:1: key \"log.format\""), kubetrail::Error);
+  CHECK_THROWS_WITH_AS(parse(base, "k.toml", {{"KUBETRAIL_LEADER_ELECTION", "1"}}),
+                       doctest::Contains("KUBETRAIL_LEADER_ELECTION: expected true or false"), kubetrail::Error);
+}
