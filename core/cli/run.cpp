@@ -18,10 +18,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include "cli/pipeline.hpp"
+#include "common/clock.hpp"
 #include "common/error.hpp"
+#include "common/metrics.hpp"
 #include "common/periodic.hpp"
 #include "common/thread_name.hpp"
 #include "ha/handover.hpp"
@@ -43,6 +46,20 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
 extern "C" void on_hangup(int) { g_reload.store(true); }
+
+// SIGINT/SIGTERM stop (g_stop), SIGHUP reloads: installed before the wait
+// for the API server, so that a pod deleted meanwhile exits at once.
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction hup {};
+  hup.sa_handler = on_hangup;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
+}
 
 // What a reload cannot change while informers run: where they look
 // (resources, by contrast, are reconciled at once).
@@ -120,7 +137,7 @@ constexpr size_t kRouteBatch = 256;
 class Daemon {
  public:
   // Throws kubetrail::Error (exit 2) when the config cannot run.
-  Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn);
+  Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn, kube::Discovery discovery);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -130,7 +147,6 @@ class Daemon {
 
  private:
   // Start-up.
-  static void install_signal_handlers();
   void open_state();
   void start_election();
   void queue_journal();
@@ -188,13 +204,13 @@ class Daemon {
   bool ready_logged_ = false;
 };
 
-Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn)
+Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn, kube::Discovery discovery)
     : args_(args),
       cfg_owner_(std::move(cfg)),
       cfg_(*cfg_owner_),
       conn_(std::move(conn)),
       client_(conn_),
-      discovery_(kube::Discovery::fetch(client_)),
+      discovery_(std::move(discovery)),
       electing_(cfg_.leader_election.enabled),
       stream_of_([per_namespace = !cfg_.watch.namespaces.empty()](const model::ChangeSet& cs) {
         return ha::stream_key(cs, per_namespace);
@@ -219,7 +235,6 @@ Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Conn
   watches_ = std::make_unique<watch::Watches>(
       client_, cfg_, state_.get(), &metrics_,
       [this](std::vector<model::ChangeSet>&& batch) { queue_.push(std::move(batch)); });
-  install_signal_handlers();
   define_metrics();
   // Informers first: /readyz must never see a moment with none.
   watches_->reconcile(discovery_, cfg_.watch.resources);
@@ -281,18 +296,6 @@ void Daemon::queue_journal() {
     }
   }
   if (queue_.size()) spdlog::info("{} change set(s) from the journal of the last run go first", queue_.size());
-}
-
-void Daemon::install_signal_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  struct sigaction hup {};
-  hup.sa_handler = on_hangup;
-  sigemptyset(&hup.sa_mask);
-  sigaction(SIGHUP, &hup, nullptr);
 }
 
 void Daemon::define_metrics() {
@@ -548,6 +551,50 @@ void Daemon::stop(int exit_code) {
   spdlog::info("stopped");
 }
 
+// Discovery, retried with backoff while the API server cannot be reached
+// (at boot, in a cluster whose control plane restarts, behind a VPN not yet
+// up): kubetrail says so at every attempt and serves /healthz (200) and
+// /readyz (503, with the reason) meanwhile, so that a pod is not restarted
+// for what is not its fault. A refusal (401, 403) or a malformed answer is
+// not retried: that is a configuration error (exit 2). nullopt: stopped by
+// SIGINT/SIGTERM while waiting.
+std::optional<kube::Discovery> wait_for_api_server(const kube::Connection& conn, const config::Config& cfg) {
+  kube::Client client(conn);
+  Metrics metrics;
+  std::mutex mu;
+  std::string reason;
+  std::unique_ptr<server::HttpServer> probes;
+  Backoff backoff(
+      BackoffSettings{std::chrono::milliseconds(500), std::chrono::seconds(30), std::chrono::minutes(2), 0.25});
+  std::mt19937 rng{std::random_device{}()};
+  for (uint32_t attempt = 1; !g_stop.load(); ++attempt) {
+    try {
+      auto discovery = kube::Discovery::fetch(client);
+      if (attempt > 1) spdlog::info("API server {} reachable after {} attempt(s)", conn.server, attempt);
+      return discovery;
+    } catch (const kube::Unavailable& e) {
+      {
+        std::lock_guard lock(mu);
+        reason = std::string("waiting for the API server: ") + e.what();
+      }
+      if (!probes && !cfg.server.listen.empty())
+        probes = std::make_unique<server::HttpServer>(cfg.server.listen, metrics,
+                                                      server::Probes{[] { return std::string(); },
+                                                                     [&] {
+                                                                       std::lock_guard lock(mu);
+                                                                       return reason;
+                                                                     }});
+      auto delay = backoff.next(std::chrono::steady_clock::now(), std::uniform_real_distribution<double>(0, 1)(rng));
+      spdlog::warn("{} (attempt {}); retrying in {:.1f} s", e.what(), attempt,
+                   static_cast<double>(delay.count()) / 1000);
+      for (auto until = std::chrono::steady_clock::now() + delay;
+           !g_stop.load() && std::chrono::steady_clock::now() < until;)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int run_daemon(const Args& args) {
@@ -559,7 +606,10 @@ int run_daemon(const Args& args) {
   conn.compress = kube::choose_compression(cfg->cluster.compression, conn);
   spdlog::info("connecting to {} ({}; responses {})", conn.server, conn.source,
                conn.compress ? "gzip-compressed" : "not compressed");
-  Daemon daemon(args, std::move(cfg), std::move(conn));
+  install_signal_handlers();
+  auto discovery = wait_for_api_server(conn, *cfg);
+  if (!discovery) return 0;  // SIGINT/SIGTERM while waiting
+  Daemon daemon(args, std::move(cfg), std::move(conn), std::move(*discovery));
   return daemon.run();
 }
 

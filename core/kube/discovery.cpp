@@ -52,8 +52,10 @@ dom::element get_json(Client& client, dom::parser& parser, const std::string& pa
              client.connection().source + ")";
     else if (r.status == 403)
       hint = " (authenticated, but not allowed: check RBAC for discovery)";
-    throw Error("API server " + client.connection().server + ": GET " + path + " failed: " + describe_failure(r) +
-                hint);
+    std::string why =
+        "API server " + client.connection().server + ": GET " + path + " failed: " + describe_failure(r) + hint;
+    if (r.status == 0 || r.status == 429 || r.status >= 500) throw Unavailable(why);
+    throw Error(why);
   }
   dom::element doc;
   if (parser.parse(simdjson::padded_string(r.body)).get(doc) != simdjson::SUCCESS)

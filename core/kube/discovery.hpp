@@ -24,6 +24,13 @@ struct ApiResource {
   bool watchable() const;
 };
 
+// The API server could not be asked (no connection, a timeout, 429 or a
+// 5xx): worth trying again, unlike a refusal (401, 403) or a wrong answer.
+class Unavailable : public Error {
+ public:
+  using Error::Error;
+};
+
 class Discovery {
  public:
   // Reads /api and /apis asking for aggregated discovery (two requests for

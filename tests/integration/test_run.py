@@ -483,6 +483,87 @@ class RunAgainstApiServer(unittest.TestCase):
         self.kt.wait_ready()
         self.assertTrue(any(n.startswith("broken.db.corrupt-") for n in os.listdir(self.server.dir)))
 
+    # Failed before 2026-12-04: an API server unreachable at start made
+    # `kubetrail run` exit 2 at once (a pod in CrashLoopBackOff while the
+    # control plane restarts).
+    def test_an_unreachable_api_server_is_retried_with_readyz_503_meanwhile(self):
+        import http.client, socket, threading
+
+        def free_port():
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                return sock.getsockname()[1]
+        api_port, probe_port = free_port(), free_port()
+
+        def get(path):
+            c = http.client.HTTPConnection("127.0.0.1", probe_port, timeout=5)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read().decode()
+            c.close()
+            return r.status, body
+        with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
+            later = f.read().replace("127.0.0.1:%d" % self.server.port, "127.0.0.1:%d" % api_port)
+        with open(os.path.join(self.server.dir, "kubeconfig-later"), "w") as f:
+            f.write(later)
+        self.kt = kt = Kubetrail(self.server, ["configmaps"], kubeconfig="kubeconfig-later",
+                                 extra='[server]\nlisten = "127.0.0.1:%d"' % probe_port)
+        wait_for(lambda: kt.log().count("retrying in") >= 2, what="two retries")
+        self.assertIsNone(kt.proc.poll(), kt.log())
+        status, why = get("/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn("waiting for the API server", why)
+        self.assertEqual(get("/healthz")[0], 200)
+        # The API server comes up (a TCP relay on the port kubetrail dials).
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", api_port))
+        listener.listen(8)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def pump(a, b):
+            try:
+                while not stop.is_set():
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s_ in (a, b):
+                    try:
+                        s_.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        def relay():
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                upstream = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+                client.settimeout(None)
+                upstream.settimeout(None)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pump, args=(a, b), daemon=True).start()
+        threading.Thread(target=relay, daemon=True).start()
+        try:
+            wait_for(lambda: "ready:" in kt.log() or kt.proc.poll() is not None, timeout=40, what="kubetrail ready")
+            self.assertIsNone(kt.proc.poll(), kt.log())
+            self.assertIn("reachable after", kt.log())
+            self.assertEqual(get("/readyz"), (200, "ok\n"))
+            self.server.kubectl("create", "configmap", "late", "--from-literal=a=1")
+            self.assertEqual([summary(c) for c in kt.wait_changes(1)], [("Added", "configmaps", "late", [])])
+            self.assertEqual(kt.stop(), 0)
+        finally:
+            stop.set()
+            listener.close()
+
     def test_metrics_health_and_readiness(self):
         import http.client, socket
         with socket.socket() as sock:
