@@ -16,22 +16,10 @@
 
 #include "common/error.hpp"
 #include "common/json_writer.hpp"
+#include "common/log_context.hpp"
 #include "plugin/plugin_host.hpp"
 
 namespace kubetrail::cli {
-
-namespace {
-// %j: the message as a JSON string (quoted and escaped), for [log] format = "json".
-class JsonMessageFlag : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    std::string out;
-    append_json_string(std::string_view(msg.payload.data(), msg.payload.size()), out);
-    dest.append(out.data(), out.data() + out.size());
-  }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
-};
-}  // namespace
 
 config::Config load_config(const Args& args) {
   auto env = config::environment_overrides(environ);
@@ -53,11 +41,9 @@ void setup_logging(const config::Config& cfg, const Args& args) {
   if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels))
     throw Error("--log-level \"" + level + "\" is not one of trace, debug, info, warn, error");
   spdlog::set_level(spdlog::level::from_str(level));
-  if (cfg.log.format == "json") {
-    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    f->add_flag<JsonMessageFlag>('j').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":%j})");
-    spdlog::set_formatter(std::move(f));
-  } else
+  if (cfg.log.format == "json")
+    spdlog::set_formatter(log_context::json_formatter());  // fields as fields: handler, resource, attempt
+  else
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
 }
 

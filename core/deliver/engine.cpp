@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/error.hpp"
+#include "common/log_context.hpp"
 #include "common/thread_name.hpp"
 
 namespace kubetrail::deliver {
@@ -278,6 +279,7 @@ void Engine::refill_from_outbox(Worker& w) {
 }
 
 void Engine::run_worker(Worker& w) {
+  log_context::Scope handler("handler", w.name);
   for (;;) {
     std::vector<Ticket> batch;
     {
@@ -355,6 +357,7 @@ void Engine::deliver_batch(Worker& w, std::vector<Ticket>& batch) {
     batch = std::move(again);
     if (batch.empty()) return;
     auto delay = backoff(retry, attempt, out.retry_after_ms);
+    log_context::Scope attempt_field("attempt", attempt);
     spdlog::warn("handler \"{}\": {} change set(s): attempt {}/{} failed, retrying in {} ms: {}", w.name, batch.size(),
                  attempt, retry.attempts, delay.count(), out.message);
     if (!wait_to_retry(delay)) {

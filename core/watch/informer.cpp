@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/clock.hpp"
+#include "common/log_context.hpp"
 #include "common/metrics.hpp"
 #include "kube/discovery.hpp"
 #include "kube/watch_stream.hpp"
@@ -424,6 +425,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
 }
 
 void Informer::run(const std::atomic<bool>& stop) {
+  log_context::Scope resource("resource", opt_.type.qualified_name());
   // With a checkpoint from an earlier run, the first list is compared with
   // it - what changed while kubetrail was down is reported once, flagged
   // catchUp - instead of being taken silently as the starting state.

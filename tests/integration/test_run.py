@@ -564,6 +564,24 @@ class RunAgainstApiServer(unittest.TestCase):
             stop.set()
             listener.close()
 
+    # Failed before 2026-12-04: JSON log lines had time, level and msg only;
+    # handler, resource and attempt were inside the msg string.
+    def test_json_logs_carry_handler_resource_and_attempt_as_fields(self):
+        self.kt = kt = self.start(["configmaps"], extra=(
+            '[log]\nformat = "json"\n'
+            '[[handlers]]\nname = "hook"\nplugin = "webhook"\nconfig = { url = "http://127.0.0.1:1/" }\n'
+            'retry = { attempts = 3, initial_ms = 10, max_ms = 20 }\n'
+            '[[routes]]\nchain = ["hook"]\n'))
+        self.server.kubectl("create", "configmap", "m1", "--from-literal=a=1")
+        kt.wait_changes(1)
+        wait_for(lambda: '"attempt":2' in kt.log(), what="the second retry logged")
+        lines = [json.loads(line) for line in kt.log().splitlines() if line.startswith("{")]
+        self.assertTrue(lines and all({"time", "level", "msg"} <= set(line) for line in lines), kt.log())
+        retries = [line for line in lines if "attempt" in line]
+        self.assertEqual([(r["handler"], r["attempt"]) for r in retries][:2], [("hook", 1), ("hook", 2)])
+        synced = [line for line in lines if line.get("resource") == "configmaps"]
+        self.assertTrue(synced, kt.log())
+
     def test_metrics_health_and_readiness(self):
         import http.client, socket
         with socket.socket() as sock:
