@@ -90,13 +90,20 @@ class Overlays(unittest.TestCase):
         wanted = {RESOLVED[r] for r in config["watch"]["resources"]}
         self.assertEqual(granted, wanted)
         self.assertNotIn("secrets", {r for r, _ in granted})
-        # The config is one kubetrail accepts.
+        # The config is one kubetrail accepts, with the container's
+        # KUBETRAIL_* overrides applied as they are in the pod.
+        overrides = {e["name"]: e["value"] for e in c.get("env", []) if e["name"].startswith("KUBETRAIL_")}
         with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
             f.write(cm["data"]["kubetrail.toml"])
             f.flush()
             r = subprocess.run([KUBETRAIL, "check-config", "--schema-only", "--config", f.name],
-                               capture_output=True, text=True, timeout=30)
+                               capture_output=True, text=True, timeout=30, env=dict(os.environ, **overrides))
             self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn("warning", r.stderr)  # every KUBETRAIL_* variable is one kubetrail reads
+        leader = overrides.get("KUBETRAIL_LEADER_ELECTION")
+        config.setdefault("leader_election", {})
+        if leader is not None:
+            config["leader_election"]["enabled"] = leader == "true"
         return sts, config
 
     def test_single(self):
