@@ -19,6 +19,7 @@ TEST_PACKAGES=(
   python3 python3-yaml curl clang-format clang-tidy
   clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
+  prometheus  # tests: promtool checks and unit-tests the alerting rules
 )
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [ "${1:-}" = "--build-only" ] || PACKAGES+=("${TEST_PACKAGES[@]}")

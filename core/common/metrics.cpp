@@ -28,14 +28,6 @@ std::string escape_label(std::string_view v) {
   return out;
 }
 
-std::string format_double(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  if (std::isnan(v)) return "NaN";
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that round-trips
-  return std::string(buf, end);
-}
-
 void atomic_add(std::atomic<double>& a, double v) noexcept {
   double cur = a.load(std::memory_order_relaxed);
   while (!a.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
@@ -98,6 +90,14 @@ double Metrics::value(Id id) const noexcept {
   return series_[size_t(id)]->value.load(std::memory_order_relaxed);
 }
 
+std::string Metrics::format_value(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that round-trips
+  return std::string(buf, end);
+}
+
 std::string Metrics::render() const {
   std::lock_guard lock(mu_);
   // Group series by name: HELP and TYPE once per metric family.
@@ -114,15 +114,15 @@ std::string Metrics::render() const {
            "\n";
     for (const Series* s : list) {
       if (s->kind != MetricKind::histogram) {
-        out += name + s->labels + " " + format_double(s->value.load()) + "\n";
+        out += name + s->labels + " " + Metrics::format_value(s->value.load()) + "\n";
         continue;
       }
       std::string inner = s->labels.empty() ? "" : s->labels.substr(1, s->labels.size() - 2) + ",";
       for (size_t i = 0; i < kBuckets.size(); ++i)
-        out += name + "_bucket{" + inner + "le=\"" + format_double(kBuckets[i]) + "\"} " +
+        out += name + "_bucket{" + inner + "le=\"" + Metrics::format_value(kBuckets[i]) + "\"} " +
                std::to_string(s->buckets[i].load()) + "\n";
       out += name + "_bucket{" + inner + "le=\"+Inf\"} " + std::to_string(s->count.load()) + "\n";
-      out += name + "_sum" + s->labels + " " + format_double(s->value.load()) + "\n";
+      out += name + "_sum" + s->labels + " " + Metrics::format_value(s->value.load()) + "\n";
       out += name + "_count" + s->labels + " " + std::to_string(s->count.load()) + "\n";
     }
   }

@@ -30,6 +30,8 @@ class Metrics {
   std::string render() const;
 
   static bool valid_name(std::string_view name) noexcept;
+  // A sample value as the text format writes it: shortest round-trip form, +Inf, -Inf, NaN.
+  static std::string format_value(double v);
 
  private:
   struct Series {

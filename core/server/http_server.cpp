@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include "common/error.hpp"
+#include "common/process_metrics.hpp"
 #include "common/thread_name.hpp"
 
 namespace kubetrail::server {
@@ -15,7 +16,7 @@ HttpServer::HttpServer(const std::string& listen, Metrics& metrics, Probes probe
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   int port = std::atoi(listen.substr(colon + 1).c_str());
   server_->Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics.render() + process_metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
   });
   auto probe = [](std::function<std::string()> check) {
     return [check](const httplib::Request&, httplib::Response& res) {

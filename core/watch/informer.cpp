@@ -79,6 +79,12 @@ Informer::Informer(kube::Api& client, InformerOptions options, std::string clust
                            {{"resource", r}});
     m_listed_ = m->define(MetricKind::gauge, "kubetrail_list_objects",
                           "objects received so far by the list in progress (0 when none is)", {{"resource", r}});
+    // For alerts: time() minus this is how long the watch has been silent
+    // (kube-apiserver sends a bookmark about every minute on a quiet watch).
+    m_last_event_ = m->define(MetricKind::gauge, "kubetrail_watch_last_event_timestamp_seconds",
+                              "when the resource's watch last received an event or bookmark, or its list completed "
+                              "(unix seconds)",
+                              {{"resource", r}});
   }
 }
 
@@ -94,6 +100,12 @@ void Informer::set_listed(uint64_t n) {
 void Informer::emit(model::ChangeSet&& cs) {
   record(m_change_sets_[static_cast<int>(cs.type)]);
   checkpoint_.emit(std::move(cs));
+}
+
+void Informer::heard() {
+  last_heard_ = std::chrono::steady_clock::now();
+  if (m_last_event_ >= 0)
+    record(m_last_event_, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 void Informer::touched(std::string_view ns, std::string_view name) {
@@ -298,7 +310,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   checkpoint_.prune_at_next_commit();
   commit(true);
   ++(initial ? stats_.lists : stats_.relists);
-  last_heard_ = std::chrono::steady_clock::now();
+  heard();
   return true;
 }
 
@@ -325,7 +337,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       return;
     }
     auto type = model::parse_watch_event_type(type_name);
-    last_heard_ = std::chrono::steady_clock::now();
+    heard();
     if (type) record(m_events_[static_cast<int>(*type)]);
     if (type == model::WatchEventType::error) {
       int64_t code = 0;

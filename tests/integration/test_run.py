@@ -628,6 +628,16 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(families["kubetrail_list_objects"]["type"], "gauge")
         self.assertEqual(value("kubetrail_list_objects", resource="configmaps"), 0)  # no list in progress
         self.assertEqual(value("kubetrail_build_info", plugin_abi="1.1"), 1)
+        # The Prometheus client conventions' process_* families, and when
+        # each watch last heard from the server (absent before 2026-12-04).
+        now = time.time()
+        self.assertEqual(families["process_cpu_seconds_total"]["type"], "counter")
+        self.assertGreater(value("process_cpu_seconds_total"), 0)
+        self.assertGreater(value("process_resident_memory_bytes"), 1 << 20)
+        self.assertGreater(value("process_open_fds"), 3)
+        self.assertLess(abs(value("process_start_time_seconds") - now), 60)
+        heard = value("kubetrail_watch_last_event_timestamp_seconds", resource="configmaps")
+        self.assertLess(abs(heard - now), 5)
         self.server.kubectl("patch", "configmap", "m1", "--type=merge", "-p", '{"data":{"a":"2"}}')
         kt.wait_changes(2)
         families = parse_prometheus(get("/metrics")[1])
