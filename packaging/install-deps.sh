@@ -20,6 +20,7 @@ TEST_PACKAGES=(
   clang libclang-rt-14-dev  # fuzz/: libFuzzer, ASan, UBSan
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
   prometheus  # tests: promtool checks and unit-tests the alerting rules
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev golang-github-burntsushi-toml-dev  # tests: the Helm chart rendered by Helm's own engine
 )
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [ "${1:-}" = "--build-only" ] || PACKAGES+=("${TEST_PACKAGES[@]}")
