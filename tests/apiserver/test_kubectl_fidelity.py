@@ -222,6 +222,31 @@ class KubectlFidelity(unittest.TestCase):
         self.assertEqual(got["data"], {"token": base64.b64encode(b"t0ken").decode()})
         self.assertNotIn("stringData", got)
 
+    def test_9_rbac_api_and_can_i(self):
+        # The RBAC API and an authorizer that answers kubectl auth can-i as
+        # kube-apiserver's RBAC authorizer does (deny unless a rule allows).
+        self.kubectl("create", "namespace", "team")
+        self.kubectl("create", "serviceaccount", "reader", "-n", "team")
+        self.kubectl("create", "role", "pod-reader", "-n", "team", "--verb=list,watch", "--resource=pods")
+        self.kubectl("create", "rolebinding", "pod-reader", "-n", "team", "--role=pod-reader",
+                     "--serviceaccount=team:reader")
+        self.kubectl("create", "clusterrole", "ns-lister", "--verb=list", "--resource=namespaces")
+        self.kubectl("create", "clusterrolebinding", "ns-lister", "--clusterrole=ns-lister",
+                     "--serviceaccount=team:reader")
+        who = "--as=system:serviceaccount:team:reader"
+        def can(*args):
+            r = self.kubectl("auth", "can-i", who, *args, check=False)
+            return r.stdout.strip()
+        self.assertEqual(can("list", "pods", "-n", "team"), "yes")
+        self.assertEqual(can("watch", "pods", "-n", "team"), "yes")
+        self.assertEqual(can("delete", "pods", "-n", "team"), "no")
+        self.assertEqual(can("list", "pods", "-n", "default"), "no")
+        self.assertEqual(can("list", "secrets", "-n", "team"), "no")
+        self.assertEqual(can("list", "namespaces"), "yes")
+        self.assertEqual(can("delete", "namespaces"), "no")
+        self.assertEqual(self.get("role", "pod-reader", "-n", "team")["rules"],
+                         [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}])
+
     def test_6_crd_created_and_served(self):
         crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                "metadata": {"name": "widgets.example.com"},

@@ -1,7 +1,8 @@
 """Decoding of the Kubernetes protobuf encoding, for the few built-in types
 that kubectl v1.32 sends as protobuf (its typed `kubectl create deployment |
-namespace | configmap | secret | service` and `kubectl auth can-i` clients
-do; everything else it
+namespace | configmap | secret | service | serviceaccount | role |
+rolebinding | clusterrole | clusterrolebinding` and `kubectl auth can-i`
+clients do; everything else it
 sends as JSON). A small schema table (field numbers from k8s.io/api's
 generated.proto files) drives a generic wire-format reader; unknown fields
 are skipped, as protobuf readers do.
@@ -52,6 +53,20 @@ SCHEMA = {
     "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"),
                     4: ("targetPort", "IntOrString"), 5: ("nodePort", "int")},
     "IntOrString": {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")},
+    "ServiceAccount": {1: ("metadata", "ObjectMeta"), 2: ("secrets", "[]ObjectReference"),
+                       3: ("imagePullSecrets", "[]LocalObjectReference"), 4: ("automountServiceAccountToken", "bool")},
+    "ObjectReference": {1: ("kind", "string"), 2: ("namespace", "string"), 3: ("name", "string"), 4: ("uid", "string"),
+                        5: ("apiVersion", "string"), 6: ("resourceVersion", "string"), 7: ("fieldPath", "string")},
+    "LocalObjectReference": {1: ("name", "string")},
+    # k8s.io/api/rbac/v1 (kubectl create role | rolebinding | clusterrole | clusterrolebinding)
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[]PolicyRule")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[]PolicyRule")},
+    "PolicyRule": {1: ("verbs", "[]string"), 2: ("apiGroups", "[]string"), 3: ("resources", "[]string"),
+                   4: ("resourceNames", "[]string"), 5: ("nonResourceURLs", "[]string")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[]Subject"), 3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[]Subject"), 3: ("roleRef", "RoleRef")},
+    "Subject": {1: ("kind", "string"), 2: ("apiGroup", "string"), 3: ("name", "string"), 4: ("namespace", "string")},
+    "RoleRef": {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")},
     # k8s.io/api/authorization/v1 (kubectl auth can-i)
     "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec")},
     "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
@@ -61,7 +76,8 @@ SCHEMA = {
                            7: ("name", "string")},
     "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
 }
-KINDS = {"Deployment", "Namespace", "ConfigMap", "Secret", "Service", "SelfSubjectAccessReview"}
+KINDS = {"Deployment", "Namespace", "ConfigMap", "Secret", "Service", "SelfSubjectAccessReview", "ServiceAccount",
+         "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
 
 
 class ProtoError(ValueError):
