@@ -365,7 +365,8 @@ int main(int argc, char** argv) {
     std::cerr << app.help();
     return 2;
   }
-  for (const auto& [name, value] : config::environment_overrides(environ)) {
+  for (const auto& variable : config::environment_overrides(environ)) {
+    const std::string& name = variable.first;
     bool known = std::any_of(config::env_override_keys().begin(), config::env_override_keys().end(),
                              [&](const auto& o) { return o.variable == name; });
     for (const auto& c : commands())
