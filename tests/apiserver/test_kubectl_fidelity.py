@@ -247,6 +247,23 @@ class KubectlFidelity(unittest.TestCase):
         self.assertEqual(self.get("role", "pod-reader", "-n", "team")["rules"],
                          [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}])
 
+    # Failed before 2026-12-04: the test server created objects in any
+    # namespace, so tests passed that fail against a real cluster.
+    def test_a_namespace_lifecycle(self):
+        got = {n["metadata"]["name"] for n in self.get("namespaces")["items"]}
+        self.assertTrue({"default", "kube-system", "kube-public", "kube-node-lease"} <= got)
+        r = self.kubectl("create", "configmap", "c", "-n", "no-such-ns", "--from-literal=a=1", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('namespaces "no-such-ns" not found', r.stderr)
+        r = self.kubectl("create", "configmap", "c", "-n", "no-such-ns", "--from-literal=a=1", "--dry-run=server",
+                         check=False)
+        self.assertIn('namespaces "no-such-ns" not found', r.stderr)
+        self.kubectl("create", "namespace", "fresh")
+        ns = self.get("namespace", "fresh")
+        self.assertEqual(ns["metadata"]["labels"], {"kubernetes.io/metadata.name": "fresh"})
+        self.assertEqual((ns["spec"], ns["status"]), ({"finalizers": ["kubernetes"]}, {"phase": "Active"}))
+        self.kubectl("create", "configmap", "c", "-n", "fresh", "--from-literal=a=1")
+
     def test_6_crd_created_and_served(self):
         crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                "metadata": {"name": "widgets.example.com"},

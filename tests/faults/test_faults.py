@@ -253,6 +253,11 @@ class FaultSuite(unittest.TestCase):
         self.server = ApiServer("--bookmark-seconds", "1", "--history", "100000")
         self.receiver = Receiver()
         self.cluster = Cluster(self.server)
+        # As in a real cluster, objects go only into namespaces that exist
+        # (the test server enforces NamespaceLifecycle since 2026-12-04).
+        for ns in NAMESPACES:
+            self.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                                "metadata": {"name": ns}})
         self.kt = Kubetrail(self.server, self.receiver, self.workdir)
         self.rng = random.Random(12)
         self.settles = []  # times at which a synced kubetrail had been quiet a while

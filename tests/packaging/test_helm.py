@@ -59,6 +59,11 @@ class Helm(unittest.TestCase):
         cls.server = ApiServer()
         cls.kubeconfig = os.path.join(cls.server.dir, "kubeconfig-token")
         cls.env = dict(os.environ, KUBECONFIG=cls.kubeconfig)
+        # `helm install -n kubetrail --create-namespace`: the namespace first
+        # (the test server, like kube-apiserver, refuses objects in a missing one).
+        r = subprocess.run(["kubectl", "create", "namespace", "kubetrail"], capture_output=True, text=True,
+                           env=cls.env, timeout=60)
+        assert r.returncode == 0, r.stderr
 
     @classmethod
     def tearDownClass(cls):
@@ -104,8 +109,8 @@ class Helm(unittest.TestCase):
         path = os.path.join(self.tmp, "rendered.yaml")
         with open(path, "w") as f:
             f.write(text)
-        r = subprocess.run(["kubectl", "apply", "--dry-run=server", "-f", path], capture_output=True, text=True,
-                           env=self.env, timeout=120)
+        r = subprocess.run(["kubectl", "-n", "kubetrail", "apply", "--dry-run=server", "-f", path], capture_output=True,
+                           text=True, env=self.env, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("statefulset.apps/kubetrail created (server dry run)", r.stdout)
         # A dry run writes nothing.

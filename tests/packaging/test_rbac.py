@@ -31,8 +31,7 @@ class Rbac(unittest.TestCase):
         cls.env = dict(os.environ, KUBECONFIG=cls.kubeconfig)
         cls.tmp = tempfile.mkdtemp(prefix="kubetrail-rbac-")
         # kube-apiserver refuses objects in a namespace that does not exist
-        # (NamespaceLifecycle); the test server does not yet, so create them
-        # as a real cluster needs.
+        # (NamespaceLifecycle), and so does the test server: create them.
         for ns in ("kubetrail", "ops", "shop", "web"):
             r = subprocess.run(["kubectl", "create", "namespace", ns], capture_output=True, text=True, env=cls.env,
                                timeout=60)

@@ -122,7 +122,15 @@ class Resources:
     def insert(self, res, ns, name, obj, q):
         """A new object stored (or, on a dry run, only shaped)."""
         store = self.server.store
+        # NamespaceLifecycle admission: nothing is created in a namespace that
+        # does not exist (dry runs are admitted the same way).
+        if res.namespaced and ("namespaces", None, ns) not in store.objects:
+            raise ApiError(404, "NotFound", 'namespaces "%s" not found' % ns, {"name": ns, "kind": "namespaces"})
         md = obj["metadata"]
+        if res.kind == "Namespace" and res.group == "":  # what the server adds to every namespace
+            md.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
         if res.namespaced:
             md["namespace"] = ns
         md["name"] = name
