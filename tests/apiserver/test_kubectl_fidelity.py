@@ -264,6 +264,36 @@ class KubectlFidelity(unittest.TestCase):
         self.assertEqual((ns["spec"], ns["status"]), ({"finalizers": ["kubernetes"]}, {"phase": "Active"}))
         self.kubectl("create", "configmap", "c", "-n", "fresh", "--from-literal=a=1")
 
+    # Failed before 2026-12-04: the test server never compressed, though
+    # kube-apiserver gzips every response over 128 KiB for a client that
+    # accepts gzip (kubectl always does).
+    def test_b_large_responses_are_gzipped_for_clients_that_accept_it(self):
+        import gzip, http.client, ssl
+        self.kubectl("create", "namespace", "big")
+        for i in range(40):
+            self.kubectl("create", "configmap", "big-%d" % i, "-n", "big", "--from-literal=blob=" + "x%d" % i * 2000)
+        self.assertEqual(len(self.get("configmaps", "-n", "big")["items"]), 40)  # kubectl inflates it
+
+        def fetch(path, accept_gzip):
+            ctx = ssl.create_default_context(cafile=os.path.join(self.server.dir, "ca.crt"))
+            c = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=ctx, timeout=10)
+            headers = {"Authorization": "Bearer test-token"}
+            if accept_gzip:
+                headers["Accept-Encoding"] = "gzip"
+            c.request("GET", path, headers=headers)
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            return r.getheader("Content-Encoding"), body
+        encoding, body = fetch("/api/v1/namespaces/big/configmaps", True)
+        self.assertEqual(encoding, "gzip")
+        self.assertEqual(len(json.loads(gzip.decompress(body))["items"]), 40)
+        encoding, body = fetch("/api/v1/namespaces/big/configmaps", False)
+        self.assertIsNone(encoding)
+        self.assertGreater(len(body), 128 * 1024)
+        encoding, _ = fetch("/api/v1/namespaces/big/configmaps/big-0", True)  # small: as is
+        self.assertIsNone(encoding)
+
     def test_6_crd_created_and_served(self):
         crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                "metadata": {"name": "widgets.example.com"},

@@ -27,7 +27,8 @@ def wait_for(predicate, timeout=20, what="condition"):
 class Kubetrail:
     """kubetrail run with a JSON log handler writing to a file."""
 
-    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra="", flags=(), rediscover=None):
+    def __init__(self, server, resources, kubeconfig="kubeconfig-token", extra="", flags=(), rediscover=None,
+                 cluster=""):
         self.dir = tempfile.mkdtemp(prefix="kubetrail-run-")
         self.out = os.path.join(self.dir, "changes.jsonl")
         self.config = os.path.join(self.dir, "kubetrail.toml")
@@ -37,7 +38,7 @@ class Kubetrail:
             extra += '\n[server]\nlisten = ""'  # tests run side by side: no fixed port
         with open(self.config, "w") as f:
             watch = "" if rediscover is None else "rediscover_s = %d\n" % rediscover
-            f.write('[cluster]\nname = "it"\n[watch]\nresources = %s\n' % json.dumps(resources) + watch +
+            f.write('[cluster]\nname = "it"\n%s[watch]\nresources = %s\n' % (cluster, json.dumps(resources)) + watch +
                     '%s\n[[handlers]]\nname = "out"\nplugin = "log"\n'
                     'config = { format = "json", path = "%s" }\n[[routes]]\nchain = ["out"]\n'
                     % (extra, self.out))
@@ -174,6 +175,22 @@ class RunAgainstApiServer(unittest.TestCase):
         got = kt.wait_changes(1)
         self.assertEqual([summary(c) for c in got], [("Modified", "configmaps", "settings", ["data.mode"])])
         self.assertEqual((got[0]["actor"]["manager"], got[0]["actor"]["operation"]), ("argocd-controller", "Apply"))
+
+    def test_gzipped_list_pages_are_read(self):
+        # [cluster] compression = "gzip" asks for it; the test server, like
+        # kube-apiserver, gzips a list page over 128 KiB (it never did
+        # before 2026-12-04, so this path was untested).
+        k = self.server.kubectl
+        for i in range(40):
+            k("create", "configmap", "big-%d" % i, "--from-literal=blob=" + "y%d" % i * 2000)
+        kt = self.start(["configmaps"], cluster='compression = "gzip"\n')
+        self.assertIn("gzip-compressed", kt.log())
+        k("patch", "configmap", "big-7", "--type=merge", "-p", '{"data":{"blob":"small"}}')
+        self.assertEqual([summary(c) for c in kt.wait_changes(1)],
+                         [("Modified", "configmaps", "big-7", ["data.blob"])])
+        lists = [r for r in self.server.requests() if r["path"].endswith("/configmaps") and
+                 r["query"].get("watch") != "1" and r["userAgent"].startswith("kubetrail/")]
+        self.assertTrue(lists and all("gzip" in r["acceptEncoding"] for r in lists), lists)
 
     def test_cut_watches_lose_nothing_and_double_nothing(self):
         k = self.server.kubectl

@@ -1,4 +1,5 @@
 """HTTP: the server, authentication, routing to the parts mixed into the handler."""
+import gzip
 import http.server
 import json
 import ssl
@@ -28,10 +29,21 @@ class Handler(Discovery, Resources, Watches, TestControls, AuthorizationMixin, h
         pass
 
     # -- plumbing --------------------------------------------------------
+    # kube-apiserver (APIResponseCompression, on by default) gzips a response
+    # over 128 KiB at level 1 when the client accepts gzip - as client-go
+    # and kubectl always do. Watch streams are not compressed.
+    GZIP_THRESHOLD = 128 * 1024
+
     def send_json(self, code, obj, content_type="application/json"):
         body = json.dumps(obj, separators=(",", ":")).encode()
+        gzipped = len(body) > self.GZIP_THRESHOLD and "gzip" in (self.headers.get("Accept-Encoding") or "")
+        if gzipped:
+            body = gzip.compress(body, compresslevel=1)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Audit-Id", str(uuid.uuid4()))
         self.end_headers()
@@ -80,6 +92,7 @@ class Handler(Discovery, Resources, Watches, TestControls, AuthorizationMixin, h
             store_requests.append({"method": method, "path": url.path, "query": q,
                                    "userAgent": self.headers.get("User-Agent", ""),
                                    "accept": self.headers.get("Accept", ""),
+                                   "acceptEncoding": self.headers.get("Accept-Encoding", ""),
                                    "contentType": self.headers.get("Content-Type", "")})
         try:
             self.authenticate()
