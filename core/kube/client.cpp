@@ -268,14 +268,10 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   if (!conn_.tls_server_name.empty()) {
     // Verify the certificate against tls-server-name while connecting to the
     // server's address: ask for that name, and route it to the real host.
-    auto scheme = conn_.server.find("://");
-    std::string hostport = conn_.server.substr(scheme + 3);
-    auto colon = hostport.rfind(':');
-    std::string host = hostport.substr(0, colon),
-                port = colon == std::string::npos ? "443" : hostport.substr(colon + 1);
-    url = "https://" + conn_.tls_server_name + ":" + port + std::string(path);
+    const auto server = parse_server_address(conn_.server);
+    url = "https://" + conn_.tls_server_name + ":" + server.port + server.prefix + std::string(path);
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    std::string rule = conn_.tls_server_name + ":" + port + ":" + host + ":" + port;
+    std::string rule = conn_.tls_server_name + ":" + server.port + ":" + server.url_host() + ":" + server.port;
     connect_to = curl_slist_append(nullptr, rule.c_str());
     curl_easy_setopt(curl, CURLOPT_CONNECT_TO, connect_to);
   }

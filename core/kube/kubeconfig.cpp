@@ -214,20 +214,43 @@ bool choose_compression(const std::string& setting, const Connection& c) {
   if (setting == "gzip") return true;
   if (setting == "none") return false;
   if (c.in_cluster) return false;
-  // The host of https://HOST:PORT (or [IPv6]:PORT).
-  std::string_view rest = c.server;
-  if (auto at = rest.find("://"); at != std::string_view::npos) rest.remove_prefix(at + 3);
-  rest = rest.substr(0, rest.find('/'));
-  std::string_view host = rest;
-  if (host.starts_with('[')) {
-    host = host.substr(1, host.find(']') - 1);
-  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
-    host = host.substr(0, colon);
-  }
+  const std::string host = parse_server_address(c.server).host;
   const bool ipv4_loopback =
       host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string_view::npos;
   const bool loopback = host == "localhost" || host == "::1" || ipv4_loopback;
   return !loopback;
+}
+
+ServerAddress parse_server_address(std::string_view server) {
+  ServerAddress a;
+  std::string_view rest = server;
+  if (auto at = rest.find("://"); at != std::string_view::npos) {
+    a.scheme = std::string(rest.substr(0, at));
+    rest.remove_prefix(at + 3);
+  } else {
+    a.scheme = "https";
+  }
+  auto slash = rest.find('/');
+  if (slash != std::string_view::npos) {
+    a.prefix = std::string(rest.substr(slash));
+    while (a.prefix.size() > 1 && a.prefix.back() == '/') a.prefix.pop_back();
+    if (a.prefix == "/") a.prefix.clear();
+    rest = rest.substr(0, slash);
+  }
+  std::string_view port;
+  if (rest.starts_with('[')) {  // [IPv6]:PORT
+    auto close = rest.find(']');
+    a.host = std::string(rest.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+    if (close != std::string_view::npos && close + 1 < rest.size() && rest[close + 1] == ':')
+      port = rest.substr(close + 2);
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    a.host = std::string(rest.substr(0, colon));
+    port = rest.substr(colon + 1);
+  } else {
+    a.host = std::string(rest);
+  }
+  a.port = port.empty() ? (a.scheme == "http" ? "80" : "443") : std::string(port);
+  return a;
 }
 
 Connection resolve_connection(const std::string& kubeconfig, const std::string& context) {

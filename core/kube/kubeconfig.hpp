@@ -46,6 +46,17 @@ struct Connection {
 // a link where the bytes cost less than the CPU - and on elsewhere.
 bool choose_compression(const std::string& setting, const Connection& c);
 
+// A kubeconfig server URL in parts: SCHEME://HOST[:PORT][/PREFIX], HOST
+// possibly an [IPv6] literal (kept here without its brackets), PORT 443 or
+// 80 by scheme when absent, PREFIX "" or "/..." (an API server behind a
+// proxy path, as Rancher serves clusters).
+struct ServerAddress {
+  std::string scheme, host, port, prefix;
+  // HOST as a URL or curl's CONNECT_TO needs it: [IPv6] in brackets.
+  std::string url_host() const { return host.find(':') == std::string::npos ? host : "[" + host + "]"; }
+};
+ServerAddress parse_server_address(std::string_view server);
+
 // Reads and merges kubeconfig files like kubectl: for each map entry
 // (clusters, users, contexts by name) and for current-context, the first
 // file that sets it wins; relative file paths are relative to the file that

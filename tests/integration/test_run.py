@@ -192,6 +192,26 @@ class RunAgainstApiServer(unittest.TestCase):
                  r["query"].get("watch") != "1" and r["userAgent"].startswith("kubetrail/")]
         self.assertTrue(lists and all("gzip" in r["acceptEncoding"] for r in lists), lists)
 
+    def test_tls_server_name_is_verified_while_the_address_is_dialled(self):
+        # kubeconfig tls-server-name: dial the server's address, verify the
+        # certificate against that name (the test server's names: IP
+        # 127.0.0.1 and DNS localhost). A name the certificate lacks fails.
+        with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
+            base = f.read()
+        for name, ok in (("localhost", True), ("not-in-the-cert.example", False)):
+            path = os.path.join(self.server.dir, "kubeconfig-sni-%s" % name)
+            with open(path, "w") as f:
+                f.write(base.replace("    server: ", "    tls-server-name: %s\n    server: " % name, 1))
+            kt = Kubetrail(self.server, ["configmaps"], kubeconfig=os.path.basename(path))
+            try:
+                if ok:
+                    kt.wait_ready()
+                else:
+                    wait_for(lambda: "retrying in" in kt.log() or kt.proc.poll() is not None, what="a TLS failure")
+                    self.assertIn("SSL", kt.log())
+            finally:
+                kt.stop()
+
     def test_cut_watches_lose_nothing_and_double_nothing(self):
         k = self.server.kubectl
         kt = self.start(["configmaps"])

@@ -218,3 +218,25 @@ TEST_CASE("kubeconfig: responses are compressed only where the link is dearer th
   CHECK_FALSE(kube::choose_compression("auto", c));
   CHECK(kube::choose_compression("gzip", c));
 }
+
+// One parser for the server URL (choose_compression and tls-server-name had
+// each their own; the latter took "6443/prefix" for the port of a server
+// behind a proxy path, and the inside of an IPv6 literal for host:port).
+TEST_CASE("kubeconfig: a server URL's host, port and path prefix, IPv6 literals included") {
+  auto check = [](std::string_view url, const char* host, const char* port, const char* prefix) {
+    auto a = kube::parse_server_address(url);
+    CAPTURE(url);
+    CHECK(a.host == host);
+    CHECK(a.port == port);
+    CHECK(a.prefix == prefix);
+  };
+  check("https://10.0.0.1:6443", "10.0.0.1", "6443", "");
+  check("https://[::1]:6443/", "::1", "6443", "");
+  check("https://[fd00::10]", "fd00::10", "443", "");
+  check("https://rancher.example.com/k8s/clusters/c-m-abc/", "rancher.example.com", "443", "/k8s/clusters/c-m-abc");
+  check("https://api.example.com:8443/prefix", "api.example.com", "8443", "/prefix");
+  check("http://localhost:8080", "localhost", "8080", "");
+  check("http://localhost", "localhost", "80", "");
+  CHECK(kube::parse_server_address("https://[fd00::10]:6443").url_host() == "[fd00::10]");
+  CHECK(kube::parse_server_address("https://10.0.0.1:6443").url_host() == "10.0.0.1");
+}
