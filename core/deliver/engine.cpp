@@ -116,14 +116,20 @@ size_t Engine::queued() const {
   return n;
 }
 
+// A change set no route matches: counted, and done as far as the progress
+// tracker (leader handover) is concerned.
+void Engine::count_unrouted(const model::ChangeSet& cs) {
+  ++stats_.unrouted;
+  if (metrics_) metrics_->record(m_unrouted_, 1);
+  if (progress_) progress_->begin(cs, 0);
+  spdlog::debug("change set {} matches no route", cs.id);
+}
+
 bool Engine::submit(const model::ChangeSet& cs) {
   ++stats_.submitted;
   auto routes = router_.match(cs);
   if (routes.empty()) {
-    ++stats_.unrouted;
-    if (metrics_) metrics_->record(m_unrouted_, 1);
-    if (progress_) progress_->begin(cs, 0);
-    spdlog::debug("change set {} matches no route", cs.id);
+    count_unrouted(cs);
     return true;
   }
   uint64_t dead_before = stats_.dead.load();
@@ -176,10 +182,7 @@ bool Engine::submit_batch(const std::vector<model::ChangeSet>& batch, const std:
     const model::ChangeSet& cs = batch[i];
     ++stats_.submitted;
     if (matched[i].empty()) {
-      ++stats_.unrouted;
-      if (metrics_) metrics_->record(m_unrouted_, 1);
-      if (progress_) progress_->begin(cs, 0);
-      spdlog::debug("change set {} matches no route", cs.id);
+      count_unrouted(cs);
       continue;
     }
     if (progress_) progress_->begin(cs, static_cast<int>(matched[i].size()));

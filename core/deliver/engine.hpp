@@ -123,6 +123,7 @@ class Engine {
   Worker* worker_at(const route::Route* route, int position) const;
   void refill_from_outbox(Worker& w);
   void record_backlog();
+  void count_unrouted(const model::ChangeSet& cs);
 
   std::map<std::string, HandlerSlot>& handlers_;
   const config::Config& cfg_;
