@@ -12,6 +12,7 @@
 #include "diff/diff.hpp"
 #include "kube/recording.hpp"
 #include "model/resource_type.hpp"
+#include "state/history.hpp"
 #include "watch/tracker.hpp"
 
 namespace kubetrail::cli {
@@ -55,6 +56,21 @@ int run_replay(const Args& args) {
   diff::ChangeDetector detector(cfg.cluster.name, cfg.diff);
   std::map<std::string, watch::Tracker> trackers;  // per resource, like one informer each: the same per-event step
 
+  // --state PATH: the change sets kept in PATH-history as run keeps them.
+  std::unique_ptr<state::History> history;
+  if (args.has("--state")) history = std::make_unique<state::History>(state::History::path_for(args.get("--state")));
+  std::vector<model::ChangeSet> kept;
+  auto deliver = [&](const model::ChangeSet& cs) {
+    if (history) {
+      kept.push_back(cs);
+      if (kept.size() >= 256) {
+        history->append(kept);
+        kept.clear();
+      }
+    }
+    return pipeline.deliver(cs);
+  };
+
   simdjson::dom::parser parser;
   bool delivered_all = true;
   uint64_t skipped = 0;
@@ -94,15 +110,16 @@ int run_replay(const Args& args) {
     } catch (const std::exception& e) {
       applied.error = e.what();
     }
-    if (applied.replaced && !pipeline.deliver(*applied.replaced)) delivered_all = false;
+    if (applied.replaced && !deliver(*applied.replaced)) delivered_all = false;
     if (!applied.error.empty()) {
       spdlog::error("{}: byte offset {}: {}", recording.files()[ev.file], ev.offset, applied.error);
       delivered_all = false;
       continue;
     }
-    if (applied.change && !pipeline.deliver(*applied.change)) delivered_all = false;
+    if (applied.change && !deliver(*applied.change)) delivered_all = false;
   }
   if (!pipeline.flush()) delivered_all = false;
+  if (history) history->append(kept);
 
   const auto& ds = detector.stats();
   const auto& ps = pipeline.stats();

@@ -33,6 +33,7 @@
 #include "kube/discovery.hpp"
 #include "kube/kubeconfig.hpp"
 #include "server/http_server.hpp"
+#include "state/history.hpp"
 #include "state/state_store.hpp"
 #include "version.hpp"
 #include "watch/informer.hpp"
@@ -174,6 +175,7 @@ class Daemon {
   kube::Client client_;
   kube::Discovery discovery_;
   std::unique_ptr<state::StateStore> state_;
+  std::unique_ptr<state::History> history_;  // with the state store: every change set this replica delivers
   Metrics metrics_;
   // The delivery half is replaced on SIGHUP; the probes read it under this lock.
   std::mutex pipeline_mu_;
@@ -258,6 +260,7 @@ void Daemon::open_state() {
   if (!cfg_.state.path.empty()) {
     state_ = state::StateStore::open(cfg_.state.path, args_.has("--reset-state"));
     spdlog::info("state store {}", cfg_.state.path);
+    history_ = std::make_unique<state::History>(state::History::path_for(cfg_.state.path));
   }
   // One redaction key for every informer, stable across restarts: the
   // configured one (the same on every replica), else the state store's.
@@ -361,6 +364,18 @@ void Daemon::start_background() {
 }
 
 void Daemon::compact_outbox() {
+  if (history_) {
+    try {
+      auto now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      size_t removed = history_->compact(int64_t{cfg_.history.retention_days} * 86400 * 1000,
+                                         uint64_t{cfg_.history.max_mb} << 20, now);
+      if (removed) spdlog::info("history: forgot {} change set(s) past [history] retention", removed);
+    } catch (const Error& e) {
+      spdlog::error("history compaction failed: {}", e.what());
+    }
+  }
   try {
     const uint64_t cap = uint64_t{cfg_.state.outbox_max_mb} << 20;
     auto c = state_->outbox_compact(int64_t{cfg_.state.retention_hours} * 3600, cap);
@@ -487,6 +502,10 @@ void Daemon::route_batch() {
     // The batch's outbox rows and the journal entries they route in one
     // transaction (one commit per batch, not per change set and handler).
     if (delivering_) {
+      // History first: a crash before the outbox frame leaves the batch in
+      // the journal, routed again at the next start, and its history rows
+      // are kept once (by id); the other order could lose them.
+      if (history_) history_->append(batch);
       pipeline_->deliver_batch(batch, state_ ? routed : std::vector<std::string>{});
       return;
     }

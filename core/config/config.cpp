@@ -279,6 +279,12 @@ Config from_value(const value& root, const std::string& source) {
     r.read("outbox_max_mb", cfg.state.outbox_max_mb, 1);
     r.reject_unknown();
   }
+  if (auto t = table_at(top, "history")) {
+    TableReader r(*t, "history.");
+    r.read("retention_days", cfg.history.retention_days, 1, 3650);
+    r.read("max_mb", cfg.history.max_mb, 1);
+    r.reject_unknown();
+  }
   if (auto t = table_at(top, "server")) {
     TableReader r(*t, "server.");
     r.read("listen", cfg.server.listen);

@@ -51,6 +51,12 @@ struct StateConfig {
   uint32_t outbox_max_mb = 256;
 };
 
+// Change history (kept beside the state store; off when it is off).
+struct HistoryConfig {
+  uint32_t retention_days = 14;
+  uint32_t max_mb = 1024;
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:9090";  // "" = off
   uint32_t stall_timeout_s = 180;         // /healthz fails when a watch is silent longer
@@ -108,6 +114,7 @@ struct Config {
   std::string source;  // file name, or "<built-in>"
   ClusterConfig cluster;
   WatchConfig watch;
+  HistoryConfig history;
   model::DiffOptions diff;
   // Where the redaction key comes from ([diff]): a file (a mounted Secret:
   // the same key on every replica) or an environment variable; neither: the

@@ -406,6 +406,18 @@ class RunAgainstApiServer(unittest.TestCase):
         # Then it simply watches on; and a third start reports nothing new.
         k("patch", "configmap", "untouched", "--type=merge", "-p", '{"data":{"v":"5"}}')
         self.assertEqual(summary(kt.wait_changes(4)[-1]), ("Modified", "configmaps", "untouched", ["data.v"]))
+        # History (issue 17): every change set of both runs, catch-up
+        # included and flagged, read while this kubetrail still writes it.
+        r = subprocess.run([KUBETRAIL, "history", "--state", state, "--since", "10m", "-o", "json"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kept = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([summary(c) for c in kept], [
+            ("Added", "configmaps", "untouched", []), ("Added", "configmaps", "changed", []),
+            ("Added", "configmaps", "removed", [])] + [summary(c) for c in got] +
+            [("Modified", "configmaps", "untouched", ["data.v"])])
+        self.assertEqual([bool(c.get("catchUp")) for c in kept], [False] * 3 + [True] * 3 + [False])
+        self.assertEqual(len({c["id"] for c in kept}), 7)
         self.assertEqual(kt.stop(), 0)
         kt = self.start(["configmaps"], extra=extra)
         time.sleep(1.5)

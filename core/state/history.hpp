@@ -1,0 +1,75 @@
+// Change history (issue 17): every change set kubetrail reports, kept as it
+// was handed to delivery (redacted, with its actor and catchUp flag) and
+// indexed by time, object and actor, so that "what changed in the last half
+// hour, and who changed it?" is answered from kubetrail's own record.
+//
+// Its own SQLite file beside the state store (`STATE_PATH-history`), in WAL
+// mode with normal locking: the state store holds its database exclusively,
+// while `kubetrail history --state` reads this one as the daemon writes it.
+// Writes are idempotent by change-set id (a change set routed again after a
+// crash is one row), bounded by age and by size (oldest first).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/change_set.hpp"
+
+struct sqlite3;
+
+namespace kubetrail::state {
+
+class History {
+ public:
+  // The history file of a state store at `state_path`.
+  static std::filesystem::path path_for(const std::filesystem::path& state_path);
+  // Opens (creating when `read_only` is false) the history file. Throws
+  // kubetrail::Error naming the file.
+  explicit History(const std::filesystem::path& path, bool read_only = false);
+  ~History();
+  History(const History&) = delete;
+  History& operator=(const History&) = delete;
+
+  // One transaction for the batch; ids already kept are left as they are.
+  void append(const std::vector<model::ChangeSet>& batch);
+
+  struct Filter {
+    int64_t since_ms = 0, until_ms = INT64_MAX;           // observedAt, unix milliseconds, [since, until)
+    std::string namespace_, resource, name, actor, type;  // "" = any; resource: plural, plural.group or kind
+    std::vector<std::string> paths;  // PathPattern texts: a change set matches when one of its changes overlaps one
+    size_t limit = 100;              // 0 = no limit
+    int64_t before_seq = 0;          // pagination: rows older than this cursor (0 = from the newest)
+    int64_t after_seq = 0;           // following: rows written after this one
+    bool oldest_first = false;
+  };
+  struct Row {
+    int64_t seq = 0;
+    int64_t time_ms = 0;
+    std::string json;  // the change set, schema kubetrail.dev/v1
+  };
+  // Matching change sets, newest first (oldest first when asked).
+  std::vector<Row> query(const Filter& filter);
+  int64_t last_seq();
+
+  // Forgets rows older than max_age_ms, then the oldest while the kept
+  // change sets' JSON exceeds max_bytes. Returns how many were removed.
+  size_t compact(int64_t max_age_ms, uint64_t max_bytes, int64_t now_ms);
+  uint64_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void exec(const char* sql);
+  std::filesystem::path path_;
+  sqlite3* db_ = nullptr;
+  std::mutex mu_;
+  uint64_t bytes_ = 0;  // sum of the kept rows' JSON lengths
+};
+
+// RFC 3339 (as observedAt is written) to unix milliseconds; nullopt when the
+// text is not one.
+std::optional<int64_t> rfc3339_to_ms(std::string_view text);
+
+}  // namespace kubetrail::state
