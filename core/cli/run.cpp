@@ -505,7 +505,13 @@ void Daemon::route_batch() {
       // History first: a crash before the outbox frame leaves the batch in
       // the journal, routed again at the next start, and its history rows
       // are kept once (by id); the other order could lose them.
-      if (history_) history_->append(batch);
+      if (history_) {
+        try {
+          history_->append(batch);
+        } catch (const Error& e) {  // history is a record, not a guarantee: delivery goes on without it
+          spdlog::error("history: {} change set(s) not kept: {}", batch.size(), e.what());
+        }
+      }
       pipeline_->deliver_batch(batch, state_ ? routed : std::vector<std::string>{});
       return;
     }
