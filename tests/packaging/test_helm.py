@@ -184,6 +184,14 @@ class Helm(unittest.TestCase):
         self.assertEqual({ns for ns, _, _ in grants(docs, "Role")}, {"shop", "payments"})
         self.assertEqual(set(grants(docs, "ClusterRole")), {("", "", "namespaces")})
 
+    def test_without_persistence_the_state_is_on_an_empty_dir(self):
+        _, docs = self.render("persistence.enabled=false")
+        sts = one(docs, "StatefulSet", "kubetrail")
+        self.assertNotIn("volumeClaimTemplates", sts["spec"])
+        volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        self.assertEqual(volumes["state"], {"name": "state", "emptyDir": {}})
+        self.assertEqual(self.pod_env(sts)["KUBETRAIL_STATE_PATH"], "/var/lib/kubetrail/state.db")
+
     def test_monitoring_toggles(self):
         _, docs = self.render()
         self.assertEqual([d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")], [])
