@@ -122,8 +122,10 @@ History::History(const std::filesystem::path& path, bool read_only) : path_(path
           "CREATE INDEX IF NOT EXISTS history_time ON history(time_ms);"
           "CREATE INDEX IF NOT EXISTS history_object ON history(namespace, name, time_ms);");
     }
-    Statement st(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
-    if (sqlite3_step(st.get()) == SQLITE_ROW) bytes_ = static_cast<uint64_t>(sqlite3_column_int64(st.get(), 0));
+    if (!read_only) {  // the size cap's running total (a reader has no use for it, and it reads every row)
+      Statement st(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
+      if (sqlite3_step(st.get()) == SQLITE_ROW) bytes_ = static_cast<uint64_t>(sqlite3_column_int64(st.get(), 0));
+    }
   } catch (...) {
     sqlite3_close(db_);
     throw;

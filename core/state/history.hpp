@@ -58,7 +58,7 @@ class History {
   // Forgets rows older than max_age_ms, then the oldest while the kept
   // change sets' JSON exceeds max_bytes. Returns how many were removed.
   size_t compact(int64_t max_age_ms, uint64_t max_bytes, int64_t now_ms);
-  uint64_t bytes() const noexcept { return bytes_; }
+  uint64_t bytes() const noexcept { return bytes_; }  // 0 when opened read-only
 
  private:
   void exec(const char* sql);
