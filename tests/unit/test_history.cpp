@@ -153,7 +153,7 @@ TEST_CASE("history: bounded by age, then by size, oldest first") {
   CHECK(h.bytes() <= per_row * 500 + per_row);
   rows = h.query(f);
   CHECK(rows.size() <= 500);
-  CHECK(rows.size() >= 490);  // no more than needed went
+  CHECK(rows.size() >= 490);                                        // no more than needed went
   CHECK(ids({rows.back()}) == std::vector<std::string>{"c/2999"});  // the newest stay
   // The byte count survives a reopen.
   const uint64_t bytes = h.bytes();
