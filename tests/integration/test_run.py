@@ -24,6 +24,25 @@ def wait_for(predicate, timeout=20, what="condition"):
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
+def free_port():
+    """A loopback port nothing listens on (for kubetrail's [server] listen)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(port, path):
+    """(status, body) of GET path on 127.0.0.1:port."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read().decode()
+    c.close()
+    return r.status, body
+
+
 class Kubetrail:
     """kubetrail run with a JSON log handler writing to a file."""
 
@@ -536,21 +555,9 @@ class RunAgainstApiServer(unittest.TestCase):
     # `kubetrail run` exit 2 at once (a pod in CrashLoopBackOff while the
     # control plane restarts).
     def test_an_unreachable_api_server_is_retried_with_readyz_503_meanwhile(self):
-        import http.client, socket, threading
-
-        def free_port():
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                return sock.getsockname()[1]
+        import socket, threading
         api_port, probe_port = free_port(), free_port()
-
-        def get(path):
-            c = http.client.HTTPConnection("127.0.0.1", probe_port, timeout=5)
-            c.request("GET", path)
-            r = c.getresponse()
-            body = r.read().decode()
-            c.close()
-            return r.status, body
+        get = lambda path: http_get(probe_port, path)  # noqa: E731
         with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
             later = f.read().replace("127.0.0.1:%d" % self.server.port, "127.0.0.1:%d" % api_port)
         with open(os.path.join(self.server.dir, "kubeconfig-later"), "w") as f:
@@ -632,18 +639,8 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertTrue(synced, kt.log())
 
     def test_metrics_health_and_readiness(self):
-        import http.client, socket
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-
-        def get(path):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", path)
-            r = c.getresponse()
-            body = r.read().decode()
-            c.close()
-            return r.status, body
+        port = free_port()
+        get = lambda path: http_get(port, path)  # noqa: E731
 
         self.server.control("delay-lists", ms="3000")  # a slow initial sync
         self.kt = kt = Kubetrail(self.server, ["configmaps"],
