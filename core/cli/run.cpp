@@ -158,6 +158,7 @@ class Daemon {
   void reload();
   bool lead_or_follow();  // false: the lease was lost
   void route_batch();
+  void keep_history(const std::vector<model::ChangeSet>& batch);
   void apply_rediscovery();
   void report();
   // Shutdown.
@@ -470,6 +471,7 @@ bool Daemon::lead_or_follow() {
     auto pending = handover_.take();
     spdlog::info("leading: delivering {} change set(s) the last leader had not confirmed", pending.size());
     pipeline_->start_async(state_.get(), &progress_);  // this replica's own outbox leftovers first
+    keep_history(pending);
     for (const auto& cs : pending) pipeline_->deliver(cs);
   }
   if (delivering_ && elector_->lost()) {
@@ -489,6 +491,17 @@ bool Daemon::lead_or_follow() {
   return true;
 }
 
+// Every change set this replica hands to delivery - routed from the
+// watches or taken over from the handover buffer - goes through here first.
+void Daemon::keep_history(const std::vector<model::ChangeSet>& batch) {
+  if (!history_ || batch.empty()) return;
+  try {
+    history_->append(batch);
+  } catch (const Error& e) {  // history is a record, not a guarantee: delivery goes on without it
+    spdlog::error("history: {} change set(s) not kept: {}", batch.size(), e.what());
+  }
+}
+
 // What the watches produced since the last pass (up to a batch, waiting up
 // to 200 ms for the first), so that the journal is retired once per batch.
 void Daemon::route_batch() {
@@ -505,13 +518,7 @@ void Daemon::route_batch() {
       // History first: a crash before the outbox frame leaves the batch in
       // the journal, routed again at the next start, and its history rows
       // are kept once (by id); the other order could lose them.
-      if (history_) {
-        try {
-          history_->append(batch);
-        } catch (const Error& e) {  // history is a record, not a guarantee: delivery goes on without it
-          spdlog::error("history: {} change set(s) not kept: {}", batch.size(), e.what());
-        }
-      }
+      keep_history(batch);
       pipeline_->deliver_batch(batch, state_ ? routed : std::vector<std::string>{});
       return;
     }

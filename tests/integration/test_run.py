@@ -756,7 +756,8 @@ class RunAgainstApiServer(unittest.TestCase):
             "renew_deadline_s = 2", "renew_deadline_s = 4")
         a = self.start(["configmaps"], extra=slow)
         wait_for(lambda: "leading as" in a.log(), what="the first replica to lead")
-        b = Kubetrail(self.server, ["configmaps"], extra=slow)
+        state_b = os.path.join(self.server.dir, "state-b", "kubetrail.db")
+        b = Kubetrail(self.server, ["configmaps"], extra=slow + '\n[state]\npath = "%s"' % state_b)
         try:
             b.wait_ready()
             a.proc.kill()
@@ -768,6 +769,14 @@ class RunAgainstApiServer(unittest.TestCase):
             got = b.wait_changes(3, timeout=30)
             self.assertEqual(sorted(c["name"] for c in got), ["gap-0", "gap-1", "gap-2"])
             self.assertEqual(a.changes(), [])
+            # What the new leader delivered from its handover buffer is in its
+            # history too (before 2026-12-04 it went straight to delivery and
+            # was never kept).
+            r = subprocess.run([KUBETRAIL, "history", "--state", state_b, "--since", "10m", "-o", "json"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sorted(json.loads(line)["name"] for line in r.stdout.splitlines()),
+                             ["gap-0", "gap-1", "gap-2"])
         finally:
             b.stop()
 
