@@ -13,6 +13,7 @@
 
 #include "cli/cli.hpp"
 #include "cli/common.hpp"
+#include "common/clock.hpp"
 #include "common/error.hpp"
 #include "model/change_set.hpp"
 #include "state/history.hpp"
@@ -31,7 +32,7 @@ int64_t now_ms() {
 
 // "30m", "2h", "45s", "7d" before now, or an RFC 3339 time.
 int64_t parse_time(const std::string& flag, const std::string& text) {
-  if (auto t = state::rfc3339_to_ms(text)) return *t;
+  if (auto t = rfc3339_to_ms(text)) return *t;
   static const std::map<char, int64_t> unit = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
   if (text.size() >= 2 && unit.count(text.back())) {
     int64_t n = 0;

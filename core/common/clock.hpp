@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace kubetrail {
 
@@ -15,6 +18,10 @@ std::string now_rfc3339();
 // are formatted once per second per thread and reused (snprintf per event
 // was ~0.5 us in perf).
 std::string format_rfc3339(std::chrono::system_clock::time_point t);
+// RFC 3339 (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), as Kubernetes
+// and observedAt write it) to unix milliseconds; nullopt when the text is
+// not one.
+std::optional<int64_t> rfc3339_to_ms(std::string_view text);
 
 class Clock {
  public:

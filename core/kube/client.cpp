@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/clock.hpp"
 #include "common/error.hpp"
 #include "version.hpp"
 
@@ -109,11 +110,12 @@ int run_capture(const std::vector<std::string>& argv, const std::vector<std::str
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// An unreadable time is the epoch: the credential counts as expired and is
+// asked for again.
 std::chrono::system_clock::time_point parse_rfc3339(std::string_view s) {
-  std::tm tm{};
-  std::string text(s);
-  if (!strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return {};
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
+  auto ms = rfc3339_to_ms(s);
+  return ms ? std::chrono::system_clock::time_point(std::chrono::milliseconds(*ms))
+            : std::chrono::system_clock::time_point{};
 }
 
 std::string read_file(const std::string& path) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/clock.hpp"
 #include "common/error.hpp"
 #include "model/path.hpp"
 
@@ -53,50 +54,6 @@ bool any_overlaps(const std::vector<model::PathPattern>& patterns, const std::st
 }
 
 }  // namespace
-
-std::optional<int64_t> rfc3339_to_ms(std::string_view t) {
-  // YYYY-MM-DDTHH:MM:SS[.fff][Z|+HH:MM|-HH:MM]
-  auto digits = [&](size_t at, size_t n, int& out) {
-    if (at + n > t.size()) return false;
-    out = 0;
-    for (size_t i = at; i < at + n; ++i) {
-      if (t[i] < '0' || t[i] > '9') return false;
-      out = out * 10 + (t[i] - '0');
-    }
-    return true;
-  };
-  int y, mo, d, h, mi, s;
-  if (!digits(0, 4, y) || t.size() < 19 || t[4] != '-' || !digits(5, 2, mo) || t[7] != '-' || !digits(8, 2, d) ||
-      (t[10] != 'T' && t[10] != 't' && t[10] != ' ') || !digits(11, 2, h) || t[13] != ':' || !digits(14, 2, mi) ||
-      t[16] != ':' || !digits(17, 2, s))
-    return std::nullopt;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
-  size_t i = 19;
-  int64_t ms = 0;
-  if (i < t.size() && t[i] == '.') {
-    size_t n = 0;
-    for (++i; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i, ++n)
-      if (n < 3) ms = ms * 10 + (t[i] - '0');
-    if (n == 0) return std::nullopt;
-    for (; n < 3; ++n) ms *= 10;
-  }
-  int64_t offset_s = 0;
-  if (i < t.size() && (t[i] == 'Z' || t[i] == 'z')) {
-    ++i;
-  } else if (i < t.size() && (t[i] == '+' || t[i] == '-')) {
-    int oh, om;
-    if (!digits(i + 1, 2, oh) || i + 3 >= t.size() || t[i + 3] != ':' || !digits(i + 4, 2, om)) return std::nullopt;
-    offset_s = (t[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
-    i += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (i != t.size()) return std::nullopt;
-  using namespace std::chrono;
-  auto days = sys_days(year_month_day(year(y), month(static_cast<unsigned>(mo)), day(static_cast<unsigned>(d))));
-  int64_t secs = duration_cast<seconds>(days.time_since_epoch()).count() + h * 3600 + mi * 60 + s - offset_s;
-  return secs * 1000 + ms;
-}
 
 std::filesystem::path History::path_for(const std::filesystem::path& state_path) {
   return std::filesystem::path(state_path.string() + "-history");

@@ -68,8 +68,4 @@ class History {
   uint64_t bytes_ = 0;  // sum of the kept rows' JSON lengths
 };
 
-// RFC 3339 (as observedAt is written) to unix milliseconds; nullopt when the
-// text is not one.
-std::optional<int64_t> rfc3339_to_ms(std::string_view text);
-
 }  // namespace kubetrail::state

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.hpp"
 #include "common/error.hpp"
 #include "helpers.hpp"
 #include "model/resource_type.hpp"
@@ -44,14 +45,14 @@ std::vector<std::string> ids(const std::vector<state::History::Row>& rows) {
 }  // namespace
 
 TEST_CASE("history: observedAt times parse as RFC 3339, and nothing else does") {
-  CHECK(state::rfc3339_to_ms("1970-01-01T00:00:01Z") == 1000);
-  CHECK(state::rfc3339_to_ms("2026-12-04T18:00:00.250Z") == 1796407200250);
-  CHECK(state::rfc3339_to_ms("2026-12-04T19:00:00+01:00") == 1796407200000);
-  CHECK(state::rfc3339_to_ms("2026-12-04T18:00:00.5Z") == 1796407200500);
+  CHECK(rfc3339_to_ms("1970-01-01T00:00:01Z") == 1000);
+  CHECK(rfc3339_to_ms("2026-12-04T18:00:00.250Z") == 1796407200250);
+  CHECK(rfc3339_to_ms("2026-12-04T19:00:00+01:00") == 1796407200000);
+  CHECK(rfc3339_to_ms("2026-12-04T18:00:00.5Z") == 1796407200500);
   for (const char* bad : {"", "2026-12-04", "2026-12-04T18:00:00", "2026-13-04T18:00:00Z", "2026-12-04T18:00:00Zx",
                           "yesterday", "2026-12-04T18:00:00.Z"}) {
     CAPTURE(bad);
-    CHECK(!state::rfc3339_to_ms(bad));
+    CHECK(!rfc3339_to_ms(bad));
   }
 }
 
@@ -91,8 +92,8 @@ TEST_CASE("history: one row per id, filters, newest first or oldest first, pages
   f.paths = {"spec"};
   CHECK(ids(h.query(f)) == std::vector<std::string>{"c/4", "c/3", "c/1"});
   f = all;
-  f.since_ms = *state::rfc3339_to_ms("2026-12-04T10:05:00Z");
-  f.until_ms = *state::rfc3339_to_ms("2026-12-04T10:15:00Z");
+  f.since_ms = *rfc3339_to_ms("2026-12-04T10:05:00Z");
+  f.until_ms = *rfc3339_to_ms("2026-12-04T10:15:00Z");
   CHECK(ids(h.query(f)) == std::vector<std::string>{"c/3", "c/2"});
   f = all;
   f.type = "Deleted";
@@ -138,7 +139,7 @@ TEST_CASE("history: bounded by age, then by size, oldest first") {
     batch.push_back(change("c/" + std::to_string(i), at, "shop", "cfg", "m"));
   }
   h.append(batch);
-  const int64_t now = *state::rfc3339_to_ms("2026-12-04T10:50:00Z");
+  const int64_t now = *rfc3339_to_ms("2026-12-04T10:50:00Z");
   // Older than 20 minutes before "now": the first 1800 seconds' rows.
   CHECK(h.compact(20 * 60 * 1000, UINT64_MAX, now) == 1800);
   state::History::Filter f;
