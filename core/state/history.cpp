@@ -9,34 +9,11 @@
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "model/path.hpp"
+#include "state/sqlite_statement.hpp"
 
 namespace kubetrail::state {
 
 namespace {
-
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
-      throw Error(std::string("history: cannot prepare a query: ") + sqlite3_errmsg(db));
-  }
-  ~Statement() { sqlite3_finalize(st_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  sqlite3_stmt* get() const noexcept { return st_; }
-  void text(int i, std::string_view v) {
-    sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
-  void integer(int i, int64_t v) { sqlite3_bind_int64(st_, i, v); }
-
- private:
-  sqlite3_stmt* st_ = nullptr;
-};
-
-std::string column_text(sqlite3_stmt* st, int i) {
-  auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
-  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st, i))) : std::string();
-}
 
 bool any_overlaps(const std::vector<model::PathPattern>& patterns, const std::string& paths) {
   size_t start = 0;
@@ -80,8 +57,8 @@ History::History(const std::filesystem::path& path, bool read_only) : path_(path
           "CREATE INDEX IF NOT EXISTS history_object ON history(namespace, name, time_ms);");
     }
     if (!read_only) {  // the size cap's running total (a reader has no use for it, and it reads every row)
-      Statement st(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
-      if (sqlite3_step(st.get()) == SQLITE_ROW) bytes_ = static_cast<uint64_t>(sqlite3_column_int64(st.get(), 0));
+      Stmt q(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
+      if (sqlite3_step(q.s) == SQLITE_ROW) bytes_ = static_cast<uint64_t>(sqlite3_column_int64(q.s, 0));
     }
   } catch (...) {
     sqlite3_close(db_);
@@ -105,27 +82,28 @@ void History::append(const std::vector<model::ChangeSet>& batch) {
   std::lock_guard lock(mu_);
   exec("BEGIN IMMEDIATE");
   try {
-    Statement st(db_,
-                 "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type,"
-                 " actor, paths, json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    Stmt q(db_,
+           "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type,"
+           " actor, paths, json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
     for (const auto& cs : batch) {
+      // Bound without a copy (Stmt::bind): every value lives until the step.
       std::string paths;
       for (const auto& c : cs.changes) paths += (paths.empty() ? "" : "\n") + c.path;
-      std::string json = cs.to_json();
-      sqlite3_reset(st.get());
-      st.text(1, cs.id);
-      st.integer(2, rfc3339_to_ms(cs.observed_at).value_or(0));
-      st.text(3, cs.cluster);
-      st.text(4, cs.resource.qualified_name());
-      st.text(5, cs.resource.kind);
-      st.text(6, cs.object_namespace);
-      st.text(7, cs.name);
-      st.text(8, cs.uid);
-      st.text(9, model::to_string(cs.type));
-      st.text(10, cs.actor ? cs.actor->manager : "");
-      st.text(11, paths);
-      st.text(12, json);
-      if (sqlite3_step(st.get()) != SQLITE_DONE)
+      const std::string json = cs.to_json(), resource = cs.resource.qualified_name();
+      sqlite3_reset(q.s);
+      q.bind(1, cs.id);
+      sqlite3_bind_int64(q.s, 2, rfc3339_to_ms(cs.observed_at).value_or(0));
+      q.bind(3, cs.cluster);
+      q.bind(4, resource);
+      q.bind(5, cs.resource.kind);
+      q.bind(6, cs.object_namespace);
+      q.bind(7, cs.name);
+      q.bind(8, cs.uid);
+      q.bind(9, model::to_string(cs.type));
+      q.bind(10, cs.actor ? std::string_view(cs.actor->manager) : std::string_view());
+      q.bind(11, paths);
+      q.bind(12, json);
+      if (sqlite3_step(q.s) != SQLITE_DONE)
         throw Error("history " + path_.string() + ": cannot insert: " + sqlite3_errmsg(db_));
       if (sqlite3_changes(db_) > 0) bytes_ += json.size();
     }
@@ -147,21 +125,21 @@ std::vector<History::Row> History::query(const Filter& f) {
       " AND (?8 = 0 OR seq < ?8) AND seq > ?9";
   sql += f.oldest_first ? " ORDER BY time_ms, seq" : " ORDER BY time_ms DESC, seq DESC";
   std::lock_guard lock(mu_);
-  Statement st(db_, sql.c_str());
-  st.integer(1, f.since_ms);
-  st.integer(2, f.until_ms);
-  st.text(3, f.namespace_);
-  st.text(4, f.name);
-  st.text(5, f.actor);
-  st.text(6, f.type);
-  st.text(7, f.resource);
-  st.integer(8, f.before_seq);
-  st.integer(9, f.after_seq);
+  Stmt q(db_, sql.c_str());
+  sqlite3_bind_int64(q.s, 1, f.since_ms);
+  sqlite3_bind_int64(q.s, 2, f.until_ms);
+  q.bind(3, f.namespace_);
+  q.bind(4, f.name);
+  q.bind(5, f.actor);
+  q.bind(6, f.type);
+  q.bind(7, f.resource);
+  sqlite3_bind_int64(q.s, 8, f.before_seq);
+  sqlite3_bind_int64(q.s, 9, f.after_seq);
   std::vector<Row> out;
   int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    if (!patterns.empty() && !any_overlaps(patterns, column_text(st.get(), 2))) continue;
-    out.push_back({sqlite3_column_int64(st.get(), 0), sqlite3_column_int64(st.get(), 1), column_text(st.get(), 3)});
+  while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
+    if (!patterns.empty() && !any_overlaps(patterns, q.text(2))) continue;
+    out.push_back({sqlite3_column_int64(q.s, 0), sqlite3_column_int64(q.s, 1), q.text(3)});
     if (f.limit && out.size() >= f.limit) break;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw Error("history " + path_.string() + ": " + sqlite3_errmsg(db_));
@@ -170,27 +148,23 @@ std::vector<History::Row> History::query(const Filter& f) {
 
 int64_t History::last_seq() {
   std::lock_guard lock(mu_);
-  Statement st(db_, "SELECT COALESCE(MAX(seq), 0) FROM history");
-  return sqlite3_step(st.get()) == SQLITE_ROW ? sqlite3_column_int64(st.get(), 0) : 0;
+  Stmt q(db_, "SELECT COALESCE(MAX(seq), 0) FROM history");
+  return sqlite3_step(q.s) == SQLITE_ROW ? sqlite3_column_int64(q.s, 0) : 0;
 }
 
 size_t History::compact(int64_t max_age_ms, uint64_t max_bytes, int64_t now_ms) {
   std::lock_guard lock(mu_);
   size_t removed = 0;
-  auto remove = [&](const char* sql, int64_t arg) {
-    Statement sum(
-        db_, (std::string("SELECT COALESCE(SUM(length(json)), 0), COUNT(*) FROM history WHERE seq IN (") + sql + ")")
-                 .c_str());
-    sum.integer(1, arg);
-    uint64_t bytes = 0;
-    if (sqlite3_step(sum.get()) == SQLITE_ROW) {
-      bytes = static_cast<uint64_t>(sqlite3_column_int64(sum.get(), 0));
-      removed += static_cast<size_t>(sqlite3_column_int64(sum.get(), 1));
+  // One pass: the rows go, and say how large they were (RETURNING, SQLite 3.35).
+  auto remove = [&](const char* which, int64_t arg) {
+    Stmt q(db_, (std::string("DELETE FROM history WHERE seq IN (") + which + ") RETURNING length(json)").c_str());
+    sqlite3_bind_int64(q.s, 1, arg);
+    int rc;
+    while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
+      bytes_ -= std::min(bytes_, static_cast<uint64_t>(sqlite3_column_int64(q.s, 0)));
+      ++removed;
     }
-    Statement del(db_, (std::string("DELETE FROM history WHERE seq IN (") + sql + ")").c_str());
-    del.integer(1, arg);
-    if (sqlite3_step(del.get()) != SQLITE_DONE) throw Error("history " + path_.string() + ": " + sqlite3_errmsg(db_));
-    bytes_ -= std::min(bytes_, bytes);
+    if (rc != SQLITE_DONE) throw Error("history " + path_.string() + ": " + sqlite3_errmsg(db_));
   };
   exec("BEGIN IMMEDIATE");
   try {
@@ -198,8 +172,8 @@ size_t History::compact(int64_t max_age_ms, uint64_t max_bytes, int64_t now_ms) 
     // Oldest first until under the cap, in steps sized by the rows' mean
     // size (at most a thousand rows a step).
     while (bytes_ > max_bytes) {
-      Statement count(db_, "SELECT COUNT(*) FROM history");
-      int64_t rows = sqlite3_step(count.get()) == SQLITE_ROW ? sqlite3_column_int64(count.get(), 0) : 0;
+      Stmt count(db_, "SELECT COUNT(*) FROM history");
+      int64_t rows = sqlite3_step(count.s) == SQLITE_ROW ? sqlite3_column_int64(count.s, 0) : 0;
       if (rows == 0) break;
       const uint64_t mean = std::max<uint64_t>(1, bytes_ / static_cast<uint64_t>(rows));
       const int64_t step = static_cast<int64_t>(std::min<uint64_t>(1000, (bytes_ - max_bytes) / mean + 1));
