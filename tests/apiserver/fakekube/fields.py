@@ -22,28 +22,24 @@ import copy
 import json
 
 from .errors import ApiError
+from .patch import PORT_KEYS, list_key as merge_list_key
 
-# Keyed ("associative") lists of the built-in types, by field name: the
-# element's identity (k8s.io/api's listMapKeys).
-LIST_KEYS = {"containers": ("name",), "initContainers": ("name",), "ephemeralContainers": ("name",),
-             "env": ("name",), "volumes": ("name",), "volumeMounts": ("mountPath",),
-             "imagePullSecrets": ("name",), "conditions": ("type",), "ownerReferences": ("uid",),
-             "hostAliases": ("ip",), "volumeDevices": ("devicePath",), "readinessGates": ("conditionType",)}
+# Keyed ("associative") lists of the built-in types are strategic merge's
+# (patch.MERGE_KEYS); apply keys ports by port and protocol together, and
+# readinessGates by conditionType besides.
+APPLY_ONLY_KEYS = {"readinessGates": "conditionType"}
 # Never owned: identity and what the server writes itself.
 SERVER_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
                    "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
 def list_keys(field, items):
-    if field == "ports":  # container ports and service ports: port and protocol
-        for port in ("containerPort", "port"):
-            if items and all(isinstance(i, dict) and port in i for i in items):
-                return (port, "protocol")
+    """The keys identifying an element of list `field`, or None when the
+    list is atomic."""
+    key = APPLY_ONLY_KEYS.get(field) or merge_list_key(field, items)
+    if not key or not all(isinstance(i, dict) and key in i for i in items):
         return None
-    keys = LIST_KEYS.get(field)
-    if keys and all(isinstance(i, dict) and keys[0] in i for i in items):
-        return keys
-    return None
+    return (key, "protocol") if key in PORT_KEYS else (key,)
 
 
 def element_key(item, keys):
