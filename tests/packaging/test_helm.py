@@ -26,14 +26,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
 sys.path.insert(0, HERE)
 from harness import ApiServer  # noqa: E402
 from pyyaml import yaml  # noqa: E402
+from manifests import one  # noqa: E402
 
 KUBETRAIL = None
-
-
-def one(docs, kind, name=None):
-    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    assert len(found) == 1, "%s %s: %d found" % (kind, name, len(found))
-    return found[0]
 
 
 def grants(docs, kind):

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
 sys.path.insert(0, HERE)
 from harness import ApiServer  # noqa: E402
 from pyyaml import yaml  # noqa: E402
+from manifests import one  # noqa: E402
 
 KUBETRAIL = None
 # Resources kubetrail resolves a [watch] name to (plural, group), for the
@@ -35,13 +36,6 @@ def render(overlay):
     if out.returncode != 0:
         raise AssertionError("kubectl kustomize %s: %s" % (overlay, out.stderr))
     return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def one(docs, kind, name=None):
-    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    if len(found) != 1:
-        raise AssertionError("expected one %s%s, found %d" % (kind, " " + name if name else "", len(found)))
-    return found[0]
 
 
 class Overlays(unittest.TestCase):
