@@ -45,10 +45,9 @@ struct CommandSpec {
   int (*run)(const Args&);
 };
 
-const OptionSpec kConfig{"--config", Value::file, "FILE",
-                         "TOML config (default: /etc/kubetrail/kubetrail.toml when present, else the built-in: "
-                         "every change set as a line on stdout)",
-                         "KUBETRAIL_CONFIG"};
+const std::string kConfigHelp = std::string("TOML config (default: ") + kSystemConfig +
+                                " when present, else the built-in: every change set as a line on stdout)";
+const OptionSpec kConfig{"--config", Value::file, "FILE", kConfigHelp.c_str(), "KUBETRAIL_CONFIG"};
 const OptionSpec kPluginsDir{"--plugins-dir", Value::dir, "DIR",
                              "where NAME.so plugins are found (default: [plugins] dir, else beside kubetrail)",
                              "KUBETRAIL_PLUGINS_DIR"};

@@ -167,7 +167,7 @@ class Daemon {
   // Retires routed change sets from the journal, a batch per transaction.
   void settle(std::vector<std::string>& ids);
   void apply_discovery(const kube::Discovery& d, const char* why);
-  void compact_outbox();
+  void compact_state();
 
   const Args& args_;
   std::unique_ptr<config::Config> cfg_owner_;
@@ -352,8 +352,8 @@ void Daemon::start_background() {
       }
     });
   if (state_) {
-    compact_outbox();  // at start (a long stop may have aged much), then every 5 minutes
-    compaction_ = std::make_unique<Periodic>(std::chrono::minutes(5), [this] { compact_outbox(); });
+    compact_state();  // at start (a long stop may have aged much), then every 5 minutes
+    compaction_ = std::make_unique<Periodic>(std::chrono::minutes(5), [this] { compact_state(); });
   }
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.
@@ -364,7 +364,9 @@ void Daemon::start_background() {
     });
 }
 
-void Daemon::compact_outbox() {
+// Retention of what the state store keeps besides checkpoints: the change
+// history, then the outbox (delivered ids, dead letters).
+void Daemon::compact_state() {
   if (history_) {
     try {
       auto now =

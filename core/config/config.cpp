@@ -372,6 +372,8 @@ size_t invalid_utf8(std::string_view text) {
 // under the variable's name, so that every later error about the value
 // says where it came from ("$KUBETRAIL_SERVER_LISTEN:1: key ...").
 std::string toml_literal(std::string_view text, EnvOverride::Kind kind, std::string_view variable) {
+  // A TOML basic string: JSON's escapes (append_json_string) would leave
+  // DEL bare, which TOML refuses.
   auto quoted = [](std::string_view s) {
     std::string out = "\"";
     for (unsigned char c : s) {

@@ -140,9 +140,9 @@ class Informer {
   int32_t m_change_sets_[4] = {-1, -1, -1, -1};
   int32_t m_noise_ = -1, m_watches_ = -1, m_failed_ = -1, m_listed_ = -1;
   int32_t m_last_event_ = -1;
-  void heard();                                               // an event, a bookmark or a list page: the watch is alive
   int32_t m_relists_expired_ = -1, m_relists_continue_ = -1;  // kubetrail_relists_total by reason
   void record(int32_t id, double v = 1);
+  void heard();                 // an event, a bookmark or a completed list: the watch is alive
   void set_listed(uint64_t n);  // listing() and kubetrail_list_objects
   // How often a long list logs how far it is.
   static constexpr std::chrono::seconds kListProgressEvery{5};
