@@ -1,10 +1,14 @@
 #include "common/clock.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <thread>
+
+#include "common/error.hpp"
 
 namespace kubetrail {
 
@@ -32,6 +36,51 @@ std::string format_rfc3339(std::chrono::system_clock::time_point now) {
   out += static_cast<char>('0' + ms % 10);
   out += 'Z';
   return out;
+}
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t parse_when(const std::string& what, const std::string& text, int64_t now_ms) {
+  if (auto t = rfc3339_to_ms(text)) return *t;
+  // "14:00" or "14:00:30": that time of day, local time, the last time it
+  // was (today, or yesterday when it is still to come today).
+  if ((text.size() == 5 || text.size() == 8) && text[2] == ':' && (text.size() == 5 || text[5] == ':')) {
+    auto two = [&](size_t at) {
+      return std::isdigit(static_cast<unsigned char>(text[at])) &&
+                     std::isdigit(static_cast<unsigned char>(text[at + 1]))
+                 ? (text[at] - '0') * 10 + (text[at + 1] - '0')
+                 : -1;
+    };
+    int h = two(0), m = two(3), s = text.size() == 8 ? two(6) : 0;
+    if (h >= 0 && h < 24 && m >= 0 && m < 60 && s >= 0 && s < 60) {
+      std::time_t now_s = static_cast<std::time_t>(now_ms / 1000);
+      std::tm local{};
+      localtime_r(&now_s, &local);
+      local.tm_hour = h;
+      local.tm_min = m;
+      local.tm_sec = s;
+      local.tm_isdst = -1;
+      int64_t at = static_cast<int64_t>(std::mktime(&local)) * 1000;
+      if (at > now_ms) at -= 86400 * 1000;
+      return at;
+    }
+  }
+  static const std::map<char, int64_t> unit = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+  if (text.size() >= 2 && unit.count(text.back())) {
+    int64_t n = 0;
+    bool digits = true;
+    for (size_t i = 0; i + 1 < text.size() && digits; ++i) {
+      if (text[i] < '0' || text[i] > '9' || n > (INT64_MAX / 86400000 - 9) / 10) digits = false;
+      if (digits) n = n * 10 + (text[i] - '0');
+    }
+    if (digits) return now_ms - n * unit.at(text.back());
+  }
+  throw Error(what + " \"" + text +
+              "\": expected a duration before now (30s, 30m, 2h, 7d), a time of day (14:00, local time) or an RFC 3339 "
+              "time");
 }
 
 std::optional<int64_t> rfc3339_to_ms(std::string_view t) {

@@ -22,6 +22,13 @@ std::string format_rfc3339(std::chrono::system_clock::time_point t);
 // and observedAt write it) to unix milliseconds; nullopt when the text is
 // not one.
 std::optional<int64_t> rfc3339_to_ms(std::string_view text);
+// Wall-clock now in unix milliseconds.
+int64_t now_unix_ms();
+// A point in time as a user writes it: a duration before `now_ms` ("45s",
+// "30m", "2h", "7d"), a time of day ("14:00", "14:00:30": local time, the
+// last such moment) or an RFC 3339 time. Throws kubetrail::Error naming
+// `what` (the option or parameter it came from).
+int64_t parse_when(const std::string& what, const std::string& text, int64_t now_ms);
 
 class Clock {
  public:

@@ -281,6 +281,15 @@ void Engine::refill_from_outbox(Worker& w) {
   if (!rows.empty()) w.cv.notify_one();
 }
 
+void Engine::outbox_grew(const std::string& handler) {
+  auto it = workers_.find(handler);
+  if (it == workers_.end() || !outbox_) return;
+  Worker& w = *it->second;
+  std::lock_guard lock(w.mu);
+  w.spilled = true;
+  w.cv.notify_one();
+}
+
 void Engine::run_worker(Worker& w) {
   log_context::Scope handler("handler", w.name);
   for (;;) {

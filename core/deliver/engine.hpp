@@ -79,6 +79,10 @@ class Engine {
   // the threads. What is left stays in the outbox.
   void stop(std::chrono::milliseconds deadline);
 
+  // The outbox holds rows for `handler` that its worker has not seen (a dead
+  // letter handed back): it reloads them within its next idle wait.
+  void outbox_grew(const std::string& handler);
+
   struct Stats {
     // delivered and dead count handler deliveries (a chain of two delivers twice)
     std::atomic<uint64_t> submitted{0}, delivered{0}, dead{0}, unrouted{0}, skipped_duplicates{0};

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 
@@ -114,18 +115,18 @@ void History::append(const std::vector<model::ChangeSet>& batch) {
   }
 }
 
-std::vector<History::Row> History::query(const Filter& f) {
-  std::vector<model::PathPattern> patterns;
-  for (const auto& p : f.paths) patterns.push_back(model::PathPattern::parse(p));  // throws Error naming it
-  std::string sql =
-      "SELECT seq, time_ms, paths, json FROM history WHERE time_ms >= ?1 AND time_ms < ?2"
-      " AND (?3 = '' OR namespace = ?3) AND (?4 = '' OR name = ?4) AND (?5 = '' OR actor = ?5)"
-      " AND (?6 = '' OR type = ?6)"
-      " AND (?7 = '' OR resource = ?7 OR resource LIKE ?7 || '.%' OR lower(kind) = lower(?7))"
-      " AND (?8 = 0 OR seq < ?8) AND seq > ?9";
-  sql += f.oldest_first ? " ORDER BY time_ms, seq" : " ORDER BY time_ms DESC, seq DESC";
-  std::lock_guard lock(mu_);
-  Stmt q(db_, sql.c_str());
+namespace {
+
+// The filter's conditions (all but the path patterns, matched row by row),
+// parameters ?1 to ?10 as bind_filter() binds them.
+constexpr const char* kFilterWhere =
+    " WHERE time_ms >= ?1 AND time_ms < ?2"
+    " AND (?3 = '' OR namespace = ?3) AND (?4 = '' OR name = ?4) AND (?5 = '' OR actor = ?5)"
+    " AND (?6 = '' OR type = ?6)"
+    " AND (?7 = '' OR resource = ?7 OR resource LIKE ?7 || '.%' OR lower(kind) = lower(?7))"
+    " AND (?8 = 0 OR time_ms < ?10 OR (time_ms = ?10 AND seq < ?8)) AND seq > ?9";
+
+void bind_filter(Stmt& q, const History::Filter& f) {
   sqlite3_bind_int64(q.s, 1, f.since_ms);
   sqlite3_bind_int64(q.s, 2, f.until_ms);
   q.bind(3, f.namespace_);
@@ -135,15 +136,108 @@ std::vector<History::Row> History::query(const Filter& f) {
   q.bind(7, f.resource);
   sqlite3_bind_int64(q.s, 8, f.before_seq);
   sqlite3_bind_int64(q.s, 9, f.after_seq);
+  sqlite3_bind_int64(q.s, 10, f.before_time_ms);
+}
+
+}  // namespace
+
+std::vector<History::Row> History::query(const Filter& f) {
+  std::vector<model::PathPattern> patterns;
+  for (const auto& p : f.paths) patterns.push_back(model::PathPattern::parse(p));  // throws Error naming it
+  std::string sql = std::string("SELECT seq, time_ms, paths, json, id FROM history") + kFilterWhere;
+  sql += f.in_written_order ? " ORDER BY seq"
+         : f.oldest_first   ? " ORDER BY time_ms, seq"
+                            : " ORDER BY time_ms DESC, seq DESC";
+  std::lock_guard lock(mu_);
+  Stmt q(db_, sql.c_str());
+  bind_filter(q, f);
   std::vector<Row> out;
   int rc;
   while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
     if (!patterns.empty() && !any_overlaps(patterns, q.text(2))) continue;
-    out.push_back({sqlite3_column_int64(q.s, 0), sqlite3_column_int64(q.s, 1), q.text(3)});
+    out.push_back({sqlite3_column_int64(q.s, 0), sqlite3_column_int64(q.s, 1), q.text(4), q.text(3)});
     if (f.limit && out.size() >= f.limit) break;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw Error("history " + path_.string() + ": " + sqlite3_errmsg(db_));
   return out;
+}
+
+History::Filter History::filter_from(const std::function<std::optional<std::string>(const std::string&)>& get,
+                                     int64_t now_ms, const std::string& prefix) {
+  Filter f;
+  if (auto v = get("since")) f.since_ms = parse_when(prefix + "since", *v, now_ms);
+  if (auto v = get("until")) f.until_ms = parse_when(prefix + "until", *v, now_ms);
+  for (auto [name, field] : {std::pair{"namespace", &f.namespace_},
+                             {"resource", &f.resource},
+                             {"name", &f.name},
+                             {"actor", &f.actor},
+                             {"type", &f.type}})
+    if (auto v = get(name)) *field = *v;
+  if (auto v = get("path"); v && !v->empty()) {
+    try {
+      model::PathPattern::parse(*v);
+    } catch (const Error& e) {
+      throw Error(prefix + "path: " + e.what());
+    }  // an Error naming what is wrong with it, now rather than per row
+    f.paths.push_back(*v);
+  }
+  auto number = [](const std::string& param, std::string_view text) {
+    int64_t n = -1;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n < 0)
+      throw Error(param + " \"" + std::string(text) + "\": expected a number");
+    return n;
+  };
+  if (auto v = get("limit")) f.limit = static_cast<size_t>(number(prefix + "limit", *v));
+  if (auto v = get("cursor"); v && !v->empty()) {
+    auto dot = v->find('.');
+    if (dot == std::string::npos) throw Error(prefix + "cursor \"" + *v + "\": not one this API gave out");
+    f.before_time_ms = number(prefix + "cursor", std::string_view(*v).substr(0, dot));
+    f.before_seq = number(prefix + "cursor", std::string_view(*v).substr(dot + 1));
+  }
+  return f;
+}
+
+std::string History::cursor_after(const Row& row) {
+  return std::to_string(row.time_ms) + "." + std::to_string(row.seq);
+}
+
+int64_t History::seq_of(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "SELECT seq FROM history WHERE id = ?1");
+  q.bind(1, id);
+  return sqlite3_step(q.s) == SQLITE_ROW ? sqlite3_column_int64(q.s, 0) : 0;
+}
+
+std::vector<uint64_t> History::histogram(const Filter& f, size_t buckets) {
+  std::vector<uint64_t> counts(std::max<size_t>(buckets, 1), 0);
+  const int64_t until = f.until_ms == INT64_MAX ? now_unix_ms() + 1 : f.until_ms;
+  if (until <= f.since_ms) return counts;
+  // Each bucket spans width ms; the last one takes what rounding leaves.
+  const int64_t width = std::max<int64_t>(
+      1, (until - f.since_ms + static_cast<int64_t>(counts.size()) - 1) / static_cast<int64_t>(counts.size()));
+  Filter all = f;
+  all.until_ms = until;
+  all.limit = 0;
+  all.before_seq = 0;
+  all.after_seq = 0;
+  if (f.paths.empty()) {  // SQLite counts; no row leaves the database
+    std::string sql = std::string("SELECT (time_ms - ?1) / ?11, COUNT(*) FROM history") + kFilterWhere + " GROUP BY 1";
+    std::lock_guard lock(mu_);
+    Stmt q(db_, sql.c_str());
+    bind_filter(q, all);
+    sqlite3_bind_int64(q.s, 11, width);
+    while (sqlite3_step(q.s) == SQLITE_ROW) {
+      auto b = static_cast<size_t>(std::max<int64_t>(0, sqlite3_column_int64(q.s, 0)));
+      counts[std::min(b, counts.size() - 1)] += static_cast<uint64_t>(sqlite3_column_int64(q.s, 1));
+    }
+    return counts;
+  }
+  for (const auto& r : query(all)) {
+    auto b = static_cast<size_t>((r.time_ms - f.since_ms) / width);
+    ++counts[std::min(b, counts.size() - 1)];
+  }
+  return counts;
 }
 
 int64_t History::last_seq() {

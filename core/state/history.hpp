@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -42,18 +43,38 @@ class History {
     std::string namespace_, resource, name, actor, type;  // "" = any; resource: plural, plural.group or kind
     std::vector<std::string> paths;  // PathPattern texts: a change set matches when one of its changes overlaps one
     size_t limit = 100;              // 0 = no limit
-    int64_t before_seq = 0;          // pagination: rows older than this cursor (0 = from the newest)
-    int64_t after_seq = 0;           // following: rows written after this one
+    // Pagination (newest first): rows after this cursor, the (time_ms, seq)
+    // of the last row of the previous page; before_seq 0 = from the newest.
+    int64_t before_time_ms = INT64_MAX, before_seq = 0;
+    int64_t after_seq = 0;  // following: rows written after this one
     bool oldest_first = false;
+    bool in_written_order = false;  // by seq (a stream's order), not by time
   };
+  // A filter from named parameters - the CLI's options and the HTTP API's
+  // query share these names: since, until (a duration before `now_ms` such
+  // as 30m, or RFC 3339), namespace, resource, name, actor, path, type,
+  // limit, cursor. `get` returns nullopt for an absent one. Throws
+  // kubetrail::Error naming the parameter as `prefix` + its name (the CLI:
+  // "--since").
+  static Filter filter_from(const std::function<std::optional<std::string>(const std::string&)>& get, int64_t now_ms,
+                            const std::string& prefix = "");
   struct Row {
     int64_t seq = 0;
     int64_t time_ms = 0;
+    std::string id;    // the change set's
     std::string json;  // the change set, schema kubetrail.dev/v1
   };
+  // The cursor (the API's nextCursor) that continues after `row`, as
+  // filter_from() reads it back into Filter::before_*.
+  static std::string cursor_after(const Row& row);
   // Matching change sets, newest first (oldest first when asked).
   std::vector<Row> query(const Filter& filter);
   int64_t last_seq();
+  // The seq of change set `id`, 0 when it is not kept.
+  int64_t seq_of(const std::string& id);
+  // How many matching change sets fall in each of `buckets` equal spans of
+  // [since_ms, until_ms) - the overview of a window too large to list.
+  std::vector<uint64_t> histogram(const Filter& filter, size_t buckets);
 
   // Forgets rows older than max_age_ms, then the oldest while the kept
   // change sets' JSON exceeds max_bytes. Returns how many were removed.

@@ -40,8 +40,11 @@ enum class LogKind : uint8_t {
   kOutboxDead = 7,       // seq = a row now a dead letter; body = why
   kRoutedThrough = 8,    // seq = every journal entry up to it is routed (a seq of the checkpoint log)
   kOutboxDone = 9,       // a delivered row a rewrite kept to guard its id (kOutboxRow's fields, no body)
+  // An operator's repair of a dead letter (kubetrail dead-letters):
+  kOutboxRequeued = 10,  // seq = a dead letter forgotten; the kOutboxRow after it in the frame owes its id again
+  kOutboxDropped = 11,   // seq = a dead letter given up on: kept as delivered, so its id is never handed on
 };
-constexpr uint8_t kLastLogKind = 9;
+constexpr uint8_t kLastLogKind = 11;
 
 struct LogEntry {
   LogKind kind = LogKind::kObject;

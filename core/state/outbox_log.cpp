@@ -141,6 +141,17 @@ void OutboxLog::load() {
       }
       case LogKind::kOutboxDelivered: settle(e.seq, State::delivered, {}); break;
       case LogKind::kOutboxDead: settle(e.seq, State::dead, std::string(e.body)); break;
+      case LogKind::kOutboxRequeued:
+        if (auto it = rows_.find(e.seq); it != rows_.end() && it->second.state == State::dead) forget(it);
+        break;
+      case LogKind::kOutboxDropped:
+        if (auto it = rows_.find(e.seq); it != rows_.end() && it->second.state == State::dead) {
+          it->second.state = State::pending;  // settle() moves pending rows only
+          pending_of_[it->second.handler].insert(e.seq);
+          ++pending_count_;
+          settle(e.seq, State::delivered, {});
+        }
+        break;
       case LogKind::kRoutedThrough: routed_through_ = std::max(routed_through_, e.seq); break;
       default:
         bad = "it holds a checkpoint entry (kind " + std::to_string(static_cast<int>(e.kind)) + "): not an outbox file";
@@ -295,22 +306,84 @@ std::vector<OutboxLog::Entry> OutboxLog::pending(const std::string& handler, int
 std::vector<OutboxLog::DeadLetter> OutboxLog::dead_letters() const {
   std::vector<DeadLetter> out;
   for (const auto& [seq, s] : rows_)
-    if (s.state == State::dead) out.push_back({id_of(s), handlers_[s.handler], s.reason ? *s.reason : ""});
+    if (s.state == State::dead)
+      out.push_back({seq, id_of(s), handlers_[s.handler], s.reason ? *s.reason : "", s.created});
   return out;
+}
+
+std::string OutboxLog::json_of(int64_t seq) const {
+  auto it = rows_.find(seq);
+  std::string json;
+  if (it == rows_.end() || it->second.state == State::delivered) return json;
+  if (!file_.read(it->second.json_at, it->second.json_size, json).empty()) json.clear();
+  return json;
+}
+
+int64_t OutboxLog::redeliver(int64_t seq) {
+  auto it = rows_.find(seq);
+  if (it == rows_.end() || it->second.state != State::dead) return 0;
+  const Slot& old = it->second;
+  std::string id = id_of(old), json = json_of(seq);
+  if (json.empty()) throw Error("outbox " + path() + ": dead letter " + std::to_string(seq) + " cannot be read back");
+  const std::string handler = handlers_[old.handler], route = old.route ? *old.route : std::string();
+  const int position = old.position;
+  payload_.clear();
+  LogFile::encode(payload_, {LogKind::kOutboxRequeued, seq});
+  const int64_t now = now_seconds();
+  const int64_t new_seq = next_seq_;
+  size_t id_at = 0;
+  size_t body_at = LogFile::encode(
+      payload_, {LogKind::kOutboxRow, new_seq, handler, id, route, std::to_string(now), json, position}, &id_at);
+  const size_t base = file_.append(payload_);  // throws, the file cut back, when it cannot
+  uint16_t h = old.handler;
+  uint64_t hash = old.hash;
+  forget(it);
+  Slot s;
+  s.handler = h;
+  s.hash = hash;
+  s.position = position;
+  s.created = now;
+  s.id_at = base + id_at;
+  s.id_size = static_cast<uint32_t>(id.size());
+  s.route = std::make_unique<std::string>(route);
+  s.json_at = base + body_at;
+  s.json_size = static_cast<uint32_t>(json.size());
+  s.bytes = row_bytes(id.size(), handler.size(), route.size(), json.size(), 0);
+  live_bytes_ += s.bytes;
+  known_.emplace(hash, new_seq);
+  pending_of_[h].insert(new_seq);
+  ++pending_count_;
+  rows_.emplace(new_seq, std::move(s));
+  next_seq_ = new_seq + 1;
+  return new_seq;
+}
+
+bool OutboxLog::drop(int64_t seq) {
+  auto it = rows_.find(seq);
+  if (it == rows_.end() || it->second.state != State::dead) return false;
+  payload_.clear();
+  LogFile::encode(payload_, {LogKind::kOutboxDropped, seq});
+  file_.append(payload_);
+  it->second.state = State::pending;  // settle() moves pending rows only
+  pending_of_[it->second.handler].insert(seq);
+  ++pending_count_;
+  settle(seq, State::delivered, {});
+  return true;
+}
+
+std::map<int64_t, OutboxLog::Slot>::iterator OutboxLog::forget(std::map<int64_t, Slot>::iterator it) {
+  auto [from, to] = known_.equal_range(it->second.hash);
+  for (auto k = from; k != to; ++k)
+    if (k->second == it->first) {
+      known_.erase(k);
+      break;
+    }
+  live_bytes_ -= it->second.bytes;
+  return rows_.erase(it);
 }
 
 OutboxLog::Compaction OutboxLog::compact(int64_t max_age_s, uint64_t max_bytes, int64_t now) {
   Compaction c;
-  auto forget = [&](std::map<int64_t, Slot>::iterator it) {
-    auto [from, to] = known_.equal_range(it->second.hash);
-    for (auto k = from; k != to; ++k)
-      if (k->second == it->first) {
-        known_.erase(k);
-        break;
-      }
-    live_bytes_ -= it->second.bytes;
-    return rows_.erase(it);
-  };
   for (auto it = rows_.begin(); it != rows_.end();) {
     if (it->second.state != State::pending && it->second.created < now - max_age_s) {
       it = forget(it);

@@ -59,7 +59,9 @@ class OutboxLog {
     std::string json;
   };
   struct DeadLetter {
+    int64_t seq = 0;
     std::string id, handler, reason;
+    int64_t created = 0;  // unix seconds the row was written
   };
   struct Compaction {
     size_t removed_by_age = 0, delivered_removed_by_size = 0, dead_removed_by_size = 0;
@@ -88,6 +90,17 @@ class OutboxLog {
   // JSON cannot be read back (logged) comes with it empty.
   std::vector<Entry> pending(const std::string& handler, int64_t after, size_t limit) const;
   std::vector<DeadLetter> dead_letters() const;
+  // A pending or dead row's change set JSON ("" for any other seq, or when
+  // it cannot be read back).
+  std::string json_of(int64_t seq) const;
+  // Hands dead letter `seq` back to its handler, in one frame: the dead row
+  // is forgotten and a pending row with a new seq (after every other, so a
+  // worker paging by seq finds it) owes its id again. Returns the new seq,
+  // 0 when `seq` is not a dead letter.
+  int64_t redeliver(int64_t seq);
+  // Gives dead letter `seq` up: it is kept as a delivered row (its id still
+  // guarded, never handed on). False when `seq` is not a dead letter.
+  bool drop(int64_t seq);
   // Retention (see StateStore::outbox_compact), then the file rewritten.
   Compaction compact(int64_t max_age_s, uint64_t max_bytes, int64_t now);
 
@@ -142,6 +155,8 @@ class OutboxLog {
   int64_t find(std::string_view id, uint16_t handler, uint64_t hash) const;
   std::string id_of(const Slot& s) const;
   void settle(int64_t seq, State to, std::string reason);
+  // Removes a row from memory (its id no longer known); the next row.
+  std::map<int64_t, Slot>::iterator forget(std::map<int64_t, Slot>::iterator it);
   void rewrite();
   // One row handed to replace_file(): seq, handler, id, route, created,
   // json, position, delivered, and the reason of a dead one (else null).

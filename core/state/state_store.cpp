@@ -993,6 +993,23 @@ std::vector<StateStore::DeadLetter> StateStore::dead_letters() {
   return outbox_->dead_letters();
 }
 
+std::string StateStore::dead_letter_json(int64_t seq) {
+  std::lock_guard lock(mu_);
+  return outbox_->json_of(seq);
+}
+
+int64_t StateStore::redeliver_dead_letter(int64_t seq) {
+  std::lock_guard lock(mu_);
+  int64_t row = outbox_->redeliver(seq);
+  pending_ = outbox_->pending_count();
+  return row;
+}
+
+bool StateStore::drop_dead_letter(int64_t seq) {
+  std::lock_guard lock(mu_);
+  return outbox_->drop(seq);
+}
+
 StateStore::Compaction StateStore::outbox_compact(int64_t max_age_s, uint64_t max_bytes) {
   std::lock_guard lock(mu_);
   auto now =

@@ -145,6 +145,13 @@ class StateStore {
   size_t outbox_backlog() const noexcept { return static_cast<size_t>(pending_.load()); }
   // Dead letters, oldest first.
   std::vector<DeadLetter> dead_letters();
+  // A dead letter's change set JSON ("" when `seq` is none).
+  std::string dead_letter_json(int64_t seq);
+  // An operator's repair (kubetrail dead-letters): hands dead letter `seq`
+  // back to its handler as a new pending row (its seq, 0 when `seq` is not
+  // a dead letter), or gives it up for good (false when it is none).
+  int64_t redeliver_dead_letter(int64_t seq);
+  bool drop_dead_letter(int64_t seq);
   // Bounded retention: forgets delivered entries and dead letters older than
   // max_age_s, then, while the outbox holds more than max_bytes, the oldest
   // delivered entries and then the oldest dead letters. Pending entries are

@@ -142,6 +142,55 @@ TEST_CASE("outbox log: a rewrite drops delivered rows' JSON and keeps everything
   CHECK(add(*log, {{"c/u/100", "h", "r", 0, "{}"}}).front() > seqs.back());
 }
 
+// kubetrail dead-letters (issue 17): an operator hands a dead letter back
+// or gives it up. Before this, a dead letter could only wait for retention.
+TEST_CASE("outbox log: a redelivered dead letter is pending again after every seq, a dropped one stays known") {
+  test::TempDir dir;
+  auto path = (dir / "s.db-outbox").string();
+  int64_t again = 0;
+  {
+    auto log = OutboxLog::open(path, kStore);
+    auto seqs = add(*log, {{"c/u/1", "h", "r", 2, R"({"n":1})"},
+                           {"c/u/2", "h", "r", 0, R"({"n":2})"},
+                           {"c/u/3", "h", "r", 0, R"({"n":3})"}});
+    int64_t settled = 0;
+    log->write({}, {}, {{seqs[0], "receiver down"}, {seqs[1], "rejected"}}, 0, settled);
+    deliver(*log, {seqs[2]});
+    REQUIRE(log->dead_letters().size() == 2);
+    CHECK(log->dead_letters()[0].seq == seqs[0]);
+    CHECK(log->json_of(seqs[0]) == R"({"n":1})");
+    CHECK(log->json_of(seqs[2]).empty());  // delivered: its JSON is not kept
+    CHECK(log->redeliver(seqs[2]) == 0);   // not a dead letter
+    CHECK(!log->drop(seqs[2]));
+    again = log->redeliver(seqs[0]);
+    CHECK(again > seqs[2]);  // a worker that paged past the old seq finds it
+    CHECK(log->redeliver(seqs[0]) == 0);
+    CHECK(log->drop(seqs[1]));
+    CHECK(!log->drop(seqs[1]));
+    CHECK(log->dead_letters().empty());
+    CHECK(log->pending_count() == 1);
+    auto p = log->pending("h", seqs[2], 10);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].seq == again);
+    CHECK(p[0].id == "c/u/1");
+    CHECK(p[0].route == "r");
+    CHECK(p[0].position == 2);
+    CHECK(p[0].json == R"({"n":1})");
+    // Known still: neither comes in again as a new row.
+    CHECK(add(*log, {{"c/u/1", "h", "r", 0, "{}"}, {"c/u/2", "h", "r", 0, "{}"}}) == std::vector<int64_t>{0, 0});
+  }
+  for (int pass = 0; pass < 2; ++pass) {  // as read back, then as rewritten
+    auto log = OutboxLog::open(path, kStore);
+    CHECK(log->dead_letters().empty());
+    auto p = log->pending("h", 0, 10);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].seq == again);
+    CHECK(p[0].json == R"({"n":1})");
+    CHECK(add(*log, {{"c/u/1", "h", "r", 0, "{}"}, {"c/u/2", "h", "r", 0, "{}"}}) == std::vector<int64_t>{0, 0});
+    if (pass == 0) log->compact(86400, uint64_t{1} << 30, 0);
+  }
+}
+
 TEST_CASE("outbox log: a file that is not this store's outbox is refused, naming it") {
   test::TempDir dir;
   auto path = (dir / "s.db-outbox").string();
