@@ -21,6 +21,7 @@ TEST_PACKAGES=(
   nghttp2-proxy  # tests: nghttpx puts HTTP/2 in front of the test API server
   prometheus  # tests: promtool checks and unit-tests the alerting rules
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev golang-github-burntsushi-toml-dev  # tests: the Helm chart rendered by Helm's own engine
+  chromium chromium-driver  # tests: the timeline page (/ui) in a real, headless browser
 )
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [ "${1:-}" = "--build-only" ] || PACKAGES+=("${TEST_PACKAGES[@]}")

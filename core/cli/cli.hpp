@@ -29,6 +29,7 @@ int run_diff(const Args& args);
 int run_daemon(const Args& args);
 int run_rbac(const Args& args);
 int run_history(const Args& args);
+int run_dead_letters(const Args& args);
 int main(int argc, char** argv);
 
 }  // namespace kubetrail::cli

@@ -48,25 +48,8 @@ void setup_logging(const config::Config& cfg, const Args& args) {
 }
 
 std::string configured_redaction_key(const config::Config& cfg) {
-  if (!cfg.redaction_key_env.empty()) {
-    const char* v = std::getenv(cfg.redaction_key_env.c_str());
-    if (!v || !*v)
-      throw Error(cfg.source + ": [diff] redaction_key_env: environment variable " + cfg.redaction_key_env +
-                  " is not set or empty");
-    return v;
-  }
-  if (!cfg.redaction_key_file.empty()) {
-    std::ifstream in(cfg.redaction_key_file, std::ios::binary);
-    std::stringstream ss;
-    if (in) ss << in.rdbuf();
-    std::string key = ss.str();
-    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
-    if (key.empty())
-      throw Error(cfg.source + ": [diff] redaction_key_file: " + cfg.redaction_key_file +
-                  " cannot be read or is empty");
-    return key;
-  }
-  return {};
+  return config::read_secret(cfg.redaction_key_env, cfg.redaction_key_file, cfg.source + ": [diff] redaction_key_env",
+                             cfg.source + ": [diff] redaction_key_file");
 }
 
 std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args) {

@@ -1,16 +1,26 @@
 // `kubetrail history`: what changed, when and by whom, from the change
 // history a state store keeps (state/history.hpp) - the question an SRE
 // asks first in an incident. Reads STATE-history while the daemon writes
-// it (`kubectl exec` into the pod, or a copy of the volume).
+// it (--state: in the pod, or a copy of the volume), or asks a running
+// kubetrail's change API (--server: through kubectl port-forward).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <thread>
 
+#include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/api_client.hpp"
 #include "cli/cli.hpp"
 #include "cli/common.hpp"
 #include "common/clock.hpp"
@@ -24,27 +34,6 @@ namespace {
 
 std::atomic<bool> g_follow_stop{false};
 extern "C" void on_follow_signal(int) { g_follow_stop.store(true); }
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// "30m", "2h", "45s", "7d" before now, or an RFC 3339 time.
-int64_t parse_time(const std::string& flag, const std::string& text) {
-  if (auto t = rfc3339_to_ms(text)) return *t;
-  static const std::map<char, int64_t> unit = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
-  if (text.size() >= 2 && unit.count(text.back())) {
-    int64_t n = 0;
-    bool digits = true;
-    for (size_t i = 0; i + 1 < text.size(); ++i) {
-      if (text[i] < '0' || text[i] > '9' || n > (INT64_MAX / 86400000 - 9) / 10) digits = false;
-      if (digits) n = n * 10 + (text[i] - '0');
-    }
-    if (digits) return now_ms() - n * unit.at(text.back());
-  }
-  throw Error(flag + " \"" + text + "\": expected a duration before now (30s, 30m, 2h, 7d) or an RFC 3339 time");
-}
 
 std::string value_text(const std::string& json) { return json.empty() ? "(none)" : json; }
 
@@ -71,9 +60,73 @@ void print_line(const model::ChangeSet& cs) {
   std::cout << "\n";
 }
 
-}  // namespace
+// YAML as kubectl writes it: block style, strings quoted only where plain
+// text would read as something else.
+void emit_yaml(const nlohmann::ordered_json& j, YAML::Emitter& out) {
+  if ((j.is_object() || j.is_array()) && j.empty()) out << YAML::Flow;  // "key: {}", as kubectl writes it
+  if (j.is_object()) {
+    out << YAML::BeginMap;
+    for (const auto& [k, v] : j.items()) {
+      out << YAML::Key << k << YAML::Value;
+      emit_yaml(v, out);
+    }
+    out << YAML::EndMap;
+  } else if (j.is_array()) {
+    out << YAML::BeginSeq;
+    for (const auto& v : j) emit_yaml(v, out);
+    out << YAML::EndSeq;
+  } else if (j.is_string()) {
+    const auto& text = j.get_ref<const std::string&>();
+    // What a YAML reader would take for a number, bool or null stays a string.
+    bool ambiguous = true;
+    YAML::Node plain;
+    try {
+      plain = YAML::Load(text);
+      ambiguous = text.empty() || !plain.IsScalar() || plain.Scalar() != text || plain.Tag() != "?";
+    } catch (const YAML::Exception&) {  // not plain YAML at all: quoted
+    }
+    double number;
+    bool boolean;
+    // A YAML 1.1 reader takes 2026-11-23... for a timestamp (kubectl quotes them too).
+    const bool date = text.size() >= 10 && std::isdigit(static_cast<unsigned char>(text[0])) && text[4] == '-';
+    if (!ambiguous)
+      ambiguous = date || YAML::convert<double>::decode(plain, number) || YAML::convert<bool>::decode(plain, boolean) ||
+                  text == "null" || text == "~";
+    if (ambiguous) out << YAML::DoubleQuoted;
+    out << text;
+  } else if (j.is_boolean()) {
+    out << j.get<bool>();
+  } else if (j.is_null()) {
+    out << "null";
+  } else {
+    out << j.dump();  // a number, as JSON wrote it
+  }
+}
 
-int run_history(const Args& args) {
+std::string to_yaml(const std::string& json) {
+  YAML::Emitter out;
+  emit_yaml(nlohmann::ordered_json::parse(json), out);
+  return std::string("---\n") + out.c_str() + "\n";
+}
+
+// A filter parameter by its API name (state::History::filter_from).
+using Param = std::function<std::optional<std::string>(const std::string&)>;
+using Print = std::function<void(const std::string& json)>;
+
+// Where change sets come from: the history file (--state), or a running
+// kubetrail's API (--server).
+struct Source {
+  // Every matching change set of the window, oldest first.
+  std::function<std::vector<std::string>(const Param&)> window;
+  // New ones after `last_id` ("" = from now) until stopped.
+  std::function<void(const Param&, const std::string& last_id, const Print&)> follow;
+};
+
+const std::vector<std::pair<const char*, const char*>> kFilterOptions = {
+    {"since", "--since"}, {"until", "--until"}, {"namespace", "--namespace"}, {"resource", "--resource"},
+    {"name", "--name"},   {"actor", "--actor"}, {"path", "--path"},           {"type", "--type"}};
+
+Source state_source(const Args& args) {
   // --state, else the config's [state] path (in a pod: the mounted config).
   std::string state_path = args.get("--state");
   if (state_path.empty()) state_path = load_config(args).state.path;
@@ -82,28 +135,105 @@ int run_history(const Args& args) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw Error("no history at " + path.string() + " (kubetrail run keeps it beside [state] path; replay --state too)");
-  state::History history(path, true);
-  state::History::Filter f;
-  f.since_ms = parse_time("--since", args.get("--since", "1h"));
-  if (args.has("--until")) f.until_ms = parse_time("--until", args.get("--until"));
-  f.namespace_ = args.get("--namespace");
-  f.resource = args.get("--resource");
-  f.name = args.get("--name");
-  f.actor = args.get("--actor");
-  f.type = args.get("--type");
-  if (args.has("--path")) f.paths.push_back(args.get("--path"));
-  f.limit = 0;
-  f.oldest_first = true;
+  auto history = std::make_shared<state::History>(path, true);
+  Source src;
+  src.window = [history](const Param& param) {
+    auto f = state::History::filter_from(param, now_unix_ms(), "--");
+    f.limit = 0;
+    f.oldest_first = true;
+    std::vector<std::string> out;
+    for (auto& r : history->query(f)) out.push_back(std::move(r.json));
+    return out;
+  };
+  src.follow = [history](const Param& param, const std::string& last_id, const Print& print) {
+    auto f = state::History::filter_from(param, now_unix_ms(), "--");
+    f.after_seq = last_id.empty() ? 0 : history->seq_of(last_id);
+    if (!f.after_seq) f.after_seq = history->last_seq();
+    f.since_ms = 0;
+    f.until_ms = INT64_MAX;
+    f.limit = 0;
+    f.in_written_order = true;
+    while (!g_follow_stop.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      for (const auto& r : history->query(f)) {
+        print(r.json);
+        f.after_seq = std::max(f.after_seq, r.seq);
+      }
+    }
+  };
+  return src;
+}
+
+std::string query_of(const Param& param, const std::vector<std::string>& skip) {
+  std::string q;
+  for (const auto& [name, option] : kFilterOptions) {
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    if (auto v = param(name)) q += std::string(q.empty() ? "" : "&") + name + "=" + ApiClient::escape(*v);
+  }
+  return q;
+}
+
+Source server_source(const Args& args) {
+  auto client = std::make_shared<ApiClient>(args.get("--server"), api_token(args.get("--token-file")));
+  Source src;
+  src.window = [client](const Param& param) {
+    state::History::filter_from(param, now_unix_ms(), "--");  // a bad option named as typed, before asking
+    // Pages newest first, as the API gives them; the window oldest first.
+    std::vector<std::string> out;
+    std::string cursor;
+    do {
+      // ordered: each change set printed as the server wrote it
+      auto page = nlohmann::ordered_json::parse(client->get("/api/v1/changes?limit=1000&" + query_of(param, {}) +
+                                                            (cursor.empty() ? "" : "&cursor=" + cursor)));
+      for (const auto& item : page.at("items")) out.push_back(item.dump());
+      cursor = page.contains("nextCursor") ? page["nextCursor"].get<std::string>() : "";
+    } while (!cursor.empty());
+    std::reverse(out.begin(), out.end());
+    return out;
+  };
+  src.follow = [client](const Param& param, const std::string& last_id, const Print& print) {
+    std::string resume = last_id;
+    while (!g_follow_stop.load()) {
+      try {
+        std::string q = query_of(param, {"since", "until"});
+        if (!resume.empty()) q += (q.empty() ? "" : "&") + std::string("lastEventId=") + ApiClient::escape(resume);
+        client->stream(
+            "/api/v1/changes/stream?" + q,
+            [&](const std::string& id, const std::string& data) {
+              resume = id;
+              print(data);
+            },
+            g_follow_stop);
+      } catch (const Error& e) {  // the server went away: resume after the last id once it is back
+        if (g_follow_stop.load()) break;
+        spdlog::warn("{}; reconnecting in 2 s", e.what());
+        for (int i = 0; i < 20 && !g_follow_stop.load(); ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  };
+  return src;
+}
+
+}  // namespace
+
+int run_history(const Args& args) {
+  Source source = args.has("--server") ? server_source(args) : state_source(args);
+  auto param = [&](const std::string& name) -> std::optional<std::string> {
+    if (name == "since") return args.get("--since", "1h");
+    for (const auto& [key, option] : kFilterOptions)
+      if (key == name && args.has(option)) return args.get(option);
+    return std::nullopt;
+  };
   const std::string output = args.get("--output", "text");
-  const bool summary = args.has("--summary");
-  auto rows = history.query(f);
-  if (summary) {
+  auto rows = source.window(param);
+  if (args.has("--summary")) {
     // One line per object, everything that changed to it in the window,
     // oldest to newest; objects in the order they first changed.
     std::vector<std::string> order;
     std::map<std::string, std::vector<model::ChangeSet>> by_object;
-    for (const auto& r : rows) {
-      auto cs = model::ChangeSet::from_json(r.json);
+    for (const auto& json : rows) {
+      auto cs = model::ChangeSet::from_json(json);
       auto key = object_of(cs);
       if (!by_object.count(key)) order.push_back(key);
       by_object[key].push_back(std::move(cs));
@@ -124,29 +254,23 @@ int run_history(const Args& args) {
     }
     return 0;
   }
-  auto print = [&](const state::History::Row& r) {
+  std::string last_id;
+  auto print = [&](const std::string& json) {
     if (output == "json")
-      std::cout << r.json << "\n";
+      std::cout << json << "\n";
+    else if (output == "yaml")
+      std::cout << to_yaml(json);
     else
-      print_line(model::ChangeSet::from_json(r.json));
+      print_line(model::ChangeSet::from_json(json));
+    std::cout.flush();
   };
-  for (const auto& r : rows) print(r);
-  std::cout.flush();
+  for (const auto& json : rows) print(json);
   if (!args.has("--follow")) return 0;
   // New change sets as they are kept, until SIGINT/SIGTERM.
   std::signal(SIGINT, on_follow_signal);
   std::signal(SIGTERM, on_follow_signal);
-  f.after_seq = rows.empty() ? history.last_seq() : rows.back().seq;
-  f.since_ms = 0;
-  f.until_ms = INT64_MAX;
-  while (!g_follow_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    for (const auto& r : history.query(f)) {
-      print(r);
-      f.after_seq = std::max(f.after_seq, r.seq);
-    }
-    std::cout.flush();
-  }
+  if (!rows.empty()) last_id = model::ChangeSet::from_json(rows.back()).id;
+  source.follow(param, last_id, print);
   return 0;
 }
 

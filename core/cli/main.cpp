@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "cli/api_client.hpp"
 #include "cli/cli.hpp"
 #include "cli/common.hpp"
 #include "common/error.hpp"
@@ -57,6 +58,12 @@ const OptionSpec kKubeconfig{"--kubeconfig", Value::file, "FILE",
                              "kubeconfig (default: [cluster] kubeconfig, in-cluster, $KUBECONFIG, ~/.kube/config)"};
 const OptionSpec kContext{"--context", Value::text, "NAME", "kubeconfig context (default: [cluster] context)",
                           "KUBETRAIL_CONTEXT"};
+
+const OptionSpec kServer{"--server", Value::text, "URL",
+                         "ask a running kubetrail's change API instead (http://127.0.0.1:9090 through kubectl "
+                         "port-forward)"};
+const OptionSpec kTokenFile{"--token-file", Value::file, "FILE",
+                            "the API's bearer token (default: $KUBETRAIL_TOKEN) when kubetrail asks for one"};
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> specs = {
@@ -143,16 +150,38 @@ const std::vector<CommandSpec>& commands() {
         {"-o,--output",
          Value::choice,
          "FORMAT",
-         "text (default) or json, one change set per line",
+         "text (default), json (one change set per line) or yaml",
          nullptr,
-         {"text", "json"}},
+         {"text", "json", "yaml"}},
         {"--summary", Value::none, "", "one line per object: everything that changed to it, oldest to newest"},
-        {"-f,--follow", Value::none, "", "then print new change sets as they are kept, until interrupted"}},
+        {"-f,--follow", Value::none, "", "then print new change sets as they are kept, until interrupted"},
+        kServer,
+        kTokenFile},
        nullptr,
        nullptr,
        0,
        0,
        &run_history},
+      {"dead-letters",
+       "list, show, redeliver or drop the change sets a handler gave up on (over --server, or a --state no "
+       "kubetrail has open)",
+       {{"--state", Value::file, "PATH", "the state store (default: [state] path of the config)",
+         "KUBETRAIL_STATE_PATH"},
+        kConfig,
+        kServer,
+        kTokenFile,
+        {"--handler", Value::text, "NAME", "only this handler's dead letters"},
+        {"-o,--output",
+         Value::choice,
+         "FORMAT",
+         "text (default) or json (the API's answer)",
+         nullptr,
+         {"text", "json"}}},
+       "ACTION",
+       "list | show ID... | redeliver ID... | drop ID...  (ID: the change set id, as list prints it)",
+       1,
+       0,
+       &run_dead_letters},
       {"version", "print version and plugin ABI version", {}, nullptr, nullptr, 0, 0, &run_version},
   };
   return specs;
@@ -399,6 +428,7 @@ int main(int argc, char** argv) {
                              [&](const auto& o) { return o.variable == name; });
     for (const auto& c : commands())
       for (const auto& o : c.options) known = known || (o.env && name == o.env);
+    known = known || name == kTokenVariable;
     if (!known)
       std::cerr << "kubetrail: warning: environment variable " << name
                 << " is not one kubetrail reads (see 'kubetrail run --help')\n";

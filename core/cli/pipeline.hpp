@@ -41,6 +41,7 @@ class Pipeline {
   bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10), uint32_t reason = KUBETRAIL_FLUSH_SHUTDOWN);
   size_t queued() const { return engine_->queued(); }
   std::string stuck(std::chrono::steady_clock::duration limit) const { return engine_->stuck(limit); }
+  void outbox_grew(const std::string& handler) { engine_->outbox_grew(handler); }
 
   bool handler_errors() const noexcept { return handler_errors_; }
   const deliver::Engine::Stats& stats() const noexcept { return engine_->stats(); }

@@ -336,8 +336,38 @@ void Daemon::serve() {
     auto pending = watches_->unsynced();
     return pending.empty() ? pending : "initial list not done: " + pending;
   };
-  http_ = std::make_unique<server::HttpServer>(cfg_.server.listen, metrics_, probes);
-  spdlog::info("serving /metrics, /healthz, /readyz on {}", cfg_.server.listen);
+  std::string api_off;
+  server::ApiOptions api = server::api_access(cfg_.server, api_off);
+  if (state_) {
+    api.history = state::History::path_for(cfg_.state.path);
+    // The outbox has one writer, this process: an operator's repair goes
+    // through it, and the handler's worker is told to look again.
+    state::StateStore* store = state_.get();
+    api.dead_letters.list = [store] { return store->dead_letters(); };
+    api.dead_letters.json = [store](int64_t seq) { return store->dead_letter_json(seq); };
+    api.dead_letters.redeliver = [this, store](const state::OutboxLog::DeadLetter& d) {
+      int64_t row = store->redeliver_dead_letter(d.seq);
+      if (row) {
+        spdlog::info("dead letter {} handed back to handler \"{}\"", d.id, d.handler);
+        std::lock_guard lock(pipeline_mu_);
+        pipeline_->outbox_grew(d.handler);
+      }
+      return row;
+    };
+    api.dead_letters.drop = [store](const state::OutboxLog::DeadLetter& d) {
+      bool dropped = store->drop_dead_letter(d.seq);
+      if (dropped) spdlog::info("dead letter {} of handler \"{}\" dropped", d.id, d.handler);
+      return dropped;
+    };
+  }
+  const bool api_on = api.enabled;
+  http_ = std::make_unique<server::HttpServer>(cfg_.server.listen, metrics_, probes, std::move(api));
+  if (api_on)
+    spdlog::info("serving /metrics, /healthz, /readyz, the change API (/api/v1) and the timeline (/ui) on {}",
+                 cfg_.server.listen);
+  else
+    spdlog::info("serving /metrics, /healthz, /readyz on {}; the change API and /ui are off: {}", cfg_.server.listen,
+                 api_off);
 }
 
 void Daemon::start_background() {

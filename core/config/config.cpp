@@ -289,6 +289,9 @@ Config from_value(const value& root, const std::string& source) {
     TableReader r(*t, "server.");
     r.read("listen", cfg.server.listen);
     r.read("stall_timeout_s", cfg.server.stall_timeout_s, 1);
+    r.read("api", cfg.server.api);
+    r.read("token_env", cfg.server.token_env);
+    r.read("token_file", cfg.server.token_file);
     r.reject_unknown();
   }
   if (auto t = table_at(top, "leader_election")) {
@@ -502,6 +505,23 @@ config = { format = "text" }
 [[routes]]
 chain = ["stdout"]
 )toml";
+}
+
+std::string read_secret(const std::string& env, const std::string& file, const std::string& env_key,
+                        const std::string& file_key) {
+  if (!env.empty()) {
+    const char* v = std::getenv(env.c_str());
+    if (!v || !*v) throw Error(env_key + ": environment variable " + env + " is not set or empty");
+    return v;
+  }
+  if (file.empty()) return {};
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream ss;
+  if (in) ss << in.rdbuf();
+  std::string secret = ss.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) throw Error(file_key + ": " + file + " cannot be read or is empty");
+  return secret;
 }
 
 }  // namespace kubetrail::config

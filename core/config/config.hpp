@@ -60,6 +60,12 @@ struct HistoryConfig {
 struct ServerConfig {
   std::string listen = "127.0.0.1:9090";  // "" = off
   uint32_t stall_timeout_s = 180;         // /healthz fails when a watch is silent longer
+  // The change API (/api/v1/...) and the timeline page (/ui). On a loopback
+  // address they are open; anywhere else they need a bearer token (from the
+  // environment variable token_env, or the first line of token_file) and
+  // are off without one. /metrics and the probes stay open for scraping.
+  bool api = true;
+  std::string token_env, token_file;
 };
 
 struct LeaderElectionConfig {
@@ -154,5 +160,12 @@ Config parse(std::string_view toml_text, const std::string& source_name,
 // The configuration used when none is given: print every change set as a
 // readable line to stdout.
 std::string_view default_config_text();
+
+// The secret a pair of keys names: environment variable `env`'s value,
+// else file `file`'s content (its line end dropped); "" when both are "".
+// A named variable or file that is missing or empty is an error naming the
+// key (`env_key` / `file_key`, as the user wrote them). Never logged.
+std::string read_secret(const std::string& env, const std::string& file, const std::string& env_key,
+                        const std::string& file_key);
 
 }  // namespace kubetrail::config

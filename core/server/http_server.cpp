@@ -8,7 +8,7 @@
 
 namespace kubetrail::server {
 
-HttpServer::HttpServer(const std::string& listen, Metrics& metrics, Probes probes)
+HttpServer::HttpServer(const std::string& listen, Metrics& metrics, Probes probes, ApiOptions api)
     : server_(std::make_unique<httplib::Server>()) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) throw Error("[server] listen: expected HOST:PORT, got \"" + listen + "\"");
@@ -27,6 +27,7 @@ HttpServer::HttpServer(const std::string& listen, Metrics& metrics, Probes probe
   };
   server_->Get("/healthz", probe(probes.unhealthy));
   server_->Get("/readyz", probe(probes.unready));
+  if (api.enabled) add_change_api(*server_, std::move(api), [this] { return running_.load(); });
   if (port == 0)
     port_ = server_->bind_to_any_port(host);
   else
@@ -40,6 +41,7 @@ HttpServer::HttpServer(const std::string& listen, Metrics& metrics, Probes probe
 }
 
 HttpServer::~HttpServer() {
+  running_ = false;  // open streams end
   server_->stop();
   if (thread_.joinable()) thread_.join();
 }

@@ -3,15 +3,19 @@
 // for longer than the stall timeout: a stuck kubetrail must not look
 // healthy), /readyz (initial sync done and every handler created).
 //
-// Runs its own thread; the probes it calls must be thread-safe.
+// With the change API (server/change_api.hpp) also /api/v1/... and /ui.
+//
+// Runs its own threads; the probes and desks it calls must be thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "common/metrics.hpp"
+#include "server/change_api.hpp"
 
 namespace httplib {
 class Server;
@@ -27,7 +31,7 @@ struct Probes {
 class HttpServer {
  public:
   // listen: "host:port". Throws kubetrail::Error when it cannot bind.
-  HttpServer(const std::string& listen, Metrics& metrics, Probes probes);
+  HttpServer(const std::string& listen, Metrics& metrics, Probes probes, ApiOptions api = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -36,6 +40,7 @@ class HttpServer {
  private:
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> running_{true};
   int port_ = 0;
 };
 
