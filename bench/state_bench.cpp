@@ -42,6 +42,7 @@
 #include "bench_util.hpp"
 #include "fake_api.hpp"
 #include "kube/transport.hpp"
+#include "state/history.hpp"
 #include "state/state_store.hpp"
 #include "watch/informer.hpp"
 
@@ -139,7 +140,8 @@ struct Cost {
 
 // One informer run: list every page, then one watch delivering `events` in
 // reads of `per_read`, then stop.
-Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_read) {
+Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_read,
+         std::vector<model::ChangeSet>* keep = nullptr) {
   test::FakeClock clock;
   test::FakeApi api(clock);
   api.on_get = [&](const std::string& path) {
@@ -179,6 +181,7 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
   watch::Informer inf(api, opt, "bench", {}, [&](std::vector<model::ChangeSet>&& batch) {
     for (const auto& cs : batch) {
       ++cost.change_sets;
+      if (keep) keep->push_back(cs);
       if (!store) continue;
       routed.push_back(cs.id);
       if (routed.size() >= 100) {
@@ -254,6 +257,43 @@ int main(int argc, char** argv) {
     }
   }
   row("initial sync (first start: all checkpointed)", sync_off.sync, sync_on.sync, 1);
+  // The change history (issue 17): run writes each routed batch of change
+  // sets to STATE-history before their outbox frame. Its cost per event,
+  // against a watch event's whole cost without a state store (100 per
+  // read), in batches of 100 as routing hands them on.
+  {
+    std::vector<model::ChangeSet> change_sets;
+    Cost off = run(pods, nullptr, events, 100, &change_sets);
+    std::vector<std::vector<model::ChangeSet>> batches;
+    for (size_t i = 0; i < change_sets.size(); i += 100)
+      batches.emplace_back(change_sets.begin() + static_cast<std::ptrdiff_t>(i),
+                           change_sets.begin() + static_cast<std::ptrdiff_t>(std::min(i + 100, change_sets.size())));
+    double best = 0;
+    for (int round = 0; round < rounds; ++round) {
+      std::filesystem::remove(dir / "history");
+      std::filesystem::remove(dir / "history-wal");
+      std::filesystem::remove(dir / "history-shm");
+      state::History history(dir / "history");
+      double t0 = cpu_seconds();
+      for (const auto& batch : batches) history.append(batch);
+      double t = cpu_seconds() - t0;
+      best = round == 0 ? t : std::min(best, t);
+    }
+    // Of which the change set's JSON (which the outbox row makes too).
+    double json = 0;
+    for (int round = 0; round < rounds; ++round) {
+      double t0 = cpu_seconds();
+      size_t bytes = 0;
+      for (const auto& cs : change_sets) bytes += cs.to_json().size();
+      double t = cpu_seconds() - t0;
+      json = round == 0 ? t : std::min(json, t);
+      if (bytes == 0) std::printf("  (no JSON?)\n");
+    }
+    const double per = static_cast<double>(std::max<size_t>(1, change_sets.size()));
+    std::printf("  %-44s %8.3f us per change set (%zu), %.2fx a watch event's whole cost without state\n",
+                "history write, batches of 100", best / per * 1e6, change_sets.size(), best / off.events);
+    std::printf("  %-44s %8.3f us of it the change set's JSON\n", "", json / per * 1e6);
+  }
   std::filesystem::remove_all(dir);
   return 0;
 }

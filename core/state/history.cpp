@@ -49,13 +49,18 @@ History::History(const std::filesystem::path& path, bool read_only) : path_(path
     if (!read_only) {
       exec("PRAGMA journal_mode=WAL");
       exec("PRAGMA synchronous=NORMAL");
+      // One index, by time: every query has a window, and rows arrive in
+      // time order, so it grows at its right edge. Indexes by id and by
+      // object (random positions: a page dirtied per row each) cost more
+      // than the row itself (bench/state_bench, docs/PERFORMANCE.md); a
+      // history written with them loses them here.
       exec(
-          "CREATE TABLE IF NOT EXISTS history(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+          "CREATE TABLE IF NOT EXISTS history(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
           " time_ms INTEGER NOT NULL, cluster TEXT NOT NULL, resource TEXT NOT NULL, kind TEXT NOT NULL,"
           " namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, type TEXT NOT NULL,"
           " actor TEXT NOT NULL, paths TEXT NOT NULL, json TEXT NOT NULL);"
           "CREATE INDEX IF NOT EXISTS history_time ON history(time_ms);"
-          "CREATE INDEX IF NOT EXISTS history_object ON history(namespace, name, time_ms);");
+          "DROP INDEX IF EXISTS history_object;");
     }
     if (!read_only) {  // the size cap's running total (a reader has no use for it, and it reads every row)
       Stmt q(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
@@ -83,9 +88,14 @@ void History::append(const std::vector<model::ChangeSet>& batch) {
   std::lock_guard lock(mu_);
   exec("BEGIN IMMEDIATE");
   try {
+    // Kept once: a change set routed again after a crash (from the
+    // journal: the same JSON, the same observedAt) is here already, found
+    // through the time index. A history written when ids were UNIQUE
+    // ignores a second one the same way.
     Stmt q(db_,
-           "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type,"
-           " actor, paths, json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+           "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor,"
+           " paths, json) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12"
+           " WHERE NOT EXISTS (SELECT 1 FROM history WHERE time_ms = ?2 AND id = ?1)");
     for (const auto& cs : batch) {
       // Bound without a copy (Stmt::bind): every value lives until the step.
       std::string paths;
@@ -202,6 +212,7 @@ std::string History::cursor_after(const Row& row) {
   return std::to_string(row.time_ms) + "." + std::to_string(row.seq);
 }
 
+// No index by id (see the constructor): a scan, once per stream resumed.
 int64_t History::seq_of(const std::string& id) {
   std::lock_guard lock(mu_);
   Stmt q(db_, "SELECT seq FROM history WHERE id = ?1");

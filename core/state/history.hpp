@@ -1,13 +1,13 @@
 // Change history (issue 17): every change set kubetrail reports, kept as it
 // was handed to delivery (redacted, with its actor and catchUp flag) and
-// indexed by time, object and actor, so that "what changed in the last half
+// indexed by time (every question has a window), so that "what changed in the last half
 // hour, and who changed it?" is answered from kubetrail's own record.
 //
 // Its own SQLite file beside the state store (`STATE_PATH-history`), in WAL
 // mode with normal locking: the state store holds its database exclusively,
 // while `kubetrail history --state` reads this one as the daemon writes it.
-// Writes are idempotent by change-set id (a change set routed again after a
-// crash is one row), bounded by age and by size (oldest first).
+// Writes are idempotent by change-set id and time (a change set routed
+// again after a crash, from the journal, is one row), bounded by age and by size (oldest first).
 #pragma once
 
 #include <cstdint>
