@@ -34,6 +34,7 @@
 #include "kube/kubeconfig.hpp"
 #include "server/http_server.hpp"
 #include "state/history.hpp"
+#include "state/history_writer.hpp"
 #include "state/state_store.hpp"
 #include "version.hpp"
 #include "watch/informer.hpp"
@@ -158,7 +159,9 @@ class Daemon {
   void reload();
   bool lead_or_follow();  // false: the lease was lost
   void route_batch();
-  void keep_history(const std::vector<model::ChangeSet>& batch);
+  // Hands delivered change sets to the history writer with the journal ids
+  // it retires once they are kept (without a state store: retired now).
+  void keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids = {});
   void apply_rediscovery();
   void report();
   // Shutdown.
@@ -177,6 +180,7 @@ class Daemon {
   kube::Discovery discovery_;
   std::unique_ptr<state::StateStore> state_;
   std::unique_ptr<state::History> history_;  // with the state store: every change set this replica delivers
+  std::unique_ptr<state::HistoryWriter> history_writer_;  // keeps them off the routing thread
   Metrics metrics_;
   // The delivery half is replaced on SIGHUP; the probes read it under this lock.
   std::mutex pipeline_mu_;
@@ -262,6 +266,7 @@ void Daemon::open_state() {
     state_ = state::StateStore::open(cfg_.state.path, args_.has("--reset-state"));
     spdlog::info("state store {}", cfg_.state.path);
     history_ = std::make_unique<state::History>(state::History::path_for(cfg_.state.path));
+    history_writer_ = std::make_unique<state::HistoryWriter>(*history_, state_.get());
   }
   // One redaction key for every informer, stable across restarts: the
   // configured one (the same on every replica), else the state store's.
@@ -503,8 +508,8 @@ bool Daemon::lead_or_follow() {
     auto pending = handover_.take();
     spdlog::info("leading: delivering {} change set(s) the last leader had not confirmed", pending.size());
     pipeline_->start_async(state_.get(), &progress_);  // this replica's own outbox leftovers first
-    keep_history(pending);
     for (const auto& cs : pending) pipeline_->deliver(cs);
+    keep_history(std::move(pending));
   }
   if (delivering_ && elector_->lost()) {
     // Another replica may be delivering: stop now, exit non-zero, and let
@@ -524,14 +529,14 @@ bool Daemon::lead_or_follow() {
 }
 
 // Every change set this replica hands to delivery - routed from the
-// watches or taken over from the handover buffer - goes through here first.
-void Daemon::keep_history(const std::vector<model::ChangeSet>& batch) {
-  if (!history_ || batch.empty()) return;
-  try {
-    history_->append(batch);
-  } catch (const Error& e) {  // history is a record, not a guarantee: delivery goes on without it
-    spdlog::error("history: {} change set(s) not kept: {}", batch.size(), e.what());
-  }
+// watches or taken over from the handover buffer - goes through here, once
+// its outbox rows are written: the history writer keeps it, then retires
+// its journal entry (state/history_writer.hpp).
+void Daemon::keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids) {
+  if (history_writer_)
+    history_writer_->push(std::move(batch), std::move(journal_ids));
+  else
+    settle(journal_ids);
 }
 
 // What the watches produced since the last pass (up to a batch, waiting up
@@ -547,11 +552,13 @@ void Daemon::route_batch() {
     // The batch's outbox rows and the journal entries they route in one
     // transaction (one commit per batch, not per change set and handler).
     if (delivering_) {
-      // History first: a crash before the outbox frame leaves the batch in
-      // the journal, routed again at the next start, and its history rows
-      // are kept once (by id); the other order could lose them.
-      keep_history(batch);
-      pipeline_->deliver_batch(batch, state_ ? routed : std::vector<std::string>{});
+      // The outbox rows first, then the history writer keeps the batch
+      // and retires its journal entries: a crash in between routes them
+      // again at the next start, the outbox drops what its handlers have,
+      // and the history keeps each once - and routing never waits for the
+      // history's SQLite.
+      pipeline_->deliver_batch(batch);
+      keep_history(std::move(batch), std::move(routed));
       return;
     }
     for (const auto& cs : batch)
@@ -593,13 +600,19 @@ void Daemon::stop(int exit_code) {
   rediscovery_.reset();  // wakes it now (a fetch in flight ends by its own timeout)
   compaction_.reset();
   if (delivering_ && exit_code == 0) {
+    std::vector<model::ChangeSet> drained;
     std::vector<std::string> routed;
     while (auto cs = queue_.pop(std::chrono::milliseconds(0))) {
       pipeline_->deliver(*cs);
       routed.push_back(cs->id);
-      if (routed.size() >= kRouteBatch) settle(routed);
+      drained.push_back(std::move(*cs));
+      if (routed.size() >= kRouteBatch) {
+        keep_history(std::move(drained), std::move(routed));
+        drained.clear();
+        routed.clear();
+      }
     }
-    settle(routed);
+    keep_history(std::move(drained), std::move(routed));
     pipeline_->flush();
   } else {
     pipeline_->flush(std::chrono::milliseconds(0));  // what is queued stays in the outbox (or the journal)
@@ -612,6 +625,7 @@ void Daemon::stop(int exit_code) {
       elector_->release();  // a follower takes over at once
     }
   }
+  history_writer_.reset();  // what it holds is kept (and its journal entries retired) before exit
   spdlog::info("stopped");
 }
 

@@ -12,6 +12,8 @@
 #include "helpers.hpp"
 #include "model/resource_type.hpp"
 #include "state/history.hpp"
+#include "state/history_writer.hpp"
+#include "state/state_store.hpp"
 
 using namespace kubetrail;
 
@@ -249,4 +251,37 @@ TEST_CASE("history: bounded by age, then by size, oldest first") {
   const uint64_t bytes = h.bytes();
   state::History again(path);
   CHECK(again.bytes() == bytes);
+}
+
+// The history off the routing thread (state/history_writer.hpp): a batch's
+// journal entries are retired only once its rows are kept - never before,
+// so a crash in between routes them again - and what is queued is kept
+// before the writer stops.
+TEST_CASE("history writer: keeps batches in order, then retires their journal entries; drains on stop") {
+  test::TempDir dir;
+  auto store = state::StateStore::open((dir / "state.db").string(), false);
+  store->save("cm", {}, {}, "", {{0, "c/1", R"({"n":1})"}, {0, "c/2", R"({"n":2})"}, {0, "c/3", R"({"n":3})"}});
+  REQUIRE(store->journal_size() == 3);
+  const auto path = state::History::path_for(dir / "state.db");
+  {
+    state::History history(path);
+    state::HistoryWriter writer(history, store.get());
+    writer.push({change("c/1", "2026-12-04T10:00:00.000Z", "shop", "cfg", "m"),
+                 change("c/2", "2026-12-04T10:01:00.000Z", "shop", "cfg", "m")},
+                {"c/1", "c/2"});
+    writer.drain();
+    CHECK(store->journal_size() == 1);  // c/3 not yet kept: still in the journal
+    state::History::Filter all;
+    all.oldest_first = true;
+    CHECK(ids(history.query(all)) == std::vector<std::string>{"c/1", "c/2"});
+    // Routed again after a crash: kept once.
+    writer.push({change("c/2", "2026-12-04T10:01:00.000Z", "shop", "cfg", "m"),
+                 change("c/3", "2026-12-04T10:02:00.000Z", "shop", "cfg", "m")},
+                {"c/2", "c/3"});
+  }  // stopped: what was queued is kept first
+  CHECK(store->journal_size() == 0);
+  state::History reader(path, true);
+  state::History::Filter all;
+  all.oldest_first = true;
+  CHECK(ids(reader.query(all)) == std::vector<std::string>{"c/1", "c/2", "c/3"});
 }
