@@ -257,7 +257,7 @@ TEST_CASE("history: bounded by age, then by size, oldest first") {
 // journal entries are retired only once its rows are kept - never before,
 // so a crash in between routes them again - and what is queued is kept
 // before the writer stops.
-TEST_CASE("history writer: keeps batches in order, then retires their journal entries; drains on stop") {
+TEST_CASE("history writer: keeps batches in order, then retires their journal entries, and drains on stop") {
   test::TempDir dir;
   auto store = state::StateStore::open((dir / "state.db").string(), false);
   store->save("cm", {}, {}, "", {{0, "c/1", R"({"n":1})"}, {0, "c/2", R"({"n":2})"}, {0, "c/3", R"({"n":3})"}});
