@@ -40,13 +40,13 @@ bool Pipeline::deliver(const model::ChangeSet& cs) {
   return engine_->submit(cs);
 }
 
-bool Pipeline::deliver_batch(const std::vector<model::ChangeSet>& batch, const std::vector<std::string>& routed) {
+bool Pipeline::deliver_batch(const std::vector<model::ChangeSet>& batch) {
   if (std::all_of(batch.begin(), batch.end(), [&](const model::ChangeSet& cs) { return accepts(cs); }))
-    return engine_->submit_batch(batch, routed);
+    return engine_->submit_batch(batch);
   std::vector<model::ChangeSet> accepted;
   std::copy_if(batch.begin(), batch.end(), std::back_inserter(accepted),
                [&](const model::ChangeSet& cs) { return accepts(cs); });
-  return engine_->submit_batch(accepted, routed);
+  return engine_->submit_batch(accepted);
 }
 
 bool Pipeline::flush(std::chrono::milliseconds drain, uint32_t reason) {

@@ -32,10 +32,10 @@ class Pipeline {
   // Synchronous: true when every handler took it. Asynchronous: queued.
   bool deliver(const model::ChangeSet& cs);
   // deliver() for a batch: asynchronous with an outbox, the batch's outbox
-  // rows in one transaction, all queued or (a kubetrail::Error) none; the
-  // journal entries `routed` names are retired in that transaction
-  // (Engine::submit_batch).
-  bool deliver_batch(const std::vector<model::ChangeSet>& batch, const std::vector<std::string>& routed = {});
+  // rows in one transaction, all queued or (a kubetrail::Error) none
+  // (Engine::submit_batch). The batch's journal entries are retired later,
+  // once it is in the history too (state/history_writer.hpp).
+  bool deliver_batch(const std::vector<model::ChangeSet>& batch);
   // Shutdown: delivers what is queued (asynchronous: for up to `drain`),
   // then flushes every handler. True when all flushed.
   bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10), uint32_t reason = KUBETRAIL_FLUSH_SHUTDOWN);

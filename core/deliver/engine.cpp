@@ -146,11 +146,10 @@ bool Engine::submit(const model::ChangeSet& cs) {
   return scheduling_ == Scheduling::threads || stats_.dead.load() == dead_before;
 }
 
-bool Engine::submit_batch(const std::vector<model::ChangeSet>& batch, const std::vector<std::string>& routed) {
+bool Engine::submit_batch(const std::vector<model::ChangeSet>& batch) {
   if (!outbox_ || scheduling_ != Scheduling::threads) {
     bool ok = true;
     for (const auto& cs : batch) ok = submit(cs) && ok;
-    if (outbox_) outbox_->journal_done(routed);
     return ok;
   }
   // First what the batch owes each chain's first handler, with no side
@@ -176,7 +175,7 @@ bool Engine::submit_batch(const std::vector<model::ChangeSet>& batch, const std:
       rows.push_back({entry->cs.id, r->chain.front(), r->name, 0, entry->abi->json()});
     }
   }
-  std::vector<int64_t> seqs = outbox_->outbox_add_many(rows, routed);
+  std::vector<int64_t> seqs = outbox_->outbox_add_many(rows);
   size_t f = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const model::ChangeSet& cs = batch[i];

@@ -71,10 +71,8 @@ class Engine {
   // submit() for a batch, in order. Threads with an outbox: the outbox rows
   // of the whole batch are written in one transaction before any of it is
   // queued, so a failure to write them (a kubetrail::Error) leaves nothing
-  // of the batch queued - it can be submitted again whole. `routed`: ids of
-  // journaled change sets this batch routes (StateStore::journal_done),
-  // retired in that same transaction.
-  bool submit_batch(const std::vector<model::ChangeSet>& batch, const std::vector<std::string>& routed = {});
+  // of the batch queued - it can be submitted again whole.
+  bool submit_batch(const std::vector<model::ChangeSet>& batch);
   // Stops accepting, delivers what is queued until `deadline`, then stops
   // the threads. What is left stays in the outbox.
   void stop(std::chrono::milliseconds deadline);
