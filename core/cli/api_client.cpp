@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <exception>
 #include <memory>
 
 #include "common/error.hpp"
@@ -83,9 +84,10 @@ void ApiClient::stream(const std::string& path_and_query,
     const std::function<void(const std::string&, const std::string&)>* on_event;
     const std::atomic<bool>* stop;
     std::string buffer, id, data;
-    long status = 0;
-    std::string error_body;
-  } reader{&on_event, &stop, {}, {}, {}, 0, {}};
+    // What on_event threw: it must not unwind through libcurl (C), so the
+    // transfer is ended and it is thrown again after.
+    std::exception_ptr failed;
+  } reader{&on_event, &stop, {}, {}, {}, nullptr};
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   if (!curl) throw Error("libcurl: cannot start a request");
   const std::string url = base_ + path_and_query;
@@ -99,7 +101,6 @@ void ApiClient::stream(const std::string& path_and_query,
   auto on_bytes = +[](char* bytes, size_t size, size_t n, void* self) -> size_t {
     auto& r = *static_cast<Reader*>(self);
     if (r.stop->load()) return 0;  // ends the transfer
-    if (r.status == 0) r.status = 200;
     r.buffer.append(bytes, size * n);
     size_t start = 0, end;
     while ((end = r.buffer.find('\n', start)) != std::string::npos) {
@@ -110,7 +111,12 @@ void ApiClient::stream(const std::string& path_and_query,
       } else if (line.rfind("data: ", 0) == 0) {
         r.data += line.substr(6);
       } else if (line.empty() && !r.data.empty()) {
-        (*r.on_event)(r.id, r.data);
+        try {
+          (*r.on_event)(r.id, r.data);
+        } catch (...) {
+          r.failed = std::current_exception();
+          return 0;  // ends the transfer
+        }
         r.data.clear();
       }
     }
@@ -129,6 +135,7 @@ void ApiClient::stream(const std::string& path_and_query,
   curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(curl.get(), CURLOPT_FAILONERROR, 1L);
   CURLcode rc = curl_easy_perform(curl.get());
+  if (reader.failed) std::rethrow_exception(reader.failed);
   if (stop.load()) return;
   if (rc == CURLE_HTTP_RETURNED_ERROR) {
     long status = 0;

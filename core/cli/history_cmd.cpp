@@ -183,9 +183,21 @@ Source server_source(const Args& args) {
     std::string cursor;
     do {
       // ordered: each change set printed as the server wrote it
-      auto page = nlohmann::ordered_json::parse(client->get("/api/v1/changes?limit=1000&" + query_of(param, {}) +
-                                                            (cursor.empty() ? "" : "&cursor=" + cursor)));
-      for (const auto& item : page.at("items")) out.push_back(item.dump());
+      const std::string path = "/api/v1/changes?limit=1000&" + query_of(param, {}) +
+                               (cursor.empty() ? "" : "&cursor=" + ApiClient::escape(cursor));
+      auto page = nlohmann::ordered_json::parse(client->get(path), nullptr, false);
+      if (!page.is_object() || !page.contains("items") || !page["items"].is_array() ||
+          (page.contains("nextCursor") && !page["nextCursor"].is_string()))
+        throw Error("GET " + path + ": not the change API's answer ({\"items\": [...], \"nextCursor\": \"...\"})");
+      const auto& items = page["items"];
+      for (size_t i = 0; i < items.size(); ++i) {
+        out.push_back(items[i].dump());
+        try {
+          model::ChangeSet::from_json(out.back());  // untrusted: a change set, or an error naming it
+        } catch (const Error& e) {
+          throw Error("GET " + path + ": item " + std::to_string(i) + ": " + e.what());
+        }
+      }
       cursor = page.contains("nextCursor") ? page["nextCursor"].get<std::string>() : "";
     } while (!cursor.empty());
     std::reverse(out.begin(), out.end());
@@ -201,6 +213,7 @@ Source server_source(const Args& args) {
             "/api/v1/changes/stream?" + q,
             [&](const std::string& id, const std::string& data) {
               resume = id;
+              model::ChangeSet::from_json(data);  // untrusted: a change set, or skipped with a warning
               print(data);
             },
             g_follow_stop);

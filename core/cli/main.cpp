@@ -4,6 +4,9 @@
 
 #include <unistd.h>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <csignal>
@@ -390,6 +393,11 @@ int run_check_config(const Args& args) {
 }
 
 int main(int argc, char** argv) {
+  // Logs go to stderr before any command sets its own up (setup_logging):
+  // stdout is the command's output - history -o json, a handler's lines -
+  // and spdlog's default logger writes to stdout.
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   // Handlers write to sockets and pipes whose readers may go away: that must
   // be an EPIPE error for the handler, not the end of kubetrail (plugin.h).
   std::signal(SIGPIPE, SIG_IGN);

@@ -284,6 +284,53 @@ class ChangeApi(unittest.TestCase):
         self.assertIn("no dead letters", r.stdout)
         self.kt = None
 
+    def test_history_server_survives_a_server_that_is_not_kubetrail(self):
+        # Hostile or broken answers (a proxy's error page, events that are
+        # not change sets) are errors naming the request, or warnings on
+        # stderr while following - never a crash, never log lines in the
+        # output. Failed before: the warnings went to stdout (spdlog's
+        # default logger), and an event that did not parse was thrown
+        # through libcurl's C callback.
+        import http.server, signal, threading
+
+        class Broken(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if "/stream" in self.path:
+                    body = b"id: x\ndata: {not json\n\nid: y\ndata: {\"type\": 5}\n\n"
+                elif "proxy" in self.server.mode:
+                    body = b"<html>502 Bad Gateway</html>"
+                else:
+                    body = b'{"items": []}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+        srv.mode = "proxy"
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        url = "http://127.0.0.1:%d" % srv.server_port
+        try:
+            r = self.cli("history", "--server", url, "-o", "json")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(r.stdout, "")
+            self.assertIn("not the change API's answer", r.stderr)
+            srv.mode = "empty"
+            follow = subprocess.Popen([test_run.KUBETRAIL, "history", "--server", url, "-o", "json", "-f"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(3)
+            follow.send_signal(signal.SIGINT)
+            out, err = follow.communicate(timeout=15)
+            self.assertEqual(follow.returncode, 0, err)
+            self.assertEqual(out, "")
+            self.assertIn("not a kubetrail.dev/v1 change set", err)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
 
 if __name__ == "__main__":
     test_run.KUBETRAIL = sys.argv.pop(1)
