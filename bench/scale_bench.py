@@ -464,18 +464,21 @@ def run_floor(rig, args):
         p.wait()
 
 
-def start_perf(args, pid, state):
-    """perf record of the whole process for the event phase only (--perf):
-    call graphs by DWARF unwinding, since the build keeps no frame pointers.
-    `perf report -i FILE --no-children` reads it; docs/PERFORMANCE.md has
-    the breakdown made from such a file."""
+def start_perf(args, pid, state, phase):
+    """perf record of the whole process for one phase, "sync" or "events"
+    (--perf): call graphs by DWARF unwinding, since the build keeps no frame
+    pointers. `perf report -i FILE --no-children` reads it;
+    docs/PERFORMANCE.md has the breakdowns made from such files."""
     if not args.perf:
         return None
     os.makedirs(args.perf, exist_ok=True)
-    path = os.path.join(args.perf, "events-state-%s.data" % ("on" if state else "off"))
-    p = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "--call-graph", "dwarf,16384", "-p", str(pid),
-                          "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # perf attaches before the stream starts
+    path = os.path.join(args.perf, "%s-state-%s.data" % (phase, "on" if state else "off"))
+    # The sync is recorded machine-wide from before kubetrail starts (its
+    # threads start with it); `perf report --comm` keeps kubetrail's.
+    target = ["-a"] if pid is None else ["-p", str(pid)]
+    p = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "--call-graph", "dwarf,16384"] + target +
+                         ["-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attaches before the stream starts (the sync: before the list's first page)
     return p
 
 
@@ -503,6 +506,7 @@ def run_kubetrail(rig, args, state):
     err = open(err_path, "w")
     connects = rig.connects()
     note("kubetrail, state %s: initial sync" % ("on" if state else "off"))
+    perf = start_perf(args, None, state, "sync")
     t0 = time.time()
     proc = subprocess.Popen([args.kubetrail, "run", "--config", config, "--kubeconfig", rig.kubeconfig],
                             stdout=subprocess.PIPE, stderr=err)
@@ -517,11 +521,12 @@ def run_kubetrail(rig, args, state):
         wait_for(synced, 600, "kubetrail's sync")
         res["sync_wall"] = time.time() - t0
         res["sync_cpu"] = cpu_ns(proc.pid) / 1e9
+        stop_perf(perf)
         time.sleep(1.0)  # what the sync left behind settles (delivery, frees)
         res.update(memory_kib(proc.pid))
         note("kubetrail: %d events as fast as they come" % args.events)
         # CPU per event: the whole stream as fast as the server writes it.
-        perf = start_perf(args, proc.pid, state)
+        perf = start_perf(args, proc.pid, state, "events")
         before = cpu_ns(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
@@ -616,7 +621,7 @@ def main():
     ap.add_argument("--no-kubectl", action="store_true")
     ap.add_argument("--kubectl-max-rss", type=int, default=8192, help="MiB: kubectl's list is stopped past it")
     ap.add_argument("--no-state", action="store_true", help="skip the run with a state store")
-    ap.add_argument("--perf", metavar="DIR", help="perf record each kubetrail run's event phase into DIR")
+    ap.add_argument("--perf", metavar="DIR", help="perf record each kubetrail run's sync and event phases into DIR")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--lifetime", type=float, default=3600, help=argparse.SUPPRESS)

@@ -105,11 +105,10 @@ bool ChangeDetector::learn_crd(dom::element crd) {
 }
 
 namespace {
-// The cached form of an object whose pruned text is `pruned`.
-model::StoredObject stored_object(dom::element object, std::string_view pruned) {
+// The cached form of an object, but for its text (see ObjectStore::put).
+model::StoredObject stored_object(dom::element object) {
   model::StoredObject stored;
-  stored.json.assign(pruned);  // exactly its size: cached for the object's life
-  dom::element metadata;       // an object without metadata (a hand-written manifest) has no uid or version
+  dom::element metadata;  // an object without metadata (a hand-written manifest) has no uid or version
   if (object.type() == dom::element_type::OBJECT && object["metadata"].get(metadata) == simdjson::SUCCESS &&
       metadata.type() == dom::element_type::OBJECT) {
     stored.uid = string_at(metadata, "uid");
@@ -122,7 +121,9 @@ model::StoredObject stored_object(dom::element object, std::string_view pruned) 
 
 model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
                                           const SourceText* source) {
-  return stored_object(object, rules_for(type).prune(object, source));
+  model::StoredObject stored = stored_object(object);
+  stored.json.assign(rules_for(type).prune(object, source));
+  return stored;
 }
 
 Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element object, model::ObjectStore& store,
@@ -132,7 +133,8 @@ Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element 
     return Result<bool>::failure("object has no metadata");
   std::string name = string_at(metadata, "name");
   if (name.empty()) return Result<bool>::failure("object has no metadata.name");
-  store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), prune(type, object, source));
+  store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), stored_object(object),
+            rules_for(type).prune(object, source));
   return true;
 }
 
@@ -212,12 +214,12 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     cs.old_object = pruned;
     store.erase(key);
   } else if (!old) {
-    model::StoredObject now = stored_object(object, pruned);
+    model::StoredObject now = stored_object(object);
     identify();
     cs.type = model::ChangeType::added;
     cs.actor = find_actor(nullptr, now.managers);
-    cs.new_object = now.json;
-    store.put(std::move(key), std::move(now));
+    cs.new_object = pruned;
+    store.put(std::move(key), std::move(now), pruned);
   } else {
     // Diff only the subtree holding the changed bytes when there is one.
     // The old text, decompressed when the cache packs: valid until the

@@ -205,6 +205,10 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
                                       const std::atomic<bool>* stop, long timeout_ms) {
   const std::string_view path = req.path;
   Response r;
+  if (req.body_memory) {
+    r.body.swap(*req.body_memory);
+    r.body.clear();
+  }
   CURL* curl = curl_easy_init();
   if (!curl) {
     r.error = "curl_easy_init failed";
@@ -333,8 +337,9 @@ Client::Response Client::perform(const Request& req, const std::function<bool(st
   return r;
 }
 
-Client::Response Client::get(std::string_view path, long timeout_ms, std::string_view accept) {
-  return perform(Request{"GET", path, {}, {}, accept}, nullptr, nullptr, timeout_ms);
+Client::Response Client::get(std::string_view path, long timeout_ms, std::string_view accept,
+                             std::string* body_memory) {
+  return perform(Request{"GET", path, {}, {}, accept, body_memory}, nullptr, nullptr, timeout_ms);
 }
 
 Client::Response Client::send(std::string_view method, std::string_view path, std::string_view body,

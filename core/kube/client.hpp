@@ -35,7 +35,8 @@ class Client final : public Api {
 
   // GET path (with its query), the whole body. `accept` replaces the
   // default Accept header (application/json), e.g. for aggregated discovery.
-  Response get(std::string_view path, long timeout_ms = 60000, std::string_view accept = {}) override;
+  Response get(std::string_view path, long timeout_ms = 60000, std::string_view accept = {},
+               std::string* body_memory = nullptr) override;
   // A request with a body (POST, PUT, PATCH), the whole answer. Writes are
   // never retried here: the caller decides (a conflict is an answer).
   Response send(std::string_view method, std::string_view path, std::string_view body,
@@ -57,6 +58,7 @@ class Client final : public Api {
   };
   struct Request {
     std::string_view method, path, body, content_type, accept;
+    std::string* body_memory = nullptr;  // see Api::get
   };
   Credentials credentials(bool refresh);
   Credentials run_exec_plugin();

@@ -45,6 +45,17 @@ void ObjectStore::put(std::string key, StoredObject obj) {
   if (!codec_ && objects_.size() >= kPackAfter) start_packing();
 }
 
+void ObjectStore::put(std::string key, StoredObject obj, std::string_view text) {
+  if (codec_) {
+    obj.json.clear();
+    pack(*codec_, obj, text);
+    objects_.insert_or_assign(std::move(key), std::move(obj));
+    return;
+  }
+  obj.json.assign(text);
+  put(std::move(key), std::move(obj));
+}
+
 // The dictionary is the first objects' own text (up to 64 KB): the rest of
 // a resource's objects repeat their keys, labels, images and probes.
 void ObjectStore::start_packing() {

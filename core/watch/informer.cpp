@@ -234,6 +234,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   std::string base = path(false), cont, list_rv;
   std::set<std::string> seen;
   dom::parser parser;
+  std::string page_memory;  // the last page's body, its memory reused for the next page (see Api::get)
   std::string observed_at = now_rfc3339();
   // A long list (100,000 pods take tens of seconds) says how far it is
   // every few seconds, rather than nothing until "synced".
@@ -244,7 +245,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   set_listed(0);
   do {
     if (stop.load()) return false;
-    auto r = client_.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)));
+    auto r = client_.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)), 60000, {}, &page_memory);
     if (r.status == 410 && !cont.empty()) {  // the continue token expired: start the list over, after a pause
       spdlog::warn("{}: list continue token expired; listing again from the start", name_);
       record(m_relists_continue_);
@@ -285,6 +286,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     }
     commit(true);  // one transaction per page: its objects and the change sets they amount to
     progress.bytes += r.body.size();
+    page_memory = std::move(r.body);
     ++progress.pages;
     set_listed(progress.objects);
     if (auto now = clock_.now(); !cont.empty() && now - progress.logged >= kListProgressEvery) {

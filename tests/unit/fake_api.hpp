@@ -45,7 +45,7 @@ class FakeApi final : public kubetrail::kube::Api {
                                           const std::function<bool(std::string_view)>& on_data)>
       on_stream;
 
-  kubetrail::kube::Response get(std::string_view path, long, std::string_view) override {
+  kubetrail::kube::Response get(std::string_view path, long, std::string_view, std::string*) override {
     calls.push_back({std::string(path), false, clock_.now()});
     return on_get(std::string(path));
   }
