@@ -12,6 +12,8 @@ BUILD_PACKAGES=(
   libboost-dev libboost-filesystem-dev
   libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
   libcli11-dev
+  libnats-dev  # plugins/nats
+  librdkafka-dev  # plugins/kafka
 )
 # ... and what its tests, benchmarks, fuzzers and CI checks need besides.
 TEST_PACKAGES=(
@@ -22,6 +24,7 @@ TEST_PACKAGES=(
   prometheus  # tests: promtool checks and unit-tests the alerting rules
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev golang-github-burntsushi-toml-dev  # tests: the Helm chart rendered by Helm's own engine
   chromium chromium-driver  # tests: the timeline page (/ui) in a real, headless browser
+  nats-server  # tests: the nats handler against a real 3-node JetStream cluster
 )
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [ "${1:-}" = "--build-only" ] || PACKAGES+=("${TEST_PACKAGES[@]}")
