@@ -117,6 +117,69 @@ model::StoredObject stored_object(dom::element object) {
   extract_managers(object, stored.managers);
   return stored;
 }
+// An Event's change set says what happened - "Warning BackOff on Pod
+// shop/web-1: Back-off restarting failed container (4 times)" - not only
+// "count: 3 -> 4". core/v1 and events.k8s.io/v1 name the same things
+// differently (message/note, involvedObject/regarding, count/series.count).
+bool is_event(const model::ResourceType& type) {
+  return type.resource == "events" && (type.group.empty() || type.group == "events.k8s.io");
+}
+
+// Text from an object on one line, at most `max` bytes (cut on a UTF-8
+// boundary): an Event's message is whatever its reporter wrote.
+void append_line(std::string& out, std::string_view text, size_t max) {
+  size_t n = text.size() <= max ? text.size() : max;
+  while (n < text.size() && n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  for (size_t i = 0; i < n; ++i) {
+    char c = text[i];
+    out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
+  }
+  if (n < text.size()) out.append("...");
+}
+
+std::string event_summary(dom::element event, bool core_v1, const model::ChangeSet& cs) {
+  constexpr size_t kField = 128, kMessage = 240;
+  std::string out = "Event ";
+  if (!cs.object_namespace.empty()) out.append(cs.object_namespace).append("/");
+  out.append(cs.name).append(": ");
+  for (const char* key : {"type", "reason"}) {
+    std::string v = string_at(event, key);
+    if (v.empty()) continue;
+    append_line(out, v, kField);
+    out.push_back(' ');
+  }
+  dom::element about;
+  if (event[core_v1 ? "involvedObject" : "regarding"].get(about) == simdjson::SUCCESS) {
+    std::string kind = string_at(about, "kind"), ns = string_at(about, "namespace"), name = string_at(about, "name");
+    if (!name.empty()) {
+      out.append("on ");
+      if (!kind.empty()) {
+        append_line(out, kind, kField);
+        out.push_back(' ');
+      }
+      if (!ns.empty()) {
+        append_line(out, ns, kField);
+        out.push_back('/');
+      }
+      append_line(out, name, kField);
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  std::string message = string_at(event, core_v1 ? "message" : "note");
+  if (!message.empty()) {
+    out.append(": ");
+    append_line(out, message, kMessage);
+  }
+  int64_t count = 0;
+  dom::element series;
+  if (core_v1) {
+    if (event["count"].get(count) != simdjson::SUCCESS) count = 0;
+  } else if (event["series"].get(series) == simdjson::SUCCESS) {
+    if (series["count"].get(count) != simdjson::SUCCESS) count = 0;
+  }
+  if (count > 1) out.append(" (").append(std::to_string(count)).append(" times)");
+  return out;
+}
 }  // namespace
 
 model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
@@ -259,7 +322,8 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     if (options_.include_objects) cs.new_object = pruned;
   }
   cs.id = model::change_set_id(cluster_, cs.type, uid, ns, name, rv);
-  cs.summary = model::summarize(cs);
+  cs.summary = cs.type != model::ChangeType::deleted && is_event(type) ? event_summary(object, type.group.empty(), cs)
+                                                                       : model::summarize(cs);
   ++stats_.change_sets;
   return std::optional<model::ChangeSet>{std::move(cs)};
 }

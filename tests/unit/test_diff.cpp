@@ -1078,3 +1078,59 @@ TEST_CASE("an OpenAPI document whose schemas fan out exponentially is walked in 
   CHECK(keys.learn_openapi(parser.parse(t2).value(), "example.com", "v1", "Widget"));
   CHECK(keys.last_walk_steps() < 1000);
 }
+
+TEST_CASE("an Event's change set says what happened, not only that its count moved") {
+  // Issue 18, item 4: failed before - the summary was "Event default/web-1.17a added" and
+  // "Event default/web-1.17a: count: 3 → 4".
+  Harness h;
+  json ev = {{"apiVersion", "v1"},
+             {"kind", "Event"},
+             {"metadata", {{"name", "web-1.17a"}, {"namespace", "shop"}, {"uid", "e1"}, {"resourceVersion", "10"}}},
+             {"involvedObject", {{"kind", "Pod"}, {"namespace", "shop"}, {"name", "web-1"}}},
+             {"type", "Warning"},
+             {"reason", "BackOff"},
+             {"message", "Back-off restarting failed container app in pod web-1"},
+             {"count", 3}};
+  auto added = h.add(ev);
+  REQUIRE(added);
+  CHECK(added->summary ==
+        "Event shop/web-1.17a: Warning BackOff on Pod shop/web-1: Back-off restarting failed container app in pod "
+        "web-1 (3 times)");
+  ev["count"] = 4;
+  auto bumped = h.modify(ev);
+  REQUIRE(bumped);
+  CHECK(bumped->summary.find("Warning BackOff on Pod shop/web-1: Back-off restarting") != std::string::npos);
+  CHECK(bumped->summary.find("(4 times)") != std::string::npos);
+  REQUIRE(bumped->changes.size() == 1);  // the diff is still the diff
+  CHECK(bumped->changes[0].path == "count");
+
+  // events.k8s.io/v1 names the same things note, regarding and series.count.
+  json v1 = {{"apiVersion", "events.k8s.io/v1"},
+             {"kind", "Event"},
+             {"metadata", {{"name", "db.1"}, {"namespace", "shop"}, {"uid", "e2"}, {"resourceVersion", "11"}}},
+             {"regarding", {{"kind", "Pod"}, {"namespace", "shop"}, {"name", "db-0"}}},
+             {"type", "Normal"},
+             {"reason", "Scheduled"},
+             {"note", "Successfully assigned shop/db-0 to node-1"},
+             {"series", {{"count", 2}}}};
+  auto scheduled = h.add(v1);
+  REQUIRE(scheduled);
+  CHECK(scheduled->summary ==
+        "Event shop/db.1: Normal Scheduled on Pod shop/db-0: Successfully assigned shop/db-0 to node-1 (2 times)");
+
+  // Whatever a reporter writes stays one bounded line, cut on a character.
+  json hostile = ev;
+  hostile["metadata"]["name"] = "x.1";
+  hostile["metadata"]["uid"] = "e3";
+  std::string long_message;
+  for (int i = 0; i < 2000; ++i) long_message += "é\nline ";
+  hostile["message"] = long_message;
+  hostile["reason"] = 42;               // not a string: left out
+  hostile["involvedObject"] = "a pod";  // not an object: left out
+  auto odd = h.add(hostile);
+  REQUIRE(odd);
+  CHECK(odd->summary.size() < 400);
+  CHECK(odd->summary.find('\n') == std::string::npos);
+  CHECK(odd->summary.rfind("Event shop/x.1: Warning: é line é", 0) == 0);
+  CHECK(json::parse(json(odd->summary).dump()).get<std::string>() == odd->summary);  // valid UTF-8
+}
