@@ -378,6 +378,30 @@ class RunAgainstApiServer(unittest.TestCase):
         kt.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "sprockets.example.com: no longer watched" in kt.log(), what="the watch to stop")
 
+    def test_an_event_change_set_says_what_happened(self):
+        # Issue 18, item 4: an Event created and bumped through kubectl, as a
+        # kubelet reports a crash loop; failed before with the summaries
+        # "Event default/web-1.1 added" and "...: count: 1 → 2".
+        kt = self.start(["events"])
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"name": "web-1.17a", "namespace": "default"},
+                 "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web-1", "apiVersion": "v1"},
+                 "reason": "BackOff", "message": "Back-off restarting failed container app in pod web-1",
+                 "type": "Warning", "count": 1, "source": {"component": "kubelet", "host": "node-1"}}
+        path = os.path.join(kt.dir, "event.json")
+        with open(path, "w") as f:
+            json.dump(event, f)
+        self.server.kubectl("create", "-f", path)
+        self.server.kubectl("patch", "event", "web-1.17a", "--type=merge", "-p", '{"count": 2}')
+        got = kt.wait_changes(2)
+        self.assertEqual([(c["type"], c["summary"]) for c in got], [
+            ("Added", "Event default/web-1.17a: Warning BackOff on Pod default/web-1: "
+                      "Back-off restarting failed container app in pod web-1"),
+            ("Modified", "Event default/web-1.17a: Warning BackOff on Pod default/web-1: "
+                         "Back-off restarting failed container app in pod web-1 (2 times)"),
+        ])
+        self.assertEqual(got[1]["changes"], [{"op": "replace", "path": "count", "old": 1, "new": 2}])
+
     def test_crd_lists_are_keyed_by_the_servers_openapi_schema(self):
         # spec.routes is x-kubernetes-list-type: map keyed by name in the
         # CRD's schema; kubetrail learns that from /openapi/v3, so reordering

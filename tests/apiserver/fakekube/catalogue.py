@@ -30,6 +30,7 @@ BUILTIN = [
     Resource("apps", "v1", "statefulsets", "StatefulSet", True, ["sts"], scale=True),
     Resource("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"]),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status=False),
+    Resource("", "v1", "events", "Event", True, ["ev"], status=False),  # core/v1, as kubectl get events reads them
     # What kubetrail's manifests create (packaging/kustomize): RBAC and PDBs.
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, status=False),
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, status=False),
