@@ -472,6 +472,11 @@ void Daemon::reload() {
     auto next_cfg = std::make_unique<config::Config>(load_config(args_));
     if (!same_scope(next_cfg->watch, cfg_.watch) || next_cfg->cluster.name != cfg_.cluster.name)
       spdlog::warn("reload: [watch] namespaces and selectors, and [cluster], take effect at the next start");
+    // The informers read the fields routes match on when they make a change
+    // set; they keep the [diff] options they started with.
+    if (next_cfg->diff.field_paths != cfg_.diff.field_paths)
+      spdlog::warn("reload: the fields [[routes]] match.where names changed: change sets carry the new ones from "
+                   "the next start (until then a route on a field no change set carries matches nothing)");
     // [watch] resources take effect now, against a fresh discovery: a CRD
     // installed since start-up is found.
     watch_resources_ = next_cfg->watch.resources;

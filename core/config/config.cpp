@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -190,6 +191,58 @@ void read_handler(const value& t, size_t index, Config& cfg) {
   cfg.handlers.push_back(std::move(h));
 }
 
+// match.where: `{ reason = ["BackOff", "/^Failed/"], "involvedObject.kind" = "Pod" }`;
+// a dotted TOML key (involvedObject.kind = ...) is a nested table: flattened.
+void read_where(TableReader& r, const value& table, const std::string& at,
+                std::vector<std::pair<std::string, std::vector<std::string>>>& out) {
+  for (const auto& [name, v] : table.as_table()) {
+    const std::string path = at.empty() ? name : at + "." + name;
+    const std::string key = "where." + path;
+    if (name.empty() || name.find_first_of("[]*") != std::string::npos)
+      r.fail(v, key, "not a dotted path of the object's fields, like involvedObject.kind");
+    if (v.is_table()) {
+      read_where(r, v, path, out);
+      continue;
+    }
+    std::vector<std::string> wanted;
+    if (v.is_string()) {
+      wanted.push_back(v.as_string().str);
+    } else if (v.is_array()) {
+      for (const auto& e : v.as_array()) {
+        if (!e.is_string()) r.fail(e, key, "expected strings (exact values or /regex/), got " + type_name(e));
+        wanted.push_back(e.as_string().str);
+      }
+    } else {
+      r.fail(v, key, "expected a string or a list of strings (exact values or /regex/), got " + type_name(v));
+    }
+    if (wanted.empty()) r.fail(v, key, "an empty list matches nothing");
+    for (const auto& w : wanted) {
+      if (!is_where_regex(w)) continue;
+      // std::regex compiles (and matches) by recursion: a pattern of
+      // thousands of nested groups would overflow the stack, not fail.
+      int depth = 0, deepest = 0;
+      for (size_t i = 1; i + 1 < w.size(); ++i) {
+        if (w[i] == '\\')
+          ++i;
+        else if (w[i] == '(')
+          deepest = std::max(deepest, ++depth);
+        else if (w[i] == ')')
+          --depth;
+      }
+      if (w.size() > 258 || deepest > 16)
+        r.fail(v, key,
+               "regular expression " + w.substr(0, 40) + (w.size() > 40 ? "..." : "") +
+                   " is too large (at most 256 characters and 16 nested groups)");
+      try {
+        std::regex check(w.substr(1, w.size() - 2));
+      } catch (const std::regex_error& e) {
+        r.fail(v, key, "bad regular expression " + w + ": " + e.what());
+      }
+    }
+    out.emplace_back(path, std::move(wanted));
+  }
+}
+
 void read_route(const value& t, size_t index, Config& cfg) {
   std::string prefix = "routes[" + std::to_string(index) + "].";
   if (!t.is_table()) throw Error(where(t) + ": routes[" + std::to_string(index) + "] must be a table");
@@ -205,6 +258,12 @@ void read_route(const value& t, size_t index, Config& cfg) {
     mr.read("namespaces", route.match.namespaces);
     mr.read_types("types", route.match.types);
     mr.read_paths("paths", route.match.paths);
+    if (auto w = table_at(mr, "where")) {
+      read_where(mr, *w, "", route.match.where);
+      // TOML tables keep no order: by path, so that field_paths and the
+      // change sets' fields come out the same on every run.
+      std::sort(route.match.where.begin(), route.match.where.end());
+    }
     mr.reject_unknown();
   }
   r.read("chain", route.chain);
@@ -335,6 +394,11 @@ Config from_value(const value& root, const std::string& source) {
     size_t i = 0;
     for (const auto& e : rt->as_array()) read_route(e, i++, cfg);
   }
+  // The fields routes match on travel in each change set (see DiffOptions).
+  for (const auto& route : cfg.routes)
+    for (const auto& [path, values] : route.match.where)
+      if (std::find(cfg.diff.field_paths.begin(), cfg.diff.field_paths.end(), path) == cfg.diff.field_paths.end())
+        cfg.diff.field_paths.push_back(path);
   top.reject_unknown();
 
   // A handler in no route would never receive anything: almost certainly a

@@ -106,7 +106,14 @@ struct RouteMatch {
   std::vector<std::string> namespaces;
   std::vector<model::ChangeType> types;
   std::vector<std::string> paths;  // path patterns (model/path.hpp)
+  // `where`: a dotted path of the object's fields and the values it may
+  // have, each exact or "/regex/" (found anywhere in the value); every path
+  // must match one of its values.
+  std::vector<std::pair<std::string, std::vector<std::string>>> where;
 };
+
+// Whether a `where` value is a regular expression: "/.../".
+inline bool is_where_regex(std::string_view v) { return v.size() >= 2 && v.front() == '/' && v.back() == '/'; }
 
 struct RouteConfig {
   std::string name;        // optional; "routes[N]" otherwise

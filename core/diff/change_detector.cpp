@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <array>
 
+#include "common/json_writer.hpp"
 #include "diff/actor.hpp"
 #include "diff/diff.hpp"  // ChangeDetector
 #include "diff/json_values.hpp"
@@ -33,6 +34,8 @@ ChangeDetector::ChangeDetector(std::string cluster, model::DiffOptions options)
     : cluster_(std::move(cluster)), options_(std::move(options)) {
   validate(options_);
   if (options_.redaction_key.empty()) options_.redaction_key = random_redaction_key();
+  // Fields in path order, as a change set read back from JSON has them.
+  std::sort(options_.field_paths.begin(), options_.field_paths.end());
 }
 
 ChangeDetector::~ChangeDetector() = default;
@@ -182,6 +185,49 @@ std::string event_summary(dom::element event, bool core_v1, const model::ChangeS
 }
 }  // namespace
 
+// The values of `paths` in `pruned` (ChangeSet::fields): read from the
+// object as kubetrail keeps it - pruned and redacted, so a route cannot
+// carry a Secret's value into a change set. A string as it is, a number or
+// bool as JSON; absent, null, an object or a list: left out.
+void read_fields(simdjson::dom::parser& parser, std::string_view pruned, const std::vector<std::string>& paths,
+                 std::vector<std::pair<std::string, std::string>>& out) {
+  constexpr size_t kMaxValue = 1024;  // a value to route on, not a payload
+  dom::element doc;
+  if (paths.empty() || parser.parse(pruned.data(), pruned.size()).get(doc) != simdjson::SUCCESS) return;
+  for (const auto& path : paths) {
+    dom::element e = doc;
+    bool found = true;
+    for (size_t i = 0; found && i < path.size();) {
+      size_t dot = std::min(path.find('.', i), path.size());
+      dom::element child;
+      found = e.type() == dom::element_type::OBJECT &&
+              e[std::string_view(path).substr(i, dot - i)].get(child) == simdjson::SUCCESS;
+      e = child;
+      i = dot + 1;
+    }
+    if (!found) continue;
+    std::string value;
+    std::string_view s;
+    switch (e.type()) {
+      case dom::element_type::STRING:
+        if (e.get(s) != simdjson::SUCCESS) continue;
+        if (s.size() > kMaxValue) {
+          size_t n = kMaxValue;
+          while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // a character boundary
+          s = s.substr(0, n);
+        }
+        value.assign(s);
+        break;
+      case dom::element_type::INT64:
+      case dom::element_type::UINT64:
+      case dom::element_type::DOUBLE:
+      case dom::element_type::BOOL: append_json(e, value); break;
+      default: continue;
+    }
+    out.emplace_back(path, std::move(value));
+  }
+}
+
 model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
                                           const SourceText* source) {
   model::StoredObject stored = stored_object(object);
@@ -218,6 +264,7 @@ std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType
   cs.resource_version.assign(list_rv);
   cs.id = model::change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
   cs.old_object = store.text(*old);
+  read_fields(fields_parser_, cs.old_object, options_.field_paths, cs.fields);
   cs.summary = model::summarize(cs);
   store.erase(store_key);
   ++stats_.change_sets;
@@ -322,6 +369,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     if (options_.include_objects) cs.new_object = pruned;
   }
   cs.id = model::change_set_id(cluster_, cs.type, uid, ns, name, rv);
+  read_fields(fields_parser_, pruned, options_.field_paths, cs.fields);
   cs.summary = cs.type != model::ChangeType::deleted && is_event(type) ? event_summary(object, type.group.empty(), cs)
                                                                        : model::summarize(cs);
   ++stats_.change_sets;

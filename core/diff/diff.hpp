@@ -116,6 +116,7 @@ class ChangeDetector {
   std::map<std::string, std::unique_ptr<ListKeys>, std::less<>> list_keys_;  // "group/Kind"
   simdjson::dom::parser old_parser_;
   simdjson::dom::parser new_parser_;
+  simdjson::dom::parser fields_parser_;  // reads ChangeSet::fields from a change set's pruned object
   DocumentDiffer differ_;
   std::vector<model::ManagerEntry> managers_;  // a modified object's new managers, swapped into the cache
   Stats stats_;

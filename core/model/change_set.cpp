@@ -93,6 +93,10 @@ std::string ChangeSet::to_json_checked() const {
     if (!c.new_json.empty()) e["new"] = parse_or_string(c.new_json);
     arr.push_back(std::move(e));
   }
+  if (!fields.empty()) {
+    auto& f = j["fields"] = ordered_json::object();
+    for (const auto& [k, v] : fields) f[k] = v;
+  }
   if (!old_object.empty()) j["old"] = parse_or_string(old_object);
   if (!new_object.empty()) j["new"] = parse_or_string(new_object);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -149,6 +153,13 @@ std::string ChangeSet::to_json() const {
     out.put('}');
   }
   out.put(']');
+  for (size_t i = 0; i < fields.size(); ++i) {
+    out.put(i ? "," : R"(,"fields":{)");
+    append_json_string(fields[i].first, out);
+    out.put(':');
+    append_json_string(fields[i].second, out);
+  }
+  if (!fields.empty()) out.put('}');
   if (!old_object.empty()) {
     out.put(R"(,"old":)");
     out.put(old_object);
@@ -200,6 +211,9 @@ ChangeSet ChangeSet::from_json(std::string_view text) {
     if (c.contains("new")) fc.new_json = c["new"].dump();
     cs.changes.push_back(std::move(fc));
   }
+  if (j.contains("fields") && j["fields"].is_object())
+    for (const auto& [k, v] : j["fields"].items())
+      if (v.is_string()) cs.fields.emplace_back(k, v.get<std::string>());
   if (j.contains("old")) cs.old_object = j["old"].dump();
   if (j.contains("new")) cs.new_object = j["new"].dump();
   return cs;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "model/resource_type.hpp"
@@ -53,6 +54,11 @@ struct ChangeSet {
   std::string old_object;            // pruned+redacted JSON: Deleted, or Modified with include_objects
   std::string new_object;            // pruned+redacted JSON: Added, or Modified with include_objects
   bool catch_up = false;             // changed while kubetrail was not watching
+  // Values of the object's fields that a route's `match.where` names
+  // (dotted path -> the value as text: a string as it is, a number or bool
+  // as JSON), read from the object when the change set was made: a Modified
+  // change set carries no object, and routing runs again from the journal.
+  std::vector<std::pair<std::string, std::string>> fields;
 
   // The change set as schema v1 JSON text (compact).
   std::string to_json() const;

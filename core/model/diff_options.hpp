@@ -12,6 +12,9 @@ struct DiffOptions {
   std::vector<std::string> redact_paths;    // patterns, redacted for every resource
   std::vector<std::string> include_status;  // resources (plural, kind or plural.group) whose status is reported
   bool include_objects = false;             // carry old/new objects in Modified change sets
+  // Dotted paths of object fields the routes match on (`match.where`): each
+  // change set carries their values (ChangeSet::fields).
+  std::vector<std::string> field_paths;
   // The key of the redaction markers' HMAC (bytes). Empty: a random key of
   // this ChangeDetector's own (markers stable within one process only). run
   // takes it from [diff] redaction_key_file/_env, else the state store.

@@ -3,6 +3,7 @@
 #include "common/error.hpp"
 
 #include <algorithm>
+#include <regex>
 
 namespace kubetrail::route {
 
@@ -11,6 +12,27 @@ struct Router::Compiled {
   bool has_match = false;
   config::RouteMatch match;
   std::vector<model::PathPattern> paths;
+  struct Wanted {  // one `where` value: exact, or a regex found anywhere in the field's value
+    std::string exact;
+    std::optional<std::regex> pattern;
+  };
+  std::vector<std::pair<std::string, std::vector<Wanted>>> where;
+
+  // Every `where` path has a value in the change set that one of its
+  // alternatives matches.
+  bool where_matches(const model::ChangeSet& cs) const {
+    for (const auto& [path, wanted] : where) {
+      auto field =
+          std::find_if(cs.fields.begin(), cs.fields.end(), [&p = path](const auto& f) { return f.first == p; });
+      if (field == cs.fields.end()) return false;
+      const std::string& value = field->second;
+      if (std::none_of(wanted.begin(), wanted.end(), [&](const Wanted& w) {
+            return w.pattern ? std::regex_search(value, *w.pattern) : value == w.exact;
+          }))
+        return false;
+    }
+    return true;
+  }
 };
 
 Router::Router(const std::vector<config::RouteConfig>& routes) {
@@ -20,6 +42,16 @@ Router::Router(const std::vector<config::RouteConfig>& routes) {
     c->has_match = r.has_match;
     c->match = r.match;
     for (const auto& p : r.match.paths) c->paths.push_back(model::PathPattern::parse(p));
+    for (const auto& [path, values] : r.match.where) {
+      std::vector<Compiled::Wanted> wanted;
+      for (const auto& v : values) {  // config checked each regex
+        if (config::is_where_regex(v))
+          wanted.push_back({{}, std::regex(v.substr(1, v.size() - 2), std::regex::ECMAScript | std::regex::optimize)});
+        else
+          wanted.push_back({v, std::nullopt});
+      }
+      c->where.emplace_back(path, std::move(wanted));
+    }
     routes_.push_back(std::move(c));
   }
 }
@@ -48,6 +80,7 @@ std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {
           std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
         continue;
       if (!m.types.empty() && std::find(m.types.begin(), m.types.end(), cs.type) == m.types.end()) continue;
+      if (!c->where.empty() && !c->where_matches(cs)) continue;
       if (!c->paths.empty() && cs.type == model::ChangeType::modified) {
         bool any = std::any_of(cs.changes.begin(), cs.changes.end(), [&](const model::FieldChange& fc) {
           try {

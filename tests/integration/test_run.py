@@ -402,6 +402,42 @@ class RunAgainstApiServer(unittest.TestCase):
         ])
         self.assertEqual(got[1]["changes"], [{"op": "replace", "path": "count", "old": 1, "new": 2}])
 
+    def test_events_are_routed_by_type_reason_and_involved_object_like_an_event_exporter(self):
+        # Issue 18, item 4: examples/event-exporter.toml's routes - Warnings
+        # about Pods whose reason is BackOff or starts with Failed go to the
+        # on-call handler, everything else only to the archive. The bump of
+        # a routed Event (a Modified change set: no object) is routed too.
+        oncall = os.path.join(self.server.dir, "oncall.jsonl")
+        kt = self.start(["events"], extra=(
+            '[[handlers]]\nname = "oncall"\nplugin = "log"\nconfig = { format = "json", path = "%s" }\n'
+            '[[routes]]\nname = "pod trouble"\nmatch = { resources = ["events"], where = { type = "Warning", '
+            'reason = ["BackOff", "/^Failed/"], involvedObject.kind = "Pod" } }\nchain = ["oncall"]\n' % oncall))
+
+        def event(name, kind, type_, reason):
+            e = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "default"},
+                 "involvedObject": {"kind": kind, "namespace": "default", "name": "web-1"},
+                 "reason": reason, "message": reason + " happened", "type": type_, "count": 1}
+            path = os.path.join(kt.dir, name + ".json")
+            with open(path, "w") as f:
+                json.dump(e, f)
+            self.server.kubectl("create", "-f", path)
+
+        event("a.1", "Pod", "Warning", "BackOff")
+        event("b.1", "Pod", "Normal", "Pulled")
+        event("c.1", "Pod", "Warning", "FailedScheduling")
+        event("d.1", "Node", "Warning", "BackOff")
+        event("e.1", "Pod", "Warning", "Unhealthy")
+        self.server.kubectl("patch", "event", "a.1", "--type=merge", "-p", '{"count": 2}')
+        self.server.kubectl("patch", "event", "b.1", "--type=merge", "-p", '{"count": 2}')
+        everything = kt.wait_changes(7)
+        self.assertEqual(len(everything), 7)
+        with open(oncall) as f:
+            routed = [json.loads(line) for line in f if line.strip()]
+        self.assertEqual([(c["type"], c["name"]) for c in routed],
+                         [("Added", "a.1"), ("Added", "c.1"), ("Modified", "a.1")])
+        self.assertNotIn("new", routed[2])  # routed on the values it carries, not on an object
+        self.assertEqual(routed[2]["fields"], {"involvedObject.kind": "Pod", "reason": "BackOff", "type": "Warning"})
+
     def test_crd_lists_are_keyed_by_the_servers_openapi_schema(self):
         # spec.routes is x-kubernetes-list-type: map keyed by name in the
         # CRD's schema; kubetrail learns that from /openapi/v3, so reordering

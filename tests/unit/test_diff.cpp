@@ -1134,3 +1134,49 @@ TEST_CASE("an Event's change set says what happened, not only that its count mov
   CHECK(odd->summary.rfind("Event shop/x.1: Warning: é line é", 0) == 0);
   CHECK(json::parse(json(odd->summary).dump()).get<std::string>() == odd->summary);  // valid UTF-8
 }
+
+TEST_CASE("change sets carry the field values routes match on, read from the pruned and redacted object") {
+  // Issue 18, item 4: a Modified change set has no object, and the journal
+  // routes again from its JSON: the values travel in the change set.
+  model::DiffOptions opts;
+  opts.field_paths = {"type", "reason", "involvedObject.kind", "count", "missing.path", "data.password"};
+  Harness h(opts);
+  json ev = {{"apiVersion", "v1"},
+             {"kind", "Event"},
+             {"metadata", {{"name", "web-1.17a"}, {"namespace", "shop"}, {"uid", "e1"}, {"resourceVersion", "10"}}},
+             {"involvedObject", {{"kind", "Pod"}, {"name", "web-1"}}},
+             {"type", "Warning"},
+             {"reason", "BackOff"},
+             {"count", 3}};
+  auto added = h.add(ev);
+  REQUIRE(added);
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  // In path order, as read back from JSON.
+  CHECK(added->fields ==
+        Fields{{"count", "3"}, {"involvedObject.kind", "Pod"}, {"reason", "BackOff"}, {"type", "Warning"}});
+  ev["count"] = 4;
+  auto bumped = h.modify(ev);
+  REQUIRE(bumped);
+  CHECK(bumped->new_object.empty());  // no object in a Modified change set...
+  CHECK(bumped->fields == Fields{{"count", "4"},
+                                 {"involvedObject.kind", "Pod"},
+                                 {"reason", "BackOff"},
+                                 {"type", "Warning"}});  // ...the values
+  // Through the JSON (the journal, plugins) and back.
+  auto again = model::ChangeSet::from_json(bumped->to_json());
+  CHECK(again.fields == bumped->fields);
+  CHECK(bumped->to_json() == bumped->to_json_checked());
+  CHECK(json::parse(bumped->to_json())["fields"]["involvedObject.kind"] == "Pod");
+
+  // A route on a Secret's value sees the redaction marker, never the value.
+  json secret = {{"apiVersion", "v1"},
+                 {"kind", "Secret"},
+                 {"metadata", {{"name", "db"}, {"namespace", "shop"}, {"uid", "s1"}, {"resourceVersion", "5"}}},
+                 {"data", {{"password", "aHVudGVyMg=="}}}};
+  auto s = h.add(secret);
+  REQUIRE(s);
+  REQUIRE(s->fields.size() == 1);
+  CHECK(s->fields[0].first == "data.password");
+  CHECK(s->fields[0].second.find("aHVudGVyMg") == std::string::npos);
+  CHECK(s->to_json().find("aHVudGVyMg") == std::string::npos);
+}

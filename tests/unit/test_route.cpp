@@ -72,3 +72,62 @@ TEST_CASE("a resource is named by plural, plural.group, kind in any case, or *.G
   CHECK_FALSE(cm.named_by("*.apps"));
   CHECK_FALSE(cm.named_by("*."));  // not a way to say "the core group"
 }
+
+TEST_CASE("match.where routes on the object's field values: exact, any of a list, or /regex/ - absent never matches") {
+  // Issue 18, item 4: kubernetes-event-exporter's routing by Event type,
+  // reason and involved object.
+  auto cfg = config::parse(R"(
+[[handlers]]
+name = "oncall"
+plugin = "log"
+[[routes]]
+name = "pod trouble"
+match = { resources = ["events"], where = { type = "Warning", reason = ["BackOff", "/^Failed/"], involvedObject.kind = "Pod" } }
+chain = ["oncall"]
+)",
+                           "kubetrail.toml");
+  // involvedObject.kind, a dotted TOML key, is a nested table: one path.
+  // (In path order: TOML tables keep none.)
+  REQUIRE(cfg.routes[0].match.where.size() == 3);
+  CHECK(cfg.routes[0].match.where[0].first == "involvedObject.kind");
+  CHECK(cfg.diff.field_paths == std::vector<std::string>{"involvedObject.kind", "reason", "type"});
+  route::Router router(cfg.routes);
+  auto event = [](std::vector<std::pair<std::string, std::string>> fields) {
+    model::ChangeSet cs;
+    cs.type = model::ChangeType::added;
+    cs.resource = model::resource_type_for("v1", "Event");
+    cs.fields = std::move(fields);
+    return cs;
+  };
+  auto routed = [&](const model::ChangeSet& cs) { return router.match(cs).size(); };
+  CHECK(routed(event({{"type", "Warning"}, {"reason", "BackOff"}, {"involvedObject.kind", "Pod"}})) == 1);
+  CHECK(routed(event({{"type", "Warning"}, {"reason", "FailedScheduling"}, {"involvedObject.kind", "Pod"}})) == 1);
+  CHECK(routed(event({{"type", "Normal"}, {"reason", "BackOff"}, {"involvedObject.kind", "Pod"}})) == 0);
+  CHECK(routed(event({{"type", "Warning"}, {"reason", "Unhealthy"}, {"involvedObject.kind", "Pod"}})) == 0);
+  CHECK(routed(event({{"type", "Warning"}, {"reason", "NotFailed"}, {"involvedObject.kind", "Pod"}})) == 0);
+  CHECK(routed(event({{"type", "Warning"}, {"reason", "BackOff"}, {"involvedObject.kind", "Node"}})) == 0);
+  CHECK(routed(event({{"type", "Warning"}, {"reason", "BackOff"}})) == 0);  // a field the object lacks
+  CHECK(routed(event({})) == 0);
+}
+
+TEST_CASE("a bad match.where is an error naming the route's key") {
+  auto error = [](const std::string& where) {
+    try {
+      config::parse("[[handlers]]\nname = \"h\"\nplugin = \"log\"\n[[routes]]\nmatch = { where = " + where +
+                        " }\nchain = [\"h\"]\n",
+                    "kubetrail.toml");
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("(parsed)");
+  };
+  CHECK(error(R"({ reason = "/Back(/" })").find("kubetrail.toml:5") != std::string::npos);
+  CHECK(error(R"({ reason = "/Back(/" })").find("routes[0].match.where.reason\": bad regular expression /Back(/") !=
+        std::string::npos);
+  CHECK(error(R"({ count = 3 })").find("where.count\": expected a string or a list of strings") != std::string::npos);
+  CHECK(error(R"({ reason = [] })").find("an empty list matches nothing") != std::string::npos);
+  // Bounded before std::regex, which compiles and matches by recursion, sees it.
+  CHECK(error("{ reason = \"/" + std::string(5000, '(') + "a" + std::string(5000, ')') + "/\" }")
+            .find("too large (at most 256 characters and 16 nested groups)") != std::string::npos);
+  CHECK(error(R"({ "spec.containers[*].image" = "x" })").find("not a dotted path") != std::string::npos);
+}
