@@ -475,8 +475,9 @@ void Daemon::reload() {
     // The informers read the fields routes match on when they make a change
     // set; they keep the [diff] options they started with.
     if (next_cfg->diff.field_paths != cfg_.diff.field_paths)
-      spdlog::warn("reload: the fields [[routes]] match.where names changed: change sets carry the new ones from "
-                   "the next start (until then a route on a field no change set carries matches nothing)");
+      spdlog::warn(
+          "reload: the fields [[routes]] match.where names changed: change sets carry the new ones from "
+          "the next start (until then a route on a field no change set carries matches nothing)");
     // [watch] resources take effect now, against a fresh discovery: a CRD
     // installed since start-up is found.
     watch_resources_ = next_cfg->watch.resources;
