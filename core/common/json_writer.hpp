@@ -57,6 +57,16 @@ class JsonOut {
 void append_json_string(std::string_view s, JsonOut& out);
 void append_json(simdjson::dom::element e, JsonOut& out);
 
+// The longest prefix of `s` of at most `max` bytes that does not end inside
+// a UTF-8 character: text shortened for a summary or a routed field value
+// stays valid UTF-8.
+inline std::string_view utf8_prefix(std::string_view s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // a continuation byte
+  return s.substr(0, cut);
+}
+
 void append_json_string(std::string_view s, std::string& out);
 void append_json(simdjson::dom::element e, std::string& out);
 inline std::string to_json(simdjson::dom::element e) {

@@ -218,8 +218,8 @@ void read_where(TableReader& r, const value& table, const std::string& at,
     if (wanted.empty()) r.fail(v, key, "an empty list matches nothing");
     for (const auto& w : wanted) {
       if (!is_where_regex(w)) continue;
-      // std::regex compiles (and matches) by recursion: a pattern of
-      // thousands of nested groups would overflow the stack, not fail.
+      // std::regex compiles and matches by recursion: bounded before it
+      // sees the pattern, so that its depth is not the config's to choose.
       int depth = 0, deepest = 0;
       for (size_t i = 1; i + 1 < w.size(); ++i) {
         if (w[i] == '\\')

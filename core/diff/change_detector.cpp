@@ -131,13 +131,9 @@ bool is_event(const model::ResourceType& type) {
 // Text from an object on one line, at most `max` bytes (cut on a UTF-8
 // boundary): an Event's message is whatever its reporter wrote.
 void append_line(std::string& out, std::string_view text, size_t max) {
-  size_t n = text.size() <= max ? text.size() : max;
-  while (n < text.size() && n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
-  for (size_t i = 0; i < n; ++i) {
-    char c = text[i];
-    out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
-  }
-  if (n < text.size()) out.append("...");
+  const std::string_view kept = utf8_prefix(text, max);
+  for (char c : kept) out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
+  if (kept.size() < text.size()) out.append("...");
 }
 
 std::string event_summary(dom::element event, bool core_v1, const model::ChangeSet& cs) {
@@ -183,7 +179,6 @@ std::string event_summary(dom::element event, bool core_v1, const model::ChangeS
   if (count > 1) out.append(" (").append(std::to_string(count)).append(" times)");
   return out;
 }
-}  // namespace
 
 // The values of `paths` in `pruned` (ChangeSet::fields): read from the
 // object as kubetrail keeps it - pruned and redacted, so a route cannot
@@ -211,12 +206,7 @@ void read_fields(simdjson::dom::parser& parser, std::string_view pruned, const s
     switch (e.type()) {
       case dom::element_type::STRING:
         if (e.get(s) != simdjson::SUCCESS) continue;
-        if (s.size() > kMaxValue) {
-          size_t n = kMaxValue;
-          while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // a character boundary
-          s = s.substr(0, n);
-        }
-        value.assign(s);
+        value.assign(utf8_prefix(s, kMaxValue));
         break;
       case dom::element_type::INT64:
       case dom::element_type::UINT64:
@@ -227,6 +217,7 @@ void read_fields(simdjson::dom::parser& parser, std::string_view pruned, const s
     out.emplace_back(path, std::move(value));
   }
 }
+}  // namespace
 
 model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
                                           const SourceText* source) {

@@ -238,9 +238,7 @@ void show(std::string_view json, std::string& out) {
     }
   }
   if (s.size() > kValueWidth) {
-    size_t cut = kValueWidth - 3;
-    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
-    out.append(s.substr(0, cut)).append("...");
+    out.append(utf8_prefix(s, kValueWidth - 3)).append("...");
   } else {
     out.append(s);
   }
