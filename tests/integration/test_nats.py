@@ -31,6 +31,11 @@ def nats_handler(urls, extra=""):
     return ('[[handlers]]\nname = "bus"\nplugin = "nats"\n'
             'config = { servers = [%s], ack_timeout_ms = 2000, '
             'stream = { name = "%s", create = true, replicas = 3, subjects = ["kubetrail.>"] }%s }\n'
+            # Retries that outlast a leader election on a loaded machine, as
+            # an SRE sets them for a clustered sink: with the default five
+            # attempts, a slow election used them up and change sets were
+            # given up (CI, once: the stream was short of the 2,440).
+            'retry = { attempts = 40, initial_ms = 250, max_ms = 2000 }\n'
             '[[routes]]\nname = "to-bus"\nchain = ["bus"]\n'
             % (", ".join('"%s"' % u for u in urls), STREAM, extra))
 
@@ -78,7 +83,11 @@ class NatsHandler(unittest.TestCase):
             info = nats_cluster.stream_info(alive, STREAM)
             return info.get("state", {}).get("messages", 0) >= len(expected)
 
-        nats_cluster.wait_for(complete, 120, "%d messages in the stream" % len(expected))
+        try:
+            nats_cluster.wait_for(complete, 120, "%d messages in the stream" % len(expected))
+        except AssertionError as e:  # say why: what kubetrail said about the handler
+            said = [line for line in self.kt.log().splitlines() if '"bus"' in line]
+            raise AssertionError("%s; kubetrail on the handler:\n%s" % (e, "\n".join(said[-30:])))
         time.sleep(1.0)  # anything more (a duplicate) would arrive now
         messages = nats_cluster.read_stream(alive, STREAM)
         got = collections.Counter((m["body"]["name"], m["body"]["resourceVersion"]) for m in messages)
