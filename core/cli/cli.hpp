@@ -28,6 +28,7 @@ int run_version(const Args& args);
 int run_diff(const Args& args);
 int run_daemon(const Args& args);
 int run_rbac(const Args& args);
+int run_snapshot(const Args& args);
 int run_history(const Args& args);
 int run_dead_letters(const Args& args);
 int main(int argc, char** argv);

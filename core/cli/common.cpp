@@ -18,6 +18,7 @@
 #include "common/json_writer.hpp"
 #include "common/log_context.hpp"
 #include "plugin/plugin_host.hpp"
+#include "watch/watches.hpp"
 
 namespace kubetrail::cli {
 
@@ -56,6 +57,18 @@ std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args) {
   if (args.has("--plugins-dir")) return args.get("--plugins-dir");
   if (!cfg.plugins_dir.empty()) return cfg.plugins_dir;
   return plugin::default_plugin_dir();
+}
+
+std::map<std::string, model::ResourceType> resolve_watched(const config::Config& cfg,
+                                                           const kube::Discovery& discovery) {
+  std::vector<std::string> unresolved;
+  auto resolved = watch::Watches::resolve(discovery, cfg.watch.resources, unresolved);
+  if (!unresolved.empty()) {
+    std::string why = cfg.source + ": [watch] resources:";
+    for (const auto& e : unresolved) why += "\n  " + e;
+    throw Error(why);
+  }
+  return resolved;
 }
 
 }  // namespace kubetrail::cli

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "cli/cli.hpp"
 #include "common/clock.hpp"
 #include "config/config.hpp"
+#include "kube/discovery.hpp"
+#include "model/resource_type.hpp"
 
 namespace kubetrail::cli {
 
@@ -25,5 +28,9 @@ std::filesystem::path plugin_dir(const config::Config& cfg, const Args& args);
 // "" when neither is set. A named file or variable that is missing or empty
 // is an error naming it. The key itself is never logged.
 std::string configured_redaction_key(const config::Config& cfg);
+// [watch] resources through `discovery`, as `run` resolves them (by
+// qualified name); a name that does not resolve is an error listing each
+// with its close matches.
+std::map<std::string, model::ResourceType> resolve_watched(const config::Config& cfg, const kube::Discovery& discovery);
 
 }  // namespace kubetrail::cli

@@ -7,12 +7,20 @@
 
 namespace kubetrail::cli {
 
+namespace {
+std::vector<std::string> handler_names(const config::Config& cfg) {
+  std::vector<std::string> names;
+  for (const auto& h : cfg.handlers) names.push_back(h.name);
+  return names;
+}
+}  // namespace
+
 Pipeline::Pipeline(const config::Config& cfg, const Args& args, Metrics& metrics)
     : cfg_(cfg),
       metrics_(metrics),
       loader_(plugin_dir(cfg, args)),
       handlers_(deliver::create_handlers(cfg, loader_, &metrics_)),
-      router_(cfg.routes),
+      router_(cfg.routes, handler_names(cfg)),
       engine_(
           std::make_unique<deliver::Engine>(handlers_, cfg_, router_, &metrics_,
                                             deliver::EngineOptions{.scheduling = deliver::Scheduling::inline_calls})) {
@@ -31,6 +39,7 @@ void Pipeline::start_async(state::StateStore* outbox, ha::DeliveryProgress* prog
 }
 
 bool Pipeline::accepts(const model::ChangeSet& cs) const {
+  if (cs.type == model::ChangeType::snapshot) return true;  // [watch] events filters changes; a handler asked for these
   const auto& events = cfg_.watch.events;
   return std::find(events.begin(), events.end(), cs.type) != events.end();
 }

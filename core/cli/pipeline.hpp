@@ -26,7 +26,8 @@ class Pipeline {
   // `progress` (leader election) learns what has been delivered.
   void start_async(state::StateStore* outbox, ha::DeliveryProgress* progress = nullptr);
 
-  // Whether [watch] events lets this change set through.
+  // Whether [watch] events lets this change set through (a Snapshot
+  // always: a handler asked for it).
   bool accepts(const model::ChangeSet& cs) const;
   // Routes and delivers one change set (if its type is in [watch] events).
   // Synchronous: true when every handler took it. Asynchronous: queued.
@@ -46,6 +47,13 @@ class Pipeline {
   bool handler_errors() const noexcept { return handler_errors_; }
   const deliver::Engine::Stats& stats() const noexcept { return engine_->stats(); }
   Metrics& metrics() noexcept { return metrics_; }
+  const route::Router& router() const noexcept { return router_; }
+  // The created handler of that name, or null (not configured, or its
+  // creation failed: logged by the constructor).
+  const plugin::Handler* handler(const std::string& name) const {
+    auto it = handlers_.find(name);
+    return it == handlers_.end() ? nullptr : it->second.handler.get();
+  }
   const config::Config& config() const noexcept { return cfg_; }
 
  private:

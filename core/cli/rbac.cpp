@@ -122,13 +122,7 @@ int run_rbac(const Args& args) {
                                                    args.get("--context", cfg.cluster.context));
   kube::Client client(std::move(conn));
   kube::Discovery discovery = kube::Discovery::fetch(client);
-  std::vector<std::string> unresolved;
-  auto resolved = watch::Watches::resolve(discovery, cfg.watch.resources, unresolved);  // as run resolves them
-  if (!unresolved.empty()) {
-    std::string why = cfg.source + ": [watch] resources:";
-    for (const auto& e : unresolved) why += "\n  " + e;
-    throw Error(why);
-  }
+  auto resolved = resolve_watched(cfg, discovery);  // as run resolves them
   RbacSubject subject;
   subject.namespace_name = args.get("--namespace", subject.namespace_name);
   subject.service_account = args.get("--service-account", subject.service_account);

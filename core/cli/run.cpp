@@ -21,6 +21,7 @@
 #include <random>
 #include <thread>
 
+#include "cli/inventory.hpp"
 #include "cli/pipeline.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
@@ -159,6 +160,7 @@ class Daemon {
   void reload();
   bool lead_or_follow();  // false: the lease was lost
   void route_batch();
+  void route_snapshot();
   // Hands delivered change sets to the history writer with the journal ids
   // it retires once they are kept (without a state store: retired now).
   void keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids = {});
@@ -197,7 +199,7 @@ class Daemon {
   std::atomic<bool> elector_stop_{false};
   std::thread elector_thread_;
   uint64_t seen_lease_ = 0;
-  bool delivering_;
+  std::atomic<bool> delivering_;  // read by the inventory thread
   ChangeQueue queue_;
   std::unique_ptr<watch::Watches> watches_;
   std::vector<std::string> watch_resources_;  // [watch] resources of the running config
@@ -209,6 +211,15 @@ class Daemon {
   std::optional<kube::Discovery> rediscovered_;
   std::unique_ptr<Periodic> rediscovery_, compaction_;
   bool ready_logged_ = false;
+  // Inventory mode: snapshots for handlers with inventory_every, taken on a
+  // thread of their own and routed by the main loop (cli/inventory.hpp).
+  // It reads the running config through inventory_cfg_ (under
+  // pipeline_mu_): the reloaded routes and handlers, with the start-up
+  // [cluster], [watch] scope and [diff] the informers keep.
+  std::shared_ptr<const config::Config> inventory_cfg_;
+  std::unique_ptr<InventorySchedule> inventory_;
+  std::optional<InventorySchedule::Batch> snapshot_batch_;  // routing it failed: tried again
+  void set_inventory_config(const config::Config& running);
 };
 
 Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Connection conn, kube::Discovery discovery)
@@ -226,14 +237,8 @@ Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Conn
       handover_(stream_of_, kHandoverCapacity),
       delivering_(!electing_),
       watch_resources_(cfg_.watch.resources) {
-  std::vector<std::string> unresolved;
-  if (watch::Watches::resolve(discovery_, cfg_.watch.resources, unresolved).empty() && unresolved.empty())
+  if (resolve_watched(cfg_, discovery_).empty())
     spdlog::warn("[watch] resources: nothing matches yet; watching for it on re-discovery");
-  if (!unresolved.empty()) {
-    std::string why = cfg_.source + ": [watch] resources:";
-    for (const auto& e : unresolved) why += "\n  " + e;
-    throw Error(why);
-  }
   open_state();
   pipeline_ = std::make_unique<Pipeline>(cfg_, args_, metrics_);
   start_election();
@@ -250,9 +255,19 @@ Daemon::Daemon(const Args& args, std::unique_ptr<config::Config> cfg, kube::Conn
   start_background();
 }
 
+void Daemon::set_inventory_config(const config::Config& running) {
+  auto c = std::make_shared<config::Config>(running);
+  c->cluster = cfg_.cluster;
+  c->watch = cfg_.watch;
+  c->diff = cfg_.diff;  // with the redaction key the informers use
+  std::lock_guard lock(pipeline_mu_);
+  inventory_cfg_ = std::move(c);
+}
+
 Daemon::~Daemon() {
   // Background duties first (they use the rest); the elector has been
   // joined by stop(), or is joined here if run() never ran.
+  inventory_.reset();
   rediscovery_.reset();
   compaction_.reset();
   if (elector_thread_.joinable()) {
@@ -390,6 +405,15 @@ void Daemon::start_background() {
     compact_state();  // at start (a long stop may have aged much), then every 5 minutes
     compaction_ = std::make_unique<Periodic>(std::chrono::minutes(5), [this] { compact_state(); });
   }
+  set_inventory_config(cfg_);
+  inventory_ = std::make_unique<InventorySchedule>(InventorySchedule::Sources{
+      client_, [this] { return watches_->watched(); },
+      [this] {
+        std::lock_guard lock(pipeline_mu_);
+        return inventory_cfg_;
+      },
+      [this] { return delivering_.load() && watches_->synced_count() == watches_->informer_count(); }, state_.get(),
+      &metrics_});
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.
   if (elector_)
@@ -458,6 +482,7 @@ int Daemon::run() {
       break;
     }
     route_batch();
+    route_snapshot();
     apply_rediscovery();
     report();
   }
@@ -491,6 +516,10 @@ void Daemon::reload() {
     {
       std::lock_guard lock(pipeline_mu_);
       pipeline_ = std::move(next);
+    }
+    set_inventory_config(*next_cfg);
+    {
+      std::lock_guard lock(pipeline_mu_);
       reload_cfg_ = std::move(next_cfg);
     }
     // What the old handlers left is in the outbox now; this replica
@@ -549,7 +578,9 @@ void Daemon::keep_history(std::vector<model::ChangeSet> batch, std::vector<std::
 // to 200 ms for the first), so that the journal is retired once per batch.
 void Daemon::route_batch() {
   std::vector<model::ChangeSet> batch;
-  queue_.pop_into(batch, kRouteBatch, std::chrono::milliseconds(200));
+  // While a snapshot is being routed the loop does not idle between passes.
+  const bool snapshots_waiting = snapshot_batch_ || (inventory_ && inventory_->pending());
+  queue_.pop_into(batch, kRouteBatch, std::chrono::milliseconds(snapshots_waiting ? 0 : 200));
   if (batch.empty()) return;
   std::vector<std::string> routed;
   routed.reserve(batch.size());
@@ -581,6 +612,24 @@ void Daemon::route_batch() {
   settle(routed);  // a follower: the handover buffer holds them now (ha/handover.hpp)
 }
 
+// A batch of a handler's snapshot: routed down its inventory route (the
+// outbox rows first, as for change sets), never into the history or the
+// journal - a snapshot is no change. A follower takes none.
+void Daemon::route_snapshot() {
+  if (!inventory_ || !delivering_) return;
+  if (!snapshot_batch_) snapshot_batch_ = inventory_->next();
+  if (!snapshot_batch_) return;
+  try {
+    pipeline_->deliver_batch(snapshot_batch_->items);
+  } catch (const std::exception& e) {
+    spdlog::error("{} snapshot item(s) could not be queued for delivery, retrying: {}", snapshot_batch_->items.size(),
+                  e.what());
+    return;
+  }
+  if (snapshot_batch_->routed) snapshot_batch_->routed();
+  snapshot_batch_.reset();
+}
+
 void Daemon::apply_rediscovery() {
   std::optional<kube::Discovery> d;
   {
@@ -602,6 +651,7 @@ void Daemon::report() {
 void Daemon::stop(int exit_code) {
   spdlog::info("stopping: closing watches");
   g_stop = true;
+  inventory_.reset();  // a snapshot cut short is taken again, whole, at the next start
   watches_->stop_all();
   rediscovery_.reset();  // wakes it now (a fetch in flight ends by its own timeout)
   compaction_.reset();

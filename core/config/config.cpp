@@ -93,7 +93,8 @@ class TableReader {
     out.clear();
     for (const auto& n : names) {
       auto t = model::parse_change_type(n);
-      if (!t) fail(*get(key), key, "unknown event type \"" + n + "\" (expected Added, Modified or Deleted)");
+      if (!t || *t == model::ChangeType::snapshot)
+        fail(*get(key), key, "unknown event type \"" + n + "\" (expected Added, Modified or Deleted)");
       out.push_back(*t);
     }
   }
@@ -183,6 +184,16 @@ void read_handler(const value& t, size_t index, Config& cfg) {
   r.read("queue_size", h.queue_size, 1);
   r.read("batch_max", h.batch_max, 1, 10000);
   r.read("batch_wait_ms", h.batch_wait_ms);
+  if (const value* every = r.get("inventory_every")) {
+    std::optional<std::chrono::seconds> d;
+    if (every->is_string()) d = parse_duration(every->as_string().str);
+    if (!d || d->count() < 1 || *d > std::chrono::hours(24 * 366))
+      r.fail(*every, "inventory_every",
+             "expected a duration from \"1s\" to \"366d\", like \"6h\" or \"1h30m\"" +
+                 (every->is_string() ? ", got \"" + every->as_string().str.substr(0, 40) + "\""
+                                     : ", got " + type_name(*every)));
+    h.inventory_every = *d;
+  }
   r.reject_unknown();
   for (const auto& other : cfg.handlers)
     if (other.name == h.name)
@@ -243,6 +254,31 @@ void read_where(TableReader& r, const value& table, const std::string& at,
   }
 }
 
+}  // namespace
+
+std::optional<std::chrono::seconds> parse_duration(std::string_view text) {
+  if (text.empty() || text.size() > 32) return std::nullopt;
+  int64_t total = 0;
+  for (size_t i = 0; i < text.size();) {
+    int64_t n = 0;
+    size_t digits = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && digits < 9; ++i, ++digits)
+      n = n * 10 + (text[i] - '0');
+    if (digits == 0 || i >= text.size()) return std::nullopt;
+    switch (text[i++]) {
+      case 's': break;
+      case 'm': n *= 60; break;
+      case 'h': n *= 3600; break;
+      case 'd': n *= 86400; break;
+      default: return std::nullopt;
+    }
+    total += n;
+  }
+  return std::chrono::seconds(total);
+}
+
+namespace {
+
 void read_route(const value& t, size_t index, Config& cfg) {
   std::string prefix = "routes[" + std::to_string(index) + "].";
   if (!t.is_table()) throw Error(where(t) + ": routes[" + std::to_string(index) + "] must be a table");
@@ -251,6 +287,9 @@ void read_route(const value& t, size_t index, Config& cfg) {
   route.where = where(t);
   r.read("name", route.name);
   if (route.name.empty()) route.name = "routes[" + std::to_string(index) + "]";
+  if (route.name.starts_with(inventory_route_name("")))
+    r.fail(*r.get("name"), "name",
+           "\"" + route.name + "\": names beginning with \"inventory/\" are kept for handlers' inventories");
   if (auto m = table_at(r, "match")) {
     route.has_match = true;
     TableReader mr(*m, prefix + "match.");

@@ -6,9 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +100,9 @@ struct HandlerConfig {
   uint32_t queue_size = 10000;
   uint32_t batch_max = 1;
   uint32_t batch_wait_ms = 0;
+  // Inventory mode: every this long, a snapshot of every object routed to
+  // this handler, as Snapshot change sets (0: none). "6h", "30m", "1h30m".
+  std::chrono::seconds inventory_every{0};
   std::string where;  // "file:line" of the [[handlers]] entry, for messages
 };
 
@@ -111,6 +116,14 @@ struct RouteMatch {
   // must match one of its values.
   std::vector<std::pair<std::string, std::vector<std::string>>> where;
 };
+
+// The route delivering a handler's inventory: its Snapshot change sets go
+// to that handler alone (route/route.hpp). User routes cannot take the name.
+inline std::string inventory_route_name(std::string_view handler) { return "inventory/" + std::string(handler); }
+
+// A duration as Go and kubectl write them: "90s", "30m", "6h", "1h30m",
+// "7d" (whole units only). nullopt when the text is not one.
+std::optional<std::chrono::seconds> parse_duration(std::string_view text);
 
 // Whether a `where` value is a regular expression: "/.../".
 inline bool is_where_regex(std::string_view v) { return v.size() >= 2 && v.front() == '/' && v.back() == '/'; }

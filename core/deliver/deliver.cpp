@@ -20,6 +20,11 @@ std::map<std::string, HandlerSlot> create_handlers(const config::Config& cfg, pl
     for (uint32_t attempt = 1;; ++attempt) {
       try {
         auto lib = loader.load(h.plugin);
+        if (h.inventory_every.count() > 0 && !plugin::Handler::takes_snapshots(lib->info()))
+          throw Error("handler \"" + h.name + "\": inventory_every needs a plugin built against plugin ABI 1.2 or " +
+                      "later, and " + lib->info().path + " was built against " + std::to_string(lib->info().abi_major) +
+                      "." + std::to_string(lib->info().abi_minor) +
+                      " (it would read Snapshot change sets as Modified)");
         slot.handler = std::make_unique<plugin::Handler>(h.name, lib, h.config, metrics);
         break;
       } catch (const plugin::TransientCreateError& e) {

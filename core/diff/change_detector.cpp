@@ -238,20 +238,28 @@ Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element 
   return true;
 }
 
-std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType& type, std::string_view store_key,
-                                                       model::ObjectStore& store, std::string_view observed_at,
-                                                       std::string_view list_rv) {
-  const model::StoredObject* old = store.find(store_key);
-  if (!old) return std::nullopt;
+model::ChangeSet ChangeDetector::of_cached(model::ChangeType change, const model::ResourceType& type,
+                                           std::string_view store_key, const model::StoredObject& cached,
+                                           std::string_view observed_at) const {
   model::ChangeSet cs;
-  cs.type = model::ChangeType::deleted;
+  cs.type = change;
   cs.cluster = cluster_;
   cs.observed_at.assign(observed_at);
   cs.resource = type;
   auto slash = store_key.find('/');
   cs.object_namespace.assign(store_key.substr(0, slash));
   cs.name.assign(store_key.substr(slash + 1));
-  cs.uid = old->uid;
+  cs.uid = cached.uid;
+  cs.resource_version = cached.resource_version;
+  return cs;
+}
+
+std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType& type, std::string_view store_key,
+                                                       model::ObjectStore& store, std::string_view observed_at,
+                                                       std::string_view list_rv) {
+  const model::StoredObject* old = store.find(store_key);
+  if (!old) return std::nullopt;
+  model::ChangeSet cs = of_cached(model::ChangeType::deleted, type, store_key, *old, observed_at);
   cs.resource_version.assign(list_rv);
   cs.id = model::change_set_id(cluster_, cs.type, cs.uid, cs.object_namespace, cs.name, cs.resource_version);
   cs.old_object = store.text(*old);
@@ -259,6 +267,17 @@ std::optional<model::ChangeSet> ChangeDetector::forget(const model::ResourceType
   cs.summary = model::summarize(cs);
   store.erase(store_key);
   ++stats_.change_sets;
+  return cs;
+}
+
+std::optional<model::ChangeSet> ChangeDetector::snapshot(const model::ResourceType& type, std::string_view store_key,
+                                                         const model::ObjectStore& store,
+                                                         std::string_view observed_at) {
+  const model::StoredObject* o = store.find(store_key);
+  if (!o) return std::nullopt;
+  model::ChangeSet cs = of_cached(model::ChangeType::snapshot, type, store_key, *o, observed_at);
+  cs.new_object = store.text(*o);
+  read_fields(fields_parser_, cs.new_object, options_.field_paths, cs.fields);
   return cs;
 }
 

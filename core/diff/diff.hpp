@@ -68,6 +68,13 @@ class ChangeDetector {
                                          model::ObjectStore& store, std::string_view observed_at,
                                          std::string_view list_rv);
 
+  // The object cached under `store_key`, as it is: a Snapshot change set
+  // (inventory mode) with the object as `new`, the fields routes match on
+  // and a summary; its id and snapshot info are the caller's to set (they
+  // depend on the snapshot). nullopt when not cached.
+  std::optional<model::ChangeSet> snapshot(const model::ResourceType& type, std::string_view store_key,
+                                           const model::ObjectStore& store, std::string_view observed_at);
+
   // When the cached object at `object`'s namespace/name has another uid (it
   // was deleted and the name reused while nobody watched, or between two
   // list pages), removes it and returns its Deleted change set; observe()
@@ -106,6 +113,10 @@ class ChangeDetector {
 
  private:
   Pruner& rules_for(const model::ResourceType& type);
+  // A change set about a cached object (store key NAMESPACE/NAME): its
+  // identity and version as cached; the caller adds the rest.
+  model::ChangeSet of_cached(model::ChangeType change, const model::ResourceType& type, std::string_view store_key,
+                             const model::StoredObject& cached, std::string_view observed_at) const;
 
   std::string cluster_;
   model::DiffOptions options_;

@@ -26,6 +26,9 @@ bool covered(const std::string& rv, const std::string& through) {
 }
 
 void DeliveryProgress::begin(const model::ChangeSet& cs, int chains) {
+  // An inventory item is no step of a watch stream: its resourceVersion is
+  // the object's, older than what the stream has delivered through.
+  if (cs.type == model::ChangeType::snapshot) return;
   std::lock_guard lock(mu_);
   std::string stream = key_(cs);
   if (auto it = by_id_.find(cs.id); it != by_id_.end()) {  // the same change set again: more chains

@@ -15,6 +15,7 @@ std::string_view to_string(ChangeType t) noexcept {
   switch (t) {
     case ChangeType::added: return "Added";
     case ChangeType::deleted: return "Deleted";
+    case ChangeType::snapshot: return "Snapshot";
     default: return "Modified";
   }
 }
@@ -23,6 +24,7 @@ std::optional<ChangeType> parse_change_type(std::string_view s) noexcept {
   if (s == "Added") return ChangeType::added;
   if (s == "Modified") return ChangeType::modified;
   if (s == "Deleted") return ChangeType::deleted;
+  if (s == "Snapshot") return ChangeType::snapshot;
   return std::nullopt;
 }
 
@@ -49,6 +51,20 @@ std::string change_set_id(std::string_view cluster, ChangeType type, std::string
   // An object (a uid) is deleted once: its Deleted change set has one id
   // whether a watch saw the deletion or a relist found the object gone.
   id.append(type == ChangeType::deleted ? std::string_view("deleted") : resource_version);
+  return id;
+}
+
+std::string snapshot_item_id(std::string_view cluster, std::string_view uid, std::string_view ns, std::string_view name,
+                             std::string_view snapshot_id) {
+  std::string id(cluster);
+  id.push_back('/');
+  if (uid.empty()) {
+    id.append(ns).push_back('/');
+    id.append(name);
+  } else {
+    id.append(uid);
+  }
+  id.append("/snapshot/").append(snapshot_id);
   return id;
 }
 
@@ -83,6 +99,12 @@ std::string ChangeSet::to_json_checked() const {
     if (!actor->time.empty()) a["time"] = actor->time;
   }
   if (catch_up) j["catchUp"] = true;
+  if (snapshot) {
+    auto& sn = j["snapshot"] = {{"id", snapshot->id}};
+    if (!snapshot->handler.empty()) sn["handler"] = snapshot->handler;
+    sn["index"] = snapshot->index;
+    sn["total"] = snapshot->total;
+  }
   j["summary"] = summary;
   auto& arr = j["changes"] = ordered_json::array();
   for (const auto& c : changes) {
@@ -135,6 +157,15 @@ std::string ChangeSet::to_json() const {
     out.put('}');
   }
   if (catch_up) out.put(R"(,"catchUp":true)");
+  if (snapshot) {
+    str(R"(,"snapshot":{"id":)", snapshot->id);
+    if (!snapshot->handler.empty()) str(R"(,"handler":)", snapshot->handler);
+    out.put(R"(,"index":)");
+    out.put(std::to_string(snapshot->index));
+    out.put(R"(,"total":)");
+    out.put(std::to_string(snapshot->total));
+    out.put('}');
+  }
   str(R"(,"summary":)", summary);
   out.put(R"(,"changes":[)");
   for (size_t i = 0; i < changes.size(); ++i) {
@@ -201,6 +232,12 @@ ChangeSet ChangeSet::from_json(std::string_view text) {
   if (j.contains("actor"))
     cs.actor = Actor{j["actor"].value("manager", ""), j["actor"].value("operation", ""), j["actor"].value("time", "")};
   cs.catch_up = j.value("catchUp", false);
+  if (cs.type == ChangeType::snapshot) {
+    const auto& sn = j.contains("snapshot") ? j["snapshot"] : nlohmann::json::object();
+    if (!sn.is_object() || !sn.contains("id")) throw Error("Snapshot change set without its snapshot id");
+    cs.snapshot = SnapshotInfo{sn.value("id", ""), sn.value("handler", ""), sn.value("index", uint64_t{0}),
+                               sn.value("total", uint64_t{0})};
+  }
   cs.summary = j.value("summary", "");
   for (const auto& c : j.value("changes", nlohmann::json::array())) {
     FieldChange fc;
@@ -294,6 +331,16 @@ std::string summarize(const ChangeSet& cs) {
   out.append(cs.name);
   if (cs.type == ChangeType::added) return out.append(" added");
   if (cs.type == ChangeType::deleted) return out.append(" deleted");
+  if (cs.type == ChangeType::snapshot) {
+    out.append(" exists");
+    if (cs.snapshot && cs.snapshot->total)
+      out.append(" (inventory ")
+          .append(std::to_string(cs.snapshot->index))
+          .append(" of ")
+          .append(std::to_string(cs.snapshot->total))
+          .append(")");
+    return out;
+  }
   // What users look for first: images, then scale, then the rest in order.
   size_t shown = 0;
   auto show_where = [&](auto wanted) {

@@ -15,10 +15,12 @@
 
 namespace kubetrail::model {
 
-enum class ChangeType : uint32_t { added = 1, modified = 2, deleted = 3 };  // = kubetrail_change_type
-enum class FieldOp : uint32_t { add = 1, remove = 2, replace = 3 };         // = kubetrail_field_op
+// = kubetrail_change_type. `snapshot`: not a change but an object as it is,
+// one item of a handler's periodic inventory (its `inventory_every`).
+enum class ChangeType : uint32_t { added = 1, modified = 2, deleted = 3, snapshot = 4 };
+enum class FieldOp : uint32_t { add = 1, remove = 2, replace = 3 };  // = kubetrail_field_op
 
-std::string_view to_string(ChangeType t) noexcept;  // "Added", "Modified", "Deleted"
+std::string_view to_string(ChangeType t) noexcept;  // "Added", "Modified", "Deleted", "Snapshot"
 std::optional<ChangeType> parse_change_type(std::string_view s) noexcept;
 std::string_view to_string(FieldOp op) noexcept;  // "add", "remove", "replace"
 
@@ -28,6 +30,17 @@ struct FieldChange {
   std::string old_json;  // minified JSON, "" for add
   std::string new_json;  // minified JSON, "" for remove
   bool operator==(const FieldChange&) const = default;
+};
+
+// Where a Snapshot change set belongs: one snapshot is every object routed
+// to one handler at one time, numbered 1..total so that a receiver (a CMDB)
+// knows when it holds all of it and may drop what the snapshot lacks.
+struct SnapshotInfo {
+  std::string id;       // HANDLER/STARTED_AT (RFC 3339), or STARTED_AT without a handler
+  std::string handler;  // the handler it was taken for; "" when printed by `kubetrail snapshot`
+  uint64_t index = 0;   // 1-based place of this object in the snapshot
+  uint64_t total = 0;   // objects in the snapshot
+  bool operator==(const SnapshotInfo&) const = default;
 };
 
 struct Actor {
@@ -50,10 +63,11 @@ struct ChangeSet {
   std::string resource_version;
   std::optional<Actor> actor;
   std::string summary;
-  std::vector<FieldChange> changes;  // Modified only
-  std::string old_object;            // pruned+redacted JSON: Deleted, or Modified with include_objects
-  std::string new_object;            // pruned+redacted JSON: Added, or Modified with include_objects
-  bool catch_up = false;             // changed while kubetrail was not watching
+  std::vector<FieldChange> changes;      // Modified only
+  std::string old_object;                // pruned+redacted JSON: Deleted, or Modified with include_objects
+  std::string new_object;                // pruned+redacted JSON: Added, or Modified with include_objects
+  bool catch_up = false;                 // changed while kubetrail was not watching
+  std::optional<SnapshotInfo> snapshot;  // Snapshot only
   // Values of the object's fields that a route's `match.where` names
   // (dotted path -> the value as text: a string as it is, a number or bool
   // as JSON), read from the object when the change set was made: a Modified
@@ -79,6 +93,12 @@ struct ChangeSet {
 // CLUSTER/NAMESPACE/NAME/RESOURCEVERSION.
 std::string change_set_id(std::string_view cluster, ChangeType type, std::string_view uid, std::string_view ns,
                           std::string_view name, std::string_view resource_version);
+// A Snapshot change set's id: CLUSTER/UID/snapshot/SNAPSHOT_ID (no uid:
+// CLUSTER/NAMESPACE/NAME/snapshot/SNAPSHOT_ID). One per object and snapshot:
+// the next snapshot's items are not redeliveries of this one's, and a
+// snapshot item is never mistaken for a change.
+std::string snapshot_item_id(std::string_view cluster, std::string_view uid, std::string_view ns, std::string_view name,
+                             std::string_view snapshot_id);
 
 // One human line: "Deployment shop/web: replicas 2 → 3; image of container
 // web nginx:1.25 → nginx:1.27".

@@ -247,6 +247,11 @@ AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs) {
   view_.catch_up = cs.catch_up ? 1 : 0;
   view_.old_object = str(cs.old_object);
   view_.new_object = str(cs.new_object);
+  if (cs.snapshot) {
+    view_.snapshot_id = str(cs.snapshot->id);
+    view_.snapshot_index = cs.snapshot->index;
+    view_.snapshot_total = cs.snapshot->total;
+  }
 }
 
 // ---------------------------------------------------------------------------

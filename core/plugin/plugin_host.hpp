@@ -130,6 +130,10 @@ class Handler {
 
   const std::string& name() const noexcept { return name_; }
   bool batches() const noexcept { return lib_->info().capabilities & KUBETRAIL_CAP_BATCH; }
+  // Snapshot change sets are for plugins built against ABI 1.2 or later:
+  // an older one would read the type it does not know as Modified.
+  bool takes_snapshots() const noexcept { return takes_snapshots(lib_->info()); }
+  static bool takes_snapshots(const PluginInfo& info) noexcept { return info.abi_minor >= 2; }
 
   // Calls handle_batch. Never throws; a plugin that returns an unknown
   // status is treated as FAIL.

@@ -35,7 +35,7 @@ struct Router::Compiled {
   }
 };
 
-Router::Router(const std::vector<config::RouteConfig>& routes) {
+Router::Router(const std::vector<config::RouteConfig>& routes, const std::vector<std::string>& handlers) {
   for (const auto& r : routes) {
     auto c = std::make_unique<Compiled>();
     c->route = Route{routes_.size(), r.name, r.chain};
@@ -54,6 +54,12 @@ Router::Router(const std::vector<config::RouteConfig>& routes) {
     }
     routes_.push_back(std::move(c));
   }
+  config_routes_ = routes_.size();
+  for (const auto& h : handlers) {
+    auto c = std::make_unique<Compiled>();
+    c->route = Route{routes_.size(), config::inventory_route_name(h), {h}};
+    routes_.push_back(std::move(c));
+  }
 }
 Router::~Router() = default;
 
@@ -68,24 +74,41 @@ const Route* Router::find(std::string_view name) const noexcept {
 }
 Router::Router(Router&&) noexcept = default;
 
+bool Router::resource_matches(const Compiled& c, const model::ResourceType& type) const {
+  const auto& m = c.match;
+  return !c.has_match || m.resources.empty() ||
+         std::any_of(m.resources.begin(), m.resources.end(), [&](auto& n) { return type.named_by(n); });
+}
+
+bool Router::object_matches(const Compiled& c, const model::ChangeSet& cs) const {
+  if (!c.has_match) return true;
+  const auto& m = c.match;
+  if (!resource_matches(c, cs.resource)) return false;
+  if (!m.namespaces.empty() &&
+      std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
+    return false;
+  return c.where.empty() || c.where_matches(cs);
+}
+
 std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {
   std::vector<const Route*> out;
-  for (const auto& c : routes_) {
-    if (c->has_match) {
-      const auto& m = c->match;
-      if (!m.resources.empty() &&
-          std::none_of(m.resources.begin(), m.resources.end(), [&](auto& n) { return cs.resource.named_by(n); }))
-        continue;
-      if (!m.namespaces.empty() &&
-          std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
-        continue;
+  if (cs.type == model::ChangeType::snapshot) {
+    if (cs.snapshot)
+      if (const Route* r = find(config::inventory_route_name(cs.snapshot->handler)); r && r->index >= config_routes_)
+        out.push_back(r);
+    return out;
+  }
+  for (size_t i = 0; i < config_routes_; ++i) {
+    const Compiled& c = *routes_[i];
+    if (c.has_match) {
+      const auto& m = c.match;
+      if (!object_matches(c, cs)) continue;
       if (!m.types.empty() && std::find(m.types.begin(), m.types.end(), cs.type) == m.types.end()) continue;
-      if (!c->where.empty() && !c->where_matches(cs)) continue;
-      if (!c->paths.empty() && cs.type == model::ChangeType::modified) {
+      if (!c.paths.empty() && cs.type == model::ChangeType::modified) {
         bool any = std::any_of(cs.changes.begin(), cs.changes.end(), [&](const model::FieldChange& fc) {
           try {
             model::ParsedPath path(fc.path);
-            return std::any_of(c->paths.begin(), c->paths.end(),
+            return std::any_of(c.paths.begin(), c.paths.end(),
                                [&](const model::PathPattern& p) { return p.overlaps(path.segments()); });
           } catch (const Error&) {
             return true;  // cannot happen for paths kubetrail writes; if it did, deliver rather than lose
@@ -94,9 +117,28 @@ std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {
         if (!any) continue;
       }
     }
-    out.push_back(&c->route);
+    out.push_back(&c.route);
   }
   return out;
+}
+
+bool Router::takes(std::string_view handler, const model::ChangeSet& cs) const {
+  for (size_t i = 0; i < config_routes_; ++i) {
+    const Compiled& c = *routes_[i];
+    if (std::find(c.route.chain.begin(), c.route.chain.end(), handler) != c.route.chain.end() && object_matches(c, cs))
+      return true;
+  }
+  return false;
+}
+
+bool Router::may_take(std::string_view handler, const model::ResourceType& type) const {
+  for (size_t i = 0; i < config_routes_; ++i) {
+    const Compiled& c = *routes_[i];
+    if (std::find(c.route.chain.begin(), c.route.chain.end(), handler) != c.route.chain.end() &&
+        resource_matches(c, type))
+      return true;
+  }
+  return false;
 }
 
 }  // namespace kubetrail::route

@@ -3,6 +3,12 @@
 // takes everything. A change set no route matches goes nowhere (and is
 // counted by the caller).
 //
+// Snapshot change sets (inventory mode) are not changes and no route of the
+// config takes them: each handler has a route of its own, named
+// "inventory/HANDLER" with that handler alone in its chain, and a Snapshot
+// change set goes down the one its snapshot names. Which objects a
+// handler's snapshot holds is what its routes would take (takes()).
+//
 // Immutable after construction; safe to share between threads.
 #pragma once
 
@@ -24,7 +30,8 @@ struct Route {
 
 class Router {
  public:
-  explicit Router(const std::vector<config::RouteConfig>& routes);
+  // `handlers`: every handler's name, for their inventory routes.
+  explicit Router(const std::vector<config::RouteConfig>& routes, const std::vector<std::string>& handlers = {});
   ~Router();
   Router(Router&&) noexcept;
 
@@ -32,7 +39,16 @@ class Router {
   // change set matches when any change's path overlaps a pattern (the
   // pattern names it, an ancestor or a descendant); Added and Deleted carry
   // the whole object and so match any `paths`.
+  // A Snapshot change set takes only its handler's inventory route.
   std::vector<const Route*> match(const model::ChangeSet& cs) const;
+
+  // Inventory: whether a route with `handler` in its chain takes this
+  // object - its resource, namespace and `where` fields; a snapshot is the
+  // whole object, so `paths` and `types` do not narrow it.
+  bool takes(std::string_view handler, const model::ChangeSet& cs) const;
+  // Whether some route with `handler` in its chain could take an object of
+  // this resource (what a snapshot for it needs to list).
+  bool may_take(std::string_view handler, const model::ResourceType& type) const;
 
   size_t size() const noexcept { return routes_.size(); }
   const Route* at(size_t index) const noexcept;
@@ -43,6 +59,9 @@ class Router {
  private:
   struct Compiled;
   std::vector<std::unique_ptr<Compiled>> routes_;
+  size_t config_routes_ = 0;  // routes_[0, config_routes_) are the config's; the rest, inventory routes
+  bool resource_matches(const Compiled& c, const model::ResourceType& type) const;
+  bool object_matches(const Compiled& c, const model::ChangeSet& cs) const;  // resource, namespace, where
 };
 
 }  // namespace kubetrail::route

@@ -884,6 +884,26 @@ std::string StateStore::redaction_key() {
   return key;
 }
 
+// Settings share the meta table with the store's own keys, under a prefix
+// of their own so that no name can overwrite schema_version or the key.
+std::optional<std::string> StateStore::setting(const std::string& name) {
+  std::lock_guard lock(mu_);
+  const std::string key = "setting:" + name;  // bound without a copy: must outlive the step
+  Stmt get(db_, "SELECT value FROM meta WHERE key = ?");
+  get.bind(1, key);
+  if (sqlite3_step(get.s) == SQLITE_ROW) return get.text(0);
+  return std::nullopt;
+}
+
+void StateStore::set_setting(const std::string& name, const std::string& value) {
+  std::lock_guard lock(mu_);
+  Stmt put(db_, "INSERT INTO meta VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  const std::string key = "setting:" + name;  // bound without a copy: must outlive the step
+  put.bind(1, key);
+  put.bind(2, value);
+  if (sqlite3_step(put.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
+}
+
 std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
   std::lock_guard lock(mu_);
   std::vector<JournalEntry> out;

@@ -166,6 +166,13 @@ class StateStore {
   // restarts (the checkpoint holds them). Never logged.
   std::string redaction_key();
 
+  // Small values kept across restarts under a name (inventory mode: when
+  // each handler's last snapshot was taken, "inventory/HANDLER"). Names
+  // are the caller's; nullopt when unset. Throws kubetrail::Error when the
+  // store cannot be written.
+  std::optional<std::string> setting(const std::string& name);
+  void set_setting(const std::string& name, const std::string& value);
+
   // Fault injection for tests: outbox writes adding a row for which
   // `refuse(id, handler)` is true fail as a failing disk would (nothing of
   // that write happens).

@@ -13,27 +13,13 @@
 #include "kube/discovery.hpp"
 #include "kube/watch_stream.hpp"
 #include "state/state_store.hpp"
+#include "watch/request.hpp"
 
 namespace kubetrail::watch {
 
 namespace dom = simdjson::dom;
 
 namespace {
-
-std::string url_escape(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      out.push_back(static_cast<char>(c));
-    else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xf]);
-    }
-  }
-  return out;
-}
 
 std::mt19937& rng() {
   thread_local std::mt19937 r{std::random_device{}()};
@@ -48,6 +34,7 @@ Informer::Informer(kube::Api& client, InformerOptions options, std::string clust
       backoff_(options.backoff),
       opt_(std::move(options)),
       name_(opt_.type.qualified_name() + (opt_.namespace_scope.empty() ? "" : " in " + opt_.namespace_scope)),
+      scope_{opt_.namespace_scope, opt_.exclude_namespaces, opt_.label_selector, opt_.field_selector},
       detector_(std::move(cluster), std::move(diff)),
       tracker_(detector_, opt_.type),
       checkpoint_(opt_.state,
@@ -126,12 +113,7 @@ void Informer::commit(bool force) {
 }
 
 std::string Informer::path(bool watch) const {
-  const auto& t = opt_.type;
-  std::string p = t.group.empty() ? "/api/" + t.version : "/apis/" + t.group + "/" + t.version;
-  if (t.namespaced && !opt_.namespace_scope.empty()) p += "/namespaces/" + url_escape(opt_.namespace_scope);
-  p += "/" + t.resource + "?";
-  if (!opt_.label_selector.empty()) p += "labelSelector=" + url_escape(opt_.label_selector) + "&";
-  if (auto fields = field_selector(); !fields.empty()) p += "fieldSelector=" + url_escape(fields) + "&";
+  std::string p = collection_path(opt_.type, scope_);
   if (watch) {
     auto lo = opt_.min_watch.count(), hi = std::max(opt_.max_watch.count(), lo);
     auto timeout = std::uniform_int_distribution<long>(lo, hi)(rng());
@@ -143,23 +125,7 @@ std::string Informer::path(bool watch) const {
   return p;
 }
 
-// [watch] exclude_namespaces travel to the server as a field selector
-// (metadata.namespace!=a,...: every namespaced resource supports it), so an
-// excluded namespace is never listed or sent at all; excluded() still
-// filters what arrives, for a server that ignores the selector.
-std::string Informer::field_selector() const {
-  std::string fields = opt_.field_selector;
-  if (opt_.type.namespaced && opt_.namespace_scope.empty())
-    for (const auto& ns : opt_.exclude_namespaces) {
-      if (!fields.empty()) fields += ",";
-      fields += "metadata.namespace!=" + ns;
-    }
-  return fields;
-}
-
-bool Informer::excluded(std::string_view ns) const {
-  return std::find(opt_.exclude_namespaces.begin(), opt_.exclude_namespaces.end(), ns) != opt_.exclude_namespaces.end();
-}
+bool Informer::excluded(std::string_view ns) const { return watch::excluded(scope_, ns); }
 
 void Informer::pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why) {
   auto delay = backoff_.next(clock_.now(), std::uniform_real_distribution<double>(0, 1)(rng()));
@@ -243,7 +209,9 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     uint64_t objects = 0, pages = 0, bytes = 0;
   } progress{clock_.now(), clock_.now()};
   set_listed(0);
-  do {
+  // Not do/while: the `continue` that starts an expired list over must come
+  // back to the top, not to a test of the token it has just cleared.
+  for (;;) {
     if (stop.load()) return false;
     auto r = client_.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)), 60000, {}, &page_memory);
     if (r.status == 410 && !cont.empty()) {  // the continue token expired: start the list over, after a pause
@@ -296,7 +264,8 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
                    progress.pages, static_cast<double>(progress.bytes) / 1e6,
                    seconds > 0 ? static_cast<double>(progress.objects) / seconds : 0.0);
     }
-  } while (!cont.empty());
+    if (cont.empty()) break;
+  }
   if (!initial) {
     std::vector<std::string> gone;
     tracker_.store().for_each([&](const std::string& key, const model::StoredObject&) {

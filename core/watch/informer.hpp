@@ -37,6 +37,7 @@
 #include "model/object_store.hpp"
 #include "model/resource_type.hpp"
 #include "watch/checkpoint.hpp"
+#include "watch/request.hpp"
 #include "watch/tracker.hpp"
 
 namespace kubetrail::state {
@@ -111,8 +112,11 @@ class Informer {
   // attempt after a failure (and before the first when `wait_first`).
   void list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop);
   WatchEnd watch(const std::atomic<bool>& stop);
+  // [watch] exclude_namespaces travel to the server as a field selector
+  // (watch/request.hpp), so an excluded namespace is never listed or sent
+  // at all; excluded() still filters what arrives, for a server that
+  // ignores the selector.
   std::string path(bool watch) const;
-  std::string field_selector() const;  // [watch] field_selector and the namespaces excluded
   bool excluded(std::string_view ns) const;
   // Waits the next backoff delay (or the server's Retry-After, if longer).
   void pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why);
@@ -127,6 +131,7 @@ class Informer {
   uint32_t watch_retry_after_ms_ = 0;  // the last failed watch's
   InformerOptions opt_;
   std::string name_;
+  ListScope scope_;  // from opt_: what path() asks for
   diff::ChangeDetector detector_;
   Tracker tracker_;        // the cache and the per-event step (shared with replay)
   Checkpoint checkpoint_;  // what is durable, and the sink change sets go to once they are

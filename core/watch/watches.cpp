@@ -120,6 +120,13 @@ void Watches::stop_all() {
   for (auto& [name, w] : all) w->halt();
 }
 
+std::map<std::string, model::ResourceType> Watches::watched() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, model::ResourceType> out;
+  for (const auto& [name, w] : by_resource_) out.emplace(name, w->type);
+  return out;
+}
+
 size_t Watches::informer_count() const {
   std::lock_guard lock(mu_);
   size_t n = 0;

@@ -52,6 +52,8 @@ class Watches {
                                                             std::vector<std::string>& errors);
   void stop_all();
 
+  // What is watched now, by qualified name (inventory lists the same).
+  std::map<std::string, model::ResourceType> watched() const;
   // Probes and metrics.
   size_t informer_count() const;
   size_t synced_count() const;

@@ -142,9 +142,10 @@ class LogPlugin : public sdk::Plugin {
 
   void write_pretty(const sdk::ChangeSet& cs) {
     const Colors& c = colors_;
-    const char* tc = cs.type() == sdk::ChangeType::added     ? c.green
-                     : cs.type() == sdk::ChangeType::deleted ? c.red
-                                                             : c.yellow;
+    const char* tc = cs.type() == sdk::ChangeType::added      ? c.green
+                     : cs.type() == sdk::ChangeType::deleted  ? c.red
+                     : cs.type() == sdk::ChangeType::snapshot ? c.dim
+                                                              : c.yellow;
     std::string text = std::string(tc) + c.bold + std::string(cs.type_name()) + c.reset + " " + c.bold +
                        std::string(cs.summary()) + c.reset;
     std::string actor = actor_of(cs);

@@ -152,7 +152,10 @@ class Slack : public sdk::Plugin {
   }
 
   static const char* color(sdk::ChangeType t) {
-    return t == sdk::ChangeType::added ? "#2eb886" : t == sdk::ChangeType::deleted ? "#a30200" : "#daa038";
+    return t == sdk::ChangeType::added      ? "#2eb886"
+           : t == sdk::ChangeType::deleted  ? "#a30200"
+           : t == sdk::ChangeType::snapshot ? "#439fe0"
+                                            : "#daa038";
   }
 
   static std::string title(const sdk::ChangeSet& cs) {
@@ -162,6 +165,9 @@ class Slack : public sdk::Plugin {
                                        : std::string(cs.object_namespace()) + "/" + std::string(cs.name()));
     if (cs.type() == sdk::ChangeType::added) return "New " + who;
     if (cs.type() == sdk::ChangeType::deleted) return who + " deleted";
+    if (cs.type() == sdk::ChangeType::snapshot)  // inventory: no change, the object as it is
+      return who + " (inventory " + std::to_string(cs.snapshot_index()) + " of " + std::to_string(cs.snapshot_total()) +
+             ")";
     return who + " changed";
   }
 

@@ -126,9 +126,14 @@ def parse_prometheus(text):
             families.setdefault(name, {"samples": [], "type": "sample"})["samples"].append((labels, float(m.group(4))))
     for name, fam in families.items():
         if fam.get("type") == "histogram":
-            buckets = families.get(name + "_bucket", {"samples": []})["samples"]
-            counts = [v for _, v in buckets]
-            assert counts == sorted(counts), "histogram %s buckets not cumulative" % name
+            # Cumulative within each series (its labels but `le`): two
+            # handlers' latency buckets are two series of one family.
+            series = {}
+            for labels, v in families.get(name + "_bucket", {"samples": []})["samples"]:
+                key = tuple(sorted((k, x) for k, x in labels.items() if k != "le"))
+                series.setdefault(key, []).append(v)
+            for key, counts in series.items():
+                assert counts == sorted(counts), "histogram %s%s buckets not cumulative" % (name, dict(key))
     return families
 
 
@@ -438,6 +443,162 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertNotIn("new", routed[2])  # routed on the values it carries, not on an object
         self.assertEqual(routed[2]["fields"], {"involvedObject.kind": "Pod", "reason": "BackOff", "type": "Warning"})
 
+    # Issue 18, item 3: inventory mode.
+    def inventory_config(self, state, every, cmdb_config):
+        return ('[state]\npath = "%s"\n[[handlers]]\nname = "cmdb"\n%s\ninventory_every = "%s"\n'
+                '[[routes]]\nname = "shop inventory"\nmatch = { resources = ["configmaps"], namespaces = ["shop"] }\n'
+                'chain = ["cmdb"]\n' % (state, cmdb_config, every))
+
+    def test_inventory_every_sends_a_numbered_snapshot_of_what_the_handlers_routes_take(self):
+        k = self.server.kubectl
+        k("create", "namespace", "shop")
+        for ns, name in (("shop", "b"), ("shop", "a"), ("default", "c")):
+            k("create", "configmap", name, "-n", ns, "--from-literal=v=" + name)
+        cmdb = os.path.join(self.server.dir, "cmdb.jsonl")
+        state = os.path.join(self.server.dir, "inventory.db")
+        log_handler = 'plugin = "log"\nconfig = { format = "json", path = "%s" }' % cmdb
+
+        def received():
+            if not os.path.exists(cmdb):
+                return []
+            with open(cmdb) as f:
+                return [json.loads(line) for line in f if line.strip()]
+
+        def snapshots():
+            by_id = {}
+            for cs in received():
+                if cs["type"] == "Snapshot":
+                    by_id.setdefault(cs["snapshot"]["id"], []).append(cs)
+            return by_id
+
+        port = free_port()
+        kt = self.start(["configmaps"], extra=self.inventory_config(state, "3s", log_handler) +
+                        '[server]\nlisten = "127.0.0.1:%d"\n' % port)
+        first = wait_for(lambda: [s for s in snapshots().values() if len(s) == s[0]["snapshot"]["total"]],
+                         what="a whole snapshot")[0]
+        # What the route takes (shop's configmaps, not default's), each once,
+        # in order, numbered, each with the object; for this handler alone.
+        self.assertEqual([(c["namespace"], c["name"]) for c in first], [("shop", "a"), ("shop", "b")])
+        self.assertEqual([c["snapshot"]["index"] for c in first], [1, 2])
+        self.assertEqual({c["snapshot"]["total"] for c in first}, {2})
+        self.assertTrue(first[0]["snapshot"]["id"].startswith("cmdb/"))
+        self.assertEqual(first[0]["snapshot"]["handler"], "cmdb")
+        self.assertEqual(first[0]["new"]["data"], {"v": "a"})
+        self.assertEqual(first[0]["summary"], "ConfigMap shop/a exists (inventory 1 of 2)")
+        self.assertEqual(len({c["id"] for c in first}), 2)
+        self.assertEqual([c for c in kt.changes() if c["type"] == "Snapshot"], [])  # the other handler: none
+        metrics = wait_for(lambda: [m for m in [parse_prometheus(http_get(port, "/metrics")[1])]
+                                    if "kubetrail_inventory_snapshot_objects" in m], what="the inventory metrics")[0]
+        self.assertIn(({"handler": "cmdb"}, 2.0), metrics["kubetrail_inventory_snapshot_objects"]["samples"])
+        (labels, taken_at), = metrics["kubetrail_inventory_last_snapshot_timestamp_seconds"]["samples"]
+        self.assertEqual(labels, {"handler": "cmdb"})
+        self.assertLess(abs(taken_at - time.time()), 30)
+
+        # A change goes to the handler as ever, and the next snapshot, with a
+        # new id, holds the object too.
+        k("create", "configmap", "d", "-n", "shop", "--from-literal=v=d")
+        later = wait_for(lambda: [s for i, s in snapshots().items()
+                                  if i != first[0]["snapshot"]["id"] and len(s) == 3 == s[0]["snapshot"]["total"]],
+                         what="a later snapshot with the new object")[0]
+        self.assertEqual([c["name"] for c in later], ["a", "b", "d"])
+        self.assertIn(("Added", "d"), [(c["type"], c["name"]) for c in received()])
+        self.assertEqual(kt.stop(), 0)
+
+        # Restarted with a longer period: the last snapshot was recorded in the
+        # state store, so none is taken at start (no start-up spam)...
+        taken = len(snapshots())
+        kt = self.start(["configmaps"], extra=self.inventory_config(state, "1h", log_handler))
+        time.sleep(3)
+        self.assertEqual(len(snapshots()), taken)
+        self.assertEqual(kt.stop(), 0)
+        # ...and with a fresh state store one is due at once.
+        os.remove(state)
+        kt = self.start(["configmaps"], extra=self.inventory_config(state, "1h", log_handler))
+        wait_for(lambda: len(snapshots()) == taken + 1, what="a snapshot at the start of a fresh store")
+
+    def test_kill_9_after_a_snapshot_is_routed_delivers_each_item_once_when_the_receiver_is_back(self):
+        k = self.server.kubectl
+        k("create", "namespace", "shop")
+        for name in ("a", "b", "c"):
+            k("create", "configmap", name, "-n", "shop", "--from-literal=v=" + name)
+        state = os.path.join(self.server.dir, "inventory-outbox.db")
+        flag = os.path.join(self.server.dir, "cmdb-up")
+        out = os.path.join(self.server.dir, "cmdb-delivered.jsonl")
+        exec_handler = ('plugin = "exec"\nconfig = { command = ["/bin/sh", "-c", '
+                        '"test -f %s || exit 75; cat >> %s; echo >> %s"] }\n'
+                        'retry = { attempts = 1000, initial_ms = 100, max_ms = 200 }' % (flag, out, out))
+        kt = self.start(["configmaps"], extra=self.inventory_config(state, "1h", exec_handler))
+        wait_for(lambda: "routed to handler \"cmdb\"" in kt.log(), what="the snapshot routed")
+        wait_for(lambda: kt.log().count("retrying") >= 2, what="the receiver's refusals retried")
+        kt.proc.kill()  # kill -9
+        kt.proc.wait(timeout=10)
+        kt.stderr.close()
+        with open(flag, "w"):
+            pass  # the receiver is back
+        kt = self.start(["configmaps"], extra=self.inventory_config(state, "1h", exec_handler))
+
+        def delivered():
+            if not os.path.exists(out):
+                return []
+            with open(out) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        wait_for(lambda: len(delivered()) >= 3, what="the snapshot's items")
+        time.sleep(1.5)  # and nothing more: no item twice, no second snapshot
+        got = delivered()
+        self.assertEqual([(c["name"], c["snapshot"]["index"]) for c in got], [("a", 1), ("b", 2), ("c", 3)])
+        self.assertEqual(len({c["snapshot"]["id"] for c in got}), 1)
+        self.assertEqual(len({c["id"] for c in got}), 3)
+
+    def test_kubetrail_snapshot_prints_or_sends_one_on_demand(self):
+        k = self.server.kubectl
+        k("create", "namespace", "shop")
+        k("create", "configmap", "a", "-n", "shop", "--from-literal=v=a")
+        k("create", "configmap", "c", "--from-literal=v=c")
+        k("create", "secret", "generic", "db", "-n", "shop", "--from-literal=password=hunter2")
+        d = tempfile.mkdtemp(prefix="kubetrail-snapshot-")
+        cmdb = os.path.join(d, "cmdb.jsonl")
+        config = os.path.join(d, "kubetrail.toml")
+        with open(config, "w") as f:
+            f.write('[cluster]\nname = "it"\n[watch]\nresources = ["configmaps", "secrets"]\n'
+                    '[[handlers]]\nname = "cmdb"\nplugin = "log"\nconfig = { format = "json", path = "%s" }\n'
+                    '[[routes]]\nmatch = { namespaces = ["shop"] }\nchain = ["cmdb"]\n' % cmdb)
+
+        def snapshot(*flags):
+            return subprocess.run([KUBETRAIL, "snapshot", "--config", config, "--kubeconfig",
+                                   os.path.join(self.server.dir, "kubeconfig-token")]
+                                  + list(flags), capture_output=True, text=True, timeout=60)
+
+        r = snapshot()  # every object [watch] names, printed
+        self.assertEqual(r.returncode, 0, r.stderr)
+        printed = [json.loads(line) for line in r.stdout.splitlines()]
+        names = [(c["resource"]["resource"], c.get("namespace"), c["name"]) for c in printed]
+        self.assertIn(("configmaps", "default", "c"), names)
+        self.assertIn(("configmaps", "shop", "a"), names)
+        self.assertIn(("secrets", "shop", "db"), names)
+        self.assertEqual([c["snapshot"]["index"] for c in printed], list(range(1, len(printed) + 1)))
+        self.assertEqual({c["snapshot"]["total"] for c in printed}, {len(printed)})
+        self.assertTrue(all(c["type"] == "Snapshot" and "handler" not in c["snapshot"] for c in printed))
+        self.assertNotIn("aHVudGVyMg==", r.stdout)  # a Secret's value never leaves
+        self.assertNotIn("hunter2", r.stdout)
+
+        r = snapshot("--handler", "cmdb", "--print")  # what the handler would get
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([(c["resource"]["resource"], c["name"]) for c in map(json.loads, r.stdout.splitlines())],
+                         [("configmaps", "a"), ("secrets", "db")])
+        self.assertFalse(os.path.exists(cmdb))
+
+        r = snapshot("--handler", "cmdb")  # sent through its plugin
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "")
+        with open(cmdb) as f:
+            sent = [json.loads(line) for line in f if line.strip()]
+        self.assertEqual([(c["name"], c["snapshot"]["handler"], c["snapshot"]["total"]) for c in sent],
+                         [("a", "cmdb", 2), ("db", "cmdb", 2)])
+
+        r = snapshot("--handler", "nope")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('--handler: no handler named "nope" (defined handlers: cmdb)', r.stderr)
+
     def test_crd_lists_are_keyed_by_the_servers_openapi_schema(self):
         # spec.routes is x-kubernetes-list-type: map keyed by name in the
         # CRD's schema; kubetrail learns that from /openapi/v3, so reordering
@@ -733,7 +894,7 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(value("kubetrail_informers_synced"), 1)
         self.assertEqual(families["kubetrail_list_objects"]["type"], "gauge")
         self.assertEqual(value("kubetrail_list_objects", resource="configmaps"), 0)  # no list in progress
-        self.assertEqual(value("kubetrail_build_info", plugin_abi="1.1"), 1)
+        self.assertEqual(value("kubetrail_build_info", plugin_abi="1.2"), 1)
         # The Prometheus client conventions' process_* families, and when
         # each watch last heard from the server (absent before 2026-12-04).
         now = time.time()

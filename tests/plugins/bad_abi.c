@@ -3,7 +3,9 @@
  *   TOO_NEW_MINOR  - descriptor claims a minor newer than the host's
  *   REFUSES_HOST   - the entry returns NULL
  *   NO_ENTRY       - exports no entry symbol at all
- *   NO_HANDLE      - descriptor too short to hold handle_batch */
+ *   NO_HANDLE      - descriptor too short to hold handle_batch
+ *   OLD_MINOR      - built against ABI 1.1: loads, but may not be given
+ *                    Snapshot change sets (inventory mode) */
 #include <kubetrail/plugin.h>
 
 #ifndef NO_ENTRY
@@ -48,6 +50,8 @@ KUBETRAIL_EXPORT const kubetrail_plugin_descriptor* kubetrail_plugin_entry_v1(ui
   descriptor.abi_minor = KUBETRAIL_ABI_MINOR + 1;
 #elif defined(REFUSES_HOST)
   return NULL;
+#elif defined(OLD_MINOR)
+  descriptor.abi_minor = 1;
 #elif defined(NO_HANDLE)
   descriptor.struct_size = (uint32_t)offsetof(kubetrail_plugin_descriptor, handle_batch);
 #endif

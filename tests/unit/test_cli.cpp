@@ -30,7 +30,7 @@ TEST_CASE("cli: version names the plugin ABI") {
   test::TempDir dir;
   auto r = test::kubetrail("version", dir);
   CHECK(r.status == 0);
-  CHECK(r.out.find("plugin ABI 1.1") != std::string::npos);
+  CHECK(r.out.find("plugin ABI 1.2") != std::string::npos);
 }
 
 TEST_CASE("cli: replay of the bundled example with the example config prints exactly the expected change sets") {
@@ -142,7 +142,7 @@ TEST_CASE("cli: check-config names file, line and key - plugins lists the log pl
 
   auto list = test::kubetrail("plugins -v", dir);
   CHECK(list.status == 0);
-  CHECK(list.out.find("  log 0.1.0  ABI 1.1") != std::string::npos);
+  CHECK(list.out.find("  log 0.1.0  ABI 1.2") != std::string::npos);
   CHECK(list.out.find("\"max_size_mb\"") != std::string::npos);
 }
 

@@ -138,6 +138,29 @@ TEST_CASE("contract: the schema refuses what kubetrail must never send") {
         }) != "");  // an Added without its object
 }
 
+TEST_CASE("contract: a Snapshot validates, and the schema refuses one without its object or its snapshot") {
+  auto cs = change_set(model::ChangeType::snapshot, "apps/v1", "Deployment", "shop", "web", "u-1", "42",
+                       "2026-12-05T03:00:00.000Z");
+  cs.new_object = R"({"kind":"Deployment","spec":{"replicas":3}})";
+  cs.snapshot = model::SnapshotInfo{"cmdb/2026-12-05T03:00:00.000Z", "cmdb", 1, 1};
+  cs.id = model::snapshot_item_id(cs.cluster, cs.uid, cs.object_namespace, cs.name, cs.snapshot->id);
+  cs.summary = model::summarize(cs);
+  json good = json::parse(cs.to_json());
+  CHECK(violations(good) == "");
+  cs.snapshot->handler.clear();  // printed by kubetrail snapshot
+  CHECK(violations(json::parse(cs.to_json())) == "");
+  auto broken = [&](auto&& edit) {
+    json j = good;
+    edit(j);
+    return violations(j);
+  };
+  CHECK(broken([](json& j) { j.erase("new"); }) != "");
+  CHECK(broken([](json& j) { j.erase("snapshot"); }) != "");
+  CHECK(broken([](json& j) { j["snapshot"]["index"] = 0; }) != "");
+  CHECK(broken([](json& j) { j["old"] = json::object(); }) != "");
+  CHECK(broken([](json& j) { j["type"] = "Added"; }) != "");  // a change carries no snapshot
+}
+
 // to_json() writes the document directly and splices the values in (the
 // nlohmann round trip of every old/new value was most of a change set's
 // cost); to_json_checked() is the nlohmann path it replaced. On what the

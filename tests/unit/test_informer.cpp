@@ -378,3 +378,41 @@ TEST_CASE("informer: a long list reports how far it is, and nothing once done") 
   CHECK(log.text().find("listing: 2 objects") == std::string::npos);
   CHECK(log.text().find("listing: 6 objects") == std::string::npos);
 }
+
+// Found while building inventory mode: a list whose continue token expired
+// (410 on a later page) cleared the token and `continue`d - in a do/while,
+// that is a jump to the loop's test, which ended the list there. A relist
+// then took the half it had as the whole list: every object not on the
+// first page was reported Deleted (and the watch started from no
+// resourceVersion). This test failed so before the fix.
+TEST_CASE("informer: a relist whose continue token expires starts over and reports nothing that did not change") {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  std::atomic<bool> stop{false};
+  int lists = 0, expired = 0;
+  api.on_get = [&](const std::string& path) {
+    const bool second_page = path.find("continue=p1") != std::string::npos;
+    if (!second_page) ++lists;
+    // The relist (the second list) loses its continue token once.
+    if (second_page && lists == 2 && expired++ == 0) return gone();
+    auto body = nlohmann::ordered_json::parse(second_page ? list_of({configmap("b", "u-b", "5", "1")}, "10")
+                                                          : list_of({configmap("a", "u-a", "5", "1")}, "10"));
+    if (!second_page) body["metadata"]["continue"] = "p1";
+    return ok(body.dump());
+  };
+  std::vector<std::string> watched_from;
+  api.on_stream = [&](const std::string& path, const std::function<bool(std::string_view)>&) {
+    watched_from.push_back(path.substr(path.find("resourceVersion=")));
+    if (watched_from.size() == 1) return gone();  // the first watch: 410, relist
+    stop = true;
+    return kube::Response{200, {}, {}, {}, 0};
+  };
+  std::vector<model::ChangeSet> got;
+  watch::Informer inf(api, configmap_options(clock), "c", model::DiffOptions{},
+                      [&](std::vector<model::ChangeSet>&& batch) { append(got, std::move(batch)); });
+  inf.run(stop);
+  CHECK(lists == 3);  // the first list, the relist cut short, the relist again from its start
+  CHECK(got.size() == 0);
+  REQUIRE(watched_from.size() == 2);
+  CHECK(watched_from[1].starts_with("resourceVersion=10&"));
+}

@@ -87,13 +87,59 @@ TEST_CASE("ABI 1.1: the host hands plugins the actor, catch_up and the objects")
   CHECK(std::string_view(view->new_object.ptr, view->new_object.len) == R"({"spec":{"replicas":3}})");
 }
 
+TEST_CASE("ABI 1.2: a Snapshot change set carries its type, its snapshot and its place in it") {
+  auto cs = sample();
+  cs.type = model::ChangeType::snapshot;
+  cs.changes.clear();
+  cs.new_object = R"({"spec":{"replicas":3}})";
+  cs.snapshot = model::SnapshotInfo{"cmdb/2026-12-05T03:00:00.000Z", "cmdb", 7, 12};
+  plugin::AbiChangeSet v(cs);
+  const kubetrail_change_set* view = v.view();
+  REQUIRE(KUBETRAIL_HAS_MEMBER(view, kubetrail_change_set, snapshot_total));
+  CHECK(view->type == KUBETRAIL_SNAPSHOT);
+  CHECK(std::string_view(view->snapshot_id.ptr, view->snapshot_id.len) == "cmdb/2026-12-05T03:00:00.000Z");
+  CHECK(view->snapshot_index == 7);
+  CHECK(view->snapshot_total == 12);
+  auto j = nlohmann::json::parse(std::string(view->json.ptr, view->json.len));
+  CHECK(j["type"] == "Snapshot");
+  CHECK(j["snapshot"] ==
+        nlohmann::json{{"id", "cmdb/2026-12-05T03:00:00.000Z"}, {"handler", "cmdb"}, {"index", 7}, {"total", 12}});
+  // Any other change set leaves them empty.
+  plugin::AbiChangeSet modified(sample());
+  CHECK(modified.view()->snapshot_id.len == 0);
+  CHECK(modified.view()->snapshot_total == 0);
+}
+
+TEST_CASE("a handler with inventory_every whose plugin was built against ABI 1.1 is refused, naming both") {
+  // A 1.1 plugin reads a type it does not know as Modified: it must never
+  // be handed a Snapshot (ABI rule), so the handler is not created.
+  test::TempDir dir;
+  config::Config cfg;
+  config::HandlerConfig h;
+  h.name = "cmdb";
+  h.plugin = test_plugin("bad_old_minor").string();
+  h.where = "kubetrail.toml:3";
+  h.inventory_every = std::chrono::hours(6);
+  cfg.handlers.push_back(h);
+  plugin::PluginLoader loader(dir.path());
+  auto slots = deliver::create_handlers(cfg, loader, nullptr);
+  CHECK(!slots.at("cmdb").handler);
+  CHECK(slots.at("cmdb").error.find("inventory_every needs a plugin built against plugin ABI 1.2") !=
+        std::string::npos);
+  CHECK(slots.at("cmdb").error.find("bad_old_minor.so was built against 1.1") != std::string::npos);
+  // Without inventory_every the same plugin serves changes as ever.
+  cfg.handlers[0].inventory_every = std::chrono::seconds(0);
+  auto plain = deliver::create_handlers(cfg, loader, nullptr);
+  CHECK(plain.at("cmdb").handler);
+}
+
 TEST_CASE("plugins with the wrong ABI, no entry symbol, or not ELF are refused with one clear line") {
   test::TempDir dir;
-  CHECK(refusal(test_plugin("bad_bad_major")).find("built for plugin ABI 2.1, this kubetrail speaks ABI 1.1") !=
+  CHECK(refusal(test_plugin("bad_bad_major")).find("built for plugin ABI 2.2, this kubetrail speaks ABI 1.2") !=
         std::string::npos);
-  CHECK(refusal(test_plugin("bad_too_new_minor")).find("built for plugin ABI 1.2, newer than this kubetrail") !=
+  CHECK(refusal(test_plugin("bad_too_new_minor")).find("built for plugin ABI 1.3, newer than this kubetrail") !=
         std::string::npos);
-  CHECK(refusal(test_plugin("bad_refuses_host")).find("refused this host (host ABI 1.1)") != std::string::npos);
+  CHECK(refusal(test_plugin("bad_refuses_host")).find("refused this host (host ABI 1.2)") != std::string::npos);
   CHECK(refusal(test_plugin("bad_no_entry")).find("does not export kubetrail_plugin_entry_v1") != std::string::npos);
   CHECK(refusal(test_plugin("bad_no_handle")).find("lacks a required function") != std::string::npos);
   test::write_file(dir / "text.so", "#!/bin/sh\necho not a plugin\n");

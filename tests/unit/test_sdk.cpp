@@ -122,6 +122,26 @@ TEST_CASE("sdk: actor, catch_up and the objects are readable, and empty from an 
   CHECK(old_host.old_object_json().empty());
 }
 
+// ABI 1.2 appends the snapshot members; a 1.1 host never sends a Snapshot
+// and its shorter struct reads as no snapshot.
+TEST_CASE("sdk: a Snapshot's type name and place in its snapshot, and nothing from an ABI 1.1 host") {
+  FakeChangeSet fake;
+  fake.type = KUBETRAIL_SNAPSHOT;
+  fake.snapshot_id = "cmdb/2026-12-05T03:00:00.000Z";
+  fake.snapshot_index = 3;
+  fake.snapshot_total = 9;
+  kubetrail::sdk::ChangeSet cs(fake.view());
+  CHECK(cs.type() == kubetrail::sdk::ChangeType::snapshot);
+  CHECK(cs.type_name() == "Snapshot");
+  CHECK(cs.snapshot_id() == "cmdb/2026-12-05T03:00:00.000Z");
+  CHECK(cs.snapshot_index() == 3);
+  CHECK(cs.snapshot_total() == 9);
+  kubetrail::sdk::ChangeSet old_host(kubetrail::sdk::testing::as_abi_1_1(fake));
+  CHECK(old_host.snapshot_id().empty());
+  CHECK(old_host.snapshot_total() == 0);
+  CHECK(old_host.new_object_json() == cs.new_object_json());  // 1.1 members still read
+}
+
 // Before: RetryableError from a constructor was documented as transient but
 // create() answered FAIL; now RETRY, and the host creates it again
 // (test_plugin_host: "a create() that says RETRY is tried again").

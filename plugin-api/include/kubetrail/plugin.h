@@ -73,7 +73,11 @@ extern "C" {
 /* ABI version of this header. Bump MINOR for append-only additions, MAJOR
  * for anything else (and then also the entry symbol's suffix). */
 #define KUBETRAIL_ABI_MAJOR 1
-#define KUBETRAIL_ABI_MINOR 1 /* 1.1: kubetrail_change_set gained actor, catch_up, old/new objects */
+#define KUBETRAIL_ABI_MINOR 2
+/* 1.1: kubetrail_change_set gained actor, catch_up, old/new objects.
+ * 1.2: the change type KUBETRAIL_SNAPSHOT, and kubetrail_change_set gained
+ *      snapshot_id, snapshot_index, snapshot_total. A host gives Snapshot
+ *      change sets only to a plugin built against 1.2 or later. */
 
 /* Bytes guaranteed readable after the end of kubetrail_change_set.json, so
  * that simdjson and similar parsers can parse it in place without a copy.
@@ -153,7 +157,19 @@ typedef struct kubetrail_str {
 } kubetrail_str;
 
 /* kubetrail_change_set.type. Carried as uint32_t. */
-enum kubetrail_change_type { KUBETRAIL_ADDED = 1, KUBETRAIL_MODIFIED = 2, KUBETRAIL_DELETED = 3 };
+enum kubetrail_change_type {
+  KUBETRAIL_ADDED = 1,
+  KUBETRAIL_MODIFIED = 2,
+  KUBETRAIL_DELETED = 3,
+  /* Since ABI 1.2. Not a change: the object as it is, one item of a
+   * periodic or on-demand inventory ([[handlers]] inventory_every,
+   * `kubetrail snapshot`), so that a receiver keeping a copy of the cluster
+   * (a CMDB) can reconcile. new_object holds the object; snapshot_* say
+   * which snapshot and where in it. Only a handler that asked for an
+   * inventory gets them, and only when its plugin was built against 1.2
+   * or later. */
+  KUBETRAIL_SNAPSHOT = 4
+};
 
 /* kubetrail_field_change.op. Carried as uint32_t. */
 enum kubetrail_field_op {
@@ -219,7 +235,17 @@ typedef struct kubetrail_change_set {
                                     as JSON: Deleted, or Modified with [diff]
                                     include_objects; "" otherwise */
   kubetrail_str new_object;      /* the object after: Added, or Modified
-                                    with include_objects; "" otherwise */
+                                    with include_objects; the object as it
+                                    is: Snapshot; "" otherwise */
+  /* Since ABI 1.2 (KUBETRAIL_HAS_MEMBER as above). Snapshot only; "" and 0
+   * for the other types. A snapshot is every object routed to one handler
+   * at one time: items 1..snapshot_total, each object once. A receiver
+   * holding all of them may drop what it has that the snapshot lacks; one
+   * interrupted (a restart) never completes, and a new snapshot, with a new
+   * id, follows. */
+  kubetrail_str snapshot_id; /* "HANDLER/STARTED_AT", STARTED_AT RFC 3339 */
+  uint64_t snapshot_index;   /* 1-based place of this object in it */
+  uint64_t snapshot_total;   /* objects in the snapshot */
 } kubetrail_change_set;
 
 /* The unit of delivery: change sets for one handler, in order.

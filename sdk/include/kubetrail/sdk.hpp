@@ -43,7 +43,8 @@ inline std::string_view view(const kubetrail_str& s) noexcept { return {s.ptr, s
 enum class ChangeType : uint32_t {
   added = KUBETRAIL_ADDED,
   modified = KUBETRAIL_MODIFIED,
-  deleted = KUBETRAIL_DELETED
+  deleted = KUBETRAIL_DELETED,
+  snapshot = KUBETRAIL_SNAPSHOT  // since ABI 1.2: an inventory item, not a change
 };
 enum class FieldOp : uint32_t { add = KUBETRAIL_OP_ADD, remove = KUBETRAIL_OP_REMOVE, replace = KUBETRAIL_OP_REPLACE };
 enum class Status : int32_t {
@@ -69,6 +70,7 @@ inline std::string_view to_string(ChangeType t) noexcept {
   switch (t) {
     case ChangeType::added: return "Added";
     case ChangeType::deleted: return "Deleted";
+    case ChangeType::snapshot: return "Snapshot";
     default: return "Modified";  // unknown future types read as Modified (ABI rule)
   }
 }
@@ -128,6 +130,17 @@ class ChangeSet {
   // both with [diff] include_objects).
   std::string_view old_object_json() const noexcept { return since_1_1(&kubetrail_change_set::old_object); }
   std::string_view new_object_json() const noexcept { return since_1_1(&kubetrail_change_set::new_object); }
+  // Snapshot only (ABI 1.2): the snapshot's id, and this object's place in
+  // it (1-based) of how many; "" and 0 otherwise.
+  std::string_view snapshot_id() const noexcept {
+    return KUBETRAIL_HAS_MEMBER(cs_, kubetrail_change_set, snapshot_id) ? view(cs_->snapshot_id) : std::string_view();
+  }
+  uint64_t snapshot_index() const noexcept {
+    return KUBETRAIL_HAS_MEMBER(cs_, kubetrail_change_set, snapshot_index) ? cs_->snapshot_index : 0;
+  }
+  uint64_t snapshot_total() const noexcept {
+    return KUBETRAIL_HAS_MEMBER(cs_, kubetrail_change_set, snapshot_total) ? cs_->snapshot_total : 0;
+  }
   size_t change_count() const noexcept { return cs_->change_count; }
   FieldChange change(size_t i) const noexcept { return FieldChange(cs_->changes[i]); }
   std::vector<FieldChange> changes() const {

@@ -36,6 +36,8 @@ struct FakeChangeSet {
   std::string actor_manager, actor_operation, actor_time;  // ABI 1.1
   bool catch_up = false;
   std::string old_object, new_object;
+  std::string snapshot_id;  // ABI 1.2: with type KUBETRAIL_SNAPSHOT
+  uint64_t snapshot_index = 0, snapshot_total = 0;
   std::string json;  // "" = a minimal JSON built from the fields above
   struct Change {
     uint32_t op;
@@ -83,6 +85,9 @@ struct FakeChangeSet {
     view_.catch_up = catch_up ? 1 : 0;
     view_.old_object = s(old_object);
     view_.new_object = s(new_object);
+    view_.snapshot_id = s(snapshot_id);
+    view_.snapshot_index = snapshot_index;
+    view_.snapshot_total = snapshot_total;
     return &view_;
   }
 
@@ -98,6 +103,14 @@ struct FakeChangeSet {
 inline const kubetrail_change_set* as_abi_1_0(FakeChangeSet& cs) {
   auto* v = const_cast<kubetrail_change_set*>(cs.view());
   v->struct_size = static_cast<uint32_t>(offsetof(kubetrail_change_set, actor_manager));
+  return v;
+}
+
+// What a host of ABI 1.1 hands a plugin: the struct ends before the 1.2
+// members.
+inline const kubetrail_change_set* as_abi_1_1(FakeChangeSet& cs) {
+  auto* v = const_cast<kubetrail_change_set*>(cs.view());
+  v->struct_size = static_cast<uint32_t>(offsetof(kubetrail_change_set, snapshot_id));
   return v;
 }
 

@@ -1,0 +1,84 @@
+#include "watch/inventory.hpp"
+
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/clock.hpp"
+#include "diff/source_text.hpp"
+#include "kube/discovery.hpp"
+
+namespace kubetrail::watch {
+
+namespace dom = simdjson::dom;
+
+ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detector, model::ResourceType type,
+                                   ListScope scope, const std::atomic<bool>& stop, uint32_t page_size)
+    : detector_(detector),
+      type_(std::move(type)),
+      name_(type_.qualified_name() + (scope.namespace_scope.empty() ? "" : " in " + scope.namespace_scope)) {
+  const std::string base = collection_path(type_, scope) + "limit=" + std::to_string(page_size);
+  dom::parser parser;
+  std::string page_memory, cont;
+  int restarts = 0;
+  listed_at_ = now_rfc3339();
+  // Not do/while: the `continue` that starts an expired list over must come
+  // back to the top, not to a test of the token it has just cleared.
+  for (;;) {
+    if (stop.load()) throw Error(name_ + ": snapshot stopped");
+    auto r = api.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)), 60000, {}, &page_memory);
+    if (r.status == 410 && !cont.empty() && restarts < 3) {
+      // The continue token expired: what was listed may be older than the
+      // rest would be - one snapshot is one moment, so it starts over.
+      ++restarts;
+      spdlog::warn("{}: snapshot list continue token expired; listing again from the start", name_);
+      store_ = model::ObjectStore();
+      cont.clear();
+      listed_at_ = now_rfc3339();
+      continue;
+    }
+    if (r.status != 200) throw Error(name_ + ": snapshot list failed: " + kube::describe_failure(r));
+    dom::element doc;
+    if (parser.parse(r.body).get(doc) != simdjson::SUCCESS || doc.type() != dom::element_type::OBJECT)
+      throw Error(name_ + ": snapshot list answer is not a JSON object");
+    std::string_view v;
+    cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
+    dom::array items;
+    if (doc["items"].get(items) == simdjson::SUCCESS) {
+      diff::ListItemSources sources(parser, r.body);  // lets the pruner copy untouched subtrees
+      for (dom::element item : items) {
+        const diff::SourceText source = sources.next();
+        std::string_view ns;
+        if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
+        if (excluded(scope, ns)) continue;
+        std::string why;
+        try {
+          if (auto seeded = detector_.seed(type_, item, store_, &source); !seeded) why = seeded.error();
+        } catch (const std::exception& e) {
+          why = e.what();
+        }
+        if (!why.empty()) {
+          std::string_view name = "(no name)";
+          if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) name = "(no name)";
+          spdlog::error("{}: snapshot: list item {}{}{}: cannot be handled, skipped: {}", name_, ns,
+                        ns.empty() ? "" : "/", name, why);
+          ++skipped_;
+        }
+      }
+    }
+    page_memory = std::move(r.body);
+    if (cont.empty()) break;
+  }
+  keys_.reserve(store_.size());
+  store_.for_each([&](const std::string& key, const model::StoredObject&) { keys_.push_back(key); });
+  std::sort(keys_.begin(), keys_.end());
+}
+
+model::ChangeSet ResourceSnapshot::item(const std::string& key) {
+  auto cs = detector_.snapshot(type_, key, store_, listed_at_);
+  if (!cs) throw Error(name_ + ": snapshot has no object " + key);  // cannot happen: keys() are the store's
+  return std::move(*cs);
+}
+
+}  // namespace kubetrail::watch

@@ -1,0 +1,62 @@
+// Inventory mode's source: every object of one resource in one scope, listed
+// fresh from the server the way an informer lists (pages of `limit`,
+// `continue`, the same scope: watch/request.hpp) and kept as the cache keeps
+// objects - pruned, redacted, packed (model::ObjectStore) - so that the
+// objects can be counted, then handed on one at a time as Snapshot change
+// sets (diff::ChangeDetector::snapshot).
+//
+// Why list rather than read the informers' caches: each cache belongs to
+// its informer's thread, and a receiver reconciling against a snapshot (a
+// CMDB) wants the server's truth at one moment, not a cache that may have
+// skipped an object that could not be handled. One list every few hours
+// per resource is little next to what the watches cost the server.
+//
+// Untrusted input: a page that is not JSON, or a list that fails, is an
+// error naming the resource; an object that cannot be handled is counted
+// and skipped, as informers do.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "diff/diff.hpp"
+#include "kube/api.hpp"
+#include "model/object_store.hpp"
+#include "model/resource_type.hpp"
+#include "watch/request.hpp"
+
+namespace kubetrail::watch {
+
+class ResourceSnapshot {
+ public:
+  // Lists `type` in `scope`, its objects pruned by `detector` (which holds
+  // the [diff] rules and redaction key of the informers). A `continue`
+  // token that expires mid-list (410) starts the list over, up to 3 times.
+  // Throws kubetrail::Error naming the resource when the list fails or
+  // `stop` is set.
+  ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detector, model::ResourceType type, ListScope scope,
+                   const std::atomic<bool>& stop, uint32_t page_size = 500);
+
+  const model::ResourceType& type() const noexcept { return type_; }
+  const std::string& listed_at() const noexcept { return listed_at_; }
+  // Store keys (NAMESPACE/NAME) of the objects listed, sorted.
+  const std::vector<std::string>& keys() const noexcept { return keys_; }
+  // The object under `key` as a Snapshot change set (no id or snapshot
+  // info yet). Valid keys only.
+  model::ChangeSet item(const std::string& key);
+  // Objects that could not be handled (logged and skipped).
+  uint64_t skipped() const noexcept { return skipped_; }
+
+ private:
+  diff::ChangeDetector& detector_;
+  model::ResourceType type_;
+  std::string name_;  // for messages: "pods in shop"
+  model::ObjectStore store_;
+  std::vector<std::string> keys_;
+  std::string listed_at_;
+  uint64_t skipped_ = 0;
+};
+
+}  // namespace kubetrail::watch
