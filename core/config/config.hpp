@@ -98,7 +98,12 @@ struct HandlerConfig {
   nlohmann::json config = nlohmann::json::object();
   RetryPolicy retry;
   uint32_t queue_size = 10000;
-  uint32_t batch_max = 1;
+  // Change sets per call to a plugin that declares KUBETRAIL_CAP_BATCH. 0
+  // (the default): whatever is queued, up to kAutoBatchMax - nothing waits
+  // to fill a batch, but events that arrive together are handed over (and
+  // the log plugin flushes) once (issue 15).
+  uint32_t batch_max = 0;
+  static constexpr uint32_t kAutoBatchMax = 256;
   uint32_t batch_wait_ms = 0;
   // Inventory mode: every this long, a snapshot of every object routed to
   // this handler, as Snapshot change sets (0: none). "6h", "30m", "1h30m".

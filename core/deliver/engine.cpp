@@ -59,7 +59,8 @@ Engine::Engine(std::map<std::string, HandlerSlot>& handlers, const config::Confi
     w->slot = &slot;
     w->cfg = handler_config(cfg_, name);
     // plugin.h: a plugin without KUBETRAIL_CAP_BATCH gets one per call.
-    if (w->cfg && slot.handler && slot.handler->batches()) w->batch_max = std::max<uint32_t>(1, w->cfg->batch_max);
+    if (w->cfg && slot.handler && slot.handler->batches())
+      w->batch_max = w->cfg->batch_max ? w->cfg->batch_max : config::HandlerConfig::kAutoBatchMax;
     if (metrics_) {
       w->m_depth = metrics_->define(MetricKind::gauge, "kubetrail_handler_queue_depth",
                                     "change sets queued for a handler", {{"handler", name}});

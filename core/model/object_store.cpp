@@ -1,5 +1,7 @@
 #include "model/object_store.hpp"
 
+#include <utility>
+
 #include <xxhash.h>
 
 #include "common/dictionary_codec.hpp"
@@ -31,8 +33,22 @@ void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text) {
 
 ObjectStore::ObjectStore() = default;
 ObjectStore::~ObjectStore() = default;
-ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
-ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
+// The moved-from store forgets its last lookup: the element now belongs to
+// the other store.
+ObjectStore::ObjectStore(ObjectStore&& o) noexcept
+    : objects_(std::move(o.objects_)),
+      codec_(std::move(o.codec_)),
+      scratch_(std::move(o.scratch_)),
+      last_key_(std::move(o.last_key_)),
+      last_(std::exchange(o.last_, nullptr)) {}
+ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
+  objects_ = std::move(o.objects_);
+  codec_ = std::move(o.codec_);
+  scratch_ = std::move(o.scratch_);
+  last_key_ = std::move(o.last_key_);
+  last_ = std::exchange(o.last_, nullptr);
+  return *this;
+}
 
 void ObjectStore::put(std::string key, StoredObject obj) {
   if (codec_) {

@@ -70,14 +70,8 @@ class ObjectStore {
     k.append(name);
     return k;
   }
-  const StoredObject* find(std::string_view key) const {
-    auto it = objects_.find(key);
-    return it == objects_.end() ? nullptr : &it->second;
-  }
-  StoredObject* find_mutable(std::string_view key) {
-    auto it = objects_.find(key);
-    return it == objects_.end() ? nullptr : &it->second;
-  }
+  const StoredObject* find(std::string_view key) const { return lookup(key); }
+  StoredObject* find_mutable(std::string_view key) { return lookup(key); }
   // Stores `obj` (whose json is the text) under `key`, packed when the store packs.
   void put(std::string key, StoredObject obj);
   // Stores `obj` with `text` as its text (obj.json is overwritten): a
@@ -86,6 +80,7 @@ class ObjectStore {
   // that copy and its allocation were a quarter of the list's CPU).
   void put(std::string key, StoredObject obj, std::string_view text);
   void erase(std::string_view key) {
+    last_ = nullptr;
     auto it = objects_.find(key);
     if (it != objects_.end()) objects_.erase(it);
   }
@@ -114,6 +109,20 @@ class ObjectStore {
   std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
   std::unique_ptr<DictionaryCodec> codec_;  // once the store packs
   mutable std::string scratch_;             // text()'s output
+  // The object last found, by its key: an event's uid check (replaced())
+  // and its diff (observe()) look up the same object in turn, and at 100k
+  // objects every lookup of the table misses the CPU cache. An element's
+  // address survives rehashing; erase() forgets it.
+  mutable std::string last_key_;
+  mutable StoredObject* last_ = nullptr;
+  StoredObject* lookup(std::string_view key) const {
+    if (last_ && key == last_key_) return last_;
+    auto it = objects_.find(key);
+    if (it == objects_.end()) return nullptr;
+    last_key_.assign(key);
+    last_ = const_cast<StoredObject*>(&it->second);  // the store's own element; find() hands it out const
+    return last_;
+  }
   void start_packing();
 };
 

@@ -247,6 +247,29 @@ TEST_CASE("delivery: a plugin without KUBETRAIL_CAP_BATCH gets one change set pe
   CHECK(s.service.stats().delivered == 10);
 }
 
+// Issue 15: batch_max was 1 unless set, so a plugin that batches got one
+// change set per call - and the log plugin flushed once per line - even
+// with thousands waiting. Now, unless set, it gets what waits in its queue
+// (up to 256), with no wait to fill a batch. Failed before: 10 calls.
+TEST_CASE("delivery: a batching plugin gets what waits in its queue in one call unless batch_max says otherwise") {
+  auto ok_calls = [](const std::string& batch_max) {
+    test::TempDir dir;
+    // The first call is refused once (300 ms): the rest queue up meanwhile.
+    Setup s(
+        recorder("rec", dir / "a.txt", ", retries_before_ok = 1", "{ attempts = 3, initial_ms = 300, max_ms = 300 }") +
+            batch_max + "[[routes]]\nchain = [\"rec\"]\n",
+        nullptr);
+    for (int i = 0; i < 10; ++i) s.service.submit(change("n" + std::to_string(i)));
+    CHECK(eventually([&] { return lines(dir / "a.txt") == 10; }));
+    s.service.stop(std::chrono::seconds(5));
+    return s.metrics.value(s.metrics.define(MetricKind::counter, "kubetrail_handler_deliveries_total",
+                                            "handler calls by result (ok, stop, retry, fail)",
+                                            {{"handler", "rec"}, {"result", "ok"}}));
+  };
+  CHECK(ok_calls("") <= 2);
+  CHECK(ok_calls("batch_max = 1\n") == 10);
+}
+
 // replay (inline) and run (threads) are one engine scheduled two ways: the
 // same change sets through the same chains give every handler the same
 // change sets and the same dead letters. Before, replay's Dispatcher gave

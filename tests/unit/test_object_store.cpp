@@ -147,3 +147,29 @@ TEST_CASE("object store: a cache that packs makes exactly the change sets of one
   REQUIRE(b);
   CHECK(a->to_json() == b->to_json());
 }
+
+// The store remembers its last lookup (an event's uid check and its diff
+// find the same object in turn); what it remembers must never outlive the
+// element or move with the elements to another store.
+TEST_CASE("object store: the remembered lookup forgets an erased object and stays with a moved store") {
+  model::ObjectStore a;
+  model::StoredObject o;
+  o.uid = "u1";
+  a.put("ns/x", o, R"({"a":1})");
+  REQUIRE(a.find("ns/x"));
+  CHECK(a.find("ns/x")->uid == "u1");
+  a.erase("ns/x");
+  CHECK(a.find("ns/x") == nullptr);
+  a.put("ns/x", o, R"({"a":1})");
+  REQUIRE(a.find("ns/x"));
+  model::ObjectStore b(std::move(a));
+  CHECK(b.find("ns/x"));
+  a = model::ObjectStore();
+  CHECK(a.find("ns/x") == nullptr);
+  model::ObjectStore c;
+  c = std::move(b);
+  CHECK(c.find("ns/x")->uid == "u1");
+  c.find_mutable("ns/x")->uid = "u2";
+  CHECK(c.find("ns/x")->uid == "u2");
+  CHECK(c.find("ns/y") == nullptr);
+}
