@@ -144,9 +144,7 @@ void InventorySchedule::loop() {
     if (!cfg) continue;
     const int64_t now = duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
     std::vector<std::string> due;
-    std::vector<std::string> all;
     for (const auto& h : cfg->handlers) {
-      all.push_back(h.name);
       if (h.inventory_every.count() == 0) continue;
       const int64_t last = last_taken(h.name);
       if (last > 0)  // after a restart too: for an alert on snapshots that stopped
@@ -156,7 +154,7 @@ void InventorySchedule::loop() {
       if (now >= last + h.inventory_every.count()) due.push_back(h.name);
     }
     if (due.empty()) continue;
-    route::Router router(cfg->routes, all);
+    route::Router router(cfg->routes);  // to choose the objects (takes()); delivery routes in the pipeline
     // The last batch of a handler's snapshot (its last item's index is the
     // total) records the snapshot taken, once the main loop has routed it.
     auto hand_on = [&](std::vector<model::ChangeSet>&& items) {

@@ -23,13 +23,8 @@ int run_snapshot(const Args& args) {
   setup_logging(cfg, args);
   if (cfg.watch.resources.empty()) throw Error(cfg.source + ": [watch] resources is empty: nothing to list");
   const std::string handler = args.get("--handler", "");
-  if (!handler.empty() && std::none_of(cfg.handlers.begin(), cfg.handlers.end(),
-                                       [&](const config::HandlerConfig& h) { return h.name == handler; })) {
-    std::string known;
-    for (const auto& h : cfg.handlers) known += (known.empty() ? "" : ", ") + h.name;
-    throw Error(cfg.source + ": --handler: no handler named \"" + handler +
-                "\" (defined handlers: " + (known.empty() ? "none" : known) + ")");
-  }
+  if (std::string why = handler.empty() ? "" : config::unknown_handler(cfg, handler); !why.empty())
+    throw Error(cfg.source + ": --handler: " + why);
   const bool print = handler.empty() || args.has("--print");
   // Secret values redacted as run redacts them when the key is configured
   // (else markers of this run's own key: a value is still never shown).
@@ -45,9 +40,7 @@ int run_snapshot(const Args& args) {
 
   Metrics metrics;
   std::unique_ptr<Pipeline> pipeline;
-  std::vector<std::string> names;
-  for (const auto& h : cfg.handlers) names.push_back(h.name);
-  std::unique_ptr<route::Router> own_router;
+  std::unique_ptr<route::Router> own_router;  // printing: only to choose objects (takes())
   if (!print) {
     pipeline = std::make_unique<Pipeline>(cfg, args, metrics);
     const plugin::Handler* h = pipeline->handler(handler);
@@ -57,7 +50,7 @@ int run_snapshot(const Args& args) {
                   "\": its plugin was built against plugin ABI 1.1, which has no Snapshot change sets; rebuild it "
                   "against 1.2 or later");
   } else {
-    own_router = std::make_unique<route::Router>(cfg.routes, names);
+    own_router = std::make_unique<route::Router>(cfg.routes);
   }
   const route::Router& router = pipeline ? pipeline->router() : *own_router;
 

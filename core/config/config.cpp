@@ -256,6 +256,14 @@ void read_where(TableReader& r, const value& table, const std::string& at,
 
 }  // namespace
 
+std::string unknown_handler(const Config& cfg, std::string_view name) {
+  if (std::any_of(cfg.handlers.begin(), cfg.handlers.end(), [&](const HandlerConfig& h) { return h.name == name; }))
+    return {};
+  std::string known;
+  for (const auto& h : cfg.handlers) known += (known.empty() ? "" : ", ") + h.name;
+  return "no handler named \"" + std::string(name) + "\" (defined handlers: " + (known.empty() ? "none" : known) + ")";
+}
+
 std::optional<std::chrono::seconds> parse_duration(std::string_view text) {
   if (text.empty() || text.size() > 32) return std::nullopt;
   int64_t total = 0;
@@ -309,15 +317,8 @@ void read_route(const value& t, size_t index, Config& cfg) {
   const value* chain = r.get("chain");
   if (!chain || route.chain.empty())
     throw Error(route.where + ": key \"" + prefix + "chain\": a route needs a non-empty chain of handler names");
-  for (const auto& name : route.chain) {
-    bool found = std::any_of(cfg.handlers.begin(), cfg.handlers.end(), [&](auto& h) { return h.name == name; });
-    if (!found) {
-      std::string known;
-      for (const auto& h : cfg.handlers) known += (known.empty() ? "" : ", ") + h.name;
-      r.fail(*chain, "chain",
-             "no handler named \"" + name + "\" (defined handlers: " + (known.empty() ? "none" : known) + ")");
-    }
-  }
+  for (const auto& name : route.chain)
+    if (std::string why = unknown_handler(cfg, name); !why.empty()) r.fail(*chain, "chain", why);
   r.reject_unknown();
   // Delivery keys chains by route, and logs, metrics and dead letters name
   // routes: two with one name would be told apart by nothing.

@@ -160,6 +160,11 @@ struct Config {
   std::vector<RouteConfig> routes;
 };
 
+// Whether a handler of that name is configured; "" when it is, else the
+// message naming it and the handlers that are ("no handler named "x"
+// (defined handlers: a, b)").
+std::string unknown_handler(const Config& cfg, std::string_view name);
+
 // Throws kubetrail::Error with "FILE:LINE: ..." messages.
 // KUBETRAIL_* environment variables that override config keys, for a
 // container whose config comes from a ConfigMap shared by every replica:

@@ -122,23 +122,21 @@ std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {
   return out;
 }
 
-bool Router::takes(std::string_view handler, const model::ChangeSet& cs) const {
+bool Router::any_route_of(std::string_view handler, const std::function<bool(const Compiled&)>& matches) const {
   for (size_t i = 0; i < config_routes_; ++i) {
     const Compiled& c = *routes_[i];
-    if (std::find(c.route.chain.begin(), c.route.chain.end(), handler) != c.route.chain.end() && object_matches(c, cs))
+    if (std::find(c.route.chain.begin(), c.route.chain.end(), handler) != c.route.chain.end() && matches(c))
       return true;
   }
   return false;
 }
 
+bool Router::takes(std::string_view handler, const model::ChangeSet& cs) const {
+  return any_route_of(handler, [&](const Compiled& c) { return object_matches(c, cs); });
+}
+
 bool Router::may_take(std::string_view handler, const model::ResourceType& type) const {
-  for (size_t i = 0; i < config_routes_; ++i) {
-    const Compiled& c = *routes_[i];
-    if (std::find(c.route.chain.begin(), c.route.chain.end(), handler) != c.route.chain.end() &&
-        resource_matches(c, type))
-      return true;
-  }
-  return false;
+  return any_route_of(handler, [&](const Compiled& c) { return resource_matches(c, type); });
 }
 
 }  // namespace kubetrail::route

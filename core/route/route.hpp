@@ -12,6 +12,7 @@
 // Immutable after construction; safe to share between threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -62,6 +63,8 @@ class Router {
   size_t config_routes_ = 0;  // routes_[0, config_routes_) are the config's; the rest, inventory routes
   bool resource_matches(const Compiled& c, const model::ResourceType& type) const;
   bool object_matches(const Compiled& c, const model::ChangeSet& cs) const;  // resource, namespace, where
+  // Whether a config route with `handler` in its chain satisfies `matches`.
+  bool any_route_of(std::string_view handler, const std::function<bool(const Compiled&)>& matches) const;
 };
 
 }  // namespace kubetrail::route
