@@ -49,13 +49,18 @@ bool Pipeline::deliver(const model::ChangeSet& cs) {
   return engine_->submit(cs);
 }
 
-bool Pipeline::deliver_batch(const std::vector<model::ChangeSet>& batch) {
+bool Pipeline::deliver_batch(std::vector<model::ChangeSet>&& batch,
+                             std::vector<std::shared_ptr<const model::ChangeSet>>* kept) {
   if (std::all_of(batch.begin(), batch.end(), [&](const model::ChangeSet& cs) { return accepts(cs); }))
-    return engine_->submit_batch(batch);
+    return engine_->submit_batch(std::move(batch), kept);
+  // Rare (a config that filters change types): the accepted ones copied.
   std::vector<model::ChangeSet> accepted;
   std::copy_if(batch.begin(), batch.end(), std::back_inserter(accepted),
                [&](const model::ChangeSet& cs) { return accepts(cs); });
-  return engine_->submit_batch(accepted);
+  bool ok = engine_->submit_batch(std::move(accepted));
+  if (kept)
+    for (auto& cs : batch) kept->push_back(std::make_shared<const model::ChangeSet>(std::move(cs)));
+  return ok;
 }
 
 bool Pipeline::flush(std::chrono::milliseconds drain, uint32_t reason) {

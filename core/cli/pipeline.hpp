@@ -34,9 +34,13 @@ class Pipeline {
   bool deliver(const model::ChangeSet& cs);
   // deliver() for a batch: asynchronous with an outbox, the batch's outbox
   // rows in one transaction, all queued or (a kubetrail::Error) none
-  // (Engine::submit_batch). The batch's journal entries are retired later,
-  // once it is in the history too (state/history_writer.hpp).
-  bool deliver_batch(const std::vector<model::ChangeSet>& batch);
+  // (Engine::submit_batch: the change sets are moved, and on a throw
+  // `batch` is as given). `kept`, if given, receives the whole batch in
+  // order - what [watch] events leaves out too - shared with delivery, for
+  // the history: the batch's journal entries are retired once it is kept
+  // there (state/history_writer.hpp).
+  bool deliver_batch(std::vector<model::ChangeSet>&& batch,
+                     std::vector<std::shared_ptr<const model::ChangeSet>>* kept = nullptr);
   // Shutdown: delivers what is queued (asynchronous: for up to `drain`),
   // then flushes every handler. True when all flushed.
   bool flush(std::chrono::milliseconds drain = std::chrono::seconds(10), uint32_t reason = KUBETRAIL_FLUSH_SHUTDOWN);

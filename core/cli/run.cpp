@@ -163,6 +163,8 @@ class Daemon {
   void route_snapshot();
   // Hands delivered change sets to the history writer with the journal ids
   // it retires once they are kept (without a state store: retired now).
+  void keep_history(std::vector<std::shared_ptr<const model::ChangeSet>> batch,
+                    std::vector<std::string> journal_ids = {});
   void keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids = {});
   void apply_rediscovery();
   void report();
@@ -567,6 +569,14 @@ bool Daemon::lead_or_follow() {
 // watches or taken over from the handover buffer - goes through here, once
 // its outbox rows are written: the history writer keeps it, then retires
 // its journal entry (state/history_writer.hpp).
+void Daemon::keep_history(std::vector<std::shared_ptr<const model::ChangeSet>> batch,
+                          std::vector<std::string> journal_ids) {
+  if (history_writer_)
+    history_writer_->push(std::move(batch), std::move(journal_ids));
+  else
+    settle(journal_ids);
+}
+
 void Daemon::keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids) {
   if (history_writer_)
     history_writer_->push(std::move(batch), std::move(journal_ids));
@@ -594,8 +604,9 @@ void Daemon::route_batch() {
       // again at the next start, the outbox drops what its handlers have,
       // and the history keeps each once - and routing never waits for the
       // history's SQLite.
-      pipeline_->deliver_batch(batch);
-      keep_history(std::move(batch), std::move(routed));
+      std::vector<std::shared_ptr<const model::ChangeSet>> kept;
+      pipeline_->deliver_batch(std::move(batch), history_writer_ ? &kept : nullptr);
+      keep_history(std::move(kept), std::move(routed));
       return;
     }
     for (const auto& cs : batch)
@@ -603,9 +614,12 @@ void Daemon::route_batch() {
   } catch (const std::exception& e) {
     // The outbox could not be written (the state store failed): nothing of
     // the batch was queued; it goes back to the head of the queue, in
-    // order, and is tried again.
+    // order, and is tried again. deliver_batch() moves the batch only
+    // when it returns: on a throw it is as it was given.
+    // NOLINTBEGIN(bugprone-use-after-move)
     spdlog::error("{} change set(s) could not be queued for delivery, retrying in 1 s: {}", batch.size(), e.what());
     for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+    // NOLINTEND(bugprone-use-after-move)
     std::this_thread::sleep_for(std::chrono::seconds(1));
     return;
   }
@@ -620,7 +634,7 @@ void Daemon::route_snapshot() {
   if (!snapshot_batch_) snapshot_batch_ = inventory_->next();
   if (!snapshot_batch_) return;
   try {
-    pipeline_->deliver_batch(snapshot_batch_->items);
+    pipeline_->deliver_batch(std::move(snapshot_batch_->items));
   } catch (const std::exception& e) {
     spdlog::error("{} snapshot item(s) could not be queued for delivery, retrying: {}", snapshot_batch_->items.size(),
                   e.what());

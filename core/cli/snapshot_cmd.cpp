@@ -62,7 +62,7 @@ int run_snapshot(const Args& args) {
         if (print) {
           for (const auto& cs : batch) std::cout << cs.to_json() << "\n";
           std::cout.flush();
-        } else if (!pipeline->deliver_batch(batch)) {
+        } else if (!pipeline->deliver_batch(std::move(batch))) {
           delivered = false;
         }
       },

@@ -1,5 +1,6 @@
 #include "common/json_writer.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -40,7 +41,14 @@ namespace {
 }
 }  // namespace
 
-void JsonOut::grow(size_t n) { text_.resize(std::max(text_.size() * 2, used_ + n + 256)); }
+// Doubles, with 256 bytes of slack for a run of small writes - but never
+// past what the string holds already: a short value (a label, a number)
+// stays in the string's own inline buffer instead of taking an allocation
+// (a field change's old and new value, every event).
+void JsonOut::grow(size_t n) {
+  const size_t want = used_ + n;
+  text_.resize(std::max({text_.size() * 2, want, std::min(want + 256, text_.capacity())}));
+}
 
 void append_json_string(std::string_view s, JsonOut& out) {
   static constexpr char hex[] = "0123456789abcdef";

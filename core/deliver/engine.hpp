@@ -68,11 +68,16 @@ class Engine {
   // Inline: delivers every chain before returning, and says whether none
   // ended in a dead letter. Threads: queues, and returns true.
   bool submit(const model::ChangeSet& cs);
-  // submit() for a batch, in order. Threads with an outbox: the outbox rows
-  // of the whole batch are written in one transaction before any of it is
-  // queued, so a failure to write them (a kubetrail::Error) leaves nothing
-  // of the batch queued - it can be submitted again whole.
-  bool submit_batch(const std::vector<model::ChangeSet>& batch);
+  // submit() for a batch, in order, each change set moved into what its
+  // chains share (its objects are not copied). Threads with an outbox: the
+  // outbox rows of the whole batch are written in one transaction before
+  // any of it is queued, so a failure to write them (a kubetrail::Error)
+  // leaves nothing of the batch queued. On a throw `batch` is as it was
+  // given - it can be submitted again whole. `kept`, if given, receives
+  // every change set of the batch in order, shared with the chains (the
+  // history keeps them without a copy).
+  bool submit_batch(std::vector<model::ChangeSet>&& batch,
+                    std::vector<std::shared_ptr<const model::ChangeSet>>* kept = nullptr);
   // Stops accepting, delivers what is queued until `deadline`, then stops
   // the threads. What is left stays in the outbox.
   void stop(std::chrono::milliseconds deadline);
@@ -126,6 +131,10 @@ class Engine {
   void refill_from_outbox(Worker& w);
   void record_backlog();
   void count_unrouted(const model::ChangeSet& cs);
+  bool submit_entry(const std::shared_ptr<const Entry>& entry, const std::vector<const route::Route*>& routes);
+  void submit_with_outbox(const std::vector<model::ChangeSet>& batch,
+                          const std::vector<std::shared_ptr<Entry>>& entries,
+                          const std::vector<std::vector<const route::Route*>>& matched);
 
   std::map<std::string, HandlerSlot>& handlers_;
   const config::Config& cfg_;

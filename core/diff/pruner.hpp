@@ -128,6 +128,7 @@ class Pruner {
     for (int32_t i = deepest; i >= 0; i = nodes_[i].parent) chain.push_back(i);
     std::reverse(chain.begin(), chain.end());
     std::vector<model::Segment> path;
+    path.reserve(chain.size());  // grown one segment at a time it reallocated per event (perf: 3% of the watch thread)
     size_t stop = chain.size() - 1;  // index in chain of the subtree to diff
     size_t element = 0;              // index in chain of the keyed list element narrowed into; 0: none
     for (size_t c = 1; c < chain.size(); ++c) {

@@ -84,6 +84,13 @@ void History::exec(const char* sql) {
 }
 
 void History::append(const std::vector<model::ChangeSet>& batch) {
+  std::vector<const model::ChangeSet*> pointers;
+  pointers.reserve(batch.size());
+  for (const auto& cs : batch) pointers.push_back(&cs);
+  append(pointers);
+}
+
+void History::append(std::span<const model::ChangeSet* const> batch) {
   if (batch.empty()) return;
   std::lock_guard lock(mu_);
   exec("BEGIN IMMEDIATE");
@@ -96,7 +103,8 @@ void History::append(const std::vector<model::ChangeSet>& batch) {
            "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor,"
            " paths, json) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12"
            " WHERE NOT EXISTS (SELECT 1 FROM history WHERE time_ms = ?2 AND id = ?1)");
-    for (const auto& cs : batch) {
+    for (const model::ChangeSet* each : batch) {
+      const model::ChangeSet& cs = *each;
       // Bound without a copy (Stmt::bind): every value lives until the step.
       std::string paths;
       for (const auto& c : cs.changes) paths += (paths.empty() ? "" : "\n") + c.path;

@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,7 @@ class History {
   History& operator=(const History&) = delete;
 
   // One transaction for the batch; ids already kept are left as they are.
+  void append(std::span<const model::ChangeSet* const> batch);
   void append(const std::vector<model::ChangeSet>& batch);
 
   struct Filter {

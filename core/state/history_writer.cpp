@@ -24,6 +24,14 @@ HistoryWriter::~HistoryWriter() {
 }
 
 void HistoryWriter::push(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids) {
+  std::vector<std::shared_ptr<const model::ChangeSet>> shared;
+  shared.reserve(batch.size());
+  for (auto& cs : batch) shared.push_back(std::make_shared<const model::ChangeSet>(std::move(cs)));
+  push(std::move(shared), std::move(journal_ids));
+}
+
+void HistoryWriter::push(std::vector<std::shared_ptr<const model::ChangeSet>> batch,
+                         std::vector<std::string> journal_ids) {
   if (batch.empty() && journal_ids.empty()) return;
   std::unique_lock lock(mu_);
   room_.wait(lock, [&] { return queued_ < kMaxQueued || stopping_; });
@@ -48,7 +56,10 @@ void HistoryWriter::run() {
       queue_.pop_front();
     }
     try {
-      history_.append(item.batch);
+      std::vector<const model::ChangeSet*> batch;
+      batch.reserve(item.batch.size());
+      for (const auto& cs : item.batch) batch.push_back(cs.get());
+      history_.append(batch);
     } catch (const Error& e) {  // the history is a record, not a guarantee: delivery went on without it
       spdlog::error("history: {} change set(s) not kept: {}", item.batch.size(), e.what());
     }

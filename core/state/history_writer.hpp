@@ -12,6 +12,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +36,9 @@ class HistoryWriter {
   // Queues a batch, and the journal ids to retire once it is kept. Waits
   // while kMaxQueued change sets are queued already (the history thread
   // is behind: routing slows rather than memory growing).
+  // The change sets are shared with delivery (Engine::submit_batch's
+  // `kept`): nothing is copied.
+  void push(std::vector<std::shared_ptr<const model::ChangeSet>> batch, std::vector<std::string> journal_ids);
   void push(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids);
   // Returns once everything pushed so far is kept (tests, shutdown).
   void drain();
@@ -44,7 +48,7 @@ class HistoryWriter {
  private:
   void run();
   struct Item {
-    std::vector<model::ChangeSet> batch;
+    std::vector<std::shared_ptr<const model::ChangeSet>> batch;
     std::vector<std::string> journal_ids;
   };
   History& history_;
