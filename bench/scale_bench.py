@@ -22,6 +22,12 @@ for kubectl:
     from the server's write of the event to the line on kubetrail's stdout,
     beside the same for curl holding the watch (the rig's floor: one
     process, one hop) and for kubectl (`--watch-only -o name`).
+The rig's floor is also measured for the sync and per event: curl
+fetching every list page over one connection, and curl's CPU for the same
+burst of events - TLS, HTTP/2 and the kernel's copies, no parsing. The
+sync's and each event's CPU are split by kubetrail's threads (I/O, watch,
+routing, delivery): the I/O thread is read against curl's floor, the rest
+is kubetrail's own work.
 kubectl: `kubectl get pods -o json --chunk-size=500` for the list (CPU,
 peak RSS), `kubectl get pods --watch-only -o json` for the stream.
 Each row says how many times better kubetrail does than kubectl, and what
@@ -314,6 +320,28 @@ def cpu_ns(pid):
     return total
 
 
+# Threads of `kubetrail run` by name (common/thread_name.hpp), for the
+# per-event split: the stage each does.
+STAGES = (("kt-io", "I/O (TLS, HTTP/2)"), ("kt-w:", "watch (parse, prune, diff, cache)"),
+          ("main", "routing (main thread)"), ("kt-d:", "delivery (log plugin)"), ("", "other threads"))
+
+
+def cpu_by_stage(pid):
+    """Run time so far of each of STAGES' thread groups, in ns. The main
+    thread is the one whose id is the process's."""
+    total = dict.fromkeys((label for _, label in STAGES), 0)
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                ns = int(f.read().split()[0])
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = "main" if int(tid) == pid else f.read().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total[next(label for prefix, label in STAGES if comm.startswith(prefix))] += ns
+    return total
+
+
 def memory_kib(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -446,19 +474,42 @@ def paced_latency(rig, args, arrivals, after):
 
 
 def run_floor(rig, args):
-    """The rig's own latency: curl holding the same watch over the same
-    HTTP/2 front, one process and one hop. No watcher can do better on
-    this rig; kubetrail's p50/p99 are read against it."""
-    note("rig floor (curl): %d events at %g/s" % (args.latency_events, args.rate))
+    """The rig's own cost: curl, one process and one hop, doing the
+    transport part of kubetrail's work over the same HTTP/2 front - every
+    list page over one connection, as an informer asks for them (CPU and
+    wall), then the same watch: the burst's CPU per event, and the paced
+    events' latency. No watcher can do better on this rig (TLS, HTTP/2 and
+    the kernel's copies are in both); kubetrail's figures are read against
+    it. curl writes what it gets to a pipe or /dev/null and parses nothing."""
     with open(rig.kubeconfig) as f:
         server = next(line.split()[-1] for line in f if line.strip().startswith("server:"))
+    curl = ["curl", "-s", "--http2", "--cacert", os.path.join(rig.dir, "ca.crt"),
+            "-H", "Authorization: Bearer test-token"]
+    base = server + "/api/v1/namespaces/%s/pods?limit=%d" % (NAMESPACE, PAGE)
+    urls = [base] + ["%s&continue=p%d" % (base, at) for at in range(PAGE, args.pods, PAGE)]
+    note("rig floor (curl): the list, %d pages" % len(urls))
+    res = {}
+    t0 = time.time()
+    p = subprocess.Popen(curl + urls, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    if status != 0:
+        raise SystemExit("scale_bench: curl's list failed (status %d)" % status)
+    res["sync_wall"] = time.time() - t0
+    res["sync_cpu"] = usage.ru_utime + usage.ru_stime
     connects = rig.connects()
-    p = subprocess.Popen(["curl", "-sN", "--http2", "--cacert", os.path.join(rig.dir, "ca.crt"),
-                          "-H", "Authorization: Bearer test-token",
-                          server + "/api/v1/namespaces/%s/pods?watch=1&resourceVersion=1" % NAMESPACE],
+    p = subprocess.Popen(curl + ["-N", server + "/api/v1/namespaces/%s/pods?watch=1&resourceVersion=1" % NAMESPACE],
                          stdout=subprocess.PIPE)
     try:
-        return paced_latency(rig, args, Arrivals(p.stdout, first_name), connects)
+        arrivals = Arrivals(p.stdout, first_name)
+        note("rig floor (curl): %d events as fast as they come" % args.events)
+        wait_for(lambda: rig.connects() > connects, 120, "curl's watch")
+        before = cpu_ns(p.pid)
+        rig.stream(args.events, after=connects)
+        wait_for(lambda: arrivals.lines >= args.events, 600, "curl's %d events" % args.events)
+        res["event_cpu_us"] = (cpu_ns(p.pid) - before) / 1e3 / args.events
+        note("rig floor (curl): %d events at %g/s" % (args.latency_events, args.rate))
+        res.update(paced_latency(rig, args, arrivals, connects))
+        return res
     finally:
         p.kill()
         p.wait()
@@ -521,18 +572,20 @@ def run_kubetrail(rig, args, state):
         wait_for(synced, 600, "kubetrail's sync")
         res["sync_wall"] = time.time() - t0
         res["sync_cpu"] = cpu_ns(proc.pid) / 1e9
+        res["sync_stage_s"] = {k: v / 1e9 for k, v in cpu_by_stage(proc.pid).items()}
         stop_perf(perf)
         time.sleep(1.0)  # what the sync left behind settles (delivery, frees)
         res.update(memory_kib(proc.pid))
         note("kubetrail: %d events as fast as they come" % args.events)
         # CPU per event: the whole stream as fast as the server writes it.
         perf = start_perf(args, proc.pid, state, "events")
-        before = cpu_ns(proc.pid)
+        before, stages = cpu_ns(proc.pid), cpu_by_stage(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
         wait_for(lambda: out.lines >= args.events, 600, "kubetrail's %d change sets" % args.events)
         res["events_wall"] = time.time() - t1
         res["event_cpu_us"] = (cpu_ns(proc.pid) - before) / 1e3 / args.events
+        res["stage_us"] = {k: (v - stages[k]) / 1e3 / args.events for k, v in cpu_by_stage(proc.pid).items()}
         stop_perf(perf)
         res["change_sets"] = out.lines
         note("kubetrail: %d events at %g/s" % (args.latency_events, args.rate))
@@ -641,6 +694,17 @@ def main():
     finally:
         rig.stop()
 
+    def split(what, key, unit, fmt, kt):
+        """A phase's CPU by thread, and all but the I/O thread: kubetrail's
+        own work, beyond moving the bytes (which the rig floor's curl
+        does alone)."""
+        for _, label in STAGES:
+            print("  " + "  ".join(["%-40s" % ("  %s, %s, %s" % (what, label, unit))] + [
+                ("%s " + fmt) % (n, r[key][label]) for n, r in (("off", off), ("on", on)) if r]))
+        print("  " + "  ".join(["%-40s" % ("  %s, all but I/O, %s" % (what, unit))] + [
+            ("%s " + fmt) % (n, sum(r[key].values()) - r[key][STAGES[0][1]]) for n, r in (("off", off), ("on", on))
+            if r]))
+
     def row(what, key, fmt, kt, ratio_to_peer=True, higher_is_better=False):
         cells = ["%-40s" % what, ("off " + fmt) % kt[0].get(key, float("nan"))]
         if kt[1] is not None:
@@ -652,10 +716,15 @@ def main():
                                                         if peer.get("killed") and key in ("sync_cpu", "sync_wall", "hwm_mib") else ""))
         if kt[1] is not None and key in kt[1] and key in kt[0] and kt[0][key]:
             cells.append("state on/off %.2fx" % (kt[1][key] / kt[0][key]))
+        if key in floor:
+            # The transport alone, by curl in this run: read against
+            # kubetrail's I/O thread in the split below.
+            cells.append(("rig floor (curl) " + fmt) % floor[key])
         print("  " + "  ".join(cells))
     kt = (off, on)
     row("initial sync, CPU s", "sync_cpu", "%8.2f", kt)
     row("initial sync, wall s", "sync_wall", "%8.2f", kt)
+    split("sync", "sync_stage_s", "s", "%8.2f", kt)
     for r in (off, on):
         if r:
             r["rss_mib"], r["hwm_mib"] = r.get("VmRSS", 0) / 1024, r.get("VmHWM", 0) / 1024
@@ -668,6 +737,15 @@ def main():
         if r:
             r["per_core"] = 1e6 / r["event_cpu_us"]
     row("events per CPU-second", "per_core", "%8.0f", kt, higher_is_better=True)
+    # Where an event's CPU goes, by thread (each thread is one stage), and
+    # what the diff alone makes per core: the watch thread's share is the
+    # parse, prune, diff and cache of the event (issue 15: >= 100k events/s
+    # through the diff on one core).
+    split("per event", "stage_us", "us", "%8.1f", kt)
+    watch = STAGES[1][1]
+    print("  " + "  ".join(["%-40s" % "events per CPU-second, watch thread"] + [
+        ("%s %8.0f" % (n, 1e6 / r["stage_us"][watch])) for n, r in (("off", off), ("on", on))
+        if r and r["stage_us"][watch] > 0]))
     # Latency against the rig's floor (curl, one hop) and kubectl, each
     # measured in this run on the same paced events.
     for pct in ("p50", "p99"):
