@@ -154,12 +154,14 @@ void Informer::list_until_done(bool initial, bool wait_first, const std::atomic<
   }
 }
 
-void Informer::list_item(dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>& seen,
+void Informer::list_item(dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>* seen,
                          const std::string& observed_at) {
   std::string_view ns, name;
   if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
   if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) return;
   if (excluded(ns)) return;
+  // Only a relist, or an initial list started over, looks for what vanished.
+  if (seen) seen->insert(model::ObjectStore::key_of(ns, name));
   if (initial) {
     if (auto s = tracker_.seed(item, &source); !s)
       failed(&item, "list item", s.error());
@@ -167,7 +169,6 @@ void Informer::list_item(dom::element item, const diff::SourceText& source, bool
       touched(ns, name);
     return;
   }
-  seen.insert(model::ObjectStore::key_of(ns, name));  // only a relist looks for what vanished
   // A relist after 410 (or the first list against a checkpoint): the
   // fresh list against the cache. Another uid under the same name: the
   // old object is gone and this one new. Same resourceVersion:
@@ -209,6 +210,12 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     uint64_t objects = 0, pages = 0, bytes = 0;
   } progress{clock_.now(), clock_.now()};
   set_listed(0);
+  // An initial list that starts over - a page failed and list_until_done()
+  // tries again, or the continue token expired below - finds the cache
+  // seeded by the pass cut short. What the completed pass does not list
+  // was deleted in between: it must go, or it stays as a ghost no watch
+  // event removes. So such a list, like a relist, keeps what it has seen.
+  bool track_seen = !initial || tracker_.store().size() > 0;
   // Not do/while: the `continue` that starts an expired list over must come
   // back to the top, not to a test of the token it has just cleared.
   for (;;) {
@@ -219,6 +226,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       record(m_relists_continue_);
       cont.clear();
       seen.clear();
+      track_seen = true;
       list_rv.clear();
       pause(stop, r.retry_after_ms, "continue token expired");
       continue;
@@ -246,7 +254,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
         ++progress.objects;
         const diff::SourceText source = sources.next();
         try {
-          list_item(item, source, initial, seen, observed_at);
+          list_item(item, source, initial, track_seen ? &seen : nullptr, observed_at);
         } catch (const std::exception& e) {
           failed(&item, "list item", e.what());
         }
@@ -266,16 +274,25 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     }
     if (cont.empty()) break;
   }
-  if (!initial) {
+  if (track_seen) {
     std::vector<std::string> gone;
     tracker_.store().for_each([&](const std::string& key, const model::StoredObject&) {
       if (!seen.count(key)) gone.push_back(key);
     });
-    for (const auto& key : gone)
-      if (auto cs = tracker_.vanished(key, observed_at, list_rv)) {
+    for (const auto& key : gone) {
+      if (initial) {
+        // Never reported (an initial list is the starting state, taken
+        // silently): it simply is not part of it.
+        tracker_.store().erase(key);
+        checkpoint_.touched(key);
+      } else if (auto cs = tracker_.vanished(key, observed_at, list_rv)) {
         emit(std::move(*cs));
         checkpoint_.touched(key);
       }
+    }
+    if (initial && !gone.empty())
+      spdlog::info("{}: {} object(s) listed by the pass cut short are gone from the completed list", name_,
+                   gone.size());
   }
   rv_ = list_rv;
   checkpoint_.prune_at_next_commit();

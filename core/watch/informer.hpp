@@ -103,7 +103,7 @@ class Informer {
  private:
   enum class WatchEnd { ended, gone, failed, stopped };
   bool list(bool initial, const std::atomic<bool>& stop);
-  void list_item(simdjson::dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>& seen,
+  void list_item(simdjson::dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>* seen,
                  const std::string& observed_at);
   // An object (event or list item) that cannot be handled: logged with its
   // resource, namespace/name and reason, counted, skipped.
