@@ -1,5 +1,6 @@
 #include "common/dictionary_codec.hpp"
 
+#include <xxhash.h>
 #include <zstd.h>
 
 #include <new>
@@ -36,6 +37,11 @@ std::string DictionaryCodec::dictionary_from(const std::vector<std::string_view>
     content.append(s);
   }
   return content;
+}
+
+uint64_t DictionaryCodec::fingerprint(std::string_view content) {
+  // Never 0: 0 means "no dictionary" to the callers.
+  return XXH3_64bits(content.data(), content.size()) | 1;
 }
 
 void DictionaryCodec::add_dictionary(int64_t id, std::string_view content) {

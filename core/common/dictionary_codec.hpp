@@ -45,6 +45,10 @@ class DictionaryCodec {
   // Dictionary content from sample objects (the first ones, up to
   // kMaxDictionaryBytes).
   static std::string dictionary_from(const std::vector<std::string_view>& samples);
+  // What names a dictionary's content across its users: two codecs whose
+  // dictionaries have the same fingerprint write and read the same frames
+  // (the cache's frame is what the state store writes: state_store.hpp).
+  static uint64_t fingerprint(std::string_view content);
   // Makes dictionary `id` usable for compress() and decompress().
   void add_dictionary(int64_t id, std::string_view content);
   void remove_dictionary(int64_t id);

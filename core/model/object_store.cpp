@@ -38,12 +38,14 @@ ObjectStore::~ObjectStore() = default;
 ObjectStore::ObjectStore(ObjectStore&& o) noexcept
     : objects_(std::move(o.objects_)),
       codec_(std::move(o.codec_)),
+      fingerprint_(std::exchange(o.fingerprint_, 0)),
       scratch_(std::move(o.scratch_)),
       last_key_(std::move(o.last_key_)),
       last_(std::exchange(o.last_, nullptr)) {}
 ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
   objects_ = std::move(o.objects_);
   codec_ = std::move(o.codec_);
+  fingerprint_ = std::exchange(o.fingerprint_, 0);
   scratch_ = std::move(o.scratch_);
   last_key_ = std::move(o.last_key_);
   last_ = std::exchange(o.last_, nullptr);
@@ -77,13 +79,20 @@ void ObjectStore::put(std::string key, StoredObject obj, std::string_view text) 
 void ObjectStore::start_packing() {
   std::vector<std::string_view> samples;
   for (const auto& [key, o] : objects_) samples.push_back(o.json);
+  pack_with(DictionaryCodec::dictionary_from(samples));
+}
+
+void ObjectStore::pack_with(std::string_view dictionary) {
   auto codec = std::make_unique<DictionaryCodec>();
-  codec->add_dictionary(kDictionary, DictionaryCodec::dictionary_from(samples));
-  codec_ = std::move(codec);
+  codec->add_dictionary(kDictionary, dictionary);
+  std::string text;
   for (auto& [key, o] : objects_) {
-    pack(*codec_, o, o.json);
+    text.assign(this->text(o));  // against the dictionary it was packed with, if any
+    pack(*codec, o, text);
     o.json.shrink_to_fit();
   }
+  codec_ = std::move(codec);
+  fingerprint_ = DictionaryCodec::fingerprint(dictionary);
 }
 
 std::string_view ObjectStore::text(const StoredObject& o) const {

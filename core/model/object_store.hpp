@@ -101,6 +101,15 @@ class ObjectStore {
   // tests and benchmarks.
   size_t text_bytes() const;
 
+  // Packs from now on against `dictionary` (content, as DictionaryCodec
+  // takes it), every object held repacked: the state store's dictionary
+  // for the resource, so that a save writes this store's frames as they
+  // are instead of decompressing and compressing each changed object again.
+  void pack_with(std::string_view dictionary);
+  // DictionaryCodec::fingerprint() of the dictionary this store packs
+  // with; 0 while it does not pack.
+  uint64_t dictionary_fingerprint() const noexcept { return fingerprint_; }
+
  private:
   struct Hash {
     using is_transparent = void;
@@ -108,6 +117,7 @@ class ObjectStore {
   };
   std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
   std::unique_ptr<DictionaryCodec> codec_;  // once the store packs
+  uint64_t fingerprint_ = 0;                // of codec_'s dictionary
   mutable std::string scratch_;             // text()'s output
   // The object last found, by its key: an event's uid check (replaced())
   // and its diff (observe()) look up the same object in turn, and at 100k

@@ -307,6 +307,7 @@ void StateStore::start() {
     while (sqlite3_step(dicts.s) == SQLITE_ROW) {
       int64_t id = sqlite3_column_int64(dicts.s, 0);
       codec_.add_dictionary(id, dicts.blob(2));
+      fingerprint_of_[id] = DictionaryCodec::fingerprint(dicts.blob(2));
       dictionary_of_.emplace(dicts.text(1), id);
     }
   }
@@ -452,6 +453,7 @@ void StateStore::transaction(F&& body) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     for (int64_t id : made_) {  // dictionaries of the rolled-back transaction are not in the file
       codec_.remove_dictionary(id);
+      fingerprint_of_.erase(id);
       for (auto it = dictionary_of_.begin(); it != dictionary_of_.end();)
         it = it->second == id ? dictionary_of_.erase(it) : std::next(it);
     }
@@ -831,9 +833,23 @@ void StateStore::save(const std::string& resource,
     dictionary_for(resource, std::vector<std::string_view>(texts.begin(), texts.end()));
     dictionary = dictionary_of_.find(resource);
   }
+  // A cache that packs with this very dictionary (pack_with(), after
+  // dictionary_content()) holds each object as the frame this would write:
+  // it is written as it is, not decompressed and compressed again (perf,
+  // 100k pods: that was most of what a state store added to an event).
+  const int64_t dictionary_id = dictionary == dictionary_of_.end() ? 0 : dictionary->second;
+  const bool shares_frames = cache && dictionary_id != 0 && cache->dictionary_fingerprint() != 0 &&
+                             cache->dictionary_fingerprint() == fingerprint_of_[dictionary_id];
   for (const auto& [key, obj] : upserts) {
-    auto [body, codec] = packed(codec_, dictionary == dictionary_of_.end() ? 0 : dictionary->second, text_of(*obj));
-    LogFile::encode(payload_, {LogKind::kObject, seq++, resource, key, obj->uid, obj->resource_version, body, codec});
+    std::pair<std::string_view, int64_t> stored;
+    if (shares_frames && obj->packed) {
+      stored = {obj->json, dictionary_id};
+      ++frames_shared_;
+    } else {
+      stored = packed(codec_, dictionary_id, text_of(*obj));
+    }
+    LogFile::encode(payload_, {LogKind::kObject, seq++, resource, key, obj->uid, obj->resource_version, stored.first,
+                               stored.second});
   }
   for (const auto& key : deletes) LogFile::encode(payload_, {LogKind::kDeleted, seq++, resource, key});
   if (with_rv) LogFile::encode(payload_, {LogKind::kResourceVersion, seq++, resource, {}, {}, resource_version});
@@ -850,6 +866,22 @@ void StateStore::save(const std::string& resource,
   if (fold_due()) fold();
 }
 
+uint64_t StateStore::dictionary_fingerprint(std::string_view resource) {
+  std::lock_guard lock(mu_);
+  auto it = dictionary_of_.find(resource);
+  return it == dictionary_of_.end() ? 0 : fingerprint_of_[it->second];
+}
+
+std::optional<std::string> StateStore::dictionary_content(std::string_view resource) {
+  std::lock_guard lock(mu_);
+  auto it = dictionary_of_.find(resource);
+  if (it == dictionary_of_.end()) return std::nullopt;
+  Stmt get(db_, "SELECT content FROM dictionaries WHERE id = ?");
+  sqlite3_bind_int64(get.s, 1, it->second);
+  if (sqlite3_step(get.s) != SQLITE_ROW) return std::nullopt;  // made in a transaction not yet committed
+  return std::string(get.blob(0));
+}
+
 int64_t StateStore::dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples) {
   if (auto it = dictionary_of_.find(resource); it != dictionary_of_.end()) return it->second;
   std::string content = DictionaryCodec::dictionary_from(samples);
@@ -859,6 +891,7 @@ int64_t StateStore::dictionary_for(const std::string& resource, const std::vecto
   if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
   int64_t id = sqlite3_last_insert_rowid(db_);
   codec_.add_dictionary(id, content);
+  fingerprint_of_[id] = DictionaryCodec::fingerprint(content);
   dictionary_of_.emplace(resource, id);
   made_.push_back(id);
   return id;

@@ -97,6 +97,17 @@ class StateStore {
   // informer writes it at the end of lists and watches, and once a second).
   // `cache`: the store that holds the upserted objects, which reads their
   // text (it may keep them compressed); without it, their json is the text.
+  // The dictionary `resource`'s objects are compressed with, for its
+  // informer's cache to pack with (ObjectStore::pack_with): a save then
+  // writes the cache's frames as they are. Its fingerprint
+  // (DictionaryCodec::fingerprint; 0: none yet) and its content.
+  uint64_t dictionary_fingerprint(std::string_view resource);
+  std::optional<std::string> dictionary_content(std::string_view resource);
+  // Objects save() has written as their cache's frame (tests, benchmarks).
+  uint64_t frames_shared() {
+    std::lock_guard lock(mu_);
+    return frames_shared_;
+  }
   void save(const std::string& resource, const std::vector<std::pair<std::string, const model::StoredObject*>>& upserts,
             const std::vector<std::string>& deletes, const std::string& resource_version,
             const std::vector<JournalEntry>& journal = {}, const model::ObjectStore* cache = nullptr);
@@ -200,7 +211,9 @@ class StateStore {
   // (forgotten again when it rolls back).
   DictionaryCodec codec_;
   std::map<std::string, int64_t, std::less<>> dictionary_of_;
+  std::map<int64_t, uint64_t> fingerprint_of_;  // DictionaryCodec::fingerprint() by dictionary id
   std::vector<int64_t> made_;
+  uint64_t frames_shared_ = 0;  // objects saved as their cache's frame (under mu_)
   int64_t dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples);
   // The log (state/log_file.hpp, PATH-log), under mu_. Entries up to
   // folded_through_ are in the snapshot already; log_rows_ counts the object,

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/clock.hpp"
+#include "common/dictionary_codec.hpp"
 #include "common/log_context.hpp"
 #include "common/metrics.hpp"
 #include "kube/discovery.hpp"
@@ -109,6 +110,26 @@ void Informer::commit(bool force) {
     // With a state store the batch is durable already: its journal entries
     // hand it on at the next start.
     failed(nullptr, std::to_string(waiting) + " change set(s) handed on", e.what());
+  }
+  share_dictionary();
+}
+
+// Once the state store has a dictionary for this resource (made from the
+// first list page it saved, or read back at start), the cache packs with it
+// too: each save then writes the cache's frames as they are, where it
+// decompressed and compressed every changed object again (perf, 100k pods:
+// most of what the state store added to an event on this thread).
+// Only a saving: should it fail, saves go on compressing each object.
+void Informer::share_dictionary() noexcept {
+  if (!opt_.state) return;
+  try {
+    const uint64_t wanted = opt_.state->dictionary_fingerprint(checkpoint_.key());
+    if (wanted == 0 || wanted == tracker_.store().dictionary_fingerprint()) return;
+    if (auto content = opt_.state->dictionary_content(checkpoint_.key()))
+      if (DictionaryCodec::fingerprint(*content) == wanted) tracker_.store().pack_with(*content);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: the cache cannot take the state store's dictionary (saves compress each object): {}", name_,
+                 e.what());
   }
 }
 
@@ -433,6 +454,7 @@ void Informer::run(const std::atomic<bool>& stop) {
   if (opt_.state) {
     try {
       if (auto cp = opt_.state->load(checkpoint_.key())) {
+        share_dictionary();  // before the objects go in: packed once, with it
         for (auto& [key, obj] : cp->objects) tracker_.store().put(key, std::move(obj));
         // An unreadable row is an object unknown to the catch-up (reported
         // if it is there, not lost); its row is rewritten or pruned after it.

@@ -122,6 +122,7 @@ class Informer {
   void pause(const std::atomic<bool>& stop, uint32_t server_hint_ms, std::string_view why);
   // Checkpoint::commit() with the cache and resourceVersion as they are now.
   void commit(bool force);
+  void share_dictionary() noexcept;
   void touched(std::string_view ns, std::string_view name);
 
   kube::Api& client_;

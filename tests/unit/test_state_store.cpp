@@ -913,3 +913,52 @@ TEST_CASE("state store: a schema 4 store's outbox table is converted into the ou
     CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'outbox'") == 0);
   }
 }
+
+// Issue 15 (perf, 100k pods, state on): every save decompressed each
+// changed object from the cache and compressed it again against the state
+// store's own dictionary. A cache packing with that very dictionary hands
+// its frames over as they are - and what is read back is the same text.
+TEST_CASE("state store: a cache that packs with the store's dictionary has its frames written as they are") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto store = state::StateStore::open(path, false);
+  auto pod = [](int i, int rev) {
+    return R"({"metadata":{"name":"p)" + std::to_string(i) + R"(","labels":{"app":"shop","rev":")" +
+           std::to_string(rev) +
+           R"("}},"spec":{"containers":[{"name":"web","image":"registry.example.com/web:1.2"}]}})";
+  };
+  auto key = [](int i) { return "ns/p" + std::to_string(i); };
+  model::ObjectStore cache;
+  for (int i = 0; i < 300; ++i) cache.put(key(i), object("u-" + std::to_string(i), "1", pod(i, 0)));
+  std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
+  for (int i = 0; i < 300; ++i) upserts.emplace_back(key(i), cache.find(key(i)));
+  store->save("pods", upserts, {}, "1", {}, &cache);
+  CHECK(store->frames_shared() == 0);  // the cache packs with a dictionary of its own so far
+  const uint64_t fingerprint = store->dictionary_fingerprint("pods");
+  REQUIRE(fingerprint != 0);
+  CHECK(store->dictionary_fingerprint("secrets") == 0);
+  auto content = store->dictionary_content("pods");
+  REQUIRE(content);
+  CHECK(DictionaryCodec::fingerprint(*content) == fingerprint);
+  CHECK(cache.dictionary_fingerprint() != fingerprint);
+
+  cache.pack_with(*content);
+  CHECK(cache.dictionary_fingerprint() == fingerprint);
+  for (int i = 0; i < 300; ++i) CHECK(cache.text(*cache.find(key(i))) == pod(i, 0));  // repacked, the same texts
+  upserts.clear();
+  for (int i = 0; i < 10; ++i) {
+    cache.set_text(*cache.find_mutable(key(i)), pod(i, 1));
+    upserts.emplace_back(key(i), cache.find(key(i)));
+  }
+  store->save("pods", upserts, {}, "2", {}, &cache);
+  CHECK(store->frames_shared() == 10);
+
+  store.reset();
+  store = state::StateStore::open(path, false);
+  CHECK(store->dictionary_fingerprint("pods") == fingerprint);  // read back with the store
+  auto cp = store->load("pods");
+  REQUIRE(cp);
+  REQUIRE(cp->objects.size() == 300);
+  CHECK(cp->unreadable.empty());
+  for (int i = 0; i < 300; ++i) CHECK(cp->objects.at(key(i)).json == pod(i, i < 10 ? 1 : 0));
+}
