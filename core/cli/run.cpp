@@ -163,9 +163,10 @@ class Daemon {
   void route_snapshot();
   // Hands delivered change sets to the history writer with the journal ids
   // it retires once they are kept (without a state store: retired now).
-  void keep_history(std::vector<std::shared_ptr<const model::ChangeSet>> batch,
-                    std::vector<std::string> journal_ids = {});
-  void keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids = {});
+  // `batch`: change sets as they are, or shared with delivery (what
+  // deliver_batch() keeps) - HistoryWriter::push takes either.
+  template <class ChangeSets>
+  void keep_history(ChangeSets batch, std::vector<std::string> journal_ids = {});
   void apply_rediscovery();
   void report();
   // Shutdown.
@@ -570,15 +571,8 @@ bool Daemon::lead_or_follow() {
 // watches or taken over from the handover buffer - goes through here, once
 // its outbox rows are written: the history writer keeps it, then retires
 // its journal entry (state/history_writer.hpp).
-void Daemon::keep_history(std::vector<std::shared_ptr<const model::ChangeSet>> batch,
-                          std::vector<std::string> journal_ids) {
-  if (history_writer_)
-    history_writer_->push(std::move(batch), std::move(journal_ids));
-  else
-    settle(journal_ids);
-}
-
-void Daemon::keep_history(std::vector<model::ChangeSet> batch, std::vector<std::string> journal_ids) {
+template <class ChangeSets>
+void Daemon::keep_history(ChangeSets batch, std::vector<std::string> journal_ids) {
   if (history_writer_)
     history_writer_->push(std::move(batch), std::move(journal_ids));
   else
