@@ -296,7 +296,8 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   std::string_view rv;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
-  std::string key = model::ObjectStore::key_of(ns, name);
+  key_of(ns, name);
+  const std::string& key = key_;
   model::StoredObject* old = store.find_mutable(key);
 
   if (event != model::WatchEventType::deleted && old && !rv.empty() && rv == old->resource_version) {
@@ -305,7 +306,8 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
   }
   Pruner& rules = rules_for(type);
   std::string_view pruned = rules.prune(object, source);
-  if (event != model::WatchEventType::deleted && old && store.same_text(*old, pruned)) {
+  std::optional<model::ObjectStore::TextDigest> digest;  // of `pruned`, if same_text() computed it
+  if (event != model::WatchEventType::deleted && old && store.same_text(*old, pruned, &digest)) {
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
     old->resource_version.assign(rv);
@@ -339,7 +341,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     cs.type = model::ChangeType::added;
     cs.actor = find_actor(nullptr, now.managers);
     cs.new_object = pruned;
-    store.put(std::move(key), std::move(now), pruned);
+    store.put(key, std::move(now), pruned);
   } else {
     // Diff only the subtree holding the changed bytes when there is one.
     // The old text, decompressed when the cache packs: valid until the
@@ -362,7 +364,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     extract_managers(object, managers_);
     auto update_cache = [&] {
       if (options_.include_objects) cs.old_object.assign(old_text);
-      store.set_text(*old, pruned);
+      store.set_text(*old, pruned, digest);
       old->uid.assign(uid);
       old->resource_version.assign(rv);
       old->managers.swap(managers_);
@@ -397,10 +399,10 @@ std::optional<model::ChangeSet> ChangeDetector::replaced(const model::ResourceTy
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   if (metadata["uid"].get(uid) != simdjson::SUCCESS || uid.empty()) return std::nullopt;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
-  std::string key = model::ObjectStore::key_of(ns, name);
-  const model::StoredObject* old = store.find(key);
+  key_of(ns, name);
+  const model::StoredObject* old = store.find(key_);
   if (!old || old->uid.empty() || old->uid == uid) return std::nullopt;
-  return forget(type, key, store, observed_at, rv);
+  return forget(type, key_, store, observed_at, rv);
 }
 
 }  // namespace kubetrail::diff

@@ -14,12 +14,14 @@ constexpr int64_t kDictionary = 1;  // the store's one dictionary
 
 // Stores `text` in `o` as a frame against the store's dictionary, or as it
 // is when the frame would be no smaller. `text` may be o.json itself: it is
-// hashed and compressed before o.json is written.
-void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text) {
-  XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
-  o.text_hash[0] = h.low64;
-  o.text_hash[1] = h.high64;
-  o.text_size = static_cast<uint32_t>(text.size());
+// hashed and compressed before o.json is written. `digest`: the text's, if
+// the caller has it.
+void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text,
+          const std::optional<ObjectStore::TextDigest>& digest = std::nullopt) {
+  const ObjectStore::TextDigest d = digest ? *digest : ObjectStore::digest_of(text);
+  o.text_hash[0] = d.hash[0];
+  o.text_hash[1] = d.hash[1];
+  o.text_size = d.size;
   std::string_view frame = codec.compress(kDictionary, text);
   o.packed = frame.size() < text.size();
   if (o.packed && o.json.capacity() > 2 * frame.size())
@@ -103,16 +105,22 @@ std::string_view ObjectStore::text(const StoredObject& o) const {
   return scratch_;
 }
 
-bool ObjectStore::same_text(const StoredObject& o, std::string_view text) const {
-  if (!o.packed) return o.json == text;
-  if (o.text_size != text.size()) return false;
+ObjectStore::TextDigest ObjectStore::digest_of(std::string_view text) noexcept {
   XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
-  return h.low64 == o.text_hash[0] && h.high64 == o.text_hash[1];
+  return TextDigest{{h.low64, h.high64}, static_cast<uint32_t>(text.size())};
 }
 
-void ObjectStore::set_text(StoredObject& o, std::string_view text) {
+bool ObjectStore::same_text(const StoredObject& o, std::string_view text, std::optional<TextDigest>* digest) const {
+  if (!o.packed) return o.json == text;
+  if (o.text_size != text.size()) return false;
+  const TextDigest d = digest_of(text);
+  if (digest) *digest = d;
+  return d.hash[0] == o.text_hash[0] && d.hash[1] == o.text_hash[1];
+}
+
+void ObjectStore::set_text(StoredObject& o, std::string_view text, const std::optional<TextDigest>& digest) {
   if (codec_) {
-    pack(*codec_, o, text);
+    pack(*codec_, o, text, digest);
     return;
   }
   o.json.assign(text);

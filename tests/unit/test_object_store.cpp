@@ -101,6 +101,31 @@ TEST_CASE("object store: same_text tells one changed byte from none, set_text re
   CHECK(store.same_text(*o, odd));
 }
 
+TEST_CASE("object store: set_text with the digest same_text computed stores that text") {
+  // The detector hands set_text() the digest same_text() computed of the
+  // same pruned text, so an event that changes an object hashes it once.
+  // Fails if same_text() gives back a digest that is not the text's, or
+  // set_text() stores another than the one it is given.
+  model::ObjectStore store;
+  for (int i = 0; i < 40; ++i) store.put("ns/web-" + std::to_string(i), stored(pod(i).dump()));
+  model::StoredObject* o = store.find_mutable("ns/web-7");
+  REQUIRE(o->packed);
+  std::string changed = pod(7).dump();
+  changed[changed.find("web-7") + 4] = '9';  // same length: same_text() hashes it
+  std::optional<model::ObjectStore::TextDigest> digest;
+  CHECK_FALSE(store.same_text(*o, changed, &digest));
+  REQUIRE(digest);
+  CHECK(digest->size == changed.size());
+  store.set_text(*o, changed, digest);
+  CHECK(store.text(*o) == changed);
+  CHECK(store.same_text(*o, changed));
+  CHECK_FALSE(store.same_text(*o, pod(7).dump()));
+  // A text of another size is told apart by its size alone: no digest.
+  std::optional<model::ObjectStore::TextDigest> none;
+  CHECK_FALSE(store.same_text(*o, changed + " ", &none));
+  CHECK_FALSE(none);
+}
+
 // A differential test: the same events through a cache that packs (40 other
 // pods in it) and one that does not (the pod alone) make identical change
 // sets - changes, summary, actor, and the old and new objects.
