@@ -34,7 +34,8 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
         failed = true;
       };
       simdjson::dom::element doc;
-      // The frame lies inside a padded buffer: parse in place, no copy.
+      // The file is fed whole, with its padding: every frame is a view into
+      // the padded buffer (kept below), parsed in place, no copy.
       if (auto err = parser.parse(frame.data(), frame.size(), false).get(doc))
         return fail(std::string("invalid JSON in the event starting here: ") + simdjson::error_message(err));
       std::string_view type_name;
@@ -52,7 +53,7 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
       }
       all.push_back(s);
     };
-    auto fed = framer.feed(std::string_view(buf.data(), buf.size()), on_frame);
+    auto fed = framer.feed(std::string_view(buf.data(), buf.size()), on_frame, simdjson::SIMDJSON_PADDING);
     if (!failed) {
       if (!fed)
         rec.errors_.push_back(name + ": " + fed.error());

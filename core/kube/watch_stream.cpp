@@ -91,7 +91,7 @@ int count_bits(uint64_t x) noexcept {
 }
 }  // namespace
 
-Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame) {
+Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, size_t readable_after) {
   // Scan only for structure: braces outside strings. Validation of the JSON
   // itself is the parser's job once a frame is complete.
   //
@@ -107,9 +107,10 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame) {
   auto complete = [&](size_t last) -> Result<bool> {
     std::string_view piece = bytes.substr(segment_start, last + 1 - segment_start);
     if (partial_.size() + piece.size() > max_frame_) return too_large(partial_.size() + piece.size());
-    if (partial_.empty()) {
+    if (partial_.empty() && bytes.size() - (last + 1) + readable_after >= kReadablePast) {
       on_frame(piece, frame_start_);
-    } else {
+    } else {  // begun in earlier bytes, or too near the end of these: assembled with room after it
+      partial_.reserve(partial_.size() + piece.size() + kReadablePast);
       partial_.append(piece);
       on_frame(partial_, frame_start_);
       partial_.clear();

@@ -30,13 +30,26 @@ class JsonFramer {
   static constexpr size_t kDefaultMaxFrame = size_t{16} << 20;
   explicit JsonFramer(size_t max_frame = kDefaultMaxFrame) : max_frame_(max_frame) {}
 
+  // Every frame handed on is followed by at least this many readable bytes
+  // that are not part of it (the rest of the bytes fed, or spare capacity of
+  // the framer's own buffer): a parser that reads ahead, as simdjson does,
+  // can parse it where it lies instead of copying it into a padded buffer
+  // of its own first (perf: an 8 KB copy per event). Only a frame that ends
+  // too near the end of the bytes fed is copied, into the framer's buffer.
+  static constexpr size_t kReadablePast = 64;
+
   // A complete frame: its bytes and the offset of its first byte in the stream.
   using FrameFn = std::function<void(std::string_view frame, uint64_t offset)>;
 
   // Feeds the next bytes; calls on_frame for each frame completed by them.
   // Returns an error (naming the byte offset) at the first byte that cannot
   // be part of a stream of objects; frames before it have been delivered.
-  Result<bool> feed(std::string_view bytes, const FrameFn& on_frame);
+  // `readable_after`: bytes past the end of `bytes` the caller guarantees
+  // readable (a simdjson::padded_string's padding). A frame that lies whole
+  // in `bytes` with kReadablePast readable bytes after it is handed on as a
+  // view into them; any other is a view into the framer's buffer, valid
+  // only during the call.
+  Result<bool> feed(std::string_view bytes, const FrameFn& on_frame, size_t readable_after = 0);
 
   // End of stream: an error if a frame was begun and not completed.
   Result<bool> finish() const;

@@ -323,6 +323,9 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   return true;
 }
 
+static_assert(kube::JsonFramer::kReadablePast >= simdjson::SIMDJSON_PADDING,
+              "watch events are parsed where the framer leaves them: simdjson reads up to its padding past the end");
+
 Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   if (stats_.watches++ > 0) record(m_watches_);
   kube::JsonFramer framer(opt_.max_event_bytes);
@@ -333,7 +336,8 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   auto handle_frame = [&](std::string_view frame, uint64_t offset) {
     if (end != WatchEnd::ended) return;
     dom::element doc;
-    if (parser.parse(frame.data(), frame.size(), true).get(doc) != simdjson::SUCCESS) {
+    // Parsed where it lies: the framer leaves readable bytes after it.
+    if (parser.parse(frame.data(), frame.size(), false).get(doc) != simdjson::SUCCESS) {
       frame_error = "malformed watch event at byte offset " + std::to_string(offset);
       end = WatchEnd::failed;
       return;

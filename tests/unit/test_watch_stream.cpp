@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -60,6 +63,57 @@ TEST_CASE("framer reassembles events split across chunks of any size") {
     CHECK(c.frames[13] == "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"n13\"}}}");
     CHECK(f.pending_bytes() == 0);
   }
+}
+
+TEST_CASE("framer leaves readable bytes after every frame: in the bytes fed, else in a copy of its own") {
+  // The informer parses each frame where it lies, and simdjson reads up to
+  // 64 bytes past the end. A frame with fewer bytes after it in the chunk
+  // must come from the framer's own buffer instead. Fails if the framer
+  // hands on a view too near the end of what it was fed (checked here), or
+  // its copy lacks the room (the sanitizer build reads it).
+  std::string s;
+  for (int i = 0; i < 40; ++i)
+    s += "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"n" + std::to_string(i) + "\"}}}\n";
+  for (size_t chunk : {size_t{1}, size_t{50}, size_t{64}, size_t{100}, size_t{1000}, s.size()}) {
+    JsonFramer f;
+    size_t frames = 0, in_place = 0;
+    for (size_t at = 0; at < s.size(); at += chunk) {
+      const size_t n = std::min(chunk, s.size() - at);
+      auto exact = std::make_unique<char[]>(n);  // no byte past the chunk is the caller's to read
+      std::memcpy(exact.get(), s.data() + at, n);
+      const char* const begin = exact.get();
+      const char* const end = begin + n;
+      REQUIRE(f.feed(std::string_view(begin, n), [&](std::string_view frame, uint64_t) {
+                 ++frames;
+                 if (frame.data() >= begin && frame.data() < end) {
+                   ++in_place;
+                   const auto room = static_cast<size_t>(end - (frame.data() + frame.size()));
+                   CHECK(room >= JsonFramer::kReadablePast);
+                   if (room < JsonFramer::kReadablePast) return;
+                 }
+                 volatile unsigned sum = 0;  // what the parser may read: ASan fails the test if it is not there
+                 for (size_t i = 0; i < JsonFramer::kReadablePast; ++i)
+                   sum = sum + static_cast<unsigned char>(frame.data()[frame.size() + i]);
+               }).ok());
+    }
+    CHECK(frames == 40);
+    // Whole events with room after them are not copied.
+    if (chunk >= 1000) CHECK(in_place > 0);
+  }
+  // Bytes the caller says are readable past the end count: a recording,
+  // fed whole from a padded buffer, keeps every frame as a view into it.
+  auto padded = std::make_unique<char[]>(s.size() + JsonFramer::kReadablePast);
+  std::memcpy(padded.get(), s.data(), s.size());
+  JsonFramer f;
+  size_t in_buffer = 0;
+  REQUIRE(f.feed(
+               std::string_view(padded.get(), s.size()),
+               [&](std::string_view frame, uint64_t) {
+                 in_buffer += frame.data() >= padded.get() && frame.data() < padded.get() + s.size();
+               },
+               JsonFramer::kReadablePast)
+              .ok());
+  CHECK(in_buffer == 40);
 }
 
 TEST_CASE("framer names the byte offset of garbage between events") {
