@@ -13,7 +13,12 @@ namespace kubetrail::deliver {
 struct Engine::Entry {
   model::ChangeSet cs;
   std::unique_ptr<plugin::AbiChangeSet> abi;  // points into cs: Entry never moves (held by shared_ptr)
-  explicit Entry(model::ChangeSet c) : cs(std::move(c)) { abi = std::make_unique<plugin::AbiChangeSet>(cs); }
+  // Rendered here if the journal did not: the history, which keeps this
+  // very change set (submit_batch's `kept`), writes the same JSON.
+  explicit Entry(model::ChangeSet c) : cs(std::move(c)) {
+    cs.render();
+    abi = std::make_unique<plugin::AbiChangeSet>(cs);
+  }
 };
 
 struct Engine::Worker {

@@ -124,6 +124,13 @@ std::string ChangeSet::to_json_checked() const {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::shared_ptr<const std::string> ChangeSet::rendering() const {
+  if (rendered) return rendered;
+  auto text = std::make_shared<std::string>(to_json());
+  text->append(kJsonPadding, '\0');  // mostly within what JsonOut's doubling left: no copy
+  return text;
+}
+
 std::string ChangeSet::to_json() const {
   // Written directly, the values spliced in as they are: old/new values and
   // objects are minified JSON the pruner wrote (or nlohmann re-dumped, for

@@ -5,6 +5,7 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
+#include <cassert>
 #include <cstring>
 #include <fstream>
 #include <valijson/adapters/nlohmann_json_adapter.hpp>
@@ -204,11 +205,14 @@ namespace {
 kubetrail_str str(const std::string& s) noexcept { return {s.c_str(), s.size()}; }
 }  // namespace
 
-AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs) {
-  std::string json = cs.to_json();
-  json_ = std::make_unique<char[]>(json.size() + 1 + KUBETRAIL_JSON_PADDING);
-  std::memcpy(json_.get(), json.data(), json.size());
-  std::memset(json_.get() + json.size(), 0, 1 + KUBETRAIL_JSON_PADDING);
+static_assert(model::ChangeSet::kJsonPadding >= 1 + KUBETRAIL_JSON_PADDING,
+              "a rendered change set is the JSON, its terminating zero and the ABI's padding");
+
+AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs), json_(cs.rendering()) {
+  // Made once where the change set was found (ChangeSet::render); a change
+  // made to it after would reach plugins stale.
+  assert(!cs.rendered || cs.json() == cs.to_json());
+  const std::string_view json(json_->data(), json_->size() - model::ChangeSet::kJsonPadding);
 
   changes_.reserve(cs.changes.size());
   for (const auto& c : cs.changes) {
@@ -238,7 +242,7 @@ AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs) {
   view_.observed_at = str(cs.observed_at);
   view_.changes = change_ptrs_.data();
   view_.change_count = change_ptrs_.size();
-  view_.json = {json_.get(), json.size()};
+  view_.json = {json.data(), json.size()};
   if (cs.actor) {
     view_.actor_manager = str(cs.actor->manager);
     view_.actor_operation = str(cs.actor->operation);

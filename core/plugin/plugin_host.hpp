@@ -95,7 +95,7 @@ class AbiChangeSet {
  private:
   const model::ChangeSet& cs_;
   std::string type_text_;
-  std::unique_ptr<char[]> json_;  // JSON + KUBETRAIL_JSON_PADDING zero bytes
+  std::shared_ptr<const std::string> json_;  // the change set's rendering: JSON + padding zero bytes
   std::vector<kubetrail_field_change> changes_;
   std::vector<const kubetrail_field_change*> change_ptrs_;
   kubetrail_change_set view_{};

@@ -108,7 +108,10 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
       // Bound without a copy (Stmt::bind): every value lives until the step.
       std::string paths;
       for (const auto& c : cs.changes) paths += (paths.empty() ? "" : "\n") + c.path;
-      const std::string json = cs.to_json(), resource = cs.resource.qualified_name();
+      // Delivery's rendering when it made one (the same bytes as to_json()).
+      const std::string made = cs.rendered ? std::string() : cs.to_json();
+      const std::string_view json = cs.rendered ? cs.json() : std::string_view(made);
+      const std::string resource = cs.resource.qualified_name();
       sqlite3_reset(q.s);
       q.bind(1, cs.id);
       sqlite3_bind_int64(q.s, 2, rfc3339_to_ms(cs.observed_at).value_or(0));

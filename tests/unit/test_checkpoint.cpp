@@ -144,3 +144,30 @@ TEST_CASE("checkpoint: a prune after a list deletes the stored rows the cache no
   REQUIRE(cp.commit(true, t0 + std::chrono::seconds(2), "6", cache));
   CHECK(store->keys("configmaps/v1").size() == 2);
 }
+
+// Issue 15: the journal, delivery and the history each made the change
+// set's JSON again (three renderings of 17 KB for a Pod). The checkpoint
+// now renders it once, for the journal, and hands on that very rendering.
+// Failed before: nothing handed on carried a rendering.
+TEST_CASE("checkpoint: a change set is rendered once, for the journal, and handed on with that rendering") {
+  test::TempDir dir;
+  auto store = state::StateStore::open((dir / "s.db").string(), false);
+  std::vector<model::ChangeSet> got;
+  watch::Checkpoint cp(store.get(), "configmaps/v1", "configmaps", [&](std::vector<model::ChangeSet>&& batch) {
+    for (auto& cs : batch) got.push_back(std::move(cs));
+  });
+  model::ObjectStore cache;
+  cache.put("ns/a", object("1"));
+  cp.touched("ns/a");
+  cp.emit(change("c/u-a/1"));
+  REQUIRE(cp.commit(false, std::chrono::steady_clock::time_point{} + std::chrono::hours(1), "1", cache));
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].rendered);
+  CHECK(got[0].json() == got[0].to_json());
+  // The padding plugins are promised is part of the rendering: zero bytes.
+  CHECK(got[0].rendered->size() == got[0].json().size() + model::ChangeSet::kJsonPadding);
+  CHECK(got[0].rendered->find_first_not_of('\0', got[0].json().size()) == std::string::npos);
+  auto pending = store->journal_pending();
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].json == got[0].json());
+}

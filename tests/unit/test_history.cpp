@@ -285,3 +285,31 @@ TEST_CASE("history writer: keeps batches in order, then retires their journal en
   all.oldest_first = true;
   CHECK(ids(reader.query(all)) == std::vector<std::string>{"c/1", "c/2", "c/3"});
 }
+
+// Issue 15: the history made each change set's JSON again; it now writes
+// the rendering delivery made (ChangeSet::rendered). Shown with a rendering
+// that differs from to_json(), which delivery never hands on: the row holds
+// the rendering. Failed before: the row held to_json()'s text.
+TEST_CASE("history: a change set's rendering is what is kept, not a second one") {
+  test::TempDir dir;
+  state::History h(state::History::path_for(dir / "state.db"));
+  model::ChangeSet cs = change("c/1", "2026-12-04T10:00:00.000Z", "shop", "web", "argocd", "spec.replicas");
+  nlohmann::json marked = nlohmann::json::parse(cs.to_json());
+  marked["summary"] = "rendered once";
+  auto rendering = std::make_shared<std::string>(marked.dump());
+  rendering->append(model::ChangeSet::kJsonPadding, '\0');
+  cs.rendered = rendering;
+  h.append({cs});
+  state::History::Filter all;
+  all.limit = 0;
+  auto rows = h.query(all);
+  REQUIRE(rows.size() == 1);
+  CHECK(nlohmann::json::parse(rows[0].json)["summary"] == "rendered once");
+  // Without one, the history makes it.
+  cs.rendered.reset();
+  cs.id = "c/2";
+  h.append({cs});
+  rows = h.query(all);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].json == cs.to_json());
+}

@@ -70,6 +70,23 @@ TEST_CASE("the change set JSON handed to plugins is the schema v1 document") {
   CHECK(j["changes"][1] == nlohmann::json{{"op", "add"}, {"path", "metadata.labels.tier"}, {"new", "web"}});
 }
 
+// Issue 15: plugins get the change set's rendering itself, not a copy in a
+// padded buffer of the ABI view's own, and the promised zero bytes follow
+// it. Failed before: the view's JSON was a copy.
+TEST_CASE("the JSON handed to plugins is the change set's rendering, with the padding after it") {
+  auto cs = sample();
+  cs.render();
+  plugin::AbiChangeSet v(cs);
+  CHECK(v.view()->json.ptr == cs.rendered->data());
+  CHECK(v.json() == cs.to_json());
+  for (size_t i = 0; i <= KUBETRAIL_JSON_PADDING; ++i) CHECK(v.view()->json.ptr[v.view()->json.len + i] == '\0');
+  // Not rendered: the view renders it, with the same padding.
+  auto plain = sample();
+  plugin::AbiChangeSet w(plain);
+  CHECK(w.json() == plain.to_json());
+  for (size_t i = 0; i <= KUBETRAIL_JSON_PADDING; ++i) CHECK(w.view()->json.ptr[w.view()->json.len + i] == '\0');
+}
+
 TEST_CASE("ABI 1.1: the host hands plugins the actor, catch_up and the objects") {
   auto cs = sample();
   cs.actor = model::Actor{"helm", "Update", "2026-12-01T10:00:00Z"};
