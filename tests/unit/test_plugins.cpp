@@ -8,9 +8,12 @@
 #include <signal.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -527,6 +530,40 @@ TEST_CASE("log: a delivered batch is in the file when deliver returns, flushing 
           std::string::npos);
   }
   CHECK(create_error("log", {{"flush", "sometimes"}}).find("flush") != std::string::npos);
+}
+
+// spdlog's stdout sink flushes after every line whatever the flush policy:
+// on stdout, the default, "flush": "batch" still made a write(2) per change
+// set. Counted here exactly: stdout is a SOCK_SEQPACKET socket for the
+// batch, so each write(2) arrives as one packet. Failed before: 3 packets
+// in batch mode.
+TEST_CASE("log: on stdout a batch is one write, and each line one with flush = line") {
+  for (std::string mode : {"batch", "line"}) {
+    CAPTURE(mode);
+    Bundled b("log", {{"format", "json"}, {"flush", mode}});
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+    std::fflush(stdout);
+    const int saved = ::dup(STDOUT_FILENO);
+    REQUIRE(saved >= 0);
+    REQUIRE(::dup2(sv[0], STDOUT_FILENO) >= 0);
+    auto outcome = b.deliver({change(), change("api"), change("db")});
+    std::fflush(stdout);
+    ::dup2(saved, STDOUT_FILENO);
+    ::close(saved);
+    ::close(sv[0]);
+    CHECK(outcome.status == KUBETRAIL_OK);
+    std::vector<std::string> packets;
+    char buf[1 << 16];
+    for (ssize_t n; (n = ::recv(sv[1], buf, sizeof buf, MSG_DONTWAIT)) > 0;) packets.emplace_back(buf, size_t(n));
+    ::close(sv[1]);
+    CHECK(packets.size() == (mode == "batch" ? 1u : 3u));
+    std::string all;
+    for (const auto& p : packets) all += p;
+    auto lines = test::lines_of(all);
+    REQUIRE(lines.size() == 3);
+    CHECK(json::parse(lines[1])["name"] == "api");
+  }
 }
 
 TEST_CASE("log: files rotate by size, keeping max_files") {
