@@ -45,9 +45,16 @@ namespace {
 // past what the string holds already: a short value (a label, a number)
 // stays in the string's own inline buffer instead of taking an allocation
 // (a field change's old and new value, every event).
+//
+// Never past the capacity a caller reserved while what is wanted fits in
+// it: doubling from a small size overshot a reservation made for the whole
+// text (a change set's JSON, reserved at its estimated size, was
+// reallocated and copied once more near the end).
 void JsonOut::grow(size_t n) {
   const size_t want = used_ + n;
-  text_.resize(std::max({text_.size() * 2, want, std::min(want + 256, text_.capacity())}));
+  size_t size = std::max({text_.size() * 2, want, std::min(want + 256, text_.capacity())});
+  if (want <= text_.capacity()) size = std::min(size, text_.capacity());
+  text_.resize(size);
 }
 
 void append_json_string(std::string_view s, JsonOut& out) {

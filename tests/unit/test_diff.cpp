@@ -612,6 +612,33 @@ TEST_CASE("append_json_string escapes exactly what JSON requires, at any positio
   CHECK(empty == "\"\"");
 }
 
+// Issue 15: a text reserved at its size was reallocated and copied near
+// its end anyway: doubling from a small size overshot the reservation.
+// Failed before: the buffer moved. (A change set's JSON is now reserved at
+// about its size, padding included; that it then has room for the padding
+// is checked, though an unreserved one may have it by chance.)
+TEST_CASE("JsonOut stays in the capacity reserved, and a change set's JSON leaves room for its padding") {
+  std::string text;
+  text.reserve(20000);
+  const char* const at = text.data();
+  JsonOut out(text);
+  std::string piece(100, 'x');
+  for (int i = 0; i < 190; ++i) out.put(piece);
+  out.done();
+  CHECK(text.size() == 19000);
+  CHECK(text.data() == at);
+
+  model::ChangeSet cs;
+  cs.id = "c/u/1";
+  cs.name = "web";
+  cs.old_object = json{{"metadata", {{"name", "web"}}}, {"data", {{"blob", std::string(9000, 'a')}}}}.dump();
+  cs.new_object = json{{"metadata", {{"name", "web"}}}, {"data", {{"blob", std::string(9000, 'b')}}}}.dump();
+  cs.changes.push_back({model::FieldOp::replace, "data.blob", "\"a\"", "\"b\""});
+  std::string rendered = cs.to_json();
+  CHECK(rendered.capacity() >= rendered.size() + model::ChangeSet::kJsonPadding);
+  CHECK(json::parse(rendered)["new"]["data"]["blob"] == std::string(9000, 'b'));
+}
+
 TEST_CASE("the summary shows strings unquoted and unescaped, and shortens long ones at a character boundary") {
   Harness h;
   json c = fixture("configmap");
