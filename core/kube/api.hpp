@@ -18,6 +18,10 @@ struct Response {
   std::string content_type;  // of the answer
   std::string error;         // transport error, or why a credential could not be had
   uint32_t retry_after_ms = 0;
+  // The TLS handshake failed on a certificate: the server's did not verify
+  // (another CA, a name it lacks) or ours was refused. A configuration
+  // error, not an outage: retrying cannot make a certificate trusted.
+  bool tls_rejected = false;
 };
 
 class Api {

@@ -308,6 +308,11 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && out.stopped_by_sink) &&
       !(rc == CURLE_ABORTED_BY_CALLBACK && stop && stop->load()))
     r.error = curl_easy_strerror(rc);  // a fixed text: no URL, no credential
+  // CURLE_SSL_CONNECT_ERROR is left out: a handshake cut short is also what
+  // a server that is restarting gives.
+  r.tls_rejected = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+                   rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR ||
+                   rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH || rc == CURLE_SSL_CRL_BADFILE;
   if (rc == CURLE_OPERATION_TIMEDOUT && on_data && r.status >= 200 && r.status < 300) r.error.clear();  // a watch's end
   if (too_large) {
     r.error = "response body larger than " + std::to_string(kMaxBody >> 20) + " MiB: not read";

@@ -52,9 +52,13 @@ dom::element get_json(Client& client, dom::parser& parser, const std::string& pa
              client.connection().source + ")";
     else if (r.status == 403)
       hint = " (authenticated, but not allowed: check RBAC for discovery)";
+    else if (r.tls_rejected)
+      hint = " (TLS: the server's certificate does not verify against the certificate-authority of " +
+             client.connection().source +
+             ", or lacks the server's name (or tls-server-name); or our client certificate was refused)";
     std::string why =
         "API server " + client.connection().server + ": GET " + path + " failed: " + describe_failure(r) + hint;
-    if (r.status == 0 || r.status == 429 || r.status >= 500) throw Unavailable(why);
+    if (!r.tls_rejected && (r.status == 0 || r.status == 429 || r.status >= 500)) throw Unavailable(why);
     throw Error(why);
   }
   dom::element doc;

@@ -5,7 +5,7 @@ asserted. Every wait is bounded; processes are killed on the way out.
 
 usage: test_run.py KUBETRAIL_BINARY
 """
-import json, os, signal, stat, subprocess, sys, tempfile, time, unittest
+import json, os, re, signal, stat, subprocess, sys, tempfile, time, unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
@@ -219,7 +219,10 @@ class RunAgainstApiServer(unittest.TestCase):
     def test_tls_server_name_is_verified_while_the_address_is_dialled(self):
         # kubeconfig tls-server-name: dial the server's address, verify the
         # certificate against that name (the test server's names: IP
-        # 127.0.0.1 and DNS localhost). A name the certificate lacks fails.
+        # 127.0.0.1 and DNS localhost). A name the certificate lacks fails,
+        # and fails start-up at once (exit 2, as kubectl does), naming TLS:
+        # retrying cannot make a certificate trusted. Failed before
+        # 2026-12-05: it was retried with backoff, forever, like an outage.
         with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
             base = f.read()
         for name, ok in (("localhost", True), ("not-in-the-cert.example", False)):
@@ -231,10 +234,34 @@ class RunAgainstApiServer(unittest.TestCase):
                 if ok:
                     kt.wait_ready()
                 else:
-                    wait_for(lambda: "retrying in" in kt.log() or kt.proc.poll() is not None, what="a TLS failure")
-                    self.assertIn("SSL", kt.log())
+                    wait_for(lambda: kt.proc.poll() is not None, timeout=20, what="kubetrail to exit")
+                    self.assertEqual(kt.proc.returncode, 2, kt.log())
+                    self.assertNotIn("retrying in", kt.log())
+                    self.assertIn("TLS", kt.log())
+                    self.assertIn("certificate-authority", kt.log())
             finally:
                 kt.stop()
+
+    def test_an_untrusted_server_certificate_fails_start_up_clearly(self):
+        # The kubeconfig's CA is not the one that signed the server's
+        # certificate (a kubeconfig for another cluster): exit 2 at once,
+        # naming the server and TLS, not a retry loop.
+        other = os.path.join(self.server.dir, "other-ca.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=another-cluster-ca", "-keyout", os.path.join(self.server.dir, "other-ca.key"),
+                        "-out", other], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(self.server.dir, "kubeconfig-token")) as f:
+            base = f.read()
+        path = os.path.join(self.server.dir, "kubeconfig-other-ca")
+        with open(path, "w") as f:
+            f.write(re.sub(r"certificate-authority(-data)?: .*", "certificate-authority: " + other, base, count=1))
+        kt = Kubetrail(self.server, ["configmaps"], kubeconfig=os.path.basename(path))
+        self.kt = kt
+        wait_for(lambda: kt.proc.poll() is not None, timeout=20, what="kubetrail to exit")
+        self.assertEqual(kt.proc.returncode, 2, kt.log())
+        self.assertNotIn("retrying in", kt.log())
+        self.assertIn("127.0.0.1:%d" % self.server.port, kt.log())
+        self.assertIn("TLS", kt.log())
 
     def test_cut_watches_lose_nothing_and_double_nothing(self):
         k = self.server.kubectl
