@@ -127,7 +127,7 @@ std::string ChangeSet::to_json_checked() const {
 std::shared_ptr<const std::string> ChangeSet::rendering() const {
   if (rendered) return rendered;
   auto text = std::make_shared<std::string>(to_json());
-  text->append(kJsonPadding, '\0');  // mostly within what JsonOut's doubling left: no copy
+  text->append(kJsonPadding, '\0');  // within the room to_json() reserved for it: no copy
   return text;
 }
 

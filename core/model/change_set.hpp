@@ -83,8 +83,9 @@ struct ChangeSet {
   // its objects, on three threads, and each made it again (perf, 100k pods,
   // state on: a tenth of the routing and the history threads). render()
   // makes it where the change set was found, json() reads it ("" when not
-  // made), rendering() shares it or makes it. Whoever changes a rendered change set clears `rendered`
-  // (delivery checks it against to_json() in debug builds).
+  // made), rendering() shares it or makes it. Whoever changes a rendered
+  // change set clears `rendered` (delivery checks it against to_json() in
+  // debug builds).
   //
   // *rendered is the JSON followed by kJsonPadding zero bytes (part of the
   // string): the plugin ABI's promise of readable zero bytes after the
