@@ -296,7 +296,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   std::string_view rv;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
-  key_of(ns, name);
+  model::ObjectStore::key_of(ns, name, key_);
   const std::string& key = key_;
   model::StoredObject* old = store.find_mutable(key);
 
@@ -399,7 +399,7 @@ std::optional<model::ChangeSet> ChangeDetector::replaced(const model::ResourceTy
   if (metadata["namespace"].get(ns) != simdjson::SUCCESS) ns = {};
   if (metadata["uid"].get(uid) != simdjson::SUCCESS || uid.empty()) return std::nullopt;
   if (metadata["resourceVersion"].get(rv) != simdjson::SUCCESS) rv = {};
-  key_of(ns, name);
+  model::ObjectStore::key_of(ns, name, key_);
   const model::StoredObject* old = store.find(key_);
   if (!old || old->uid.empty() || old->uid == uid) return std::nullopt;
   return forget(type, key_, store, observed_at, rv);

@@ -131,7 +131,6 @@ class ChangeDetector {
   DocumentDiffer differ_;
   std::vector<model::ManagerEntry> managers_;  // a modified object's new managers, swapped into the cache
   std::string key_;  // the event's cache key, reused: "namespace/name" is past std::string's inline buffer
-  void key_of(std::string_view ns, std::string_view name) { key_.assign(ns).append(1, '/').append(name); }
   Stats stats_;
   bool whole_objects_ = false;
 };

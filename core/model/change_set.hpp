@@ -95,10 +95,12 @@ struct ChangeSet {
   void render() {
     if (!rendered) rendered = rendering();
   }
-  // The JSON in `rendered`; "" when it is not there.
-  std::string_view json() const {
-    return rendered ? std::string_view(rendered->data(), rendered->size() - kJsonPadding) : std::string_view();
+  // The JSON of a rendering: all but its padding.
+  static std::string_view text_of(const std::string& rendering) {
+    return std::string_view(rendering).substr(0, rendering.size() - kJsonPadding);
   }
+  // The JSON in `rendered`; "" when it is not there.
+  std::string_view json() const { return rendered ? text_of(*rendered) : std::string_view(); }
   // `rendered`, or a new rendering when there is none.
   std::shared_ptr<const std::string> rendering() const;
   // The same through nlohmann, replacing text that is not UTF-8 (to_json()

@@ -66,10 +66,12 @@ class ObjectStore {
 
   static std::string key_of(std::string_view ns, std::string_view name) {
     std::string k;
-    k.reserve(ns.size() + 1 + name.size());
-    k.append(ns).push_back('/');
-    k.append(name);
+    key_of(ns, name, k);
     return k;
+  }
+  // The same into `out`, whose memory is reused (the detector's, per event).
+  static void key_of(std::string_view ns, std::string_view name, std::string& out) {
+    out.assign(ns).append(1, '/').append(name);
   }
   const StoredObject* find(std::string_view key) const { return lookup(key); }
   StoredObject* find_mutable(std::string_view key) { return lookup(key); }

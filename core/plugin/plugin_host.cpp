@@ -212,7 +212,7 @@ AbiChangeSet::AbiChangeSet(const model::ChangeSet& cs) : cs_(cs), json_(cs.rende
   // Made once where the change set was found (ChangeSet::render); a change
   // made to it after would reach plugins stale.
   assert(!cs.rendered || cs.json() == cs.to_json());
-  const std::string_view json(json_->data(), json_->size() - model::ChangeSet::kJsonPadding);
+  const std::string_view json = model::ChangeSet::text_of(*json_);
 
   changes_.reserve(cs.changes.size());
   for (const auto& c : cs.changes) {

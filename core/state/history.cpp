@@ -109,8 +109,8 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
       std::string paths;
       for (const auto& c : cs.changes) paths += (paths.empty() ? "" : "\n") + c.path;
       // Delivery's rendering when it made one (the same bytes as to_json()).
-      const std::string made = cs.rendered ? std::string() : cs.to_json();
-      const std::string_view json = cs.rendered ? cs.json() : std::string_view(made);
+      const std::shared_ptr<const std::string> rendering = cs.rendering();
+      const std::string_view json = model::ChangeSet::text_of(*rendering);
       const std::string resource = cs.resource.qualified_name();
       sqlite3_reset(q.s);
       q.bind(1, cs.id);
