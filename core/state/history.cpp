@@ -1,5 +1,6 @@
 #include "state/history.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstring>
 
 #include "common/clock.hpp"
+#include "common/dictionary_codec.hpp"
 #include "common/error.hpp"
 #include "model/path.hpp"
 #include "state/sqlite_statement.hpp"
@@ -31,13 +33,27 @@ bool any_overlaps(const std::vector<model::PathPattern>& patterns, const std::st
   return false;
 }
 
+bool has_index(sqlite3* db, const char* name) {
+  Stmt q(db, "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1");
+  q.bind(1, name);
+  return sqlite3_step(q.s) == SQLITE_ROW;
+}
+
+bool has_column(sqlite3* db, const char* table, const char* column) {
+  Stmt q(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
+  q.bind(1, table);
+  q.bind(2, column);
+  return sqlite3_step(q.s) == SQLITE_ROW;
+}
+
 }  // namespace
 
 std::filesystem::path History::path_for(const std::filesystem::path& state_path) {
   return std::filesystem::path(state_path.string() + "-history");
 }
 
-History::History(const std::filesystem::path& path, bool read_only) : path_(path) {
+History::History(const std::filesystem::path& path, bool read_only)
+    : path_(path), codec_(std::make_unique<DictionaryCodec>()) {
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
@@ -46,25 +62,52 @@ History::History(const std::filesystem::path& path, bool read_only) : path_(path
   }
   sqlite3_busy_timeout(db_, 5000);
   try {
+    {
+      Stmt q(db_, "PRAGMA user_version");
+      const int64_t format = sqlite3_step(q.s) == SQLITE_ROW ? sqlite3_column_int64(q.s, 0) : 0;
+      if (format > kFormat)
+        throw Error("history " + path.string() + ": format " + std::to_string(format) +
+                    ", written by a newer kubetrail (this one knows up to format " + std::to_string(kFormat) + ")");
+    }
     if (!read_only) {
       exec("PRAGMA journal_mode=WAL");
       exec("PRAGMA synchronous=NORMAL");
-      // One index, by time: every query has a window, and rows arrive in
-      // time order, so it grows at its right edge. Indexes by id and by
-      // object (random positions: a page dirtied per row each) cost more
-      // than the row itself (bench/state_bench, docs/PERFORMANCE.md); a
-      // history written with them loses them here.
+      // One index, unique by time then id: every query has a window, and
+      // rows arrive in time order, so it grows at its right edge; the id
+      // in it is how append() keeps a change set once, in the insert's own
+      // lookup (it was a read of every row of the same millisecond - a
+      // burst has dozens - and then the insert). Indexes by
+      // id and by object (random positions: a page dirtied per row each)
+      // cost more than the row itself (bench/state_bench,
+      // docs/PERFORMANCE.md); a history written with them, or with the
+      // time-only index, loses them here.
+      // `json` is the change set's JSON text (codec 0) or a zstd frame of
+      // it against history_dictionaries' row `codec` (a blob).
       exec(
           "CREATE TABLE IF NOT EXISTS history(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
           " time_ms INTEGER NOT NULL, cluster TEXT NOT NULL, resource TEXT NOT NULL, kind TEXT NOT NULL,"
           " namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, type TEXT NOT NULL,"
-          " actor TEXT NOT NULL, paths TEXT NOT NULL, json TEXT NOT NULL);"
-          "CREATE INDEX IF NOT EXISTS history_time ON history(time_ms);"
-          "DROP INDEX IF EXISTS history_object;");
-    }
-    if (!read_only) {  // the size cap's running total (a reader has no use for it, and it reads every row)
+          " actor TEXT NOT NULL, paths TEXT NOT NULL, json TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0);"
+          "CREATE TABLE IF NOT EXISTS history_dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE,"
+          " content BLOB NOT NULL);");
+      if (!has_index(db_, "history_time_id")) {
+        // Kept once by (time, id) since ids were no longer UNIQUE; a file
+        // that holds a pair twice anyway (edited, or of a build that had a
+        // slip) keeps its first, rather than refusing to open.
+        exec(
+            "DELETE FROM history WHERE seq NOT IN (SELECT MIN(seq) FROM history GROUP BY time_ms, id);"
+            "CREATE UNIQUE INDEX history_time_id ON history(time_ms, id);");
+      }
+      exec("DROP INDEX IF EXISTS history_time; DROP INDEX IF EXISTS history_object;");
+      if (!has_column(db_, "history", "codec"))  // format 0: every row text
+        exec("ALTER TABLE history ADD COLUMN codec INTEGER NOT NULL DEFAULT 0");
+      exec(("PRAGMA user_version = " + std::to_string(kFormat)).c_str());
+      load_dictionaries();
+      // The size cap's running total (a reader has no use for it, and it reads every row).
       Stmt q(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
       if (sqlite3_step(q.s) == SQLITE_ROW) bytes_ = static_cast<uint64_t>(sqlite3_column_int64(q.s, 0));
+    } else {
+      has_codec_ = has_column(db_, "history", "codec");
     }
   } catch (...) {
     sqlite3_close(db_);
@@ -73,6 +116,60 @@ History::History(const std::filesystem::path& path, bool read_only) : path_(path
 }
 
 History::~History() { sqlite3_close(db_); }
+
+void History::load_dictionaries() {
+  Stmt q(db_, "SELECT id, resource, content FROM history_dictionaries");
+  while (sqlite3_step(q.s) == SQLITE_ROW) {
+    const int64_t id = sqlite3_column_int64(q.s, 0);
+    const std::string_view content = q.blob(2);
+    // Untrusted bytes: a dictionary kubetrail made is change-set JSON of at
+    // most kMaxDictionaryBytes; anything else (which zstd might take for
+    // a dictionary of its own format) is not loaded, and its rows are
+    // left out as naming a missing one.
+    if (content.size() > DictionaryCodec::kMaxDictionaryBytes || (!content.empty() && content.front() != '{')) {
+      spdlog::warn("history {}: dictionary {} is not one kubetrail writes; rows compressed against it are left out",
+                   path_.string(), id);
+      continue;
+    }
+    if (!codec_->has_dictionary(id)) codec_->add_dictionary(id, content);
+    packing_[q.text(1)].dictionary = id;
+  }
+}
+
+void History::make_dictionary(Packing& packing, const std::string& resource) {
+  std::vector<std::string_view> samples(packing.samples.begin(), packing.samples.end());
+  const std::string content = DictionaryCodec::dictionary_from(samples);
+  Stmt d(db_, "INSERT INTO history_dictionaries(resource, content) VALUES(?1, ?2) RETURNING id");
+  d.bind(1, resource);
+  d.bind_blob(2, content);
+  if (sqlite3_step(d.s) != SQLITE_ROW)
+    throw Error("history " + path_.string() + ": cannot keep a dictionary: " + sqlite3_errmsg(db_));
+  const int64_t id = sqlite3_column_int64(d.s, 0);
+  codec_->add_dictionary(id, content);
+  packing.dictionary = id;
+}
+
+void History::forget_dictionary(Packing& packing) {
+  codec_->remove_dictionary(packing.dictionary);
+  packing.dictionary = 0;
+}
+
+bool History::read_row(int64_t seq, std::string_view id, int64_t codec, std::string_view stored, std::string& json) {
+  if (codec == 0) {
+    json.assign(stored);
+    return true;
+  }
+  std::string why;
+  try {
+    if (!codec_->has_dictionary(codec)) load_dictionaries();  // made since this reader opened
+    why = codec_->decompress(codec, stored, json);
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  if (why.empty()) return true;
+  spdlog::warn("history {}: row {} (change set {}) left out: {}", path_.string(), seq, id, why);
+  return false;
+}
 
 void History::exec(const char* sql) {
   char* err = nullptr;
@@ -93,18 +190,25 @@ void History::append(const std::vector<model::ChangeSet>& batch) {
 void History::append(std::span<const model::ChangeSet* const> batch) {
   if (batch.empty()) return;
   std::lock_guard lock(mu_);
+  // Dictionaries made in this batch: written with its rows and used for
+  // the rest of it; forgotten again if it rolls back (its samples kept,
+  // so the next batch makes the same one).
+  std::vector<Packing*> made;
+  uint64_t added = 0;  // stored bytes of the rows inserted
   exec("BEGIN IMMEDIATE");
   try {
     // Kept once: a change set routed again after a crash (from the
-    // journal: the same JSON, the same observedAt) is here already, found
-    // through the time index. A history written when ids were UNIQUE
-    // ignores a second one the same way.
+    // journal: the same JSON, the same observedAt) is here already, and
+    // the unique (time, id) index ignores it. (It was an INSERT ... SELECT
+    // ... WHERE NOT EXISTS, which SQLite runs through a temporary table of
+    // its own when the SELECT reads the table inserted into: half of what
+    // a row cost, state_bench.)
     Stmt q(db_,
            "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor,"
-           " paths, json) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12"
-           " WHERE NOT EXISTS (SELECT 1 FROM history WHERE time_ms = ?2 AND id = ?1)");
+           " paths, json, codec) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
     for (const model::ChangeSet* each : batch) {
       const model::ChangeSet& cs = *each;
+      const int64_t time_ms = rfc3339_to_ms(cs.observed_at).value_or(0);
       // Bound without a copy (Stmt::bind): every value lives until the step.
       std::string paths;
       for (const auto& c : cs.changes) paths += (paths.empty() ? "" : "\n") + c.path;
@@ -112,9 +216,29 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
       const std::shared_ptr<const std::string> rendering = cs.rendering();
       const std::string_view json = model::ChangeSet::text_of(*rendering);
       const std::string resource = cs.resource.qualified_name();
+      Packing& packing = packing_[resource];
+      std::string_view stored = json;
+      int64_t codec = 0;
+      if (packing.dictionary) {
+        stored = codec_->compress(packing.dictionary, json);  // valid until the next compress: after this step
+        codec = packing.dictionary;
+      } else {
+        auto complete = [&] {
+          return packing.samples.size() >= kDictionarySamples ||
+                 packing.sample_bytes >= DictionaryCodec::kMaxDictionaryBytes;
+        };
+        if (!complete()) {  // else complete in a batch that rolled back
+          packing.samples.emplace_back(json);
+          packing.sample_bytes += json.size();
+        }
+        if (complete()) {
+          make_dictionary(packing, resource);
+          made.push_back(&packing);
+        }
+      }
       sqlite3_reset(q.s);
       q.bind(1, cs.id);
-      sqlite3_bind_int64(q.s, 2, rfc3339_to_ms(cs.observed_at).value_or(0));
+      sqlite3_bind_int64(q.s, 2, time_ms);
       q.bind(3, cs.cluster);
       q.bind(4, resource);
       q.bind(5, cs.resource.kind);
@@ -124,13 +248,19 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
       q.bind(9, model::to_string(cs.type));
       q.bind(10, cs.actor ? std::string_view(cs.actor->manager) : std::string_view());
       q.bind(11, paths);
-      q.bind(12, json);
+      q.bind_object(12, stored, codec);
       if (sqlite3_step(q.s) != SQLITE_DONE)
         throw Error("history " + path_.string() + ": cannot insert: " + sqlite3_errmsg(db_));
-      if (sqlite3_changes(db_) > 0) bytes_ += json.size();
+      if (sqlite3_changes(db_) > 0) added += stored.size();
     }
     exec("COMMIT");
+    bytes_ += added;
+    for (Packing* p : made) {
+      p->samples = {};
+      p->sample_bytes = 0;
+    }
   } catch (...) {
+    for (Packing* p : made) forget_dictionary(*p);
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
@@ -165,18 +295,22 @@ void bind_filter(Stmt& q, const History::Filter& f) {
 std::vector<History::Row> History::query(const Filter& f) {
   std::vector<model::PathPattern> patterns;
   for (const auto& p : f.paths) patterns.push_back(model::PathPattern::parse(p));  // throws Error naming it
-  std::string sql = std::string("SELECT seq, time_ms, paths, json, id FROM history") + kFilterWhere;
+  std::lock_guard lock(mu_);
+  if (!has_codec_) has_codec_ = has_column(db_, "history", "codec");  // upgraded by its writer since
+  std::string sql = std::string("SELECT seq, time_ms, paths, json, id, ") + (has_codec_ ? "codec" : "0") +
+                    " FROM history" + kFilterWhere;
   sql += f.in_written_order ? " ORDER BY seq"
          : f.oldest_first   ? " ORDER BY time_ms, seq"
                             : " ORDER BY time_ms DESC, seq DESC";
-  std::lock_guard lock(mu_);
   Stmt q(db_, sql.c_str());
   bind_filter(q, f);
   std::vector<Row> out;
   int rc;
   while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
     if (!patterns.empty() && !any_overlaps(patterns, q.text(2))) continue;
-    out.push_back({sqlite3_column_int64(q.s, 0), sqlite3_column_int64(q.s, 1), q.text(4), q.text(3)});
+    Row row{sqlite3_column_int64(q.s, 0), sqlite3_column_int64(q.s, 1), q.text(4), {}};
+    if (!read_row(row.seq, row.id, sqlite3_column_int64(q.s, 5), q.blob(3), row.json)) continue;
+    out.push_back(std::move(row));
     if (f.limit && out.size() >= f.limit) break;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw Error("history " + path_.string() + ": " + sqlite3_errmsg(db_));

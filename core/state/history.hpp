@@ -8,11 +8,23 @@
 // while `kubetrail history --state` reads this one as the daemon writes it.
 // Writes are idempotent by change-set id and time (a change set routed
 // again after a crash, from the journal, is one row), bounded by age and by size (oldest first).
+//
+// Rows are compressed (issue 15): a change set is mostly its two objects,
+// ~17 KB for a Pod, and SQLite writing those bytes three times (the row's
+// overflow pages, the WAL, the checkpoint) cost more than the whole watch
+// event. Each row is a zstd frame against a dictionary of its resource's
+// first change sets (common/dictionary_codec.hpp, as the state store packs
+// objects), about a twentieth of the JSON; the first change sets of a
+// resource, before its dictionary exists, are kept as text. The
+// dictionaries live in the file (history_dictionaries), so a reader needs
+// nothing else. The format is PRAGMA user_version: 0 was text only.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -22,6 +34,10 @@
 #include "model/change_set.hpp"
 
 struct sqlite3;
+
+namespace kubetrail {
+class DictionaryCodec;
+}
 
 namespace kubetrail::state {
 
@@ -79,16 +95,43 @@ class History {
   std::vector<uint64_t> histogram(const Filter& filter, size_t buckets);
 
   // Forgets rows older than max_age_ms, then the oldest while the kept
-  // change sets' JSON exceeds max_bytes. Returns how many were removed.
+  // rows exceed max_bytes (as stored: compressed). Returns how many were
+  // removed.
   size_t compact(int64_t max_age_ms, uint64_t max_bytes, int64_t now_ms);
   uint64_t bytes() const noexcept { return bytes_; }  // 0 when opened read-only
 
+  // The format this build writes and reads (PRAGMA user_version).
+  static constexpr int kFormat = 1;
+  // A resource's first change sets, up to this many or
+  // DictionaryCodec::kMaxDictionaryBytes, make its dictionary.
+  static constexpr size_t kDictionarySamples = 32;
+
  private:
   void exec(const char* sql);
+  // Rows are read into `json`: the text as kept, or decompressed. False,
+  // with a warning naming the row, when it cannot be read.
+  bool read_row(int64_t seq, std::string_view id, int64_t codec, std::string_view stored, std::string& json);
+  void load_dictionaries();  // those in the file the codec lacks
+  struct Packing;
+  // Writer, inside append()'s transaction: the dictionary of `resource`
+  // from its samples, written and used from now on; forgotten again when
+  // the transaction rolls back.
+  void make_dictionary(Packing& packing, const std::string& resource);
+  void forget_dictionary(Packing& packing);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
   std::mutex mu_;
-  uint64_t bytes_ = 0;  // sum of the kept rows' JSON lengths
+  uint64_t bytes_ = 0;     // sum of the kept rows' stored lengths
+  bool has_codec_ = true;  // false: a format-0 file opened read-only (no codec column)
+  std::unique_ptr<DictionaryCodec> codec_;
+  // Writer: per resource (qualified name), its dictionary's id once made,
+  // else the samples that will make it.
+  struct Packing {
+    int64_t dictionary = 0;
+    std::vector<std::string> samples;
+    size_t sample_bytes = 0;
+  };
+  std::map<std::string, Packing, std::less<>> packing_;
 };
 
 }  // namespace kubetrail::state

@@ -47,33 +47,45 @@ void HistoryWriter::drain() {
 
 void HistoryWriter::run() {
   for (;;) {
-    Item item;
+    // Everything queued, in one transaction: a commit and its WAL frames
+    // cost about what a dozen rows do, and when routing is ahead of this
+    // thread the queue holds many small batches.
+    std::vector<Item> items;
+    size_t change_sets = 0;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty()) return;  // stopping, and everything kept
-      item = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    try {
-      std::vector<const model::ChangeSet*> batch;
-      batch.reserve(item.batch.size());
-      for (const auto& cs : item.batch) batch.push_back(cs.get());
-      history_.append(batch);
-    } catch (const Error& e) {  // the history is a record, not a guarantee: delivery went on without it
-      spdlog::error("history: {} change set(s) not kept: {}", item.batch.size(), e.what());
-    }
-    if (journal_ && !item.journal_ids.empty()) {
-      try {
-        journal_->journal_done(item.journal_ids);
-      } catch (const Error& e) {
-        spdlog::error("{} ({} change set(s) will be routed again at the next start; no handler will see one twice)",
-                      e.what(), item.journal_ids.size());
+      while (!queue_.empty() && change_sets < kMaxPerTransaction) {
+        change_sets += queue_.front().batch.size();
+        items.push_back(std::move(queue_.front()));
+        queue_.pop_front();
       }
     }
+    std::vector<const model::ChangeSet*> batch;
+    std::vector<std::string> journal_ids;
+    batch.reserve(change_sets);
+    for (const auto& item : items) {
+      for (const auto& cs : item.batch) batch.push_back(cs.get());
+      journal_ids.insert(journal_ids.end(), item.journal_ids.begin(), item.journal_ids.end());
+    }
+    try {
+      history_.append(batch);
+    } catch (const Error& e) {  // the history is a record, not a guarantee: delivery went on without it
+      spdlog::error("history: {} change set(s) not kept: {}", batch.size(), e.what());
+    }
+    if (journal_ && !journal_ids.empty()) {
+      try {
+        journal_->journal_done(journal_ids);
+      } catch (const Error& e) {
+        spdlog::error("{} ({} change set(s) will be routed again at the next start; no handler will see one twice)",
+                      e.what(), journal_ids.size());
+      }
+    }
+    items.clear();  // the change sets' last owner, most often: freed before the queue says there is room
     {
       std::lock_guard lock(mu_);
-      queued_ -= item.batch.size();
+      queued_ -= change_sets;
     }
     room_.notify_all();
   }

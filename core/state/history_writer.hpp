@@ -44,6 +44,9 @@ class HistoryWriter {
   void drain();
 
   static constexpr size_t kMaxQueued = 100000;
+  // Change sets kept in one transaction at most (what is queued beyond
+  // waits for the next).
+  static constexpr size_t kMaxPerTransaction = 4096;
 
  private:
   void run();

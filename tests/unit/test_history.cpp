@@ -2,6 +2,9 @@
 // paginated, bounded by age and size, readable while written.
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
+
+#include <cstdio>
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -245,7 +248,9 @@ TEST_CASE("history: bounded by age, then by size, oldest first") {
   CHECK(h.bytes() <= per_row * 500 + per_row);
   rows = h.query(f);
   CHECK(rows.size() <= 500);
-  CHECK(rows.size() >= 490);                                        // no more than needed went
+  // No more than needed went: steps are sized by the mean row, and
+  // compressed rows differ by a few bytes, so a step may take ~2% extra.
+  CHECK(rows.size() >= 480);
   CHECK(ids({rows.back()}) == std::vector<std::string>{"c/2999"});  // the newest stay
   // The byte count survives a reopen.
   const uint64_t bytes = h.bytes();
@@ -312,4 +317,196 @@ TEST_CASE("history: a change set's rendering is what is kept, not a second one")
   rows = h.query(all);
   REQUIRE(rows.size() == 2);
   CHECK(rows[0].json == cs.to_json());
+}
+
+namespace {
+
+// A Pod's change set as run hands it on with include_objects: both objects
+// (the fixture, renamed, one label apart) and the label's change.
+model::ChangeSet pod_change(int i) {
+  static const nlohmann::json pod =
+      nlohmann::json::parse(test::read_file(test::source_dir() / "tests/fixtures/pod.json"));
+  nlohmann::json old_pod = pod, new_pod = pod;
+  const std::string name = "checkout-" + std::to_string(i);
+  old_pod["metadata"]["name"] = new_pod["metadata"]["name"] = name;
+  old_pod["metadata"]["uid"] = new_pod["metadata"]["uid"] = "uid-" + std::to_string(i);
+  new_pod["metadata"]["labels"]["tier"] = "t" + std::to_string(i);
+  char at[40];
+  std::snprintf(at, sizeof at, "2026-12-04T10:%02d:%02d.000Z", (i / 60) % 60, i % 60);
+  model::ChangeSet cs = change("c/p" + std::to_string(i), at, "shop", name, "kubectl-label", "metadata.labels.tier");
+  cs.resource = model::resource_type_for("v1", "Pod");
+  cs.changes[0].op = model::FieldOp::add;
+  cs.changes[0].old_json.clear();
+  cs.changes[0].new_json = "\"t" + std::to_string(i) + "\"";
+  cs.old_object = old_pod.dump();
+  cs.new_object = new_pod.dump();
+  return cs;
+}
+
+// What a query reads, by change-set id.
+std::map<std::string, std::string> json_by_id(state::History& h) {
+  state::History::Filter all;
+  all.limit = 0;
+  std::map<std::string, std::string> out;
+  for (auto& r : h.query(all)) out[r.id] = r.json;
+  return out;
+}
+
+int64_t scalar(const std::filesystem::path& file, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &q, nullptr) == SQLITE_OK);
+  int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return v;
+}
+
+void exec_sql(const std::filesystem::path& file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  CAPTURE((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+}  // namespace
+
+// Issue 15: with a state store on, the history was the largest cost a
+// change set adds - SQLite inserting each one's JSON (~17 KB for a Pod with
+// both objects: five overflow pages), then writing the same pages to the
+// WAL and again at its checkpoints (state_bench: 18.5 us a change set, more
+// than the whole watch event without a state store). Rows are now zstd
+// frames against a dictionary of their resource's first change sets.
+// Failed before: the kept bytes were the JSON's own.
+TEST_CASE("history: rows are kept compressed against their resource's first change sets, and read back as written") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  std::map<std::string, std::string> written;
+  uint64_t json_bytes = 0;
+  auto keep = [&](state::History& h, int from, int to) {
+    std::vector<model::ChangeSet> batch;
+    for (int i = from; i < to; ++i) {
+      batch.push_back(pod_change(i));
+      if (i % 3 == 0)  // another resource in the same batches: a dictionary of its own
+        batch.push_back(change("c/m" + std::to_string(i), batch.back().observed_at, "shop", "cfg", "m"));
+      if (batch.size() >= 10 || i + 1 == to) {
+        for (const auto& cs : batch) {
+          written[cs.id] = cs.to_json();
+          json_bytes += written[cs.id].size();
+        }
+        h.append(batch);
+        batch.clear();
+      }
+    }
+  };
+  std::optional<state::History> reader;  // opened before any dictionary exists, as `kubetrail history` may be
+  {
+    state::History h(path);
+    reader.emplace(path, true);
+    keep(h, 0, 200);
+    CHECK(json_by_id(h) == written);
+    CHECK(h.bytes() * 5 < json_bytes);  // 17 KB a row written as it is; about 1 KB against a dictionary
+  }
+  CHECK(json_by_id(*reader) == written);  // the dictionaries written since it opened are read when a row needs them
+  // Reopened: the dictionaries are the file's, not made again.
+  const uint64_t before = json_bytes;
+  state::History h(path);
+  const uint64_t bytes_before = h.bytes();
+  keep(h, 200, 300);
+  CHECK((h.bytes() - bytes_before) * 5 < json_bytes - before);
+  CHECK(scalar(path, "SELECT COUNT(*) FROM history_dictionaries") == 2);  // Pods, ConfigMaps
+  CHECK(json_by_id(h) == written);
+  CHECK(json_by_id(*reader) == written);
+}
+
+// The history file is one a user points at (`kubetrail history --state`):
+// a row whose frame does not decode, or names a dictionary the file lacks,
+// is an error about that row - the query reads the others.
+TEST_CASE("history: a row that does not decode is left out with a warning naming it, and the others are read") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  std::map<std::string, std::string> written;
+  {
+    state::History h(path);
+    std::vector<model::ChangeSet> batch;
+    for (int i = 0; i < 60; ++i) batch.push_back(pod_change(i));
+    h.append(batch);
+    for (const auto& cs : batch) written[cs.id] = cs.to_json();
+  }
+  const int64_t packed = scalar(path, "SELECT COUNT(*) FROM history WHERE codec != 0");
+  REQUIRE(packed > 40);
+  exec_sql(path,
+           "UPDATE history SET json = x'28b52ffd2000ffff' WHERE id = 'c/p50';"  // a frame cut short
+           "UPDATE history SET json = x'00' WHERE id = 'c/p51';"                // not a frame at all
+           "UPDATE history SET codec = 999 WHERE id = 'c/p52';");               // a dictionary not there
+  written.erase("c/p50");
+  written.erase("c/p51");
+  written.erase("c/p52");
+  for (bool read_only : {true, false}) {
+    CAPTURE(read_only);
+    test::LogCapture log;
+    state::History h(path, read_only);
+    CHECK(json_by_id(h) == written);
+    const std::string said = log.text();
+    CAPTURE(said);
+    for (const char* each : {"c/p50", "c/p51", "c/p52", "dictionary 999"}) CHECK(said.find(each) != std::string::npos);
+    CHECK(said.find(path.string()) != std::string::npos);
+  }
+}
+
+// A history written before rows were compressed (no codec column) reads as
+// it is, read-only; the daemon's first open adds the column and compresses
+// what it writes from then on. One written by a newer kubetrail is refused
+// by name rather than misread.
+TEST_CASE("history: a file of the format before compression is read, and upgraded by its writer") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  const model::ChangeSet old_row = pod_change(1000);
+  exec_sql(
+      path,
+      "CREATE TABLE history(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
+      " time_ms INTEGER NOT NULL, cluster TEXT NOT NULL, resource TEXT NOT NULL, kind TEXT NOT NULL,"
+      " namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, type TEXT NOT NULL,"
+      " actor TEXT NOT NULL, paths TEXT NOT NULL, json TEXT NOT NULL);"
+      "CREATE INDEX history_time ON history(time_ms);"
+      "INSERT INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor, paths, json)"
+      " VALUES('" +
+          old_row.id +
+          "', 1796378400000, 'c', 'pods', 'Pod', 'shop', 'checkout-1000', 'uid-1000', 'Modified', "
+          "'kubectl-label', 'metadata.labels.tier', '" +
+          old_row.to_json() +
+          "');"
+          // The same (time, id) twice, as no kubetrail writes it: kept once by the upgrade, which
+          // makes (time, id) unique.
+          "INSERT INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor, paths, json)"
+          " SELECT id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor, paths, json"
+          " FROM history;");
+  std::map<std::string, std::string> written{{old_row.id, old_row.to_json()}};
+  {
+    state::History reader(path, true);
+    CHECK(json_by_id(reader) == written);
+  }
+  {
+    state::History h(path);
+    std::vector<model::ChangeSet> batch;
+    for (int i = 0; i < 60; ++i) batch.push_back(pod_change(i));
+    h.append(batch);
+    for (const auto& cs : batch) written[cs.id] = cs.to_json();
+    CHECK(json_by_id(h) == written);
+  }
+  CHECK(scalar(path, "SELECT COUNT(*) FROM history WHERE codec != 0") > 40);
+  CHECK(scalar(path, ("SELECT COUNT(*) FROM history WHERE id = '" + old_row.id + "'").c_str()) == 1);
+  // The time index replaced by the (time, id) one that append() looks ids up in.
+  CHECK(scalar(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'history_time_id'") == 1);
+  CHECK(scalar(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'history_time'") == 0);
+  exec_sql(path, "PRAGMA user_version = 99");
+  for (bool read_only : {true, false}) {
+    CAPTURE(read_only);
+    CHECK_THROWS_WITH_AS(state::History(path, read_only), doctest::Contains("format 99"), Error);
+  }
 }
