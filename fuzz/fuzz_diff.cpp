@@ -4,10 +4,14 @@
 //   - an object diffed with itself has no changes;
 //   - every path in a change set parses back (PathPattern);
 //   - the change set's JSON parses, and reads back;
-//   - the fast path (narrowed to the changed subtree) equals the whole-object diff.
+//   - the fast path (narrowed to the changed subtree) equals the whole-object diff;
+// and the whole input read as a change set (the journal's, the outbox's and
+// the change API's format: ChangeSet::from_json) ends as one or as a
+// kubetrail::Error.
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "common/error.hpp"
 #include "diff/diff.hpp"
 #include "fuzz.hpp"
 
@@ -34,6 +38,10 @@ std::optional<model::ChangeSet> step(diff::ChangeDetector& d, model::ObjectStore
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in = fuzz::bytes(data, size);
+  try {
+    (void)model::ChangeSet::from_json(in);
+  } catch (const Error&) {
+  }
   size_t cut = in.find('\0');
   if (cut == std::string_view::npos) cut = in.size() / 2;
   std::string a(in.substr(0, cut)), b(in.substr(std::min(in.size(), cut + 1)));

@@ -10,6 +10,7 @@
 #include "cli/cli.hpp"
 #include "cli/common.hpp"
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 #include "model/change_set.hpp"
 #include "server/change_api.hpp"
 #include "state/state_store.hpp"
@@ -84,6 +85,7 @@ int run_dead_letters(const Args& args) {
       std::cout << body;
       return 0;
     }
+    if (json_nested_deeper_than(body)) throw Error("the server's answer nests deeper than any dead letter");
     auto items = nlohmann::json::parse(body).at("items");
     if (items.empty()) std::cout << "no dead letters\n";
     for (const auto& d : items)
@@ -99,6 +101,7 @@ int run_dead_letters(const Args& args) {
         std::cout << body;
         continue;
       }
+      if (json_nested_deeper_than(body)) throw Error("the server's answer nests deeper than any dead letter");
       auto answer = nlohmann::json::parse(body);
       if (action == "show") {
         for (const auto& d : answer.at("items")) {

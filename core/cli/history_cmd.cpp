@@ -25,6 +25,7 @@
 #include "cli/common.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 #include "model/change_set.hpp"
 #include "state/history.hpp"
 
@@ -105,6 +106,8 @@ void emit_yaml(const nlohmann::ordered_json& j, YAML::Emitter& out) {
 
 std::string to_yaml(const std::string& json) {
   YAML::Emitter out;
+  if (json_nested_deeper_than(json))  // emit_yaml recurses once a level
+    throw Error("a change set nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   emit_yaml(nlohmann::ordered_json::parse(json), out);
   return std::string("---\n") + out.c_str() + "\n";
 }
@@ -185,7 +188,10 @@ Source server_source(const Args& args) {
       // ordered: each change set printed as the server wrote it
       const std::string path = "/api/v1/changes?limit=1000&" + query_of(param, {}) +
                                (cursor.empty() ? "" : "&cursor=" + ApiClient::escape(cursor));
-      auto page = nlohmann::ordered_json::parse(client->get(path), nullptr, false);
+      const std::string body = client->get(path);
+      if (json_nested_deeper_than(body))  // dump() below recurses once a level
+        throw Error("GET " + path + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+      auto page = nlohmann::ordered_json::parse(body, nullptr, false);
       if (!page.is_object() || !page.contains("items") || !page["items"].is_array() ||
           (page.contains("nextCursor") && !page["nextCursor"].is_string()))
         throw Error("GET " + path + ": not the change API's answer ({\"items\": [...], \"nextCursor\": \"...\"})");

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 #include "common/json_writer.hpp"
 #include "model/change_set.hpp"
 
@@ -222,45 +223,118 @@ std::string ChangeSet::to_json() const {
   return text;
 }
 
+namespace {
+
+// Reading a change set back (the journal, the outbox, the change API's
+// answers): untrusted bytes, so a field of the wrong type is an Error that
+// names it and what it should be, never nlohmann's type_error.
+using Json = nlohmann::json;
+
+const char* a_type(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::null: return "null";
+    case Json::value_t::object: return "an object";
+    case Json::value_t::array: return "an array";
+    case Json::value_t::string: return "a string";
+    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned:
+    case Json::value_t::number_float: return "a number";
+    default: return "binary data";
+  }
+}
+
+[[noreturn]] void wrong_type(const std::string& field, const char* expected, const Json& v) {
+  throw Error("change set field \"" + field + "\": expected " + expected + ", found " + a_type(v));
+}
+
+// Member `key` of `o` (named `where` + key in an error), null when absent.
+const Json* member(const Json& o, const char* key) {
+  auto it = o.find(key);
+  return it == o.end() ? nullptr : &*it;
+}
+
+std::string text_at(const Json& o, const char* key, const std::string& where = "") {
+  const Json* v = member(o, key);
+  if (!v) return {};
+  if (!v->is_string()) wrong_type(where + key, "a string", *v);
+  return v->get<std::string>();
+}
+
+const Json* object_at(const Json& o, const char* key, const std::string& where = "") {
+  const Json* v = member(o, key);
+  if (v && !v->is_object()) wrong_type(where + key, "an object", *v);
+  return v;
+}
+
+uint64_t count_at(const Json& o, const char* key, const std::string& where) {
+  const Json* v = member(o, key);
+  if (!v) return 0;
+  if (!v->is_number_unsigned()) wrong_type(where + key, "a number", *v);
+  return v->get<uint64_t>();
+}
+
+}  // namespace
+
 ChangeSet ChangeSet::from_json(std::string_view text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object() || j.value("schemaVersion", "") != "kubetrail.dev/v1")
+  if (json_nested_deeper_than(text))
+    throw Error("not a kubetrail.dev/v1 change set: nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  Json j;
+  try {
+    j = Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    throw Error("not a kubetrail.dev/v1 change set: not JSON (byte " + std::to_string(e.byte) + ")");
+  }
+  if (!j.is_object() || !j.contains("schemaVersion") || !j["schemaVersion"].is_string() ||
+      j["schemaVersion"] != "kubetrail.dev/v1")
     throw Error("not a kubetrail.dev/v1 change set");
   ChangeSet cs;
-  auto t = parse_change_type(j.value("type", ""));
-  if (!t) throw Error("change set with unknown type \"" + j.value("type", "") + "\"");
+  const std::string type = text_at(j, "type");
+  auto t = parse_change_type(type);
+  if (!t) throw Error("change set with unknown type \"" + type + "\"");
   cs.type = *t;
-  cs.id = j.value("id", "");
-  cs.cluster = j.value("cluster", "");
-  cs.observed_at = j.value("observedAt", "");
-  const auto& r = j.contains("resource") ? j["resource"] : nlohmann::json::object();
-  cs.resource.group = r.value("group", "");
-  cs.resource.version = r.value("version", "");
-  cs.resource.resource = r.value("resource", "");
-  cs.resource.kind = r.value("kind", "");
-  cs.resource.namespaced = j.contains("namespace");
-  cs.object_namespace = j.value("namespace", "");
-  cs.name = j.value("name", "");
-  cs.uid = j.value("uid", "");
-  cs.resource_version = j.value("resourceVersion", "");
-  if (j.contains("actor"))
-    cs.actor = Actor{j["actor"].value("manager", ""), j["actor"].value("operation", ""), j["actor"].value("time", "")};
-  cs.catch_up = j.value("catchUp", false);
-  if (cs.type == ChangeType::snapshot) {
-    const auto& sn = j.contains("snapshot") ? j["snapshot"] : nlohmann::json::object();
-    if (!sn.is_object() || !sn.contains("id")) throw Error("Snapshot change set without its snapshot id");
-    cs.snapshot = SnapshotInfo{sn.value("id", ""), sn.value("handler", ""), sn.value("index", uint64_t{0}),
-                               sn.value("total", uint64_t{0})};
+  cs.id = text_at(j, "id");
+  cs.cluster = text_at(j, "cluster");
+  cs.observed_at = text_at(j, "observedAt");
+  if (const Json* r = object_at(j, "resource")) {
+    cs.resource.group = text_at(*r, "group", "resource.");
+    cs.resource.version = text_at(*r, "version", "resource.");
+    cs.resource.resource = text_at(*r, "resource", "resource.");
+    cs.resource.kind = text_at(*r, "kind", "resource.");
   }
-  cs.summary = j.value("summary", "");
-  for (const auto& c : j.value("changes", nlohmann::json::array())) {
-    FieldChange fc;
-    std::string op = c.value("op", "replace");
-    fc.op = op == "add" ? FieldOp::add : op == "remove" ? FieldOp::remove : FieldOp::replace;
-    fc.path = c.value("path", "");
-    if (c.contains("old")) fc.old_json = c["old"].dump();
-    if (c.contains("new")) fc.new_json = c["new"].dump();
-    cs.changes.push_back(std::move(fc));
+  cs.resource.namespaced = j.contains("namespace");
+  cs.object_namespace = text_at(j, "namespace");
+  cs.name = text_at(j, "name");
+  cs.uid = text_at(j, "uid");
+  cs.resource_version = text_at(j, "resourceVersion");
+  if (const Json* a = object_at(j, "actor"))
+    cs.actor =
+        Actor{text_at(*a, "manager", "actor."), text_at(*a, "operation", "actor."), text_at(*a, "time", "actor.")};
+  if (const Json* c = member(j, "catchUp")) {
+    if (!c->is_boolean()) wrong_type("catchUp", "a boolean", *c);
+    cs.catch_up = c->get<bool>();
+  }
+  if (cs.type == ChangeType::snapshot) {
+    const Json* sn = object_at(j, "snapshot");
+    if (!sn || !sn->contains("id")) throw Error("Snapshot change set without its snapshot id");
+    cs.snapshot = SnapshotInfo{text_at(*sn, "id", "snapshot."), text_at(*sn, "handler", "snapshot."),
+                               count_at(*sn, "index", "snapshot."), count_at(*sn, "total", "snapshot.")};
+  }
+  cs.summary = text_at(j, "summary");
+  if (const Json* changes = member(j, "changes")) {
+    if (!changes->is_array()) wrong_type("changes", "an array", *changes);
+    for (size_t i = 0; i < changes->size(); ++i) {
+      const Json& c = (*changes)[i];
+      const std::string where = "changes[" + std::to_string(i) + "]";
+      if (!c.is_object()) wrong_type(where, "an object", c);
+      FieldChange fc;
+      const std::string op = member(c, "op") ? text_at(c, "op", where + ".") : "replace";
+      fc.op = op == "add" ? FieldOp::add : op == "remove" ? FieldOp::remove : FieldOp::replace;
+      fc.path = text_at(c, "path", where + ".");
+      if (c.contains("old")) fc.old_json = c["old"].dump();
+      if (c.contains("new")) fc.new_json = c["new"].dump();
+      cs.changes.push_back(std::move(fc));
+    }
   }
   if (j.contains("fields") && j["fields"].is_object())
     for (const auto& [k, v] : j["fields"].items())

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "common/json_depth.hpp"
 #include "common/json_writer.hpp"
 #include "diff/diff.hpp"
 #include "helpers.hpp"
@@ -552,6 +553,51 @@ TEST_CASE("a change set survives the round trip through its JSON (the outbox's f
   CHECK(back.changes == cs->changes);
   CHECK(back.resource == cs->resource);
   CHECK_THROWS_AS(model::ChangeSet::from_json("{\"schemaVersion\":\"other\"}"), Error);
+}
+
+// A change set read back is untrusted bytes: the outbox and journal files
+// a user points at, the change API's answers to `kubetrail history
+// --server`. A field of the wrong type is a kubetrail::Error naming the
+// field and what it should be. Failed before: nlohmann's type_error ("type
+// must be string, but is number"), which names no field and which callers
+// catching kubetrail::Error (history --server) did not catch at all.
+TEST_CASE("a change set read back names the field of the wrong type, as a kubetrail error") {
+  const std::string base = R"({"schemaVersion":"kubetrail.dev/v1","type":"Modified","id":"c/u/1",)"
+                           R"("resource":{"group":"","version":"v1","resource":"pods","kind":"Pod"},"name":"p")";
+  REQUIRE_NOTHROW(model::ChangeSet::from_json(base + "}"));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"(,"name":5)", "\"name\": expected a string, found a number"},
+      {R"(,"observedAt":[])", "\"observedAt\": expected a string, found an array"},
+      {R"(,"resource":"pods")", "\"resource\": expected an object, found a string"},
+      {R"(,"resource":{"kind":true})", "\"resource.kind\": expected a string, found a boolean"},
+      {R"(,"actor":{"manager":null})", "\"actor.manager\": expected a string, found null"},
+      {R"(,"actor":7)", "\"actor\": expected an object, found a number"},
+      {R"(,"catchUp":"yes")", "\"catchUp\": expected a boolean, found a string"},
+      {R"(,"changes":{})", "\"changes\": expected an array, found an object"},
+      {R"(,"changes":[5])", "\"changes[0]\": expected an object, found a number"},
+      {R"(,"changes":[{"op":"add","path":1}])", "\"changes[0].path\": expected a string, found a number"},
+  };
+  for (const auto& [field, said] : cases) {
+    // A key given twice keeps its last value (nlohmann's parse), so each case overrides base's.
+    std::string text = base + field + "}";
+    CAPTURE(text);
+    CHECK_THROWS_WITH_AS(model::ChangeSet::from_json(text), doctest::Contains(said.c_str()), Error);
+  }
+  // Nesting no object has: refused before it is parsed (nlohmann's dump of
+  // it recursed once a level, and 100,000 levels overflowed the stack).
+  const std::string deep = base + R"(,"old":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  CHECK_THROWS_WITH_AS(model::ChangeSet::from_json(deep), doctest::Contains("nested deeper than"), Error);
+  // What counts as nesting: brackets, not the ones inside strings.
+  CHECK(json_nested_deeper_than("[[[]]]", 2));
+  CHECK(!json_nested_deeper_than("[[]][[]]", 2));
+  CHECK(!json_nested_deeper_than(R"({"a":"[[[[{{{{"})", 2));
+  CHECK(!json_nested_deeper_than(R"({"a":"\"[[[[\\"})", 2));  // an escaped quote, then an escaped backslash
+  CHECK(json_nested_deeper_than(R"({"a":"\\",[[[]]]})", 2));  // the string ends after an escaped backslash
+  // A snapshot's counters, read as numbers.
+  CHECK_THROWS_WITH_AS(
+      model::ChangeSet::from_json(R"({"schemaVersion":"kubetrail.dev/v1","type":"Snapshot","snapshot":{"id":"s",)"
+                                  R"("index":"one"}})"),
+      doctest::Contains("\"snapshot.index\": expected a number, found a string"), Error);
 }
 
 TEST_CASE("list keys come from a server's OpenAPI v3 document: $ref, allOf, cycles, merge keys") {
