@@ -812,7 +812,7 @@ void StateStore::save(const std::string& resource,
   for (const auto& e : journal) {
     if (unrouted_.count(e.id)) continue;
     if (std::any_of(journaled.begin(), journaled.end(), [&](const auto& j) { return j.entry->id == e.id; })) continue;
-    size_t at = LogFile::encode(payload_, {LogKind::kChangeSet, seq, {}, e.id, {}, {}, e.json});
+    size_t at = LogFile::encode(payload_, {LogKind::kChangeSet, seq, {}, e.id, {}, {}, e.text()});
     journaled.push_back({&e, seq++, at});
   }
   const int64_t first_row = seq;
@@ -860,7 +860,7 @@ void StateStore::save(const std::string& resource,
   log_rows_ += seq - first_row;
   for (const auto& j : journaled) {
     unrouted_.emplace(j.entry->id, j.seq);
-    unrouted_at_.emplace(j.seq, Unrouted{j.entry->id, base + j.at, j.entry->json.size()});
+    unrouted_at_.emplace(j.seq, Unrouted{j.entry->id, base + j.at, j.entry->text().size()});
   }
   if (!known_.count(resource)) known_.emplace(resource);
   if (fold_due()) fold();

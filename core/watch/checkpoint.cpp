@@ -34,21 +34,23 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
   // Change sets waiting are never held back: delivery waits for this commit.
   if (pending_.empty() && !force && now - last_ < std::chrono::seconds(1)) return true;
   if (pending_.empty() && !prune_ && dirty_.empty() && !force) return true;
-  std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
-  std::vector<std::string> deletes;
+  // Members, cleared rather than made anew: regrown from empty each
+  // commit, they were 1.7% of the watch thread with a state store (perf).
+  upserts_.clear();
+  deletes_.clear();
+  journal_.clear();
   for (const auto& key : dirty_) {
     if (const model::StoredObject* o = cache.find(key))
-      upserts.emplace_back(key, o);
+      upserts_.emplace_back(key, o);
     else
-      deletes.push_back(key);
+      deletes_.push_back(key);
   }
-  std::vector<state::StateStore::JournalEntry> journal;
-  journal.reserve(pending_.size());
   // Rendered once here, on the thread that found them: delivery and the
-  // history take the same rendering (ChangeSet::rendered).
+  // history take the same rendering (ChangeSet::rendered), and the journal
+  // writes it from there (a view: pending_ holds it until the save is done).
   for (auto& cs : pending_) {
     cs.render();
-    journal.push_back({0, cs.id, std::string(cs.json())});
+    journal_.push_back({0, cs.id, {}, {}, cs.json()});
   }
   // The resourceVersion row only when forced or once a second: one page less
   // per commit on the hot path (the objects' own versions are in their rows).
@@ -57,14 +59,16 @@ bool Checkpoint::commit(bool force, TimePoint now, const std::string& rv, const 
     // After a list: the rows the store holds that the cache no longer has.
     if (prune_)
       for (auto& key : store_->keys(key_))
-        if (!dirty_.count(key) && !cache.find(key)) deletes.push_back(std::move(key));
-    store_->save(key_, upserts, deletes, with_rv ? rv : std::string(), journal, &cache);
+        if (!dirty_.count(key) && !cache.find(key)) deletes_.push_back(std::move(key));
+    store_->save(key_, upserts_, deletes_, with_rv ? rv : std::string(), journal_, &cache);
   } catch (const std::exception& e) {
+    journal_.clear();  // its views would outlive pending_'s storage as emit() grows it
     spdlog::error("{}: checkpoint failed (will retry; {} change set(s) wait for it): {}", name_, pending_.size(),
                   e.what());
     return false;
   }
   dirty_.clear();
+  journal_.clear();  // views of pending_'s renderings, handed on next
   prune_ = false;
   if (with_rv) last_ = now;
   hand_on();

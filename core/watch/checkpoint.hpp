@@ -23,10 +23,7 @@
 
 #include "model/change_set.hpp"
 #include "model/object_store.hpp"
-
-namespace kubetrail::state {
-class StateStore;
-}
+#include "state/state_store.hpp"
 
 namespace kubetrail::watch {
 
@@ -69,6 +66,10 @@ class Checkpoint {
   bool prune_ = false;                     // after a list: drop checkpointed keys no longer cached
   std::vector<model::ChangeSet> pending_;  // found, not yet durable (or, without a store, not yet handed on)
   TimePoint last_{};                       // the last commit that wrote the resourceVersion
+  // commit()'s arguments to the store, kept for their capacity.
+  std::vector<std::pair<std::string, const model::StoredObject*>> upserts_;
+  std::vector<std::string> deletes_;
+  std::vector<state::StateStore::JournalEntry> journal_;
 };
 
 }  // namespace kubetrail::watch
