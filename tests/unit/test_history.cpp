@@ -510,3 +510,27 @@ TEST_CASE("history: a file of the format before compression is read, and upgrade
     CHECK_THROWS_WITH_AS(state::History(path, read_only), doctest::Contains("format 99"), Error);
   }
 }
+
+// A resource whose first change set alone is larger than a dictionary
+// holds (DictionaryCodec::kMaxDictionaryBytes) gets an empty one: its rows
+// are zstd frames without a dictionary, and read back as written.
+TEST_CASE("history: change sets larger than a dictionary are kept and read back") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  std::map<std::string, std::string> written;
+  {
+    state::History h(path);
+    for (int i = 0; i < 4; ++i) {
+      model::ChangeSet cs =
+          change("c/big" + std::to_string(i), "2026-12-04T10:00:0" + std::to_string(i) + ".000Z", "shop", "cfg", "m");
+      cs.new_object = R"({"data":{"blob":")" + std::string(100000, static_cast<char>('a' + i)) + R"("}})";
+      written[cs.id] = cs.to_json();
+      h.append({cs});
+    }
+    CHECK(json_by_id(h) == written);
+    CHECK(h.bytes() < written.begin()->second.size() + 3000);  // the first as text, the rest compressed
+  }
+  state::History reader(path, true);
+  CHECK(json_by_id(reader) == written);
+  CHECK(scalar(path, "SELECT COUNT(*) FROM history_dictionaries") == 1);
+}
