@@ -126,13 +126,18 @@ void History::load_dictionaries() {
     // most kMaxDictionaryBytes; anything else (which zstd might take for
     // a dictionary of its own format) is not loaded, and its rows are
     // left out as naming a missing one.
+    // Its resource's rows are kept as text from then on (its name is
+    // taken: a second dictionary for it cannot be written).
+    Packing& packing = packing_[q.text(1)];
     if (content.size() > DictionaryCodec::kMaxDictionaryBytes || (!content.empty() && content.front() != '{')) {
-      spdlog::warn("history {}: dictionary {} is not one kubetrail writes; rows compressed against it are left out",
-                   path_.string(), id);
+      if (unreadable_.insert(id).second)
+        spdlog::warn("history {}: dictionary {} is not one kubetrail writes; rows compressed against it are left out",
+                     path_.string(), id);
+      packing.refused = true;
       continue;
     }
     if (!codec_->has_dictionary(id)) codec_->add_dictionary(id, content);
-    packing_[q.text(1)].dictionary = id;
+    packing.dictionary = id;
   }
 }
 
@@ -161,7 +166,13 @@ bool History::read_row(int64_t seq, std::string_view id, int64_t codec, std::str
   }
   std::string why;
   try {
-    if (!codec_->has_dictionary(codec)) load_dictionaries();  // made since this reader opened
+    // Made since this reader opened, else looked for once: a row and the
+    // dictionary it names are committed together, so one that is not
+    // there when its row is read never will be.
+    if (!codec_->has_dictionary(codec) && !unreadable_.count(codec)) {
+      load_dictionaries();
+      if (!codec_->has_dictionary(codec)) unreadable_.insert(codec);
+    }
     why = codec_->decompress(codec, stored, json);
   } catch (const Error& e) {
     why = e.what();
@@ -222,7 +233,7 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
       if (packing.dictionary) {
         stored = codec_->compress(packing.dictionary, json);  // valid until the next compress: after this step
         codec = packing.dictionary;
-      } else {
+      } else if (!packing.refused) {
         auto complete = [&] {
           return packing.samples.size() >= kDictionarySamples ||
                  packing.sample_bytes >= DictionaryCodec::kMaxDictionaryBytes;

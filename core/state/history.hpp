@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -128,10 +129,12 @@ class History {
   // else the samples that will make it.
   struct Packing {
     int64_t dictionary = 0;
+    bool refused = false;  // its dictionary in the file is not one kubetrail writes: rows kept as text
     std::vector<std::string> samples;
     size_t sample_bytes = 0;
   };
   std::map<std::string, Packing, std::less<>> packing_;
+  std::set<int64_t> unreadable_;  // dictionary ids refused or not in the file: not looked for again
 };
 
 }  // namespace kubetrail::state

@@ -459,6 +459,43 @@ TEST_CASE("history: a row that does not decode is left out with a warning naming
   }
 }
 
+// A dictionary the file holds that kubetrail never writes (not change-set
+// JSON) is not loaded, and the rows compressed against it are left out. It
+// is looked for once, not again for every row that names it: a hostile
+// file of 100,000 such rows re-read the dictionary table 100,000 times.
+// Failed before: the warning about the dictionary came once per row.
+TEST_CASE("history: a dictionary kubetrail does not write is refused once, and its rows are left out") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  {
+    state::History h(path);
+    std::vector<model::ChangeSet> batch;
+    for (int i = 0; i < 60; ++i) batch.push_back(pod_change(i));
+    h.append(batch);
+  }
+  const int64_t packed = scalar(path, "SELECT COUNT(*) FROM history WHERE codec != 0");
+  REQUIRE(packed > 20);
+  exec_sql(path, "UPDATE history_dictionaries SET content = x'37a430ec01020304'");  // zstd's own dictionary magic
+  for (bool read_only : {true, false}) {
+    CAPTURE(read_only);
+    test::LogCapture log;
+    state::History h(path, read_only);
+    CHECK(json_by_id(h).size() == static_cast<size_t>(60 - packed));  // the rows kept as text
+    const std::string said = log.text();
+    size_t refused = 0;
+    for (size_t at = said.find("is not one kubetrail writes"); at != std::string::npos;
+         at = said.find("is not one kubetrail writes", at + 1))
+      ++refused;
+    CHECK(refused == 1);
+    if (!read_only) {  // the writer keeps going: that resource's rows as text from then on
+      std::vector<model::ChangeSet> more;
+      for (int i = 100; i < 110; ++i) more.push_back(pod_change(i));
+      REQUIRE_NOTHROW(h.append(more));
+      CHECK(json_by_id(h).size() == static_cast<size_t>(60 - packed + 10));
+    }
+  }
+}
+
 // A history written before rows were compressed (no codec column) reads as
 // it is, read-only; the daemon's first open adds the column and compresses
 // what it writes from then on. One written by a newer kubetrail is refused
