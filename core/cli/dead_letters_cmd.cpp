@@ -68,6 +68,13 @@ std::string when(int64_t unix_s) {
   return buf;
 }
 
+// An answer to print as text: bounded before nlohmann parses it (dump()
+// and copies recurse once a level).
+nlohmann::json parsed_answer(const std::string& body) {
+  if (json_nested_deeper_than(body)) throw Error("the server's answer nests deeper than any dead letter");
+  return nlohmann::json::parse(body);
+}
+
 }  // namespace
 
 int run_dead_letters(const Args& args) {
@@ -85,8 +92,7 @@ int run_dead_letters(const Args& args) {
       std::cout << body;
       return 0;
     }
-    if (json_nested_deeper_than(body)) throw Error("the server's answer nests deeper than any dead letter");
-    auto items = nlohmann::json::parse(body).at("items");
+    auto items = parsed_answer(body).at("items");
     if (items.empty()) std::cout << "no dead letters\n";
     for (const auto& d : items)
       std::cout << d.at("id").get<std::string>() << "  handler " << d.at("handler").get<std::string>() << "  since "
@@ -101,8 +107,7 @@ int run_dead_letters(const Args& args) {
         std::cout << body;
         continue;
       }
-      if (json_nested_deeper_than(body)) throw Error("the server's answer nests deeper than any dead letter");
-      auto answer = nlohmann::json::parse(body);
+      auto answer = parsed_answer(body);
       if (action == "show") {
         for (const auto& d : answer.at("items")) {
           std::cout << d.at("id").get<std::string>() << "\n  handler: " << d.at("handler").get<std::string>()

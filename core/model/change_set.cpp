@@ -285,9 +285,8 @@ ChangeSet ChangeSet::from_json(std::string_view text) {
   } catch (const Json::parse_error& e) {
     throw Error("not a kubetrail.dev/v1 change set: not JSON (byte " + std::to_string(e.byte) + ")");
   }
-  if (!j.is_object() || !j.contains("schemaVersion") || !j["schemaVersion"].is_string() ||
-      j["schemaVersion"] != "kubetrail.dev/v1")
-    throw Error("not a kubetrail.dev/v1 change set");
+  const Json* version = j.is_object() ? member(j, "schemaVersion") : nullptr;
+  if (!version || *version != "kubetrail.dev/v1") throw Error("not a kubetrail.dev/v1 change set");
   ChangeSet cs;
   const std::string type = text_at(j, "type");
   auto t = parse_change_type(type);
