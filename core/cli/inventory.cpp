@@ -8,7 +8,6 @@
 #include "common/error.hpp"
 #include "common/thread_name.hpp"
 #include "diff/diff.hpp"
-#include "watch/inventory.hpp"
 
 namespace kubetrail::cli {
 
@@ -66,6 +65,7 @@ std::vector<TakenSnapshot> take_snapshots(kube::Api& api, const config::Config& 
 }
 
 InventorySchedule::InventorySchedule(Sources sources) : src_(std::move(sources)) {
+  if (src_.state) ledger_.emplace(*src_.state);
   thread_ = std::thread([this] {
     name_this_thread("kt-inventory");
     loop();
@@ -98,10 +98,9 @@ bool InventorySchedule::wait(std::chrono::milliseconds d) {
 }
 
 int64_t InventorySchedule::last_taken(const std::string& handler) {
-  if (src_.state) {
+  if (ledger_) {
     try {
-      auto v = src_.state->setting(config::inventory_route_name(handler));
-      return v ? std::stoll(*v) : 0;
+      return ledger_->last_taken(handler);
     } catch (const std::exception& e) {
       spdlog::warn("inventory: when handler \"{}\" last took a snapshot is unreadable, taking one: {}", handler,
                    e.what());
@@ -122,9 +121,9 @@ void InventorySchedule::taken(const std::string& handler, int64_t at) {
   gauge("kubetrail_inventory_last_snapshot_timestamp_seconds",
         "when the handler's last inventory snapshot was taken (unix seconds; routed whole)", handler,
         static_cast<double>(at));
-  if (src_.state) {
+  if (ledger_) {
     try {
-      src_.state->set_setting(config::inventory_route_name(handler), std::to_string(at));
+      ledger_->taken(handler, at);
     } catch (const Error& e) {
       spdlog::error("inventory: {} (handler \"{}\" takes its next snapshot early)", e.what(), handler);
     }
@@ -161,11 +160,15 @@ void InventorySchedule::loop() {
       if (!src_.ready()) throw Error("this replica no longer delivers");
       const model::SnapshotInfo& last = *items.back().snapshot;
       std::function<void()> recorded;
-      if (last.index == last.total)
+      if (last.index == last.total) {
+        // Announced before it can be routed: a crash after the routing and
+        // before taken() is then found out at the restart (SnapshotLedger).
+        if (ledger_) ledger_->last_batch(last.handler, now, items.back().id);
         recorded = [this, h = last.handler, id = last.id, now] {
           taken(h, now);
           spdlog::info("inventory: snapshot {} routed to handler \"{}\"", id, h);
         };
+      }
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stop_.load() || queue_.size() < kQueuedBatches; });
       if (stop_.load()) throw Error("stopping");

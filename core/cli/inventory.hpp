@@ -30,6 +30,7 @@
 #include "model/resource_type.hpp"
 #include "route/route.hpp"
 #include "state/state_store.hpp"
+#include "watch/inventory.hpp"
 
 namespace kubetrail::cli {
 
@@ -55,8 +56,9 @@ std::vector<TakenSnapshot> take_snapshots(kube::Api& api, const config::Config& 
 // the main loop (next()), which routes them like change sets - through the
 // outbox when there is a state store. A snapshot counts as taken once its
 // last batch is routed: the time is kept in the state store, so a restart
-// neither skips one that was due nor repeats one that was taken; one cut
-// short by a restart is taken again, whole, under a new id.
+// neither skips one that was due nor repeats one that was taken
+// (watch::SnapshotLedger); one cut short by a restart is taken again, whole,
+// under a new id.
 class InventorySchedule {
  public:
   struct Sources {
@@ -98,7 +100,8 @@ class InventorySchedule {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Batch> queue_;
-  std::map<std::string, int64_t> last_;  // without a state store
+  std::map<std::string, int64_t> last_;          // without a state store
+  std::optional<watch::SnapshotLedger> ledger_;  // with one
   std::atomic<bool> stop_{false};
   std::thread thread_;
   static constexpr size_t kQueuedBatches = 8;  // a snapshot waits for delivery rather than fill memory

@@ -87,6 +87,11 @@ int64_t OutboxLog::find(std::string_view id, uint16_t handler, uint64_t hash) co
   return 0;
 }
 
+bool OutboxLog::holds(std::string_view id, std::string_view handler) const {
+  auto h = handler_of_.find(std::string(handler));
+  return h != handler_of_.end() && find(id, h->second, hash_of(id, handler)) != 0;
+}
+
 // Reads the file into the indexes. Entries are applied in the order
 // written, so a mark always follows the row it settles.
 void OutboxLog::load() {

@@ -90,6 +90,9 @@ class OutboxLog {
   // JSON cannot be read back (logged) comes with it empty.
   std::vector<Entry> pending(const std::string& handler, int64_t after, size_t limit) const;
   std::vector<DeadLetter> dead_letters() const;
+  // Whether the outbox holds a row for (id, handler): pending, delivered
+  // (until retention forgets it) or dead.
+  bool holds(std::string_view id, std::string_view handler) const;
   // A pending or dead row's change set JSON ("" for any other seq, or when
   // it cannot be read back).
   std::string json_of(int64_t seq) const;

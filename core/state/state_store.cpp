@@ -937,6 +937,11 @@ void StateStore::set_setting(const std::string& name, const std::string& value) 
   if (sqlite3_step(put.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
 }
 
+bool StateStore::outbox_holds(const std::string& id, const std::string& handler) {
+  std::lock_guard lock(mu_);
+  return outbox_->holds(id, handler);
+}
+
 std::vector<StateStore::JournalEntry> StateStore::journal_pending() {
   std::lock_guard lock(mu_);
   std::vector<JournalEntry> out;

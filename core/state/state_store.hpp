@@ -156,6 +156,10 @@ class StateStore {
   void outbox_dead(int64_t seq, const std::string& reason);
   // Pending entries of a handler, oldest first, after sequence `after`.
   std::vector<OutboxEntry> outbox_pending(const std::string& handler, int64_t after, size_t limit);
+  // Whether `handler` owes or has had change set `id` (outbox_add() would
+  // return 0 for it): a delivered row is remembered until retention
+  // (outbox_compact) forgets it.
+  bool outbox_holds(const std::string& id, const std::string& handler);
   // Pending outbox rows, exact at every call (kept in step with every write,
   // not a count of submissions).
   size_t outbox_backlog() const noexcept { return static_cast<size_t>(pending_.load()); }

@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/clock.hpp"
+#include "config/config.hpp"
 #include "diff/source_text.hpp"
 #include "kube/discovery.hpp"
 
@@ -79,6 +81,40 @@ model::ChangeSet ResourceSnapshot::item(const std::string& key) {
   auto cs = detector_.snapshot(type_, key, store_, listed_at_);
   if (!cs) throw Error(name_ + ": snapshot has no object " + key);  // cannot happen: keys() are the store's
   return std::move(*cs);
+}
+
+namespace {
+// The setting that announces a handler's last batch: "AT LAST_ITEM_ID".
+std::string last_batch_setting(const std::string& handler) { return "inventory-last-batch/" + handler; }
+}  // namespace
+
+void SnapshotLedger::last_batch(const std::string& handler, int64_t at, const std::string& last_item_id) {
+  store_.set_setting(last_batch_setting(handler), std::to_string(at) + " " + last_item_id);
+}
+
+void SnapshotLedger::taken(const std::string& handler, int64_t at) {
+  store_.set_setting(config::inventory_route_name(handler), std::to_string(at));
+  store_.set_setting(last_batch_setting(handler), "");  // after: a crash between them finds it taken either way
+}
+
+int64_t SnapshotLedger::last_taken(const std::string& handler) {
+  const std::string announced = store_.setting(last_batch_setting(handler)).value_or("");
+  if (!announced.empty()) {
+    // Written by last_batch() above: "AT ID" (an id may hold spaces; AT does not).
+    const size_t space = announced.find(' ');
+    int64_t at = 0;
+    const auto [end, ec] = std::from_chars(announced.data(), announced.data() + std::min(space, announced.size()), at);
+    if (space != std::string::npos && ec == std::errc() && end == announced.data() + space &&
+        store_.outbox_holds(announced.substr(space + 1), handler)) {
+      spdlog::info("inventory: handler \"{}\"'s snapshot of {} was routed whole before the restart", handler, at);
+      taken(handler, at);
+      return at;
+    }
+    // Not routed whole (or unreadable): the snapshot was cut short, taken again.
+    store_.set_setting(last_batch_setting(handler), "");
+  }
+  auto v = store_.setting(config::inventory_route_name(handler));
+  return v && !v->empty() ? std::stoll(*v) : 0;
 }
 
 }  // namespace kubetrail::watch

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "kube/api.hpp"
 #include "model/object_store.hpp"
 #include "model/resource_type.hpp"
+#include "state/state_store.hpp"
 #include "watch/request.hpp"
 
 namespace kubetrail::watch {
@@ -57,6 +59,29 @@ class ResourceSnapshot {
   std::vector<std::string> keys_;
   std::string listed_at_;
   uint64_t skipped_ = 0;
+};
+
+// When each handler's last snapshot was taken, kept in a state store. A
+// snapshot counts as taken once its last batch is routed, i.e. its outbox
+// rows are written; the time is a setting of its own, a second write. So
+// that a kill -9 between the two neither repeats a whole snapshot under a
+// new id (the receiver got it already) nor skips one cut short, the last
+// batch is announced first (its last item's id), and a restart that finds
+// the announcement asks the outbox whether that item was routed.
+class SnapshotLedger {
+ public:
+  explicit SnapshotLedger(state::StateStore& store) : store_(store) {}
+  // Before the snapshot's last batch is handed on to be routed.
+  void last_batch(const std::string& handler, int64_t at, const std::string& last_item_id);
+  // The last batch is routed (or the snapshot was empty).
+  void taken(const std::string& handler, int64_t at);
+  // Seconds since the epoch of the handler's last snapshot taken; 0: none.
+  // An announced last batch the outbox holds counts as taken (and is
+  // recorded so); one it does not hold is forgotten.
+  int64_t last_taken(const std::string& handler);
+
+ private:
+  state::StateStore& store_;
 };
 
 }  // namespace kubetrail::watch

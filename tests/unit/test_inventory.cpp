@@ -282,3 +282,39 @@ TEST_CASE("inventory: when a handler last took a snapshot survives a restart of 
   CHECK(store->setting("inventory/cmdb").value_or("(none)") == "1764903600");
   CHECK(!store->setting("inventory/other"));
 }
+
+// A kill -9 after a snapshot's last batch is routed (its outbox rows
+// written) and before its time is recorded: the restart found no time and
+// took the whole snapshot again under a new id, so the receiver got every
+// object twice (failed before SnapshotLedger: last_taken was 0 here).
+TEST_CASE("inventory: a snapshot routed whole just before a kill -9 is not taken again; one cut short is") {
+  test::TempDir dir;
+  const std::string path = (dir.path() / "state.db").string();
+  const std::string last_item = "c/u-9/snapshot/cmdb/2026-12-05T10:00:00Z";
+  {
+    auto store = state::StateStore::open(path, false);
+    watch::SnapshotLedger ledger(*store);
+    ledger.taken("cmdb", 1764900000);  // an earlier snapshot
+    ledger.last_batch("cmdb", 1764928800, last_item);
+    ledger.last_batch("audit", 1764928800, "c/u-9/snapshot/audit/2026-12-05T10:00:00Z");
+    // The last batch routed, as delivery writes it (the handler alone in
+    // its inventory route's chain); audit's never was. Then the process dies.
+    CHECK(store->outbox_add(last_item, "cmdb", "inventory/cmdb", 0, R"({"id":"x"})") > 0);
+  }
+  {
+    auto store = state::StateStore::open(path, false);
+    watch::SnapshotLedger ledger(*store);
+    CHECK(ledger.last_taken("cmdb") == 1764928800);  // routed whole: not due again
+    CHECK(ledger.last_taken("audit") == 0);          // cut short: taken again, whole
+    // Another handler's row does not count for this one.
+    ledger.last_batch("other", 1764928800, last_item);
+    CHECK(ledger.last_taken("other") == 0);
+  }
+  // What last_taken() found is recorded, and the announcements are gone.
+  auto store = state::StateStore::open(path, false);
+  watch::SnapshotLedger ledger(*store);
+  CHECK(store->setting("inventory/cmdb").value_or("") == "1764928800");
+  CHECK(ledger.last_taken("cmdb") == 1764928800);
+  CHECK(ledger.last_taken("audit") == 0);
+  CHECK(store->setting("inventory-last-batch/cmdb").value_or("") == "");
+}
