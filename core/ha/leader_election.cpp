@@ -10,6 +10,9 @@
 #include <random>
 #include <thread>
 
+#include "common/error.hpp"
+#include "common/json_depth.hpp"
+
 namespace kubetrail::ha {
 
 namespace {
@@ -36,6 +39,15 @@ std::string record_text(const json& lease) {
   json record = {{"s", lease.value("spec", json::object())},
                  {"a", lease.value("metadata", json::object()).value("annotations", json::object())}};
   return record.dump();
+}
+
+// A Lease is bytes from the API server, and its annotations are written
+// by anyone who may write the Lease: refused nested deeper than any Lease
+// is before nlohmann copies and dumps it (both recurse once a level).
+json parse_bounded(const std::string& text, const std::string& what) {
+  if (json_nested_deeper_than(text))
+    throw Error(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  return json::parse(text);
 }
 
 std::string random_hex(size_t n) {
@@ -128,7 +140,7 @@ bool LeaderElector::write(const std::string& method, const std::string& path, bo
     return false;
   }
   try {
-    auto doc = json::parse(r.body);
+    auto doc = parse_bounded(r.body, "the answer");
     observed_rv_ = doc["metadata"].value("resourceVersion", "");
     {
       std::lock_guard lock(mu_);
@@ -138,7 +150,7 @@ bool LeaderElector::write(const std::string& method, const std::string& path, bo
     observed_transitions_ = transitions;
     observed_raw_ = record_text(doc);
     observed_time_ = Clock::now();
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {  // json::exception, or the depth's Error
     spdlog::warn("lease {}/{}: unreadable answer to {}: {}", s_.lease_namespace, s_.name, method, e.what());
   }
   return true;
@@ -180,7 +192,7 @@ bool LeaderElector::step() {
   }
   int64_t duration_s = 0;
   try {
-    auto doc = json::parse(r.body);
+    auto doc = parse_bounded(r.body, "the Lease");
     auto spec = doc.value("spec", json::object());
     std::string raw_text = record_text(doc);
     observed_rv_ = doc["metadata"].value("resourceVersion", "");
@@ -197,7 +209,7 @@ bool LeaderElector::step() {
       Progress progress;
       auto text = doc["metadata"].value("annotations", json::object()).value(kAnnotationProgress, "");
       if (!text.empty()) {
-        auto p = json::parse(text);
+        auto p = parse_bounded(text, "annotation " + std::string(kAnnotationProgress));
         for (auto it = p.begin(); it != p.end(); ++it)
           if (it->is_string()) progress[it.key()] = it->get<std::string>();
       }
@@ -207,7 +219,7 @@ bool LeaderElector::step() {
       }
       ++observed_gen_;
     }
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {  // json::exception, or the depth's Error
     spdlog::warn("lease {}/{}: unreadable Lease: {}", s_.lease_namespace, s_.name, e.what());
     return keep_or_lose();
   }

@@ -16,6 +16,33 @@
 using namespace kubetrail;
 using namespace std::chrono_literals;
 
+namespace {
+
+// A Lease endpoint on 127.0.0.1 (its routes set on `http` first), served
+// while the rig lives, and replica-a's elector talking to it.
+struct LeaseRig {
+  httplib::Server& http;
+  int port = http.bind_to_any_port("127.0.0.1");
+  std::thread server{[this] { http.listen_after_bind(); }};
+  kube::Client client{[this] {
+    for (int i = 0; i < 500 && !http.is_running(); ++i) std::this_thread::sleep_for(10ms);
+    kube::Connection connection;
+    connection.server = "http://127.0.0.1:" + std::to_string(port);
+    return connection;
+  }()};
+  ha::LeaderElector elector{client, [] {
+                              ha::LeaseSettings settings;
+                              settings.identity = "replica-a";
+                              return settings;
+                            }()};
+  ~LeaseRig() {
+    http.stop();
+    server.join();
+  }
+};
+
+}  // namespace
+
 TEST_CASE("leader election: leading() answers while a renewal is waiting for the API server") {
   httplib::Server http;
   std::mutex mu;
@@ -48,17 +75,9 @@ TEST_CASE("leader election: leading() answers while a renewal is waiting for the
     lock.unlock();
     store(req, res, 200);
   });
-  int port = http.bind_to_any_port("127.0.0.1");
-  std::thread server([&] { http.listen_after_bind(); });
-  for (int i = 0; i < 500 && !http.is_running(); ++i) std::this_thread::sleep_for(10ms);
-
   {
-    kube::Connection connection;
-    connection.server = "http://127.0.0.1:" + std::to_string(port);
-    kube::Client client(connection);
-    ha::LeaseSettings settings;
-    settings.identity = "replica-a";
-    ha::LeaderElector elector(client, settings);
+    LeaseRig rig{http};
+    ha::LeaderElector& elector = rig.elector;
 
     REQUIRE(elector.step());  // no Lease: created, leading
     CHECK(elector.leading());
@@ -80,6 +99,25 @@ TEST_CASE("leader election: leading() answers while a renewal is waiting for the
     CHECK(renewal.get());
     CHECK(elector.leading());
   }
-  http.stop();
-  server.join();
+}
+
+// A Lease is bytes from the API server, and its progress annotation is
+// written by whoever can write the Lease. The first Lease here, 100,000
+// nested brackets in its spec, killed the process before the depth check
+// (SIGSEGV: nlohmann copies and dumps recursively); the second nests as
+// deep inside the annotation's own JSON. Now each is an unreadable Lease
+// (a warning), and the elector does not lead on it.
+TEST_CASE("leader election: a Lease nested 100,000 deep is unreadable, not a crash") {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& lease :
+       {R"({"metadata":{"name":"kubetrail","resourceVersion":"7"},"spec":{"holderIdentity":"other","x":)" + deep + "}}",
+        R"({"metadata":{"name":"kubetrail","resourceVersion":"7","annotations":{"kubetrail.io/delivered-through":")" +
+            deep + R"("}},"spec":{"holderIdentity":"other","leaseDurationSeconds":15}})"}) {
+    httplib::Server http;
+    http.Get("/apis/coordination.k8s.io/v1/namespaces/kubetrail/leases/kubetrail",
+             [&](const httplib::Request&, httplib::Response& res) { res.set_content(lease, "application/json"); });
+    LeaseRig rig{http};
+    CHECK(!rig.elector.step());
+    CHECK(!rig.elector.leading());
+  }
 }
