@@ -13,10 +13,10 @@ namespace kubetrail {
 
 inline constexpr size_t kMaxJsonDepth = 1024;
 
-// True when arrays and objects in `text` nest deeper than `limit` (brackets
-// inside strings do not count). Linear, no allocation; malformed JSON is
-// the parser's to report.
-inline bool json_nested_deeper_than(std::string_view text, size_t limit = kMaxJsonDepth) {
+// The byte offset of the bracket at which arrays and objects in `text`
+// nest deeper than `limit` (brackets inside strings do not count), or npos.
+// Linear, no allocation; malformed JSON is the parser's to report.
+inline size_t json_depth_exceeded_at(std::string_view text, size_t limit = kMaxJsonDepth) {
   size_t depth = 0;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -29,12 +29,16 @@ inline bool json_nested_deeper_than(std::string_view text, size_t limit = kMaxJs
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
+      if (++depth > limit) return i;
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }
   }
-  return false;
+  return std::string_view::npos;
+}
+
+inline bool json_nested_deeper_than(std::string_view text, size_t limit = kMaxJsonDepth) {
+  return json_depth_exceeded_at(text, limit) != std::string_view::npos;
 }
 
 }  // namespace kubetrail

@@ -1,5 +1,6 @@
 #include "kube/manifest.hpp"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 
 namespace kubetrail::kube {
 
@@ -197,6 +199,9 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
   std::string json_error;
   if (first != std::string::npos && (text[first] == '{' || text[first] == '[')) {
     try {
+      if (size_t at = json_depth_exceeded_at(text); at != std::string::npos)
+        throw Error(path.string() + ": invalid JSON at byte offset " + std::to_string(at) + ": nested deeper than " +
+                    std::to_string(kMaxJsonDepth) + " levels");
       auto doc = nlohmann::json::parse(text);
       if (doc.is_array())
         for (auto& e : doc) add_object(std::move(e), path.string(), out);
@@ -218,8 +223,10 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
       add_object(to_json(YAML::Load(document), c), file, out);
     } catch (const YAML::Exception& e) {
       if (!json_error.empty()) throw Error(json_error);
+      // yaml-cpp says "bad file" when it stops a document nested too deep.
+      const bool deep = dynamic_cast<const YAML::DeepRecursion*>(&e) != nullptr;
       throw Error(file + ":" + std::to_string(first_line + e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                  ": invalid YAML: " + e.msg);
+                  ": invalid YAML: " + (deep ? "nested too deep" : e.msg));
     }
   }
   return out;

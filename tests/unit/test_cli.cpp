@@ -307,6 +307,29 @@ TEST_CASE("cli: diff of hostile manifests answers 0, 1 or 2 with the file named,
   CHECK(r.status == 1);
   CHECK(test::lines_of(r.out).size() == 1);  // x equal, y added
 
+  // 100,000 nested brackets in a JSON manifest killed kubetrail diff with
+  // SIGSEGV (nlohmann's parse is iterative, its copies and dumps are not);
+  // now an error naming the file and the byte where the depth ran out.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  r = test::kubetrail(
+      "diff " + plain + " " +
+          file("deep.json", R"({"kind":"ConfigMap","metadata":{"name":"x"},"data":{"v":)" + deep + "}}"),
+      dir);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("deep.json: invalid JSON at byte offset 1078: nested deeper than 1024 levels") != std::string::npos);
+  // Deep YAML, flow and block: yaml-cpp's own depth limit, named.
+  for (const std::string& yaml :
+       {"kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata:\n  v: " + deep + "\n", [] {
+          std::string block = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata:\n";
+          for (int i = 1; i <= 3000; ++i) block += std::string(size_t(i) * 2, ' ') + "- \n";
+          return block;
+        }()}) {
+    r = test::kubetrail("diff " + plain + " " + file("deep.yaml", yaml), dir);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("deep.yaml:") != std::string::npos);
+    CHECK(r.err.find(": invalid YAML: nested too deep") != std::string::npos);  // was yaml-cpp's "bad file"
+  }
+
   std::string nometa = file("nometa.json", R"({"kind":"ConfigMap"})");
   r = test::kubetrail("diff " + nometa + " " + file("nometa2.json", R"({"kind":"ConfigMap","data":{"a":"1"}})"), dir);
   CHECK(r.status == 1);
