@@ -475,6 +475,47 @@ size_t invalid_utf8(std::string_view text) {
   return std::string_view::npos;
 }
 
+// toml11 parses arrays and inline tables recursively, a stack frame or
+// more a level: 100,000 nested brackets in a config overflowed the stack.
+// No kubetrail config, plugin tables included, nests anywhere near this.
+constexpr size_t kMaxConfigDepth = 128;
+
+// The byte offset of the bracket or brace at which arrays and inline
+// tables in `text` nest deeper than kMaxConfigDepth, or npos. Strings (basic
+// and literal, one-line and multi-line) and comments are skipped; table
+// headers ([a], [[a]]) count while they are open, which is harmless. Linear;
+// anything malformed is toml11's to report.
+size_t toml_depth_exceeded_at(std::string_view text) {
+  size_t depth = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '#') {
+      i = text.find('\n', i);
+      if (i == std::string_view::npos) break;
+    } else if (c == '"' || c == '\'') {
+      const bool basic = c == '"';
+      const std::string_view multi = basic ? R"(""")" : "'''";
+      const bool is_multi = text.substr(i, 3) == multi;
+      const std::string_view close = is_multi ? multi : text.substr(i, 1);
+      for (i += close.size(); i < text.size(); ++i) {
+        if (basic && text[i] == '\\') {
+          ++i;  // the escaped character
+        } else if (!is_multi && text[i] == '\n') {
+          break;  // a one-line string ends at the line's end at the latest (toml11 says what is wrong)
+        } else if (text.substr(i, close.size()) == close) {
+          i += close.size() - 1;
+          break;
+        }
+      }
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxConfigDepth) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 // A TOML literal for `text` as the override's type: parsed back by toml11
 // under the variable's name, so that every later error about the value
 // says where it came from ("$KUBETRAIL_SERVER_LISTEN:1: key ...").
@@ -572,6 +613,12 @@ Config parse(std::string_view toml_text, const std::string& source_name,
         1 + static_cast<size_t>(std::count(toml_text.begin(), toml_text.begin() + static_cast<long>(bad), '\n'));
     throw Error(source_name + ":" + std::to_string(line) + ": not UTF-8 at byte offset " + std::to_string(bad) +
                 " (a TOML file is UTF-8)");
+  }
+  if (size_t deep = toml_depth_exceeded_at(toml_text); deep != std::string_view::npos) {
+    size_t line =
+        1 + static_cast<size_t>(std::count(toml_text.begin(), toml_text.begin() + static_cast<long>(deep), '\n'));
+    throw Error(source_name + ":" + std::to_string(line) + ": arrays and inline tables nested deeper than " +
+                std::to_string(kMaxConfigDepth) + " levels at byte offset " + std::to_string(deep));
   }
   std::istringstream in{std::string(toml_text)};
   value root;

@@ -187,6 +187,32 @@ TEST_CASE("config: a file that is not UTF-8 is an error naming line and offset, 
   CHECK(cfg.cluster.name == "pr\xc3\xa9-\xe2\x86\x92-\xf0\x9f\x9a\x80");
 }
 
+// toml11 parses arrays and inline tables recursively: a config with
+// 100,000 nested brackets, or 5,000 nested inline tables, killed kubetrail
+// with SIGSEGV (both failed here before: the test process crashed). Now
+// deeper than kMaxConfigDepth is refused first, naming line and offset;
+// brackets inside strings and comments do not count.
+TEST_CASE("config: arrays or inline tables nested too deep are an error naming line and offset, not a crash") {
+  const std::string deep_array = "[cluster]\nname = \"x\"\nv = " + std::string(100000, '[') + std::string(100000, ']');
+  CHECK_THROWS_WITH_AS(config::parse(deep_array + "\n", "deep.toml"),
+                       doctest::Contains("deep.toml:3: arrays and inline tables nested deeper than 128 levels at byte "
+                                         "offset 153"),
+                       Error);
+  std::string deep_table = "x = ";
+  for (int i = 0; i < 5000; ++i) deep_table += "{a = ";
+  deep_table += "1" + std::string(5000, '}') + "\n";
+  CHECK_THROWS_WITH_AS(config::parse(deep_table, "tables.toml"), doctest::Contains("tables.toml:1: arrays and inline"),
+                       Error);
+  // In strings (all four kinds) and comments, brackets are text.
+  const std::string many(300, '[');
+  auto cfg =
+      config::parse("[cluster]\nname = \"" + many + "\\\"" + many + "\"\n# " + many +
+                        "\n[[handlers]]\nname = \"h\"\nplugin = \"log\"\n[handlers.config]\na = '" + many +
+                        "'\nb = \"\"\"\n" + many + "\"\"\"\nc = '\''\n" + many + "'\''\n[[routes]]\nchain = [\"h\"]\n",
+                    "strings.toml");
+  CHECK(cfg.cluster.name == many + "\"" + many);
+}
+
 TEST_CASE("config: cluster.compression is auto unless set, and only auto, gzip or none") {
   auto with = [](const std::string& setting) {
     std::string text = kGood;
