@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "kube/yaml_problem.hpp"
 
 namespace kubetrail::kube {
 
@@ -64,7 +65,8 @@ void merge_file(const fs::path& file, Merged& m) {
   try {
     root = YAML::LoadFile(file.string());
   } catch (const YAML::Exception& e) {
-    throw Error("kubeconfig " + file.string() + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    throw Error("kubeconfig " + file.string() + ":" + std::to_string(e.mark.line + 1) +
+                ": invalid YAML: " + yaml_problem(e));
   }
   if (!root || root.IsNull()) return;
   if (!root.IsMap()) throw Error("kubeconfig " + file.string() + ": not a kubeconfig (expected a mapping)");

@@ -1,6 +1,5 @@
 #include "kube/manifest.hpp"
 
-#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -12,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/json_depth.hpp"
+#include "kube/yaml_problem.hpp"
 
 namespace kubetrail::kube {
 
@@ -223,10 +223,8 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
       add_object(to_json(YAML::Load(document), c), file, out);
     } catch (const YAML::Exception& e) {
       if (!json_error.empty()) throw Error(json_error);
-      // yaml-cpp says "bad file" when it stops a document nested too deep.
-      const bool deep = dynamic_cast<const YAML::DeepRecursion*>(&e) != nullptr;
       throw Error(file + ":" + std::to_string(first_line + e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                  ": invalid YAML: " + (deep ? "nested too deep" : e.msg));
+                  ": invalid YAML: " + yaml_problem(e));
     }
   }
   return out;

@@ -195,6 +195,17 @@ TEST_CASE("kubeconfig: odd shapes are errors naming the file, never yaml-cpp's e
   }
 }
 
+// A kubeconfig nested deeper than yaml-cpp's depth guard allows said
+// "invalid YAML: bad file" (failed before: the message had no "deep").
+TEST_CASE("kubeconfig: a file nested too deep says so, naming the file and line") {
+  test::TempDir dir;
+  auto path = (dir / "deep.yaml").string();
+  test::write_file(
+      path, "apiVersion: v1\nkind: Config\nclusters: " + std::string(100000, '[') + std::string(100000, ']') + "\n");
+  CHECK_THROWS_WITH_AS(kube::load_kubeconfig({path}, ""),
+                       doctest::Contains(("kubeconfig " + path + ":3: invalid YAML: nested too deep").c_str()), Error);
+}
+
 // Issue 15: every list page was gzipped by the server and inflated by
 // kubetrail even on loopback (zlib was 7.9% of an initial sync's samples).
 TEST_CASE("kubeconfig: responses are compressed only where the link is dearer than inflating") {
