@@ -36,8 +36,17 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
       simdjson::dom::element doc;
       // The file is fed whole, with its padding: every frame is a view into
       // the padded buffer (kept below), parsed in place, no copy.
-      if (auto err = parser.parse(frame.data(), frame.size(), false).get(doc))
+      if (auto err = parser.parse(frame.data(), frame.size(), false).get(doc)) {
+        // Valid JSON a server may send (it allows 10,000 levels; the
+        // informer skips such an object too): this event is left out, the
+        // rest of the file is read.
+        if (err == simdjson::DEPTH_ERROR) {
+          rec.errors_.push_back(name + ": byte offset " + std::to_string(offset) +
+                                ": event nested deeper than 1024 levels, skipped");
+          return;
+        }
         return fail(std::string("invalid JSON in the event starting here: ") + simdjson::error_message(err));
+      }
       std::string_view type_name;
       if (doc["type"].get(type_name) != simdjson::SUCCESS) return fail("event has no \"type\" string");
       auto type = model::parse_watch_event_type(type_name);

@@ -218,6 +218,15 @@ void Informer::failed(const dom::element* object, const std::string& where, std:
   spdlog::error("{}: {} {}{}{}: cannot be handled, skipped: {}", name_, where, ns, ns.empty() ? "" : "/", name, why);
 }
 
+void Informer::skip_too_deep(dom::element object, const std::string& where, std::set<std::string>* seen) {
+  std::string_view ns, name;
+  if (object.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
+  // Still there: a relist must not report it deleted.
+  if (seen && object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS)
+    seen->insert(model::ObjectStore::key_of(ns, name));
+  if (!excluded(ns)) failed(&object, where, kTooDeep);
+}
+
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   std::string base = path(false), cont, list_rv;
   std::set<std::string> seen;
@@ -258,22 +267,27 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       retry_after_ms_ = r.retry_after_ms;
       return false;
     }
-    dom::element doc;
     // In place: the client left simdjson's padding after the body.
-    if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) {
+    const DeepParse page = parse_allowing_deep(parser, deep_parser_, r.body.data(), r.body.size());
+    if (page.error != simdjson::SUCCESS) {
       ++stats_.errors;
-      spdlog::warn("{}: list answer is not JSON", name_);
+      spdlog::warn("{}: list answer is not JSON: {}", name_, simdjson::error_message(page.error));
       return false;
     }
+    const dom::element doc = page.doc;
     std::string_view v;
     if (doc.at_pointer("/metadata/resourceVersion").get(v) == simdjson::SUCCESS && list_rv.empty()) list_rv.assign(v);
     cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
     dom::array items;
     if (doc["items"].get(items) == simdjson::SUCCESS) {
-      diff::ListItemSources sources(parser, r.body);  // lets the pruner copy untouched subtrees
+      diff::ListItemSources sources(*page.parser, r.body);  // lets the pruner copy untouched subtrees
       for (dom::element item : items) {
         ++progress.objects;
         const diff::SourceText source = sources.next();
+        if (page.deep && too_deep(item)) {
+          skip_too_deep(item, "list item", track_seen ? &seen : nullptr);
+          continue;
+        }
         try {
           list_item(item, source, initial, track_seen ? &seen : nullptr, observed_at);
         } catch (const std::exception& e) {
@@ -335,13 +349,20 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   uint64_t events = 0;  // added, modified or deleted: the watch did something
   auto handle_frame = [&](std::string_view frame, uint64_t offset) {
     if (end != WatchEnd::ended) return;
-    dom::element doc;
     // Parsed where it lies: the framer leaves readable bytes after it.
-    if (parser.parse(frame.data(), frame.size(), false).get(doc) != simdjson::SUCCESS) {
-      frame_error = "malformed watch event at byte offset " + std::to_string(offset);
+    const DeepParse event = parse_allowing_deep(parser, deep_parser_, frame.data(), frame.size());
+    if (event.error == simdjson::DEPTH_ERROR) {  // deeper than any server writes: still one event, skipped
+      failed(nullptr, "event at byte offset " + std::to_string(offset),
+             "nested deeper than " + std::to_string(kDeepestServerJson) + " levels");
+      return;
+    }
+    if (event.error != simdjson::SUCCESS) {
+      frame_error = "malformed watch event at byte offset " + std::to_string(offset) + ": " +
+                    simdjson::error_message(event.error);
       end = WatchEnd::failed;
       return;
     }
+    const dom::element doc = event.doc;
     std::string_view type_name;
     dom::element object;
     if (doc["type"].get(type_name) != simdjson::SUCCESS || doc["object"].get(object) != simdjson::SUCCESS) {
@@ -369,6 +390,10 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     if (object.at_pointer("/metadata/resourceVersion").get(rv) == simdjson::SUCCESS) rv_.assign(rv);
     if (!type || type == model::WatchEventType::bookmark) return;
     ++stats_.events;
+    if (event.deep && too_deep(object)) {  // past it: its resourceVersion is taken, the watch goes on
+      skip_too_deep(object, "event at byte offset " + std::to_string(offset), nullptr);
+      return;
+    }
     spdlog::trace("{}: {} resourceVersion {}", name_, to_string(*type), rv_);
     ++events;
     std::string_view ns;

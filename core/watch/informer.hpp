@@ -37,6 +37,7 @@
 #include "model/object_store.hpp"
 #include "model/resource_type.hpp"
 #include "watch/checkpoint.hpp"
+#include "watch/deep_objects.hpp"
 #include "watch/request.hpp"
 #include "watch/tracker.hpp"
 
@@ -108,6 +109,11 @@ class Informer {
   // An object (event or list item) that cannot be handled: logged with its
   // resource, namespace/name and reason, counted, skipped.
   void failed(const simdjson::dom::element* object, const std::string& where, std::string_view why);
+  // An object nested deeper than kubetrail handles (watch/deep_objects.hpp):
+  // failed(), and on a list counted as `seen`, so that what the cache has
+  // of it stays. A deleted one stays until a relist lists it no more.
+  void skip_too_deep(simdjson::dom::element object, const std::string& where, std::set<std::string>* seen);
+  std::unique_ptr<simdjson::dom::parser> deep_parser_;  // made for the first page or event too deep for the others
   // list() until it succeeds or `stop`, waiting the backoff before each
   // attempt after a failure (and before the first when `wait_first`).
   void list_until_done(bool initial, bool wait_first, const std::atomic<bool>& stop);

@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "diff/source_text.hpp"
 #include "kube/discovery.hpp"
+#include "watch/deep_objects.hpp"
 
 namespace kubetrail::watch {
 
@@ -22,6 +23,7 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
       name_(type_.qualified_name() + (scope.namespace_scope.empty() ? "" : " in " + scope.namespace_scope)) {
   const std::string base = collection_path(type_, scope) + "limit=" + std::to_string(page_size);
   dom::parser parser;
+  std::unique_ptr<dom::parser> deep_parser;  // for a page with an object too deep for `parser` (deep_objects.hpp)
   std::string page_memory, cont;
   int restarts = 0;
   listed_at_ = now_rfc3339();
@@ -41,24 +43,29 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
       continue;
     }
     if (r.status != 200) throw Error(name_ + ": snapshot list failed: " + kube::describe_failure(r));
-    dom::element doc;
-    if (parser.parse(r.body).get(doc) != simdjson::SUCCESS || doc.type() != dom::element_type::OBJECT)
+    const DeepParse page = parse_allowing_deep(parser, deep_parser, r.body.data(), r.body.size());
+    const dom::element doc = page.doc;
+    if (page.error != simdjson::SUCCESS || doc.type() != dom::element_type::OBJECT)
       throw Error(name_ + ": snapshot list answer is not a JSON object");
     std::string_view v;
     cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
     dom::array items;
     if (doc["items"].get(items) == simdjson::SUCCESS) {
-      diff::ListItemSources sources(parser, r.body);  // lets the pruner copy untouched subtrees
+      diff::ListItemSources sources(*page.parser, r.body);  // lets the pruner copy untouched subtrees
       for (dom::element item : items) {
         const diff::SourceText source = sources.next();
         std::string_view ns;
         if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
         if (excluded(scope, ns)) continue;
         std::string why;
-        try {
-          if (auto seeded = detector_.seed(type_, item, store_, &source); !seeded) why = seeded.error();
-        } catch (const std::exception& e) {
-          why = e.what();
+        if (page.deep && too_deep(item)) {
+          why = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+        } else {
+          try {
+            if (auto seeded = detector_.seed(type_, item, store_, &source); !seeded) why = seeded.error();
+          } catch (const std::exception& e) {
+            why = e.what();
+          }
         }
         if (!why.empty()) {
           std::string_view name = "(no name)";

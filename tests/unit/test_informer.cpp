@@ -494,3 +494,52 @@ TEST_CASE("informer: a relist whose continue token expires starts over and repor
   REQUIRE(watched_from.size() == 2);
   CHECK(watched_from[1].starts_with("resourceVersion=10&"));
 }
+
+// kube-apiserver accepts JSON nested up to 10,000 levels (a custom
+// resource with preserved unknown fields). One object nested 2,000 deep
+// failed its watch event's parse, so the watch ended and started again at
+// that event, for ever; and it failed its list page, so the list was
+// retried for ever (this test hung before, the watch starting again at
+// that event until killed). Now the object is reported and skipped, and what the cache
+// had of it stays (a relist does not call it deleted). Deeper than any
+// server writes (100,000) is skipped the same way on a watch.
+TEST_CASE("informer: an object nested too deep to handle is skipped on a watch and a list, and the rest goes on") {
+  auto deep_configmap = [](const std::string& name, const std::string& uid, const std::string& rv, size_t depth) {
+    return R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":")" + name + R"(","namespace":"ns","uid":")" +
+           uid + R"(","resourceVersion":")" + rv + R"("},"data":{"k":)" + std::string(depth, '[') +
+           std::string(depth, ']') + "}}";
+  };
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  int lists = 0;
+  api.on_get = [&](const std::string&) {
+    // The relist after the watch's 410: "a" changed to something too deep, "b" changed.
+    if (lists++ == 0) return ok(list_of({configmap("a", "u-a", "5", "1"), configmap("b", "u-b", "6", "1")}, "10"));
+    return ok(R"({"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"20"},"items":[)" +
+              deep_configmap("a", "u-a", "19", 2000) + "," + configmap("b", "u-b", "18", "4").dump() + "]}");
+  };
+  std::atomic<bool> stop{false};
+  int watches = 0;
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
+    if (watches++ > 0) {
+      stop = true;
+      return ok("");
+    }
+    on_data(R"({"type":"MODIFIED","object":)" + deep_configmap("a", "u-a", "11", 2000) + "}\n");
+    on_data(event("MODIFIED", configmap("b", "u-b", "12", "2")));
+    on_data(R"({"type":"MODIFIED","object":)" + deep_configmap("a", "u-a", "13", 100000) + "}\n");
+    on_data(event("MODIFIED", configmap("b", "u-b", "14", "3")));
+    return gone();  // a relist next
+  };
+  Metrics metrics;
+  watch::InformerOptions opt = configmap_options(clock);
+  opt.metrics = &metrics;
+  std::vector<std::string> ids;
+  watch::Informer inf(api, opt, "c", {}, [&](std::vector<model::ChangeSet>&& batch) {
+    for (const auto& cs : batch) ids.push_back(cs.id + " " + std::string(model::to_string(cs.type)));
+  });
+  CHECK_NOTHROW(inf.run(stop));
+  CHECK(ids == std::vector<std::string>{"c/u-b/12 Modified", "c/u-b/14 Modified", "c/u-b/18 Modified"});
+  CHECK(lists == 2);
+  CHECK(metrics.render().find("kubetrail_events_failed_total{resource=\"configmaps\"} 3") != std::string::npos);
+}
