@@ -310,7 +310,7 @@ TEST_CASE("inventory: when a handler last took a snapshot survives a restart of 
 // written) and before its time is recorded: the restart found no time and
 // took the whole snapshot again under a new id, so the receiver got every
 // object twice (failed before SnapshotLedger: last_taken was 0 here).
-TEST_CASE("inventory: a snapshot routed whole just before a kill -9 is not taken again; one cut short is") {
+TEST_CASE("inventory: a snapshot routed whole just before a kill -9 is not taken again, one cut short is") {
   test::TempDir dir;
   const std::string path = (dir.path() / "state.db").string();
   const std::string last_item = "c/u-9/snapshot/cmdb/2026-12-05T10:00:00Z";
