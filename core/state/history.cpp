@@ -266,6 +266,8 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
     }
     exec("COMMIT");
     bytes_ += added;
+    ++commits_.count;
+    commits_.largest = std::max(commits_.largest, batch.size());
     for (Packing* p : made) {
       p->samples = {};
       p->sample_bytes = 0;

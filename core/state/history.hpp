@@ -100,6 +100,16 @@ class History {
   // removed.
   size_t compact(int64_t max_age_ms, uint64_t max_bytes, int64_t now_ms);
   uint64_t bytes() const noexcept { return bytes_; }  // 0 when opened read-only
+  // Transactions append() committed since open, and the most change sets
+  // one of them held (what HistoryWriter's batching amounts to).
+  struct Commits {
+    uint64_t count = 0;
+    size_t largest = 0;
+  };
+  Commits commits() {
+    std::lock_guard lock(mu_);
+    return commits_;
+  }
 
   // The format this build writes and reads (PRAGMA user_version).
   static constexpr int kFormat = 1;
@@ -123,6 +133,7 @@ class History {
   sqlite3* db_ = nullptr;
   std::mutex mu_;
   uint64_t bytes_ = 0;     // sum of the kept rows' stored lengths
+  Commits commits_;        // under mu_
   bool has_codec_ = true;  // false: a format-0 file opened read-only (no codec column)
   std::unique_ptr<DictionaryCodec> codec_;
   // Writer: per resource (qualified name), its dictionary's id once made,

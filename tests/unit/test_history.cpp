@@ -291,6 +291,44 @@ TEST_CASE("history writer: keeps batches in order, then retires their journal en
   CHECK(ids(reader.query(all)) == std::vector<std::string>{"c/1", "c/2", "c/3"});
 }
 
+// The writer keeps everything queued in one transaction, up to
+// kMaxPerTransaction change sets (a commit and its WAL frames cost about
+// what a dozen rows do). Shown with the file's write lock held by another
+// connection while ten batches of 1,000 are queued: the first transaction
+// waits for the lock, and what queued behind it goes in few, capped ones.
+// One transaction per batch (the writer before) is 10 commits; no cap is
+// a transaction of 9,000 or more.
+TEST_CASE("history writer: what queues while a commit waits is kept in few transactions, each capped") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  state::History history(path);
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(path.string().c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  constexpr size_t kBatches = 10, kBatch = 1000;
+  {
+    state::HistoryWriter writer(history, nullptr);
+    for (size_t b = 0; b < kBatches; ++b) {
+      std::vector<model::ChangeSet> batch;
+      for (size_t i = 0; i < kBatch; ++i)
+        batch.push_back(change("c/" + std::to_string(b * kBatch + i), "2026-12-04T10:00:00.000Z", "shop",
+                               "cfg-" + std::to_string(i), "m"));
+      writer.push(std::move(batch), {});
+    }
+    REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);  // well within the 5 s wait
+    writer.drain();
+  }
+  sqlite3_close(other);
+  const auto commits = history.commits();
+  CHECK(commits.count >= 2);
+  CHECK(commits.count <= 4);
+  CHECK(commits.largest >= 2 * kBatch);
+  CHECK(commits.largest < state::HistoryWriter::kMaxPerTransaction + kBatch);
+  state::History::Filter all;
+  all.limit = kBatches * kBatch + 1;
+  CHECK(history.query(all).size() == kBatches * kBatch);
+}
+
 // Issue 15: the history made each change set's JSON again; it now writes
 // the rendering delivery made (ChangeSet::rendered). Shown with a rendering
 // that differs from to_json(), which delivery never hands on: the row holds
