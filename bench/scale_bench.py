@@ -351,11 +351,22 @@ def memory_kib(pid):
     return out
 
 
-def wait_for(predicate, timeout, what):
+def wait_for(predicate, timeout, what, progress=None, stall=120):
+    """Waits up to `timeout` s; with `progress` (a count), gives up sooner
+    when it has not moved for `stall` s (a kubetrail that delivers nothing -
+    a handler that could not be made, say - fails in minutes, not ten)."""
     deadline = time.time() + timeout
+    last, moved = (progress(), time.time()) if progress else (None, None)
     while not predicate():
-        if time.time() > deadline:
+        now = time.time()
+        if now > deadline:
             raise SystemExit("scale_bench: timed out waiting for " + what)
+        if progress:
+            current = progress()
+            if current != last:
+                last, moved = current, now
+            elif now - moved > stall:
+                raise SystemExit("scale_bench: nothing arrived for %d s waiting for %s" % (stall, what))
         time.sleep(0.005)
 
 
@@ -582,7 +593,15 @@ def run_kubetrail(rig, args, state):
         before, stages = cpu_ns(proc.pid), cpu_by_stage(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
-        wait_for(lambda: out.lines >= args.events, 600, "kubetrail's %d change sets" % args.events)
+        def delivered():
+            if proc.poll() is not None:
+                raise SystemExit("scale_bench: kubetrail exited (%d)" % proc.returncode)
+            return out.lines
+        try:
+            wait_for(lambda: delivered() >= args.events, 600, "kubetrail's %d change sets" % args.events,
+                     progress=lambda: out.lines)
+        except SystemExit as e:
+            raise SystemExit("%s\nkubetrail's log ends:\n%s" % (e, open(err_path).read()[-4000:]))
         res["events_wall"] = time.time() - t1
         res["event_cpu_us"] = (cpu_ns(proc.pid) - before) / 1e3 / args.events
         res["stage_us"] = {k: (v - stages[k]) / 1e3 / args.events for k, v in cpu_by_stage(proc.pid).items()}
