@@ -14,6 +14,7 @@
 #include <simdjson.h>
 
 #include <memory>
+#include <string>
 
 #include "common/json_depth.hpp"
 
@@ -30,13 +31,14 @@ struct DeepParse {
   bool deep = false;  // parsed by the deep parser: items may be too deep (too_deep())
 };
 
-// Parses the padded `data` with `parser`; a text nested too deep for it is
+// Parses `data` with `parser` (in place when `padded`: simdjson's padding
+// is readable after it; else copied); a text nested too deep for it is
 // parsed again with `deep`, made at the first need and kept.
 inline DeepParse parse_allowing_deep(simdjson::dom::parser& parser, std::unique_ptr<simdjson::dom::parser>& deep,
-                                     const char* data, size_t size) {
+                                     const char* data, size_t size, bool padded) {
   DeepParse p;
   p.parser = &parser;
-  p.error = parser.parse(data, size, false).get(p.doc);
+  p.error = parser.parse(data, size, !padded).get(p.doc);
   if (p.error != simdjson::DEPTH_ERROR) return p;
   if (!deep) {
     deep = std::make_unique<simdjson::dom::parser>();
@@ -44,9 +46,12 @@ inline DeepParse parse_allowing_deep(simdjson::dom::parser& parser, std::unique_
   }
   p.parser = deep.get();
   p.deep = true;
-  p.error = deep->parse(data, size, false).get(p.doc);
+  p.error = deep->parse(data, size, !padded).get(p.doc);
   return p;
 }
+
+// Whether the padding simdjson reads past a text is there: in place, or a copy.
+inline bool has_padding(const std::string& text) { return text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING; }
 
 // Whether a value of a deep parse nests deeper than kubetrail handles (its
 // minified text, made only on this rare path: simdjson writes it without

@@ -267,8 +267,8 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       retry_after_ms_ = r.retry_after_ms;
       return false;
     }
-    // In place: the client left simdjson's padding after the body.
-    const DeepParse page = parse_allowing_deep(parser, deep_parser_, r.body.data(), r.body.size());
+    // In place when the client left simdjson's padding after the body (it does), else a copy.
+    const DeepParse page = parse_allowing_deep(parser, deep_parser_, r.body.data(), r.body.size(), has_padding(r.body));
     if (page.error != simdjson::SUCCESS) {
       ++stats_.errors;
       spdlog::warn("{}: list answer is not JSON: {}", name_, simdjson::error_message(page.error));
@@ -350,7 +350,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   auto handle_frame = [&](std::string_view frame, uint64_t offset) {
     if (end != WatchEnd::ended) return;
     // Parsed where it lies: the framer leaves readable bytes after it.
-    const DeepParse event = parse_allowing_deep(parser, deep_parser_, frame.data(), frame.size());
+    const DeepParse event = parse_allowing_deep(parser, deep_parser_, frame.data(), frame.size(), true);
     if (event.error == simdjson::DEPTH_ERROR) {  // deeper than any server writes: still one event, skipped
       failed(nullptr, "event at byte offset " + std::to_string(offset),
              "nested deeper than " + std::to_string(kDeepestServerJson) + " levels");

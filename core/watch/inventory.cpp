@@ -43,7 +43,7 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
       continue;
     }
     if (r.status != 200) throw Error(name_ + ": snapshot list failed: " + kube::describe_failure(r));
-    const DeepParse page = parse_allowing_deep(parser, deep_parser, r.body.data(), r.body.size());
+    const DeepParse page = parse_allowing_deep(parser, deep_parser, r.body.data(), r.body.size(), has_padding(r.body));
     const dom::element doc = page.doc;
     if (page.error != simdjson::SUCCESS || doc.type() != dom::element_type::OBJECT)
       throw Error(name_ + ": snapshot list answer is not a JSON object");

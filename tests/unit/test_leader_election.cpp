@@ -19,11 +19,21 @@ using namespace std::chrono_literals;
 namespace {
 
 // A Lease endpoint on 127.0.0.1 (its routes set on `http` first), served
-// while the rig lives, and replica-a's elector talking to it.
+// while the rig lives, and replica-a's elector talking to it. The server
+// stops after the client is gone (members go in reverse): stopped while the
+// client holds a keep-alive connection, it waits that connection's 5 s out.
 struct LeaseRig {
+  struct Serving {
+    httplib::Server& http;
+    std::thread thread;
+    ~Serving() {
+      http.stop();
+      thread.join();
+    }
+  };
   httplib::Server& http;
   int port = http.bind_to_any_port("127.0.0.1");
-  std::thread server{[this] { http.listen_after_bind(); }};
+  Serving serving{http, std::thread([this] { http.listen_after_bind(); })};
   kube::Client client{[this] {
     for (int i = 0; i < 500 && !http.is_running(); ++i) std::this_thread::sleep_for(10ms);
     kube::Connection connection;
@@ -35,10 +45,6 @@ struct LeaseRig {
                               settings.identity = "replica-a";
                               return settings;
                             }()};
-  ~LeaseRig() {
-    http.stop();
-    server.join();
-  }
 };
 
 }  // namespace
