@@ -71,7 +71,7 @@ std::string when(int64_t unix_s) {
 // An answer to print as text: bounded before nlohmann parses it (dump()
 // and copies recurse once a level).
 nlohmann::json parsed_answer(const std::string& body) {
-  if (json_nested_deeper_than(body)) throw Error("the server's answer nests deeper than any dead letter");
+  if (json_nested_deeper_than(body)) throw Error("the server's answer is " + nested_deeper_than());
   return nlohmann::json::parse(body);
 }
 

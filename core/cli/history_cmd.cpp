@@ -107,7 +107,7 @@ void emit_yaml(const nlohmann::ordered_json& j, YAML::Emitter& out) {
 std::string to_yaml(const std::string& json) {
   YAML::Emitter out;
   if (json_nested_deeper_than(json))  // emit_yaml recurses once a level
-    throw Error("a change set nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    throw Error("a change set " + nested_deeper_than());
   emit_yaml(nlohmann::ordered_json::parse(json), out);
   return std::string("---\n") + out.c_str() + "\n";
 }
@@ -190,7 +190,7 @@ Source server_source(const Args& args) {
                                (cursor.empty() ? "" : "&cursor=" + ApiClient::escape(cursor));
       const std::string body = client->get(path);
       if (json_nested_deeper_than(body))  // dump() below recurses once a level
-        throw Error("GET " + path + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+        throw Error("GET " + path + ": " + nested_deeper_than());
       auto page = nlohmann::ordered_json::parse(body, nullptr, false);
       if (!page.is_object() || !page.contains("items") || !page["items"].is_array() ||
           (page.contains("nextCursor") && !page["nextCursor"].is_string()))

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace kubetrail {
@@ -39,6 +40,11 @@ inline size_t json_depth_exceeded_at(std::string_view text, size_t limit = kMaxJ
 
 inline bool json_nested_deeper_than(std::string_view text, size_t limit = kMaxJsonDepth) {
   return json_depth_exceeded_at(text, limit) != std::string_view::npos;
+}
+
+// The words every refusal by depth uses: "nested deeper than LIMIT levels".
+inline std::string nested_deeper_than(size_t limit = kMaxJsonDepth) {
+  return "nested deeper than " + std::to_string(limit) + " levels";
 }
 
 }  // namespace kubetrail

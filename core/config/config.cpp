@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 
 namespace kubetrail::config {
 
@@ -617,8 +618,8 @@ Config parse(std::string_view toml_text, const std::string& source_name,
   if (size_t deep = toml_depth_exceeded_at(toml_text); deep != std::string_view::npos) {
     size_t line =
         1 + static_cast<size_t>(std::count(toml_text.begin(), toml_text.begin() + static_cast<long>(deep), '\n'));
-    throw Error(source_name + ":" + std::to_string(line) + ": arrays and inline tables nested deeper than " +
-                std::to_string(kMaxConfigDepth) + " levels at byte offset " + std::to_string(deep));
+    throw Error(source_name + ":" + std::to_string(line) + ": arrays and inline tables " +
+                nested_deeper_than(kMaxConfigDepth) + " at byte offset " + std::to_string(deep));
   }
   std::istringstream in{std::string(toml_text)};
   value root;

@@ -45,8 +45,7 @@ std::string record_text(const json& lease) {
 // by anyone who may write the Lease: refused nested deeper than any Lease
 // is before nlohmann copies and dumps it (both recurse once a level).
 json parse_bounded(const std::string& text, const std::string& what) {
-  if (json_nested_deeper_than(text))
-    throw Error(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  if (json_nested_deeper_than(text)) throw Error(what + ": " + nested_deeper_than());
   return json::parse(text);
 }
 

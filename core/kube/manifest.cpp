@@ -104,7 +104,7 @@ nlohmann::json scalar(const YAML::Node& n, Converting& c) {
 nlohmann::json to_json(const YAML::Node& n, Converting& c, size_t depth = 0) {
   if (++c.nodes > kMaxNodes)
     refuse(c, n, "the document expands to more than " + std::to_string(kMaxNodes) + " nodes (aliases?)");
-  if (depth > kMaxDepth) refuse(c, n, "nested deeper than " + std::to_string(kMaxDepth) + " levels");
+  if (depth > kMaxDepth) refuse(c, n, nested_deeper_than(kMaxDepth));
   switch (n.Type()) {
     case YAML::NodeType::Null: return nullptr;
     case YAML::NodeType::Scalar: return scalar(n, c);
@@ -200,8 +200,8 @@ std::vector<nlohmann::json> load_manifests(const std::filesystem::path& path) {
   if (first != std::string::npos && (text[first] == '{' || text[first] == '[')) {
     try {
       if (size_t at = json_depth_exceeded_at(text); at != std::string::npos)
-        throw Error(path.string() + ": invalid JSON at byte offset " + std::to_string(at) + ": nested deeper than " +
-                    std::to_string(kMaxJsonDepth) + " levels");
+        throw Error(path.string() + ": invalid JSON at byte offset " + std::to_string(at) + ": " +
+                    nested_deeper_than());
       auto doc = nlohmann::json::parse(text);
       if (doc.is_array())
         for (auto& e : doc) add_object(std::move(e), path.string(), out);

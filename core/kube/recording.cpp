@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 
 namespace kubetrail::kube {
 
@@ -41,8 +42,8 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
         // informer skips such an object too): this event is left out, the
         // rest of the file is read.
         if (err == simdjson::DEPTH_ERROR) {
-          rec.errors_.push_back(name + ": byte offset " + std::to_string(offset) +
-                                ": event nested deeper than 1024 levels, skipped");
+          rec.errors_.push_back(name + ": byte offset " + std::to_string(offset) + ": event " + nested_deeper_than() +
+                                ", skipped");
           return;
         }
         return fail(std::string("invalid JSON in the event starting here: ") + simdjson::error_message(err));

@@ -277,8 +277,7 @@ uint64_t count_at(const Json& o, const char* key, const std::string& where) {
 }  // namespace
 
 ChangeSet ChangeSet::from_json(std::string_view text) {
-  if (json_nested_deeper_than(text))
-    throw Error("not a kubetrail.dev/v1 change set: nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  if (json_nested_deeper_than(text)) throw Error("not a kubetrail.dev/v1 change set: " + nested_deeper_than());
   Json j;
   try {
     j = Json::parse(text);

@@ -14,7 +14,6 @@
 #include <simdjson.h>
 
 #include <memory>
-#include <string>
 
 #include "common/json_depth.hpp"
 
@@ -23,7 +22,7 @@ namespace kubetrail::watch {
 // Deeper than kube-apiserver writes anything, list envelope included.
 inline constexpr size_t kDeepestServerJson = 10100;
 
-// What deep_objects_parse() read, and with which parser.
+// What parse_allowing_deep() read, and with which parser.
 struct DeepParse {
   simdjson::error_code error = simdjson::SUCCESS;
   simdjson::dom::element doc;
@@ -31,27 +30,26 @@ struct DeepParse {
   bool deep = false;  // parsed by the deep parser: items may be too deep (too_deep())
 };
 
-// Parses `data` with `parser` (in place when `padded`: simdjson's padding
-// is readable after it; else copied); a text nested too deep for it is
+// Parses `text` with `parser` - a std::string (in place when simdjson's
+// padding fits in its capacity, else copied: simdjson's own choice) or a
+// simdjson::padded_string_view; a text nested too deep for `parser` is
 // parsed again with `deep`, made at the first need and kept.
-inline DeepParse parse_allowing_deep(simdjson::dom::parser& parser, std::unique_ptr<simdjson::dom::parser>& deep,
-                                     const char* data, size_t size, bool padded) {
+template <class Text>
+DeepParse parse_allowing_deep(simdjson::dom::parser& parser, std::unique_ptr<simdjson::dom::parser>& deep,
+                              const Text& text) {
   DeepParse p;
   p.parser = &parser;
-  p.error = parser.parse(data, size, !padded).get(p.doc);
+  p.error = parser.parse(text).get(p.doc);
   if (p.error != simdjson::DEPTH_ERROR) return p;
   if (!deep) {
     deep = std::make_unique<simdjson::dom::parser>();
-    if (deep->allocate(size, kDeepestServerJson) != simdjson::SUCCESS) return p;
+    if (deep->allocate(text.size(), kDeepestServerJson) != simdjson::SUCCESS) return p;
   }
   p.parser = deep.get();
   p.deep = true;
-  p.error = deep->parse(data, size, !padded).get(p.doc);
+  p.error = deep->parse(text).get(p.doc);
   return p;
 }
-
-// Whether the padding simdjson reads past a text is there: in place, or a copy.
-inline bool has_padding(const std::string& text) { return text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING; }
 
 // Whether a value of a deep parse nests deeper than kubetrail handles (its
 // minified text, made only on this rare path: simdjson writes it without
@@ -59,8 +57,5 @@ inline bool has_padding(const std::string& text) { return text.capacity() - text
 inline bool too_deep(simdjson::dom::element value) {
   return json_nested_deeper_than(simdjson::minify(value), kMaxJsonDepth);
 }
-
-static_assert(kMaxJsonDepth == 1024, "kTooDeep names the limit");
-inline constexpr const char* kTooDeep = "nested deeper than 1024 levels (kept as last seen)";
 
 }  // namespace kubetrail::watch

@@ -224,7 +224,7 @@ void Informer::skip_too_deep(dom::element object, const std::string& where, std:
   // Still there: a relist must not report it deleted.
   if (seen && object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS)
     seen->insert(model::ObjectStore::key_of(ns, name));
-  if (!excluded(ns)) failed(&object, where, kTooDeep);
+  if (!excluded(ns)) failed(&object, where, nested_deeper_than() + " (kept as last seen)");
 }
 
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
@@ -267,8 +267,9 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       retry_after_ms_ = r.retry_after_ms;
       return false;
     }
-    // In place when the client left simdjson's padding after the body (it does), else a copy.
-    const DeepParse page = parse_allowing_deep(parser, deep_parser_, r.body.data(), r.body.size(), has_padding(r.body));
+    // In place: the client leaves simdjson's padding after the body (a
+    // body without it, as the fuzzer's and the tests' are, is copied).
+    const DeepParse page = parse_allowing_deep(parser, deep_parser_, r.body);
     if (page.error != simdjson::SUCCESS) {
       ++stats_.errors;
       spdlog::warn("{}: list answer is not JSON: {}", name_, simdjson::error_message(page.error));
@@ -350,10 +351,10 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   auto handle_frame = [&](std::string_view frame, uint64_t offset) {
     if (end != WatchEnd::ended) return;
     // Parsed where it lies: the framer leaves readable bytes after it.
-    const DeepParse event = parse_allowing_deep(parser, deep_parser_, frame.data(), frame.size(), true);
+    const DeepParse event = parse_allowing_deep(
+        parser, deep_parser_, simdjson::padded_string_view(frame, frame.size() + kube::JsonFramer::kReadablePast));
     if (event.error == simdjson::DEPTH_ERROR) {  // deeper than any server writes: still one event, skipped
-      failed(nullptr, "event at byte offset " + std::to_string(offset),
-             "nested deeper than " + std::to_string(kDeepestServerJson) + " levels");
+      failed(nullptr, "event at byte offset " + std::to_string(offset), nested_deeper_than(kDeepestServerJson));
       return;
     }
     if (event.error != simdjson::SUCCESS) {
@@ -401,7 +402,7 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     if (excluded(ns)) return;
     std::string observed_at = now_rfc3339();
     // Another uid under a cached name: that object was deleted unseen.
-    diff::SourceText source{&parser, frame, "object"};  // lets the pruner copy untouched subtrees
+    diff::SourceText source{event.parser, frame, "object"};  // lets the pruner copy untouched subtrees
     auto applied = tracker_.apply(*type, object, observed_at, &source);
     std::string_view name;
     bool named = object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS;

@@ -43,7 +43,7 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
       continue;
     }
     if (r.status != 200) throw Error(name_ + ": snapshot list failed: " + kube::describe_failure(r));
-    const DeepParse page = parse_allowing_deep(parser, deep_parser, r.body.data(), r.body.size(), has_padding(r.body));
+    const DeepParse page = parse_allowing_deep(parser, deep_parser, r.body);
     const dom::element doc = page.doc;
     if (page.error != simdjson::SUCCESS || doc.type() != dom::element_type::OBJECT)
       throw Error(name_ + ": snapshot list answer is not a JSON object");
@@ -59,7 +59,7 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
         if (excluded(scope, ns)) continue;
         std::string why;
         if (page.deep && too_deep(item)) {
-          why = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+          why = nested_deeper_than();
         } else {
           try {
             if (auto seeded = detector_.seed(type_, item, store_, &source); !seeded) why = seeded.error();
