@@ -56,6 +56,12 @@ def main():
                     help="answer /api and /apis with the legacy documents only, as servers before 1.26 do")
     ap.add_argument("--lifetime", type=float, default=600, help="exit after this many seconds")
     a = ap.parse_args()
+    # Objects as deep as kube-apiserver stores (fakekube/jsonbody.py: 10,000
+    # levels, plus a list's or a watch event's own) go through Python's
+    # recursive json, deepcopy and patch code: room for them, and the C
+    # stack under it in every request thread.
+    sys.setrecursionlimit(100000)
+    threading.stack_size(32 << 20)  # 10,100 levels of json and deepcopy need under 4 MiB
     os.makedirs(a.dir, exist_ok=True)
     make_pki(a.dir)
     cfg = Config()

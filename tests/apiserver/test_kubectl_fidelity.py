@@ -354,7 +354,9 @@ class WatchProtocol(unittest.TestCase):
         ctx = ssl.create_default_context(cafile=os.path.join(self.server.dir, "ca.crt"))
         c = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=ctx, timeout=timeout)
         headers = {"Authorization": "Bearer test-token", "Content-Type": "application/json"}
-        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body)
+        c.request(method, path, body=body, headers=headers)
         r = c.getresponse()
         status, body = r.status, r.read().decode()
         c.close()
@@ -427,6 +429,53 @@ class WatchProtocol(unittest.TestCase):
         status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1")
         line = next(l for l in body.splitlines() if '"shape"' in l)
         self.assertTrue(line.startswith('{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1",'), line[:80])
+
+    def test_a_custom_resource_as_deep_as_kube_apiserver_takes(self):
+        # kube-apiserver decodes a body with Go's encoding/json: 10,000 levels
+        # of nesting in all, one more is "exceeded max depth" (400). A custom
+        # resource with preserved unknown fields can be that deep, and is
+        # served back whole in a get, a list and a watch. The test server
+        # once failed with a 500 (Python's RecursionError) at 500 levels,
+        # after storing the object - so nothing of that kind could be listed
+        # again - and kubetrail's handling of deep objects could not be
+        # tested end to end. kubectl (Go) reads the 10,000-level object back,
+        # and fails on its own with "exceeded max depth" on the list, which
+        # adds two levels: what it does against a real server.
+        status, _ = self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "deeps.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "deeps", "singular": "deep", "kind": "Deep"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                         "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+        self.assertEqual(status, 201)
+
+        def deep(name, arrays):  # nesting in all: the object, spec, then the arrays
+            return ('{"apiVersion":"example.com/v1","kind":"Deep","metadata":{"name":"%s"},"spec":{"x":%s}}'
+                    % (name, "[" * arrays + "]" * arrays)).encode()
+        nested = b"[" * 9998 + b"]" * 9998
+        path = "/apis/example.com/v1/namespaces/default/deeps"
+        status, body = self.request("POST", path, deep("d1", 9998))
+        self.assertEqual(status, 201, body[:300])
+        self.assertIn('"x":' + nested.decode() + "}", body)
+        status, body = self.request("POST", path, deep("d2", 9999))
+        self.assertEqual(status, 400, body[:300])
+        self.assertEqual(json.loads(body)["reason"], "BadRequest")
+        # Go's own words and byte offset (kubectl's decoder, the same
+        # scanner, says exactly this of the same file).
+        self.assertIn("json: offset 10081: invalid character '[' exceeded max depth", json.loads(body)["message"])
+        self.assertEqual(self.request("GET", path + "/d2")[0], 404)
+        for query in ("", "?watch=1&timeoutSeconds=1"):
+            status, body = self.request("GET", path + query)
+            self.assertEqual(status, 200, body[:300])
+            self.assertEqual(body.count('"name":"d1"'), 1)
+            self.assertIn('"x":' + nested.decode() + "}", body)
+        kubectl = KubectlFidelity.kubectl.__get__(self)
+        self.assertEqual(kubectl("get", "deep", "d1", "-o", "jsonpath={.metadata.name}").stdout, "d1")
+        listed = kubectl("get", "deeps", "-o", "name", check=False)
+        self.assertNotEqual(listed.returncode, 0)
+        self.assertIn("exceeded max depth", listed.stderr)
+        self.assertNotIn("InternalError", listed.stderr)
 
     def test_cut_watches(self):
         import http.client, threading

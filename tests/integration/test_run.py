@@ -374,6 +374,56 @@ class RunAgainstApiServer(unittest.TestCase):
         self.assertEqual(got[0]["resource"], {"group": "example.com", "version": "v1", "resource": "widgets",
                                               "kind": "Widget"})
 
+    def test_an_object_as_deep_as_the_server_stores_is_skipped_and_nothing_else_is(self):
+        # kube-apiserver stores a custom resource nested up to 10,000 levels
+        # (Go's JSON limit; tests/apiserver/fakekube/jsonbody.py), in a list
+        # page two levels deeper, in a watch event one; simdjson reads 1,024.
+        # Such an object once kept its resource from ever syncing (the list
+        # retried for ever) and restarted the watch at its event for ever.
+        # That was found and fixed with the fake API of the unit tests
+        # (test_informer.cpp); the test server could not store such an
+        # object until it learned the real limit, so this is the same end to
+        # end: through TLS, kubectl, the state store and a restart.
+        k = self.server.kubectl
+        self.create_crd()
+
+        def create_deep(name):
+            path = os.path.join(self.server.dir, name + ".json")
+            with open(path, "w") as f:
+                f.write('{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"%s"},"spec":{"x":%s}}'
+                        % (name, "[" * 9998 + "]" * 9998))
+            k("create", "-f", path)
+        self.create({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "steady"},
+                     "spec": {"size": 1}})
+        create_deep("deep-listed")
+        port = free_port()
+        extra = '[state]\npath = "%s"\n[server]\nlisten = "127.0.0.1:%d"' % (
+            os.path.join(self.server.dir, "state.db"), port)
+        kt = self.start(["widgets.example.com"], extra=extra)
+        create_deep("deep-watched")
+        self.create({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "after"}})
+        k("patch", "widgets.example.com", "steady", "--type=merge", "-p", '{"spec":{"size":2}}')
+        got = kt.wait_changes(2)
+        self.assertEqual([summary(c) for c in got], [("Added", "widgets", "after", []),
+                                                     ("Modified", "widgets", "steady", ["spec.size"])])
+        log = kt.log()
+        for where, name in (("list item", "deep-listed"), ("event at byte offset", "deep-watched")):
+            self.assertRegex(log, r"widgets[^ ]*: %s[^:]*default/%s: cannot be handled, skipped: nested deeper than "
+                                  r"1024 levels" % (where, name))
+        failed = [v for labels, v in parse_prometheus(http_get(port, "/metrics")[1])
+                  ["kubetrail_events_failed_total"]["samples"] if labels.get("resource", "").startswith("widgets")]
+        self.assertEqual(failed, [2])
+        self.assertEqual(kt.stop(), 0)
+        # While it is down; the restart lists both deep objects again: they
+        # are neither added nor taken for deleted, and the rest is exact.
+        k("patch", "widgets.example.com", "steady", "--type=merge", "-p", '{"spec":{"size":3}}')
+        k("delete", "widgets.example.com", "after")
+        kt = self.start(["widgets.example.com"], extra=extra)
+        got = kt.wait_changes(2)
+        self.assertEqual(sorted(summary(c) for c in got), [("Deleted", "widgets", "after", []),
+                                                           ("Modified", "widgets", "steady", ["spec.size"])])
+        self.assertEqual(kt.log().count("cannot be handled, skipped"), 2, kt.log())
+
     def test_a_crd_installed_while_running_is_found_by_re_discovery(self):
         # "*.example.com": every resource of the group, as discovery finds it
         # now (nothing) and later; re-discovery every second.

@@ -10,6 +10,7 @@ import uuid
 from . import fields
 from .catalogue import Resource, shaped
 from .errors import ApiError
+from .jsonbody import decode_json
 from .patch import json_patch, merge_patch, strategic_merge
 from .selectors import field_match, labels_match, parse_label_selector
 from .store import now
@@ -262,10 +263,7 @@ class Resources:
                            "is required for apply patch")
         if sub:
             raise ApiError(405, "MethodNotAllowed", "apply to a subresource is not supported by the test server")
-        try:
-            patch = json.loads(self.raw_body or b"{}")
-        except ValueError as e:
-            raise ApiError(400, "BadRequest", "error decoding YAML: %s" % e)
+        patch = decode_json(self.raw_body or b"{}", "error decoding YAML")
         if not isinstance(patch, dict):
             raise ApiError(400, "BadRequest", "the body of an apply patch must be an object")
         if patch.get("kind") != res.kind or patch.get("apiVersion") != res.api_version:

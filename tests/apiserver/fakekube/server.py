@@ -13,6 +13,7 @@ from .catalogue import AGGREGATED_TYPE
 from .controls import TestControls
 from .discovery import Discovery
 from .errors import ApiError
+from .jsonbody import decode_json
 from .resources import Resources
 from .store import resource_for
 from .watch import Watches
@@ -68,10 +69,7 @@ class Handler(Discovery, Resources, Watches, TestControls, AuthorizationMixin, h
         raw = self.raw_body
         if not raw:
             raise ApiError(400, "BadRequest", "request body required")
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise ApiError(400, "BadRequest", "invalid JSON in request body: %s" % e)
+        return decode_json(raw, "invalid JSON in request body")
 
     def authenticate(self):
         cfg = self.server.cfg
