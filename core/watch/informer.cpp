@@ -227,6 +227,21 @@ void Informer::skip_too_deep(dom::element object, const std::string& where, std:
   if (!excluded(ns)) failed(&object, where, nested_deeper_than() + " (kept as last seen)");
 }
 
+void Informer::deleted_too_deep(dom::element object, const std::string& where) {
+  std::string_view ns, name, rv;
+  if (object.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
+  if (excluded(ns)) return;
+  std::optional<model::ChangeSet> cs;
+  if (object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS &&
+      object.at_pointer("/metadata/resourceVersion").get(rv) == simdjson::SUCCESS)
+    cs = tracker_.deleted_unread(model::ObjectStore::key_of(ns, name), now_rfc3339(), rv);
+  if (!cs) return skip_too_deep(object, where, nullptr);  // never read: nothing of it was reported
+  spdlog::warn("{}: {} {}{}{}: deleted while {}: reported from the last version read", name_, where, ns,
+               ns.empty() ? "" : "/", name, nested_deeper_than());
+  touched(ns, name);
+  emit(std::move(*cs));
+}
+
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   std::string base = path(false), cont, list_rv;
   std::set<std::string> seen;
@@ -392,7 +407,11 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     if (!type || type == model::WatchEventType::bookmark) return;
     ++stats_.events;
     if (event.deep && too_deep(object)) {  // past it: its resourceVersion is taken, the watch goes on
-      skip_too_deep(object, "event at byte offset " + std::to_string(offset), nullptr);
+      const std::string where = "event at byte offset " + std::to_string(offset);
+      if (type == model::WatchEventType::deleted)
+        deleted_too_deep(object, where);
+      else
+        skip_too_deep(object, where, nullptr);
       return;
     }
     spdlog::trace("{}: {} resourceVersion {}", name_, to_string(*type), rv_);

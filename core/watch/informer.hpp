@@ -111,8 +111,11 @@ class Informer {
   void failed(const simdjson::dom::element* object, const std::string& where, std::string_view why);
   // An object nested deeper than kubetrail handles (watch/deep_objects.hpp):
   // failed(), and on a list counted as `seen`, so that what the cache has
-  // of it stays. A deleted one stays until a relist lists it no more.
+  // of it stays.
   void skip_too_deep(simdjson::dom::element object, const std::string& where, std::set<std::string>* seen);
+  // Its DELETED event: reported from the cache's last version of it, if
+  // any (else skip_too_deep()), so that no ghost stays behind.
+  void deleted_too_deep(simdjson::dom::element object, const std::string& where);
   std::unique_ptr<simdjson::dom::parser> deep_parser_;  // made for the first page or event too deep for the others
   // list() until it succeeds or `stop`, waiting the backoff before each
   // attempt after a failure (and before the first when `wait_first`).

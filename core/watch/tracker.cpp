@@ -24,4 +24,9 @@ std::optional<model::ChangeSet> Tracker::vanished(std::string_view key, std::str
   return cs;
 }
 
+std::optional<model::ChangeSet> Tracker::deleted_unread(std::string_view key, std::string_view observed_at,
+                                                        std::string_view rv) {
+  return detector_.forget(type_, key, store_, observed_at, rv);
+}
+
 }  // namespace kubetrail::watch

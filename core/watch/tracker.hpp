@@ -53,6 +53,11 @@ class Tracker {
   // set (catch-up), or nullopt when it was not cached.
   std::optional<model::ChangeSet> vanished(std::string_view key, std::string_view observed_at,
                                            std::string_view list_rv);
+  // A DELETED event at `rv` whose object cannot be read (nested too deep):
+  // the Deleted change set of what the cache has under `key` - the last
+  // version that could be read - or nullopt when it has nothing.
+  std::optional<model::ChangeSet> deleted_unread(std::string_view key, std::string_view observed_at,
+                                                 std::string_view rv);
 
   model::ObjectStore& store() noexcept { return store_; }
   const model::ObjectStore& store() const noexcept { return store_; }

@@ -543,3 +543,49 @@ TEST_CASE("informer: an object nested too deep to handle is skipped on a watch a
   CHECK(lists == 2);
   CHECK(metrics.render().find("kubetrail_events_failed_total{resource=\"configmaps\"} 3") != std::string::npos);
 }
+
+// A DELETED event of an object nested too deep was skipped like its other
+// events, so the object stayed in the cache as a ghost: its deletion went
+// unreported until a relist, and a new object under its name was reported
+// as replacing it (this test failed before: the Deleted came only with the
+// new object, as a replacement at that object's resourceVersion, 16). Now the
+// deletion is reported at once, from the last version that could be read,
+// at the event's resourceVersion; an object never read is still skipped.
+TEST_CASE("informer: an object deleted while nested too deep is reported deleted from its last readable version") {
+  auto deep_configmap = [](const std::string& name, const std::string& uid, const std::string& rv) {
+    return R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":")" + name + R"(","namespace":"ns","uid":")" +
+           uid + R"(","resourceVersion":")" + rv + R"("},"data":{"k":)" + std::string(2000, '[') +
+           std::string(2000, ']') + "}}";
+  };
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  api.on_get = [&](const std::string&) {
+    return ok(list_of({configmap("a", "u-a", "5", "1"), configmap("b", "u-b", "6", "1")}, "10"));
+  };
+  std::atomic<bool> stop{false};
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
+    on_data(R"({"type":"MODIFIED","object":)" + deep_configmap("a", "u-a", "11") + "}\n");   // skipped, kept
+    on_data(R"({"type":"ADDED","object":)" + deep_configmap("never", "u-n", "12") + "}\n");  // skipped
+    on_data(R"({"type":"DELETED","object":)" + deep_configmap("never", "u-n", "13") + "}\n");
+    on_data(R"({"type":"DELETED","object":)" + deep_configmap("a", "u-a", "15") + "}\n");
+    on_data(event("ADDED", configmap("a", "u-a2", "16", "1")));
+    stop = true;
+    return ok("");
+  };
+  std::vector<model::ChangeSet> got;
+  test::LogCapture log;
+  watch::Informer inf(api, configmap_options(clock), "c", {},
+                      [&](std::vector<model::ChangeSet>&& batch) { append(got, std::move(batch)); });
+  CHECK_NOTHROW(inf.run(stop));
+  std::vector<std::string> ids;
+  for (const auto& cs : got) ids.push_back(cs.id + " " + std::string(model::to_string(cs.type)));
+  CHECK(ids == std::vector<std::string>{"c/u-a/deleted Deleted", "c/u-a2/16 Added"});
+  REQUIRE(!got.empty());
+  CHECK(got[0].name == "a");
+  CHECK(got[0].object_namespace == "ns");
+  CHECK(got[0].resource_version == "15");
+  CHECK(got[0].old_object.find(R"("k":"1")") != std::string::npos);  // the last version read
+  CHECK(log.text().find("ns/a: deleted while nested deeper than 1024 levels: reported from the last version read") !=
+        std::string::npos);
+  CHECK(log.text().find("ns/never: cannot be handled, skipped") != std::string::npos);
+}
