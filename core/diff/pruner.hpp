@@ -81,13 +81,20 @@ class Pruner {
     uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
     identity_.clear();
     if (!kind_field_.empty() && object.type() == dom::element_type::OBJECT) {
-      dom::object top(object);
-      if (top["kind"].error() == simdjson::NO_SUCH_FIELD) identity_.append(kind_field_).push_back(',');
-      if (top["apiVersion"].error() == simdjson::NO_SUCH_FIELD) identity_.append(api_version_field_).push_back(',');
+      // One pass over the top-level keys for both (each lookup of a key a
+      // list item lacks is a pass, each key a cache miss into the tape).
+      bool kind = false, api_version = false;
+      for (auto [key, value] : dom::object(object)) {
+        kind |= key == "kind";
+        api_version |= key == "apiVersion";
+      }
+      if (!kind) identity_.append(kind_field_).push_back(',');
+      if (!api_version) identity_.append(api_version_field_).push_back(',');
     }
     JsonOut text = JsonOut::reusing(buffer_);
-    write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
-    s1_ = {};  // the source is the caller's: not kept past the call
+    const uint32_t last = write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
+    if (source && source->end) *source->end = last;  // kNoSource when the source was not followed to the end
+    s1_ = {};                                        // the source is the caller's: not kept past the call
     return text.view();
   }
 

@@ -9,19 +9,26 @@ ListItemSources::ListItemSources(const simdjson::dom::parser& parser, std::strin
   Stage1 s1;
   if (!s1.bind(source_)) return;
   uint32_t items = s1.field("items");
-  if (s1.at(items) == '[') next_ = items + 1;
+  if (s1.at(items) == '[') first_ = items + 1;
 }
 
 SourceText ListItemSources::next() {
   Stage1 s1;
-  if (next_ == SourceText::kFind || !s1.bind(source_) || s1.at(next_) != '{') {
-    next_ = SourceText::kFind;
-    return SourceText{};  // no source: the pruner serializes
+  uint32_t start = first_;
+  first_ = SourceText::kFind;
+  if (current_ != SourceText::kFind && s1.bind(source_)) {
+    // The item before ends where its prune() said, or is walked now (it
+    // was not pruned: a re-delivery, an excluded namespace, an error).
+    uint32_t end = s1.at(current_end_) == '}' ? current_end_ : s1.value_end(current_);
+    start = s1.at(Stage1::plus(end, 1)) == ',' ? end + 2 : SourceText::kFind;
   }
+  current_ = current_end_ = SourceText::kFind;
+  if (start == SourceText::kFind || !s1.bind(source_) || s1.at(start) != '{')
+    return SourceText{};  // no source, now and for the rest: the pruner serializes
+  current_ = start;
   SourceText item = source_;
-  item.token = next_;
-  uint32_t end = s1.value_end(next_);
-  next_ = s1.at(Stage1::plus(end, 1)) == ',' ? end + 2 : SourceText::kFind;
+  item.token = start;
+  item.end = &current_end_;
   return item;
 }
 

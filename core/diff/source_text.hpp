@@ -20,6 +20,10 @@ struct SourceText {
   std::string_view text;   // the bytes `parser` last parsed
   std::string_view field;  // "": the object is the document; else the document's field holding it
   uint32_t token = kFind;  // set by ListItemSources: where the object starts in the parser's index
+  // Set by ListItemSources: where a prune() that followed the source to the
+  // object's end stores the index of its closing brace, so that finding
+  // the next item does not walk this one's structurals a second time.
+  uint32_t* end = nullptr;
 };
 
 // The SourceText of each object in a List response's "items", in order:
@@ -32,7 +36,9 @@ class ListItemSources {
 
  private:
   SourceText source_;
-  uint32_t next_ = SourceText::kFind;
+  uint32_t current_ = SourceText::kFind;      // where the item next() last gave starts
+  uint32_t current_end_ = SourceText::kFind;  // where it ends, if its prune() said (SourceText::end)
+  uint32_t first_ = SourceText::kFind;        // the first item's start
 };
 
 }  // namespace kubetrail::diff

@@ -826,8 +826,33 @@ TEST_CASE("a list page's items are pruned from its text, each as without it") {
       copied += source.parser != nullptr;
       std::string reference = detector.prune(type, reference_parser.parse(o.dump()).value()).json;
       CHECK_MESSAGE(detector.prune(type, item, &source).json == reference, o["kind"]);
+      // The prune said where the item ends, so that the next one is found
+      // without walking this one again: exactly its text.
+      REQUIRE(source.end);
+      const uint32_t* idx = p.implementation->structural_indexes.get();
+      std::string_view item_text(text.data() + idx[source.token], idx[*source.end] + 1 - idx[source.token]);
+      CHECK(json::parse(item_text) == o);
     }
     CHECK(copied == list["items"].size());  // every item found its place in the text
+  }
+  // Items left unpruned (a re-delivery, an excluded namespace) are walked
+  // past instead: every other item still gets its place.
+  {
+    const std::string text = list.dump();
+    simdjson::dom::parser p, reference_parser;
+    auto doc = p.parse(text).value();
+    diff::ListItemSources sources(p, text);
+    size_t i = 0;
+    simdjson::dom::array items = doc["items"].get_array().value();
+    for (auto item : items) {
+      const json& o = list["items"][i];
+      diff::SourceText source = sources.next();
+      REQUIRE(source.parser);
+      if (i++ % 2 == 0) continue;
+      auto type = model::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
+      std::string reference = detector.prune(type, reference_parser.parse(o.dump()).value()).json;
+      CHECK_MESSAGE(detector.prune(type, item, &source).json == reference, o["kind"]);
+    }
   }
   // A document without items gives no source, and nothing breaks.
   std::string text = R"({"kind":"List","metadata":{}})";
