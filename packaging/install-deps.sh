@@ -11,6 +11,7 @@ BUILD_PACKAGES=(
   libsimdjson-dev nlohmann-json3-dev libtoml11-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-filesystem-dev
   libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
+  libre2-dev
   libcli11-dev
   libnats-dev  # plugins/nats
   librdkafka-dev  # plugins/kafka

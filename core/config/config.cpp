@@ -1,12 +1,12 @@
 #include "config/config.hpp"
 
+#include <re2/re2.h>
 #include <toml.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -230,32 +230,35 @@ void read_where(TableReader& r, const value& table, const std::string& at,
     if (wanted.empty()) r.fail(v, key, "an empty list matches nothing");
     for (const auto& w : wanted) {
       if (!is_where_regex(w)) continue;
-      // std::regex compiles and matches by recursion: bounded before it
-      // sees the pattern, so that its depth is not the config's to choose.
-      int depth = 0, deepest = 0;
-      for (size_t i = 1; i + 1 < w.size(); ++i) {
-        if (w[i] == '\\')
-          ++i;
-        else if (w[i] == '(')
-          deepest = std::max(deepest, ++depth);
-        else if (w[i] == ')')
-          --depth;
-      }
-      if (w.size() > 258 || deepest > 16)
-        r.fail(v, key,
-               "regular expression " + w.substr(0, 40) + (w.size() > 40 ? "..." : "") +
-                   " is too large (at most 256 characters and 16 nested groups)");
-      try {
-        std::regex check(w.substr(1, w.size() - 2));
-      } catch (const std::regex_error& e) {
-        r.fail(v, key, "bad regular expression " + w + ": " + e.what());
-      }
+      std::string problem;
+      if (!compile_where_regex(w, problem)) r.fail(v, key, problem);
     }
     out.emplace_back(path, std::move(wanted));
   }
 }
 
 }  // namespace
+
+// A pattern is the config's, not an object's; a bound keeps a typo of a
+// paste from becoming a megabyte automaton.
+constexpr size_t kMaxWhereRegex = 256;
+
+std::unique_ptr<const re2::RE2> compile_where_regex(std::string_view slashed, std::string& problem) {
+  if (slashed.size() > kMaxWhereRegex + 2) {
+    problem = "regular expression " + std::string(slashed.substr(0, 40)) + "... is too long (at most " +
+              std::to_string(kMaxWhereRegex) + " characters)";
+    return nullptr;
+  }
+  RE2::Options options;
+  options.set_log_errors(false);    // the error is the config's, with its file and key
+  options.set_never_capture(true);  // found or not is all routing asks
+  auto re = std::make_unique<const RE2>(slashed.substr(1, slashed.size() - 2), options);
+  if (!re->ok()) {
+    problem = "bad regular expression " + std::string(slashed) + ": " + re->error() + " (RE2 syntax, as Go's regexp)";
+    return nullptr;
+  }
+  return re;
+}
 
 std::string unknown_handler(const Config& cfg, std::string_view name) {
   if (std::any_of(cfg.handlers.begin(), cfg.handlers.end(), [&](const HandlerConfig& h) { return h.name == name; }))

@@ -19,6 +19,10 @@
 #include "model/diff_options.hpp"
 #include "model/path.hpp"
 
+namespace re2 {
+class RE2;
+}
+
 namespace kubetrail::config {
 
 struct ClusterConfig {
@@ -132,6 +136,10 @@ std::optional<std::chrono::seconds> parse_duration(std::string_view text);
 
 // Whether a `where` value is a regular expression: "/.../".
 inline bool is_where_regex(std::string_view v) { return v.size() >= 2 && v.front() == '/' && v.back() == '/'; }
+// A `where` value's /regex/ compiled as routing matches it - RE2 syntax (as
+// Go's regexp and Prometheus), matched in time linear in the value, which
+// is an object's to choose - or nullptr with `problem` saying why not.
+std::unique_ptr<const re2::RE2> compile_where_regex(std::string_view slashed, std::string& problem);
 
 struct RouteConfig {
   std::string name;        // optional; "routes[N]" otherwise

@@ -2,8 +2,9 @@
 
 #include "common/error.hpp"
 
+#include <re2/re2.h>
+
 #include <algorithm>
-#include <regex>
 
 namespace kubetrail::route {
 
@@ -14,7 +15,7 @@ struct Router::Compiled {
   std::vector<model::PathPattern> paths;
   struct Wanted {  // one `where` value: exact, or a regex found anywhere in the field's value
     std::string exact;
-    std::optional<std::regex> pattern;
+    std::unique_ptr<const re2::RE2> pattern;  // RE2: linear in the value, which is the object's
   };
   std::vector<std::pair<std::string, std::vector<Wanted>>> where;
 
@@ -27,7 +28,7 @@ struct Router::Compiled {
       if (field == cs.fields.end()) return false;
       const std::string& value = field->second;
       if (std::none_of(wanted.begin(), wanted.end(), [&](const Wanted& w) {
-            return w.pattern ? std::regex_search(value, *w.pattern) : value == w.exact;
+            return w.pattern ? RE2::PartialMatch(value, *w.pattern) : value == w.exact;
           }))
         return false;
     }
@@ -44,11 +45,15 @@ Router::Router(const std::vector<config::RouteConfig>& routes, const std::vector
     for (const auto& p : r.match.paths) c->paths.push_back(model::PathPattern::parse(p));
     for (const auto& [path, values] : r.match.where) {
       std::vector<Compiled::Wanted> wanted;
-      for (const auto& v : values) {  // config checked each regex
-        if (config::is_where_regex(v))
-          wanted.push_back({{}, std::regex(v.substr(1, v.size() - 2), std::regex::ECMAScript | std::regex::optimize)});
-        else
-          wanted.push_back({v, std::nullopt});
+      for (const auto& v : values) {
+        if (config::is_where_regex(v)) {
+          std::string problem;
+          auto pattern = config::compile_where_regex(v, problem);
+          if (!pattern) throw Error("route " + r.name + ": " + problem);  // cannot happen: the config checked it
+          wanted.push_back({{}, std::move(pattern)});
+        } else {
+          wanted.push_back({v, nullptr});
+        }
       }
       c->where.emplace_back(path, std::move(wanted));
     }
