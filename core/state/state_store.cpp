@@ -808,10 +808,18 @@ void StateStore::save(const std::string& resource,
   };
   std::vector<Journaled> journaled;
   // A change set already waiting to be routed (the same transition computed
-  // again, e.g. by a catch-up after a crash) is kept once.
+  // again, e.g. by a catch-up after a crash) is kept once, and so is one
+  // twice in this very save - which is rare: whether it happens at all is
+  // one sort of the ids (a search of the ones before for each was
+  // quadratic in a burst's commit).
+  journal_ids_.clear();
+  for (const auto& e : journal) journal_ids_.push_back(e.id);
+  std::sort(journal_ids_.begin(), journal_ids_.end());
+  const bool repeats = std::adjacent_find(journal_ids_.begin(), journal_ids_.end()) != journal_ids_.end();
   for (const auto& e : journal) {
     if (unrouted_.count(e.id)) continue;
-    if (std::any_of(journaled.begin(), journaled.end(), [&](const auto& j) { return j.entry->id == e.id; })) continue;
+    if (repeats && std::any_of(journaled.begin(), journaled.end(), [&](const auto& j) { return j.entry->id == e.id; }))
+      continue;
     size_t at = LogFile::encode(payload_, {LogKind::kChangeSet, seq, {}, e.id, {}, {}, e.text()});
     journaled.push_back({&e, seq++, at});
   }

@@ -241,7 +241,8 @@ class StateStore {
   LogFile::Mapping snapshot_bytes_;
   std::map<std::string, Span, std::less<>> snapshot_of_;
   int64_t snapshot_rows_ = 0;
-  std::string payload_;  // the frame save() builds (kept: no allocation per save)
+  std::string payload_;                        // the frame save() builds (kept: no allocation per save)
+  std::vector<std::string_view> journal_ids_;  // save()'s sorted ids of its journal entries (kept, as payload_)
   struct Unrouted {
     std::string id;
     size_t offset = 0, size = 0;
