@@ -88,9 +88,6 @@ class ObjectStore {
     if (it != objects_.end()) objects_.erase(it);
   }
   size_t size() const noexcept { return objects_.size(); }
-  // Room for `n` objects at once, so that a long list does not rehash the
-  // store again and again as it grows.
-  void reserve(size_t n) { objects_.reserve(n); }
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [k, v] : objects_) f(k, v);

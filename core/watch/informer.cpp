@@ -27,10 +27,6 @@ std::mt19937& rng() {
   return r;
 }
 
-// At most this many objects' room is made from a list's remainingItemCount
-// (ten times the largest clusters' pods; a hostile count costs ~32 MB of buckets).
-constexpr int64_t kMaxReservedObjects = 4'000'000;
-
 }  // namespace
 
 Informer::Informer(kube::Api& client, InformerOptions options, std::string cluster, model::DiffOptions diff, Sink sink)
@@ -300,12 +296,6 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
     cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
     dom::array items;
     if (doc["items"].get(items) == simdjson::SUCCESS) {
-      // The first page says how many follow: room for them all in the
-      // cache (bounded: the count is the server's word, not a promise).
-      int64_t remaining = 0;
-      if (progress.pages == 0 && doc.at_pointer("/metadata/remainingItemCount").get(remaining) == simdjson::SUCCESS &&
-          remaining > 0)
-        tracker_.store().reserve(items.size() + static_cast<size_t>(std::min<int64_t>(remaining, kMaxReservedObjects)));
       diff::ListItemSources sources(*page.parser, r.body);  // lets the pruner copy untouched subtrees
       for (dom::element item : items) {
         ++progress.objects;
