@@ -14,17 +14,17 @@ ListItemSources::ListItemSources(const simdjson::dom::parser& parser, std::strin
 
 SourceText ListItemSources::next() {
   Stage1 s1;
+  if (!s1.bind(source_)) return SourceText{};  // no source: the pruner serializes
   uint32_t start = first_;
   first_ = SourceText::kFind;
-  if (current_ != SourceText::kFind && s1.bind(source_)) {
+  if (current_ != SourceText::kFind) {
     // The item before ends where its prune() said, or is walked now (it
     // was not pruned: a re-delivery, an excluded namespace, an error).
     uint32_t end = s1.at(current_end_) == '}' ? current_end_ : s1.value_end(current_);
     start = s1.at(Stage1::plus(end, 1)) == ',' ? end + 2 : SourceText::kFind;
   }
   current_ = current_end_ = SourceText::kFind;
-  if (start == SourceText::kFind || !s1.bind(source_) || s1.at(start) != '{')
-    return SourceText{};  // no source, now and for the rest: the pruner serializes
+  if (s1.at(start) != '{') return SourceText{};  // out of step, now and for the rest
   current_ = start;
   SourceText item = source_;
   item.token = start;

@@ -470,7 +470,7 @@ class WatchProtocol(unittest.TestCase):
             self.assertEqual(status, 200, body[:300])
             self.assertEqual(body.count('"name":"d1"'), 1)
             self.assertIn('"x":' + nested.decode() + "}", body)
-        kubectl = KubectlFidelity.kubectl.__get__(self)
+        kubectl = self.server.kubectl
         self.assertEqual(kubectl("get", "deep", "d1", "-o", "jsonpath={.metadata.name}").stdout, "d1")
         listed = kubectl("get", "deeps", "-o", "name", check=False)
         self.assertNotEqual(listed.returncode, 0)

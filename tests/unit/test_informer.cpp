@@ -495,6 +495,15 @@ TEST_CASE("informer: a relist whose continue token expires starts over and repor
   CHECK(watched_from[1].starts_with("resourceVersion=10&"));
 }
 
+namespace {
+// A ConfigMap in namespace "ns" whose data.k nests `depth` arrays deep.
+std::string deep_configmap(const std::string& name, const std::string& uid, const std::string& rv, size_t depth) {
+  return R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":")" + name + R"(","namespace":"ns","uid":")" +
+         uid + R"(","resourceVersion":")" + rv + R"("},"data":{"k":)" + std::string(depth, '[') +
+         std::string(depth, ']') + "}}";
+}
+}  // namespace
+
 // kube-apiserver accepts JSON nested up to 10,000 levels (a custom
 // resource with preserved unknown fields). One object nested 2,000 deep
 // failed its watch event's parse, so the watch ended and started again at
@@ -504,11 +513,6 @@ TEST_CASE("informer: a relist whose continue token expires starts over and repor
 // had of it stays (a relist does not call it deleted). Deeper than any
 // server writes (100,000) is skipped the same way on a watch.
 TEST_CASE("informer: an object nested too deep to handle is skipped on a watch and a list, and the rest goes on") {
-  auto deep_configmap = [](const std::string& name, const std::string& uid, const std::string& rv, size_t depth) {
-    return R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":")" + name + R"(","namespace":"ns","uid":")" +
-           uid + R"(","resourceVersion":")" + rv + R"("},"data":{"k":)" + std::string(depth, '[') +
-           std::string(depth, ']') + "}}";
-  };
   test::FakeClock clock;
   test::FakeApi api(clock);
   int lists = 0;
@@ -552,11 +556,6 @@ TEST_CASE("informer: an object nested too deep to handle is skipped on a watch a
 // deletion is reported at once, from the last version that could be read,
 // at the event's resourceVersion; an object never read is still skipped.
 TEST_CASE("informer: an object deleted while nested too deep is reported deleted from its last readable version") {
-  auto deep_configmap = [](const std::string& name, const std::string& uid, const std::string& rv) {
-    return R"({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":")" + name + R"(","namespace":"ns","uid":")" +
-           uid + R"(","resourceVersion":")" + rv + R"("},"data":{"k":)" + std::string(2000, '[') +
-           std::string(2000, ']') + "}}";
-  };
   test::FakeClock clock;
   test::FakeApi api(clock);
   api.on_get = [&](const std::string&) {
@@ -564,10 +563,10 @@ TEST_CASE("informer: an object deleted while nested too deep is reported deleted
   };
   std::atomic<bool> stop{false};
   api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>& on_data) {
-    on_data(R"({"type":"MODIFIED","object":)" + deep_configmap("a", "u-a", "11") + "}\n");   // skipped, kept
-    on_data(R"({"type":"ADDED","object":)" + deep_configmap("never", "u-n", "12") + "}\n");  // skipped
-    on_data(R"({"type":"DELETED","object":)" + deep_configmap("never", "u-n", "13") + "}\n");
-    on_data(R"({"type":"DELETED","object":)" + deep_configmap("a", "u-a", "15") + "}\n");
+    on_data(R"({"type":"MODIFIED","object":)" + deep_configmap("a", "u-a", "11", 2000) + "}\n");   // skipped, kept
+    on_data(R"({"type":"ADDED","object":)" + deep_configmap("never", "u-n", "12", 2000) + "}\n");  // skipped
+    on_data(R"({"type":"DELETED","object":)" + deep_configmap("never", "u-n", "13", 2000) + "}\n");
+    on_data(R"({"type":"DELETED","object":)" + deep_configmap("a", "u-a", "15", 2000) + "}\n");
     on_data(event("ADDED", configmap("a", "u-a2", "16", "1")));
     stop = true;
     return ok("");

@@ -11,27 +11,20 @@ from .errors import ApiError
 # that deep. apiserver.py raises Python's recursion limit and thread stacks
 # so that json, deepcopy and the patch code follow it there.
 MAX_JSON_DEPTH = 10000
-_JSON_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+# A whole string (its escapes inside it), or a bracket.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 def json_depth_error(raw):
     """None when raw nests at most MAX_JSON_DEPTH deep; else Go's message
-    for the first bracket past it (strings and their escapes skipped)."""
-    depth, in_string, escaped_at = 0, False, -1
-    for m in _JSON_STRUCTURE.finditer(raw):
-        c, at = m.group(), m.start()
-        if in_string:
-            if c == b"\\" and escaped_at != at:
-                escaped_at = at + 1  # the next byte is escaped
-            elif c == b'"' and escaped_at != at:
-                in_string = False
-            continue
-        if c == b'"':
-            in_string = True
-        elif c in (b"[", b"{"):
+    for the first bracket past it (brackets inside strings do not count)."""
+    depth = 0
+    for m in _STRING_OR_BRACKET.finditer(raw):
+        c = m.group()
+        if c in (b"[", b"{"):
             depth += 1
             if depth > MAX_JSON_DEPTH:
-                return "json: offset %d: invalid character '%s' exceeded max depth" % (at + 1, c.decode())
+                return "json: offset %d: invalid character '%s' exceeded max depth" % (m.start() + 1, c.decode())
         elif c in (b"]", b"}"):
             depth -= 1
     return None
