@@ -287,21 +287,28 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
   // ~4 MB): past that the transfer is stopped with an error that says so,
   // rather than a truncated body parsed as broken JSON.
   constexpr size_t kMaxBody = size_t{1} << 26;
-  bool too_large = false;
-  auto sink = [&](std::string_view chunk, long status) {
-    if (on_data && status >= 200 && status < 300) return (*on_data)(chunk);
-    if (r.body.size() + chunk.size() > kMaxBody) {
-      too_large = true;
-      return false;
-    }
-    // Room for simdjson's padding after the body as it grows (geometrically),
-    // so that a list page of ~4 MB is parsed where it is, not copied first.
-    if (size_t need = r.body.size() + chunk.size() + simdjson::SIMDJSON_PADDING; r.body.capacity() < need)
-      r.body.reserve(std::max(2 * r.body.capacity(), need));
-    r.body.append(chunk);
-    return true;
-  };
-  auto out = transport_->perform(curl, sink, stop);
+  Transport::Outcome out;
+  if (on_data) {
+    // A watch: each piece to the caller as it comes; a body that is not
+    // 2xx (the watch refused: a Status) is kept whole.
+    bool too_large = false;
+    auto sink = [&](std::string_view chunk, long status) {
+      if (status >= 200 && status < 300) return (*on_data)(chunk);
+      if (r.body.size() + chunk.size() > kMaxBody) {
+        too_large = true;
+        return false;
+      }
+      r.body.append(chunk);
+      return true;
+    };
+    out = transport_->perform(curl, sink, stop);
+    out.too_large = too_large;
+  } else {
+    // Written where it goes by the I/O thread, with simdjson's padding
+    // after it, so that a list page of ~4 MB is parsed where it is: neither
+    // copied out of the transport's pieces nor into the parser's buffer.
+    out = transport_->perform_whole(curl, r.body, kMaxBody, simdjson::SIMDJSON_PADDING, stop);
+  }
   CURLcode rc = out.code;
   r.status = out.status;
   if (char* ct = nullptr; curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) r.content_type = ct;
@@ -314,7 +321,7 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
                    rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR ||
                    rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH || rc == CURLE_SSL_CRL_BADFILE;
   if (rc == CURLE_OPERATION_TIMEDOUT && on_data && r.status >= 200 && r.status < 300) r.error.clear();  // a watch's end
-  if (too_large) {
+  if (out.too_large) {
     r.error = "response body larger than " + std::to_string(kMaxBody >> 20) + " MiB: not read";
     r.status = 0;
     r.body.clear();

@@ -18,6 +18,12 @@ struct Transport::Exchange {
   std::condition_variable cv;
   std::deque<std::string> chunks;
   std::string spare;  // a piece the caller is done with, its memory kept for the next one
+  // perform_whole(): where the body goes, on the I/O thread; the caller
+  // reads it only once `done` is set (under `mu`).
+  std::string* body = nullptr;
+  size_t body_limit = 0;
+  size_t body_room = 0;
+  bool too_large = false;
   size_t buffered = 0;
   long status = 0;
   bool paused = false;
@@ -58,6 +64,18 @@ size_t Transport::on_write(char* p, size_t size, size_t n, void* ud) {
   size_t len = size * n;
   std::lock_guard lock(ex->mu);
   if (ex->status == 0) curl_easy_getinfo(ex->easy, CURLINFO_RESPONSE_CODE, &ex->status);
+  if (std::string* body = ex->body) {  // wanted whole: no piece, no wake-up until it is done
+    if (len > ex->body_limit - body->size()) {
+      ex->too_large = true;
+      return 0;  // anything but len: curl stops the transfer with CURLE_WRITE_ERROR
+    }
+    // Grown geometrically with the room kept after it, so the caller can
+    // parse it where it is.
+    if (size_t need = body->size() + len + ex->body_room; body->capacity() < need)
+      body->reserve(std::max(2 * body->capacity(), need));
+    body->append(p, len);
+    return len;
+  }
   if (ex->buffered >= kPauseBytes) {
     ex->paused = true;
     ++ex->owner->pauses_;
@@ -166,8 +184,26 @@ void Transport::loop() {
 Transport::Outcome Transport::perform(CURL* easy, const std::function<bool(std::string_view, long)>& sink,
                                       const std::atomic<bool>* stop) {
   Exchange ex;
-  ex.owner = this;
   ex.easy = easy;
+  return run(ex, &sink, stop);
+}
+
+Transport::Outcome Transport::perform_whole(CURL* easy, std::string& body, size_t limit, size_t room_after,
+                                            const std::atomic<bool>* stop) {
+  Exchange ex;
+  ex.easy = easy;
+  ex.body = &body;
+  ex.body_limit = std::max(limit, body.size());
+  ex.body_room = room_after;
+  Outcome out = run(ex, nullptr, stop);
+  out.too_large = ex.too_large;
+  return out;
+}
+
+Transport::Outcome Transport::run(Exchange& ex, const std::function<bool(std::string_view, long)>* sink,
+                                  const std::atomic<bool>* stop) {
+  CURL* easy = ex.easy;
+  ex.owner = this;
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transport::on_write);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &ex);
   curl_easy_setopt(easy, CURLOPT_PRIVATE, &ex);
@@ -186,7 +222,7 @@ Transport::Outcome Transport::perform(CURL* easy, const std::function<bool(std::
       ex.buffered -= chunk.size();
       long status = ex.status;
       lock.unlock();
-      bool more = cancel_sent || sink(chunk, status);
+      bool more = cancel_sent || (*sink)(chunk, status);
       lock.lock();
       // Its memory serves the next piece: a fresh allocation per piece cost
       // a page fault per 4 KiB touched (perf: clear_page on the I/O thread).

@@ -8,7 +8,9 @@
 // The caller's thread keeps doing the work: perform() blocks, and the body
 // arrives in the caller's `sink` on the caller's thread, so an informer's
 // parse and diff never run on (or stall) the I/O thread. The I/O thread only
-// moves bytes into a per-transfer buffer (what waits is handed over in one
+// moves bytes into a per-transfer buffer - or, for a body the caller wants
+// whole (a list page: perform_whole()), straight into the caller's string,
+// so that its bytes are copied once, not once more on the caller's thread - (what waits is handed over in one
 // piece: the informer commits it in one transaction); when a consumer falls behind by
 // more than kPauseBytes its transfer is paused (HTTP/2 flow control holds
 // the server back for that stream alone) and resumed once drained.
@@ -47,12 +49,18 @@ class Transport {
     long status = 0;               // HTTP status, 0 when none arrived
     bool stopped_by_sink = false;  // the sink returned false
     bool stopped = false;          // `stop` became true
+    bool too_large = false;        // perform_whole(): the body passed its limit, and the transfer was stopped
   };
   // Runs `easy` (configured by the caller, except its write callback) on
   // the shared multi handle until it completes, the sink returns false, or
   // `stop` becomes true (noticed within 200 ms). The sink gets each piece of
   // the body with the HTTP status, on the calling thread.
   Outcome perform(CURL* easy, const std::function<bool(std::string_view, long)>& sink, const std::atomic<bool>* stop);
+  // The same for a body wanted whole: the I/O thread appends it to `body`
+  // as it arrives, keeping `room_after` bytes of capacity past its end (a
+  // parser's padding), and the caller wakes once, when it is complete. A
+  // body that would pass `limit` bytes stops the transfer (too_large).
+  Outcome perform_whole(CURL* easy, std::string& body, size_t limit, size_t room_after, const std::atomic<bool>* stop);
 
   // How bytes that arrived join the pieces waiting for the caller: to the
   // last one, up to kCoalesceBytes, else as a new piece in `spare`'s memory
@@ -68,6 +76,7 @@ class Transport {
   struct Exchange;
   enum class Command { add, cancel, resume };
   void post(Command c, Exchange* ex);
+  Outcome run(Exchange& ex, const std::function<bool(std::string_view, long)>* sink, const std::atomic<bool>* stop);
   void loop();
   static size_t on_write(char* p, size_t size, size_t n, void* ud);
 
