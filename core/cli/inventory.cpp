@@ -98,18 +98,19 @@ bool InventorySchedule::wait(std::chrono::milliseconds d) {
 }
 
 int64_t InventorySchedule::last_taken(const std::string& handler) {
+  const int64_t by_leader = src_.taken_by_leader ? src_.taken_by_leader(handler) : 0;
   if (ledger_) {
     try {
-      return ledger_->last_taken(handler);
+      return std::max(ledger_->last_taken(handler), by_leader);
     } catch (const std::exception& e) {
-      spdlog::warn("inventory: when handler \"{}\" last took a snapshot is unreadable, taking one: {}", handler,
-                   e.what());
-      return 0;
+      spdlog::warn("inventory: when handler \"{}\" last took a snapshot is unreadable{}: {}", handler,
+                   by_leader ? "; going by the Lease" : ", taking one", e.what());
+      return by_leader;
     }
   }
   std::lock_guard lock(mu_);
   auto it = last_.find(handler);
-  return it == last_.end() ? 0 : it->second;
+  return std::max(it == last_.end() ? 0 : it->second, by_leader);
 }
 
 void InventorySchedule::gauge(const char* name, const char* help, const std::string& handler, double value) {
@@ -121,6 +122,7 @@ void InventorySchedule::taken(const std::string& handler, int64_t at) {
   gauge("kubetrail_inventory_last_snapshot_timestamp_seconds",
         "when the handler's last inventory snapshot was taken (unix seconds; routed whole)", handler,
         static_cast<double>(at));
+  if (src_.publish_taken) src_.publish_taken(handler, at);
   if (ledger_) {
     try {
       ledger_->taken(handler, at);

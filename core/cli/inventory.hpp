@@ -58,7 +58,8 @@ std::vector<TakenSnapshot> take_snapshots(kube::Api& api, const config::Config& 
 // last batch is routed: the time is kept in the state store, so a restart
 // neither skips one that was due nor repeats one that was taken
 // (watch::SnapshotLedger); one cut short by a restart is taken again, whole,
-// under a new id.
+// under a new id. With leader election the leader also publishes the time
+// in the Lease, and a replica that takes over counts it as its own.
 class InventorySchedule {
  public:
   struct Sources {
@@ -74,6 +75,13 @@ class InventorySchedule {
     // kubetrail_inventory_last_snapshot_timestamp_seconds and
     // kubetrail_inventory_snapshot_objects, by handler (null: none).
     Metrics* metrics = nullptr;
+    // With leader election (null without): when the replica that led
+    // before took the handler's last snapshot (the Lease says; 0: never),
+    // and where this replica says it took one. A snapshot is due by the
+    // later of that time and this replica's own record, so that leadership
+    // moving (a rolling update) does not send the inventory again.
+    std::function<int64_t(const std::string& handler)> taken_by_leader;
+    std::function<void(const std::string& handler, int64_t at)> publish_taken;
   };
   explicit InventorySchedule(Sources sources);
   ~InventorySchedule();

@@ -417,7 +417,16 @@ void Daemon::start_background() {
         return inventory_cfg_;
       },
       [this] { return delivering_.load() && watches_->synced_count() == watches_->informer_count(); }, state_.get(),
-      &metrics_});
+      &metrics_,
+      elector_ ? std::function<int64_t(const std::string&)>([this](const std::string& handler) -> int64_t {
+        auto times = elector_->observed_snapshots();
+        auto it = times.find(handler);
+        return it == times.end() ? 0 : it->second;
+      })
+               : nullptr,
+      elector_ ? std::function<void(const std::string&, int64_t)>(
+                     [this](const std::string& handler, int64_t at) { elector_->snapshot_taken(handler, at); })
+               : nullptr});
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.
   if (elector_)

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -97,12 +98,24 @@ LeaderElector::Progress LeaderElector::observed_progress() const {
   return observed_progress_;
 }
 
+void LeaderElector::snapshot_taken(const std::string& handler, int64_t at) {
+  std::lock_guard lock(mu_);
+  int64_t& kept = published_snapshots_[handler];
+  kept = std::max(kept, at);
+}
+
+LeaderElector::SnapshotTimes LeaderElector::observed_snapshots() const {
+  std::lock_guard lock(mu_);
+  return observed_snapshots_;
+}
+
 std::string LeaderElector::lease_json(const std::string& holder, int64_t duration_s, const std::string& acquire_time,
                                       int32_t transitions, const std::string& resource_version) const {
   json annotations = observed_raw_.empty() ? json::object() : json::parse(observed_raw_).value("a", json::object());
   {
     std::lock_guard lock(mu_);
     annotations[kAnnotationProgress] = json(published_).dump();
+    if (!published_snapshots_.empty()) annotations[kAnnotationSnapshots] = json(published_snapshots_).dump();
   }
   json lease = {{"apiVersion", "coordination.k8s.io/v1"},
                 {"kind", "Lease"},
@@ -206,15 +219,33 @@ bool LeaderElector::step() {
       observed_acquire_time_ = spec.value("acquireTime", "");
       observed_transitions_ = spec.value("leaseTransitions", 0);
       Progress progress;
-      auto text = doc["metadata"].value("annotations", json::object()).value(kAnnotationProgress, "");
+      const json annotations = doc["metadata"].value("annotations", json::object());
+      auto text = annotations.value(kAnnotationProgress, "");
       if (!text.empty()) {
         auto p = parse_bounded(text, "annotation " + std::string(kAnnotationProgress));
         for (auto it = p.begin(); it != p.end(); ++it)
           if (it->is_string()) progress[it.key()] = it->get<std::string>();
       }
+      // Anyone who may write the Lease writes this: a value that is not a
+      // whole number of seconds is left out (that handler's snapshot is then
+      // due by this replica's own record alone).
+      // Advisory, unlike the progress: an unreadable one is warned about
+      // and left out, and the Lease is read as ever.
+      SnapshotTimes snapshots;
+      if (auto taken = annotations.value(kAnnotationSnapshots, ""); !taken.empty()) {
+        try {
+          auto p = parse_bounded(taken, "annotation " + std::string(kAnnotationSnapshots));
+          if (!p.is_object()) throw Error("annotation " + std::string(kAnnotationSnapshots) + ": not a JSON object");
+          for (const auto& [handler, at] : p.items())
+            if (at.is_number_integer() && at.get<int64_t>() > 0) snapshots[handler] = at.get<int64_t>();
+        } catch (const std::exception& e) {
+          spdlog::warn("lease {}/{}: {}", s_.lease_namespace, s_.name, e.what());
+        }
+      }
       {
         std::lock_guard lock(mu_);
         observed_progress_ = std::move(progress);
+        observed_snapshots_ = std::move(snapshots);
       }
       ++observed_gen_;
     }
@@ -237,6 +268,10 @@ bool LeaderElector::step() {
   if (!was_holding) {
     std::lock_guard lock(mu_);
     for (const auto& [stream, rv] : observed_progress_) published_.emplace(stream, rv);
+    for (const auto& [handler, at] : observed_snapshots_) {
+      int64_t& kept = published_snapshots_[handler];
+      kept = std::max(kept, at);
+    }
   }
   if (!write("PUT", path, true)) return keep_or_lose();
   set_holding(true, true);

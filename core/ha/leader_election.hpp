@@ -18,7 +18,10 @@
 // -> resourceVersion delivered through), and followers read it. A follower
 // keeps what its own warm informers produced that the leader has not yet
 // confirmed, and delivers exactly that when it takes over (see
-// ha/handover.hpp).
+// ha/handover.hpp). The same way it publishes when each handler's last
+// inventory snapshot was taken (kAnnotationSnapshots, handler -> unix
+// seconds), so that a new leader does not take again at once the snapshot
+// the last one took (cli/inventory.hpp).
 #pragma once
 
 #include <atomic>
@@ -32,6 +35,7 @@
 namespace kubetrail::ha {
 
 inline constexpr const char* kAnnotationProgress = "kubetrail.io/delivered-through";
+inline constexpr const char* kAnnotationSnapshots = "kubetrail.io/snapshots-taken";
 
 struct LeaseSettings {
   std::string lease_namespace = "kubetrail";
@@ -49,6 +53,7 @@ std::string default_identity();
 class LeaderElector {
  public:
   using Progress = std::map<std::string, std::string>;
+  using SnapshotTimes = std::map<std::string, int64_t>;  // handler -> unix seconds
 
   LeaderElector(kube::Client& client, LeaseSettings settings);
 
@@ -78,6 +83,13 @@ class LeaderElector {
   Progress observed_progress() const;
   uint64_t observed_generation() const { return observed_gen_.load(); }
 
+  // The leader took handler's inventory snapshot at `at` (unix seconds);
+  // written into the Lease on each renew. An earlier time is ignored.
+  void snapshot_taken(const std::string& handler, int64_t at);
+  // When each handler's last snapshot was taken as the Lease said at the
+  // last step: by whichever replica led then.
+  SnapshotTimes observed_snapshots() const;
+
  private:
   std::string leases_path() const;
   bool write(const std::string& method, const std::string& path, bool leading_next);
@@ -95,14 +107,15 @@ class LeaderElector {
   std::mutex step_mu_;
   mutable std::mutex mu_;
   // The last record observed, and when (by our clock) it last changed.
-  std::string observed_raw_;                               // step_mu_
-  std::string observed_acquire_time_, observed_rv_;        // step_mu_
-  int32_t observed_transitions_ = 0;                       // step_mu_
-  std::chrono::steady_clock::time_point observed_time_{};  // step_mu_
-  std::string observed_holder_;                            // mu_ (written under both)
-  Progress observed_progress_, published_;                 // mu_
-  std::chrono::steady_clock::time_point renewed_{};        // mu_ (written under both): last acquire or renew
-  bool holding_ = false;                                   // mu_ (written under both)
+  std::string observed_raw_;                                // step_mu_
+  std::string observed_acquire_time_, observed_rv_;         // step_mu_
+  int32_t observed_transitions_ = 0;                        // step_mu_
+  std::chrono::steady_clock::time_point observed_time_{};   // step_mu_
+  std::string observed_holder_;                             // mu_ (written under both)
+  Progress observed_progress_, published_;                  // mu_
+  SnapshotTimes observed_snapshots_, published_snapshots_;  // mu_
+  std::chrono::steady_clock::time_point renewed_{};         // mu_ (written under both): last acquire or renew
+  bool holding_ = false;                                    // mu_ (written under both)
   std::atomic<bool> lost_{false};
   std::atomic<uint64_t> observed_gen_{0};
 };

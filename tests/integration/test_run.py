@@ -1043,6 +1043,60 @@ class RunAgainstApiServer(unittest.TestCase):
         finally:
             b.stop()
 
+    def test_leader_election_a_new_leader_does_not_repeat_the_last_leaders_inventory_snapshot(self):
+        # Each replica kept the time of its own last snapshot: a follower that
+        # took over (a rolling update moves the lease at least once) had
+        # never taken one, so it sent the whole inventory again at once.
+        # Failed before the leader published its snapshot times in the Lease:
+        # replica b's file held a second snapshot within a second of taking over.
+        k = self.server.kubectl
+        k("create", "namespace", "shop")
+        for name in ("a", "b"):
+            k("create", "configmap", name, "-n", "shop", "--from-literal=v=" + name)
+        files = {r: os.path.join(self.server.dir, "cmdb-%s.jsonl" % r) for r in "ab"}
+
+        def config(r):
+            log_handler = 'plugin = "log"\nconfig = { format = "json", path = "%s" }' % files[r]
+            state = os.path.join(self.server.dir, "state-%s" % r, "kubetrail.db")
+            return self.inventory_config(state, "1h", log_handler) + self.LEADER_ELECTION
+
+        def received(r):
+            if not os.path.exists(files[r]):
+                return []
+            with open(files[r]) as f:
+                return [json.loads(line) for line in f if line.strip()]
+
+        def snapshot_items(r):
+            return [c for c in received(r) if c["type"] == "Snapshot"]
+
+        a = self.start(["configmaps"], extra=config("a"))
+        wait_for(lambda: "leading as" in a.log(), what="the first replica to lead")
+        wait_for(lambda: len(snapshot_items("a")) == 2, what="the leader's snapshot")
+        b = Kubetrail(self.server, ["configmaps"], extra=config("b"))
+        try:
+            b.wait_ready()
+
+            def published():
+                lease = json.loads(k("get", "lease", "kt", "-o", "json").stdout)
+                return json.loads(lease["metadata"].get("annotations", {}).get("kubetrail.io/snapshots-taken", "{}"))
+            taken_at = wait_for(lambda: published().get("cmdb"), what="the snapshot's time in the Lease")
+            self.assertLess(abs(int(taken_at) - time.time()), 60)
+            a.proc.kill()
+            a.proc.wait()
+            wait_for(lambda: "leading: delivering" in b.log(), timeout=30, what="the follower to take over")
+            # b delivers (a change made now reaches its handler)...
+            k("create", "configmap", "after", "-n", "shop", "--from-literal=v=0")
+            wait_for(lambda: [c for c in received("b") if c["type"] == "Added" and c["name"] == "after"],
+                     what="the new leader to deliver")
+            # ...and its inventory schedule has looked (it runs every second
+            # once this replica delivers), without taking a snapshot.
+            time.sleep(3)
+            self.assertEqual(snapshot_items("b"), [], "the new leader repeated the inventory snapshot")
+            # It goes on publishing the time, for a third replica.
+            self.assertEqual(published().get("cmdb"), taken_at)
+        finally:
+            b.stop()
+
     def test_leader_election_takeover_delivers_what_happened_while_nobody_led(self):
         # Changes made after the leader died and before the follower's lease
         # wait is over are produced by the follower's warm informers and

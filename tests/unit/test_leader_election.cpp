@@ -10,6 +10,10 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
 #include "ha/leader_election.hpp"
 #include "kube/client.hpp"
 
@@ -125,5 +129,82 @@ TEST_CASE("leader election: a Lease nested 100,000 deep is unreadable, not a cra
     LeaseRig rig{http};
     CHECK(!rig.elector.step());
     CHECK(!rig.elector.leading());
+  }
+}
+
+// When each handler's last inventory snapshot was taken travels in the
+// Lease (kAnnotationSnapshots), so that a replica that takes over does not
+// send again at once the snapshot the last leader sent. Read from another
+// holder's Lease, kept through a takeover, and moved on by snapshot_taken().
+// Written anew with the Lease: it failed before the annotation existed (no
+// times observed, none written).
+TEST_CASE("leader election: the last leader's snapshot times are read, kept through a takeover, and moved on") {
+  httplib::Server http;
+  std::mutex mu;
+  std::string lease =
+      R"({"metadata":{"name":"kubetrail","resourceVersion":"7","annotations":{"kubetrail.io/snapshots-taken":)"
+      R"("{\"cmdb\":1700000000,\"words\":\"soon\",\"negative\":-5,\"half\":1.5}"}},)"
+      R"("spec":{"holderIdentity":"other","leaseDurationSeconds":15}})";
+  std::vector<std::string> written;
+  const std::string path = "/apis/coordination.k8s.io/v1/namespaces/kubetrail/leases/kubetrail";
+  http.Get(path, [&](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    res.set_content(lease, "application/json");
+  });
+  http.Put(path, [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    written.push_back(req.body);
+    lease = req.body;
+    res.set_content(lease, "application/json");
+  });
+  auto written_times = [&](size_t i) {
+    std::lock_guard lock(mu);
+    REQUIRE(written.size() > i);
+    auto doc = nlohmann::json::parse(written[i]);
+    return nlohmann::json::parse(doc["metadata"]["annotations"][ha::kAnnotationSnapshots].get<std::string>());
+  };
+  LeaseRig rig{http};
+  ha::LeaderElector& elector = rig.elector;
+
+  CHECK_FALSE(elector.step());  // another replica holds it
+  CHECK(elector.observed_snapshots() == ha::LeaderElector::SnapshotTimes{{"cmdb", 1700000000}});  // the rest: not times
+
+  {  // the holder released it (no holder): this replica takes it, and goes on publishing the times
+    std::lock_guard lock(mu);
+    lease = R"({"metadata":{"name":"kubetrail","resourceVersion":"8","annotations":{"kubetrail.io/snapshots-taken":)"
+            R"("{\"cmdb\":1700000000}"}},"spec":{"holderIdentity":"","leaseDurationSeconds":1}})";
+  }
+  REQUIRE(elector.step());
+  CHECK(written_times(0) == nlohmann::json{{"cmdb", 1700000000}});
+
+  elector.snapshot_taken("cmdb", 1700003600);
+  elector.snapshot_taken("audit", 1700000100);
+  elector.snapshot_taken("cmdb", 1600000000);  // older: ignored
+  REQUIRE(elector.step());
+  CHECK(written_times(1) == nlohmann::json{{"audit", 1700000100}, {"cmdb", 1700003600}});
+}
+
+// The annotation is written by anyone who may write the Lease, and only
+// advises: an unreadable one is left out, and the Lease is read as ever
+// (the holder, the delivery progress).
+TEST_CASE("leader election: an unreadable snapshot-times annotation is left out, not the Lease") {
+  for (const std::string& value : {std::string(R"(not json)"), std::string(R"([1,2])"), std::string(R"(5)"),
+                                   std::string(5000, '[') + std::string(5000, ']')}) {
+    CAPTURE(value.substr(0, 20));
+    nlohmann::json doc = {
+        {"metadata",
+         {{"name", "kubetrail"},
+          {"resourceVersion", "7"},
+          {"annotations", {{ha::kAnnotationSnapshots, value}, {ha::kAnnotationProgress, R"({"pods":"42"})"}}}}},
+        {"spec", {{"holderIdentity", "other"}, {"leaseDurationSeconds", 15}}}};
+    const std::string lease = doc.dump();
+    httplib::Server http;
+    http.Get("/apis/coordination.k8s.io/v1/namespaces/kubetrail/leases/kubetrail",
+             [&](const httplib::Request&, httplib::Response& res) { res.set_content(lease, "application/json"); });
+    LeaseRig rig{http};
+    CHECK_FALSE(rig.elector.step());
+    CHECK(rig.elector.holder() == "other");
+    CHECK(rig.elector.observed_progress() == ha::LeaderElector::Progress{{"pods", "42"}});
+    CHECK(rig.elector.observed_snapshots().empty());
   }
 }
