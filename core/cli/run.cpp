@@ -552,7 +552,7 @@ bool Daemon::lead_or_follow() {
     delivering_ = true;
     auto last = elector_->observed_progress();
     progress_.seed(last);
-    handover_.forget_covered(last);
+    keep_history(handover_.take_covered(last));  // the last leader delivered them
     auto pending = handover_.take();
     spdlog::info("leading: delivering {} change set(s) the last leader had not confirmed", pending.size());
     pipeline_->start_async(state_.get(), &progress_);  // this replica's own outbox leftovers first
@@ -569,7 +569,9 @@ bool Daemon::lead_or_follow() {
     elector_->publish(progress_.delivered_through());
   } else if (elector_->observed_generation() != seen_lease_) {
     seen_lease_ = elector_->observed_generation();
-    handover_.forget_covered(elector_->observed_progress());
+    // What the leader says it delivered goes into this replica's history
+    // too, so that after a takeover the history does not begin there.
+    keep_history(handover_.take_covered(elector_->observed_progress()));
   }
   metrics_.record(leader_gauge_, delivering_ ? 1 : 0);
   metrics_.record(handover_gauge_, static_cast<double>(handover_.size()));

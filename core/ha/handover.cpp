@@ -93,14 +93,18 @@ void HandoverBuffer::push(model::ChangeSet cs) {
   }
 }
 
-void HandoverBuffer::forget_covered(const Progress& leader) {
+std::vector<model::ChangeSet> HandoverBuffer::take_covered(const Progress& leader) {
+  std::vector<model::ChangeSet> delivered;
   std::deque<std::pair<std::string, model::ChangeSet>> keep;
   for (auto& item : items_) {
     auto it = leader.find(item.first);
-    if (it != leader.end() && covered(item.second.resource_version, it->second)) continue;
-    keep.push_back(std::move(item));
+    if (it != leader.end() && covered(item.second.resource_version, it->second))
+      delivered.push_back(std::move(item.second));
+    else
+      keep.push_back(std::move(item));
   }
   items_ = std::move(keep);
+  return delivered;
 }
 
 std::vector<model::ChangeSet> HandoverBuffer::take() {

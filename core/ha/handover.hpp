@@ -87,8 +87,9 @@ class HandoverBuffer {
  public:
   HandoverBuffer(StreamKey key, size_t capacity) : key_(std::move(key)), capacity_(capacity) {}
   void push(model::ChangeSet cs);
-  // Drops what the leader's progress covers.
-  void forget_covered(const Progress& leader);
+  // Takes out what the leader's progress covers (delivered by the leader:
+  // a follower keeps it in its history), oldest first.
+  std::vector<model::ChangeSet> take_covered(const Progress& leader);
   // Everything left, oldest first; the buffer is empty afterwards.
   std::vector<model::ChangeSet> take();
   size_t size() const noexcept { return items_.size(); }

@@ -1043,6 +1043,48 @@ class RunAgainstApiServer(unittest.TestCase):
         finally:
             b.stop()
 
+    def test_leader_election_a_follower_keeps_the_history_the_leader_delivered(self):
+        # Each replica keeps its own history file. A follower kept nothing:
+        # after a takeover (a rolling update moves the Lease) `kubetrail
+        # history` and the timeline began at the takeover. Now a follower
+        # keeps each change set the leader confirms delivered. Failed before:
+        # b's history was empty while a had delivered all four.
+        k = self.server.kubectl
+        states = {r: os.path.join(self.server.dir, "state-%s" % r, "kubetrail.db") for r in "ab"}
+
+        def config(r):
+            return self.LEADER_ELECTION + '\n[state]\npath = "%s"' % states[r]
+
+        def history(r):
+            out = subprocess.run([KUBETRAIL, "history", "--state", states[r], "--since", "10m", "-o", "json"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return sorted((c["type"], c["name"]) for c in map(json.loads, out.stdout.splitlines()))
+
+        a = self.start(["configmaps"], extra=config("a"))
+        wait_for(lambda: "leading as" in a.log(), what="the first replica to lead")
+        b = Kubetrail(self.server, ["configmaps"], extra=config("b"))
+        try:
+            b.wait_ready()
+            for i in range(3):
+                k("create", "configmap", "kept-%d" % i, "--from-literal=v=0")
+            k("patch", "configmap", "kept-0", "--type=merge", "-p", '{"data":{"v":"1"}}')
+            a.wait_changes(4)
+            expected = [("Added", "kept-0"), ("Added", "kept-1"), ("Added", "kept-2"), ("Modified", "kept-0")]
+            wait_for(lambda: history("a") == expected, what="the leader's history")
+            self.assertEqual(b.changes(), [], "a follower delivered")
+            # The follower learns from the Lease what the leader delivered
+            # (every retry period) and keeps it.
+            wait_for(lambda: history("b") == expected, timeout=30, what="the follower's history")
+            # Taking over, it delivers and keeps what comes next, each once.
+            a.proc.kill()
+            a.proc.wait()
+            k("create", "configmap", "later", "--from-literal=v=0")
+            b.wait_changes(1, timeout=30)
+            wait_for(lambda: history("b") == sorted(expected + [("Added", "later")]), what="the new leader's history")
+        finally:
+            b.stop()
+
     def test_leader_election_a_new_leader_does_not_repeat_the_last_leaders_inventory_snapshot(self):
         # Each replica kept the time of its own last snapshot: a follower that
         # took over (a rolling update moves the lease at least once) had

@@ -95,9 +95,12 @@ TEST_CASE("handover: a follower keeps what the leader has not confirmed, per str
   b.push(change("Deployment", "a", "d1", "11"));
   b.push(change("ConfigMap", "a", "c2", "12"));
   b.push(change("ConfigMap", "a", "odd", "x13"));  // not an integer: kept
-  b.forget_covered({{"configmaps", "12"}});        // deployments: nothing confirmed yet
+  // What the leader confirms comes out, oldest first: a follower keeps it
+  // in its history (before 2026-12-05 it was dropped).
+  CHECK(names(b.take_covered({{"configmaps", "12"}})) ==
+        std::vector<std::string>{"c1", "c2"});  // deployments: nothing confirmed yet
   CHECK(b.size() == 2);
-  b.forget_covered({{"deployments.apps", "10"}});  // confirms an earlier one only
+  CHECK(b.take_covered({{"deployments.apps", "10"}}).empty());  // confirms an earlier one only
   CHECK(names(b.take()) == std::vector<std::string>{"d1", "odd"});
   CHECK(b.size() == 0);
 }
