@@ -5,10 +5,14 @@
 
 #include <algorithm>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include "cli/common.hpp"
 #include "cli/pipeline.hpp"
+#include "common/deep_json.hpp"
 #include "common/error.hpp"
+#include "common/json_depth.hpp"
 #include "diff/diff.hpp"
 #include "kube/recording.hpp"
 #include "model/resource_type.hpp"
@@ -72,12 +76,16 @@ int run_replay(const Args& args) {
   };
 
   simdjson::dom::parser parser;
+  std::unique_ptr<simdjson::dom::parser> deep_parser;  // for a deletion nested too deep (RecordedEvent::deep)
   bool delivered_all = true;
   uint64_t skipped = 0;
   for (const auto& ev : recording.events()) {
     if (ev.type == model::WatchEventType::bookmark) continue;
-    simdjson::dom::element doc =
-        parser.parse(ev.frame.data(), ev.frame.size(), false).value_unsafe();  // checked by load
+    // Checked by load, with the parser each needs.
+    const simdjson::padded_string_view frame(ev.frame.data(), ev.frame.size(),
+                                             ev.frame.size() + kube::JsonFramer::kReadablePast);
+    simdjson::dom::element doc = (ev.deep ? parse_allowing_deep(parser, deep_parser, frame).doc
+                                          : parser.parse(ev.frame.data(), ev.frame.size(), false).value_unsafe());
     simdjson::dom::element object = doc["object"].value_unsafe();
     if (ev.type == model::WatchEventType::error) {
       std::string_view msg;
@@ -101,6 +109,21 @@ int run_replay(const Args& args) {
       continue;
     }
     auto& tracker = trackers.try_emplace(type.qualified_name(), detector, type).first->second;
+    if (ev.deep) {  // a DELETED too deep to read: from the last version read, as the informer reports it
+      std::string_view name = text_at("/metadata/name"), rv = text_at("/metadata/resourceVersion");
+      std::optional<model::ChangeSet> cs;
+      if (!name.empty()) cs = tracker.deleted_unread(model::ObjectStore::key_of(ns, name), now_rfc3339(), rv);
+      if (!cs) {
+        spdlog::error("{}: byte offset {}: event {}, skipped", recording.files()[ev.file], ev.offset,
+                      nested_deeper_than());
+        delivered_all = false;
+        continue;
+      }
+      spdlog::warn("{}: byte offset {}: deleted while {}: reported from the last version read",
+                   recording.files()[ev.file], ev.offset, nested_deeper_than());
+      if (!deliver(*cs)) delivered_all = false;
+      continue;
+    }
     diff::SourceText source{&parser, ev.frame, "object"};  // lets the pruner copy untouched subtrees
     // One object that cannot be diffed is reported and skipped: the events
     // after it are still replayed.

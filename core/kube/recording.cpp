@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "common/deep_json.hpp"
 #include "common/error.hpp"
 #include "common/json_depth.hpp"
 
@@ -20,6 +21,7 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
   Recording rec;
   std::vector<Sortable> all;
   simdjson::dom::parser parser;
+  std::unique_ptr<simdjson::dom::parser> deep_parser;  // made at the first event too deep for `parser`
   for (size_t f = 0; f < files.size(); ++f) {
     simdjson::padded_string buf;
     if (auto err = simdjson::padded_string::load(files[f].string()).get(buf))
@@ -37,16 +39,26 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
       simdjson::dom::element doc;
       // The file is fed whole, with its padding: every frame is a view into
       // the padded buffer (kept below), parsed in place, no copy.
+      bool deep = false;
       if (auto err = parser.parse(frame.data(), frame.size(), false).get(doc)) {
-        // Valid JSON a server may send (it allows 10,000 levels; the
-        // informer skips such an object too): this event is left out, the
+        if (err != simdjson::DEPTH_ERROR)
+          return fail(std::string("invalid JSON in the event starting here: ") + simdjson::error_message(err));
+        // Valid JSON a server may send (it allows 10,000 levels): as the
+        // informer does, a deletion is kept (replay reports it from the
+        // last version read) and any other such event is left out; the
         // rest of the file is read.
-        if (err == simdjson::DEPTH_ERROR) {
+        const DeepParse again = parse_allowing_deep(
+            parser, deep_parser,
+            simdjson::padded_string_view(frame.data(), frame.size(), frame.size() + JsonFramer::kReadablePast));
+        std::string_view type_name;
+        if (again.error != simdjson::SUCCESS || again.doc["type"].get(type_name) != simdjson::SUCCESS ||
+            type_name != "DELETED") {
           rec.errors_.push_back(name + ": byte offset " + std::to_string(offset) + ": event " + nested_deeper_than() +
                                 ", skipped");
           return;
         }
-        return fail(std::string("invalid JSON in the event starting here: ") + simdjson::error_message(err));
+        doc = again.doc;
+        deep = true;
       }
       std::string_view type_name;
       if (doc["type"].get(type_name) != simdjson::SUCCESS) return fail("event has no \"type\" string");
@@ -55,7 +67,7 @@ Recording Recording::load(const std::vector<std::filesystem::path>& files) {
       simdjson::dom::object object;
       if (doc["object"].get(object) != simdjson::SUCCESS) return fail("event has no \"object\"");
       Sortable s;
-      s.event = RecordedEvent{*type, frame, f, offset};
+      s.event = RecordedEvent{*type, frame, f, offset, deep};
       std::string_view rv;
       if (object.at_pointer("/metadata/resourceVersion").get(rv) == simdjson::SUCCESS) {
         auto [p, ec] = std::from_chars(rv.data(), rv.data() + rv.size(), s.rv);

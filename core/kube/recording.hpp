@@ -23,6 +23,10 @@ struct RecordedEvent {
   std::string_view frame;  // the event's JSON bytes, inside Recording's buffers (padded)
   size_t file = 0;         // index into Recording::files()
   uint64_t offset = 0;     // byte offset of the event in its file
+  // A DELETED event nested deeper than kubetrail handles (and no deeper
+  // than kube-apiserver writes): its frame parses only with a parser of
+  // common/deep_json.hpp. Every other event that deep is left out.
+  bool deep = false;
 };
 
 class Recording {

@@ -31,13 +31,13 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/deep_json.hpp"
 #include "diff/diff.hpp"
 #include "kube/api.hpp"
 #include "kube/watch_stream.hpp"
 #include "model/object_store.hpp"
 #include "model/resource_type.hpp"
 #include "watch/checkpoint.hpp"
-#include "watch/deep_objects.hpp"
 #include "watch/request.hpp"
 #include "watch/tracker.hpp"
 
@@ -109,7 +109,7 @@ class Informer {
   // An object (event or list item) that cannot be handled: logged with its
   // resource, namespace/name and reason, counted, skipped.
   void failed(const simdjson::dom::element* object, const std::string& where, std::string_view why);
-  // An object nested deeper than kubetrail handles (watch/deep_objects.hpp):
+  // An object nested deeper than kubetrail handles (common/deep_json.hpp):
   // failed(), and on a list counted as `seen`, so that what the cache has
   // of it stays.
   void skip_too_deep(simdjson::dom::element object, const std::string& where, std::set<std::string>* seen);

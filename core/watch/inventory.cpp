@@ -7,10 +7,10 @@
 #include <charconv>
 
 #include "common/clock.hpp"
+#include "common/deep_json.hpp"
 #include "config/config.hpp"
 #include "diff/source_text.hpp"
 #include "kube/discovery.hpp"
-#include "watch/deep_objects.hpp"
 
 namespace kubetrail::watch {
 
@@ -23,7 +23,7 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
       name_(type_.qualified_name() + (scope.namespace_scope.empty() ? "" : " in " + scope.namespace_scope)) {
   const std::string base = collection_path(type_, scope) + "limit=" + std::to_string(page_size);
   dom::parser parser;
-  std::unique_ptr<dom::parser> deep_parser;  // for a page with an object too deep for `parser` (deep_objects.hpp)
+  std::unique_ptr<dom::parser> deep_parser;  // for a page with an object too deep for `parser` (common/deep_json.hpp)
   std::string page_memory, cont;
   int restarts = 0;
   listed_at_ = now_rfc3339();

@@ -138,6 +138,39 @@ TEST_CASE("cli: a recorded event nested too deep is skipped, named, and the even
   CHECK(parse_lines(r.out).size() == parse_lines(plain.out).size());
 }
 
+// The informer reports a DELETED event whose object is nested too deep
+// from the last version it read (watch/informer.cpp, deleted_too_deep);
+// replay skipped it like any deep event, so the object's deletion was
+// missing from what a recording replays (failed before: the last line, the
+// Deleted, was not printed).
+TEST_CASE("cli: a recorded deletion nested too deep is reported from the last version read") {
+  test::TempDir dir;
+  auto lines = test::lines_of(test::read_file(example("recordings/rollout/deployments.json")));
+  REQUIRE(lines.back().find(R"("type":"DELETED")") != std::string::npos);
+  auto deleted = json::parse(lines.back());
+  std::string rest;
+  for (size_t i = 0; i + 1 < lines.size(); ++i) rest += lines[i] + "\n";
+  deleted["object"]["spec"] = "@DEEP@";
+  std::string deep_deleted = deleted.dump();
+  deep_deleted.replace(deep_deleted.find(R"("@DEEP@")"), 8, std::string(2000, '[') + std::string(2000, ']'));
+  test::write_file(dir / "deep.json", rest + deep_deleted + "\n");
+  test::write_file(dir / "plain.json", rest + lines.back() + "\n");
+  const std::string replay = "replay --config " + example("kubetrail.toml") + " ";
+  auto r = test::kubetrail(replay + (dir / "deep.json").string(), dir);
+  auto plain = test::kubetrail(replay + (dir / "plain.json").string(), dir);
+  REQUIRE(plain.status == 0);
+  REQUIRE_FALSE(parse_lines(plain.out).empty());
+  CHECK(parse_lines(plain.out).back() == "Deleted deployments checkout");
+  CHECK(r.status == 0);  // handled, not skipped
+  CHECK(parse_lines(r.out) == parse_lines(plain.out));
+  CHECK(r.err.find("deep.json: byte offset " + std::to_string(rest.size()) +
+                   ": deleted while nested deeper than 1024 levels: reported from the last version read") !=
+        std::string::npos);
+  // Deleted at the event's resourceVersion, as the plain event says.
+  CHECK(json::parse(test::lines_of(r.out).back())["resourceVersion"] ==
+        deleted["object"]["metadata"]["resourceVersion"]);
+}
+
 TEST_CASE("cli: the README's main command replays with the built-in config") {
   test::TempDir dir;
   auto r = test::kubetrail("replay " + example("recordings/rollout/*.json"), dir);

@@ -8,7 +8,8 @@
 // allows the server's depth; the object too deep is reported and skipped
 // (the cache keeps what it had of it), everything around it goes on. The
 // diff, the pruner and the change set's JSON recurse once a level, so
-// kubetrail itself stays at kMaxJsonDepth.
+// kubetrail itself stays at kMaxJsonDepth. In common/ because a recording
+// (kube/recording.cpp) reads the same events from a file.
 #pragma once
 
 #include <simdjson.h>
@@ -17,7 +18,7 @@
 
 #include "common/json_depth.hpp"
 
-namespace kubetrail::watch {
+namespace kubetrail {
 
 // Deeper than kube-apiserver writes anything, list envelope included.
 inline constexpr size_t kDeepestServerJson = 10100;
@@ -58,4 +59,4 @@ inline bool too_deep(simdjson::dom::element value) {
   return json_nested_deeper_than(simdjson::minify(value), kMaxJsonDepth);
 }
 
-}  // namespace kubetrail::watch
+}  // namespace kubetrail
