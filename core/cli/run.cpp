@@ -418,11 +418,8 @@ void Daemon::start_background() {
       },
       [this] { return delivering_.load() && watches_->synced_count() == watches_->informer_count(); }, state_.get(),
       &metrics_,
-      elector_ ? std::function<int64_t(const std::string&)>([this](const std::string& handler) -> int64_t {
-        auto times = elector_->observed_snapshots();
-        auto it = times.find(handler);
-        return it == times.end() ? 0 : it->second;
-      })
+      elector_ ? std::function<int64_t(const std::string&)>(
+                     [this](const std::string& handler) { return elector_->observed_snapshot(handler); })
                : nullptr,
       elector_ ? std::function<void(const std::string&, int64_t)>(
                      [this](const std::string& handler, int64_t at) { elector_->snapshot_taken(handler, at); })

@@ -98,15 +98,28 @@ LeaderElector::Progress LeaderElector::observed_progress() const {
   return observed_progress_;
 }
 
+namespace {
+// A snapshot time only moves forward: an earlier one never replaces it.
+void keep_later(LeaderElector::SnapshotTimes& times, const std::string& handler, int64_t at) {
+  int64_t& kept = times[handler];
+  kept = std::max(kept, at);
+}
+}  // namespace
+
 void LeaderElector::snapshot_taken(const std::string& handler, int64_t at) {
   std::lock_guard lock(mu_);
-  int64_t& kept = published_snapshots_[handler];
-  kept = std::max(kept, at);
+  keep_later(published_snapshots_, handler, at);
 }
 
 LeaderElector::SnapshotTimes LeaderElector::observed_snapshots() const {
   std::lock_guard lock(mu_);
   return observed_snapshots_;
+}
+
+int64_t LeaderElector::observed_snapshot(const std::string& handler) const {
+  std::lock_guard lock(mu_);
+  auto it = observed_snapshots_.find(handler);
+  return it == observed_snapshots_.end() ? 0 : it->second;
 }
 
 std::string LeaderElector::lease_json(const std::string& holder, int64_t duration_s, const std::string& acquire_time,
@@ -226,11 +239,11 @@ bool LeaderElector::step() {
         for (auto it = p.begin(); it != p.end(); ++it)
           if (it->is_string()) progress[it.key()] = it->get<std::string>();
       }
-      // Anyone who may write the Lease writes this: a value that is not a
-      // whole number of seconds is left out (that handler's snapshot is then
-      // due by this replica's own record alone).
-      // Advisory, unlike the progress: an unreadable one is warned about
-      // and left out, and the Lease is read as ever.
+      // Anyone who may write the Lease writes this, and it only advises,
+      // unlike the progress: an unreadable one is warned about and left
+      // out, as is a value that is not a whole number of seconds (that
+      // handler's snapshot is then due by this replica's own record alone),
+      // and the Lease is read as ever.
       SnapshotTimes snapshots;
       if (auto taken = annotations.value(kAnnotationSnapshots, ""); !taken.empty()) {
         try {
@@ -268,10 +281,7 @@ bool LeaderElector::step() {
   if (!was_holding) {
     std::lock_guard lock(mu_);
     for (const auto& [stream, rv] : observed_progress_) published_.emplace(stream, rv);
-    for (const auto& [handler, at] : observed_snapshots_) {
-      int64_t& kept = published_snapshots_[handler];
-      kept = std::max(kept, at);
-    }
+    for (const auto& [handler, at] : observed_snapshots_) keep_later(published_snapshots_, handler, at);
   }
   if (!write("PUT", path, true)) return keep_or_lose();
   set_holding(true, true);

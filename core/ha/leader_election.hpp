@@ -89,6 +89,8 @@ class LeaderElector {
   // When each handler's last snapshot was taken as the Lease said at the
   // last step: by whichever replica led then.
   SnapshotTimes observed_snapshots() const;
+  // The same for one handler; 0 when the Lease names none.
+  int64_t observed_snapshot(const std::string& handler) const;
 
  private:
   std::string leases_path() const;

@@ -134,7 +134,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
   // in every last-applied-configuration annotation, and a block of 64
   // bytes with one backslash went byte by byte.
   size_t segment_start = 0;  // start of the bytes of the current frame within `bytes`
-  size_t exact_until = 0;    // bytes before this go byte by byte (a block with an escape)
+  size_t exact_until = 0;    // bytes before this go byte by byte (a block with a backslash outside a string)
   auto complete = [&](size_t last) -> Result<bool> {
     std::string_view piece = bytes.substr(segment_start, last + 1 - segment_start);
     if (partial_.size() + piece.size() > max_frame_) return too_large(partial_.size() + piece.size());
@@ -153,7 +153,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
     if (depth_ > 0 && i >= exact_until && bytes.size() - i >= 64) {
       Block b = classify(bytes.data() + i);
       bool escaped_out = false;
-      const uint64_t escaped = b.backslash ? escaped_bytes(b.backslash, escaped_, escaped_out) : escaped_;
+      const uint64_t escaped = escaped_bytes(b.backslash, escaped_, escaped_out);
       uint64_t inside = prefix_xor(b.quote & ~escaped) ^ (in_string_ ? ~uint64_t{0} : 0);
       if (b.backslash & ~inside) {
         exact_until = i + 64;
