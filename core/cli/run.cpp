@@ -39,6 +39,7 @@
 #include "state/state_store.hpp"
 #include "version.hpp"
 #include "watch/informer.hpp"
+#include "watch/inventory.hpp"
 #include "watch/watches.hpp"
 
 namespace kubetrail::cli {
@@ -406,6 +407,18 @@ void Daemon::start_background() {
       }
     });
   if (state_) {
+    // What the last run announced of its snapshots is settled against the
+    // outbox first: the compaction may forget the rows that prove a last
+    // batch routed (watch::SnapshotLedger::settle_announced). Only here:
+    // while running, an announcement is the one being routed right now.
+    try {
+      watch::SnapshotLedger(*state_).settle_announced();
+    } catch (const std::exception& e) {
+      spdlog::warn(
+          "inventory: what the last run's snapshots reached is unreadable ({}); a snapshot cut short then is "
+          "taken again",
+          e.what());
+    }
     compact_state();  // at start (a long stop may have aged much), then every 5 minutes
     compaction_ = std::make_unique<Periodic>(std::chrono::minutes(5), [this] { compact_state(); });
   }

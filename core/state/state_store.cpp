@@ -945,6 +945,22 @@ void StateStore::set_setting(const std::string& name, const std::string& value) 
   if (sqlite3_step(put.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
 }
 
+std::vector<std::string> StateStore::setting_names(const std::string& prefix) {
+  std::lock_guard lock(mu_);
+  const std::string from = "setting:" + prefix;  // bound without a copy: must outlive the steps
+  // Keys from `from` up to the first that no longer begins with it (a
+  // range, so that '%' or '_' in a handler's name mean nothing).
+  Stmt scan(db_, "SELECT key FROM meta WHERE key >= ? AND value != '' ORDER BY key");
+  scan.bind(1, from);
+  std::vector<std::string> names;
+  while (sqlite3_step(scan.s) == SQLITE_ROW) {
+    std::string key = scan.text(0);
+    if (key.compare(0, from.size(), from) != 0) break;
+    names.push_back(key.substr(std::string_view("setting:").size()));
+  }
+  return names;
+}
+
 bool StateStore::outbox_holds(const std::string& id, const std::string& handler) {
   std::lock_guard lock(mu_);
   return outbox_->holds(id, handler);

@@ -192,6 +192,8 @@ class StateStore {
   // store cannot be written.
   std::optional<std::string> setting(const std::string& name);
   void set_setting(const std::string& name, const std::string& value);
+  // The names set (to a non-empty value) that begin with `prefix`, sorted.
+  std::vector<std::string> setting_names(const std::string& prefix);
 
   // Fault injection for tests: outbox writes adding a row for which
   // `refuse(id, handler)` is true fail as a failing disk would (nothing of

@@ -92,7 +92,8 @@ model::ChangeSet ResourceSnapshot::item(const std::string& key) {
 
 namespace {
 // The setting that announces a handler's last batch: "AT LAST_ITEM_ID".
-std::string last_batch_setting(const std::string& handler) { return "inventory-last-batch/" + handler; }
+constexpr std::string_view kLastBatchPrefix = "inventory-last-batch/";
+std::string last_batch_setting(const std::string& handler) { return std::string(kLastBatchPrefix) + handler; }
 }  // namespace
 
 void SnapshotLedger::last_batch(const std::string& handler, int64_t at, const std::string& last_item_id) {
@@ -122,6 +123,11 @@ int64_t SnapshotLedger::last_taken(const std::string& handler) {
   }
   auto v = store_.setting(config::inventory_route_name(handler));
   return v && !v->empty() ? std::stoll(*v) : 0;
+}
+
+void SnapshotLedger::settle_announced() {
+  for (const std::string& name : store_.setting_names(std::string(kLastBatchPrefix)))
+    last_taken(name.substr(kLastBatchPrefix.size()));
 }
 
 }  // namespace kubetrail::watch

@@ -79,6 +79,11 @@ class SnapshotLedger {
   // An announced last batch the outbox holds counts as taken (and is
   // recorded so); one it does not hold is forgotten.
   int64_t last_taken(const std::string& handler);
+  // last_taken() for every handler with an announced last batch. Called
+  // before the outbox is compacted: compaction may forget the delivered
+  // row that proves the batch routed (a long stop ages it past [state]
+  // retention), and the snapshot would then be taken, and sent, again.
+  void settle_announced();
 
  private:
   state::StateStore& store_;

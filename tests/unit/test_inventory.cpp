@@ -341,3 +341,37 @@ TEST_CASE("inventory: a snapshot routed whole just before a kill -9 is not taken
   CHECK(ledger.last_taken("audit") == 0);
   CHECK(store->setting("inventory-last-batch/cmdb").value_or("") == "");
 }
+
+// The same kill -9, then a restart that compacts the outbox before the
+// schedule first asks when the snapshot was taken: a long stop ages the
+// delivered row past [state] retention (or the outbox is over its cap), so
+// the row that proved the last batch routed was gone, and the whole
+// snapshot went out again. The daemon settles the announcements before
+// each compaction (before settle_announced(), last_taken was 0 here).
+TEST_CASE("inventory: a snapshot routed whole before a kill -9 stays taken when the restart compacts the outbox") {
+  test::TempDir dir;
+  const std::string path = (dir.path() / "state.db").string();
+  const std::string last_item = "c/u-9/snapshot/cmdb/2026-12-05T10:00:00Z";
+  {
+    auto store = state::StateStore::open(path, false);
+    watch::SnapshotLedger ledger(*store);
+    ledger.taken("audit", 1764900000);  // long settled: no announcement
+    ledger.last_batch("cmdb", 1764928800, last_item);
+    ledger.last_batch("cmdb%_", 1764928800, "c/u-1/snapshot/other");  // never routed
+    const int64_t seq = store->outbox_add(last_item, "cmdb", "inventory/cmdb", 0, R"({"id":"x"})");
+    REQUIRE(seq > 0);
+    store->outbox_delivered(seq);
+  }
+  auto store = state::StateStore::open(path, false);
+  CHECK(store->setting_names("inventory-last-batch/") ==
+        std::vector<std::string>{"inventory-last-batch/cmdb", "inventory-last-batch/cmdb%_"});
+  CHECK(store->setting_names("inventory-last-batch/c%").empty());  // a range, not a LIKE pattern
+  watch::SnapshotLedger(*store).settle_announced();
+  store->outbox_compact(3600, 0);  // over a cap of 0 bytes: every delivered row is forgotten
+  REQUIRE(!store->outbox_holds(last_item, "cmdb"));
+  watch::SnapshotLedger ledger(*store);
+  CHECK(ledger.last_taken("cmdb") == 1764928800);
+  CHECK(ledger.last_taken("cmdb%_") == 0);
+  CHECK(ledger.last_taken("audit") == 1764900000);
+  CHECK(store->setting_names("inventory-last-batch/").empty());
+}
