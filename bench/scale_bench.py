@@ -342,6 +342,14 @@ def cpu_by_stage(pid):
     return total
 
 
+def minor_faults(pid):
+    """Minor page faults of the whole process so far (/proc/PID/stat's
+    10th field): each is a page the kernel handed out on first touch, and
+    in a VM each costs microseconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def memory_kib(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -584,6 +592,7 @@ def run_kubetrail(rig, args, state):
         res["sync_wall"] = time.time() - t0
         res["sync_cpu"] = cpu_ns(proc.pid) / 1e9
         res["sync_stage_s"] = {k: v / 1e9 for k, v in cpu_by_stage(proc.pid).items()}
+        res["sync_faults"] = minor_faults(proc.pid) / 1000
         stop_perf(perf)
         time.sleep(1.0)  # what the sync left behind settles (delivery, frees)
         res.update(memory_kib(proc.pid))
@@ -751,6 +760,7 @@ def main():
         peer["hwm_mib"] = peer["VmHWM"] / 1024
     row("RSS after sync, MiB", "rss_mib", "%8.0f", kt, False)
     row("peak RSS, MiB", "hwm_mib", "%8.0f", kt)
+    row("sync, minor page faults, thousands", "sync_faults", "%8.1f", kt, False)
     row("CPU per update event, us", "event_cpu_us", "%8.1f", kt)
     for r in (off, on, peer):
         if r:

@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <csignal>
 #include <iostream>
 #include <map>
@@ -453,6 +454,12 @@ int main(int argc, char** argv) {
     for (const auto& c : commands())
       for (const auto& o : c.options) known = known || (o.env && name == o.env);
     known = known || name == kTokenVariable;
+    // What the exec handler sets for its command (plugins/exec, README):
+    // a hook that runs kubetrail itself inherits them.
+    static constexpr std::array<std::string_view, 7> kSetByExecHandler = {
+        "KUBETRAIL_TYPE",    "KUBETRAIL_KIND", "KUBETRAIL_NAMESPACE", "KUBETRAIL_NAME",
+        "KUBETRAIL_SUMMARY", "KUBETRAIL_ID",   "KUBETRAIL_COUNT"};
+    known = known || std::find(kSetByExecHandler.begin(), kSetByExecHandler.end(), name) != kSetByExecHandler.end();
     if (!known)
       std::cerr << "kubetrail: warning: environment variable " << name
                 << " is not one kubetrail reads (see 'kubetrail run --help')\n";

@@ -476,6 +476,29 @@ TEST_CASE("exec: per = batch runs once with a JSON array - shell = true joins th
   CHECK(test::read_file(dir / "count.txt") == "3\n");
 }
 
+// A hook that runs kubetrail itself (`kubetrail history`, `kubetrail diff`)
+// inherits the variables exec sets for it; kubetrail warned that each was
+// "not one kubetrail reads" (failed before: 6 warnings, 1 in a batch).
+TEST_CASE("exec: kubetrail run from a hook knows the KUBETRAIL_* variables exec set for it") {
+  test::TempDir dir;
+  const std::string run_kubetrail = std::string(KUBETRAIL_BINARY) + " version > /dev/null 2>> warnings.txt";
+  Bundled each("exec", {{"command", {run_kubetrail}}, {"shell", true}, {"workdir", dir.path().string()}});
+  REQUIRE(each.deliver({change()}).status == KUBETRAIL_OK);
+  Bundled batch("exec",
+                {{"command", {run_kubetrail}}, {"shell", true}, {"per", "batch"}, {"workdir", dir.path().string()}});
+  REQUIRE(batch.deliver({change("a"), change("b")}).status == KUBETRAIL_OK);
+  CHECK(test::read_file(dir / "warnings.txt") == "");
+  // Any other is still warned about.
+  Bundled typo("exec", {{"command", {run_kubetrail}},
+                        {"shell", true},
+                        {"env", {{"KUBETRAIL_STATEPATH", "/tmp/x"}}},
+                        {"workdir", dir.path().string()}});
+  REQUIRE(typo.deliver({change()}).status == KUBETRAIL_OK);
+  CHECK(test::read_file(dir / "warnings.txt") ==
+        "kubetrail: warning: environment variable KUBETRAIL_STATEPATH is not one kubetrail reads (see 'kubetrail run "
+        "--help')\n");
+}
+
 // ---------------------------------------------------------------------------
 // log
 // ---------------------------------------------------------------------------
