@@ -97,8 +97,26 @@ bool InventorySchedule::wait(std::chrono::milliseconds d) {
   return !cv_.wait_for(lock, d, [&] { return stop_.load(); });
 }
 
-int64_t InventorySchedule::last_taken(const std::string& handler) {
-  const int64_t by_leader = src_.taken_by_leader ? src_.taken_by_leader(handler) : 0;
+int64_t InventorySchedule::last_taken(const std::string& handler, int64_t now, int64_t every) {
+  int64_t by_leader = src_.taken_by_leader ? src_.taken_by_leader(handler) : 0;
+  // A time more than a period ahead of this clock is no snapshot taken: a
+  // replica's clock that far off, or a hand on the Lease. Honoured, it
+  // would hold this handler's snapshots off until then; left out, the
+  // worst is one snapshot sent again. (Within a period: a clock a little
+  // ahead, counted.)
+  if (by_leader > now + every) {
+    std::lock_guard lock(mu_);
+    if (ignored_[handler] != by_leader)
+      spdlog::warn(
+          "inventory: the Lease says handler \"{}\" took its last snapshot at {}, {} s ahead of this clock and more "
+          "than its inventory_every: left out",
+          handler, by_leader, by_leader - now);
+    ignored_[handler] = by_leader;
+    by_leader = 0;
+  } else if (by_leader) {
+    std::lock_guard lock(mu_);
+    ignored_.erase(handler);  // the Lease holds a real time again
+  }
   if (ledger_) {
     try {
       return std::max(ledger_->last_taken(handler), by_leader);
@@ -122,7 +140,14 @@ void InventorySchedule::taken(const std::string& handler, int64_t at) {
   gauge("kubetrail_inventory_last_snapshot_timestamp_seconds",
         "when the handler's last inventory snapshot was taken (unix seconds; routed whole)", handler,
         static_cast<double>(at));
-  if (src_.publish_taken) src_.publish_taken(handler, at);
+  if (src_.publish_taken) {
+    bool replace = false;
+    {
+      std::lock_guard lock(mu_);
+      replace = ignored_.count(handler) > 0;
+    }
+    src_.publish_taken(handler, at, replace);
+  }
   if (ledger_) {
     try {
       ledger_->taken(handler, at);
@@ -147,7 +172,7 @@ void InventorySchedule::loop() {
     std::vector<std::string> due;
     for (const auto& h : cfg->handlers) {
       if (h.inventory_every.count() == 0) continue;
-      const int64_t last = last_taken(h.name);
+      const int64_t last = last_taken(h.name, now, h.inventory_every.count());
       if (last > 0)  // after a restart too: for an alert on snapshots that stopped
         gauge("kubetrail_inventory_last_snapshot_timestamp_seconds",
               "when the handler's last inventory snapshot was taken (unix seconds; routed whole)", h.name,

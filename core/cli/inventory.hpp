@@ -81,7 +81,9 @@ class InventorySchedule {
     // later of that time and this replica's own record, so that leadership
     // moving (a rolling update) does not send the inventory again.
     std::function<int64_t(const std::string& handler)> taken_by_leader;
-    std::function<void(const std::string& handler, int64_t at)> publish_taken;
+    // `replace`: the Lease's time was left out (a period or more ahead of
+    // this clock), so this one replaces it rather than losing to it.
+    std::function<void(const std::string& handler, int64_t at, bool replace)> publish_taken;
   };
   explicit InventorySchedule(Sources sources);
   ~InventorySchedule();
@@ -99,7 +101,8 @@ class InventorySchedule {
  private:
   void loop();
   // Seconds since the epoch of the handler's last snapshot; 0: none.
-  int64_t last_taken(const std::string& handler);
+  // `now` and the handler's period bound what the Lease may say (below).
+  int64_t last_taken(const std::string& handler, int64_t now, int64_t every);
   void taken(const std::string& handler, int64_t at);
   bool wait(std::chrono::milliseconds d);  // false when stopping
   void gauge(const char* name, const char* help, const std::string& handler, double value);
@@ -109,6 +112,7 @@ class InventorySchedule {
   std::condition_variable cv_;
   std::deque<Batch> queue_;
   std::map<std::string, int64_t> last_;          // without a state store
+  std::map<std::string, int64_t> ignored_;       // a Lease time left out, warned about once (under mu_)
   std::optional<watch::SnapshotLedger> ledger_;  // with one
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -434,8 +434,10 @@ void Daemon::start_background() {
       elector_ ? std::function<int64_t(const std::string&)>(
                      [this](const std::string& handler) { return elector_->observed_snapshot(handler); })
                : nullptr,
-      elector_ ? std::function<void(const std::string&, int64_t)>(
-                     [this](const std::string& handler, int64_t at) { elector_->snapshot_taken(handler, at); })
+      elector_ ? std::function<void(const std::string&, int64_t, bool)>(
+                     [this](const std::string& handler, int64_t at, bool replace) {
+                       elector_->snapshot_taken(handler, at, replace);
+                     })
                : nullptr});
   // The elector runs until the pipeline has drained (a leader keeps renewing
   // while it delivers what is queued), then releases the lease.

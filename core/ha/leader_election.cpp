@@ -106,9 +106,12 @@ void keep_later(LeaderElector::SnapshotTimes& times, const std::string& handler,
 }
 }  // namespace
 
-void LeaderElector::snapshot_taken(const std::string& handler, int64_t at) {
+void LeaderElector::snapshot_taken(const std::string& handler, int64_t at, bool replace) {
   std::lock_guard lock(mu_);
-  keep_later(published_snapshots_, handler, at);
+  if (replace)
+    published_snapshots_[handler] = at;
+  else
+    keep_later(published_snapshots_, handler, at);
 }
 
 LeaderElector::SnapshotTimes LeaderElector::observed_snapshots() const {

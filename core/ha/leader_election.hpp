@@ -84,8 +84,11 @@ class LeaderElector {
   uint64_t observed_generation() const { return observed_gen_.load(); }
 
   // The leader took handler's inventory snapshot at `at` (unix seconds);
-  // written into the Lease on each renew. An earlier time is ignored.
-  void snapshot_taken(const std::string& handler, int64_t at);
+  // written into the Lease on each renew. An earlier time is ignored,
+  // unless `replace`: the time kept was refused as no snapshot taken (one
+  // far ahead of the clock, see cli::InventorySchedule), and kept it would
+  // be published on, to every replica that leads next.
+  void snapshot_taken(const std::string& handler, int64_t at, bool replace = false);
   // When each handler's last snapshot was taken as the Lease said at the
   // last step: by whichever replica led then.
   SnapshotTimes observed_snapshots() const;

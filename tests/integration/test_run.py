@@ -1139,6 +1139,55 @@ class RunAgainstApiServer(unittest.TestCase):
         finally:
             b.stop()
 
+    def test_leader_election_a_snapshot_time_far_ahead_in_the_lease_does_not_postpone_snapshots(self):
+        # Anyone who may write the Lease could set a handler's snapshot time
+        # years ahead (or a replica's clock could be): the leader counted it
+        # as taken and sent no inventory until then. Failed before a time
+        # more than one period ahead was left out: no snapshot came.
+        k = self.server.kubectl
+        k("create", "namespace", "shop")
+        k("create", "configmap", "a", "-n", "shop", "--from-literal=v=a")
+        far = int(time.time()) + 10 * 365 * 86400
+        near = int(time.time()) + 5  # a clock a few seconds ahead: honoured
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": "kt", "namespace": "default",
+                              "annotations": {"kubetrail.io/snapshots-taken":
+                                              json.dumps({"cmdb": far, "audit": near})}},
+                 "spec": {}}
+        lease_file = os.path.join(self.server.dir, "lease-far.json")
+        with open(lease_file, "w") as f:
+            json.dump(lease, f)
+        k("create", "-f", lease_file)
+        files = {h: os.path.join(self.server.dir, "%s.jsonl" % h) for h in ("cmdb", "audit")}
+        state = os.path.join(self.server.dir, "state-far", "kubetrail.db")
+        extra = ('[state]\npath = "%s"\n' % state +
+                 "".join('[[handlers]]\nname = "%s"\nplugin = "log"\nconfig = { format = "json", path = "%s" }\n'
+                         'inventory_every = "1h"\n' % (h, f) for h, f in files.items()) +
+                 '[[routes]]\nname = "shop"\nmatch = { resources = ["configmaps"], namespaces = ["shop"] }\n'
+                 'chain = ["cmdb", "audit"]\n' + self.LEADER_ELECTION)
+
+        def snapshot_items(h):
+            if not os.path.exists(files[h]):
+                return []
+            with open(files[h]) as f:
+                return [c for c in map(json.loads, filter(str.strip, f)) if c["type"] == "Snapshot"]
+
+        kt = self.start(["configmaps"], extra=extra)
+        wait_for(lambda: snapshot_items("cmdb"), what="cmdb's snapshot despite the Lease's far-future time")
+        self.assertIn('handler "cmdb"', kt.log())
+        self.assertIn("ahead", kt.log())
+        # The snapshot's own time replaces the far one in the Lease, for the
+        # replica that leads next (kept, it would lose to it).
+        def published():
+            lease = json.loads(k("get", "lease", "kt", "-o", "json").stdout)
+            return json.loads(lease["metadata"]["annotations"]["kubetrail.io/snapshots-taken"])
+        wait_for(lambda: published()["cmdb"] < time.time() + 60, what="the snapshot's own time in the Lease")
+        self.assertEqual(published()["audit"], near)
+        # audit's time, a few seconds ahead, counts: its snapshot is not due.
+        time.sleep(2)
+        self.assertEqual(snapshot_items("audit"), [])
+        self.assertEqual(kt.stop(), 0)
+
     def test_leader_election_takeover_delivers_what_happened_while_nobody_led(self):
         # Changes made after the leader died and before the follower's lease
         # wait is over are produced by the follower's warm informers and

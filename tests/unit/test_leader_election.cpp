@@ -182,6 +182,11 @@ TEST_CASE("leader election: the last leader's snapshot times are read, kept thro
   elector.snapshot_taken("cmdb", 1600000000);  // older: ignored
   REQUIRE(elector.step());
   CHECK(written_times(1) == nlohmann::json{{"audit", 1700000100}, {"cmdb", 1700003600}});
+  // Unless the time kept was refused (far ahead of the schedule's clock):
+  // the snapshot taken replaces it.
+  elector.snapshot_taken("audit", 1600000000, true);
+  REQUIRE(elector.step());
+  CHECK(written_times(2) == nlohmann::json{{"audit", 1600000000}, {"cmdb", 1700003600}});
 }
 
 // The annotation is written by anyone who may write the Lease, and only
