@@ -14,6 +14,7 @@
 #include "kube/discovery.hpp"
 #include "kube/watch_stream.hpp"
 #include "state/state_store.hpp"
+#include "watch/list_pages.hpp"
 #include "watch/request.hpp"
 
 namespace kubetrail::watch {
@@ -243,10 +244,8 @@ void Informer::deleted_too_deep(dom::element object, const std::string& where) {
 }
 
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
-  std::string base = path(false), cont, list_rv;
+  std::string list_rv;
   std::set<std::string> seen;
-  dom::parser parser;
-  std::string page_memory;  // the last page's body, its memory reused for the next page (see Api::get)
   std::string observed_at = now_rfc3339();
   // A long list (100,000 pods take tens of seconds) says how far it is
   // every few seconds, rather than nothing until "synced".
@@ -261,46 +260,24 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   // was deleted in between: it must go, or it stays as a ghost no watch
   // event removes. So such a list, like a relist, keeps what it has seen.
   bool track_seen = !initial || tracker_.store().size() > 0;
-  // Not do/while: the `continue` that starts an expired list over must come
-  // back to the top, not to a test of the token it has just cleared.
-  for (;;) {
-    if (stop.load()) return false;
-    auto r = client_.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)), 60000, {}, &page_memory);
-    if (r.status == 410 && !cont.empty()) {  // the continue token expired: start the list over, after a pause
-      spdlog::warn("{}: list continue token expired; listing again from the start", name_);
-      record(m_relists_continue_);
-      cont.clear();
-      seen.clear();
-      track_seen = true;
-      list_rv.clear();
-      pause(stop, r.retry_after_ms, "continue token expired");
-      continue;
-    }
-    if (r.status != 200) {
-      ++stats_.errors;
-      spdlog::warn("{}: list failed: {}", name_, kube::describe_failure(r));
-      retry_after_ms_ = r.retry_after_ms;
-      return false;
-    }
-    // In place: the client leaves simdjson's padding after the body (a
-    // body without it, as the fuzzer's and the tests' are, is copied).
-    const DeepParse page = parse_allowing_deep(parser, deep_parser_, r.body);
-    if (page.error != simdjson::SUCCESS) {
-      ++stats_.errors;
-      spdlog::warn("{}: list answer is not JSON: {}", name_, simdjson::error_message(page.error));
-      return false;
-    }
-    const dom::element doc = page.doc;
+  auto expired = [&](int64_t retry_after_ms) {  // the continue token expired: the list starts over, after a pause
+    spdlog::warn("{}: list continue token expired; listing again from the start", name_);
+    record(m_relists_continue_);
+    seen.clear();
+    track_seen = true;
+    list_rv.clear();
+    pause(stop, retry_after_ms, "continue token expired");
+    return true;
+  };
+  auto page = [&](ListPage& listed) {
     std::string_view v;
-    if (doc.at_pointer("/metadata/resourceVersion").get(v) == simdjson::SUCCESS && list_rv.empty()) list_rv.assign(v);
-    cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
-    dom::array items;
-    if (doc["items"].get(items) == simdjson::SUCCESS) {
-      diff::ListItemSources sources(*page.parser, r.body);  // lets the pruner copy untouched subtrees
-      for (dom::element item : items) {
+    if (list_rv.empty() && listed.doc.at_pointer("/metadata/resourceVersion").get(v) == simdjson::SUCCESS)
+      list_rv.assign(v);
+    if (listed.items) {
+      for (dom::element item : *listed.items) {
         ++progress.objects;
-        const diff::SourceText source = sources.next();
-        if (page.deep && too_deep(item)) {
+        const diff::SourceText source = listed.items_text.next();
+        if (listed.deep && too_deep(item)) {
           skip_too_deep(item, "list item", track_seen ? &seen : nullptr);
           continue;
         }
@@ -312,18 +289,24 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
       }
     }
     commit(true);  // one transaction per page: its objects and the change sets they amount to
-    progress.bytes += r.body.size();
-    page_memory = std::move(r.body);
+    progress.bytes += listed.bytes;
     ++progress.pages;
     set_listed(progress.objects);
-    if (auto now = clock_.now(); !cont.empty() && now - progress.logged >= kListProgressEvery) {
+    if (auto now = clock_.now(); !listed.last && now - progress.logged >= kListProgressEvery) {
       progress.logged = now;
       double seconds = std::chrono::duration<double>(now - progress.started).count();
       spdlog::info("{}: listing: {} objects in {} pages ({:.1f} MB) so far, {:.0f} objects/s", name_, progress.objects,
                    progress.pages, static_cast<double>(progress.bytes) / 1e6,
                    seconds > 0 ? static_cast<double>(progress.objects) / seconds : 0.0);
     }
-    if (cont.empty()) break;
+  };
+  const ListEnd end = read_list(client_, path(false), stop, deep_parser_, expired, page);
+  if (end.how == ListEnd::How::stopped) return false;
+  if (end.how == ListEnd::How::failed) {
+    ++stats_.errors;
+    spdlog::warn("{}: list failed: {}", name_, end.why);
+    retry_after_ms_ = end.retry_after_ms;
+    return false;
   }
   if (track_seen) {
     std::vector<std::string> gone;

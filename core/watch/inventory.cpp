@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "diff/source_text.hpp"
 #include "kube/discovery.hpp"
+#include "watch/list_pages.hpp"
 
 namespace kubetrail::watch {
 
@@ -22,63 +23,47 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
       type_(std::move(type)),
       name_(type_.qualified_name() + (scope.namespace_scope.empty() ? "" : " in " + scope.namespace_scope)) {
   const std::string base = collection_path(type_, scope) + "limit=" + std::to_string(page_size);
-  dom::parser parser;
-  std::unique_ptr<dom::parser> deep_parser;  // for a page with an object too deep for `parser` (common/deep_json.hpp)
-  std::string page_memory, cont;
+  std::unique_ptr<dom::parser> deep_parser;  // for a page with an object too deep for the first (common/deep_json.hpp)
   int restarts = 0;
   listed_at_ = now_rfc3339();
-  // Not do/while: the `continue` that starts an expired list over must come
-  // back to the top, not to a test of the token it has just cleared.
-  for (;;) {
-    if (stop.load()) throw Error(name_ + ": snapshot stopped");
-    auto r = api.get(base + (cont.empty() ? "" : "&continue=" + url_escape(cont)), 60000, {}, &page_memory);
-    if (r.status == 410 && !cont.empty() && restarts < 3) {
-      // The continue token expired: what was listed may be older than the
-      // rest would be - one snapshot is one moment, so it starts over.
-      ++restarts;
-      spdlog::warn("{}: snapshot list continue token expired; listing again from the start", name_);
-      store_ = model::ObjectStore();
-      cont.clear();
-      listed_at_ = now_rfc3339();
-      continue;
-    }
-    if (r.status != 200) throw Error(name_ + ": snapshot list failed: " + kube::describe_failure(r));
-    const DeepParse page = parse_allowing_deep(parser, deep_parser, r.body);
-    const dom::element doc = page.doc;
-    if (page.error != simdjson::SUCCESS || doc.type() != dom::element_type::OBJECT)
-      throw Error(name_ + ": snapshot list answer is not a JSON object");
-    std::string_view v;
-    cont = doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
-    dom::array items;
-    if (doc["items"].get(items) == simdjson::SUCCESS) {
-      diff::ListItemSources sources(*page.parser, r.body);  // lets the pruner copy untouched subtrees
-      for (dom::element item : items) {
-        const diff::SourceText source = sources.next();
-        std::string_view ns;
-        if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
-        if (excluded(scope, ns)) continue;
-        std::string why;
-        if (page.deep && too_deep(item)) {
-          why = nested_deeper_than();
-        } else {
-          try {
-            if (auto seeded = detector_.seed(type_, item, store_, &source); !seeded) why = seeded.error();
-          } catch (const std::exception& e) {
-            why = e.what();
-          }
-        }
-        if (!why.empty()) {
-          std::string_view name = "(no name)";
-          if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) name = "(no name)";
-          spdlog::error("{}: snapshot: list item {}{}{}: cannot be handled, skipped: {}", name_, ns,
-                        ns.empty() ? "" : "/", name, why);
-          ++skipped_;
+  // The continue token expired: what was listed may be older than the
+  // rest would be - one snapshot is one moment, so it starts over.
+  auto expired = [&](int64_t) {
+    if (++restarts > 3) return false;
+    spdlog::warn("{}: snapshot list continue token expired; listing again from the start", name_);
+    store_ = model::ObjectStore();
+    listed_at_ = now_rfc3339();
+    return true;
+  };
+  auto page = [&](ListPage& listed) {
+    if (!listed.items) return;
+    for (dom::element item : *listed.items) {
+      const diff::SourceText source = listed.items_text.next();
+      std::string_view ns;
+      if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
+      if (excluded(scope, ns)) continue;
+      std::string why;
+      if (listed.deep && too_deep(item)) {
+        why = nested_deeper_than();
+      } else {
+        try {
+          if (auto seeded = detector_.seed(type_, item, store_, &source); !seeded) why = seeded.error();
+        } catch (const std::exception& e) {
+          why = e.what();
         }
       }
+      if (!why.empty()) {
+        std::string_view name = "(no name)";
+        if (item.at_pointer("/metadata/name").get(name) != simdjson::SUCCESS) name = "(no name)";
+        spdlog::error("{}: snapshot: list item {}{}{}: cannot be handled, skipped: {}", name_, ns,
+                      ns.empty() ? "" : "/", name, why);
+        ++skipped_;
+      }
     }
-    page_memory = std::move(r.body);
-    if (cont.empty()) break;
-  }
+  };
+  const ListEnd end = read_list(api, base, stop, deep_parser, expired, page);
+  if (end.how == ListEnd::How::stopped) throw Error(name_ + ": snapshot stopped");
+  if (end.how == ListEnd::How::failed) throw Error(name_ + ": snapshot list failed: " + end.why);
   keys_.reserve(store_.size());
   store_.for_each([&](const std::string& key, const model::StoredObject&) { keys_.push_back(key); });
   std::sort(keys_.begin(), keys_.end());

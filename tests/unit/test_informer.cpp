@@ -588,3 +588,65 @@ TEST_CASE("informer: an object deleted while nested too deep is reported deleted
         std::string::npos);
   CHECK(log.text().find("ns/never: cannot be handled, skipped") != std::string::npos);
 }
+
+// A list answer that is JSON but not a list - `{}`, `[]`, an object whose
+// items are not an array - read as an empty list: the relist reported every
+// object in the cache Deleted. Something between kubetrail and the server
+// (a proxy, a gateway's health page answering 200) is enough. kube-apiserver
+// always writes `items` (`[]` when empty; `null` is taken as empty too).
+// Failed before: 2 Deleted change sets for each such answer.
+namespace {
+// An informer whose list is `first`, whose first watch gets 410, and whose
+// relist is answered `relist` (later lists: `first` again); the run ends
+// at its second watch.
+struct RelistRun {
+  int lists = 0;
+  std::vector<model::ChangeSet> got;
+  std::string log;
+  uint64_t relists = 0;
+};
+RelistRun relist_answered(const std::string& first, const std::string& relist) {
+  test::FakeClock clock;
+  test::FakeApi api(clock);
+  std::atomic<bool> stop{false};
+  RelistRun run;
+  api.on_get = [&](const std::string&) { return ok(++run.lists == 2 ? relist : first); };
+  int watches = 0;
+  api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>&) {
+    if (++watches == 1) return gone();
+    stop = true;
+    return kube::Response{200, {}, {}, {}, 0};
+  };
+  test::LogCapture logs;
+  watch::Informer inf(api, configmap_options(clock), "c", model::DiffOptions{},
+                      [&](std::vector<model::ChangeSet>&& batch) { append(run.got, std::move(batch)); });
+  inf.run(stop);
+  run.log = logs.text();
+  run.relists = inf.stats().relists;
+  return run;
+}
+}  // namespace
+
+TEST_CASE("informer: a list answer that is not a list fails the list and reports nothing deleted") {
+  const std::string two = list_of({configmap("a", "u-a", "5", "1"), configmap("b", "u-b", "5", "1")}, "10");
+  for (const std::string& answer :
+       {std::string(R"({})"), std::string(R"([])"), std::string(R"("ok")"),
+        std::string(R"({"kind":"ConfigMapList","metadata":{},"items":{}})"), std::string(R"({"status":"healthy"})")}) {
+    CAPTURE(answer);
+    const RelistRun run = relist_answered(two, answer);
+    CHECK(run.lists == 3);  // the answer failed the relist, which was tried again
+    CHECK(run.got.empty());
+    CHECK(run.log.find("list failed: the answer is not a list") != std::string::npos);
+    CHECK(run.relists == 1);  // the relist that read the same objects again
+  }
+  // An empty list as kube-apiserver writes it, and with items null: empty.
+  for (const std::string& empty :
+       {std::string(R"({"kind":"ConfigMapList","metadata":{"resourceVersion":"11"},"items":[]})"),
+        std::string(R"({"kind":"ConfigMapList","metadata":{"resourceVersion":"11"},"items":null})")}) {
+    CAPTURE(empty);
+    const RelistRun run = relist_answered(list_of({configmap("a", "u-a", "5", "1")}, "10"), empty);
+    CHECK(run.lists == 2);
+    REQUIRE(run.got.size() == 1);
+    CHECK(run.got[0].type == model::ChangeType::deleted);
+  }
+}
