@@ -68,6 +68,27 @@ dom::element get_json(Client& client, dom::parser& parser, const std::string& pa
   return doc;
 }
 
+// The array `field` of the discovery document `doc` (a `kind`) got from
+// `path`; empty for null (Go writes a nil list so). Anything else - not an
+// object, no such field, not an array - is no such document, as a proxy
+// or a gateway answering 200 gives: an error, rather than a server that
+// serves nothing there (re-discovery would stop every informer of what
+// seemed gone, and what changed meanwhile would be lost).
+std::vector<dom::element> array_of(Client& client, dom::element doc, const std::string& path, const char* kind,
+                                   const char* field) {
+  std::vector<dom::element> out;
+  dom::array items;
+  const auto value = doc.type() == dom::element_type::OBJECT
+                         ? doc[field]
+                         : simdjson::simdjson_result<dom::element>(simdjson::INCORRECT_TYPE);
+  if (value.is_null()) return out;
+  if (value.get(items) != simdjson::SUCCESS)
+    throw Error("API server " + client.connection().server + ": GET " + path + ": the answer is not an " + kind +
+                " (no \"" + field + "\" array)");
+  for (dom::element e : items) out.push_back(e);
+  return out;
+}
+
 void add_resource(std::string_view group, std::string_view version, std::string_view name, std::string_view kind,
                   bool namespaced, std::string_view singular, dom::element r, std::vector<ApiResource>& out) {
   ApiResource a;
@@ -84,10 +105,8 @@ void add_resource(std::string_view group, std::string_view version, std::string_
 }
 
 // An APIGroupDiscoveryList: per group, versions in order of preference.
-void add_aggregated(dom::element doc, std::vector<ApiResource>& out) {
-  dom::array items;
-  if (doc["items"].get(items) != simdjson::SUCCESS) return;
-  for (dom::element item : items) {
+void add_aggregated(Client& client, const std::string& path, dom::element doc, std::vector<ApiResource>& out) {
+  for (dom::element item : array_of(client, doc, path, "APIGroupDiscoveryList", "items")) {
     std::string_view group;
     if (item.at_pointer("/metadata/name").get(group) != simdjson::SUCCESS) group = {};  // the core group
     dom::array versions;
@@ -114,9 +133,7 @@ void add_group_version(Client& client, const std::string& path, const std::strin
                        std::vector<ApiResource>& out) {
   dom::parser parser;
   dom::element doc = get_json(client, parser, path);
-  dom::array list;
-  if (doc["resources"].get(list) != simdjson::SUCCESS) return;
-  for (dom::element r : list) {
+  for (dom::element r : array_of(client, doc, path, "APIResourceList", "resources")) {
     std::string_view name, kind, singular;
     bool namespaced = false;
     if (r["name"].get(name) != simdjson::SUCCESS || name.find('/') != std::string_view::npos) continue;  // subresource
@@ -159,31 +176,26 @@ Discovery Discovery::fetch(Client& client) {
     Client::Response answer;
     dom::element api = get_json(client, parser, "/api", kAggregatedAccept, &answer);
     if (is_aggregated(answer)) {
-      add_aggregated(api, d.resources_);
+      add_aggregated(client, "/api", api, d.resources_);
     } else {
-      dom::array versions;
-      if (api["versions"].get(versions) == simdjson::SUCCESS)
-        for (dom::element v : versions)
-          if (std::string_view(v) == "v1") add_group_version(client, "/api/v1", "", "v1", d.resources_);
+      for (dom::element v : array_of(client, api, "/api", "APIVersions", "versions"))
+        if (v.is_string() && std::string_view(v) == "v1") add_group_version(client, "/api/v1", "", "v1", d.resources_);
     }
   }
   dom::parser parser;
   Client::Response answer;
   dom::element apis = get_json(client, parser, "/apis", kAggregatedAccept, &answer);
   if (is_aggregated(answer)) {
-    add_aggregated(apis, d.resources_);
+    add_aggregated(client, "/apis", apis, d.resources_);
     return d;
   }
-  dom::array groups;
-  if (apis["groups"].get(groups) == simdjson::SUCCESS) {
-    for (dom::element g : groups) {
-      std::string_view name, gv, version;
-      if (g["name"].get(name) != simdjson::SUCCESS ||
-          g.at_pointer("/preferredVersion/groupVersion").get(gv) != simdjson::SUCCESS ||
-          g.at_pointer("/preferredVersion/version").get(version) != simdjson::SUCCESS)
-        continue;
-      add_group_version(client, "/apis/" + std::string(gv), std::string(name), std::string(version), d.resources_);
-    }
+  for (dom::element g : array_of(client, apis, "/apis", "APIGroupList", "groups")) {
+    std::string_view name, gv, version;
+    if (g["name"].get(name) != simdjson::SUCCESS ||
+        g.at_pointer("/preferredVersion/groupVersion").get(gv) != simdjson::SUCCESS ||
+        g.at_pointer("/preferredVersion/version").get(version) != simdjson::SUCCESS)
+      continue;
+    add_group_version(client, "/apis/" + std::string(gv), std::string(name), std::string(version), d.resources_);
   }
   return d;
 }

@@ -1,6 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <httplib.h>
+
+#include <chrono>
 #include <cstdlib>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "common/error.hpp"
 #include "helpers.hpp"
@@ -159,6 +165,83 @@ TEST_CASE("discovery resolves plural, singular, kind, short name and plural.grou
   auto bad = d.resolve("deploymnets");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error() == "the server has no resource \"deploymnets\"; close matches: deployments.apps (apps/v1)");
+}
+
+// A discovery document that is JSON but not the document asked for - `{}`
+// from a proxy, a group list without `groups`, resources that are not an
+// array - was read as a server that serves nothing there. At re-discovery
+// every informer of the missing resources was stopped as "not served any
+// more" (and restarted as "newly served" once discovery came back, its
+// objects reported Added): changes in between were lost. Now such an
+// answer fails the discovery, and re-discovery keeps watching with what it
+// had (failed before: no error, fewer resources).
+TEST_CASE("discovery: an answer that is not the discovery document asked for is an error naming the path") {
+  std::map<std::string, std::string> docs = {
+      {"/api", R"({"kind":"APIVersions","versions":["v1"]})"},
+      {"/api/v1",
+       R"({"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"configmaps","singularName":"",)"
+       R"("namespaced":true,"kind":"ConfigMap","verbs":["list","watch"]}]})"},
+      {"/apis",
+       R"({"kind":"APIGroupList","apiVersion":"v1","groups":[{"name":"apps","versions":[{"groupVersion":"apps/v1",)"
+       R"("version":"v1"}],"preferredVersion":{"groupVersion":"apps/v1","version":"v1"}}]})"},
+      {"/apis/apps/v1",
+       R"({"kind":"APIResourceList","groupVersion":"apps/v1","resources":[{"name":"deployments","singularName":"",)"
+       R"("namespaced":true,"kind":"Deployment","verbs":["list","watch"]}]})"}};
+  std::mutex mu;
+  httplib::Server http;
+  http.Get(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    auto it = docs.find(req.path);
+    if (it == docs.end()) {
+      res.status = 404;
+      return;
+    }
+    res.set_content(it->second, "application/json");
+  });
+  const int port = http.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { http.listen_after_bind(); });
+  for (int i = 0; i < 500 && !http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  {
+    kube::Client client([&] {
+      kube::Connection c;
+      c.server = "http://127.0.0.1:" + std::to_string(port);
+      return c;
+    }());
+    CHECK(kube::Discovery::fetch(client).resources().size() == 2);
+    const std::map<std::string, std::vector<std::string>> bad = {
+        {"/api", {"{}", "[]", R"({"versions":"v1"})"}},
+        {"/apis", {"{}", R"("ok")", R"({"kind":"APIGroupList","groups":{}})"}},
+        {"/api/v1", {"{}", R"({"resources":5})"}},
+        {"/apis/apps/v1", {R"({"status":"healthy"})", "[]"}}};
+    for (const auto& [path, answers] : bad) {
+      std::string good;
+      {
+        std::lock_guard lock(mu);
+        good = docs[path];
+      }
+      for (const auto& answer : answers) {
+        CAPTURE(path);
+        CAPTURE(answer);
+        {
+          std::lock_guard lock(mu);
+          docs[path] = answer;
+        }
+        const std::string expected = "GET " + path + ": the answer is not";
+        CHECK_THROWS_WITH_AS(kube::Discovery::fetch(client), doctest::Contains(expected.c_str()), Error);
+      }
+      std::lock_guard lock(mu);
+      docs[path] = good;
+    }
+    // What kube-apiserver may write for an empty list of them: null, or [].
+    {
+      std::lock_guard lock(mu);
+      docs["/apis/apps/v1"] = R"({"kind":"APIResourceList","groupVersion":"apps/v1","resources":null})";
+      docs["/apis"] = R"({"kind":"APIGroupList","groups":[]})";
+    }
+    CHECK(kube::Discovery::fetch(client).resources().size() == 1);
+  }
+  http.stop();
+  serving.join();
 }
 
 // Issue 13, item 6: yaml-cpp's InvalidNode, BadSubscript and
