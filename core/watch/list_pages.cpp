@@ -1,5 +1,7 @@
 #include "watch/list_pages.hpp"
 
+#include <set>
+
 #include "common/deep_json.hpp"
 #include "kube/discovery.hpp"
 #include "watch/request.hpp"
@@ -13,6 +15,9 @@ ListEnd read_list(kube::Api& api, const std::string& base, const std::atomic<boo
                   const std::function<void(ListPage&)>& page) {
   dom::parser parser;
   std::string page_memory, cont;  // the last page's body, its memory reused for the next page (see Api::get)
+  // The tokens of this pass: one given again would send the list round
+  // the same pages for ever (a broken server or proxy), never complete.
+  std::set<std::string> tokens;
   // Not do/while: the `continue` that starts an expired list over must come
   // back to the top, not to a test of the token it has just cleared.
   for (;;) {
@@ -22,6 +27,7 @@ ListEnd read_list(kube::Api& api, const std::string& base, const std::atomic<boo
       if (!expired(r.retry_after_ms))
         return {ListEnd::How::failed, "the continue token expired, again", r.retry_after_ms};
       cont.clear();
+      tokens.clear();
       continue;
     }
     if (r.status != 200) return {ListEnd::How::failed, kube::describe_failure(r), r.retry_after_ms};
@@ -39,6 +45,9 @@ ListEnd read_list(kube::Api& api, const std::string& base, const std::atomic<boo
     }
     std::string_view v;
     cont = parsed.doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
+    if (!cont.empty() && !tokens.insert(cont).second)
+      return {ListEnd::How::failed,
+              "the server gave continue token a second time in one list (it would go round for ever)", 0};
     diff::ListItemSources items_text(*parsed.parser, r.body);  // lets the pruner copy untouched subtrees
     ListPage listed{parsed.doc, items, items_text, parsed.deep, r.body.size(), cont.empty()};
     page(listed);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/metrics.hpp"
@@ -648,5 +649,41 @@ TEST_CASE("informer: a list answer that is not a list fails the list and reports
     CHECK(run.lists == 2);
     REQUIRE(run.got.size() == 1);
     CHECK(run.got[0].type == model::ChangeType::deleted);
+  }
+}
+
+// A server (or something in front of it) that hands back a continue token
+// it gave before sends the list round in a loop: the informer listed the
+// same pages for ever and never synced (this test's list never ended
+// before: it was stopped after 50 pages, never synced, no error logged).
+TEST_CASE("informer: a continue token the list already had fails the list instead of going round for ever") {
+  // The token each page gives, by the token it was asked with ("" first).
+  for (const std::map<std::string, std::string>& next :
+       {std::map<std::string, std::string>{{"", "p1"}, {"p1", "p1"}},
+        std::map<std::string, std::string>{{"", "p1"}, {"p1", "p2"}, {"p2", "p1"}}}) {
+    test::FakeClock clock;
+    test::FakeApi api(clock);
+    std::atomic<bool> stop{false};
+    int gets = 0;
+    api.on_get = [&](const std::string& path) {
+      if (++gets > 50) stop = true;
+      const size_t at = path.find("continue=");
+      const std::string asked = at == std::string::npos ? "" : path.substr(at + 9);
+      auto body = ojson::parse(list_of({configmap("a" + asked, "u-" + asked, "5", "1")}, "10"));
+      body["metadata"]["continue"] = next.at(asked);
+      return ok(body.dump());
+    };
+    api.on_stream = [&](const std::string&, const std::function<bool(std::string_view)>&) {
+      stop = true;
+      return kube::Response{200, {}, {}, {}, 0};
+    };
+    clock.on_sleep = [&] { stop = true; };  // the backoff after the failed list: enough
+    test::LogCapture logs;
+    watch::Informer inf(api, configmap_options(clock), "c", model::DiffOptions{},
+                        [](std::vector<model::ChangeSet>&&) {});
+    inf.run(stop);
+    CHECK(gets == static_cast<int>(next.size()));  // each page once: the last gave a token again
+    CHECK(logs.text().find("list failed: the server gave continue token a second time") != std::string::npos);
+    CHECK(!inf.synced());
   }
 }
