@@ -37,11 +37,12 @@ struct ListEnd {
 // after page, calling `page` for each (its views live until it returns).
 // A 410 to a continue token (it expired) asks `expired` (with the answer's
 // Retry-After, ms): true reads the list again from its first page (the
-// caller forgets what it had of this pass), false fails it. An answer other than 200, one that is not JSON,
-// and one that is not a list - not an object, or no `items` array (`null`
-// is an empty list; kube-apiserver always writes `items`) - fail the list:
-// read as empty, a relist would take every cached object for deleted. So
-// does a continue token given twice in one pass (the list would loop).
+// caller forgets what it had of this pass), false fails it. An answer
+// other than 200, one that is not JSON, and one that is not a list - not
+// an object, or no `items` array (`null` is an empty list; kube-apiserver
+// always writes `items`) - fail the list: read as empty, a relist would
+// take every cached object for deleted. So does a continue token given
+// twice in one pass (the list would go round the same pages for ever).
 ListEnd read_list(kube::Api& api, const std::string& base, const std::atomic<bool>& stop,
                   std::unique_ptr<simdjson::dom::parser>& deep_parser,
                   const std::function<bool(int64_t retry_after_ms)>& expired,
