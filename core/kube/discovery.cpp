@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
+
+#include "common/go_slice.hpp"
 
 namespace kubetrail::kube {
 
@@ -68,24 +71,20 @@ dom::element get_json(Client& client, dom::parser& parser, const std::string& pa
   return doc;
 }
 
-// The array `field` of the discovery document `doc` (a `kind`) got from
-// `path`; empty for null (Go writes a nil list so). Anything else - not an
-// object, no such field, not an array - is no such document, as a proxy
-// or a gateway answering 200 gives: an error, rather than a server that
-// serves nothing there (re-discovery would stop every informer of what
-// seemed gone, and what changed meanwhile would be lost).
+// The elements of the slice `field` of the discovery document `doc` (a
+// `kind`) got from `path` (common/go_slice.hpp). An answer that is no such
+// document is an error, rather than a server that serves nothing there:
+// re-discovery would stop every informer of what seemed gone, and what
+// changed meanwhile would be lost.
 std::vector<dom::element> array_of(Client& client, dom::element doc, const std::string& path, const char* kind,
                                    const char* field) {
-  std::vector<dom::element> out;
-  dom::array items;
-  const auto value = doc.type() == dom::element_type::OBJECT
-                         ? doc[field]
-                         : simdjson::simdjson_result<dom::element>(simdjson::INCORRECT_TYPE);
-  if (value.is_null()) return out;
-  if (value.get(items) != simdjson::SUCCESS)
+  std::optional<dom::array> items;
+  if (!slice_field(doc, field, items))
     throw Error("API server " + client.connection().server + ": GET " + path + ": the answer is not an " + kind +
                 " (no \"" + field + "\" array)");
-  for (dom::element e : items) out.push_back(e);
+  std::vector<dom::element> out;
+  if (items)
+    for (dom::element e : *items) out.push_back(e);
   return out;
 }
 

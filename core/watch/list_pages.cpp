@@ -3,6 +3,7 @@
 #include <set>
 
 #include "common/deep_json.hpp"
+#include "common/go_slice.hpp"
 #include "kube/discovery.hpp"
 #include "watch/request.hpp"
 
@@ -39,10 +40,8 @@ ListEnd read_list(kube::Api& api, const std::string& base, const std::atomic<boo
     if (parsed.doc.type() != dom::element_type::OBJECT)
       return {ListEnd::How::failed, "the answer is not a list (not a JSON object)", 0};
     std::optional<dom::array> items;
-    if (const auto field = parsed.doc["items"]; !field.is_null()) {
-      if (field.get_array().get(items.emplace()) != simdjson::SUCCESS)
-        return {ListEnd::How::failed, "the answer is not a list (no \"items\" array)", 0};
-    }
+    if (!slice_field(parsed.doc, "items", items))
+      return {ListEnd::How::failed, "the answer is not a list (no \"items\" array)", 0};
     std::string_view v;
     cont = parsed.doc.at_pointer("/metadata/continue").get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
     if (!cont.empty() && !tokens.insert(cont).second)

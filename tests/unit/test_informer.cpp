@@ -590,12 +590,6 @@ TEST_CASE("informer: an object deleted while nested too deep is reported deleted
   CHECK(log.text().find("ns/never: cannot be handled, skipped") != std::string::npos);
 }
 
-// A list answer that is JSON but not a list - `{}`, `[]`, an object whose
-// items are not an array - read as an empty list: the relist reported every
-// object in the cache Deleted. Something between kubetrail and the server
-// (a proxy, a gateway's health page answering 200) is enough. kube-apiserver
-// always writes `items` (`[]` when empty; `null` is taken as empty too).
-// Failed before: 2 Deleted change sets for each such answer.
 namespace {
 // An informer whose list is `first`, whose first watch gets 410, and whose
 // relist is answered `relist` (later lists: `first` again); the run ends
@@ -628,6 +622,12 @@ RelistRun relist_answered(const std::string& first, const std::string& relist) {
 }
 }  // namespace
 
+// A list answer that is JSON but not a list - `{}`, `[]`, an object whose
+// items are not an array - read as an empty list: the relist reported every
+// object in the cache Deleted. Something between kubetrail and the server
+// (a proxy, a gateway's health page answering 200) is enough. kube-apiserver
+// always writes `items` (`[]` when empty; `null` is taken as empty too).
+// Failed before: 2 Deleted change sets for each such answer.
 TEST_CASE("informer: a list answer that is not a list fails the list and reports nothing deleted") {
   const std::string two = list_of({configmap("a", "u-a", "5", "1"), configmap("b", "u-b", "5", "1")}, "10");
   for (const std::string& answer :
