@@ -162,6 +162,9 @@ chain = ["h"]
   };
   CHECK(routed(std::string(1024, 'a')) == 0);
   CHECK(routed(std::string(1024, 'x')) == 0);
-  CHECK(routed(std::string(1023, 'a') + "b") == 1);
-  CHECK(routed(std::string(1023, 'x') + "y") == 1);
+  // Built with append(), not `std::string(n, c) + "b"`: GCC 12 reports a
+  // false -Warray-bounds inside libstdc++ for that rvalue operator+ once the
+  // standard headers come precompiled (CMakeLists.txt).
+  CHECK(routed(std::string(1023, 'a').append("b")) == 1);
+  CHECK(routed(std::string(1023, 'x').append("y")) == 1);
 }
