@@ -108,7 +108,8 @@ bool ChangeDetector::learn_crd(dom::element crd) {
 }
 
 namespace {
-// The cached form of an object, but for its text (see ObjectStore::put).
+// The cached form of an object, but for its text and managers (see
+// ObjectStore::put).
 model::StoredObject stored_object(dom::element object) {
   model::StoredObject stored;
   dom::element metadata;  // an object without metadata (a hand-written manifest) has no uid or version
@@ -117,7 +118,6 @@ model::StoredObject stored_object(dom::element object) {
     stored.uid = string_at(metadata, "uid");
     stored.resource_version = string_at(metadata, "resourceVersion");
   }
-  extract_managers(object, stored.managers);
   return stored;
 }
 // An Event's change set says what happened - "Warning BackOff on Pod
@@ -222,6 +222,7 @@ void read_fields(simdjson::dom::parser& parser, std::string_view pruned, const s
 model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::element object,
                                           const SourceText* source) {
   model::StoredObject stored = stored_object(object);
+  extract_managers(object, stored.managers);
   stored.json.assign(rules_for(type).prune(object, source));
   return stored;
 }
@@ -233,8 +234,9 @@ Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element 
     return Result<bool>::failure("object has no metadata");
   std::string name = string_at(metadata, "name");
   if (name.empty()) return Result<bool>::failure("object has no metadata.name");
+  extract_managers(object, managers_);
   store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), stored_object(object),
-            rules_for(type).prune(object, source));
+            rules_for(type).prune(object, source), &managers_);
   return true;
 }
 
@@ -311,7 +313,8 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
     old->resource_version.assign(rv);
-    extract_managers(object, old->managers);
+    extract_managers(object, managers_);
+    store.set_managers(*old, managers_);
     ++stats_.noise;
     return std::optional<model::ChangeSet>{};
   }
@@ -336,12 +339,12 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     cs.old_object = pruned;
     store.erase(key);
   } else if (!old) {
-    model::StoredObject now = stored_object(object);
+    extract_managers(object, managers_);
     identify();
     cs.type = model::ChangeType::added;
-    cs.actor = find_actor(nullptr, now.managers);
+    cs.actor = find_actor(nullptr, managers_);
     cs.new_object = pruned;
-    store.put(key, std::move(now), pruned);
+    store.put(key, stored_object(object), pruned, &managers_);
   } else {
     // Diff only the subtree holding the changed bytes when there is one.
     // The old text, decompressed when the cache packs: valid until the
@@ -367,7 +370,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
       store.set_text(*old, pruned, digest);
       old->uid.assign(uid);
       old->resource_version.assign(rv);
-      old->managers.swap(managers_);
+      store.set_managers(*old, managers_);
     };
     if (cs.changes.empty()) {  // e.g. a keyed list reordered
       ++stats_.noise;
@@ -376,7 +379,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     }
     identify();
     cs.type = model::ChangeType::modified;
-    cs.actor = find_actor(&old->managers, managers_, object, &cs.changes);
+    cs.actor = find_actor(&store.managers(*old), managers_, object, &cs.changes);
     update_cache();
     if (options_.include_objects) cs.new_object = pruned;
   }

@@ -129,7 +129,7 @@ class ChangeDetector {
   simdjson::dom::parser new_parser_;
   simdjson::dom::parser fields_parser_;  // reads ChangeSet::fields from a change set's pruned object
   DocumentDiffer differ_;
-  std::vector<model::ManagerEntry> managers_;  // a modified object's new managers, swapped into the cache
+  std::vector<model::ManagerEntry> managers_;  // an event's managers, read into reused strings
   std::string key_;  // the event's cache key, reused: "namespace/name" is past std::string's inline buffer
   Stats stats_;
   bool whole_objects_ = false;

@@ -1,5 +1,6 @@
 #include "model/object_store.hpp"
 
+#include <cstring>
 #include <utility>
 
 #include <xxhash.h>
@@ -11,27 +12,108 @@ namespace kubetrail::model {
 
 namespace {
 constexpr int64_t kDictionary = 1;  // the store's one dictionary
+}  // namespace
 
-// Stores `text` in `o` as a frame against the store's dictionary, or as it
-// is when the frame would be no smaller. `text` may be o.json itself: it is
-// hashed and compressed before o.json is written. `digest`: the text's, if
-// the caller has it.
-void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text,
-          const std::optional<ObjectStore::TextDigest>& digest = std::nullopt) {
-  const ObjectStore::TextDigest d = digest ? *digest : ObjectStore::digest_of(text);
+namespace {
+// `bytes` into the arena slot at `slot` (of `size` bytes): written in place
+// when it fits the slot's class, else into a new slot; none when empty.
+void assign_slot(FrameArena& arena, char*& slot, uint32_t& size, std::string_view bytes) {
+  const auto n = static_cast<uint32_t>(bytes.size());
+  if (slot && (n == 0 || !FrameArena::same_slot(size, n))) {
+    arena.release(slot, size);
+    slot = nullptr;
+  }
+  size = n;
+  if (n == 0) return;
+  if (!slot) slot = arena.allocate(n);
+  std::memcpy(slot, bytes.data(), n);
+}
+
+// The managers as the arena keeps them: their count, then each one's four
+// strings, each a LEB128 length and its bytes. Three entries of a Pod take
+// ~130 bytes in one slot, against ~530 in nine allocations as strings.
+void put_length(std::string& out, size_t n) {
+  for (; n >= 0x80; n >>= 7) out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  out.push_back(static_cast<char>(n));
+}
+size_t take_length(std::string_view& in) {
+  size_t n = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    // Bytes this store encoded: running out is a bug, said loudly.
+    if (in.empty()) throw Error("internal error: a cached object's managers do not decode");
+    const auto b = static_cast<unsigned char>(in.front());
+    in.remove_prefix(1);
+    n |= static_cast<size_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return n;
+  }
+  throw Error("internal error: a cached object's managers do not decode");
+}
+void encode(const std::vector<ManagerEntry>& managers, std::string& out) {
+  out.clear();
+  if (managers.empty()) return;
+  put_length(out, managers.size());
+  for (const ManagerEntry& m : managers)
+    for (const std::string* part : {&m.manager, &m.operation, &m.time, &m.subresource}) {
+      put_length(out, part->size());
+      out.append(*part);
+    }
+}
+void decode(std::string_view in, std::vector<ManagerEntry>& out) {
+  const size_t count = in.empty() ? 0 : take_length(in);
+  if (count > in.size()) throw Error("internal error: a cached object's managers do not decode");
+  out.resize(count);
+  for (ManagerEntry& m : out)
+    for (std::string* part : {&m.manager, &m.operation, &m.time, &m.subresource}) {
+      const size_t n = take_length(in);
+      if (n > in.size()) throw Error("internal error: a cached object's managers do not decode");
+      part->assign(in.substr(0, n));
+      in.remove_prefix(n);
+    }
+}
+}  // namespace
+
+// `text` may be o.json itself: it is hashed and compressed before o.json is
+// written. `digest`: the text's, if the caller has it.
+void ObjectStore::pack(DictionaryCodec& codec, StoredObject& o, std::string_view text,
+                       const std::optional<TextDigest>& digest) {
+  const TextDigest d = digest ? *digest : digest_of(text);
   o.text_hash[0] = d.hash[0];
   o.text_hash[1] = d.hash[1];
   o.text_size = d.size;
-  std::string_view frame = codec.compress(kDictionary, text);
+  const std::string_view frame = codec.compress(kDictionary, text);
   o.packed = frame.size() < text.size();
-  if (o.packed && o.json.capacity() > 2 * frame.size())
-    o.json = std::string(frame);  // a new string of the frame's size: assign() would keep the text's capacity
-  else if (o.packed)
-    o.json.assign(frame);
+  assign_slot(arena_, o.frame, o.frame_size, o.packed ? frame : std::string_view());
+  if (o.packed)
+    std::string().swap(o.json);  // the text's memory goes back (`text` was compressed above)
   else if (o.json.data() != text.data())
     o.json.assign(text);
 }
-}  // namespace
+
+void ObjectStore::pack_managers(StoredObject& o, const std::vector<ManagerEntry>& managers) {
+  encode(managers, managers_code_);  // before o.managers goes: `managers` may be it
+  assign_slot(arena_, o.managers_code, o.managers_code_size, managers_code_);
+  if (o.managers.capacity()) std::vector<ManagerEntry>().swap(o.managers);
+}
+
+const std::vector<ManagerEntry>& ObjectStore::managers(const StoredObject& o) const {
+  if (!o.managers_code) return o.managers;
+  decode({o.managers_code, o.managers_code_size}, managers_scratch_);
+  return managers_scratch_;
+}
+
+void ObjectStore::set_managers(StoredObject& o, const std::vector<ManagerEntry>& managers) {
+  if (codec_)
+    pack_managers(o, managers);
+  else
+    o.managers = managers;
+}
+
+void ObjectStore::release(StoredObject& o) noexcept {
+  arena_.release(o.frame, o.frame_size);
+  arena_.release(o.managers_code, o.managers_code_size);
+  o.frame = o.managers_code = nullptr;
+  o.frame_size = o.managers_code_size = 0;
+}
 
 ObjectStore::ObjectStore() = default;
 ObjectStore::~ObjectStore() = default;
@@ -39,13 +121,15 @@ ObjectStore::~ObjectStore() = default;
 // the other store.
 ObjectStore::ObjectStore(ObjectStore&& o) noexcept
     : objects_(std::move(o.objects_)),
+      arena_(std::move(o.arena_)),
       codec_(std::move(o.codec_)),
       fingerprint_(std::exchange(o.fingerprint_, 0)),
       scratch_(std::move(o.scratch_)),
       last_key_(std::move(o.last_key_)),
       last_(std::exchange(o.last_, nullptr)) {}
 ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
-  objects_ = std::move(o.objects_);
+  objects_ = std::move(o.objects_);  // before the arena: the objects it replaces had their frames there
+  arena_ = std::move(o.arena_);
   codec_ = std::move(o.codec_);
   fingerprint_ = std::exchange(o.fingerprint_, 0);
   scratch_ = std::move(o.scratch_);
@@ -54,26 +138,47 @@ ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
   return *this;
 }
 
+namespace {
+// What a store's arena holds for `o` (none for an object from outside:
+// a store's objects are never handed out by value).
+void forget_slots(StoredObject& o) {
+  o.frame = o.managers_code = nullptr;
+  o.frame_size = o.managers_code_size = 0;
+}
+}  // namespace
+
 void ObjectStore::put(std::string key, StoredObject obj) {
+  forget_slots(obj);
   if (codec_) {
     pack(*codec_, obj, obj.json);
+    pack_managers(obj, obj.managers);
   } else {
     obj.packed = false;
     obj.text_size = static_cast<uint32_t>(obj.json.size());
   }
-  objects_.insert_or_assign(std::move(key), std::move(obj));
+  replace(std::move(key), std::move(obj));
   if (!codec_ && objects_.size() >= kPackAfter) start_packing();
 }
 
-void ObjectStore::put(std::string key, StoredObject obj, std::string_view text) {
+void ObjectStore::put(std::string key, StoredObject obj, std::string_view text,
+                      const std::vector<ManagerEntry>* managers) {
   if (codec_) {
+    forget_slots(obj);
     obj.json.clear();
     pack(*codec_, obj, text);
-    objects_.insert_or_assign(std::move(key), std::move(obj));
+    pack_managers(obj, managers ? *managers : obj.managers);
+    replace(std::move(key), std::move(obj));
     return;
   }
+  if (managers) obj.managers = *managers;
   obj.json.assign(text);
   put(std::move(key), std::move(obj));
+}
+
+void ObjectStore::replace(std::string key, StoredObject obj) {
+  auto [it, added] = objects_.try_emplace(std::move(key));
+  if (!added) release(it->second);
+  it->second = std::move(obj);
 }
 
 // The dictionary is the first objects' own text (up to 64 KB): the rest of
@@ -91,7 +196,8 @@ void ObjectStore::pack_with(std::string_view dictionary) {
   for (auto& [key, o] : objects_) {
     text.assign(this->text(o));  // against the dictionary it was packed with, if any
     pack(*codec, o, text);
-    o.json.shrink_to_fit();
+    if (!o.packed) o.json.shrink_to_fit();
+    if (!o.managers_code) pack_managers(o, o.managers);
   }
   codec_ = std::move(codec);
   fingerprint_ = DictionaryCodec::fingerprint(dictionary);
@@ -100,7 +206,7 @@ void ObjectStore::pack_with(std::string_view dictionary) {
 std::string_view ObjectStore::text(const StoredObject& o) const {
   if (!o.packed) return o.json;
   // Frames this store wrote: they always decode (a failure is a bug, said loudly).
-  if (std::string why = codec_->decompress(kDictionary, o.json, scratch_); !why.empty())
+  if (std::string why = codec_->decompress(kDictionary, frame(o), scratch_); !why.empty())
     throw Error("internal error: a cached object does not decompress: " + why);
   return scratch_;
 }
@@ -130,7 +236,8 @@ void ObjectStore::set_text(StoredObject& o, std::string_view text, const std::op
 
 size_t ObjectStore::text_bytes() const {
   size_t n = 0;
-  for (const auto& [key, o] : objects_) n += o.json.capacity();  // what memory holds, not what is used
+  // What memory holds, not what is used.
+  for (const auto& [key, o] : objects_) n += o.packed ? FrameArena::slot_bytes(o.frame_size) : o.json.capacity();
   return n;
 }
 

@@ -4,7 +4,9 @@
 // JSON - and, once it holds kPackAfter objects, each one as a zstd frame
 // against a dictionary made of its first objects (common/dictionary_codec.hpp):
 // a Pod of 8 KB pruned costs a few hundred bytes here instead of client-go's
-// ~33 KiB (issue 15: 100,000 pods within 300 MiB).
+// ~33 KiB (issue 15: 100,000 pods within 300 MiB). A packing store keeps
+// the frames, and each object's managers encoded, in an arena of its own
+// (model/frame_arena.hpp), not as strings on the heap.
 //
 // Most events change nothing that is kept (status, bookkeeping): same_text()
 // tells them apart by size and a 128-bit hash of the text, without
@@ -22,6 +24,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "model/frame_arena.hpp"
 
 namespace kubetrail {
 class DictionaryCodec;
@@ -41,14 +45,24 @@ struct ManagerEntry {
 
 struct StoredObject {
   // The pruned, redacted, minified object. Inside an ObjectStore that packs,
-  // a zstd frame of it (packed = true): read it through ObjectStore::text().
+  // it is a zstd frame in the store's FrameArena instead (packed = true,
+  // `frame`; json is then empty): read it through ObjectStore::text().
   std::string json;
   std::string uid;
   std::string resource_version;
+  // Inside an ObjectStore that packs, the managers are encoded in the
+  // store's arena instead (`managers_code`; the vector is then empty): read
+  // and write them through ObjectStore::managers() and set_managers().
   std::vector<ManagerEntry> managers;
   bool packed = false;
   uint32_t text_size = 0;          // of the text, packed or not
+  uint32_t frame_size = 0;         // packed: of the frame
   uint64_t text_hash[2] = {0, 0};  // XXH3-128 of the text (packed only)
+  // Packed: the frame, owned by the store that holds this object - which
+  // never hands its objects out by value, so no copy outlives the frame.
+  char* frame = nullptr;
+  char* managers_code = nullptr;  // the same for the managers, encoded
+  uint32_t managers_code_size = 0;
 };
 
 class ObjectStore {
@@ -75,17 +89,23 @@ class ObjectStore {
   }
   const StoredObject* find(std::string_view key) const { return lookup(key); }
   StoredObject* find_mutable(std::string_view key) { return lookup(key); }
-  // Stores `obj` (whose json is the text) under `key`, packed when the store packs.
+  // Stores `obj` (whose json is the text; it holds no frame) under `key`,
+  // packed when the store packs.
   void put(std::string key, StoredObject obj);
   // Stores `obj` with `text` as its text (obj.json is overwritten): a
   // packing store compresses straight from `text`, without the object's
   // whole text being copied into a string of its own first (at 100k pods
   // that copy and its allocation were a quarter of the list's CPU).
-  void put(std::string key, StoredObject obj, std::string_view text);
+  // `managers`, when given, are the object's instead of obj.managers (a
+  // caller's reused vector: the initial sync allocates nothing for them).
+  void put(std::string key, StoredObject obj, std::string_view text,
+           const std::vector<ManagerEntry>* managers = nullptr);
   void erase(std::string_view key) {
     last_ = nullptr;
     auto it = objects_.find(key);
-    if (it != objects_.end()) objects_.erase(it);
+    if (it == objects_.end()) return;
+    release(it->second);
+    objects_.erase(it);
   }
   size_t size() const noexcept { return objects_.size(); }
   template <class F>
@@ -111,9 +131,22 @@ class ObjectStore {
   // Replaces the object's text (packed when the store packs). `digest`:
   // digest_of(text), if known.
   void set_text(StoredObject& o, std::string_view text, const std::optional<TextDigest>& digest = std::nullopt);
-  // Bytes the stored texts hold in memory (capacity, packed or not), for
-  // tests and benchmarks.
+  // An object's managers. Valid until the next managers() call on this
+  // store or the object's next change.
+  const std::vector<ManagerEntry>& managers(const StoredObject& o) const;
+  // Replaces them; `managers` keeps its strings' storage for reuse.
+  void set_managers(StoredObject& o, const std::vector<ManagerEntry>& managers);
+
+  // A packed object's frame as it is (empty when not packed): what a state
+  // store that packs with the same dictionary writes without recompressing.
+  static std::string_view frame(const StoredObject& o) noexcept {
+    return o.packed ? std::string_view(o.frame, o.frame_size) : std::string_view();
+  }
+  // Bytes the stored texts take in memory (capacity, packed or not: a
+  // frame's slot), for tests and benchmarks.
   size_t text_bytes() const;
+  // Bytes the store's frame arena holds from the system.
+  size_t arena_bytes() const noexcept { return arena_.held_bytes(); }
 
   // Packs from now on against `dictionary` (content, as DictionaryCodec
   // takes it), every object held repacked: the state store's dictionary
@@ -130,9 +163,12 @@ class ObjectStore {
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
-  std::unique_ptr<DictionaryCodec> codec_;  // once the store packs
-  uint64_t fingerprint_ = 0;                // of codec_'s dictionary
-  mutable std::string scratch_;             // text()'s output
+  FrameArena arena_;                                    // the packed objects' frames
+  std::unique_ptr<DictionaryCodec> codec_;              // once the store packs
+  uint64_t fingerprint_ = 0;                            // of codec_'s dictionary
+  mutable std::string scratch_;                         // text()'s output
+  mutable std::vector<ManagerEntry> managers_scratch_;  // managers()' output
+  std::string managers_code_;                           // set_managers()' encoding
   // The object last found, by its key: an event's uid check (replaced())
   // and its diff (observe()) look up the same object in turn, and at 100k
   // objects every lookup of the table misses the CPU cache. An element's
@@ -148,6 +184,16 @@ class ObjectStore {
     return last_;
   }
   void start_packing();
+  // Puts `obj` under `key`; an object it replaces gives its frame back.
+  void replace(std::string key, StoredObject obj);
+  // Gives an object's frame and managers' code back to the arena.
+  void release(StoredObject& o) noexcept;
+  // Moves `o`'s managers (or `managers`) into the arena: for a packing store.
+  void pack_managers(StoredObject& o, const std::vector<ManagerEntry>& managers);
+  // Stores `text` in `o` as a frame against `codec`, or as it is when the
+  // frame would be no smaller.
+  void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text,
+            const std::optional<TextDigest>& digest = std::nullopt);
 };
 
 }  // namespace kubetrail::model

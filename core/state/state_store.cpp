@@ -851,7 +851,7 @@ void StateStore::save(const std::string& resource,
   for (const auto& [key, obj] : upserts) {
     std::pair<std::string_view, int64_t> stored;
     if (shares_frames && obj->packed) {
-      stored = {obj->json, dictionary_id};
+      stored = {model::ObjectStore::frame(*obj), dictionary_id};
       ++frames_shared_;
     } else {
       stored = packed(codec_, dictionary_id, text_of(*obj));

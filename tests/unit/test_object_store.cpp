@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <simdjson.h>
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -166,11 +167,62 @@ TEST_CASE("object store: a cache that packs makes exactly the change sets of one
   CHECK(step("label", [](json& o) { o["metadata"]["labels"]["tier"] = "gold"; }));
   CHECK_FALSE(step("status only", [](json& o) { o["status"]["phase"] = "Running"; }));
   CHECK(step("label removed", [](json& o) { o["metadata"]["labels"].erase("tier"); }));
+  // The managers, which a packing store keeps encoded in its arena: a
+  // status write moves one on a noise event; a label by a new manager names
+  // that one as the actor; a later change in which none moved names none.
+  CHECK_FALSE(step("status by the kubelet", [](json& o) {
+    o["status"]["phase"] = "Succeeded";
+    o["metadata"]["managedFields"].push_back(
+        {{"manager", "kubelet"}, {"operation", "Update"}, {"subresource", "status"}, {"time", "2026-12-04T10:00:00Z"}});
+  }));
+  CHECK(step("label by kubectl", [](json& o) {
+    o["metadata"]["labels"]["owner"] = "sre";
+    o["metadata"]["managedFields"].push_back(
+        {{"manager", "kubectl-label"}, {"operation", "Update"}, {"time", "2026-12-04T10:01:00Z"}});
+  }));
+  CHECK(big.managers(*big.find("shop/web-3")).size() == 3);
+  CHECK(big.managers(*big.find("shop/web-3")) == small.managers(*small.find("shop/web-3")));
+  CHECK(step("label, no manager moved", [](json& o) { o["metadata"]["labels"]["owner"] = "platform"; }));
   auto a = feed(packing, big, model::WatchEventType::deleted, p);
   auto b = feed(plain, small, model::WatchEventType::deleted, p);
   REQUIRE(a);
   REQUIRE(b);
   CHECK(a->to_json() == b->to_json());
+}
+
+// A packing store keeps an object's managers encoded in its arena: what it
+// hands back is what it was given - any bytes, any count, none.
+TEST_CASE("object store: a packing store's managers read back exactly") {
+  model::ObjectStore store;
+  for (int i = 0; i < 40; ++i) store.put("ns/web-" + std::to_string(i), stored(pod(i).dump()));
+  model::StoredObject* o = store.find_mutable("ns/web-7");
+  REQUIRE(o->packed);
+  CHECK(store.managers(*o).empty());
+  std::vector<model::ManagerEntry> ms = {
+      {"kube-controller-manager", "Update", "2026-12-04T10:00:00Z", ""},
+      {std::string(300, 'm'), "Apply", "", "status"},  // a length past one LEB128 byte
+      {std::string("nul\0byte", 9), "", "2026-12-04T10:00:01Z", "scale"}};
+  store.set_managers(*o, ms);
+  CHECK(o->managers.empty());  // kept in the arena, not in the vector
+  CHECK(store.managers(*o) == ms);
+  ms.pop_back();
+  store.set_managers(*o, ms);
+  CHECK(store.managers(*o) == ms);
+  store.set_managers(*o, {});
+  CHECK(store.managers(*o).empty());
+  // put() with the managers of the caller's vector, as the initial sync does.
+  ms.push_back({"kubelet", "Update", "2026-12-04T10:02:00Z", "status"});
+  store.put("ns/new", stored(""), pod(99).dump(), &ms);
+  CHECK(store.managers(*store.find("ns/new")) == ms);
+  // A store that does not pack yet keeps them as they are, and packs them
+  // with its objects once it does.
+  model::ObjectStore small;
+  small.put("ns/a", stored(pod(1).dump()), pod(1).dump(), &ms);
+  CHECK(small.find("ns/a")->managers == ms);
+  for (int i = 2; i < 40; ++i) small.put("ns/web-" + std::to_string(i), stored(pod(i).dump()));
+  REQUIRE(small.find("ns/a")->packed);
+  CHECK(small.find("ns/a")->managers.empty());
+  CHECK(small.managers(*small.find("ns/a")) == ms);
 }
 
 // The store remembers its last lookup (an event's uid check and its diff
@@ -197,4 +249,95 @@ TEST_CASE("object store: the remembered lookup forgets an erased object and stay
   c.find_mutable("ns/x")->uid = "u2";
   CHECK(c.find("ns/x")->uid == "u2");
   CHECK(c.find("ns/y") == nullptr);
+}
+
+// The frame arena (model/frame_arena.hpp): every size up to the largest
+// slot has a class whose slot holds it and wastes at most an eighth of it.
+TEST_CASE("frame arena: every size has a slot that holds it, at most an eighth larger") {
+  using model::FrameArena;
+  uint32_t previous = 0;
+  for (uint32_t size = 1; size <= FrameArena::kLargestSlot; ++size) {
+    const uint32_t c = FrameArena::class_of(size);
+    REQUIRE(c < FrameArena::kClasses);
+    REQUIRE(c >= previous);  // classes grow with the size
+    previous = c;
+    const uint32_t slot = FrameArena::slot_size(c);
+    REQUIRE(slot >= size);
+    REQUIRE(slot <= size + size / 8 + 15);
+    REQUIRE(slot % 16 == 0);                                  // slots keep their successors aligned
+    if (c > 0) REQUIRE(FrameArena::slot_size(c - 1) < size);  // the smallest slot that holds it
+  }
+  CHECK(FrameArena::class_of(FrameArena::kLargestSlot) == FrameArena::kClasses - 1);
+}
+
+TEST_CASE("frame arena: a released slot is reused by its class, large frames are their own, all go back") {
+  model::FrameArena arena;
+  char* a = arena.allocate(600);
+  char* b = arena.allocate(600);
+  CHECK(a != b);
+  CHECK(arena.held_bytes() == model::FrameArena::kBlockBytes);
+  std::memset(a, 'a', 600);
+  std::memset(b, 'b', 600);
+  arena.release(a, 600);
+  CHECK(arena.allocate(610) == a);  // same class
+  CHECK(std::string_view(b, 600) == std::string(600, 'b'));
+  // Past a block: the next one.
+  std::vector<char*> many;
+  for (int i = 0; i < 5000; ++i) many.push_back(arena.allocate(1000));  // 1,024-byte slots: 2,048 a block
+  CHECK(arena.held_bytes() == 3 * model::FrameArena::kBlockBytes);
+  const uint32_t large = model::FrameArena::kLargestSlot + 1;
+  char* big = arena.allocate(large);
+  std::memset(big, 'x', large);
+  CHECK(arena.held_bytes() == 3 * model::FrameArena::kBlockBytes + large);
+  arena.release(big, large);
+  CHECK(arena.held_bytes() == 3 * model::FrameArena::kBlockBytes);
+  arena.allocate(large);  // left to the arena's destructor: ASan's leak check says whether it frees it
+  model::FrameArena moved(std::move(arena));
+  CHECK(moved.held_bytes() == 3 * model::FrameArena::kBlockBytes + large);
+  CHECK(arena.held_bytes() == 0);  // NOLINT(bugprone-use-after-move): a moved-from arena holds nothing
+}
+
+// The cache's frames live in its arena. Updates and deletions give their
+// slots back: a store whose objects all change many times, or one object
+// that grows at every update, holds little more than its live frames.
+TEST_CASE("object store: frames replaced or erased give their memory back to the store's arena") {
+  model::ObjectStore store;
+  auto text_of = [](int i, int round) {
+    json p = pod(i);
+    p["metadata"]["labels"]["round"] = std::string(static_cast<size_t>(round % 7) * 9, 'r');
+    return p.dump();
+  };
+  for (int i = 0; i < 2000; ++i) store.put("ns/web-" + std::to_string(i), stored(text_of(i, 0)));
+  const size_t first = store.arena_bytes();
+  CHECK(first > 0);
+  for (int round = 1; round <= 20; ++round)
+    for (int i = 0; i < 2000; ++i) {
+      model::StoredObject* o = store.find_mutable("ns/web-" + std::to_string(i));
+      REQUIRE(o);
+      const std::string t = text_of(i, round);
+      store.set_text(*o, t);
+      REQUIRE(store.text(*o) == t);
+    }
+  CHECK(store.arena_bytes() <= first + model::FrameArena::kBlockBytes);
+  for (int i = 0; i < 2000; ++i) store.erase("ns/web-" + std::to_string(i));
+  for (int i = 0; i < 2000; ++i) store.put("ns/web-" + std::to_string(i), stored(text_of(i, 3)));
+  CHECK(store.arena_bytes() <= first + model::FrameArena::kBlockBytes);
+  for (int i = 0; i < 2000; ++i) CHECK(store.text(*store.find("ns/web-" + std::to_string(i))) == text_of(i, 3));
+
+  // One object growing by a few random bytes at every update, up to frames
+  // larger than any slot: the slots it leaves are one per class at most.
+  std::mt19937 random(7);
+  std::string noise;
+  model::StoredObject* grower = store.find_mutable("ns/web-0");
+  json p = pod(0);
+  for (int update = 0; update < 1800; ++update) {
+    for (int k = 0; k < 80; ++k) noise += static_cast<char>('a' + random() % 26);
+    p["metadata"]["annotations"]["noise"] = noise;
+    const std::string t = p.dump();
+    store.set_text(*grower, t);
+    if (update % 300 == 0) REQUIRE(store.text(*grower) == t);
+  }
+  CHECK(grower->frame_size > model::FrameArena::kLargestSlot);  // the test reached frames of their own
+  CHECK(store.arena_bytes() <= first + 2 * model::FrameArena::kBlockBytes + grower->frame_size);
+  MESSAGE("arena: " << first << " bytes for 2,000 pods, " << store.arena_bytes() << " at the end");
 }
