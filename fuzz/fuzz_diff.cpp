@@ -5,6 +5,8 @@
 //   - every path in a change set parses back (PathPattern);
 //   - the change set's JSON parses, and reads back;
 //   - the fast path (narrowed to the changed subtree) equals the whole-object diff;
+//   - a cache that packs (its frames and the managers encoded in its arena)
+//     makes exactly the change sets, actor included, of one that does not;
 // and the whole input read as a change set (the journal's, the outbox's and
 // the change API's format: ChangeSet::from_json) ends as one or as a
 // kubetrail::Error.
@@ -61,13 +63,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers
   diff::ChangeDetector fast("fuzz", options), whole("fuzz", options);
   whole.diff_whole_objects(true);
-  model::ObjectStore s1, s2;
-  dom::parser p1, p2;
-  step(fast, s1, p1, a, model::WatchEventType::added);
+  diff::ChangeDetector packing("fuzz", options);
+  model::ObjectStore s1, s2, s3;
+  // Filled until it packs, under keys no input object has: a key is
+  // namespace/name, and an object's name is never empty.
+  for (size_t i = 0; i < model::ObjectStore::kPackAfter; ++i) {
+    model::StoredObject filler;
+    filler.json = R"({"metadata":{"name":"filler-)" + std::to_string(i) + R"("}})";
+    s3.put("filler-" + std::to_string(i) + "/", std::move(filler));
+  }
+  dom::parser p1, p2, p3;
+  auto a1 = step(fast, s1, p1, a, model::WatchEventType::added);
   step(whole, s2, p2, a, model::WatchEventType::added);
+  auto a3 = step(packing, s3, p3, a, model::WatchEventType::added);
+  check(a1.has_value() == a3.has_value());
+  if (a1) check(a1->to_json() == a3->to_json());
   auto c1 = step(fast, s1, p1, b, model::WatchEventType::modified);
   auto c2 = step(whole, s2, p2, b, model::WatchEventType::modified);
+  auto c3 = step(packing, s3, p3, b, model::WatchEventType::modified);
   check(c1.has_value() == c2.has_value());
+  check(c1.has_value() == c3.has_value());
+  if (c1) check(c1->to_json() == c3->to_json());
   if (c1) {
     check(c1->changes == c2->changes);
     for (const auto& c : c1->changes) {

@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
 #include <openssl/hmac.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -19,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "common/error.hpp"
 #include "deliver/engine.hpp"
@@ -260,6 +263,56 @@ TEST_CASE("webhook: a timeout is a retry - partial batches report per item") {
   CHECK(out.status == KUBETRAIL_RETRY);
   CHECK(out.message.find("Timeout") != std::string::npos);
   CHECK(out.item_status == std::vector<int32_t>{KUBETRAIL_OK, KUBETRAIL_RETRY, KUBETRAIL_RETRY});
+}
+
+// A receiver (or a proxy before it) that answers with endless headers: the
+// response's headers are kept in a map, so they must be bounded by
+// something other than the timeout. libcurl stops at 300 KB of headers
+// (MAX_HTTP_RESP_HEADER_SIZE, since 7.84); this pins that the webhook gets
+// that as a retry at once, instead of filling memory for timeout_ms.
+TEST_CASE("webhook: a receiver sending endless headers is a retry, not memory filled until the timeout") {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(listener, 1) == 0);
+  REQUIRE(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  size_t sent = 0;
+  std::thread server([&] {
+    pollfd p{listener, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1) return;
+    const int c = accept(listener, nullptr, nullptr);
+    if (c < 0) return;
+    char request[65536];
+    (void)recv(c, request, sizeof request, 0);
+    const std::string status = "HTTP/1.1 200 OK\r\n";
+    (void)send(c, status.data(), status.size(), MSG_NOSIGNAL);
+    const std::string filler(100, 'a');
+    // Until the client stops reading, or 15 s (bounded either way).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+      const std::string line = "X-Filler-" + std::to_string(i) + ": " + filler + "\r\n";
+      if (send(c, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) break;
+      sent += line.size();
+    }
+    close(c);
+  });
+  Bundled b("webhook",
+            {{"url", "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/"}, {"timeout_ms", 8000}});
+  const auto start = std::chrono::steady_clock::now();
+  auto out = b.deliver({change("a")});
+  const auto took = std::chrono::steady_clock::now() - start;
+  server.join();
+  close(listener);
+  CHECK(out.status == KUBETRAIL_RETRY);
+  // A client without the bound reads until its 8 s timeout (gigabytes on
+  // loopback); this one stops after its 300 KB and what the sockets buffer.
+  CHECK(took < std::chrono::seconds(4));
+  CHECK(sent < size_t{64} << 20);
+  MESSAGE("headers sent before the webhook stopped reading: " << sent << " bytes; " << out.message);
 }
 
 TEST_CASE("webhook: secrets in the URL or credentials never reach a message or log line") {
