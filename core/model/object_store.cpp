@@ -12,9 +12,7 @@ namespace kubetrail::model {
 
 namespace {
 constexpr int64_t kDictionary = 1;  // the store's one dictionary
-}  // namespace
 
-namespace {
 // `bytes` into the arena slot at `slot` (of `size` bytes): written in place
 // when it fits the slot's class, else into a new slot; none when empty.
 void assign_slot(FrameArena& arena, char*& slot, uint32_t& size, std::string_view bytes) {
@@ -22,10 +20,11 @@ void assign_slot(FrameArena& arena, char*& slot, uint32_t& size, std::string_vie
   if (slot && (n == 0 || !FrameArena::same_slot(size, n))) {
     arena.release(slot, size);
     slot = nullptr;
+    size = 0;
   }
-  size = n;
   if (n == 0) return;
-  if (!slot) slot = arena.allocate(n);
+  if (!slot) slot = arena.allocate(n);  // may throw: then no slot, size 0
+  size = n;
   std::memcpy(slot, bytes.data(), n);
 }
 
@@ -81,8 +80,10 @@ void ObjectStore::pack(DictionaryCodec& codec, StoredObject& o, std::string_view
   o.text_hash[1] = d.hash[1];
   o.text_size = d.size;
   const std::string_view frame = codec.compress(kDictionary, text);
-  o.packed = frame.size() < text.size();
-  assign_slot(arena_, o.frame, o.frame_size, o.packed ? frame : std::string_view());
+  const bool smaller = frame.size() < text.size();
+  o.packed = false;  // until the frame is in its slot
+  assign_slot(arena_, o.frame, o.frame_size, smaller ? frame : std::string_view());
+  o.packed = smaller;
   if (o.packed)
     std::string().swap(o.json);  // the text's memory goes back (`text` was compressed above)
   else if (o.json.data() != text.data())
