@@ -134,7 +134,8 @@ class ObjectStore {
   // An object's managers. Valid until the next managers() call on this
   // store or the object's next change.
   const std::vector<ManagerEntry>& managers(const StoredObject& o) const;
-  // Replaces them; `managers` keeps its strings' storage for reuse.
+  // Replaces them with a copy of `managers` (the caller's vector, whose
+  // strings stay for it to reuse).
   void set_managers(StoredObject& o, const std::vector<ManagerEntry>& managers);
 
   // A packed object's frame as it is (empty when not packed): what a state
@@ -163,7 +164,7 @@ class ObjectStore {
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
-  FrameArena arena_;                                    // the packed objects' frames
+  FrameArena arena_;                                    // frames and managers' codes
   std::unique_ptr<DictionaryCodec> codec_;              // once the store packs
   uint64_t fingerprint_ = 0;                            // of codec_'s dictionary
   mutable std::string scratch_;                         // text()'s output
