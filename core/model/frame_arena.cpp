@@ -47,9 +47,13 @@ uint32_t FrameArena::slot_size(uint32_t size_class) noexcept {
 
 char* FrameArena::allocate(uint32_t size) {
   if (size > kLargestSlot) {
-    large_.reserve(large_.size() + 1);  // before the allocation: a throw here leaks nothing
     char* p = static_cast<char*>(::operator new(size));
-    large_.insert(p);
+    try {
+      large_.insert(p);  // its node may not be had
+    } catch (...) {
+      ::operator delete(p);
+      throw;
+    }
     large_bytes_ += size;
     return p;
   }

@@ -109,11 +109,19 @@ void ObjectStore::set_managers(StoredObject& o, const std::vector<ManagerEntry>&
     o.managers = managers;
 }
 
+namespace {
+// What a store's arena holds for `o` forgotten (for an object from outside:
+// a store's objects are never handed out by value, so no slot is its).
+void forget_slots(StoredObject& o) noexcept {
+  o.frame = o.managers_code = nullptr;
+  o.frame_size = o.managers_code_size = 0;
+}
+}  // namespace
+
 void ObjectStore::release(StoredObject& o) noexcept {
   arena_.release(o.frame, o.frame_size);
   arena_.release(o.managers_code, o.managers_code_size);
-  o.frame = o.managers_code = nullptr;
-  o.frame_size = o.managers_code_size = 0;
+  forget_slots(o);
 }
 
 ObjectStore::ObjectStore() = default;
@@ -138,15 +146,6 @@ ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
   last_ = std::exchange(o.last_, nullptr);
   return *this;
 }
-
-namespace {
-// What a store's arena holds for `o` (none for an object from outside:
-// a store's objects are never handed out by value).
-void forget_slots(StoredObject& o) {
-  o.frame = o.managers_code = nullptr;
-  o.frame_size = o.managers_code_size = 0;
-}
-}  // namespace
 
 void ObjectStore::put(std::string key, StoredObject obj) {
   forget_slots(obj);
