@@ -7,6 +7,9 @@
 //   - the fast path (narrowed to the changed subtree) equals the whole-object diff;
 //   - a cache that packs (its frames and the managers encoded in its arena)
 //     makes exactly the change sets, actor included, of one that does not;
+//   - an object pruned from its source text (untouched subtrees copied byte
+//     for byte, Pruner::copy_source) is the text pruning it without the
+//     source writes, whatever its whitespace, escapes and numbers;
 // and the whole input read as a change set (the journal's, the outbox's and
 // the change API's format: ChangeSet::from_json) ends as one or as a
 // kubetrail::Error.
@@ -58,6 +61,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       differ.diff(x1, x2, out);
       check(out.empty());
     }
+  }
+  // Pruned from the source text or serialized: the same bytes.
+  for (const std::string* text : {&a, &b}) {
+    dom::parser p;
+    dom::element e;
+    if (p.parse(*text).get(e) != simdjson::SUCCESS) continue;
+    diff::ChangeDetector detector("fuzz", {});
+    auto type = model::resource_type_for("apps/v1", "Deployment");
+    diff::SourceText source{&p, *text, {}};
+    std::string copied = detector.prune(type, e, &source).json;
+    check(copied == detector.prune(type, e).json);
   }
   model::DiffOptions options;
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers
