@@ -1,7 +1,9 @@
 #include "kube/watch_stream.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <cstring>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -115,6 +117,41 @@ int count_bits(uint64_t x) noexcept {
 }
 }  // namespace
 
+namespace {
+bool json_space(char c) noexcept { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+}  // namespace
+
+// One past the last byte before `end` in held + bytes (bytes' offsets after
+// held's) that is not whitespace: where a line's frame would end.
+size_t JsonFramer::trimmed_end(std::string_view held, std::string_view bytes, size_t end) noexcept {
+  auto byte = [&](size_t k) { return k < held.size() ? held[k] : bytes[k - held.size()]; };
+  while (end > 0 && json_space(byte(end - 1))) --end;
+  return end;
+}
+
+bool JsonFramer::offer(std::string_view line, size_t readable_after) {
+  if (readable_after >= kReadablePast) return try_line_(line, frame_start_);
+  partial_.reserve(line.size() + kReadablePast);  // too near the end of the bytes fed: a copy with room after it
+  partial_.assign(line);
+  const bool taken = try_line_(partial_, frame_start_);
+  partial_.clear();
+  return taken;
+}
+
+// The frame held unscanned in partial_ was refused as a line, or grew too
+// long to be one: its bytes are framed exactly, as if fed again from its
+// '{' (any frames that end in them go to on_frame; what is left is held,
+// scanned). Leaves offset_ where it was: at the bytes after the held ones.
+Result<bool> JsonFramer::rescan(const FrameFn& on_frame) {
+  std::string held = std::move(partial_);
+  partial_.clear();
+  offset_ = frame_start_;
+  depth_ = 0;
+  in_string_ = escaped_ = unscanned_ = false;
+  exact_frame_ = true;
+  return feed(held, on_frame);  // once deep at most: held has no newline, so nothing in it is held unscanned again
+}
+
 Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, size_t readable_after) {
   // Scan only for structure: braces outside strings. Validation of the JSON
   // itself is the parser's job once a frame is complete.
@@ -146,10 +183,41 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
       on_frame(partial_, frame_start_);
       partial_.clear();
     }
+    exact_frame_ = false;
     return true;
   };
   size_t i = 0;
   while (i < bytes.size()) {
+    if (unscanned_) {  // a line under way (i is 0): its newline in these bytes?
+      const void* newline = std::memchr(bytes.data(), '\n', bytes.size());
+      const size_t held = partial_.size();
+      if (!newline && held + bytes.size() <= max_frame_) {
+        partial_.append(bytes);
+        offset_ += bytes.size();
+        return true;
+      }
+      if (newline) {
+        const size_t at = static_cast<size_t>(static_cast<const char*>(newline) - bytes.data());
+        const size_t end = trimmed_end(partial_, bytes, held + at);
+        if (end <= max_frame_ && (end > held ? bytes[end - held - 1] : partial_[end - 1]) == '}') {
+          partial_.reserve(std::max(held, end) + kReadablePast);
+          if (end > held) partial_.append(bytes.data(), end - held);
+          const bool taken = try_line_(std::string_view(partial_).substr(0, end), frame_start_);
+          partial_.resize(held);
+          if (taken) {
+            partial_.clear();
+            unscanned_ = false;
+            exact_frame_ = false;
+            depth_ = 0;
+            i = at + 1;
+            continue;
+          }
+        }
+      }
+      auto rescanned = rescan(on_frame);
+      if (!rescanned) return rescanned;
+      continue;  // these bytes from the start, exactly (or a later frame's line, held unscanned again)
+    }
     if (depth_ > 0 && i >= exact_until && bytes.size() - i >= 64) {
       Block b = classify(bytes.data() + i);
       bool escaped_out = false;
@@ -201,6 +269,27 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
       depth_ = 1;
       frame_start_ = offset_ + i - 1;
       segment_start = i - 1;
+      if (try_line_ && !exact_frame_) {  // offered as a line first (offer_lines())
+        const void* newline = std::memchr(bytes.data() + i, '\n', bytes.size() - i);
+        if (!newline) {
+          if (bytes.size() - segment_start <= max_frame_) {  // held unscanned until its newline comes
+            partial_.append(bytes.substr(segment_start));
+            unscanned_ = true;
+            offset_ += bytes.size();
+            return true;
+          }
+        } else {
+          const size_t at = static_cast<size_t>(static_cast<const char*>(newline) - bytes.data());
+          const size_t end = trimmed_end({}, bytes, at);
+          if (bytes[end - 1] == '}' && end - segment_start <= max_frame_ &&
+              offer(bytes.substr(segment_start, end - segment_start), bytes.size() - end + readable_after)) {
+            depth_ = 0;
+            i = at + 1;
+            continue;
+          }
+        }
+        exact_frame_ = true;  // refused: scanned exactly from its '{' (i is just past it)
+      }
       continue;
     }
     if (in_string_) {
@@ -230,7 +319,11 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
   return true;
 }
 
-Result<bool> JsonFramer::finish() const {
+Result<bool> JsonFramer::finish(const FrameFn& on_frame) {
+  if (unscanned_) {
+    auto rescanned = rescan(on_frame ? on_frame : [](std::string_view, uint64_t) {});
+    if (!rescanned) return rescanned;
+  }
   if (depth_ > 0)
     return Result<bool>::failure("stream truncated: the event starting at byte offset " + std::to_string(frame_start_) +
                                  " is incomplete at end of stream (byte offset " + std::to_string(offset_) + ")");

@@ -41,6 +41,25 @@ class JsonFramer {
   // A complete frame: its bytes and the offset of its first byte in the stream.
   using FrameFn = std::function<void(std::string_view frame, uint64_t offset)>;
 
+  // A frame that a newline ends, offered before it is scanned; true when it
+  // was taken (it parsed as one JSON value, and was handled).
+  using LineFn = std::function<bool(std::string_view frame, uint64_t offset)>;
+
+  // Offers each frame that runs from its '{' to the next newline (less the
+  // whitespace before it) to `try_line` before scanning it: kube-apiserver
+  // writes every watch event as one line of compact JSON (Go's
+  // json.Encoder), so finding the newline (memchr) and letting the parser
+  // check that the line is one value does the framing in the pass the parse
+  // makes anyway, instead of a pass of the framer's own first (perf: 8% of
+  // the watch thread at 100k pods, 1.7-3 us an 8 KB event). A line refused
+  // (it does not end in '}', does not parse, or is longer than the largest
+  // frame) is framed exactly from its '{', and its frames go to on_frame as
+  // without this: the frames, offsets and errors are the same either way
+  // (a line that parses whole is exactly the frame the scan would find),
+  // only which callback gets them differs. Pretty-printed streams (kubectl
+  // before 1.28) cost a look at each event's first line.
+  void offer_lines(LineFn try_line) { try_line_ = std::move(try_line); }
+
   // Feeds the next bytes; calls on_frame for each frame completed by them.
   // Returns an error (naming the byte offset) at the first byte that cannot
   // be part of a stream of objects; frames before it have been delivered.
@@ -51,8 +70,10 @@ class JsonFramer {
   // only during the call.
   Result<bool> feed(std::string_view bytes, const FrameFn& on_frame, size_t readable_after = 0);
 
-  // End of stream: an error if a frame was begun and not completed.
-  Result<bool> finish() const;
+  // End of stream: an error if a frame was begun and not completed. With
+  // lines offered, bytes held for a line whose newline never came are
+  // framed exactly first, and the frames they hold go to on_frame.
+  Result<bool> finish(const FrameFn& on_frame = {});
 
   uint64_t offset() const noexcept { return offset_; }
   // Bytes of the incomplete frame held back (bounded by the largest event).
@@ -62,13 +83,22 @@ class JsonFramer {
   struct Block;
   static Block classify(const char* p) noexcept;
   Result<bool> too_large(uint64_t size) const;
+  bool offer(std::string_view line, size_t readable_after);
+  Result<bool> rescan(const FrameFn& on_frame);
+  static size_t trimmed_end(std::string_view held, std::string_view bytes, size_t end) noexcept;
   size_t max_frame_;
+  LineFn try_line_;
   std::string partial_;  // bytes of the frame being assembled
   uint64_t offset_ = 0;  // stream offset of the next byte fed
   uint64_t frame_start_ = 0;
   int depth_ = 0;
   bool in_string_ = false;
   bool escaped_ = false;
+  // partial_ holds the start of a frame offered as a line whose newline has
+  // not come yet: not scanned, so depth_ is 1 in name only (rescan()).
+  bool unscanned_ = false;
+  // The frame under way was refused as a line: it is scanned exactly.
+  bool exact_frame_ = false;
 };
 
 }  // namespace kubetrail::kube

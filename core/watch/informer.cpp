@@ -346,21 +346,12 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   WatchEnd end = WatchEnd::ended;
   std::string frame_error;
   uint64_t events = 0;  // added, modified or deleted: the watch did something
-  auto handle_frame = [&](std::string_view frame, uint64_t offset) {
-    if (end != WatchEnd::ended) return;
-    // Parsed where it lies: the framer leaves readable bytes after it.
-    const DeepParse event = parse_allowing_deep(
-        parser, deep_parser_, simdjson::padded_string_view(frame, frame.size() + kube::JsonFramer::kReadablePast));
-    if (event.error == simdjson::DEPTH_ERROR) {  // deeper than any server writes: still one event, skipped
-      failed(nullptr, "event at byte offset " + std::to_string(offset), nested_deeper_than(kDeepestServerJson));
-      return;
-    }
-    if (event.error != simdjson::SUCCESS) {
-      frame_error = "malformed watch event at byte offset " + std::to_string(offset) + ": " +
-                    simdjson::error_message(event.error);
-      end = WatchEnd::failed;
-      return;
-    }
+  // Parsed where it lies: the framer leaves readable bytes after it.
+  auto parse_frame = [&](std::string_view frame) {
+    return parse_allowing_deep(parser, deep_parser_,
+                               simdjson::padded_string_view(frame, frame.size() + kube::JsonFramer::kReadablePast));
+  };
+  auto handle_event = [&](const DeepParse& event, std::string_view frame, uint64_t offset) {
     const dom::element doc = event.doc;
     std::string_view type_name;
     dom::element object;
@@ -425,9 +416,9 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   // One event that cannot be handled is reported and skipped; it never
   // ends the watch, let alone the process (issue 13: a Deployment with an
   // env var named "" once killed the daemon at every start).
-  auto on_frame = [&](std::string_view frame, uint64_t offset) {
+  auto guarded = [&](const DeepParse& event, std::string_view frame, uint64_t offset) {
     try {
-      handle_frame(frame, offset);
+      handle_event(event, frame, offset);
     } catch (const std::exception& e) {
       dom::element doc, object;
       bool named = parser.parse(frame.data(), frame.size(), true).get(doc) == simdjson::SUCCESS &&
@@ -435,6 +426,30 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
       failed(named ? &object : nullptr, "event at byte offset " + std::to_string(offset), e.what());
     }
   };
+  auto on_frame = [&](std::string_view frame, uint64_t offset) {
+    if (end != WatchEnd::ended) return;
+    const DeepParse event = parse_frame(frame);
+    if (event.error == simdjson::DEPTH_ERROR) {  // deeper than any server writes: still one event, skipped
+      failed(nullptr, "event at byte offset " + std::to_string(offset), nested_deeper_than(kDeepestServerJson));
+      return;
+    }
+    if (event.error != simdjson::SUCCESS) {
+      frame_error = "malformed watch event at byte offset " + std::to_string(offset) + ": " +
+                    simdjson::error_message(event.error);
+      end = WatchEnd::failed;
+      return;
+    }
+    guarded(event, frame, offset);
+  };
+  // A line that parses is one event, handled as it lies; one that does not
+  // is left to the framer's exact scan, and to on_frame's errors.
+  framer.offer_lines([&](std::string_view line, uint64_t offset) {
+    if (end != WatchEnd::ended) return true;
+    const DeepParse event = parse_frame(line);
+    if (event.error != simdjson::SUCCESS) return false;
+    guarded(event, line, offset);
+    return true;
+  });
   std::function<bool(std::string_view)> on_data = [&](std::string_view bytes) {
     auto fed = framer.feed(bytes, on_frame);
     if (!fed) {
@@ -449,6 +464,11 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   long timeout_ms = (opt_.max_watch.count() + 60) * 1000;
   auto started = clock_.now();
   auto r = client_.stream(path(true), on_data, stop, timeout_ms);
+  // Events held for a newline that never came are framed as the scan would
+  // have (kube-apiserver ends every event with one; this is for a stream
+  // that put two on one line and was cut). An event cut short is not an
+  // error here: the next watch starts at the last one handled.
+  (void)framer.finish(on_frame);
   commit(true);
   if (stop.load()) return WatchEnd::stopped;
   if (r.status == 410) return WatchEnd::gone;

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <simdjson.h>
+#include <nlohmann/json.hpp>
+
 #include "helpers.hpp"
 #include "kube/recording.hpp"
 #include "kube/watch_stream.hpp"
@@ -202,13 +205,28 @@ struct Framed {
   std::string error;
   bool operator==(const Framed&) const = default;
 };
-Framed frame_in_pieces(std::string_view s, size_t chunk, size_t max_frame = JsonFramer::kDefaultMaxFrame) {
+// `lines`: with offer_lines(), taking each line that parses as one JSON
+// value (as the informer does), counted in *lines; its frames are recorded
+// with the others, in stream order.
+Framed frame_in_pieces(std::string_view s, size_t chunk, size_t max_frame = JsonFramer::kDefaultMaxFrame,
+                       size_t* lines = nullptr) {
   Framed out;
   JsonFramer f(max_frame);
   auto on = [&](std::string_view frame, uint64_t off) {
     out.frames.emplace_back(frame);
     out.offsets.push_back(off);
   };
+  simdjson::dom::parser parser;
+  if (lines) {
+    *lines = 0;
+    f.offer_lines([&](std::string_view line, uint64_t off) {
+      simdjson::dom::element doc;
+      if (parser.parse(std::string(line)).get(doc) != simdjson::SUCCESS) return false;
+      ++*lines;
+      on(line, off);
+      return true;
+    });
+  }
   if (chunk == 0) chunk = s.size() + 1;
   for (size_t at = 0; at < s.size(); at += chunk) {
     auto r = f.feed(s.substr(at, chunk), on);
@@ -217,7 +235,7 @@ Framed frame_in_pieces(std::string_view s, size_t chunk, size_t max_frame = Json
       return out;
     }
   }
-  auto r = f.finish();
+  auto r = f.finish(on);
   if (!r) out.error = r.error();
   return out;
 }
@@ -330,4 +348,112 @@ TEST_CASE("framer finds the end of an event past long strings with brackets and 
   REQUIRE(got.frames.size() == 2);
   CHECK(got.frames[0] == ev);
   CHECK(got.offsets[1] == ev.size() + 1);
+}
+
+namespace {
+// A stream of watch events that are JSON (strings with escapes, brackets,
+// newlines and non-ASCII, nested objects and lists), each written one of
+// the ways a stream may hold it: a compact line (kube-apiserver), with
+// "\r\n" or spaces before the newline, pretty-printed (kubectl before
+// 1.28), two on one line, or split by a newline inside it; sometimes with
+// garbage, sometimes cut short.
+std::string json_event_stream(std::mt19937& rng, size_t& compact_lines) {
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  auto value = [&](auto& self, int depth) -> nlohmann::json {
+    switch (depth > 3 ? pick(3) : pick(5)) {
+      case 0: {
+        static const char* const kParts[] = {"a", "}", "{", "\"", "\\", "\n", "[", "]", ":", ",", " ", "caf\u00e9"};
+        std::string text;
+        for (int i = pick(12); i > 0; --i) text += kParts[pick(12)];
+        return text;
+      }
+      case 1: return pick(1000) - 500;
+      case 2: return pick(2) == 0;
+      case 3: {
+        nlohmann::json o = nlohmann::json::object();
+        for (int i = pick(5); i > 0; --i)
+          o["k" + std::to_string(pick(9)) + (pick(4) ? "" : "}\"")] = self(self, depth + 1);
+        return o;
+      }
+      default: {
+        nlohmann::json a = nlohmann::json::array();
+        for (int i = pick(5); i > 0; --i) a.push_back(self(self, depth + 1));
+        return a;
+      }
+    }
+  };
+  compact_lines = 0;
+  std::string s;
+  for (int e = 1 + pick(8); e > 0; --e) {
+    nlohmann::json ev = {{"type", "MODIFIED"}, {"object", {{"spec", value(value, 0)}}}};
+    switch (pick(6)) {
+      case 0: s += ev.dump(2) + "\n"; break;
+      case 1: s += ev.dump() + " \r\n"; break;
+      case 2: s += ev.dump() + ev.dump() + "\n"; break;
+      case 3: {
+        std::string text = ev.dump();
+        text.insert(text.find(',') + 1, "\n");  // between two members: still JSON, not a line
+        s += text + "\n";
+        break;
+      }
+      default: s += ev.dump() + "\n"; ++compact_lines;
+    }
+  }
+  if (pick(8) == 0) s.insert(static_cast<size_t>(pick(static_cast<int>(s.size()))), "x");
+  if (pick(8) == 0) s.resize(static_cast<size_t>(pick(static_cast<int>(s.size()))));
+  return s;
+}
+}  // namespace
+
+// offer_lines() lets the parser frame kube-apiserver's one-line events, and
+// what it refuses is framed exactly: the frames, their offsets and any
+// error must be what the exact scan alone gives, however the stream is cut.
+TEST_CASE("framer offering lines gives the frames, offsets and errors of the exact scan") {
+  std::mt19937 rng(16);
+  size_t taken_in_all = 0, compact_in_all = 0;
+  for (int round = 0; round < 600; ++round) {
+    size_t compact = 0, taken = 0;
+    const std::string s = json_event_stream(rng, compact);
+    CAPTURE(round);
+    CAPTURE(s);
+    const Framed exact = frame_in_pieces(s, 1);
+    CHECK(frame_in_pieces(s, 0, JsonFramer::kDefaultMaxFrame, &taken) == exact);
+    taken_in_all += taken;
+    compact_in_all += compact;
+    for (size_t chunk : {size_t{1}, size_t{1} + rng() % 40, size_t{1} + rng() % 400})
+      CHECK(frame_in_pieces(s, chunk, JsonFramer::kDefaultMaxFrame, &taken) == exact);
+    // Under a cap the error says how much was held "so far", which depends
+    // on the pieces; the frames and where the refused one began do not.
+    const Framed capped_exact = frame_in_pieces(s, 1, 300);
+    const Framed capped = frame_in_pieces(s, 1 + rng() % 100, 300, &taken);
+    CHECK(capped.frames == capped_exact.frames);
+    CHECK(capped.offsets == capped_exact.offsets);
+    CHECK(capped.error.substr(0, capped.error.find(" (")) ==
+          capped_exact.error.substr(0, capped_exact.error.find(" (")));
+  }
+  // The lines are taken (not scanned and handed to on_frame): nearly every
+  // compact line is, the rest being those garbage or a cut reached.
+  CHECK(taken_in_all > compact_in_all * 9 / 10);
+}
+
+TEST_CASE("framer offering lines takes every compact line, in any chunks, and none of a pretty-printed stream") {
+  std::string compact, pretty;
+  for (int i = 0; i < 30; ++i) {
+    nlohmann::json ev = {{"type", "MODIFIED"},
+                         {"object", {{"metadata", {{"name", "n" + std::to_string(i)}}}, {"data", {{"k", "}\"{"}}}}}};
+    compact += ev.dump() + "\n";
+    pretty += ev.dump(2) + "\n";
+  }
+  for (size_t chunk : {0u, 1u, 7u, 64u, 100u, 1000u}) {
+    CAPTURE(chunk);
+    size_t taken = 0;
+    Framed got = frame_in_pieces(compact, chunk, JsonFramer::kDefaultMaxFrame, &taken);
+    CHECK(got == frame_in_pieces(compact, 1));
+    CHECK(got.frames.size() == 30);
+    CHECK(taken == 30);
+    got = frame_in_pieces(pretty, chunk, JsonFramer::kDefaultMaxFrame, &taken);
+    CHECK(got == frame_in_pieces(pretty, 1));
+    CHECK(got.frames.size() == 30);
+    CHECK(taken == 0);  // each first line is "{": refused at a glance, framed exactly
+  }
 }
