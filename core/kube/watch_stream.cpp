@@ -148,8 +148,8 @@ Result<bool> JsonFramer::rescan(const FrameFn& on_frame) {
   offset_ = frame_start_;
   depth_ = 0;
   in_string_ = escaped_ = unscanned_ = false;
-  exact_frame_ = true;
-  return feed(held, on_frame);  // once deep at most: held has no newline, so nothing in it is held unscanned again
+  exact_to_newline_ = true;
+  return feed(held, on_frame);  // held has no newline: it is all scanned, and nothing in it is held unscanned
 }
 
 Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, size_t readable_after) {
@@ -183,7 +183,6 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
       on_frame(partial_, frame_start_);
       partial_.clear();
     }
-    exact_frame_ = false;
     return true;
   };
   size_t i = 0;
@@ -207,7 +206,6 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
           if (taken) {
             partial_.clear();
             unscanned_ = false;
-            exact_frame_ = false;
             depth_ = 0;
             i = at + 1;
             continue;
@@ -262,6 +260,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
     }
     char c = bytes[i++];
     if (depth_ == 0) {
+      if (c == '\n') exact_to_newline_ = false;
       if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
       if (c != '{')
         return Result<bool>::failure("unexpected byte " + describe_byte(c) + " at byte offset " +
@@ -269,7 +268,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
       depth_ = 1;
       frame_start_ = offset_ + i - 1;
       segment_start = i - 1;
-      if (try_line_ && !exact_frame_) {  // offered as a line first (offer_lines())
+      if (try_line_ && !exact_to_newline_) {  // offered as a line first (offer_lines())
         const void* newline = std::memchr(bytes.data() + i, '\n', bytes.size() - i);
         if (!newline) {
           if (bytes.size() - segment_start <= max_frame_) {  // held unscanned until its newline comes
@@ -288,7 +287,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
             continue;
           }
         }
-        exact_frame_ = true;  // refused: scanned exactly from its '{' (i is just past it)
+        exact_to_newline_ = true;  // refused: scanned exactly from its '{' (i is just past it)
       }
       continue;
     }
@@ -320,7 +319,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
 }
 
 Result<bool> JsonFramer::finish(const FrameFn& on_frame) {
-  if (unscanned_) {
+  if (unscanned_) {  // once: a rescan leaves nothing unscanned
     auto rescanned = rescan(on_frame ? on_frame : [](std::string_view, uint64_t) {});
     if (!rescanned) return rescanned;
   }

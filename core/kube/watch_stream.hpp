@@ -97,8 +97,11 @@ class JsonFramer {
   // partial_ holds the start of a frame offered as a line whose newline has
   // not come yet: not scanned, so depth_ is 1 in name only (rescan()).
   bool unscanned_ = false;
-  // The frame under way was refused as a line: it is scanned exactly.
-  bool exact_frame_ = false;
+  // A line was refused (or bytes held for one were framed again): the
+  // stream is scanned exactly until a newline between frames, where lines
+  // are offered again. Per line, not per frame: frames back to back on a
+  // refused line are scanned once, not each offered the rest of the line.
+  bool exact_to_newline_ = false;
 };
 
 }  // namespace kubetrail::kube

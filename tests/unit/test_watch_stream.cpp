@@ -355,7 +355,7 @@ namespace {
 // newlines and non-ASCII, nested objects and lists), each written one of
 // the ways a stream may hold it: a compact line (kube-apiserver), with
 // "\r\n" or spaces before the newline, pretty-printed (kubectl before
-// 1.28), two on one line, or split by a newline inside it; sometimes with
+// 1.28), several on one line, or split by a newline inside it; sometimes with
 // garbage, sometimes cut short.
 std::string json_event_stream(std::mt19937& rng, size_t& compact_lines) {
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
@@ -389,7 +389,10 @@ std::string json_event_stream(std::mt19937& rng, size_t& compact_lines) {
     switch (pick(6)) {
       case 0: s += ev.dump(2) + "\n"; break;
       case 1: s += ev.dump() + " \r\n"; break;
-      case 2: s += ev.dump() + ev.dump() + "\n"; break;
+      case 2:  // two to four on one line
+        for (int k = 2 + pick(3); k > 0; --k) s += ev.dump();
+        s += "\n";
+        break;
       case 3: {
         std::string text = ev.dump();
         text.insert(text.find(',') + 1, "\n");  // between two members: still JSON, not a line
@@ -456,4 +459,33 @@ TEST_CASE("framer offering lines takes every compact line, in any chunks, and no
     CHECK(got.frames.size() == 30);
     CHECK(taken == 0);  // each first line is "{": refused at a glance, framed exactly
   }
+}
+
+// Events back to back with no newline between (not what kube-apiserver
+// writes, but bytes a stream may hold): every one of them is a frame, as
+// the exact scan finds. (Failed before: the bytes held for a line were
+// framed again one frame at a time, each time holding the rest unscanned
+// again, so finish() gave the first frame and called the rest truncated,
+// and a stream past the cap copied everything held once per frame.)
+TEST_CASE("framer offering lines frames events back to back without newlines, each once") {
+  std::string s;
+  for (int i = 0; i < 50000; ++i) s += i % 3 ? "{}" : R"({"a":[1,{"b":"}"}]})";
+  size_t taken = 0;
+  const Framed exact = frame_in_pieces(s, 0);
+  REQUIRE(exact.frames.size() == 50000);
+  CHECK(frame_in_pieces(s, 0, JsonFramer::kDefaultMaxFrame, &taken) == exact);
+  CHECK(frame_in_pieces(s, 4096, JsonFramer::kDefaultMaxFrame, &taken) == exact);
+  CHECK(taken == 0);
+  // Past the cap, the bytes held are framed exactly once, and from then on
+  // the stream is scanned as it comes: only an event's start is held.
+  JsonFramer f(64 << 10);
+  size_t frames = 0, fed = 0;
+  f.offer_lines([](std::string_view, uint64_t) { return true; });
+  for (size_t at = 0; at < s.size(); at += 4096) {
+    REQUIRE(f.feed(std::string_view(s).substr(at, 4096), [&](std::string_view, uint64_t) { ++frames; }).ok());
+    fed += std::min<size_t>(4096, s.size() - at);
+    if (fed > (128 << 10)) CHECK(f.pending_bytes() < 32);
+  }
+  CHECK(f.finish().ok());
+  CHECK(frames == 50000);
 }
