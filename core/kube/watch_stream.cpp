@@ -214,7 +214,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
       }
       auto rescanned = rescan(on_frame);
       if (!rescanned) return rescanned;
-      continue;  // these bytes from the start, exactly (or a later frame's line, held unscanned again)
+      continue;  // these bytes from the start, scanned exactly up to a newline between events
     }
     if (depth_ > 0 && i >= exact_until && bytes.size() - i >= 64) {
       Block b = classify(bytes.data() + i);
