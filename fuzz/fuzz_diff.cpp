@@ -8,8 +8,10 @@
 //   - a cache that packs (its frames and the managers encoded in its arena)
 //     makes exactly the change sets, actor included, of one that does not;
 //   - an object pruned from its source text (untouched subtrees copied byte
-//     for byte, Pruner::copy_source) is the text pruning it without the
-//     source writes, whatever its whitespace, escapes and numbers;
+//     for byte) is the text pruning it without the source writes, whatever
+//     its whitespace, escapes and numbers - for a prune that records the
+//     containers it copies (copy_source: an event to diff) and one that
+//     does not (checked_source: a list item only stored);
 // and the whole input read as a change set (the journal's, the outbox's and
 // the change API's format: ChangeSet::from_json) ends as one or as a
 // kubetrail::Error.
@@ -18,6 +20,7 @@
 
 #include "common/error.hpp"
 #include "diff/diff.hpp"
+#include "diff/pruner.hpp"
 #include "fuzz.hpp"
 
 using namespace kubetrail;
@@ -62,16 +65,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(out.empty());
     }
   }
-  // Pruned from the source text or serialized: the same bytes.
+  // Pruned from the source text (recording containers or not) or
+  // serialized: the same bytes.
   for (const std::string* text : {&a, &b}) {
     dom::parser p;
     dom::element e;
     if (p.parse(*text).get(e) != simdjson::SUCCESS) continue;
-    diff::ChangeDetector detector("fuzz", {});
-    auto type = model::resource_type_for("apps/v1", "Deployment");
+    diff::ListKeys keys;
+    const std::string redaction_key = "fuzz";
+    diff::Pruner pruner(keys, redaction_key);
+    pruner.identify("Deployment", "apps/v1");
+    pruner.add("metadata.managedFields", diff::Pruner::Action::drop);
+    pruner.add("spec.template.spec.containers[*].env", diff::Pruner::Action::drop);
+    pruner.add("data.*", diff::Pruner::Action::redact);
+    const std::string serialized(pruner.prune(e));
     diff::SourceText source{&p, *text, {}};
-    std::string copied = detector.prune(type, e, &source).json;
-    check(copied == detector.prune(type, e).json);
+    check(pruner.prune(e, &source, true) == serialized);
+    check(pruner.prune(e, &source, false) == serialized);
   }
   model::DiffOptions options;
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers

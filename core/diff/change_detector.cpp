@@ -223,7 +223,7 @@ model::StoredObject ChangeDetector::prune(const model::ResourceType& type, dom::
                                           const SourceText* source) {
   model::StoredObject stored = stored_object(object);
   extract_managers(object, stored.managers);
-  stored.json.assign(rules_for(type).prune(object, source));
+  stored.json.assign(rules_for(type).prune(object, source, false));  // stored, not diffed: no containers recorded
   return stored;
 }
 
@@ -236,7 +236,7 @@ Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element 
   if (name.empty()) return Result<bool>::failure("object has no metadata.name");
   extract_managers(object, managers_);
   store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), stored_object(object),
-            rules_for(type).prune(object, source), &managers_);
+            rules_for(type).prune(object, source, false), &managers_);  // nothing to diff against
   return true;
 }
 

@@ -73,8 +73,13 @@ class Pruner {
   }
 
   // The pruned text of `object`, valid until the next call. `source`: the
-  // text it was parsed from, if known (see SourceText).
-  std::string_view prune(dom::element object, const SourceText* source = nullptr) {
+  // text it was parsed from, if known (see SourceText). `for_diff`: its
+  // containers are recorded for changed_subtree(); an object only stored
+  // (a list item seeding the cache) needs none, and the byte copies skip
+  // recording them (perf: the initial sync's copies were 18% of its watch
+  // thread, the records a good part of that).
+  std::string_view prune(dom::element object, const SourceText* source = nullptr, bool for_diff = true) {
+    recording_ = for_diff;
     path_.clear();
     scratch_.clear();
     nodes_.clear();
@@ -395,6 +400,34 @@ class Pruner {
     nodes_.resize(first_node);  // failed, or not closed (cannot happen in a text simdjson accepted)
     return kNoSource;
   }
+  // copy_source()'s checks alone, for a prune that records no containers:
+  // the last structural of the container at `first` if its bytes can be
+  // copied as they are, else kNoSource.
+  uint32_t checked_source(uint32_t first) const noexcept {
+    if (at(first) != '{' && at(first) != '[') return kNoSource;
+    const char* const src = s1_.src;
+    const uint32_t* const idx = s1_.idx;
+    const uint32_t n = s1_.n;
+    const uint32_t origin = idx[first];
+    int depth = 1;
+    bool bad = false;
+    for (uint32_t j = first + 1; j < n; ++j) {
+      const uint32_t p = idx[j];
+      const char c = src[p];
+      bad |= kSpaceByte[static_cast<unsigned char>(src[p - 1])];
+      const TokenKind kind = kTokenKinds[static_cast<unsigned char>(c)];
+      if (kind == TokenKind::other) continue;
+      if (kind == TokenKind::open) {
+        ++depth;
+      } else if (kind == TokenKind::close) {
+        if (--depth == 0) return (bad || std::memchr(src + origin, '\\', p + 1 - origin)) ? kNoSource : j;
+      } else {
+        const uint32_t q = j + 1 < n ? idx[j + 1] : p + 1;
+        bad |= !canonical_integer(src + p, src + q);
+      }
+    }
+    return kNoSource;  // not closed: cannot happen in a text simdjson accepted
+  }
   enum class TokenKind : unsigned char { other, open, close, number };
   static constexpr auto kTokenKinds = [] {
     std::array<TokenKind, 256> kinds{};
@@ -416,11 +449,18 @@ class Pruner {
     auto type = e.type();
     const bool object = type == dom::element_type::OBJECT;
     if (first != kNoSource && (object || type == dom::element_type::ARRAY)) {
-      size_t node = nodes_.size();
-      if (uint32_t last = copy_source(out, at_place, first); last != kNoSource) {
-        nodes_[node].value = e;
-        nodes_[node].has_value = true;
-        return last;
+      if (!recording_) {
+        if (uint32_t last = checked_source(first); last != kNoSource) {
+          out.put(std::string_view(s1_.src + s1_.idx[first], s1_.idx[last] + 1 - s1_.idx[first]));
+          return last;
+        }
+      } else {
+        size_t node = nodes_.size();
+        if (uint32_t last = copy_source(out, at_place, first); last != kNoSource) {
+          nodes_[node].value = e;
+          nodes_[node].has_value = true;
+          return last;
+        }
       }
       if (at(first) != (object ? '{' : '[')) first = kNoSource;
     }
@@ -558,9 +598,10 @@ class Pruner {
   std::vector<KeyedElement> keyed_;             // element_segment()'s
   std::string kind_field_, api_version_field_;  // see identify()
   std::string identity_;                        // what the root object of the prune() under way lacks of them, or ""
-  std::string buffer_;  // prune()'s output, reused: a cached object is copied out at its exact size
-  Stage1 s1_;           // the source of the prune() under way (see "Following the source text")
-  struct Open {         // a container copy_source() is inside
+  std::string buffer_;     // prune()'s output, reused: a cached object is copied out at its exact size
+  Stage1 s1_;              // the source of the prune() under way (see "Following the source text")
+  bool recording_ = true;  // the prune() under way records the containers copied from the source
+  struct Open {            // a container copy_source() is inside
     int32_t id;
     uint32_t members;  // commas seen: the index of the next element
     bool list;
