@@ -10,8 +10,8 @@
 //   - an object pruned from its source text (untouched subtrees copied byte
 //     for byte) is the text pruning it without the source writes, whatever
 //     its whitespace, escapes and numbers - for a prune that records the
-//     containers it copies (copy_source: an event to diff) and one that
-//     does not (checked_source: a list item only stored);
+//     containers it copies (copy_source<true>: an event to diff) and one
+//     that does not (copy_source<false>: a list item only stored);
 // and the whole input read as a change set (the journal's, the outbox's and
 // the change API's format: ChangeSet::from_json) ends as one or as a
 // kubetrail::Error.

@@ -338,10 +338,12 @@ class Pruner {
   }
 
   // Copies the container whose first structural is `first` from the source,
-  // recording its containers, when its bytes are exactly what copy() would
-  // write: no backslash (so no escapes, the only way two JSON texts of one
-  // string differ), no whitespace between tokens, integers in canonical
-  // form. Returns its last structural, or kNoSource having written nothing.
+  // when its bytes are exactly what copy() would write: no backslash (so no
+  // escapes, the only way two JSON texts of one string differ), no
+  // whitespace between tokens, integers in canonical form. `kRecord`: its
+  // containers are recorded in nodes_ as it goes (a prune for a diff); else
+  // only their depth is counted. Returns its last structural, or kNoSource
+  // having written and recorded nothing.
   //
   // The whitespace check is one load a token: in a text simdjson accepted,
   // only whitespace can lie between a token's last byte and the next
@@ -350,6 +352,7 @@ class Pruner {
   // closing quote, a bracket, ':', ',', a literal's or number's last
   // character - none of them whitespace). Bytes before the first token and
   // after the last are not the container's and are not looked at.
+  template <bool kRecord>
   uint32_t copy_source(JsonOut& out, const Place& place, uint32_t first) {
     if (at(first) != '{' && at(first) != '[') return kNoSource;
     const char* const src = s1_.src;  // locals: the stores below cannot alias them
@@ -357,8 +360,11 @@ class Pruner {
     const uint32_t n = s1_.n;
     const uint32_t origin = idx[first];
     const size_t base = out.used(), first_node = nodes_.size();
-    open_.clear();
-    open_.push_back(Open{open_node(place, base), 0, src[origin] == '['});
+    if constexpr (kRecord) {
+      open_.clear();
+      open_.push_back(Open{open_node(place, base), 0, src[origin] == '['});
+    }
+    int depth = 1;
     uint32_t members = 0;  // commas seen in the innermost open container: the index of its next element
     // Checks accumulate in `bad` (branches on them would mispredict); only
     // brackets and numbers, a few tokens in ten, leave the straight path.
@@ -367,66 +373,43 @@ class Pruner {
       const uint32_t p = idx[j];
       const char c = src[p];
       bad |= kSpaceByte[static_cast<unsigned char>(src[p - 1])];
-      members += c == ',';
+      if constexpr (kRecord) members += c == ',';
       const TokenKind kind = kTokenKinds[static_cast<unsigned char>(c)];
       if (kind == TokenKind::other) continue;  // a string, ':', ',' or a literal: checked by the line above
       if (kind == TokenKind::open) {
-        Open& parent = open_.back();
-        parent.members = members;
-        Place child;
-        if (parent.list) {
-          child = Place{parent.id, {}, members, true, 0};
-        } else {  // "key":{ - the key's opening quote is two structurals back
-          const uint32_t k = idx[j - 2];
-          child = Place{parent.id, std::string_view(src + k + 1, idx[j - 1] - k - 2), 0, false, base + k - origin};
+        ++depth;
+        if constexpr (kRecord) {
+          Open& parent = open_.back();
+          parent.members = members;
+          Place child;
+          if (parent.list) {
+            child = Place{parent.id, {}, members, true, 0};
+          } else {  // "key":{ - the key's opening quote is two structurals back
+            const uint32_t k = idx[j - 2];
+            child = Place{parent.id, std::string_view(src + k + 1, idx[j - 1] - k - 2), 0, false, base + k - origin};
+          }
+          open_.push_back(Open{open_node(child, base + p - origin), 0, c == '['});
+          members = 0;
         }
-        open_.push_back(Open{open_node(child, base + p - origin), 0, c == '['});
-        members = 0;
       } else if (kind == TokenKind::close) {
-        close_node(open_.back().id, base + p + 1 - origin);
-        open_.pop_back();
-        if (open_.empty()) {  // the whole container read: copy it if it passed
+        if constexpr (kRecord) {
+          close_node(open_.back().id, base + p + 1 - origin);
+          open_.pop_back();
+        }
+        if (--depth == 0) {  // the whole container read: copy it if it passed
           const size_t length = p + 1 - origin;
           if (bad || std::memchr(src + origin, '\\', length)) break;
           out.put(std::string_view(src + origin, length));
           return j;
         }
-        members = open_.back().members;
+        if constexpr (kRecord) members = open_.back().members;
       } else {  // a number: never a container's last token, so another follows
         const uint32_t q = j + 1 < n ? idx[j + 1] : p + 1;
         bad |= !canonical_integer(src + p, src + q);
       }
     }
-    nodes_.resize(first_node);  // failed, or not closed (cannot happen in a text simdjson accepted)
+    if constexpr (kRecord) nodes_.resize(first_node);  // failed, or not closed (not in a text simdjson accepted)
     return kNoSource;
-  }
-  // copy_source()'s checks alone, for a prune that records no containers:
-  // the last structural of the container at `first` if its bytes can be
-  // copied as they are, else kNoSource.
-  uint32_t checked_source(uint32_t first) const noexcept {
-    if (at(first) != '{' && at(first) != '[') return kNoSource;
-    const char* const src = s1_.src;
-    const uint32_t* const idx = s1_.idx;
-    const uint32_t n = s1_.n;
-    const uint32_t origin = idx[first];
-    int depth = 1;
-    bool bad = false;
-    for (uint32_t j = first + 1; j < n; ++j) {
-      const uint32_t p = idx[j];
-      const char c = src[p];
-      bad |= kSpaceByte[static_cast<unsigned char>(src[p - 1])];
-      const TokenKind kind = kTokenKinds[static_cast<unsigned char>(c)];
-      if (kind == TokenKind::other) continue;
-      if (kind == TokenKind::open) {
-        ++depth;
-      } else if (kind == TokenKind::close) {
-        if (--depth == 0) return (bad || std::memchr(src + origin, '\\', p + 1 - origin)) ? kNoSource : j;
-      } else {
-        const uint32_t q = j + 1 < n ? idx[j + 1] : p + 1;
-        bad |= !canonical_integer(src + p, src + q);
-      }
-    }
-    return kNoSource;  // not closed: cannot happen in a text simdjson accepted
   }
   enum class TokenKind : unsigned char { other, open, close, number };
   static constexpr auto kTokenKinds = [] {
@@ -449,18 +432,15 @@ class Pruner {
     auto type = e.type();
     const bool object = type == dom::element_type::OBJECT;
     if (first != kNoSource && (object || type == dom::element_type::ARRAY)) {
-      if (!recording_) {
-        if (uint32_t last = checked_source(first); last != kNoSource) {
-          out.put(std::string_view(s1_.src + s1_.idx[first], s1_.idx[last] + 1 - s1_.idx[first]));
-          return last;
-        }
-      } else {
-        size_t node = nodes_.size();
-        if (uint32_t last = copy_source(out, at_place, first); last != kNoSource) {
+      const size_t node = nodes_.size();
+      const uint32_t last =
+          recording_ ? copy_source<true>(out, at_place, first) : copy_source<false>(out, at_place, first);
+      if (last != kNoSource) {
+        if (recording_) {
           nodes_[node].value = e;
           nodes_[node].has_value = true;
-          return last;
         }
+        return last;
       }
       if (at(first) != (object ? '{' : '[')) first = kNoSource;
     }
