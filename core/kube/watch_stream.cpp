@@ -12,6 +12,8 @@
 namespace kubetrail::kube {
 
 namespace {
+bool json_space(char c) noexcept { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
 std::string describe_byte(char c) {
   char buf[16];
   unsigned char u = static_cast<unsigned char>(c);
@@ -115,10 +117,6 @@ int count_bits(uint64_t x) noexcept {
   x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fu;
   return static_cast<int>((x * 0x0101010101010101u) >> 56);
 }
-}  // namespace
-
-namespace {
-bool json_space(char c) noexcept { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 }  // namespace
 
 // One past the last byte before `end` in held + bytes (bytes' offsets after
@@ -261,7 +259,7 @@ Result<bool> JsonFramer::feed(std::string_view bytes, const FrameFn& on_frame, s
     char c = bytes[i++];
     if (depth_ == 0) {
       if (c == '\n') exact_to_newline_ = false;
-      if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+      if (json_space(c)) continue;
       if (c != '{')
         return Result<bool>::failure("unexpected byte " + describe_byte(c) + " at byte offset " +
                                      std::to_string(offset_ + i - 1) + " (expected '{' starting a watch event)");

@@ -240,6 +240,20 @@ Framed frame_in_pieces(std::string_view s, size_t chunk, size_t max_frame = Json
   return out;
 }
 
+// Sometimes garbage in a stream, sometimes the stream cut short.
+void spoil(std::string& s, std::mt19937& rng) {
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  if (pick(8) == 0) s.insert(static_cast<size_t>(pick(static_cast<int>(s.size()))), "x");
+  if (pick(8) == 0) s.resize(static_cast<size_t>(pick(static_cast<int>(s.size()))));
+}
+
+// Under a cap the error says how much was held "so far", which depends on
+// the pieces; the frames and where the refused one began do not.
+bool same_under_cap(const Framed& a, const Framed& b) {
+  return a.frames == b.frames && a.offsets == b.offsets &&
+         a.error.substr(0, a.error.find(" (")) == b.error.substr(0, b.error.find(" ("));
+}
+
 // A stream of events whose strings are long (so that 64-byte blocks fall
 // inside them), hold brackets, quotes and runs of backslashes, and whose
 // escapes fall on every side of a block boundary; sometimes with garbage.
@@ -287,8 +301,7 @@ std::string random_stream(std::mt19937& rng) {
     while (depth-- > 0) s += pick(2) ? "}" : "]";
     s += pick(2) ? "\n" : "  \n\t";
   }
-  if (pick(8) == 0) s.insert(static_cast<size_t>(pick(static_cast<int>(s.size()))), "x");
-  if (pick(8) == 0) s.resize(static_cast<size_t>(pick(static_cast<int>(s.size()))));
+  spoil(s, rng);
   return s;
 }
 }  // namespace
@@ -305,12 +318,7 @@ TEST_CASE("framer gives the same frames, offsets and errors however the stream i
     Framed exact = frame_in_pieces(s, 1);
     CHECK(frame_in_pieces(s, 0) == exact);
     CHECK(frame_in_pieces(s, 1 + rng() % 200) == exact);
-    // Under a cap, the error says how much had been held back "so far",
-    // which depends on the pieces; where the frame began does not.
-    Framed capped = frame_in_pieces(s, 1 + rng() % 200, 900), capped_exact = frame_in_pieces(s, 1, 900);
-    CHECK(capped.frames == capped_exact.frames);
-    CHECK(capped.error.substr(0, capped.error.find(" (")) ==
-          capped_exact.error.substr(0, capped_exact.error.find(" (")));
+    CHECK(same_under_cap(frame_in_pieces(s, 1 + rng() % 200, 900), frame_in_pieces(s, 1, 900)));
   }
 }
 
@@ -402,8 +410,7 @@ std::string json_event_stream(std::mt19937& rng, size_t& compact_lines) {
       default: s += ev.dump() + "\n"; ++compact_lines;
     }
   }
-  if (pick(8) == 0) s.insert(static_cast<size_t>(pick(static_cast<int>(s.size()))), "x");
-  if (pick(8) == 0) s.resize(static_cast<size_t>(pick(static_cast<int>(s.size()))));
+  spoil(s, rng);
   return s;
 }
 }  // namespace
@@ -425,14 +432,7 @@ TEST_CASE("framer offering lines gives the frames, offsets and errors of the exa
     compact_in_all += compact;
     for (size_t chunk : {size_t{1}, size_t{1} + rng() % 40, size_t{1} + rng() % 400})
       CHECK(frame_in_pieces(s, chunk, JsonFramer::kDefaultMaxFrame, &taken) == exact);
-    // Under a cap the error says how much was held "so far", which depends
-    // on the pieces; the frames and where the refused one began do not.
-    const Framed capped_exact = frame_in_pieces(s, 1, 300);
-    const Framed capped = frame_in_pieces(s, 1 + rng() % 100, 300, &taken);
-    CHECK(capped.frames == capped_exact.frames);
-    CHECK(capped.offsets == capped_exact.offsets);
-    CHECK(capped.error.substr(0, capped.error.find(" (")) ==
-          capped_exact.error.substr(0, capped_exact.error.find(" (")));
+    CHECK(same_under_cap(frame_in_pieces(s, 1 + rng() % 100, 300, &taken), frame_in_pieces(s, 1, 300)));
   }
   // The lines are taken (not scanned and handed to on_frame): nearly every
   // compact line is, the rest being those garbage or a cut reached.
