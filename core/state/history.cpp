@@ -33,6 +33,13 @@ bool any_overlaps(const std::vector<model::PathPattern>& patterns, const std::st
   return false;
 }
 
+// Whether `name` is r.qualified_name(), without making it.
+bool has_qualified_name(const model::ResourceType& r, std::string_view name) {
+  if (r.group.empty()) return name == r.resource;
+  return name.size() == r.resource.size() + 1 + r.group.size() && name.starts_with(r.resource) &&
+         name[r.resource.size()] == '.' && name.ends_with(r.group);
+}
+
 bool has_index(sqlite3* db, const char* name) {
   Stmt q(db, "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1");
   q.bind(1, name);
@@ -115,7 +122,10 @@ History::History(const std::filesystem::path& path, bool read_only)
   }
 }
 
-History::~History() { sqlite3_close(db_); }
+History::~History() {
+  for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
+  sqlite3_close(db_);
+}
 
 void History::load_dictionaries() {
   Stmt q(db_, "SELECT id, resource, content FROM history_dictionaries");
@@ -214,20 +224,32 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
     // ... WHERE NOT EXISTS, which SQLite runs through a temporary table of
     // its own when the SELECT reads the table inserted into: half of what
     // a row cost, state_bench.)
-    Stmt q(db_,
+    // Prepared once per History (kept: preparing it was a tenth of what the
+    // history thread spent per change set in batches of ~50, perf).
+    Stmt q(statements_, db_,
            "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor,"
            " paths, json, codec) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+    // A batch is mostly of one resource: its name and packing are looked
+    // up when the resource changes, not per row.
+    std::string resource;
+    Packing* packing_of_resource = nullptr;
+    std::string paths;  // reused: bound without a copy (Stmt::bind), every value lives until the step
     for (const model::ChangeSet* each : batch) {
       const model::ChangeSet& cs = *each;
       const int64_t time_ms = rfc3339_to_ms(cs.observed_at).value_or(0);
-      // Bound without a copy (Stmt::bind): every value lives until the step.
-      std::string paths;
-      for (const auto& c : cs.changes) paths += (paths.empty() ? "" : "\n") + c.path;
+      paths.clear();
+      for (const auto& c : cs.changes) {
+        if (!paths.empty()) paths += '\n';
+        paths += c.path;
+      }
       // Delivery's rendering when it made one (the same bytes as to_json()).
       const std::shared_ptr<const std::string> rendering = cs.rendering();
       const std::string_view json = model::ChangeSet::text_of(*rendering);
-      const std::string resource = cs.resource.qualified_name();
-      Packing& packing = packing_[resource];
+      if (!packing_of_resource || !has_qualified_name(cs.resource, resource)) {
+        resource = cs.resource.qualified_name();
+        packing_of_resource = &packing_[resource];  // a map's element: its address is stable
+      }
+      Packing& packing = *packing_of_resource;
       std::string_view stored = json;
       int64_t codec = 0;
       if (packing.dictionary) {

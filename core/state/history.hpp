@@ -35,6 +35,7 @@
 #include "model/change_set.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace kubetrail {
 class DictionaryCodec;
@@ -131,6 +132,7 @@ class History {
   void forget_dictionary(Packing& packing);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
+  std::map<const char*, sqlite3_stmt*> statements_;  // the writer's insert, prepared once (Stmt's cache)
   std::mutex mu_;
   uint64_t bytes_ = 0;     // sum of the kept rows' stored lengths
   Commits commits_;        // under mu_
