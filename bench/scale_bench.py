@@ -219,6 +219,7 @@ class BenchHandler(Handler):
             b.rate = float(q.get("rate", "0"))
             b.start = int(q.get("start", "0"))
             b.count = int(q.get("count", str(len(b.pods.events))))
+            b.to = int(q.get("to", "0"))  # one watch by its connection number (--interleave); 0: every watch
             b.generation += 1
             b.sent = []
             b.lock.notify_all()
@@ -255,9 +256,11 @@ class BenchHandler(Handler):
                     b.lock.wait(0.5)
                 b.watchers -= 1
                 seen = b.generation
-                rate, start, count = b.rate, b.start, b.count
+                rate, start, count, to = b.rate, b.start, b.count, b.to
             if time.time() >= deadline:
                 break
+            if to and to != me:
+                continue
             # One chunk per event, flushed, as kube-apiserver writes them.
             began = time.time()
             for i, data in enumerate(b.pods.events[start:start + count]):
@@ -268,7 +271,7 @@ class BenchHandler(Handler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
                 with b.lock:
-                    if b.connects == me and b.generation == seen:
+                    if (b.connects == me or to == me) and b.generation == seen:
                         b.sent.append(time.time())
         self.wfile.write(b"0\r\n\r\n")
 
@@ -278,6 +281,7 @@ class BenchState:
         self.pods = pods
         self.lock = threading.Condition()
         self.watchers, self.connects, self.generation, self.rate, self.start, self.count = 0, 0, 0, 0.0, 0, 0
+        self.to = 0
         self.sent, self.stopping = [], False
 
 
@@ -424,15 +428,16 @@ class Rig:
     def connects(self):
         return self.call("GET", "bench-state")["connects"]
 
-    def stream(self, count, rate=0.0, start=0, after=None):
-        """Streams events[start:start+count] to every open watch, once a
-        watch newer than connection number `after` waits for it."""
+    def stream(self, count, rate=0.0, start=0, after=None, to=0):
+        """Streams events[start:start+count] to every open watch (or only
+        to watch connection number `to`), once a watch newer than
+        connection number `after` waits for it."""
         def ready():
             st = self.call("GET", "bench-state")
             return st["watchers"] >= 1 and (after is None or st["connects"] > after)
         wait_for(ready, 120, "a watch")
         time.sleep(0.2)  # the newest watch back in its wait after a stream
-        self.call("POST", "bench-stream", count=count, rate=rate, start=start)
+        self.call("POST", "bench-stream", count=count, rate=rate, start=start, to=to)
 
     def stop(self):
         self.front.stop()
@@ -579,7 +584,10 @@ def stop_perf(perf):
         perf.wait()
 
 
-def run_kubetrail(rig, args, state):
+def start_kubetrail(rig, args, state):
+    """`kubetrail run` watching the bench's pods with the log plugin on its
+    stdout, with a state store or without: (process, its stdout's
+    Arrivals, its log's path, a wait for its sync)."""
     work = tempfile.mkdtemp(prefix="kubetrail-scale-run-", dir=rig.dir)
     config = os.path.join(work, "kubetrail.toml")
     with open(config, "w") as f:
@@ -589,22 +597,36 @@ def run_kubetrail(rig, args, state):
         f.write('[[handlers]]\nname = "log"\nplugin = "log"\nconfig = { format = "json", path = "-" }\n')
         f.write('[[routes]]\nchain = ["log"]\n')
     err_path = os.path.join(work, "kubetrail.log")
-    err = open(err_path, "w")
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([args.kubetrail, "run", "--config", config, "--kubeconfig", rig.kubeconfig],
+                                stdout=subprocess.PIPE, stderr=err)
+
+    def synced():
+        if proc.poll() is not None:
+            raise SystemExit("scale_bench: kubetrail exited (%d): %s" % (proc.returncode, open(err_path).read()))
+        with open(err_path) as f:
+            return "synced" in f.read()
+    return proc, Arrivals(proc.stdout, first_name), err_path, lambda: wait_for(synced, 600, "kubetrail's sync")
+
+
+def stop_kubetrail(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_kubetrail(rig, args, state):
     connects = rig.connects()
     note("kubetrail, state %s: initial sync" % ("on" if state else "off"))
     perf = start_perf(args, None, state, "sync")
     t0 = time.time()
-    proc = subprocess.Popen([args.kubetrail, "run", "--config", config, "--kubeconfig", rig.kubeconfig],
-                            stdout=subprocess.PIPE, stderr=err)
-    out = Arrivals(proc.stdout, first_name)
+    proc, out, err_path, wait_synced = start_kubetrail(rig, args, state)
     res = {}
     try:
-        def synced():
-            if proc.poll() is not None:
-                raise SystemExit("scale_bench: kubetrail exited (%d): %s" % (proc.returncode, open(err_path).read()))
-            with open(err_path) as f:
-                return "synced" in f.read()
-        wait_for(synced, 600, "kubetrail's sync")
+        wait_synced()
         res["sync_wall"] = time.time() - t0
         res["sync_cpu"] = cpu_ns(proc.pid) / 1e9
         res["sync_stage_s"] = {k: v / 1e9 for k, v in cpu_by_stage(proc.pid).items()}
@@ -636,14 +658,57 @@ def run_kubetrail(rig, args, state):
         note("kubetrail: %d events at %g/s" % (args.latency_events, args.rate))
         res.update(paced_latency(rig, args, out, connects))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        err.close()
+        stop_kubetrail(proc)
     return res
+
+
+def run_interleaved(rig, args):
+    """State on against state off per event, measured in turns: both
+    processes synced and watching, then --interleave rounds in which each
+    gets the same slice of the burst (pods not changed before) while the
+    other idles, in ABBA order. This VM's speed drifts up to 2x within
+    minutes, so two runs one after the other can differ by more than what
+    the state store adds; turns a few seconds apart see the same machine,
+    and the median of the rounds' ratios is the figure. Returns the rounds'
+    (off, on) CPU per event, in us."""
+    procs = {}
+    try:
+        for state in (False, True):
+            note("interleaved: kubetrail, state %s: initial sync" % ("on" if state else "off"))
+            before = rig.connects()
+            proc, out, err_path, wait_synced = start_kubetrail(rig, args, state)
+            procs[state] = [proc, out, 0]
+            wait_synced()
+            wait_for(lambda: rig.connects() > before, 120, "its watch")
+            procs[state][2] = rig.connects()  # its watch: the one opened since
+            time.sleep(1.0)  # what the sync left behind settles
+        per_round = args.events // args.interleave
+        rounds = []
+        for r in range(args.interleave):
+            start = r * per_round
+            cost = {}
+            for state in ((False, True) if r % 2 == 0 else (True, False)):
+                proc, out, conn = procs[state]
+                settle(proc.pid)
+                expected = out.lines + per_round
+                before = cpu_ns(proc.pid)
+                rig.stream(per_round, start=start, to=conn)
+                wait_for(lambda: out.lines >= expected or proc.poll() is not None, 600,
+                         "%d change sets (state %s)" % (per_round, "on" if state else "off"))
+                if proc.poll() is not None:
+                    raise SystemExit("scale_bench: kubetrail exited (%d)" % proc.returncode)
+                settle(proc.pid)
+                cost[state] = (cpu_ns(proc.pid) - before) / 1e3 / per_round
+                if out.lines != expected:
+                    raise SystemExit("scale_bench: FAILED: %d change sets for %d updates (state %s)" % (
+                        out.lines - expected + per_round, per_round, "on" if state else "off"))
+            rounds.append((cost[False], cost[True]))
+            note("round %d: off %.1f us, on %.1f us per event (%.2fx)" % (
+                r + 1, cost[False], cost[True], cost[True] / cost[False]))
+        return rounds
+    finally:
+        for proc, _, _ in procs.values():
+            stop_kubetrail(proc)
 
 
 def run_kubectl(rig, args):
@@ -719,6 +784,8 @@ def main():
     ap.add_argument("--no-kubectl", action="store_true")
     ap.add_argument("--kubectl-max-rss", type=int, default=8192, help="MiB: kubectl's list is stopped past it")
     ap.add_argument("--no-state", action="store_true", help="skip the run with a state store")
+    ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                    help="then state on against off per event in ROUNDS turns of --events / ROUNDS each")
     ap.add_argument("--perf", metavar="DIR", help="perf record each kubetrail run's sync and event phases into DIR")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -736,6 +803,7 @@ def main():
         off = run_kubetrail(rig, args, False)
         on = None if args.no_state else run_kubetrail(rig, args, True)
         peer = None if args.no_kubectl else run_kubectl(rig, args)
+        turns = run_interleaved(rig, args) if args.interleave > 0 else None
     finally:
         rig.stop()
 
@@ -802,6 +870,14 @@ def main():
         if peer and key in peer and key in off:
             cells.append("kubetrail %.1fx better" % (peer[key] / off[key]))
         print("  " + "  ".join(cells))
+    if turns:
+        ratios = sorted(on_us / off_us for off_us, on_us in turns)
+        print("  CPU per update event in %d turns of %d events, us: %s" % (
+            len(turns), args.events // args.interleave,
+            ", ".join("off %.1f on %.1f (%.2fx)" % (a, b, b / a) for a, b in turns)))
+        print("  state on/off per event, interleaved: median %.2fx (%.2f-%.2fx)" % (
+            ratios[len(ratios) // 2] if len(ratios) % 2 else (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2,
+            ratios[0], ratios[-1]))
     print("  change sets for %d updates: %s" % (args.events, ", ".join(
         "%s %d" % (n, r["change_sets"]) for n, r in (("off", off), ("on", on)) if r)))
     # One change set per update, exactly (the issue's last row): anything
