@@ -573,15 +573,19 @@ def start_perf(args, pid, state, phase):
     return p
 
 
-def stop_perf(perf):
-    if perf is None:
-        return
-    perf.send_signal(signal.SIGINT)
+def stop(proc, sig, timeout):
+    """Sends `sig`, waits up to `timeout` s, then kills."""
+    proc.send_signal(sig)
     try:
-        perf.wait(timeout=120)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        perf.kill()
-        perf.wait()
+        proc.kill()
+        proc.wait()
+
+
+def stop_perf(perf):
+    if perf is not None:
+        stop(perf, signal.SIGINT, 120)
 
 
 def start_kubetrail(rig, args, state):
@@ -610,12 +614,7 @@ def start_kubetrail(rig, args, state):
 
 
 def stop_kubetrail(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc, signal.SIGTERM, 30)
 
 
 def run_kubetrail(rig, args, state):
