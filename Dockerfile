@@ -25,7 +25,7 @@ LABEL org.opencontainers.image.title="kubetrail" \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libstdc++6 libgcc-s1 \
       libboost-filesystem1.74.0 libfmt9 libsimdjson14 libspdlog1.10 libssl3 libyaml-cpp0.7 \
-      libcurl4 libsqlite3-0 libzstd1 libxxhash0 libre2-9 libcpp-httplib0.11 libnats3.4 librdkafka1 \
+      libcurl4 libsqlite3-0 libzstd1 libxxhash0 libre2-9 libcpp-httplib0.11 libnats3.4 librdkafka1 libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 65532 --home-dir /var/lib/kubetrail --create-home kubetrail
 COPY --from=build /staging/usr/bin/kubetrail /usr/bin/kubetrail

@@ -12,6 +12,7 @@ BUILD_PACKAGES=(
   libboost-dev libboost-filesystem-dev
   libyaml-cpp-dev libvalijson-dev libsqlite3-dev libcpp-httplib-dev libzstd-dev libxxhash-dev
   libre2-dev
+  libjemalloc-dev  # the kubetrail binary's allocator (KUBETRAIL_JEMALLOC)
   libcli11-dev
   libnats-dev  # plugins/nats
   librdkafka-dev  # plugins/kafka
