@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <deque>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -152,6 +153,7 @@ class Daemon {
  private:
   // Start-up.
   void open_state();
+  void warn_if_volume_too_small();  // the state store's caps against its file system
   void start_election();
   void queue_journal();
   void define_metrics();
@@ -287,6 +289,7 @@ void Daemon::open_state() {
     spdlog::info("state store {}", cfg_.state.path);
     history_ = std::make_unique<state::History>(state::History::path_for(cfg_.state.path));
     history_writer_ = std::make_unique<state::HistoryWriter>(*history_, state_.get());
+    warn_if_volume_too_small();
   }
   // One redaction key for every informer, stable across restarts: the
   // configured one (the same on every replica), else the state store's.
@@ -446,6 +449,27 @@ void Daemon::start_background() {
       name_this_thread("kt-elector");
       elector_->run(elector_stop_);
     });
+}
+
+// The history and the outbox are held under their caps, but a volume
+// smaller than the caps add up to fills first (the chart's and the
+// kustomize base's were 1 GiB, against a 1 GiB history alone): the state
+// store's writes then fail and change sets wait in memory. Said once, at
+// start, naming the keys that make the budget.
+void Daemon::warn_if_volume_too_small() {
+  std::error_code ec;
+  const auto dir = std::filesystem::absolute(cfg_.state.path, ec).parent_path();
+  const auto space = std::filesystem::space(dir, ec);
+  if (ec) return;  // not knowable here (the store opened, so the directory exists): nothing to say
+  const uint64_t history = uint64_t{cfg_.history.max_mb} << 20, outbox = uint64_t{cfg_.state.outbox_max_mb} << 20;
+  const uint64_t budget = state::StateStore::disk_budget(history, outbox);
+  if (space.capacity >= budget) return;
+  spdlog::warn(
+      "state store {}: its file system holds {} MiB, less than the state store may take with this configuration ({} "
+      "MiB: [history] max_mb {}, [state] outbox_max_mb {}, and up to {} MiB for the log and snapshot); it will fill "
+      "before retention applies - lower [history] max_mb or give it a larger volume",
+      cfg_.state.path, space.capacity >> 20, budget >> 20, cfg_.history.max_mb, cfg_.state.outbox_max_mb,
+      state::StateStore::kUncappedBytes >> 20);
 }
 
 // Retention of what the state store keeps besides checkpoints: the change

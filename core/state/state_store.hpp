@@ -62,6 +62,16 @@ class StateStore {
   // (see state_store.cpp; tests make fold_rows small).
   static constexpr int64_t kFoldRows = 20000;
   static constexpr size_t kFoldBytes = size_t{64} << 20;
+  // The most the state store's files may take on disk, beside what the
+  // caps bound (the history's and the outbox's): the log up to kFoldBytes
+  // and, during a fold, the log and snapshot written again beside
+  // themselves; the snapshot (objects compressed: ~40 MiB at 100k pods)
+  // and SQLite's small tables. A volume smaller than
+  // disk_budget(...) fills before retention applies.
+  static constexpr uint64_t kUncappedBytes = uint64_t{384} << 20;
+  static constexpr uint64_t disk_budget(uint64_t history_max_bytes, uint64_t outbox_max_bytes) noexcept {
+    return history_max_bytes + outbox_max_bytes + kUncappedBytes;
+  }
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset, int64_t fold_rows);
   ~StateStore();
   StateStore(const StateStore&) = delete;

@@ -849,6 +849,27 @@ class RunAgainstApiServer(unittest.TestCase):
         self.kt.wait_ready()
         self.assertTrue(any(n.startswith("broken.db.corrupt-") for n in os.listdir(self.server.dir)))
 
+    # The state store's caps against the volume that holds it: the chart's
+    # and the kustomize base's volume was 1 GiB while [history] max_mb alone
+    # defaults to 1024, so the volume filled before retention applied and
+    # every save failed. Now said at start, naming the keys; a cap no file
+    # system here can hold stands for the small volume. Failed before
+    # 2026-12-06: nothing was said.
+    def test_a_volume_smaller_than_the_state_stores_caps_is_warned_about_at_start(self):
+        state = os.path.join(self.server.dir, "budget.db")
+        extra = '[state]\npath = "%s"\noutbox_max_mb = 256\n[history]\nmax_mb = 4000000000' % state
+        self.kt = Kubetrail(self.server, ["configmaps"], extra=extra)
+        self.kt.wait_ready()
+        log = self.kt.log()
+        self.assertIn("state store %s: its file system holds" % state, log)
+        self.assertIn("[history] max_mb 4000000000, [state] outbox_max_mb 256", log)
+        self.kt.stop()
+        # Caps the file system holds: nothing said.
+        self.kt = Kubetrail(self.server, ["configmaps"],
+                            extra='[state]\npath = "%s"\noutbox_max_mb = 1\n[history]\nmax_mb = 1' % state)
+        self.kt.wait_ready()
+        self.assertNotIn("its file system holds", self.kt.log())
+
     # Failed before 2026-12-04: an API server unreachable at start made
     # `kubetrail run` exit 2 at once (a pod in CrashLoopBackOff while the
     # control plane restarts).
