@@ -48,6 +48,7 @@ import os
 import shutil
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -675,7 +676,7 @@ def run_interleaved(rig, args):
         for state in (False, True):
             note("interleaved: kubetrail, state %s: initial sync" % ("on" if state else "off"))
             before = rig.connects()
-            proc, out, err_path, wait_synced = start_kubetrail(rig, args, state)
+            proc, out, _, wait_synced = start_kubetrail(rig, args, state)
             procs[state] = [proc, out, 0]
             wait_synced()
             wait_for(lambda: rig.connects() > before, 120, "its watch")
@@ -875,8 +876,7 @@ def main():
             len(turns), args.events // args.interleave,
             ", ".join("off %.1f on %.1f (%.2fx)" % (a, b, b / a) for a, b in turns)))
         print("  state on/off per event, interleaved: median %.2fx (%.2f-%.2fx)" % (
-            ratios[len(ratios) // 2] if len(ratios) % 2 else (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2,
-            ratios[0], ratios[-1]))
+            statistics.median(ratios), ratios[0], ratios[-1]))
     print("  change sets for %d updates: %s" % (args.events, ", ".join(
         "%s %d" % (n, r["change_sets"]) for n, r in (("off", off), ("on", on)) if r)))
     # One change set per update, exactly (the last row): anything
