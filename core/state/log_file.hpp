@@ -68,6 +68,11 @@ class LogFile {
   // in `key_at`, when given, the offset of its key (where the outbox finds
   // a row's id).
   static size_t encode(std::string& payload, const LogEntry& e, size_t* key_at = nullptr);
+  // How many bytes encode() appends for `e`.
+  static constexpr size_t encoded_size(const LogEntry& e) noexcept {
+    return 1 + 8 + 8 + 5 * 4 + e.resource.size() + e.key.size() + e.uid.size() + e.resource_version.size() +
+           e.body.size();
+  }
   // A payload as the frame that holds it (length, checksum, payload).
   static std::string frame(std::string_view payload);
 

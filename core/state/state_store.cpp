@@ -221,7 +221,8 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
   return open(path, reset, kFoldRows);
 }
 
-std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset, int64_t fold_rows) {
+std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset, int64_t fold_rows,
+                                             size_t fold_bytes) {
   std::error_code ec;
   auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
@@ -231,7 +232,7 @@ std::unique_ptr<StateStore> StateStore::open(const std::string& path, bool reset
     std::string why = try_open(path, &db, busy);
     if (!why.empty()) return why;
     try {
-      out.reset(new StateStore(db, path, fold_rows));
+      out.reset(new StateStore(db, path, fold_rows, fold_bytes));
     } catch (const Error& e) {  // the constructor has closed the connection
       return e.what();
     }
@@ -269,13 +270,14 @@ constexpr int64_t kMaxSeq = int64_t{1} << 62;
 }  // namespace
 
 // The log is folded into the snapshot once it holds fold_rows object
-// entries (kFoldRows) and as many as the snapshot holds, or kFoldBytes and
-// the snapshot's size: a fold writes the whole snapshot, so this way each
-// object is written about twice per time the log fills (an LSM's
-// amortization), the log stays no larger than the snapshot (start-up
-// reads both), and an object changed many times is written once.
-StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows)
-    : fold_rows_(fold_rows), db_(db), path_(std::move(path)) {
+// entries (kFoldRows) and as many as the snapshot holds, or fold_bytes
+// (kFoldBytes) and the snapshot's size: a fold writes the whole snapshot,
+// so this way each object is written about twice per time the log fills
+// (an LSM's amortization), the log stays no larger than the snapshot
+// (start-up reads both), and an object changed many times is written once.
+// A log that is large only with change sets is rewritten alone (compact()).
+StateStore::StateStore(sqlite3* db, std::string path, int64_t fold_rows, size_t fold_bytes)
+    : fold_rows_(fold_rows), fold_bytes_(fold_bytes), db_(db), path_(std::move(path)) {
   // A store that cannot be started (a tampered meta row, a foreign log, a
   // failed fold) throws from here, where no destructor runs: close the
   // connection first (LeakSanitizer found the leak).
@@ -367,7 +369,10 @@ void StateStore::start() {
     // (kubetrail stopped between a fold and the rewrite of the log); change
     // sets are read by routed_through alone (a rewrite keeps their seqs).
     if (e.kind != LogKind::kChangeSet) {
-      if (e.seq > folded_through_) ++log_rows_;
+      if (e.seq > folded_through_) {
+        ++log_rows_;
+        log_checkpoint_bytes_ += LogFile::encoded_size(e);
+      }
     } else if (e.seq > routed_through_ && unrouted_.emplace(std::string(e.key), e.seq).second) {
       unrouted_at_.emplace(e.seq, Unrouted{std::string(e.key), body_at, e.body.size()});
     }
@@ -715,24 +720,83 @@ bool StateStore::fold_due() const noexcept {
   // away when what is left after a fold (change sets not yet routed) is
   // already large.
   return log_rows_ >= std::max(fold_rows_, snapshot_rows_) ||
-         log_->size() >= std::max({kFoldBytes, 2 * compacted_bytes_, snapshot_->size()});
+         log_->size() >= std::max({fold_bytes_, 2 * compacted_bytes_, snapshot_->size()});
+}
+
+void StateStore::compact() {
+  // Due by its bytes alone while its checkpoint entries are less than half
+  // the snapshot's size, the log is mostly change sets already routed: large
+  // ones (a ConfigMap's data, objects in change sets), or many changes to
+  // few objects (a hot key's entries are kept once). Rewriting the log alone
+  // keeps what is live in it and leaves the snapshot be (at 100k Pods ~15
+  // MB, its fold ~0.08 s of CPU: scale_bench's profile). The checkpoint
+  // entries a rewrite keeps are copied again by the next one, so once they
+  // are half the snapshot a fold takes them. Due by rows, it is a fold.
+  if (log_rows_ < std::max(fold_rows_, snapshot_rows_) && 2 * log_checkpoint_bytes_ < snapshot_->size())
+    rewrite_log();
+  else
+    fold();
+}
+
+namespace {
+// The log's last checkpoint entry of each key after `folded_through` (an
+// object changed many times is written once), in snapshot order; `through`:
+// the highest seq among them. What start() could not read it cut off;
+// anything else is someone else writing the file: a kubetrail::Error.
+std::map<SnapshotKey, LogEntry> last_entries(const LogFile& file, std::string_view bytes, int64_t folded_through,
+                                             int64_t& through) {
+  std::map<SnapshotKey, LogEntry> last;
+  through = folded_through;
+  auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t) {
+    if (e.kind == LogKind::kChangeSet || e.kind == LogKind::kFoldedThrough || e.seq <= folded_through) return;
+    through = std::max(through, e.seq);
+    last.insert_or_assign(snapshot_key(e), e);
+  });
+  if (!scan.stopped.empty()) throw Error("state log " + file.path() + ": " + scan.stopped);
+  return last;
+}
+}  // namespace
+
+void StateStore::rewrite_log() {
+  auto mapped = log_->map();
+  std::string_view bytes = mapped.bytes();
+  int64_t through = 0;
+  auto last = last_entries(*log_, bytes, folded_through_, through);
+  // In the order written: load() and keys() apply a resource's entries in
+  // file order (its last entries only, here, so the order of two keys does
+  // not matter; it is kept to read as the log did).
+  std::vector<const LogEntry*> kept;
+  kept.reserve(last.size());
+  for (const auto& [key, e] : last) kept.push_back(&e);
+  std::sort(kept.begin(), kept.end(), [](const LogEntry* a, const LogEntry* b) { return a->seq < b->seq; });
+  std::string checkpoint;
+  for (const LogEntry* e : kept) LogFile::encode(checkpoint, *e);
+  const size_t checkpoint_bytes = checkpoint.size();
+  replace_log(bytes, std::move(checkpoint));
+  // (Counted once the new log is in place: a rewrite that throws left the
+  // old one, whose counts these still are.)
+  log_rows_ = static_cast<int64_t>(kept.size());
+  log_checkpoint_bytes_ = checkpoint_bytes;
+  ++log_rewrites_;
+}
+
+void StateStore::replace_log(std::string_view log, std::string checkpoint) {
+  std::string payload = std::move(checkpoint);
+  std::vector<std::pair<Unrouted*, size_t>> moved;
+  for (auto& [seq, u] : unrouted_at_) {
+    size_t at = LogFile::encode(payload, {LogKind::kChangeSet, seq, {}, u.id, {}, {}, log.substr(u.offset, u.size)});
+    moved.emplace_back(&u, at);
+  }
+  size_t base = log_->replace(payload);
+  for (auto& [u, at] : moved) u->offset = base + at;
+  compacted_bytes_ = log_->size();
 }
 
 void StateStore::fold() {
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
-  // The log's last entry of each key, in snapshot order (an object changed
-  // many times is written once).
-  std::map<SnapshotKey, LogEntry> last;
-  int64_t through = folded_through_;
-  auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t) {
-    if (e.kind == LogKind::kChangeSet || e.kind == LogKind::kFoldedThrough || e.seq <= folded_through_) return;
-    through = std::max(through, e.seq);
-    last.insert_or_assign(snapshot_key(e), e);
-  });
-  // What start() could not read it cut off; anything else is someone else
-  // writing this file.
-  if (!scan.stopped.empty()) throw Error("state log " + log_->path() + ": " + scan.stopped);
+  int64_t through = 0;
+  auto last = last_entries(*log_, bytes, folded_through_, through);
   if (!last.empty()) {
     // A resource without a dictionary gets one from the objects it has here
     // (committed before the snapshot that names it).
@@ -778,17 +842,9 @@ void StateStore::fold() {
   }
   folded_through_ = through;
   log_rows_ = 0;
+  log_checkpoint_bytes_ = 0;
   ++folds_;
-  // Keep only the change sets not yet routed.
-  std::string payload;
-  std::vector<std::pair<Unrouted*, size_t>> moved;
-  for (auto& [seq, u] : unrouted_at_) {
-    size_t at = LogFile::encode(payload, {LogKind::kChangeSet, seq, {}, u.id, {}, {}, bytes.substr(u.offset, u.size)});
-    moved.emplace_back(&u, at);
-  }
-  size_t base = log_->replace(payload);
-  for (auto& [u, at] : moved) u->offset = base + at;
-  compacted_bytes_ = log_->size();
+  replace_log(bytes, {});  // keeps only the change sets not yet routed
 }
 
 void StateStore::save(const std::string& resource,
@@ -824,6 +880,7 @@ void StateStore::save(const std::string& resource,
     journaled.push_back({&e, seq++, at});
   }
   const int64_t first_row = seq;
+  const size_t checkpoint_at = payload_.size();
   const bool with_rv = !resource_version.empty() || !known_.count(resource);
   // Compressed now rather than at the fold: the fold stores the frame as it
   // is, and the log is written a tenth as large (state_bench: writing 2.7 KB
@@ -866,12 +923,13 @@ void StateStore::save(const std::string& resource,
   size_t base = payload_.empty() ? 0 : log_->append(payload_);
   next_seq_ = seq;
   log_rows_ += seq - first_row;
+  log_checkpoint_bytes_ += payload_.size() - checkpoint_at;
   for (const auto& j : journaled) {
     unrouted_.emplace(j.entry->id, j.seq);
     unrouted_at_.emplace(j.seq, Unrouted{j.entry->id, base + j.at, j.entry->text().size()});
   }
   if (!known_.count(resource)) known_.emplace(resource);
-  if (fold_due()) fold();
+  if (fold_due()) compact();
 }
 
 uint64_t StateStore::dictionary_fingerprint(std::string_view resource) {

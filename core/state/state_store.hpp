@@ -58,8 +58,9 @@ class StateStore {
   // fresh store started.
   static std::unique_ptr<StateStore> open(const std::string& path, bool reset);
   // The log is folded into the snapshot once it holds this many object
-  // entries and as many as the snapshot, or kFoldBytes and as many bytes
-  // (see state_store.cpp; tests make fold_rows small).
+  // entries and as many as the snapshot, or kFoldBytes and as many bytes;
+  // when it is that large mostly with change sets already routed, it is
+  // rewritten alone instead (see state_store.cpp; tests make both small).
   static constexpr int64_t kFoldRows = 20000;
   static constexpr size_t kFoldBytes = size_t{64} << 20;
   // The most the state store's files may take on disk, beside what the
@@ -72,7 +73,8 @@ class StateStore {
   static constexpr uint64_t disk_budget(uint64_t history_max_bytes, uint64_t outbox_max_bytes) noexcept {
     return history_max_bytes + outbox_max_bytes + kUncappedBytes;
   }
-  static std::unique_ptr<StateStore> open(const std::string& path, bool reset, int64_t fold_rows);
+  static std::unique_ptr<StateStore> open(const std::string& path, bool reset, int64_t fold_rows,
+                                          size_t fold_bytes = kFoldBytes);
   ~StateStore();
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
@@ -214,10 +216,13 @@ class StateStore {
   // Folds since open (state_bench prints it: a cost measured over a window
   // without one would leave the fold out).
   int64_t folds() const noexcept { return folds_.load(); }
+  // Rewrites of the log alone since open (see rewrite_log()).
+  int64_t log_rewrites() const noexcept { return log_rewrites_.load(); }
 
  private:
-  StateStore(sqlite3* db, std::string path, int64_t fold_rows);
+  StateStore(sqlite3* db, std::string path, int64_t fold_rows, size_t fold_bytes);
   const int64_t fold_rows_;
+  const size_t fold_bytes_;
   void exec(const char* sql);
   // Runs `body` in one write transaction (BEGIN IMMEDIATE ... COMMIT), rolled
   // back when it throws. Caller holds mu_.
@@ -238,13 +243,15 @@ class StateStore {
   int64_t dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples);
   // The log (state/log_file.hpp, PATH-log), under mu_. Entries up to
   // folded_through_ are in the snapshot already; log_rows_ counts the object,
-  // deletion and resourceVersion entries after it; the change sets not yet
+  // deletion and resourceVersion entries after it (the checkpoint entries),
+  // log_checkpoint_bytes_ their encoded size; the change sets not yet
   // routed are found by id and by seq (with where their JSON is in the
   // file); meta.routed_through is the seq up to which all are routed.
   std::optional<LogFile> log_;
   int64_t next_seq_ = 1, log_rows_ = 0, routed_through_ = 0, folded_through_ = 0;
-  size_t compacted_bytes_ = 0;  // the log's size after its last fold
-  std::atomic<int64_t> folds_{0};
+  size_t log_checkpoint_bytes_ = 0;
+  size_t compacted_bytes_ = 0;  // the log's size after its last fold or rewrite
+  std::atomic<int64_t> folds_{0}, log_rewrites_{0};
   // The snapshot (PATH-objects), under mu_: mapped while it is current;
   // where each resource's frames are (a frame holds one resource's entries);
   // how many objects it holds.
@@ -265,6 +272,17 @@ class StateStore {
   // entry of each key, merged in key order into a new file renamed over
   // it), then rewrites the log holding only the change sets not yet routed.
   void fold();
+  // Rewrites the log alone, holding the last checkpoint entry of each key
+  // after folded_through_ (in the order written, with their seqs), then the
+  // change sets not yet routed: what a log grown large with routed change
+  // sets needs, without rewriting the snapshot.
+  void rewrite_log();
+  // The log replaced by `checkpoint` (encoded checkpoint entries) and the
+  // change sets not yet routed, read from `log` (the old log, mapped), in
+  // one frame; the unrouted offsets moved to the new file.
+  void replace_log(std::string_view log, std::string checkpoint);
+  // What save() calls when fold_due(): fold() or rewrite_log().
+  void compact();
   // Reads the snapshot's layout (spans, rows, resources, folded_through_);
   // a snapshot that does not read whole is a kubetrail::Error naming it.
   void read_snapshot();
