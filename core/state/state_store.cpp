@@ -729,7 +729,7 @@ void StateStore::compact() {
   // ones (a ConfigMap's data, objects in change sets), or many changes to
   // few objects (a hot key's entries are kept once). Rewriting the log alone
   // keeps what is live in it and leaves the snapshot be (at 100k Pods ~15
-  // MB, its fold ~0.08 s of CPU: scale_bench's profile). The checkpoint
+  // MB, its fold ~0.16 s of CPU: scale_bench's profile). The checkpoint
   // entries a rewrite keeps are copied again by the next one, so once they
   // are half the snapshot a fold takes them. Due by rows, it is a fold.
   if (log_rows_ < std::max(fold_rows_, snapshot_rows_) && 2 * log_checkpoint_bytes_ < snapshot_->size())
