@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/clock.hpp"
 #include "common/error.hpp"
@@ -39,10 +40,18 @@ std::vector<TakenSnapshot> take_snapshots(kube::Api& api, const config::Config& 
     TakenSnapshot taken{handler, handler.empty() ? started_at : handler + "/" + started_at, 0};
     // First which objects (a receiver is told how many to expect), then
     // each, made again from the packed store: never all at once in memory.
+    // An object's change set is made for the count only when a route's
+    // `where` must read it; resources and namespaces are known without.
     std::vector<std::pair<size_t, size_t>> chosen;  // (resource, key)
     for (size_t r = 0; r < listed.size(); ++r)
-      for (size_t k = 0; k < listed[r]->keys().size(); ++k)
-        if (handler.empty() || router.takes(handler, listed[r]->item(listed[r]->keys()[k]))) chosen.emplace_back(r, k);
+      for (size_t k = 0; k < listed[r]->keys().size(); ++k) {
+        const std::string& key = listed[r]->keys()[k];
+        // NAMESPACE/NAME ("/NAME" cluster-scoped): the namespace as the item's change set would have it.
+        const std::string_view ns = std::string_view(key).substr(0, key.find('/'));
+        std::optional<bool> taken = handler.empty() ? true : router.takes_at(handler, listed[r]->type(), ns);
+        if (!taken) taken = router.takes(handler, listed[r]->item(key));
+        if (*taken) chosen.emplace_back(r, k);
+      }
     taken.total = chosen.size();
     std::vector<model::ChangeSet> batch;
     uint64_t index = 0;

@@ -140,6 +140,27 @@ bool Router::takes(std::string_view handler, const model::ChangeSet& cs) const {
   return any_route_of(handler, [&](const Compiled& c) { return object_matches(c, cs); });
 }
 
+std::optional<bool> Router::takes_at(std::string_view handler, const model::ResourceType& type,
+                                     std::string_view ns) const {
+  // object_matches() without the object: a route whose resources and
+  // namespaces take it and that has no `where` takes it; one with a `where`
+  // cannot say.
+  bool undecided = false;
+  const bool taken = any_route_of(handler, [&](const Compiled& c) {
+    if (!c.has_match) return true;
+    if (!resource_matches(c, type)) return false;
+    const auto& m = c.match;
+    if (!m.namespaces.empty() && std::find(m.namespaces.begin(), m.namespaces.end(), ns) == m.namespaces.end())
+      return false;
+    if (c.where.empty()) return true;
+    undecided = true;
+    return false;
+  });
+  if (taken) return true;
+  if (undecided) return std::nullopt;
+  return false;
+}
+
 bool Router::may_take(std::string_view handler, const model::ResourceType& type) const {
   return any_route_of(handler, [&](const Compiled& c) { return resource_matches(c, type); });
 }

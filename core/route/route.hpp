@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,11 @@ class Router {
   // Whether some route with `handler` in its chain could take an object of
   // this resource (what a snapshot for it needs to list).
   bool may_take(std::string_view handler, const model::ResourceType& type) const;
+  // takes() for an object of `type` in namespace `ns` ("" cluster-scoped)
+  // decided without the object: nullopt when only a route's `where` (the
+  // object's fields) can tell. A snapshot counts what it will send before
+  // it sends it, and builds each object's change set only for this.
+  std::optional<bool> takes_at(std::string_view handler, const model::ResourceType& type, std::string_view ns) const;
 
   size_t size() const noexcept { return routes_.size(); }
   const Route* at(size_t index) const noexcept;

@@ -244,6 +244,29 @@ chain = ["chat"]
   CHECK_FALSE(router.takes("cmdb", event));
   event.fields = {{"type", "Warning"}};
   CHECK(router.takes("cmdb", event));
+  // The count a snapshot takes first decides without the object wherever
+  // no `where` must read it (it built every object's change set twice), and
+  // agrees with takes() wherever it decides.
+  const auto deployment = model::resource_type_for("apps/v1", "Deployment");
+  const auto events = model::resource_type_for("v1", "Event");
+  const auto configmap = model::resource_type_for("v1", "ConfigMap");
+  CHECK(router.takes_at("cmdb", deployment, "shop") == std::optional<bool>(true));
+  CHECK(router.takes_at("cmdb", deployment, "other") == std::optional<bool>(false));
+  CHECK(router.takes_at("cmdb", configmap, "shop") == std::optional<bool>(false));
+  CHECK_FALSE(router.takes_at("cmdb", events, "shop").has_value());  // its `where` reads the object
+  CHECK(router.takes_at("chat", configmap, "") == std::optional<bool>(true));
+  for (const auto& type : {deployment, events, configmap})
+    for (const char* ns : {"shop", "other", ""})
+      for (const char* field : {"Warning", "Normal"})
+        for (const char* handler : {"cmdb", "chat", "nobody"}) {
+          model::ChangeSet cs;
+          cs.type = model::ChangeType::snapshot;
+          cs.resource = type;
+          cs.object_namespace = ns;
+          cs.fields = {{"type", field}};
+          INFO(handler << " " << type.qualified_name() << " in '" << ns << "' " << field);
+          if (auto decided = router.takes_at(handler, type, ns)) CHECK(*decided == router.takes(handler, cs));
+        }
   // What to list for cmdb: deployments and events, not configmaps.
   CHECK(router.may_take("cmdb", dep.resource));
   CHECK(router.may_take("cmdb", event.resource));
