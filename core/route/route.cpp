@@ -85,14 +85,16 @@ bool Router::resource_matches(const Compiled& c, const model::ResourceType& type
          std::any_of(m.resources.begin(), m.resources.end(), [&](auto& n) { return type.named_by(n); });
 }
 
-bool Router::object_matches(const Compiled& c, const model::ChangeSet& cs) const {
+bool Router::place_matches(const Compiled& c, const model::ResourceType& type, std::string_view ns) const {
   if (!c.has_match) return true;
   const auto& m = c.match;
-  if (!resource_matches(c, cs.resource)) return false;
-  if (!m.namespaces.empty() &&
-      std::find(m.namespaces.begin(), m.namespaces.end(), cs.object_namespace) == m.namespaces.end())
-    return false;
-  return c.where.empty() || c.where_matches(cs);
+  return resource_matches(c, type) &&
+         (m.namespaces.empty() || std::find(m.namespaces.begin(), m.namespaces.end(), ns) != m.namespaces.end());
+}
+
+bool Router::object_matches(const Compiled& c, const model::ChangeSet& cs) const {
+  if (!c.has_match) return true;
+  return place_matches(c, cs.resource, cs.object_namespace) && (c.where.empty() || c.where_matches(cs));
 }
 
 std::vector<const Route*> Router::match(const model::ChangeSet& cs) const {
@@ -147,12 +149,8 @@ std::optional<bool> Router::takes_at(std::string_view handler, const model::Reso
   // cannot say.
   bool undecided = false;
   const bool taken = any_route_of(handler, [&](const Compiled& c) {
-    if (!c.has_match) return true;
-    if (!resource_matches(c, type)) return false;
-    const auto& m = c.match;
-    if (!m.namespaces.empty() && std::find(m.namespaces.begin(), m.namespaces.end(), ns) == m.namespaces.end())
-      return false;
-    if (c.where.empty()) return true;
+    if (!place_matches(c, type, ns)) return false;
+    if (!c.has_match || c.where.empty()) return true;
     undecided = true;
     return false;
   });

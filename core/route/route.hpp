@@ -69,6 +69,8 @@ class Router {
   size_t config_routes_ = 0;  // routes_[0, config_routes_) are the config's; the rest, inventory routes
   bool resource_matches(const Compiled& c, const model::ResourceType& type) const;
   bool object_matches(const Compiled& c, const model::ChangeSet& cs) const;  // resource, namespace, where
+  // Resource and namespace only (no `match`: everything).
+  bool place_matches(const Compiled& c, const model::ResourceType& type, std::string_view ns) const;
   // Whether a config route with `handler` in its chain satisfies `matches`.
   bool any_route_of(std::string_view handler, const std::function<bool(const Compiled&)>& matches) const;
 };

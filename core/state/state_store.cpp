@@ -719,8 +719,7 @@ bool StateStore::fold_due() const noexcept {
   // By size too: change sets alone grow the log; and never again right
   // away when what is left after a fold (change sets not yet routed) is
   // already large.
-  return log_rows_ >= std::max(fold_rows_, snapshot_rows_) ||
-         log_->size() >= std::max({fold_bytes_, 2 * compacted_bytes_, snapshot_->size()});
+  return due_by_rows() || log_->size() >= std::max({fold_bytes_, 2 * compacted_bytes_, snapshot_->size()});
 }
 
 void StateStore::compact() {
@@ -732,7 +731,7 @@ void StateStore::compact() {
   // MB, its fold ~0.16 s of CPU: scale_bench's profile). The checkpoint
   // entries a rewrite keeps are copied again by the next one, so once they
   // are half the snapshot a fold takes them. Due by rows, it is a fold.
-  if (log_rows_ < std::max(fold_rows_, snapshot_rows_) && 2 * log_checkpoint_bytes_ < snapshot_->size())
+  if (!due_by_rows() && 2 * log_checkpoint_bytes_ < snapshot_->size())
     rewrite_log();
   else
     fold();

@@ -27,6 +27,7 @@
 // callers, so the lock is taken rarely).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -291,6 +292,9 @@ class StateStore {
   // the views handed to `take`.
   void each_entry(const std::string& resource, LogFile::Mapping& log, const std::function<void(const LogEntry&)>& take);
   bool fold_due() const noexcept;
+  // The log holds as many object entries as the snapshot (and fold_rows):
+  // due for a fold, never a rewrite of the log alone.
+  bool due_by_rows() const noexcept { return log_rows_ >= std::max(fold_rows_, snapshot_rows_); }
   // journal_done() in steps (under mu_): how far the journal is routed once
   // `ids` are; that row written; the ids forgotten (after the commit).
   int64_t routed_through_without(const std::vector<std::string>& ids) const;
