@@ -202,6 +202,7 @@ Cost run(const Pods& pods, state::StateStore* store, size_t events, size_t per_r
 }  // namespace
 
 int main(int argc, char** argv) {
+  state::configure_sqlite();  // as kubetrail's main does
   size_t n = argc > 1 ? std::stoul(argv[1]) : 100000;
   size_t events = argc > 2 ? std::stoul(argv[2]) : n;
   int rounds = argc > 3 ? std::stoi(argv[3]) : 3;

@@ -21,6 +21,7 @@
 #include "common/error.hpp"
 #include "deliver/deliver.hpp"
 #include "plugin/plugin_host.hpp"
+#include "state/history.hpp"
 #include "version.hpp"
 
 namespace kubetrail::cli {
@@ -410,6 +411,7 @@ int run_check_config(const Args& args) {
 }
 
 int main(int argc, char** argv) {
+  state::configure_sqlite();
   // Logs go to stderr before any command sets its own up (setup_logging):
   // stdout is the command's output - history -o json, a handler's lines -
   // and spdlog's default logger writes to stdout.

@@ -46,6 +46,29 @@ bool has_index(sqlite3* db, const char* name) {
   return sqlite3_step(q.s) == SQLITE_ROW;
 }
 
+bool has_table(sqlite3* db, const char* name) {
+  Stmt q(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+  q.bind(1, name);
+  return sqlite3_step(q.s) == SQLITE_ROW;
+}
+
+// The writer's INSERT of `rows` rows: seq and the columns after it, as
+// History::insert_rows() binds them; a (time, id) already kept is left as
+// it is (a change set routed again after a crash), while any other
+// conflict - a seq given twice - fails the batch rather than dropping a row.
+constexpr int kInsertColumns = 14;
+std::string insert_sql(size_t rows) {
+  std::string sql =
+      "INSERT INTO history(seq, id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor, paths, json,"
+      " codec) VALUES";
+  for (size_t r = 0; r < rows; ++r) {
+    sql += r ? ",(?" : "(?";
+    for (int c = 1; c < kInsertColumns; ++c) sql += ",?";
+    sql += ')';
+  }
+  return sql + " ON CONFLICT(time_ms, id) DO NOTHING";
+}
+
 bool has_column(sqlite3* db, const char* table, const char* column) {
   Stmt q(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
   q.bind(1, table);
@@ -55,6 +78,8 @@ bool has_column(sqlite3* db, const char* table, const char* column) {
 
 }  // namespace
 
+void configure_sqlite() noexcept { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }  // SQLITE_MISUSE once initialized
+
 std::filesystem::path History::path_for(const std::filesystem::path& state_path) {
   return std::filesystem::path(state_path.string() + "-history");
 }
@@ -62,7 +87,9 @@ std::filesystem::path History::path_for(const std::filesystem::path& state_path)
 History::History(const std::filesystem::path& path, bool read_only)
     : path_(path), codec_(std::make_unique<DictionaryCodec>()) {
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+  // Without SQLite's own mutex: every use of db_ is under mu_ (it was taken
+  // and released per call, a tenth of a row's insert).
+  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     throw Error("history " + path.string() + ": cannot open: " + why);
@@ -91,12 +118,13 @@ History::History(const std::filesystem::path& path, bool read_only)
       // `json` is the change set's JSON text (codec 0) or a zstd frame of
       // it against history_dictionaries' row `codec` (a blob).
       exec(
-          "CREATE TABLE IF NOT EXISTS history(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
+          "CREATE TABLE IF NOT EXISTS history(seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
           " time_ms INTEGER NOT NULL, cluster TEXT NOT NULL, resource TEXT NOT NULL, kind TEXT NOT NULL,"
           " namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, type TEXT NOT NULL,"
           " actor TEXT NOT NULL, paths TEXT NOT NULL, json TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0);"
           "CREATE TABLE IF NOT EXISTS history_dictionaries(id INTEGER PRIMARY KEY, resource TEXT NOT NULL UNIQUE,"
-          " content BLOB NOT NULL);");
+          " content BLOB NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS history_meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);");
       if (!has_index(db_, "history_time_id")) {
         // Kept once by (time, id) since ids were no longer UNIQUE; a file
         // that holds a pair twice anyway (edited, or of a build that had a
@@ -113,6 +141,16 @@ History::History(const std::filesystem::path& path, bool read_only)
       // The size cap's running total (a reader has no use for it, and it reads every row).
       Stmt q(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history");
       if (sqlite3_step(q.s) == SQLITE_ROW) bytes_ = static_cast<uint64_t>(sqlite3_column_int64(q.s, 0));
+      // The next seq: above every one given out - the rows', the mark each
+      // commit keeps, and a table with AUTOINCREMENT's own (files made
+      // before the mark; sqlite_sequence exists only where such a table does).
+      std::string last =
+          "SELECT MAX(COALESCE((SELECT MAX(seq) FROM history), 0),"
+          " COALESCE((SELECT value FROM history_meta WHERE name = 'last_seq'), 0)";
+      if (has_table(db_, "sqlite_sequence"))
+        last += ", COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0)";
+      Stmt s(db_, (last + ")").c_str());
+      if (sqlite3_step(s.s) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s.s, 0) + 1;
     } else {
       has_codec_ = has_column(db_, "history", "codec");
     }
@@ -216,45 +254,42 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
   // so the next batch makes the same one).
   std::vector<Packing*> made;
   uint64_t added = 0;  // stored bytes of the rows inserted
+  const int64_t first_seq = next_seq_;
+  if (rows_.size() < kRowsPerInsert) rows_.resize(kRowsPerInsert);
   exec("BEGIN IMMEDIATE");
   try {
-    // Kept once: a change set routed again after a crash (from the
-    // journal: the same JSON, the same observedAt) is here already, and
-    // the unique (time, id) index ignores it. (It was an INSERT ... SELECT
-    // ... WHERE NOT EXISTS, which SQLite runs through a temporary table of
-    // its own when the SELECT reads the table inserted into: half of what
-    // a row cost, state_bench.)
-    // Prepared once per History (kept: preparing it was a tenth of what the
-    // history thread spent per change set in batches of ~50, perf).
-    Stmt q(statements_, db_,
-           "INSERT OR IGNORE INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor,"
-           " paths, json, codec) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
     // A batch is mostly of one resource: its name and packing are looked
     // up when the resource changes, not per row.
-    std::string resource;
+    const std::string* resource = nullptr;
     Packing* packing_of_resource = nullptr;
-    std::string paths;  // reused: bound without a copy (Stmt::bind), every value lives until the step
+    size_t filled = 0;  // rows_ waiting for their statement
     for (const model::ChangeSet* each : batch) {
       const model::ChangeSet& cs = *each;
-      const int64_t time_ms = rfc3339_to_ms(cs.observed_at).value_or(0);
-      paths.clear();
+      PendingRow& row = rows_[filled];
+      row.cs = &cs;
+      row.seq = next_seq_++;
+      row.time_ms = rfc3339_to_ms(cs.observed_at).value_or(0);
+      row.paths.clear();
       for (const auto& c : cs.changes) {
-        if (!paths.empty()) paths += '\n';
-        paths += c.path;
+        if (!row.paths.empty()) row.paths += '\n';
+        row.paths += c.path;
       }
       // Delivery's rendering when it made one (the same bytes as to_json()).
-      const std::shared_ptr<const std::string> rendering = cs.rendering();
-      const std::string_view json = model::ChangeSet::text_of(*rendering);
-      if (!packing_of_resource || !has_qualified_name(cs.resource, resource)) {
-        resource = cs.resource.qualified_name();
-        packing_of_resource = &packing_[resource];  // a map's element: its address is stable
+      row.rendering = cs.rendering();
+      const std::string_view json = model::ChangeSet::text_of(*row.rendering);
+      if (!packing_of_resource || !has_qualified_name(cs.resource, *resource)) {
+        auto it = packing_.try_emplace(cs.resource.qualified_name()).first;  // a map's element: its address is stable
+        resource = &it->first;
+        packing_of_resource = &it->second;
       }
+      row.resource = *resource;
       Packing& packing = *packing_of_resource;
-      std::string_view stored = json;
-      int64_t codec = 0;
+      row.stored = json;
+      row.codec = 0;
       if (packing.dictionary) {
-        stored = codec_->compress(packing.dictionary, json);  // valid until the next compress: after this step
-        codec = packing.dictionary;
+        row.compressed.assign(codec_->compress(packing.dictionary, json));  // compress() reuses its buffer
+        row.stored = row.compressed;
+        row.codec = packing.dictionary;
       } else if (!packing.refused) {
         auto complete = [&] {
           return packing.samples.size() >= kDictionarySamples ||
@@ -265,26 +300,23 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
           packing.sample_bytes += json.size();
         }
         if (complete()) {
-          make_dictionary(packing, resource);
+          make_dictionary(packing, *resource);
           made.push_back(&packing);
         }
       }
-      sqlite3_reset(q.s);
-      q.bind(1, cs.id);
-      sqlite3_bind_int64(q.s, 2, time_ms);
-      q.bind(3, cs.cluster);
-      q.bind(4, resource);
-      q.bind(5, cs.resource.kind);
-      q.bind(6, cs.object_namespace);
-      q.bind(7, cs.name);
-      q.bind(8, cs.uid);
-      q.bind(9, model::to_string(cs.type));
-      q.bind(10, cs.actor ? std::string_view(cs.actor->manager) : std::string_view());
-      q.bind(11, paths);
-      q.bind_object(12, stored, codec);
-      if (sqlite3_step(q.s) != SQLITE_DONE)
-        throw Error("history " + path_.string() + ": cannot insert: " + sqlite3_errmsg(db_));
-      if (sqlite3_changes(db_) > 0) added += stored.size();
+      if (++filled == kRowsPerInsert) {
+        added += insert_rows(0, filled);
+        filled = 0;
+      }
+    }
+    for (size_t i = 0; i < filled; ++i) added += insert_rows(i, 1);
+    {
+      Stmt mark(statements_, db_,
+                "INSERT INTO history_meta(name, value) VALUES('last_seq', ?1)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+      sqlite3_bind_int64(mark.s, 1, next_seq_ - 1);
+      if (sqlite3_step(mark.s) != SQLITE_DONE)
+        throw Error("history " + path_.string() + ": cannot keep the last seq: " + sqlite3_errmsg(db_));
     }
     exec("COMMIT");
     bytes_ += added;
@@ -297,8 +329,43 @@ void History::append(std::span<const model::ChangeSet* const> batch) {
   } catch (...) {
     for (Packing* p : made) forget_dictionary(*p);
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    next_seq_ = first_seq;  // none of the batch's seqs was kept
     throw;
   }
+  for (size_t i = 0; i < kRowsPerInsert; ++i) rows_[i].rendering.reset();  // the batch's, not kept past it
+}
+
+uint64_t History::insert_rows(size_t first, size_t n) {
+  static const std::string many = insert_sql(kRowsPerInsert), one = insert_sql(1);
+  Stmt q(statements_, db_, (n == 1 ? one : many).c_str());  // prepared once per History
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const PendingRow& row = rows_[first + i];
+    const model::ChangeSet& cs = *row.cs;
+    const int at = static_cast<int>(i) * kInsertColumns;
+    sqlite3_bind_int64(q.s, at + 1, row.seq);
+    q.bind(at + 2, cs.id);
+    sqlite3_bind_int64(q.s, at + 3, row.time_ms);
+    q.bind(at + 4, cs.cluster);
+    q.bind(at + 5, row.resource);
+    q.bind(at + 6, cs.resource.kind);
+    q.bind(at + 7, cs.object_namespace);
+    q.bind(at + 8, cs.name);
+    q.bind(at + 9, cs.uid);
+    q.bind(at + 10, model::to_string(cs.type));
+    q.bind(at + 11, cs.actor ? std::string_view(cs.actor->manager) : std::string_view());
+    q.bind(at + 12, row.paths);
+    q.bind_object(at + 13, row.stored, row.codec);
+    bytes += row.stored.size();
+  }
+  if (sqlite3_step(q.s) != SQLITE_DONE)
+    throw Error("history " + path_.string() + ": cannot insert: " + sqlite3_errmsg(db_));
+  if (static_cast<size_t>(sqlite3_changes(db_)) == n) return bytes;
+  // Some were kept already: what was inserted is what holds their seqs.
+  Stmt kept(db_, "SELECT COALESCE(SUM(length(json)), 0) FROM history WHERE seq BETWEEN ?1 AND ?2");
+  sqlite3_bind_int64(kept.s, 1, rows_[first].seq);
+  sqlite3_bind_int64(kept.s, 2, rows_[first + n - 1].seq);
+  return sqlite3_step(kept.s) == SQLITE_ROW ? static_cast<uint64_t>(sqlite3_column_int64(kept.s, 0)) : 0;
 }
 
 namespace {

@@ -18,6 +18,15 @@
 // resource, before its dictionary exists, are kept as text. The
 // dictionaries live in the file (history_dictionaries), so a reader needs
 // nothing else. The format is PRAGMA user_version: 0 was text only.
+//
+// A row's seq is the writer's (issue 15): one above the last it wrote, whose
+// high-water mark is kept in history_meta in each commit, so a seq is never
+// given twice, even once compaction has removed every row - a reader that
+// follows by seq (`kubetrail history --follow`, the change stream) misses
+// nothing across a restart. The table once had AUTOINCREMENT for that: its
+// sqlite_sequence row, read and written per row, was a sixth of a row's
+// insert. Files made before keep their table (rebuilding it could take
+// minutes at a start); their sqlite_sequence is read once at open.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +51,12 @@ class DictionaryCodec;
 }
 
 namespace kubetrail::state {
+
+// Called first thing in a process that keeps history (kubetrail's main),
+// before any SQLite use: SQLite's allocation statistics off - nothing
+// reads them, and every allocation of SQLite's took a process-wide mutex
+// for them (a twentieth of a history row's insert). Later it does nothing.
+void configure_sqlite() noexcept;
 
 class History {
  public:
@@ -132,7 +147,25 @@ class History {
   void forget_dictionary(Packing& packing);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
-  std::map<const char*, sqlite3_stmt*> statements_;  // the writer's insert, prepared once (Stmt's cache)
+  std::map<const char*, sqlite3_stmt*> statements_;  // the writer's inserts, prepared once (Stmt's cache)
+  int64_t next_seq_ = 1;                             // writer: the seq of the next row (under mu_)
+  // Writer: append()'s rows of the statement being filled, reused (their
+  // strings keep their capacity).
+  struct PendingRow {
+    const model::ChangeSet* cs = nullptr;
+    int64_t seq = 0, time_ms = 0, codec = 0;
+    std::shared_ptr<const std::string> rendering;  // keeps `stored` alive when it is the text
+    std::string_view resource, stored;             // resource: a key of packing_
+    std::string paths, compressed;                 // stored views `compressed` when codec != 0
+  };
+  std::vector<PendingRow> rows_;
+  // Rows go kRowsPerInsert to a statement (an INSERT's own cost - its
+  // program's start and halt, the bindings' checks - was a fifth of a
+  // row's), what is left of a batch one by one.
+  static constexpr size_t kRowsPerInsert = 16;
+  // Inserts rows_[first, first + n), n 1 or kRowsPerInsert, with one
+  // statement; returns the stored bytes of those kept (not already there).
+  uint64_t insert_rows(size_t first, size_t n);
   std::mutex mu_;
   uint64_t bytes_ = 0;     // sum of the kept rows' stored lengths
   Commits commits_;        // under mu_

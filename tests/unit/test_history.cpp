@@ -381,6 +381,13 @@ model::ChangeSet pod_change(int i) {
   return cs;
 }
 
+// pod_change(i) for i in [from, to).
+std::vector<model::ChangeSet> pod_changes(int from, int to) {
+  std::vector<model::ChangeSet> out;
+  for (int i = from; i < to; ++i) out.push_back(pod_change(i));
+  return out;
+}
+
 // What a query reads, by change-set id.
 std::map<std::string, std::string> json_by_id(state::History& h) {
   state::History::Filter all;
@@ -615,4 +622,85 @@ TEST_CASE("history: change sets larger than a dictionary are kept and read back"
   state::History reader(path, true);
   CHECK(json_by_id(reader) == written);
   CHECK(scalar(path, "SELECT COUNT(*) FROM history_dictionaries") == 1);
+}
+
+// Issue 15: a row's insert paid AUTOINCREMENT's sqlite_sequence row (read
+// and written per row) and a statement of its own; seqs are now the
+// writer's, rows go sixteen to a statement. Failed before: the table was
+// made with AUTOINCREMENT (the first check). What AUTOINCREMENT promised
+// must still hold: a seq is never given twice, even once compaction has
+// removed every row and the file is opened again - `history --follow`
+// and the change stream follow by seq.
+TEST_CASE("history: seqs are the writer's, in written order, and never given twice") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  {
+    state::History h(path);
+    const auto batch = pod_changes(0, 40);  // two full statements and eight rows alone
+    h.append(batch);
+    CHECK(scalar(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'history' AND sql LIKE '%AUTOINCREMENT%'") ==
+          0);
+    state::History::Filter f;
+    f.limit = 0;
+    f.in_written_order = true;
+    auto rows = h.query(f);
+    REQUIRE(rows.size() == 40);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      CAPTURE(i);
+      CHECK(rows[i].seq == static_cast<int64_t>(i) + 1);
+      CHECK(rows[i].id == batch[i].id);
+    }
+    CHECK(h.last_seq() == 40);
+    CHECK(h.compact(0, UINT64_MAX, *rfc3339_to_ms("2026-12-05T00:00:00Z")) == 40);
+    CHECK(h.last_seq() == 0);
+    h.append({pod_change(100)});
+    CHECK(h.last_seq() == 41);
+    CHECK(h.compact(0, UINT64_MAX, *rfc3339_to_ms("2026-12-05T00:00:00Z")) == 1);
+  }
+  state::History again(path);  // empty: only the mark each commit keeps says 41 was given
+  again.append({pod_change(101)});
+  CHECK(again.last_seq() == 42);
+}
+
+// A file made before, whose table has AUTOINCREMENT: its rows all gone,
+// only sqlite_sequence remembers the seqs given; the writer goes on past it.
+TEST_CASE("history: a table made with AUTOINCREMENT goes on past its sqlite_sequence") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  exec_sql(path,
+           "CREATE TABLE history(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
+           " time_ms INTEGER NOT NULL, cluster TEXT NOT NULL, resource TEXT NOT NULL, kind TEXT NOT NULL,"
+           " namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, type TEXT NOT NULL,"
+           " actor TEXT NOT NULL, paths TEXT NOT NULL, json TEXT NOT NULL, codec INTEGER NOT NULL DEFAULT 0);"
+           "INSERT INTO history(id, time_ms, cluster, resource, kind, namespace, name, uid, type, actor, paths, json)"
+           " VALUES('x', 1, 'c', 'pods', 'Pod', 'shop', 'p', 'u', 'Modified', 'm', 'a', '{}'),"
+           " ('y', 2, 'c', 'pods', 'Pod', 'shop', 'p', 'u', 'Modified', 'm', 'a', '{}');"
+           "DELETE FROM history; PRAGMA user_version = 1;");
+  state::History h(path);
+  h.append(pod_changes(0, 20));
+  CHECK(h.last_seq() == 22);
+  CHECK(scalar(path, "SELECT MIN(seq) FROM history") == 3);
+}
+
+// Rows already kept (a batch routed again after a crash) and a change set
+// twice in one batch, inside one statement and across statements: each is
+// one row, and bytes() - the size cap's running total - counts only the
+// rows inserted, as a reopen recounts them.
+TEST_CASE("history: repeats within and across a batch's statements are kept once, and counted once") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  state::History h(path);
+  h.append(pod_changes(0, 50));                        // past the dictionary's samples: compressed rows
+  auto second = pod_changes(40, 75);                   // ten kept already, in the first statement
+  second.insert(second.begin() + 20, pod_change(60));  // in another statement than its first
+  second.insert(second.begin() + 12, pod_change(55));  // in the same statement as its first
+  second.push_back(pod_change(74));                    // among the rows alone
+  h.append(second);
+  state::History::Filter all;
+  all.limit = 0;
+  CHECK(h.query(all).size() == 75);
+  CHECK(scalar(path, "SELECT COUNT(DISTINCT id) FROM history") == 75);
+  const auto kept = static_cast<uint64_t>(scalar(path, "SELECT SUM(length(json)) FROM history"));
+  CHECK(h.bytes() == kept);
+  CHECK(state::History(path).bytes() == kept);
 }
