@@ -191,7 +191,10 @@ void ObjectStore::start_packing() {
 
 void ObjectStore::pack_with(std::string_view dictionary) {
   auto codec = std::make_unique<DictionaryCodec>();
-  codec->add_dictionary(kDictionary, dictionary);
+  // The store's or its own: a dictionary zstd refuses never gets here (the
+  // state store leaves such a one out), and if one did the objects stay as
+  // they are packed.
+  if (!codec->add_dictionary(kDictionary, dictionary).empty()) return;
   std::string text;
   for (auto& [key, o] : objects_) {
     text.assign(this->text(o));  // against the dictionary it was packed with, if any

@@ -184,7 +184,15 @@ void History::load_dictionaries() {
       packing.refused = true;
       continue;
     }
-    if (!codec_->has_dictionary(id)) codec_->add_dictionary(id, content);
+    if (!codec_->has_dictionary(id)) {
+      if (std::string why = codec_->add_dictionary(id, content); !why.empty()) {
+        if (unreadable_.insert(id).second)
+          spdlog::warn("history {}: dictionary {} is left out: {}; rows compressed against it are left out",
+                       path_.string(), id, why);
+        packing.refused = true;
+        continue;
+      }
+    }
     packing.dictionary = id;
   }
 }
@@ -198,7 +206,8 @@ void History::make_dictionary(Packing& packing, const std::string& resource) {
   if (sqlite3_step(d.s) != SQLITE_ROW)
     throw Error("history " + path_.string() + ": cannot keep a dictionary: " + sqlite3_errmsg(db_));
   const int64_t id = sqlite3_column_int64(d.s, 0);
-  codec_->add_dictionary(id, content);
+  if (std::string why = codec_->add_dictionary(id, content); !why.empty())  // its own content: never refused
+    throw Error("history " + path_.string() + ": the dictionary made for " + resource + " does not load: " + why);
   packing.dictionary = id;
 }
 

@@ -308,7 +308,15 @@ void StateStore::start() {
     Stmt dicts(db_, "SELECT id, resource, content FROM dictionaries");
     while (sqlite3_step(dicts.s) == SQLITE_ROW) {
       int64_t id = sqlite3_column_int64(dicts.s, 0);
-      codec_.add_dictionary(id, dicts.blob(2));
+      // Untrusted bytes: one zstd does not take is left out. The objects
+      // compressed against it are unreadable (listed again, as any such
+      // object); the resource's objects are saved as text from now on
+      // (its name is taken: a second dictionary for it cannot be written).
+      if (std::string why = codec_.add_dictionary(id, dicts.blob(2)); !why.empty()) {
+        spdlog::warn("state store {}: dictionary {} (of {}) is left out: {}", path_, id, dicts.text(1), why);
+        refused_dictionaries_.emplace(dicts.text(1));
+        continue;
+      }
       fingerprint_of_[id] = DictionaryCodec::fingerprint(dicts.blob(2));
       dictionary_of_.emplace(dicts.text(1), id);
     }
@@ -949,13 +957,15 @@ std::optional<std::string> StateStore::dictionary_content(std::string_view resou
 
 int64_t StateStore::dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples) {
   if (auto it = dictionary_of_.find(resource); it != dictionary_of_.end()) return it->second;
+  if (refused_dictionaries_.count(resource)) return 0;  // its name is taken by the one left out: none
   std::string content = DictionaryCodec::dictionary_from(samples);
   Stmt ins(db_, "INSERT INTO dictionaries(resource, content) VALUES(?, ?)");
   ins.bind(1, resource);
   ins.bind_blob(2, content);
   if (sqlite3_step(ins.s) != SQLITE_DONE) throw Error("state store " + path_ + ": " + sqlite3_errmsg(db_));
   int64_t id = sqlite3_last_insert_rowid(db_);
-  codec_.add_dictionary(id, content);
+  if (std::string why = codec_.add_dictionary(id, content); !why.empty())  // its own content: never refused
+    throw Error("state store " + path_ + ": the dictionary made for " + resource + " does not load: " + why);
   fingerprint_of_[id] = DictionaryCodec::fingerprint(content);
   dictionary_of_.emplace(resource, id);
   made_.push_back(id);

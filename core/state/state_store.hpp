@@ -238,7 +238,8 @@ class StateStore {
   // (forgotten again when it rolls back).
   DictionaryCodec codec_;
   std::map<std::string, int64_t, std::less<>> dictionary_of_;
-  std::map<int64_t, uint64_t> fingerprint_of_;  // DictionaryCodec::fingerprint() by dictionary id
+  std::map<int64_t, uint64_t> fingerprint_of_;               // DictionaryCodec::fingerprint() by dictionary id
+  std::set<std::string, std::less<>> refused_dictionaries_;  // resources whose dictionary in the file does not load
   std::vector<int64_t> made_;
   uint64_t frames_shared_ = 0;  // objects saved as their cache's frame (under mu_)
   int64_t dictionary_for(const std::string& resource, const std::vector<std::string_view>& samples);

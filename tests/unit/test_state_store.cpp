@@ -1236,3 +1236,46 @@ TEST_CASE("state store: a change set twice in one save is journaled once") {
   CHECK(pending[1].id == "id-5");
   CHECK(pending[2].id == "id-6");
 }
+
+// Untrusted bytes: the store's file is one a user points at, and zstd
+// reads a dictionary that starts with its magic number as a dictionary of
+// its own format. One that does not load was a std::bad_alloc out of
+// open() - kubetrail ended on "std::bad_alloc", naming neither the file
+// nor the dictionary (failed before). Now it is left out with a warning
+// naming both: the objects compressed against it are unreadable (listed
+// again, as any such object), and the resource's next saves are kept.
+TEST_CASE("state store: a dictionary zstd refuses is left out with a warning, and the resource is saved again") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto pod = [](int i) { return R"({"metadata":{"name":"p)" + std::to_string(i) + R"("},"spec":{"n":1}})"; };
+  std::vector<model::StoredObject> objects;  // a first page large enough to make the dictionary
+  for (int i = 0; i < 300; ++i) objects.push_back(object("u-" + std::to_string(i), "1", pod(i)));
+  std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
+  for (int i = 0; i < 300; ++i) upserts.emplace_back("ns/p" + std::to_string(i), &objects[i]);
+  {
+    auto store = state::StateStore::open(path, false);
+    store->save("pods", upserts, {}, "1");
+  }
+  REQUIRE(count(path, "SELECT COUNT(*) FROM dictionaries WHERE resource = 'pods'") == 1);
+  sql(path, "UPDATE dictionaries SET content = X'37A430EC0100000000000000FFFFFFFF' WHERE resource = 'pods'");
+  test::LogCapture log;
+  std::unique_ptr<state::StateStore> store;
+  try {
+    store = state::StateStore::open(path, false);
+  } catch (const std::exception& e) {
+    FAIL("open threw: " << std::string(e.what()));
+  }
+  CHECK(log.text().find("dictionary 1") != std::string::npos);
+  CHECK(log.text().find(path) != std::string::npos);
+  auto cp = store->load("pods");
+  REQUIRE(cp);
+  CHECK(cp->objects.empty());
+  CHECK(cp->unreadable.size() == 300);
+  store->save("pods", upserts, {}, "2");  // no usable dictionary for pods: kept as they are
+  store.reset();
+  store = state::StateStore::open(path, false);
+  cp = store->load("pods");
+  REQUIRE(cp);
+  CHECK(cp->objects.size() == 300);
+  CHECK(cp->objects.at("ns/p7").json == pod(7));
+}
