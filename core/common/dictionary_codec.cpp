@@ -1,6 +1,7 @@
 #include "common/dictionary_codec.hpp"
 
 #include <xxhash.h>
+#include <zdict.h>
 #include <zstd.h>
 
 #include <new>
@@ -22,6 +23,12 @@ DictionaryCodec::DictionaryCodec() : cctx_(ZSTD_createCCtx()), dctx_(ZSTD_create
     ZSTD_freeDCtx(dctx_);
     throw std::bad_alloc();
   }
+  // Frames without the dictionary's id (4 bytes each: the caller knows
+  // which dictionary a frame is against), with their content size
+  // (decompress() needs it).
+  ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, kLevel);
+  ZSTD_CCtx_setParameter(cctx_, ZSTD_c_dictIDFlag, 0);
+  ZSTD_CCtx_setParameter(cctx_, ZSTD_c_contentSizeFlag, 1);
 }
 
 DictionaryCodec::~DictionaryCodec() {
@@ -35,11 +42,28 @@ DictionaryCodec::~DictionaryCodec() {
 
 std::string DictionaryCodec::dictionary_from(const std::vector<std::string_view>& samples) {
   std::string content;
+  std::string all;  // ZDICT takes the samples end to end, with their sizes
+  std::vector<size_t> sizes;
   for (auto s : samples) {
     if (content.size() + s.size() > kMaxDictionaryBytes) break;
     content.append(s);
+    sizes.push_back(s.size());
   }
-  return content;
+  std::string dictionary(content.size() + kMaxHeaderBytes, '\0');
+  ZDICT_params_t params{};
+  params.compressionLevel = kLevel;  // the tables of what this codec writes
+  // A private id (zstd reserves those under 32768), the same for the same
+  // content; frames do not carry it.
+  params.dictID = static_cast<unsigned>(32768 + XXH3_64bits(content.data(), content.size()) % 0x7fff0000);
+  const size_t n = ZDICT_finalizeDictionary(dictionary.data(), dictionary.size(), content.data(), content.size(),
+                                            content.data(), sizes.data(), static_cast<unsigned>(sizes.size()), params);
+  if (ZDICT_isError(n)) return content;  // e.g. samples too small to gather tables from
+  dictionary.resize(n);
+  return dictionary;
+}
+
+bool DictionaryCodec::is_zstd_format(std::string_view content) noexcept {
+  return content.substr(0, 4) == kZstdDictionaryMagic;
 }
 
 uint64_t DictionaryCodec::fingerprint(std::string_view content) {
@@ -57,7 +81,7 @@ std::string DictionaryCodec::add_dictionary(int64_t id, std::string_view content
     ZSTD_freeDDict(d.decompress);
     // zstd says NULL both for a dictionary it refuses and for no memory;
     // only content in its own format can be refused (raw content is any bytes).
-    if (content.substr(0, 4) == kZstdDictionaryMagic)
+    if (is_zstd_format(content))
       return "starts as a zstd dictionary, which zstd does not read (its entropy tables are not valid)";
     throw std::bad_alloc();
   }
@@ -76,7 +100,8 @@ void DictionaryCodec::remove_dictionary(int64_t id) {
 std::string_view DictionaryCodec::compress(int64_t id, std::string_view text) {
   const Dictionary& d = dictionaries_.at(id);
   buffer_.resize(ZSTD_compressBound(text.size()));
-  size_t n = ZSTD_compress_usingCDict(cctx_, buffer_.data(), buffer_.size(), text.data(), text.size(), d.compress);
+  ZSTD_CCtx_refCDict(cctx_, d.compress);  // a pointer set: its tables are not copied
+  size_t n = ZSTD_compress2(cctx_, buffer_.data(), buffer_.size(), text.data(), text.size());
   if (ZSTD_isError(n)) throw std::bad_alloc();  // only on allocation failure: the bound always fits
   return {buffer_.data(), n};
 }

@@ -171,13 +171,15 @@ void History::load_dictionaries() {
     const int64_t id = sqlite3_column_int64(q.s, 0);
     const std::string_view content = q.blob(2);
     // Untrusted bytes: a dictionary kubetrail made is change-set JSON of at
-    // most kMaxDictionaryBytes; anything else (which zstd might take for
-    // a dictionary of its own format) is not loaded, and its rows are
-    // left out as naming a missing one.
+    // most kMaxDictionaryBytes, in zstd's format (format 2) or alone
+    // (format 1); anything else is not loaded, nor is one zstd refuses,
+    // and its rows are left out as naming a missing one.
     // Its resource's rows are kept as text from then on (its name is
     // taken: a second dictionary for it cannot be written).
     Packing& packing = packing_[q.text(1)];
-    if (content.size() > DictionaryCodec::kMaxDictionaryBytes || (!content.empty() && content.front() != '{')) {
+    const bool zstd_format = DictionaryCodec::is_zstd_format(content);
+    if (content.size() > DictionaryCodec::kMaxDictionaryBytes + (zstd_format ? DictionaryCodec::kMaxHeaderBytes : 0) ||
+        (!content.empty() && content.front() != '{' && !zstd_format)) {
       if (unreadable_.insert(id).second)
         spdlog::warn("history {}: dictionary {} is not one kubetrail writes; rows compressed against it are left out",
                      path_.string(), id);
@@ -187,8 +189,9 @@ void History::load_dictionaries() {
     if (!codec_->has_dictionary(id)) {
       if (std::string why = codec_->add_dictionary(id, content); !why.empty()) {
         if (unreadable_.insert(id).second)
-          spdlog::warn("history {}: dictionary {} is left out: {}; rows compressed against it are left out",
-                       path_.string(), id, why);
+          spdlog::warn(
+              "history {}: dictionary {} is not one kubetrail writes ({}); rows compressed against it are left out",
+              path_.string(), id, why);
         packing.refused = true;
         continue;
       }

@@ -127,8 +127,10 @@ class History {
     return commits_;
   }
 
-  // The format this build writes and reads (PRAGMA user_version).
-  static constexpr int kFormat = 1;
+  // The format this build writes and reads (PRAGMA user_version): 1 was
+  // dictionaries of raw content only (still read), 2 has them in zstd's
+  // format too (a kubetrail that knows only 1 refused those, and their rows).
+  static constexpr int kFormat = 2;
   // A resource's first change sets, up to this many or
   // DictionaryCodec::kMaxDictionaryBytes, make its dictionary.
   static constexpr size_t kDictionarySamples = 32;
