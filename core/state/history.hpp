@@ -150,7 +150,11 @@ class History {
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
   std::map<const char*, sqlite3_stmt*> statements_;  // the writer's inserts, prepared once (Stmt's cache)
-  int64_t next_seq_ = 1;                             // writer: the seq of the next row (under mu_)
+  // Writer: the seq of the next row (under mu_), counted from the file's
+  // open: a history has one writer, the daemon whose state store it sits
+  // beside (a second daemon on the same state is refused by the store's
+  // exclusive lock before it opens the history).
+  int64_t next_seq_ = 1;
   // Writer: append()'s rows of the statement being filled, reused (their
   // strings keep their capacity).
   struct PendingRow {
