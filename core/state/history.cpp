@@ -150,7 +150,13 @@ History::History(const std::filesystem::path& path, bool read_only)
       if (has_table(db_, "sqlite_sequence"))
         last += ", COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0)";
       Stmt s(db_, (last + ")").c_str());
-      if (sqlite3_step(s.s) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s.s, 0) + 1;
+      const int64_t last_given = sqlite3_step(s.s) == SQLITE_ROW ? sqlite3_column_int64(s.s, 0) : 0;
+      // A value from the file: one that leaves no room for more rows is
+      // refused by name (it was the signed overflow of the next seq).
+      if (last_given >= INT64_MAX / 2)
+        throw Error("history " + path.string() + ": its last seq " + std::to_string(last_given) +
+                    " leaves no room for more rows (move the file away to start a new history)");
+      next_seq_ = last_given + 1;
     } else {
       has_codec_ = has_column(db_, "history", "codec");
     }

@@ -710,3 +710,16 @@ TEST_CASE("history: repeats within and across a batch's statements are kept once
   CHECK(h.bytes() == kept);
   CHECK(state::History(path).bytes() == kept);
 }
+
+// Untrusted bytes: the high-water mark is read from the file. One at the
+// end of int64 made the next seq overflow (undefined behaviour, then rows
+// at negative seqs); it is refused by name.
+TEST_CASE("history: a last seq that leaves no room is refused, naming the file") {
+  test::TempDir dir;
+  const auto path = state::History::path_for(dir / "state.db");
+  { state::History(path).append(pod_changes(0, 3)); }
+  exec_sql(path, "UPDATE history_meta SET value = 9223372036854775807 WHERE name = 'last_seq'");
+  const std::string said = "history " + path.string() + ": its last seq 9223372036854775807 leaves no room";
+  CHECK_THROWS_WITH_AS(state::History{path}, doctest::Contains(said.c_str()), Error);
+  CHECK_NOTHROW(state::History(path, true));  // a reader gives no seqs
+}
