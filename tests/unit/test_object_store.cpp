@@ -353,7 +353,7 @@ TEST_CASE("object store: frames replaced or erased give their memory back to the
 // before (raw content, in state and history files) must still read and
 // write, and the same samples must make the same bytes (the cache and the
 // state store share frames by the dictionary's fingerprint).
-TEST_CASE("dictionary codec: dictionaries in zstd's format, the same for the same samples; raw ones still work") {
+TEST_CASE("dictionary codec: dictionaries in zstd's format, the same for the same samples, raw ones still working") {
   std::vector<std::string> texts;
   for (int i = 0; i < 40; ++i) texts.push_back(pod(i).dump());
   const std::vector<std::string_view> samples(texts.begin(), texts.begin() + 16);
