@@ -42,8 +42,7 @@ DictionaryCodec::~DictionaryCodec() {
 
 std::string DictionaryCodec::dictionary_from(const std::vector<std::string_view>& samples) {
   std::string content;
-  std::string all;  // ZDICT takes the samples end to end, with their sizes
-  std::vector<size_t> sizes;
+  std::vector<size_t> sizes;  // of the samples in `content`, end to end: the tables are gathered from them
   for (auto s : samples) {
     if (content.size() + s.size() > kMaxDictionaryBytes) break;
     content.append(s);
