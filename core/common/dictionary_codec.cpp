@@ -72,6 +72,14 @@ uint64_t DictionaryCodec::fingerprint(std::string_view content) {
 
 std::string DictionaryCodec::add_dictionary(int64_t id, std::string_view content) {
   remove_dictionary(id);
+  // What dictionary_from() makes, or made before it wrote zstd's format:
+  // JSON samples of at most kMaxDictionaryBytes, alone or behind zstd's
+  // header. Anything else is not read - in particular no size a file may
+  // claim is copied and hashed into zstd's tables.
+  const bool zstd_format = is_zstd_format(content);
+  if (content.size() > kMaxDictionaryBytes + (zstd_format ? kMaxHeaderBytes : 0))
+    return std::to_string(content.size()) + " bytes, more than any dictionary kubetrail makes";
+  if (!content.empty() && content.front() != '{' && !zstd_format) return "neither JSON samples nor zstd's format";
   Dictionary d;
   d.compress = ZSTD_createCDict(content.data(), content.size(), kLevel);
   d.decompress = d.compress ? ZSTD_createDDict(content.data(), content.size()) : nullptr;
@@ -80,8 +88,7 @@ std::string DictionaryCodec::add_dictionary(int64_t id, std::string_view content
     ZSTD_freeDDict(d.decompress);
     // zstd says NULL both for a dictionary it refuses and for no memory;
     // only content in its own format can be refused (raw content is any bytes).
-    if (is_zstd_format(content))
-      return "starts as a zstd dictionary, which zstd does not read (its entropy tables are not valid)";
+    if (zstd_format) return "starts as a zstd dictionary, which zstd does not read (its entropy tables are not valid)";
     throw std::bad_alloc();
   }
   dictionaries_.emplace(id, d);

@@ -63,10 +63,11 @@ class DictionaryCodec {
   // (the cache's frame is what the state store writes: state_store.hpp).
   static uint64_t fingerprint(std::string_view content);
   // Makes dictionary `id` usable for compress() and decompress(); "" on
-  // success, else why zstd does not take `content` - which may come from a
-  // file a user points at (content that starts with zstd's dictionary
-  // magic number is read as a dictionary of zstd's format, and such bytes
-  // may not be one). Throws std::bad_alloc only when memory runs out.
+  // success, else why `content` is not taken - it may come from a file a
+  // user points at: only what dictionary_from() makes (JSON samples, alone
+  // or in zstd's format, within kMaxDictionaryBytes and kMaxHeaderBytes) is
+  // read, and content in zstd's format may still be refused by zstd.
+  // Throws std::bad_alloc only when memory runs out.
   [[nodiscard]] std::string add_dictionary(int64_t id, std::string_view content);
   void remove_dictionary(int64_t id);
   bool has_dictionary(int64_t id) const { return dictionaries_.count(id) != 0; }

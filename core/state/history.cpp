@@ -176,22 +176,12 @@ void History::load_dictionaries() {
   while (sqlite3_step(q.s) == SQLITE_ROW) {
     const int64_t id = sqlite3_column_int64(q.s, 0);
     const std::string_view content = q.blob(2);
-    // Untrusted bytes: a dictionary kubetrail made is change-set JSON of at
-    // most kMaxDictionaryBytes, in zstd's format (format 2) or alone
-    // (format 1); anything else is not loaded, nor is one zstd refuses,
-    // and its rows are left out as naming a missing one.
-    // Its resource's rows are kept as text from then on (its name is
-    // taken: a second dictionary for it cannot be written).
+    // Untrusted bytes: one the codec does not take (not what kubetrail
+    // makes: change-set JSON, in zstd's format since format 2, or one zstd
+    // refuses) is not loaded, and its rows are left out as naming a
+    // missing one. Its resource's rows are kept as text from then on (its
+    // name is taken: a second dictionary for it cannot be written).
     Packing& packing = packing_[q.text(1)];
-    const bool zstd_format = DictionaryCodec::is_zstd_format(content);
-    if (content.size() > DictionaryCodec::kMaxDictionaryBytes + (zstd_format ? DictionaryCodec::kMaxHeaderBytes : 0) ||
-        (!content.empty() && content.front() != '{' && !zstd_format)) {
-      if (unreadable_.insert(id).second)
-        spdlog::warn("history {}: dictionary {} is not one kubetrail writes; rows compressed against it are left out",
-                     path_.string(), id);
-      packing.refused = true;
-      continue;
-    }
     if (!codec_->has_dictionary(id)) {
       if (std::string why = codec_->add_dictionary(id, content); !why.empty()) {
         if (unreadable_.insert(id).second)
