@@ -1085,6 +1085,46 @@ TEST_CASE("state store: kill -9 during saves, folds and log rewrites loses nothi
 // kubetrail writes, is refused with a message naming the file - never an
 // overflow of the next seq (UBSan) or a checkpoint that skips the log.
 // Failed before the check: each of these stores opened.
+// scan() keeps the first entries of a frame decoded from its check for the
+// hand-off, and decodes any past them again (so what it keeps is bounded
+// whatever a frame holds): either way each entry is handed on once, in
+// order, with its body's offset, and a frame with one bad entry hands on
+// none of it.
+TEST_CASE("state store: the log's scan hands on every entry of a frame once, however many it holds") {
+  for (size_t count : {size_t{3}, size_t{40000}}) {
+    INFO(count);
+    std::string payload;
+    std::vector<std::string> bodies;
+    for (size_t i = 0; i < count; ++i) {
+      bodies.push_back("b" + std::to_string(i));
+      state::LogEntry e;
+      e.seq = static_cast<int64_t>(i + 1);
+      e.resource = "cm";
+      e.key = "ns/k";
+      e.body = bodies.back();
+      state::LogFile::encode(payload, e);
+    }
+    const std::string bytes = std::string(state::LogFile::kHeaderBytes, '\0') + state::LogFile::frame(payload);
+    size_t seen = 0;
+    bool in_order = true;
+    auto scan = state::LogFile::scan(bytes, [&](const state::LogEntry& e, size_t body_at) {
+      in_order = in_order && e.seq == static_cast<int64_t>(seen + 1) && e.body == bodies[seen] &&
+                 bytes.substr(body_at, e.body.size()) == e.body;
+      ++seen;
+    });
+    CHECK(scan.stopped.empty());
+    CHECK(seen == count);
+    CHECK(in_order);
+    // The same frame with its last entry cut short (and checksummed again).
+    const std::string cut =
+        std::string(state::LogFile::kHeaderBytes, '\0') + state::LogFile::frame(payload.substr(0, payload.size() - 1));
+    seen = 0;
+    scan = state::LogFile::scan(cut, [&](const state::LogEntry&, size_t) { ++seen; });
+    CHECK(scan.stopped.find("past the frame's end") != std::string::npos);
+    CHECK(seen == 0);
+  }
+}
+
 TEST_CASE("state store: a snapshot or log holding a sequence number kubetrail never writes is refused") {
   test::TempDir dir;
   auto path = (dir / "s.db").string();
