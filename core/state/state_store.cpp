@@ -2,14 +2,18 @@
 
 #include <openssl/rand.h>
 #include <sqlite3.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <set>
 #include <tuple>
+#include <unordered_map>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -746,20 +750,96 @@ void StateStore::compact() {
 }
 
 namespace {
+// Big-endian: the first of two such numbers is smaller exactly when its
+// bytes are, compared in order.
+uint64_t be_prefix(std::string_view bytes, size_t from) noexcept {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i)
+    v = (v << 8) | (from + i < bytes.size() ? static_cast<unsigned char>(bytes[from + i]) : 0);
+  return v;
+}
+
+// `entries` (one per key) sorted into snapshot order. Keys of one cluster
+// share long beginnings ("namespace/deployment-replicaset-"), so comparing
+// them whole was most of a fold: each entry gets the 8 bytes of its key
+// after the part every key shares, compared as one number, and keys are
+// compared whole only where those are equal (zero-padded: a key that ends
+// sorts before one that goes on, as in byte order). Resources get their
+// rank in byte order.
+void sort_in_snapshot_order(std::vector<LogEntry>& entries) {
+  if (entries.size() < 2) return;
+  std::optional<std::string_view> first;  // an object's key: every key shares its first `shared` bytes
+  size_t shared = 0;
+  std::vector<std::string_view> resources;
+  for (const LogEntry& e : entries) {
+    if (resources.empty() || resources.back() != e.resource) resources.push_back(e.resource);
+    const auto [resource, object, key] = snapshot_key(e);
+    if (!object) continue;
+    if (!first) {
+      first = key;
+      shared = key.size();
+    }
+    size_t n = 0;
+    while (n < shared && n < key.size() && key[n] == (*first)[n]) ++n;
+    shared = n;
+  }
+  std::sort(resources.begin(), resources.end());
+  resources.erase(std::unique(resources.begin(), resources.end()), resources.end());
+  struct Sortable {
+    uint32_t resource;  // rank in `resources`
+    bool object;
+    uint64_t prefix;
+    uint32_t index;  // into entries
+  };
+  std::vector<Sortable> order;
+  order.reserve(entries.size());
+  for (uint32_t i = 0; i < entries.size(); ++i) {
+    const LogEntry& e = entries[i];
+    const auto [resource, object, key] = snapshot_key(e);
+    const auto rank = std::lower_bound(resources.begin(), resources.end(), resource) - resources.begin();
+    order.push_back({static_cast<uint32_t>(rank), object, object ? be_prefix(key, shared) : 0, i});
+  }
+  std::sort(order.begin(), order.end(), [&](const Sortable& a, const Sortable& b) {
+    if (a.resource != b.resource) return a.resource < b.resource;
+    if (a.object != b.object) return a.object < b.object;
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    return std::get<2>(snapshot_key(entries[a.index])) < std::get<2>(snapshot_key(entries[b.index]));
+  });
+  std::vector<LogEntry> sorted;
+  sorted.reserve(entries.size());
+  for (const Sortable& o : order) sorted.push_back(entries[o.index]);
+  entries.swap(sorted);
+}
+
 // The log's last checkpoint entry of each key after `folded_through` (an
 // object changed many times is written once), in snapshot order; `through`:
 // the highest seq among them. What start() could not read it cut off;
 // anything else is someone else writing the file: a kubetrail::Error.
-std::map<SnapshotKey, LogEntry> last_entries(const LogFile& file, std::string_view bytes, int64_t folded_through,
-                                             int64_t& through) {
-  std::map<SnapshotKey, LogEntry> last;
+// `expected`: about how many there are (the log's object entries).
+std::vector<LogEntry> last_entries(const LogFile& file, std::string_view bytes, int64_t folded_through,
+                                   int64_t& through, size_t expected) {
+  struct KeyHash {
+    size_t operator()(const SnapshotKey& k) const noexcept {
+      const auto& [resource, object, key] = k;
+      return XXH3_64bits(key.data(), key.size()) ^ (resource.size() << 1) ^ object;
+    }
+  };
+  std::vector<LogEntry> last;
+  std::unordered_map<SnapshotKey, size_t, KeyHash> where;  // index in `last` of each key's entry
+  last.reserve(expected);
+  where.reserve(expected);
   through = folded_through;
   auto scan = LogFile::scan(bytes, [&](const LogEntry& e, size_t) {
     if (e.kind == LogKind::kChangeSet || e.kind == LogKind::kFoldedThrough || e.seq <= folded_through) return;
     through = std::max(through, e.seq);
-    last.insert_or_assign(snapshot_key(e), e);
+    auto [it, added] = where.try_emplace(snapshot_key(e), last.size());
+    if (added)
+      last.push_back(e);
+    else
+      last[it->second] = e;  // a later entry of the key: the newer
   });
   if (!scan.stopped.empty()) throw Error("state log " + file.path() + ": " + scan.stopped);
+  sort_in_snapshot_order(last);
   return last;
 }
 }  // namespace
@@ -768,13 +848,13 @@ void StateStore::rewrite_log() {
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
   int64_t through = 0;
-  auto last = last_entries(*log_, bytes, folded_through_, through);
+  auto last = last_entries(*log_, bytes, folded_through_, through, static_cast<size_t>(log_rows_));
   // In the order written: load() and keys() apply a resource's entries in
   // file order (its last entries only, here, so the order of two keys does
   // not matter; it is kept to read as the log did).
   std::vector<const LogEntry*> kept;
   kept.reserve(last.size());
-  for (const auto& [key, e] : last) kept.push_back(&e);
+  for (const LogEntry& e : last) kept.push_back(&e);
   std::sort(kept.begin(), kept.end(), [](const LogEntry* a, const LogEntry* b) { return a->seq < b->seq; });
   std::string checkpoint;
   for (const LogEntry* e : kept) LogFile::encode(checkpoint, *e);
@@ -803,15 +883,15 @@ void StateStore::fold() {
   auto mapped = log_->map();
   std::string_view bytes = mapped.bytes();
   int64_t through = 0;
-  auto last = last_entries(*log_, bytes, folded_through_, through);
+  auto last = last_entries(*log_, bytes, folded_through_, through, static_cast<size_t>(log_rows_));
   if (!last.empty()) {
     // A resource without a dictionary gets one from the objects it has here
     // (committed before the snapshot that names it).
     for (auto it = last.begin(); it != last.end();) {
-      const std::string_view resource = std::get<0>(it->first);
+      const std::string_view resource = it->resource;
       std::vector<std::string_view> samples;
-      for (; it != last.end() && std::get<0>(it->first) == resource; ++it)
-        if (it->second.kind == LogKind::kObject && it->second.codec == 0) samples.push_back(it->second.body);
+      for (; it != last.end() && it->resource == resource; ++it)
+        if (it->kind == LogKind::kObject && it->codec == 0) samples.push_back(it->body);
       if (!samples.empty() && !dictionary_of_.count(resource)) dictionary_for(std::string(resource), samples);
     }
     SnapshotWriter out(*snapshot_, through);
@@ -827,16 +907,16 @@ void StateStore::fold() {
     auto old = LogFile::scan(snapshot_bytes_.bytes(), [&](const LogEntry& e, size_t) {
       if (e.kind != LogKind::kObject && e.kind != LogKind::kResourceVersion) return;
       const SnapshotKey key = snapshot_key(e);
-      for (; next != last.end() && next->first < key; ++next) put(next->second);
-      if (next != last.end() && next->first == key) {
-        put(next->second);  // the log's is newer (a deletion leaves the key out)
+      for (; next != last.end() && snapshot_key(*next) < key; ++next) put(*next);
+      if (next != last.end() && snapshot_key(*next) == key) {
+        put(*next);  // the log's is newer (a deletion leaves the key out)
         ++next;
         return;
       }
       put(e);
     });
     if (!old.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + ": " + old.stopped);
-    for (; next != last.end(); ++next) put(next->second);
+    for (; next != last.end(); ++next) put(*next);
     // From here the snapshot holds everything up to `through`; were
     // kubetrail to die before the log is rewritten below, the old log is
     // read again and what the snapshot holds skipped.

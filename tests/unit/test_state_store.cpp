@@ -8,6 +8,7 @@
 
 #include <csignal>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -828,6 +829,73 @@ TEST_CASE("state store: the log is folded once it holds as many entries as the s
   REQUIRE(cp);
   CHECK(cp->objects.size() == 100);
   CHECK(cp->objects.at("ns/p42").json == R"({"v":1})");
+}
+
+// A fold sorts the log's keys by the 8 bytes after the part all keys share
+// and compares keys whole only on a tie: keys here share a long beginning
+// (one is just that), end inside the 8 bytes, hold NUL and 0xff bytes, and
+// come in two resources with deletions, so that any slip from byte order
+// shows as a snapshot out of order (the next fold's merge then loses or
+// doubles keys). Fails with the 8 bytes read little-endian, or with ties
+// left in the order the log had them.
+TEST_CASE("state store: a fold writes the snapshot in byte order of its keys, whatever they share") {
+  test::TempDir dir;
+  auto path = (dir / "s.db").string();
+  auto store = state::StateStore::open(path, false, 10);
+  const std::string base = "namespace-with-a-long-name/deployment-7d9c8b6f5-";
+  // Pairs the 8 bytes cannot tell apart come later-first, as the log has them.
+  std::vector<std::string> keys = {base + "abcdefgh1",
+                                   base + "abcdefgh",
+                                   base + std::string("a\0b", 3),
+                                   base + std::string("a\0", 2),
+                                   base + "a",
+                                   base,
+                                   base + "ab",
+                                   base + "abcdefgi",
+                                   base + "\xff\xff",
+                                   base + "\xff",
+                                   base + "b"};
+  for (int i = 0; i < 40; ++i) keys.push_back(base + "x" + std::to_string(i * 7919 % 1000));
+  std::map<std::pair<std::string, std::string>, std::string> want;  // (resource, key) -> json
+  std::vector<model::StoredObject> held;
+  held.reserve(4 * keys.size());
+  for (int round = 0; round < 4; ++round) {
+    for (std::string resource : {"cm", "cm2"}) {
+      std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
+      std::vector<std::string> deletes;
+      for (size_t i = 0; i < keys.size(); ++i) {
+        if ((i + static_cast<size_t>(round)) % 5 == 0) {
+          deletes.push_back(keys[i]);
+          want.erase({resource, keys[i]});
+          continue;
+        }
+        const std::string json = "{\"r\":" + std::to_string(round) + ",\"i\":" + std::to_string(i) + "}";
+        held.push_back(object("u-" + std::to_string(i), std::to_string(round + 1), json));
+        upserts.emplace_back(keys[i], &held.back());
+        want[{resource, keys[i]}] = json;
+      }
+      store->save(resource, upserts, deletes, std::to_string(round + 1));
+    }
+  }
+  REQUIRE(store->folds() >= 2);  // the second merged the log into a snapshot the first wrote
+  store.reset();
+  // The snapshot's objects, in file order: strictly increasing (resource, key).
+  const std::string snapshot = test::read_file(path + "-objects");
+  std::vector<std::pair<std::string, std::string>> order;
+  state::LogFile::scan(snapshot, [&](const state::LogEntry& e, size_t) {
+    if (e.kind == state::LogKind::kObject) order.emplace_back(std::string(e.resource), std::string(e.key));
+  });
+  CHECK(std::is_sorted(order.begin(), order.end()));
+  CHECK(std::adjacent_find(order.begin(), order.end()) == order.end());
+  // And the checkpoint read back (snapshot and log) is the last save of each key.
+  store = state::StateStore::open(path, false, 10);
+  std::map<std::pair<std::string, std::string>, std::string> got;
+  for (std::string resource : {"cm", "cm2"}) {
+    auto cp = store->load(resource);
+    REQUIRE(cp);
+    for (const auto& [key, o] : cp->objects) got[{resource, key}] = o.json;
+  }
+  CHECK(got == want);
 }
 
 // A log due by its bytes while its checkpoint entries are a small part of
