@@ -325,6 +325,22 @@ def cpu_ns(pid):
     return total
 
 
+def system_ns(pid):
+    """Time `pid` has spent in the kernel so far (its threads' system time,
+    /proc/PID/stat), in ns: clock ticks, so ~10 ms coarse - enough over
+    thousands of events."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[12]) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")  # stime, field 15 of stat
+
+
+def io_counts(pid):
+    """/proc/PID/io: syscr, syscw (read and write calls) and rchar, wchar
+    (bytes through them) of the whole process so far."""
+    with open("/proc/%d/io" % pid) as f:
+        return {k: int(v) for k, v in (line.split(":") for line in f)}
+
+
 # Threads of `kubetrail run` by name (common/thread_name.hpp), for the
 # per-event split: the stage each does.
 STAGES = (("kt-io", "I/O (TLS, HTTP/2)"), ("kt-w:", "watch (parse, prune, diff, cache)"),
@@ -637,7 +653,8 @@ def run_kubetrail(rig, args, state):
         note("kubetrail: %d events as fast as they come" % args.events)
         # CPU per event: the whole stream as fast as the server writes it.
         perf = start_perf(args, proc.pid, state, "events")
-        before, stages = cpu_ns(proc.pid), cpu_by_stage(proc.pid)
+        before, stages, system_before = cpu_ns(proc.pid), cpu_by_stage(proc.pid), system_ns(proc.pid)
+        io_before = io_counts(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
         def delivered():
@@ -653,6 +670,10 @@ def run_kubetrail(rig, args, state):
         settle(proc.pid)
         res["event_cpu_us"] = (cpu_ns(proc.pid) - before) / 1e3 / args.events
         res["stage_us"] = {k: (v - stages[k]) / 1e3 / args.events for k, v in cpu_by_stage(proc.pid).items()}
+        res["event_system_us"] = (system_ns(proc.pid) - system_before) / 1e3 / args.events
+        io_after = io_counts(proc.pid)
+        res["event_writes"] = (io_after["syscw"] - io_before["syscw"]) / args.events
+        res["event_written"] = (io_after["wchar"] - io_before["wchar"]) / args.events
         stop_perf(perf)
         res["change_sets"] = out.lines
         note("kubetrail: %d events at %g/s" % (args.latency_events, args.rate))
@@ -851,6 +872,11 @@ def main():
         if r:
             r["per_core"] = 1e6 / r["event_cpu_us"]
     row("events per CPU-second", "per_core", "%8.0f", kt, higher_is_better=True)
+    # The kernel's share (system time): what the state store's writes cost
+    # there (page cache, the file system) is mostly the VM's, on this one.
+    row("  of it in the kernel (system time), us", "event_system_us", "%8.1f", kt, False)
+    row("  write calls per event (stdout too)", "event_writes", "%8.2f", kt, False)
+    row("  bytes written per event (stdout too)", "event_written", "%8.0f", kt, False)
     # Where an event's CPU goes, by thread (each thread is one stage), and
     # what the diff alone makes per core: the watch thread's share is the
     # parse, prune, diff and cache of the event (issue 15: >= 100k events/s
