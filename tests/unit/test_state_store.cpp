@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -857,8 +858,7 @@ TEST_CASE("state store: a fold writes the snapshot in byte order of its keys, wh
                                    base + "b"};
   for (int i = 0; i < 40; ++i) keys.push_back(base + "x" + std::to_string(i * 7919 % 1000));
   std::map<std::pair<std::string, std::string>, std::string> want;  // (resource, key) -> json
-  std::vector<model::StoredObject> held;
-  held.reserve(4 * keys.size());
+  std::deque<model::StoredObject> held;                             // the saves point into it: references must stay put
   for (int round = 0; round < 4; ++round) {
     for (std::string resource : {"cm", "cm2"}) {
       std::vector<std::pair<std::string, const model::StoredObject*>> upserts;
