@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(cd "${1:?build dir}" && pwd); seconds=${2:?seconds per harness}; shift 2
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(watch_stream list_page diff openapi config kubeconfig manifest state_row state_log outbox_log)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(watch_stream list_page diff openapi config kubeconfig manifest state_row state_log outbox_log state_store)
 jobs=${FUZZ_JOBS:-$(nproc)}
 work=$(mktemp -d /tmp/kubetrail-fuzz-XXXXXX)
 
