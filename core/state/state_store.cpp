@@ -664,16 +664,24 @@ void StateStore::read_snapshot() {
   std::map<std::string, Span, std::less<>> spans;
   std::set<std::string, std::less<>> resources;
   int64_t rows = 0, through = -1;
+  // Snapshot order, checked: a fold merges the snapshot with the log in one
+  // pass on it, so a snapshot out of order (tampered with, its frames
+  // checksummed again) would keep a key twice or an old state over a newer.
+  std::optional<SnapshotKey> previous;
+  std::optional<size_t> disorder;  // the byte of the first entry out of order
   auto scan = LogFile::scan(snapshot_bytes_.bytes(), LogFile::kHeaderBytes, std::string_view::npos,
                             [&](const LogEntry& e, const LogFile::Place& at) {
                               if (e.kind == LogKind::kFoldedThrough) {
                                 through = e.seq < 0 || e.seq > kMaxSeq ? kMaxSeq + 1 : e.seq;
                                 return;
                               }
+                              if (e.kind != LogKind::kObject && e.kind != LogKind::kResourceVersion)
+                                return;  // not in a snapshot kubetrail wrote: ignored
+                              const SnapshotKey key = snapshot_key(e);
+                              if (previous && !(*previous < key) && !disorder) disorder = at.frame_begin;
+                              previous = key;
                               if (e.kind == LogKind::kObject)
                                 ++rows;
-                              else if (e.kind != LogKind::kResourceVersion)
-                                return;  // not in a snapshot kubetrail wrote: ignored
                               else if (!resources.count(e.resource))
                                 resources.emplace(e.resource);
                               auto it = spans.find(e.resource);
@@ -685,6 +693,9 @@ void StateStore::read_snapshot() {
   // A snapshot is synced before it is renamed into place: one that does not
   // read whole was damaged afterwards, and the checkpoint cannot be trusted.
   if (!scan.stopped.empty()) throw Error("state snapshot " + snapshot_->path() + " is damaged: " + scan.stopped);
+  if (disorder)
+    throw Error("state snapshot " + snapshot_->path() + " is damaged: byte " + std::to_string(*disorder) +
+                ": an entry out of order (a snapshot is sorted by resource, then key)");
   if (through > kMaxSeq)
     throw Error("state snapshot " + snapshot_->path() + " is damaged: it says it holds the log up to an entry " +
                 "kubetrail never writes");
