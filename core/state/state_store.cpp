@@ -823,8 +823,9 @@ void sort_in_snapshot_order(std::vector<LogEntry>& entries) {
 }
 
 // The log's last checkpoint entry of each key after `folded_through` (an
-// object changed many times is written once), in snapshot order; `through`:
-// the highest seq among them. What start() could not read it cut off;
+// object changed many times is written once), each key where it first
+// appears (a fold sorts them into snapshot order; a rewrite keeps the order
+// written); `through`: the highest seq among them. What start() could not read it cut off;
 // anything else is someone else writing the file: a kubetrail::Error.
 // `expected`: about how many there are (the log's object entries).
 std::vector<LogEntry> last_entries(const LogFile& file, std::string_view bytes, int64_t folded_through,
@@ -850,7 +851,6 @@ std::vector<LogEntry> last_entries(const LogFile& file, std::string_view bytes, 
       last[it->second] = e;  // a later entry of the key: the newer
   });
   if (!scan.stopped.empty()) throw Error("state log " + file.path() + ": " + scan.stopped);
-  sort_in_snapshot_order(last);
   return last;
 }
 }  // namespace
@@ -895,6 +895,7 @@ void StateStore::fold() {
   std::string_view bytes = mapped.bytes();
   int64_t through = 0;
   auto last = last_entries(*log_, bytes, folded_through_, through, static_cast<size_t>(log_rows_));
+  sort_in_snapshot_order(last);  // the merge below is one pass in that order
   if (!last.empty()) {
     // A resource without a dictionary gets one from the objects it has here
     // (committed before the snapshot that names it).
