@@ -174,6 +174,18 @@ std::map<std::string, SnapshotRow> snapshot_rows(const std::string& path) {
   return rows;
 }
 
+// Why open() refuses the store at `path`: the kubetrail::Error's message
+// (any other exception goes on; a store that opens fails the test).
+std::string refusal(const std::string& path) {
+  try {
+    state::StateStore::open(path, false);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL("opened");
+  return {};
+}
+
 // Rewrites the snapshot's entries through `edit` (frames as they were, each
 // checksummed again): a tampered file that still reads whole.
 void edit_snapshot(const std::string& path, const std::function<void(state::LogEntry&, std::string& body)>& edit) {
@@ -453,13 +465,9 @@ TEST_CASE("state store: a routed_through that is not a sequence number is refuse
     state::StateStore::open(path, false).reset();
     sql(path, (std::string("INSERT OR REPLACE INTO meta VALUES('routed_through', '") + bad + "')").c_str());
     INFO(bad);
-    try {
-      state::StateStore::open(path, false);
-      FAIL("opened");
-    } catch (const Error& e) {
-      CHECK(std::string(e.what()).find("routed_through") != std::string::npos);
-      CHECK(std::string(e.what()).find(path) != std::string::npos);
-    }
+    const std::string what = refusal(path);
+    CHECK(what.find("routed_through") != std::string::npos);
+    CHECK(what.find(path) != std::string::npos);
   }
 }
 
@@ -604,13 +612,9 @@ TEST_CASE("state store: a log that belongs to another store is refused, and set 
   state::StateStore::open(a, false)->save("cm", rows({{"ns/a", &v}}), {}, "1", {{0, "id-a", "{}"}});
   state::StateStore::open(b, false).reset();
   std::filesystem::copy_file(a + "-log", b + "-log", std::filesystem::copy_options::overwrite_existing);
-  try {
-    state::StateStore::open(b, false);
-    FAIL("opened");
-  } catch (const Error& e) {
-    CHECK(std::string(e.what()).find(b + "-log") != std::string::npos);
-    CHECK(std::string(e.what()).find("another state store") != std::string::npos);
-  }
+  const std::string what = refusal(b);
+  CHECK(what.find(b + "-log") != std::string::npos);
+  CHECK(what.find("another state store") != std::string::npos);
   auto fresh = state::StateStore::open(b, true);
   CHECK(fresh->journal_pending().empty());
   CHECK_FALSE(fresh->load("cm"));
@@ -792,15 +796,10 @@ TEST_CASE("state store: a damaged snapshot is refused naming the file and the by
   REQUIRE(bytes.size() > 40);
   bytes[bytes.size() - 2] ^= 0x01;
   write_bytes(path + "-objects", bytes);
-  try {
-    state::StateStore::open(path, false);
-    FAIL("opened");
-  } catch (const Error& e) {
-    std::string what = e.what();
-    CHECK(what.find(path + "-objects is damaged: byte ") != std::string::npos);
-    CHECK(what.find("checksum") != std::string::npos);
-    CHECK(what.find("--reset-state") != std::string::npos);
-  }
+  const std::string what = refusal(path);
+  CHECK(what.find(path + "-objects is damaged: byte ") != std::string::npos);
+  CHECK(what.find("checksum") != std::string::npos);
+  CHECK(what.find("--reset-state") != std::string::npos);
   auto fresh = state::StateStore::open(path, true);
   CHECK_FALSE(fresh->load("cm"));
   CHECK(files_named(dir, ".corrupt-") == 4);
@@ -820,14 +819,9 @@ TEST_CASE("state store: a snapshot out of key order is refused naming the file a
   edit_snapshot(path, [](state::LogEntry& e, std::string&) {
     if (e.key == "ns/a") e.key = "ns/c";  // now before ns/b in the file
   });
-  try {
-    state::StateStore::open(path, false);
-    FAIL("opened");
-  } catch (const Error& e) {
-    std::string what = e.what();
-    CHECK(what.find(path + "-objects is damaged: byte ") != std::string::npos);
-    CHECK(what.find("out of order") != std::string::npos);
-  }
+  const std::string what = refusal(path);
+  CHECK(what.find(path + "-objects is damaged: byte ") != std::string::npos);
+  CHECK(what.find("out of order") != std::string::npos);
 }
 
 // A fold writes the whole snapshot, so it waits until the log holds as many
@@ -1230,12 +1224,8 @@ TEST_CASE("state store: a snapshot or log holding a sequence number kubetrail ne
     edit_snapshot(path, [&](state::LogEntry& e, std::string&) {
       if (e.kind == state::LogKind::kFoldedThrough) e.seq = bad;
     });
-    try {
-      state::StateStore::open(path, false);
-      FAIL("opened");
-    } catch (const Error& e) {
-      CHECK(std::string(e.what()).find(path + "-objects is damaged") != std::string::npos);
-    }
+    const std::string what = refusal(path);
+    CHECK(what.find(path + "-objects is damaged") != std::string::npos);
   }
   write_bytes(path + "-objects", good);
   {
@@ -1252,12 +1242,8 @@ TEST_CASE("state store: a snapshot or log holding a sequence number kubetrail ne
     out += state::LogFile::frame(payload);
   });
   write_bytes(path + "-log", out);
-  try {
-    state::StateStore::open(path, false);
-    FAIL("opened");
-  } catch (const Error& e) {
-    CHECK(std::string(e.what()).find(path + "-log holds entry 9223372036854775807") != std::string::npos);
-  }
+  const std::string what = refusal(path);
+  CHECK(what.find(path + "-log holds entry 9223372036854775807") != std::string::npos);
 }
 
 // Schema 4 kept the outbox in a SQLite table: a store written then opens
