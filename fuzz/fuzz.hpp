@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -26,12 +27,23 @@ inline const bool quiet_logs = [] {
 
 inline std::string_view bytes(const uint8_t* data, size_t size) { return {reinterpret_cast<const char*>(data), size}; }
 
+inline void write_file(const std::filesystem::path& path, std::string_view text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(text.data(), static_cast<std::streamsize>(text.size()));
+}
+
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // A file holding `text`, for parsers that read files (kubeconfig,
 // manifests): one per process, rewritten for every input.
 inline std::string as_file(std::string_view text, const char* ext) {
   static const std::string path =
       (std::filesystem::temp_directory_path() / ("kubetrail-fuzz-" + std::to_string(::getpid()) + ext)).string();
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(text.data(), static_cast<std::streamsize>(text.size()));
+  write_file(path, text);
   return path;
 }
 

@@ -22,10 +22,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "common/error.hpp"
 #include "fuzz.hpp"
@@ -36,17 +34,6 @@
 using namespace kubetrail;
 
 namespace {
-
-std::string read_whole(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_whole(const std::filesystem::path& p, std::string_view bytes) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 // A store as kubetrail leaves it: one resource saved, closed. Its files are
 // written back before every input.
@@ -78,7 +65,7 @@ const Pristine& pristine() {
       store->save("cm", {{"ns/a", &a}}, {}, "1");
     }
     for (const auto& entry : std::filesystem::directory_iterator(p.dir))
-      p.files[entry.path().filename().string()] = read_whole(entry.path());
+      p.files[entry.path().filename().string()] = fuzz::read_file(entry.path());
     return p;
   }();
   return p;
@@ -94,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Pristine& p = pristine();
   for (const auto& entry : std::filesystem::directory_iterator(p.dir))
     if (!p.files.count(entry.path().filename().string())) std::filesystem::remove_all(entry.path());
-  for (const auto& [name, bytes] : p.files) write_whole(p.dir / name, bytes);
+  for (const auto& [name, bytes] : p.files) fuzz::write_file(p.dir / name, bytes);
 
   const std::string target = p.path.filename().string() + ((flags & 1) ? "-objects" : "-log");
   std::string file = p.files.count(target) ? p.files.at(target).substr(0, state::LogFile::kHeaderBytes) : "";
@@ -107,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     in.remove_prefix(n);
   }
   if ((flags & 2) && file.size() > state::LogFile::kHeaderBytes) file.pop_back();
-  write_whole(p.dir / target, file);
+  fuzz::write_file(p.dir / target, file);
 
   std::set<std::string> resources{"cm"};
   state::LogFile::scan(file, [&](const state::LogEntry& e, size_t) {

@@ -3,8 +3,6 @@
 // normal GCC build. Directories are read one level deep.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "fuzz.hpp"
@@ -20,10 +18,7 @@ int main(int argc, char** argv) {
       files.emplace_back(argv[i]);
     }
     for (const auto& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      std::string s = ss.str();
+      std::string s = fuzz::read_file(f);
       LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()), s.size());
       ++n;
     }
