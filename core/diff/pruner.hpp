@@ -327,16 +327,6 @@ class Pruner {
     return at(value) == '{' ? value : kNoSource;
   }
 
-  // Whether the bytes of the integer token [p, q) are what append_json
-  // writes for its value: -?(0|[1-9][0-9]*), short enough to be an int64.
-  static bool canonical_integer(const char* p, const char* q) noexcept {
-    if (p < q && *p == '-') ++p;
-    if (p == q || q - p > 18 || (*p == '0' && q - p > 1)) return false;
-    for (; p < q; ++p)
-      if (*p < '0' || *p > '9') return false;
-    return true;
-  }
-
   // Copies the container whose first structural is `first` from the source,
   // when its bytes are exactly what copy() would write: no backslash (so no
   // escapes, the only way two JSON texts of one string differ), no
@@ -405,7 +395,7 @@ class Pruner {
         if constexpr (kRecord) members = open_.back().members;
       } else {  // a number: never a container's last token, so another follows
         const uint32_t q = j + 1 < n ? idx[j + 1] : p + 1;
-        bad |= !canonical_integer(src + p, src + q);
+        bad |= !Stage1::canonical_integer(src + p, src + q);
       }
     }
     if constexpr (kRecord) nodes_.resize(first_node);  // failed, or not closed (not in a text simdjson accepted)

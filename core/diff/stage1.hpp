@@ -51,6 +51,21 @@ struct Stage1 {
     n = impl->n_structural_indexes;
     return true;
   }
+  // Whether the bytes of the integer token [p, q) are what append_json
+  // writes for its value, so that the pruner may copy them: 0 or
+  // -?[1-9][0-9]*, short enough to be an int64. Not "-0": its value is 0,
+  // written "0" (a copy kept it "-0", and the cached text then depended on
+  // whether it was copied or written).
+  static bool canonical_integer(const char* p, const char* q) noexcept {
+    if (p < q && *p == '-') {
+      ++p;
+      if (p < q && *p == '0') return false;
+    }
+    if (p == q || q - p > 18 || (*p == '0' && q - p > 1)) return false;
+    for (; p < q; ++p)
+      if (*p < '0' || *p > '9') return false;
+    return true;
+  }
   char at(uint32_t i) const noexcept { return i < n ? src[idx[i]] : '\0'; }
   static uint32_t plus(uint32_t i, uint32_t k) noexcept { return i == kNone ? kNone : i + k; }
   // Index of the last structural of the value whose first is `i`.

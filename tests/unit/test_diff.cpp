@@ -1278,3 +1278,23 @@ TEST_CASE("change sets carry the field values routes match on, read from the pru
   CHECK(s->fields[0].second.find("aHVudGVyMg") == std::string::npos);
   CHECK(s->to_json().find("aHVudGVyMg") == std::string::npos);
 }
+
+TEST_CASE("diff: a -0 in the source text is pruned to the 0 serializing writes") {
+  // The pruner copied "-0" as it was (it passed as a canonical integer),
+  // where serializing the same value writes "0": the cached text depended
+  // on whether the source could be followed. Failed before the fix.
+  diff::ChangeDetector detector("test", Harness::keyed({}));
+  const auto type = model::resource_type_for("apps/v1", "Deployment");
+  json o = fixture("deployment");
+  o["spec"]["replicas"] = 0;
+  std::string text = o.dump();
+  const size_t at = text.find(R"("replicas":0)");
+  REQUIRE(at != std::string::npos);
+  text.insert(at + 11, "-");
+  simdjson::dom::parser p, reference_parser;
+  auto doc = p.parse(text).value();
+  diff::SourceText source{&p, text, {}};
+  const std::string reference = detector.prune(type, reference_parser.parse(text).value()).json;
+  CHECK(reference.find(R"("replicas":0)") != std::string::npos);
+  CHECK(detector.prune(type, doc, &source).json == reference);
+}
