@@ -44,6 +44,11 @@ struct UnchangedBytes {
     bool copied = false;                // written unpruned: the same value as in the object pruned
     bool has_value = false;             // `value` is known (not inside a byte copy)
     simdjson::dom::element value = {};  // the object's value it was written from
+    // A byte copy whose inner containers are not recorded (yet): its first
+    // structural in the source, else UINT32_MAX. Such a node has no
+    // children here (`after` is the next node); the pruner records them
+    // when the diff needs them (Pruner::changed_subtree).
+    uint32_t unrecorded = UINT32_MAX;
   };
   std::span<const Node> nodes;
   int32_t root = -1;  // the node of the two values diffed

@@ -75,9 +75,11 @@ class Pruner {
   // The pruned text of `object`, valid until the next call. `source`: the
   // text it was parsed from, if known (see SourceText). `for_diff`: its
   // containers are recorded for changed_subtree(); an object only stored
-  // (a list item seeding the cache) needs none, and the byte copies skip
-  // recording them (perf: the initial sync's copies were 18% of its watch
-  // thread, the records a good part of that).
+  // (a list item seeding the cache) needs none. A container copied byte for
+  // byte is recorded alone, and its inner containers only if
+  // changed_subtree() looks inside it - so `source` must stay valid until
+  // then (perf: recording every container of a Pod's spec, when most
+  // events change nothing in it, was half of the copy's cost).
   std::string_view prune(dom::element object, const SourceText* source = nullptr, bool for_diff = true) {
     recording_ = for_diff;
     path_.clear();
@@ -99,7 +101,7 @@ class Pruner {
     JsonOut text = JsonOut::reusing(buffer_);
     const uint32_t last = write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
     if (source && source->end) *source->end = last;  // kNoSource when the source was not followed to the end
-    s1_ = {};                                        // the source is the caller's: not kept past the call
+    if (!for_diff) s1_ = {};                         // the source is the caller's: kept only for changed_subtree()
     return text.view();
   }
 
@@ -133,6 +135,9 @@ class Pruner {
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const Node& n = nodes_[i];
       if (n.begin <= prefix && prefix < n.end && region_end <= n.end) deepest = int32_t(i);
+      // A byte copy holding the region: its inner containers recorded now,
+      // and looked through next.
+      if (deepest == int32_t(i) && n.unrecorded != kNoSource && deepest > 0) record_inside(deepest);
     }
     if (deepest <= 0) return false;  // the root, or nothing recorded
     // The chain root..deepest, and the path of each node on it.
@@ -272,7 +277,7 @@ class Pruner {
   int32_t open_node(const Place& at, size_t begin, const dom::element* value = nullptr, bool copied = true) {
     // Filled in place: a Node built aside and copied in was read back in
     // 16-byte loads from its 4-byte stores, a store-forwarding stall (perf:
-    // a quarter of copy_source()'s samples on the bench's pods).
+    // a quarter of the source copy's samples on the bench's pods).
     Node& node = nodes_.emplace_back();
     node.begin = uint32_t(begin);
     node.key_begin = uint32_t(at.in_list || at.parent < 0 ? begin : at.key_begin);
@@ -327,13 +332,14 @@ class Pruner {
     return at(value) == '{' ? value : kNoSource;
   }
 
-  // Copies the container whose first structural is `first` from the source,
-  // when its bytes are exactly what copy() would write: no backslash (so no
-  // escapes, the only way two JSON texts of one string differ), no
-  // whitespace between tokens, integers in canonical form. `kRecord`: its
-  // containers are recorded in nodes_ as it goes (a prune for a diff); else
-  // only their depth is counted. Returns its last structural, or kNoSource
-  // having written and recorded nothing.
+  // Walks the container whose first structural is `first` in the source,
+  // checking that its bytes are exactly what copy() would write: no
+  // backslash (so no escapes, the only way two JSON texts of one string
+  // differ), no whitespace between tokens, integers in canonical form.
+  // Returns its last structural, or kNoSource. `kRecord`: records its inner
+  // containers in nodes_ as it goes, as children of node `root`, at their
+  // places in a copy written at `base` (record_inside()); else only their
+  // depth is counted (copy(): most copies are never looked inside).
   //
   // The whitespace check is one load a token: in a text simdjson accepted,
   // only whitespace can lie between a token's last byte and the next
@@ -343,16 +349,15 @@ class Pruner {
   // character - none of them whitespace). Bytes before the first token and
   // after the last are not the container's and are not looked at.
   template <bool kRecord>
-  uint32_t copy_source(JsonOut& out, const Place& place, uint32_t first) {
+  uint32_t walk_source(uint32_t first, size_t base = 0, int32_t root = -1) {
     if (at(first) != '{' && at(first) != '[') return kNoSource;
     const char* const src = s1_.src;  // locals: the stores below cannot alias them
     const uint32_t* const idx = s1_.idx;
     const uint32_t n = s1_.n;
     const uint32_t origin = idx[first];
-    const size_t base = out.used(), first_node = nodes_.size();
     if constexpr (kRecord) {
       open_.clear();
-      open_.push_back(Open{open_node(place, base), 0, src[origin] == '['});
+      open_.push_back(Open{root, 0, src[origin] == '['});
     }
     int depth = 1;
     uint32_t members = 0;  // commas seen in the innermost open container: the index of its next element
@@ -382,24 +387,63 @@ class Pruner {
           members = 0;
         }
       } else if (kind == TokenKind::close) {
+        if (--depth == 0) {  // the whole container read
+          if (bad || std::memchr(src + origin, '\\', p + 1 - origin)) break;
+          return j;
+        }
         if constexpr (kRecord) {
           close_node(open_.back().id, base + p + 1 - origin);
           open_.pop_back();
+          members = open_.back().members;
         }
-        if (--depth == 0) {  // the whole container read: copy it if it passed
-          const size_t length = p + 1 - origin;
-          if (bad || std::memchr(src + origin, '\\', length)) break;
-          out.put(std::string_view(src + origin, length));
-          return j;
-        }
-        if constexpr (kRecord) members = open_.back().members;
       } else {  // a number: never a container's last token, so another follows
         const uint32_t q = j + 1 < n ? idx[j + 1] : p + 1;
         bad |= !Stage1::canonical_integer(src + p, src + q);
       }
     }
-    if constexpr (kRecord) nodes_.resize(first_node);  // failed, or not closed (not in a text simdjson accepted)
-    return kNoSource;
+    return kNoSource;  // not closed: not in a text simdjson accepted
+  }
+
+  // Records the containers inside byte copy `at` (Node::unrecorded), in
+  // document order right after it, renumbering the nodes after them.
+  void record_inside(int32_t at) {
+    const size_t old_size = nodes_.size(), a = size_t(at);
+    const uint32_t first = nodes_[a].unrecorded;
+    nodes_[a].unrecorded = kNoSource;
+    if (walk_source<true>(first, nodes_[a].begin, at) == kNoSource) {  // it was copied: cannot fail
+      nodes_.resize(old_size);
+      return;
+    }
+    const size_t k = nodes_.size() - old_size;  // recorded, at the end for now
+    if (k == 0) return;
+    for (size_t i = 0; i < old_size; ++i) {  // the nodes after `at` move k on
+      Node& x = nodes_[i];
+      if (x.parent > at) x.parent += int32_t(k);
+      if (x.after > a) x.after += uint32_t(k);
+    }
+    nodes_[a].after = uint32_t(a + 1 + k);
+    for (size_t i = old_size; i < nodes_.size(); ++i) {  // the recorded ones move to a + 1
+      Node& x = nodes_[i];
+      if (x.parent != at) x.parent = int32_t(size_t(x.parent) - old_size + a + 1);
+      x.after = uint32_t(x.after - old_size + a + 1);
+    }
+    std::rotate(nodes_.begin() + ptrdiff_t(a + 1), nodes_.begin() + ptrdiff_t(old_size), nodes_.end());
+    // The differ trusts these numbers to skip unchanged containers: checked
+    // here (a few instructions a node, and only for a change inside a copy)
+    // rather than risk a change left out.
+    if (!nodes_in_order()) throw Error("internal error: the pruner's record of containers is out of order");
+  }
+  // Whether nodes_ is a tree in document order: each node after its parent,
+  // inside its parent's bytes and subtree, and its subtree contiguous.
+  bool nodes_in_order() const noexcept {
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& x = nodes_[i];
+      if (x.after <= i || x.after > nodes_.size() || (i > 0 && nodes_[i - 1].begin >= x.begin)) return false;
+      if (x.parent < 0) continue;
+      const Node& parent = nodes_[size_t(x.parent)];
+      if (size_t(x.parent) >= i || x.after > parent.after || x.begin < parent.begin || x.end > parent.end) return false;
+    }
+    return true;
   }
   enum class TokenKind : unsigned char { other, open, close, number };
   static constexpr auto kTokenKinds = [] {
@@ -422,13 +466,14 @@ class Pruner {
     auto type = e.type();
     const bool object = type == dom::element_type::OBJECT;
     if (first != kNoSource && (object || type == dom::element_type::ARRAY)) {
-      const size_t node = nodes_.size();
-      const uint32_t last =
-          recording_ ? copy_source<true>(out, at_place, first) : copy_source<false>(out, at_place, first);
+      const uint32_t last = walk_source<false>(first);
       if (last != kNoSource) {
-        if (recording_) {
-          nodes_[node].value = e;
-          nodes_[node].has_value = true;
+        const size_t begin = out.used();
+        out.put(std::string_view(s1_.src + s1_.idx[first], s1_.idx[last] + 1 - s1_.idx[first]));
+        if (recording_) {  // alone: see prune() and record_inside()
+          const int32_t id = open_node(at_place, begin, &e);
+          close_node(id, out.used());
+          nodes_[size_t(id)].unrecorded = first;
         }
         return last;
       }
@@ -571,7 +616,7 @@ class Pruner {
   std::string buffer_;     // prune()'s output, reused: a cached object is copied out at its exact size
   Stage1 s1_;              // the source of the prune() under way (see "Following the source text")
   bool recording_ = true;  // the prune() under way records the containers copied from the source
-  struct Open {            // a container copy_source() is inside
+  struct Open {            // a container walk_source() is inside
     int32_t id;
     uint32_t members;  // commas seen: the index of the next element
     bool list;
