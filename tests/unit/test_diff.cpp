@@ -6,6 +6,7 @@
 
 #include "common/json_depth.hpp"
 #include "common/json_writer.hpp"
+#include "diff/common_bytes.hpp"
 #include "diff/diff.hpp"
 #include "helpers.hpp"
 #include "kube/recording.hpp"
@@ -1297,4 +1298,43 @@ TEST_CASE("diff: a -0 in the source text is pruned to the 0 serializing writes")
   const std::string reference = detector.prune(type, reference_parser.parse(text).value()).json;
   CHECK(reference.find(R"("replicas":0)") != std::string::npos);
   CHECK(detector.prune(type, doc, &source).json == reference);
+}
+
+TEST_CASE("diff: the common prefix and suffix of two texts, by blocks, are the byte-by-byte ones") {
+  // common_prefix/common_suffix compare whole blocks first, then eight
+  // bytes, then one: every length around those sizes, differences at each
+  // end of a block, and texts of unequal length.
+  std::mt19937 rng(20261207);
+  auto naive_prefix = [](std::string_view a, std::string_view b) {
+    size_t i = 0;
+    while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+    return i;
+  };
+  auto naive_suffix = [](std::string_view a, std::string_view b) {
+    size_t i = 0;
+    while (i < a.size() && i < b.size() && a[a.size() - 1 - i] == b[b.size() - 1 - i]) ++i;
+    return i;
+  };
+  size_t checked = 0;
+  for (size_t size : {size_t(0), size_t(1), size_t(7), size_t(8), size_t(255), size_t(256), size_t(257), size_t(511),
+                      size_t(512), size_t(1000), size_t(4099)}) {
+    for (int round = 0; round < 40; ++round) {
+      std::string a(size, 'x');
+      for (char& c : a) c = char('a' + rng() % 3);
+      std::string b = a;
+      if (!b.empty()) {
+        const size_t at = round % 4 == 0 ? 0 : round % 4 == 1 ? b.size() - 1 : rng() % b.size();
+        b[at] = char(b[at] + 1);
+      }
+      if (round % 5 == 4) b.insert(rng() % (b.size() + 1), "inserted");
+      CAPTURE(size);
+      CAPTURE(round);
+      CHECK(diff::common_prefix(a, b) == naive_prefix(a, b));
+      CHECK(diff::common_suffix(a, b) == naive_suffix(a, b));
+      CHECK(diff::common_prefix(b, a) == naive_prefix(b, a));
+      CHECK(diff::common_suffix(b, a) == naive_suffix(b, a));
+      ++checked;
+    }
+  }
+  CHECK(checked == 440);
 }
