@@ -283,6 +283,9 @@ ChangeSet ChangeSet::from_json(std::string_view text) {
     j = Json::parse(text);
   } catch (const Json::parse_error& e) {
     throw Error("not a kubetrail.dev/v1 change set: not JSON (byte " + std::to_string(e.byte) + ")");
+  } catch (const Json::exception& e) {
+    // out_of_range: a number JSON can write and a double cannot hold (1e400).
+    throw Error(std::string("not a kubetrail.dev/v1 change set: not JSON: ") + e.what());
   }
   const Json* version = j.is_object() ? member(j, "schemaVersion") : nullptr;
   if (!version || *version != "kubetrail.dev/v1") throw Error("not a kubetrail.dev/v1 change set");
