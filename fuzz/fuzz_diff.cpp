@@ -9,9 +9,12 @@
 //     makes exactly the change sets, actor included, of one that does not;
 //   - an object pruned from its source text (untouched subtrees copied byte
 //     for byte) is the text pruning it without the source writes, whatever
-//     its whitespace, escapes and numbers - for a prune that records the
-//     containers it copies (copy_source<true>: an event to diff) and one
-//     that does not (copy_source<false>: a list item only stored);
+//     its whitespace, escapes and numbers - for a prune for a diff and one
+//     for a list item only stored;
+//   - inside a watch event, a parse that leaves the members pruning only
+//     copies out of the DOM (ChangeDetector::parse_event) accepts and
+//     refuses what a plain parse does, with the same error, and prunes to
+//     the same bytes; the fast detector parses that way;
 // and the whole input read as a change set (the journal's, the outbox's and
 // the change API's format: ChangeSet::from_json) ends as one or as a
 // kubetrail::Error.
@@ -31,13 +34,38 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
+const model::ResourceType& deployments() {
+  static const model::ResourceType type = model::resource_type_for("apps/v1", "Deployment");
+  return type;
+}
+
+// `object` inside a watch event, with room for simdjson's padding.
+std::string event_of(std::string_view object) {
+  std::string frame = R"({"type":"MODIFIED","object":)" + std::string(object) + "}";
+  frame.reserve(frame.size() + simdjson::SIMDJSON_PADDING);
+  return frame;
+}
+simdjson::padded_string_view padded(const std::string& frame) {
+  return simdjson::padded_string_view(frame.data(), frame.size(), frame.capacity());
+}
+
+// The object inside a watch event, parsed as the informer parses it
+// (`hollow`: members left out of the DOM) or plainly.
 std::optional<model::ChangeSet> step(diff::ChangeDetector& d, model::ObjectStore& store, dom::parser& p,
-                                     const std::string& text, model::WatchEventType type) {
+                                     const std::string& text, model::WatchEventType type, bool hollow = false) {
+  const std::string frame = event_of(text);
+  diff::HollowParse parse;
+  if (hollow)
+    d.parse_event(deployments(), p, padded(frame), parse);
+  else
+    parse.error = p.parse(padded(frame)).get(parse.doc);
   dom::element e;
-  if (p.parse(text).get(e) != simdjson::SUCCESS) return std::nullopt;
-  auto type_of = model::resource_type_for("apps/v1", "Deployment");
+  if (parse.error != simdjson::SUCCESS || parse.doc["object"].get(e) != simdjson::SUCCESS) return std::nullopt;
+  diff::SourceText source{&p, frame, "object"};
+  source.index = parse.index;
+  source.hollow = parse.regions;
+  const auto& type_of = deployments();
   if (auto gone = d.replaced(type_of, e, store, "2026-01-01T00:00:00.000Z")) (void)gone->to_json();
-  diff::SourceText source{&p, text, {}};
   auto r = d.observe(type, type_of, e, store, "2026-01-01T00:00:00.000Z", &source);
   if (!r) return std::nullopt;
   return std::move(r).value();
@@ -83,6 +111,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(pruner.prune(e, &source, true) == serialized);
     check(pruner.prune(e, &source, false) == serialized);
   }
+  // A parse leaving members out of the DOM: the plain parse's verdict and
+  // error, and the same pruned bytes.
+  for (const std::string* text : {&a, &b}) {
+    model::DiffOptions o;
+    o.redaction_key = "fuzz";
+    diff::ChangeDetector detector("fuzz", o);
+    const std::string frame = event_of(*text);
+    dom::parser plain_parser, hollow_parser;
+    dom::element plain_doc;
+    const auto plain_error = plain_parser.parse(padded(frame)).get(plain_doc);
+    diff::HollowParse parse;
+    for (int i = 0; i < 2; ++i) detector.parse_event(deployments(), hollow_parser, padded(frame), parse);  // 1st: plain
+    check(parse.error == plain_error);
+    dom::element plain_object, hollow_object;
+    if (plain_error != simdjson::SUCCESS || plain_doc["object"].get(plain_object) != simdjson::SUCCESS) continue;
+    check(parse.doc["object"].get(hollow_object) == simdjson::SUCCESS);
+    diff::SourceText source{&hollow_parser, frame, "object"};
+    source.index = parse.index;
+    source.hollow = parse.regions;
+    try {
+      check(detector.prune(deployments(), hollow_object, &source).json ==
+            detector.prune(deployments(), plain_object).json);
+    } catch (const Error&) {  // both refuse alike (an object too deep for the pruner)
+      bool refused = false;
+      try {
+        (void)detector.prune(deployments(), plain_object);
+      } catch (const Error&) {
+        refused = true;
+      }
+      check(refused);
+    }
+  }
   model::DiffOptions options;
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers
   diff::ChangeDetector fast("fuzz", options), whole("fuzz", options);
@@ -97,12 +157,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     s3.put("filler-" + std::to_string(i) + "/", std::move(filler));
   }
   dom::parser p1, p2, p3;
-  auto a1 = step(fast, s1, p1, a, model::WatchEventType::added);
+  auto a1 = step(fast, s1, p1, a, model::WatchEventType::added, true);
   step(whole, s2, p2, a, model::WatchEventType::added);
   auto a3 = step(packing, s3, p3, a, model::WatchEventType::added);
   check(a1.has_value() == a3.has_value());
   if (a1) check(a1->to_json() == a3->to_json());
-  auto c1 = step(fast, s1, p1, b, model::WatchEventType::modified);
+  auto c1 = step(fast, s1, p1, b, model::WatchEventType::modified, true);
   auto c2 = step(whole, s2, p2, b, model::WatchEventType::modified);
   auto c3 = step(packing, s3, p3, b, model::WatchEventType::modified);
   check(c1.has_value() == c2.has_value());

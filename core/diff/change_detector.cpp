@@ -391,6 +391,20 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
   return std::optional<model::ChangeSet>{std::move(cs)};
 }
 
+void ChangeDetector::parse_event(const model::ResourceType& type, dom::parser& parser,
+                                 simdjson::padded_string_view text, HollowParse& out) {
+  if (is_event(type)) {  // event_summary() reads members an Event's pruning copies
+    out.index.clear();
+    out.regions.clear();
+    out.error = parser.parse(text).get(out.doc);
+    return;
+  }
+  Pruner& rules = rules_for(type);
+  // metadata: read by observe(), stored_object(), the actor and the informer.
+  parse_hollowed(
+      parser, text, [&](std::string_view key) { return key != "metadata" && rules.opaque(key); }, out);
+}
+
 std::optional<model::ChangeSet> ChangeDetector::replaced(const model::ResourceType& type, dom::element object,
                                                          model::ObjectStore& store, std::string_view observed_at) {
   dom::element metadata;

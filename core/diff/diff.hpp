@@ -22,6 +22,7 @@
 
 #include "common/error.hpp"
 #include "diff/document_differ.hpp"
+#include "diff/hollow_parse.hpp"
 #include "diff/list_keys.hpp"
 #include "diff/redaction.hpp"
 #include "diff/source_text.hpp"
@@ -54,6 +55,14 @@ class ChangeDetector {
   Result<std::optional<model::ChangeSet>> observe(model::WatchEventType event, const model::ResourceType& type,
                                                   simdjson::dom::element object, model::ObjectStore& store,
                                                   std::string_view observed_at, const SourceText* source = nullptr);
+
+  // Parses the text of a watch event about an object of `type` into `parser`:
+  // accepts and refuses what parser.parse() would, but leaves out of the DOM
+  // the members of its object that pruning only copies or drops (a Pod's
+  // spec and status: most of an event's stage 2, see diff/hollow_parse.hpp).
+  // observe() then needs the whole index: SourceText::index = out.index.
+  void parse_event(const model::ResourceType& type, simdjson::dom::parser& parser, simdjson::padded_string_view text,
+                   HollowParse& out);
 
   // Stores an object that already existed when watching began (an initial
   // list): cached, never reported. An object without metadata.name is an error.

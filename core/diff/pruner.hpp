@@ -99,10 +99,26 @@ class Pruner {
       if (!api_version) identity_.append(api_version_field_).push_back(',');
     }
     JsonOut text = JsonOut::reusing(buffer_);
+    hollow_ = source ? source->hollow : std::span<const uint32_t>{};
     const uint32_t last = write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
     if (source && source->end) *source->end = last;  // kNoSource when the source was not followed to the end
     if (!for_diff) s1_ = {};                         // the source is the caller's: kept only for changed_subtree()
     return text.view();
+  }
+
+  // Whether top-level member `key` of an object is only dropped or copied
+  // whole by prune() (no rule reaches inside it, none redacts it), so that
+  // a parse may leave its value out of the DOM (diff/hollow_parse.hpp). The
+  // caller rules out members other code reads (metadata, an Event's).
+  bool opaque(std::string_view key) {
+    for (const auto& [name, answer] : opaque_)
+      if (name == key) return answer;
+    uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1), inside = 0;
+    path_.clear();
+    const bool answer =
+        step(all, model::Segment{model::Segment::Kind::key, key, 0, {}, {}}, inside) != Action::redact && inside == 0;
+    if (opaque_.size() < 16) opaque_.emplace_back(std::string(key), answer);  // an object's names, not a hostile one's
+    return answer;
   }
 
   // Where the texts of two pruned versions of an object differ, as one
@@ -239,7 +255,7 @@ class Pruner {
   std::optional<Action> step_member(uint64_t alive, const model::Segment& seg, uint64_t& child_alive, uint32_t value,
                                     uint32_t& cursor) const {
     auto action = step(alive, seg, child_alive);
-    if (action == Action::drop) cursor = plus(value_end(value), 1);
+    if (action == Action::drop) cursor = plus(end_of(value), 1);
     return action;
   }
 
@@ -323,6 +339,18 @@ class Pruner {
   char at(uint32_t i) const noexcept { return s1_.at(i); }
   static uint32_t plus(uint32_t i, uint32_t n) noexcept { return Stage1::plus(i, n); }
   uint32_t value_end(uint32_t i) const noexcept { return s1_.value_end(i); }
+  // The last structural of a container the parse left out of the DOM whose
+  // first is `first` (SourceText::hollow), or kNoSource.
+  uint32_t hollow_last(uint32_t first) const noexcept {
+    for (size_t r = 0; r + 1 < hollow_.size(); r += 2)
+      if (hollow_[r] == first) return hollow_[r + 1];
+    return kNoSource;
+  }
+  // value_end(), without a walk for a container the parse checked.
+  uint32_t end_of(uint32_t i) const noexcept {
+    const uint32_t last = hollow_last(i);
+    return last != kNoSource ? last : value_end(i);
+  }
   // Where the object starts in `source`, or kNoSource.
   uint32_t locate(const SourceText& source) {
     if (!s1_.bind(source)) return kNoSource;
@@ -466,12 +494,17 @@ class Pruner {
     auto type = e.type();
     const bool object = type == dom::element_type::OBJECT;
     if (first != kNoSource && (object || type == dom::element_type::ARRAY)) {
-      const uint32_t last = walk_source<false>(first);
+      // Left out of the DOM by the parse (diff/hollow_parse.hpp), which
+      // checked it and found its end: copied as it is, its value not at
+      // hand (e is an empty container), so not `copied` for copied_value().
+      uint32_t last = hollow_last(first);
+      const bool hollow = last != kNoSource;
+      if (!hollow) last = walk_source<false>(first);
       if (last != kNoSource) {
         const size_t begin = out.used();
         out.put(std::string_view(s1_.src + s1_.idx[first], s1_.idx[last] + 1 - s1_.idx[first]));
         if (recording_) {  // alone: see prune() and record_inside()
-          const int32_t id = open_node(at_place, begin, &e);
+          const int32_t id = open_node(at_place, begin, hollow ? nullptr : &e, !hollow);
           close_node(id, out.used());
           nodes_[size_t(id)].unrecorded = first;
         }
@@ -610,9 +643,11 @@ class Pruner {
   std::vector<model::Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;
-  std::vector<KeyedElement> keyed_;             // element_segment()'s
-  std::string kind_field_, api_version_field_;  // see identify()
-  std::string identity_;                        // what the root object of the prune() under way lacks of them, or ""
+  std::vector<KeyedElement> keyed_;                   // element_segment()'s
+  std::vector<std::pair<std::string, bool>> opaque_;  // opaque()'s answers
+  std::span<const uint32_t> hollow_;                  // the source's hollowed containers (SourceText::hollow)
+  std::string kind_field_, api_version_field_;        // see identify()
+  std::string identity_;   // what the root object of the prune() under way lacks of them, or ""
   std::string buffer_;     // prune()'s output, reused: a cached object is copied out at its exact size
   Stage1 s1_;              // the source of the prune() under way (see "Following the source text")
   bool recording_ = true;  // the prune() under way records the containers copied from the source

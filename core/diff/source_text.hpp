@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace kubetrail::diff {
@@ -24,6 +25,13 @@ struct SourceText {
   // object's end stores the index of its closing brace, so that finding
   // the next item does not walk this one's structurals a second time.
   uint32_t* end = nullptr;
+  // Stage 1's index of `text`, when the parser's own is not whole: a parse
+  // that hollowed members (diff/hollow_parse.hpp) took their structurals
+  // out of it for stage 2. Empty: the parser's.
+  std::span<const uint32_t> index = {};
+  // The containers that parse left out, as (first, last) structurals of
+  // `index`: checked then, so the pruner copies them without a walk.
+  std::span<const uint32_t> hollow = {};
 };
 
 // The SourceText of each object in a List response's "items", in order:

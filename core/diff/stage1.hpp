@@ -39,16 +39,23 @@ struct Stage1 {
   const uint32_t* idx = nullptr;
   uint32_t n = 0;
 
-  // The index `source.parser` holds for `source.text`; false if none.
+  // The index `source.parser` holds for `source.text` (or `source.index`,
+  // when set); false if none.
   bool bind(const SourceText& source) noexcept {
     *this = {};
-    const auto* impl = source.parser ? source.parser->implementation.get() : nullptr;
-    if (!impl || impl->n_structural_indexes == 0 ||
-        impl->structural_indexes[impl->n_structural_indexes - 1] >= source.text.size())
-      return false;
+    const uint32_t* index = nullptr;
+    uint32_t count = 0;
+    if (source.index.size() > 3) {  // stage 1's index, and its three entries past the end
+      index = source.index.data();
+      count = static_cast<uint32_t>(source.index.size() - 3);
+    } else if (const auto* impl = source.parser ? source.parser->implementation.get() : nullptr) {
+      index = impl->structural_indexes.get();
+      count = impl->n_structural_indexes;
+    }
+    if (!index || count == 0 || index[count - 1] >= source.text.size()) return false;
     src = source.text.data();
-    idx = impl->structural_indexes.get();
-    n = impl->n_structural_indexes;
+    idx = index;
+    n = count;
     return true;
   }
   // Whether the bytes of the integer token [p, q) are what append_json

@@ -346,10 +346,18 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
   WatchEnd end = WatchEnd::ended;
   std::string frame_error;
   uint64_t events = 0;  // added, modified or deleted: the watch did something
-  // Parsed where it lies: the framer leaves readable bytes after it.
+  // Parsed where it lies: the framer leaves readable bytes after it. The
+  // object's members that pruning only copies are left out of the DOM
+  // (diff::ChangeDetector::parse_event); `hollow.index` is then the index
+  // the pruner copies them by.
+  diff::HollowParse hollow;
   auto parse_frame = [&](std::string_view frame) {
-    return parse_allowing_deep(parser, deep_parser_,
-                               simdjson::padded_string_view(frame, frame.size() + kube::JsonFramer::kReadablePast));
+    const simdjson::padded_string_view text(frame, frame.size() + kube::JsonFramer::kReadablePast);
+    tracker_.parse_event(parser, text, hollow);
+    if (hollow.error != simdjson::DEPTH_ERROR) return DeepParse{hollow.error, hollow.doc, &parser, false};
+    hollow.index.clear();
+    hollow.regions.clear();
+    return parse_allowing_deep(parser, deep_parser_, text);
   };
   auto handle_event = [&](const DeepParse& event, std::string_view frame, uint64_t offset) {
     const dom::element doc = event.doc;
@@ -396,6 +404,10 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     std::string observed_at = now_rfc3339();
     // Another uid under a cached name: that object was deleted unseen.
     diff::SourceText source{event.parser, frame, "object"};  // lets the pruner copy untouched subtrees
+    if (event.parser == &parser) {
+      source.index = hollow.index;
+      source.hollow = hollow.regions;
+    }
     auto applied = tracker_.apply(*type, object, observed_at, &source);
     std::string_view name;
     bool named = object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS;

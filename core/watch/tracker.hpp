@@ -44,6 +44,10 @@ class Tracker {
   // compared with the cache: after a restart or a 410 Gone.
   Applied apply(model::WatchEventType type, simdjson::dom::element object, std::string_view observed_at,
                 const diff::SourceText* source = nullptr, bool catch_up = false);
+  // Parses a watch event's text (see ChangeDetector::parse_event).
+  void parse_event(simdjson::dom::parser& parser, simdjson::padded_string_view text, diff::HollowParse& out) {
+    detector_.parse_event(type_, parser, text, out);
+  }
   // An object that existed when watching began (initial list): cached,
   // never reported.
   Result<bool> seed(simdjson::dom::element object, const diff::SourceText* source = nullptr) {

@@ -1342,3 +1342,217 @@ TEST_CASE("diff: the common prefix and suffix of two texts, by blocks, are the b
   }
   CHECK(checked == 440);
 }
+
+namespace {
+// A watch event's text, parsed as the informer parses it (members the
+// pruner only copies left out of the DOM) or plainly.
+struct ParsedEvent {
+  std::string frame;
+  simdjson::dom::parser parser;
+  diff::HollowParse parse;
+  ParsedEvent(diff::ChangeDetector& detector, const model::ResourceType& type, std::string object, bool hollow)
+      : frame(R"({"type":"MODIFIED","object":)" + object + "}") {
+    frame.reserve(frame.size() + simdjson::SIMDJSON_PADDING);
+    const simdjson::padded_string_view text(frame.data(), frame.size(), frame.capacity());
+    for (int i = 0; i < 2; ++i) {  // the first parse of a parser is plain: it allocates
+      if (hollow)
+        detector.parse_event(type, parser, text, parse);
+      else
+        parse.error = parser.parse(text).get(parse.doc);
+    }
+  }
+  simdjson::dom::element object() { return parse.doc["object"].value(); }
+  diff::SourceText source() {
+    diff::SourceText s{&parser, frame, "object"};
+    s.index = parse.index;
+    s.hollow = parse.regions;
+    return s;
+  }
+};
+}  // namespace
+
+TEST_CASE("diff: a watch event parsed without its spec and status in the DOM prunes to the same bytes") {
+  // Stage 2 (the DOM) of a Pod's spec was most of an event's parse, and the
+  // pruner only copies it from the text. Hollowed, it must still come out
+  // byte for byte what the whole DOM gives.
+  diff::ChangeDetector detector("test", Harness::keyed({}));
+  size_t hollowed = 0;
+  for (const char* name : {"deployment", "pod", "statefulset", "service", "configmap", "secret", "widget", "ingress"}) {
+    const json o = fixture(name);
+    const auto type = model::resource_type_for(o["apiVersion"].get<std::string>(), o["kind"].get<std::string>());
+    ParsedEvent plain(detector, type, o.dump(), false), hollow(detector, type, o.dump(), true);
+    REQUIRE(hollow.parse.error == simdjson::SUCCESS);
+    const std::string reference = detector.prune(type, plain.object()).json;
+    diff::SourceText source = hollow.source();
+    CHECK_MESSAGE(detector.prune(type, hollow.object(), &source).json == reference, name);
+    if (!hollow.parse.hollowed()) continue;
+    ++hollowed;
+    // What was left out is what the pruner never reads inside.
+    simdjson::dom::object object = hollow.object().get_object().value();
+    CHECK(object["metadata"].get_object().value().size() > 0);
+    if (o.contains("spec")) CHECK(object["spec"].get_object().value().size() == 0);
+    if (o["kind"] == "Secret") CHECK(object["data"].get_object().value().size() > 0);  // redacted: read
+  }
+  CHECK(hollowed >= 4);  // the Pod, Deployment, StatefulSet and Service at least
+}
+
+TEST_CASE("diff: a parse that leaves members out of the DOM accepts and refuses what a plain parse does") {
+  // Stage 2 is where simdjson checks structure, literals, numbers and
+  // escapes; a member left out of it is checked by hollow_end() instead.
+  // Each spec below is valid and hollowed, valid but parsed by stage 2
+  // (not in the form copied byte for byte), or malformed: the hollowed
+  // parse must give the plain parse's error, and the same pruned bytes.
+  const std::vector<std::string> hollowed_specs = {
+      R"({"a":1,"b":[true,false,null],"c":{"d":"e"},"f":[],"g":{},"h":-12,"i":0})",
+      R"([{"name":"x","value":"y"},[1,[2,[3]]]])", "{\"b\":\"<&>\",\"c\":\"\xc3\xa9 is two bytes here\"}"};
+  const std::vector<std::string> parsed_specs = {
+      R"({"a":1.5})",
+      R"({"a":1e3})",
+      R"({"a": 1})",
+      R"({"a":"\u00e9"})",
+      R"({"a":"\"q\""})",
+      R"({"a":12345678901234567890})",
+      R"([1,2 ])",
+      R"({"a":-0})",
+      std::string(70, '[') + "1" + std::string(70, ']'),
+      std::string(1100, '[') + std::string(1100, ']')};  // past the parser's depth: refused by both
+  const std::vector<std::string> malformed_specs = {R"({"a":1,})",
+                                                    R"({"a":1,,"b":2})",
+                                                    R"({"a" 1})",
+                                                    R"({"a":})",
+                                                    R"({:1})",
+                                                    R"({"a":1])",
+                                                    R"(["a":1])",
+                                                    R"([1,])",
+                                                    R"([,1])",
+                                                    R"([1 2])",
+                                                    R"({"a":tru})",
+                                                    R"({"a":nul})",
+                                                    R"({"a":truex})",
+                                                    R"({"a":falsey})",
+                                                    R"({"a":01})",
+                                                    R"({"a":-})",
+                                                    R"({"a":1x})",
+                                                    R"({"a":"b":"c"})",
+                                                    R"({"a":{"b":1}"c":2})",
+                                                    R"({"a":[1}]})",
+                                                    R"({"a":"x"y})",
+                                                    R"({"a":@})",
+                                                    R"({"a":[]]})",
+                                                    R"({"a":"\q"})",
+                                                    R"({"a":"\u12"})",
+                                                    R"({"a":[1,2,3],"b":{"c":[4,5]}]})",
+                                                    R"({"a":{"b":[}})",
+                                                    R"({"a":+1})",
+                                                    R"({"a":.5})",
+                                                    R"({"a":"b",})"};
+  json pod = fixture("pod");
+  const auto type = model::resource_type_for("v1", "Pod");
+  diff::ChangeDetector detector("test", Harness::keyed({}));
+  auto with_spec = [&](const std::string& spec) {
+    std::string text = pod.dump();
+    const std::string was = R"("spec":)" + pod["spec"].dump();
+    const size_t at = text.find(was);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, was.size(), R"("spec":)" + spec);
+  };
+  auto check_spec = [&](const std::string& spec, bool hollowed, bool valid) {
+    const std::string object = with_spec(spec);
+    ParsedEvent plain(detector, type, object, false), hollow(detector, type, object, true);
+    INFO("spec: " << spec.substr(0, 80));
+    CHECK(hollow.parse.error == plain.parse.error);
+    CHECK((plain.parse.error == simdjson::SUCCESS) == valid);
+    if (hollow.parse.error != simdjson::SUCCESS) return;
+    simdjson::dom::element spec_in_dom = hollow.object()["spec"].value();
+    const bool empty = spec_in_dom.is_object() ? spec_in_dom.get_object().value().size() == 0
+                                               : spec_in_dom.get_array().value().size() == 0;
+    CHECK(empty == hollowed);
+    const std::string reference = detector.prune(type, plain.object()).json;
+    diff::SourceText source = hollow.source();
+    CHECK(detector.prune(type, hollow.object(), &source).json == reference);
+  };
+  for (const auto& spec : hollowed_specs) check_spec(spec, true, true);
+  for (size_t i = 0; i < parsed_specs.size(); ++i) check_spec(parsed_specs[i], false, i + 1 < parsed_specs.size());
+  for (const auto& spec : malformed_specs) check_spec(spec, false, false);
+  // Two members named spec, both hollowed: both copied, as the DOM has them.
+  check_spec(R"({"a":1},"spec":{"b":2})", true, true);
+}
+
+TEST_CASE("diff: changes inside members left out of the DOM are the whole DOM's changes") {
+  // The pruner copies a hollow member and records its containers, but has
+  // no DOM value for them: narrowing into a keyed list element and the new
+  // side of the subtree diffed are parsed from the pruned text instead.
+  model::DiffOptions options;
+  diff::ChangeDetector plain_detector("test", Harness::keyed(options)),
+      hollow_detector("test", Harness::keyed(options));
+  model::ObjectStore plain_store, hollow_store;
+  const auto type = model::resource_type_for("v1", "Pod");
+  json pod = fixture("pod");
+  int rv = 1000;
+  size_t changed = 0;
+  auto event = [&](model::WatchEventType t) {
+    pod["metadata"]["resourceVersion"] = std::to_string(++rv);
+    ParsedEvent plain(plain_detector, type, pod.dump(), false), hollow(hollow_detector, type, pod.dump(), true);
+    REQUIRE(hollow.parse.hollowed());
+    diff::SourceText plain_source = plain.source(), hollow_source = hollow.source();
+    auto a = plain_detector.observe(t, type, plain.object(), plain_store, "2026-12-07T00:00:00.000Z", &plain_source);
+    auto b =
+        hollow_detector.observe(t, type, hollow.object(), hollow_store, "2026-12-07T00:00:00.000Z", &hollow_source);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    REQUIRE(a.value().has_value() == b.value().has_value());
+    if (!a.value()) return;
+    ++changed;
+    CHECK(a.value()->to_json() == b.value()->to_json());
+  };
+  event(model::WatchEventType::added);
+  pod["spec"]["containers"][0]["image"] = "registry.example.com/app:2";  // inside a keyed list element
+  event(model::WatchEventType::modified);
+  pod["spec"]["containers"][1]["env"] = json::array({{{"name", "A"}, {"value", "1"}}});
+  event(model::WatchEventType::modified);
+  pod["spec"]["restartPolicy"] = "Never";
+  event(model::WatchEventType::modified);
+  pod["spec"]["containers"].erase(0);  // a keyed element removed
+  event(model::WatchEventType::modified);
+  pod["metadata"]["labels"]["tier"] = "edge";  // outside: metadata is always in the DOM
+  event(model::WatchEventType::modified);
+  pod["status"]["phase"] = "Failed";  // dropped: noise
+  event(model::WatchEventType::modified);
+  event(model::WatchEventType::deleted);
+  CHECK(changed == 7);
+}
+
+TEST_CASE("diff: a parse that leaves members out keeps nothing of the event before") {
+  // The informer reuses one HollowParse for every event. An event parsed
+  // plainly (here: larger than the parser has room for, so simdjson's own
+  // parse allocates) kept the members left out of the event before, and
+  // the pruner copied the old event's ranges out of the new one. Failed
+  // before the fix.
+  diff::ChangeDetector detector("test", Harness::keyed({}));
+  const auto type = model::resource_type_for("v1", "Pod");
+  json pod = fixture("pod");
+  simdjson::dom::parser parser;
+  diff::HollowParse parse;
+  std::vector<std::string> frames;
+  frames.push_back(R"({"type":"MODIFIED","object":)" + pod.dump() + "}");
+  frames.push_back(frames.back());                             // the parser has room now: hollowed
+  pod["metadata"]["generateName"] = std::string(200000, 'x');  // past the parser's room: plain; tokens as before
+  pod["spec"]["containers"][0]["env"].push_back({{"name", "MORE"}, {"value", "1"}});
+  frames.push_back(R"({"type":"MODIFIED","object":)" + pod.dump() + "}");
+  simdjson::dom::parser reference_parser;
+  const std::string reference = detector.prune(type, reference_parser.parse(pod.dump()).value()).json;
+  bool hollowed = false;
+  for (auto& frame : frames) {
+    frame.reserve(frame.size() + simdjson::SIMDJSON_PADDING);
+    detector.parse_event(type, parser, simdjson::padded_string_view(frame.data(), frame.size(), frame.capacity()),
+                         parse);
+    REQUIRE(parse.error == simdjson::SUCCESS);
+    hollowed |= parse.hollowed();
+  }
+  CHECK(hollowed);
+  CHECK_FALSE(parse.hollowed());
+  diff::SourceText source{&parser, frames.back(), "object"};
+  source.index = parse.index;
+  source.hollow = parse.regions;
+  CHECK(detector.prune(type, parse.doc["object"].value(), &source).json == reference);
+}

@@ -1,0 +1,182 @@
+#include "diff/hollow_parse.hpp"
+
+#include <array>
+#include <cstring>
+
+namespace kubetrail::diff {
+
+namespace {
+
+// What a token is, by its first byte; the ones checked by table alone
+// (':', ',', a string) first. kSpace marks JSON's whitespace, which starts
+// no token: one table serves the token and the byte before it.
+enum Token : unsigned char {
+  kColon,
+  kComma,
+  kString,
+  kOpenObject,
+  kCloseObject,
+  kOpenArray,
+  kCloseArray,
+  kNumber,
+  kLiteral,
+  kOther,  // not the start of any JSON token
+};
+constexpr unsigned kSpace = 0x10;
+constexpr unsigned kRefused = 0x20;  // kFollows' answer for a token that may not follow
+constexpr auto kTokenOf = [] {
+  std::array<unsigned char, 256> t{};
+  for (auto& c : t) c = kOther;
+  t['{'] = kOpenObject;
+  t['}'] = kCloseObject;
+  t['['] = kOpenArray;
+  t[']'] = kCloseArray;
+  t[':'] = kColon;
+  t[','] = kComma;
+  t['"'] = kString;
+  t['-'] = kNumber;
+  for (unsigned char d = '0'; d <= '9'; ++d) t[d] = kNumber;
+  t['t'] = t['f'] = t['n'] = kLiteral;
+  t[' '] = t['\t'] = t['\n'] = t['\r'] = kOther | kSpace;
+  return t;
+}();
+
+// Whether token `now` may follow `before` (itself after `before2`) inside an
+// object (in_array false) or an array: JSON's grammar as pairs of tokens.
+// For a closing bracket the container is the one it closes; for any other
+// token, the innermost one open. Only a string needs the token before it:
+// after '{' or ',' it is a key (':' follows), after ':' a value.
+constexpr bool may_follow(bool in_array, unsigned before2, unsigned before, unsigned now) {
+  const auto value_start = [](unsigned t) {
+    return t == kOpenObject || t == kOpenArray || t == kString || t == kNumber || t == kLiteral;
+  };
+  const auto value_end = [](unsigned t) {
+    return t == kCloseObject || t == kCloseArray || t == kString || t == kNumber || t == kLiteral;
+  };
+  if (in_array) {
+    if (before == kOpenArray) return value_start(now) || now == kCloseArray;
+    if (before == kComma) return value_start(now);
+    if (value_end(before)) return now == kComma || now == kCloseArray;
+    return false;
+  }
+  if (before == kOpenObject) return now == kString || now == kCloseObject;
+  if (before == kComma) return now == kString;
+  if (before == kColon) return value_start(now);
+  if (before == kString) {
+    if (before2 == kOpenObject || before2 == kComma) return now == kColon;  // a key
+    if (before2 == kColon) return now == kComma || now == kCloseObject;     // a value
+    return false;
+  }
+  if (value_end(before)) return now == kComma || now == kCloseObject;
+  return false;
+}
+// may_follow() for every (container, three tokens), four bits a token, the
+// container's bit above them: 0 or kRefused. The token before the first
+// one (kOther) only ever precedes a bracket.
+constexpr auto kFollows = [] {
+  std::array<unsigned char, 2 * 16 * 16 * 16> t{};
+  for (unsigned a = 0; a < 2; ++a)
+    for (unsigned x = 0; x < 16; ++x)
+      for (unsigned y = 0; y < 16; ++y)
+        for (unsigned z = 0; z < 16; ++z)
+          t[(a << 12) | (x << 8) | (y << 4) | z] =
+              x <= kOther && y < kOther && z < kOther && may_follow(a != 0, x, y, z) ? 0 : kRefused;
+  return t;
+}();
+
+}  // namespace
+
+namespace {
+// A number or literal token [p, q) that Pruner::copy() copies as it is: 0
+// when it is one, kRefused when not. Off the loop's straight path.
+[[gnu::noinline]] unsigned scalar_check(const char* p, const char* q, unsigned kind) noexcept {
+  if (kind == kNumber) return Stage1::canonical_integer(p, q) ? 0 : kRefused;
+  const bool literal = (q - p == 4 && (std::memcmp(p, "true", 4) == 0 || std::memcmp(p, "null", 4) == 0)) ||
+                       (q - p == 5 && std::memcmp(p, "false", 5) == 0);
+  return literal ? 0 : kRefused;  // kOther is refused by kFollows already
+}
+}  // namespace
+
+uint32_t hollow_end(const Stage1& s1, uint32_t first) noexcept {
+  const unsigned open = kTokenOf[static_cast<unsigned char>(s1.at(first))];
+  if (open != kOpenObject && open != kOpenArray) return Stage1::kNone;
+  const char* const src = s1.src;  // locals: nothing below stores through them
+  const uint32_t* const begin = s1.idx + first;
+  const uint32_t* const end = s1.idx + s1.n;
+  uint64_t arrays = open == kOpenArray;        // a bit a level, innermost lowest: 1 for an array
+  unsigned in_array = unsigned(arrays) << 12;  // the innermost level's bit, where kFollows wants it
+  unsigned last3 = (kOther << 4) | open;       // the last tokens' kinds, four bits each
+  int depth = 1;
+  // Checks accumulate in `bad` (branches on them would mispredict); only
+  // brackets, numbers and literals leave the straight path.
+  unsigned bad = 0;
+  for (const uint32_t* at = begin + 1; at < end; ++at) {
+    const uint32_t p = *at;
+    const unsigned now = kTokenOf[static_cast<unsigned char>(src[p])];
+    last3 = ((last3 << 4) | now) & 0xfff;
+    // Nothing between two tokens (see Pruner::walk_source), and a token
+    // that may follow the two before it.
+    bad |= kTokenOf[static_cast<unsigned char>(src[p - 1])] | kFollows[in_array | last3];
+    if (now <= kString) continue;  // ':', ',', a string: checked by the line above
+    if (now >= kNumber) {          // never a container's last token: another follows
+      bad |= scalar_check(src + p, src + (at + 1 < end ? at[1] : p + 1), now);
+      continue;
+    }
+    if (now == kOpenObject || now == kOpenArray) {
+      if (++depth > kMaxHollowDepth) return Stage1::kNone;
+      arrays = (arrays << 1) | (now == kOpenArray);
+    } else if (arrays >>= 1; --depth == 0) {
+      // The whole container read. No backslash: then every string is its
+      // bytes, which stage 1 has checked (UTF-8, control characters, the
+      // closing quote); escapes are stage 2's to check.
+      if ((bad & (kSpace | kRefused)) || std::memchr(src + *begin, '\\', p - *begin)) return Stage1::kNone;
+      return uint32_t(at - s1.idx);
+    }
+    in_array = unsigned(arrays & 1) << 12;
+  }
+  return Stage1::kNone;  // not closed: stage 2 will say so
+}
+
+namespace detail {
+
+bool hollow_stage1(simdjson::dom::parser& parser, std::string_view text, simdjson::error_code& error) noexcept {
+  error = simdjson::SUCCESS;
+  auto* impl = parser.implementation.get();
+  // The plain parse allocates (and grows) what stage 1 and 2 need, and
+  // skips a byte order mark: left to it.
+  if (!impl || impl->capacity() < text.size() || parser.doc.capacity() < text.size() || text.size() < 2 ||
+      (text.size() >= 3 && std::memcmp(text.data(), "\xEF\xBB\xBF", 3) == 0))
+    return false;
+  error = impl->stage1(reinterpret_cast<const uint8_t*>(text.data()), text.size(), simdjson::stage1_mode::regular);
+  return error == simdjson::SUCCESS;
+}
+
+void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept {
+  out.error = parser.implementation->stage2(parser.doc);
+  if (out.error == simdjson::SUCCESS) out.doc = parser.doc.root();
+}
+
+void hollow_stage2(simdjson::dom::parser& parser, std::string_view text, HollowParse& out) {
+  auto* impl = parser.implementation.get();
+  uint32_t* const idx = impl->structural_indexes.get();
+  const uint32_t n = static_cast<uint32_t>(impl->n_structural_indexes);
+  out.index.assign(idx, idx + n + 3);  // with stage 1's three entries past the end (see below)
+  // Each region keeps its brackets: stage 2 reads "{}" / "[]".
+  uint32_t kept = out.regions[0] + 1;
+  for (size_t r = 0; r < out.regions.size(); r += 2) {
+    const uint32_t close = out.regions[r + 1];
+    const uint32_t next = r + 2 < out.regions.size() ? out.regions[r + 2] + 1 : n;
+    std::memmove(idx + kept, idx + close, (next - close) * sizeof(uint32_t));
+    kept += next - close;
+  }
+  // What stage 1 leaves past the last structural, for stage 2 to stop on.
+  idx[kept] = idx[kept + 1] = static_cast<uint32_t>(text.size());
+  idx[kept + 2] = 0;
+  impl->n_structural_indexes = kept;
+  impl->next_structural_index = 0;
+  whole_stage2(parser, out);
+}
+
+}  // namespace detail
+
+}  // namespace kubetrail::diff
