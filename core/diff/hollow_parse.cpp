@@ -84,9 +84,11 @@ constexpr auto kFollows = [] {
   return t;
 }();
 
-}  // namespace
+// How many bytes the walk reads between looks at what it has read (at the
+// next closing bracket): often enough to give up early on a member that
+// cannot pass, seldom enough to cost nothing on one that does.
+constexpr size_t kLookEvery = 512;
 
-namespace {
 // A number or literal token [p, q) that Pruner::copy() copies as it is: 0
 // when it is one, kRefused when not. Off the loop's straight path.
 [[gnu::noinline]] unsigned scalar_check(const char* p, const char* q, unsigned kind) noexcept {
@@ -110,6 +112,7 @@ uint32_t hollow_end(const Stage1& s1, uint32_t first) noexcept {
   // Checks accumulate in `bad` (branches on them would mispredict); only
   // brackets, numbers and literals leave the straight path.
   unsigned bad = 0;
+  const char* checked = src + *begin;  // the bytes before it have no backslash, and `bad` held then
   for (const uint32_t* at = begin + 1; at < end; ++at) {
     const uint32_t p = *at;
     const unsigned now = kTokenOf[static_cast<unsigned char>(src[p])];
@@ -125,12 +128,20 @@ uint32_t hollow_end(const Stage1& s1, uint32_t first) noexcept {
     if (now == kOpenObject || now == kOpenArray) {
       if (++depth > kMaxHollowDepth) return Stage1::kNone;
       arrays = (arrays << 1) | (now == kOpenArray);
-    } else if (arrays >>= 1; --depth == 0) {
-      // The whole container read. No backslash: then every string is its
-      // bytes, which stage 1 has checked (UTF-8, control characters, the
-      // closing quote); escapes are stage 2's to check.
-      if ((bad & (kSpace | kRefused)) || std::memchr(src + *begin, '\\', p - *begin)) return Stage1::kNone;
-      return uint32_t(at - s1.idx);
+    } else {
+      arrays >>= 1;
+      const bool whole = --depth == 0;
+      if (whole || src + p >= checked + kLookEvery) {
+        // No backslash: then every string is its bytes, which stage 1 has
+        // checked (UTF-8, control characters, the closing quote); escapes
+        // are stage 2's to check. Looked at as the walk goes, so that a
+        // member that cannot pass is given up early, not after all of it:
+        // a Go server escapes &, < and > in strings ("a \u0026\u0026 b" in
+        // a command), and such a member is then parsed by stage 2 anyway.
+        if ((bad & (kSpace | kRefused)) || std::memchr(checked, '\\', size_t(src + p - checked))) return Stage1::kNone;
+        checked = src + p;
+        if (whole) return uint32_t(at - s1.idx);
+      }
     }
     in_array = unsigned(arrays & 1) << 12;
   }
