@@ -130,18 +130,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     diff::SourceText source{&hollow_parser, frame, "object"};
     source.index = parse.index;
     source.hollow = parse.regions;
-    try {
-      check(detector.prune(deployments(), hollow_object, &source).json ==
-            detector.prune(deployments(), plain_object).json);
-    } catch (const Error&) {  // both refuse alike (an object too deep for the pruner)
-      bool refused = false;
+    // Pruned alike, or refused alike (an object too deep for the pruner).
+    auto pruned = [&](dom::element object, const diff::SourceText* from) -> std::optional<std::string> {
       try {
-        (void)detector.prune(deployments(), plain_object);
+        return detector.prune(deployments(), object, from).json;
       } catch (const Error&) {
-        refused = true;
+        return std::nullopt;
       }
-      check(refused);
-    }
+    };
+    check(pruned(hollow_object, &source) == pruned(plain_object, nullptr));
   }
   model::DiffOptions options;
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers
