@@ -435,6 +435,21 @@ class WatchProtocol(unittest.TestCase):
         status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1")
         line = next(l for l in body.splitlines() if '"shape"' in l)
         self.assertTrue(line.startswith('{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1",'), line[:80])
+        # Strings as Go's encoding/json writes them: UTF-8 as it is, and <, >,
+        # & (and U+2028/9) escaped - "a && b" arrives as "a \u0026\u0026 b".
+        # kubetrail parses escaped bytes on another path (hollow_parse.hpp);
+        # this server once wrote Python's shape (\u00e9, a raw &).
+        value = "a && b <x> caf\u00e9 \u2028"
+        written = '"a \\u0026\\u0026 b \\u003cx\\u003e caf\u00e9 \\u2028"'
+        status, created = self.request("POST", "/api/v1/namespaces/default/configmaps",
+                                       {"metadata": {"name": "go-strings"}, "data": {"s": value}})
+        self.assertEqual(status, 201)
+        self.assertIn(written, created)
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps/go-strings")
+        self.assertIn(written, body)
+        self.assertEqual(json.loads(body)["data"]["s"], value)
+        status, body = self.request("GET", "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1")
+        self.assertIn(written, next(l for l in body.splitlines() if '"go-strings"' in l))
 
     def test_a_custom_resource_as_deep_as_kube_apiserver_takes(self):
         # kube-apiserver decodes a body with Go's encoding/json: 10,000 levels

@@ -1,7 +1,6 @@
 """HTTP: the server, authentication, routing to the parts mixed into the handler."""
 import gzip
 import http.server
-import json
 import ssl
 import time
 import urllib.parse
@@ -13,6 +12,7 @@ from .catalogue import AGGREGATED_TYPE
 from .controls import TestControls
 from .discovery import Discovery
 from .errors import ApiError
+from .gojson import go_json
 from .jsonbody import decode_json
 from .resources import Resources
 from .store import resource_for
@@ -40,7 +40,7 @@ class Handler(Discovery, Resources, Watches, TestControls, AuthorizationMixin, h
     GZIP_THRESHOLD = 128 * 1024
 
     def send_json(self, code, obj, content_type="application/json"):
-        body = json.dumps(obj, separators=(",", ":")).encode()
+        body = go_json(obj)
         gzipped = len(body) > self.GZIP_THRESHOLD and "gzip" in (self.headers.get("Accept-Encoding") or "")
         if gzipped:
             body = gzip.compress(body, compresslevel=1)

@@ -1,10 +1,10 @@
 """Watches: chunked event streams from a resourceVersion, bookmarks, timeoutSeconds, 410."""
-import json
 import socket
 import ssl
 import time
 
 from .errors import ApiError
+from .gojson import go_json
 from .selectors import field_match, labels_match, parse_label_selector
 
 class Watches:
@@ -24,7 +24,7 @@ class Watches:
         self.end_headers()
 
         def send(event):
-            data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+            data = go_json(event) + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
 
