@@ -308,8 +308,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
   }
   Pruner& rules = rules_for(type);
   std::string_view pruned = rules.prune(object, source);
-  std::optional<model::ObjectStore::TextDigest> digest;  // of `pruned`, if same_text() computed it
-  if (event != model::WatchEventType::deleted && old && store.same_text(*old, pruned, &digest)) {
+  if (event != model::WatchEventType::deleted && old && store.same_text(*old, pruned)) {
     // Status or bookkeeping churn, most events in a cluster: only the
     // resourceVersion and the managers move, updated in place.
     old->resource_version.assign(rv);
@@ -367,7 +366,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     extract_managers(object, managers_);
     auto update_cache = [&] {
       if (options_.include_objects) cs.old_object.assign(old_text);
-      store.set_text(*old, pruned, digest);
+      store.set_text(*old, pruned);
       old->uid.assign(uid);
       old->resource_version.assign(rv);
       store.set_managers(*old, managers_);

@@ -3,8 +3,6 @@
 #include <cstring>
 #include <utility>
 
-#include <xxhash.h>
-
 #include "common/dictionary_codec.hpp"
 #include "common/error.hpp"
 
@@ -71,14 +69,10 @@ void decode(std::string_view in, std::vector<ManagerEntry>& out) {
 }
 }  // namespace
 
-// `text` may be o.json itself: it is hashed and compressed before o.json is
-// written. `digest`: the text's, if the caller has it.
-void ObjectStore::pack(DictionaryCodec& codec, StoredObject& o, std::string_view text,
-                       const std::optional<TextDigest>& digest) {
-  const TextDigest d = digest ? *digest : digest_of(text);
-  o.text_hash[0] = d.hash[0];
-  o.text_hash[1] = d.hash[1];
-  o.text_size = d.size;
+// `text` may be o.json itself: it is compressed before o.json is written.
+void ObjectStore::pack(DictionaryCodec& codec, StoredObject& o, std::string_view text) {
+  scratch_frame_ = nullptr;  // o's slot may be rewritten in place
+  o.text_size = static_cast<uint32_t>(text.size());
   const std::string_view frame = codec.compress(kDictionary, text);
   const bool smaller = frame.size() < text.size();
   o.packed = false;  // until the frame is in its slot
@@ -119,6 +113,7 @@ void forget_slots(StoredObject& o) noexcept {
 }  // namespace
 
 void ObjectStore::release(StoredObject& o) noexcept {
+  scratch_frame_ = nullptr;  // the slot may come back holding another text
   arena_.release(o.frame, o.frame_size);
   arena_.release(o.managers_code, o.managers_code_size);
   forget_slots(o);
@@ -134,6 +129,7 @@ ObjectStore::ObjectStore(ObjectStore&& o) noexcept
       codec_(std::move(o.codec_)),
       fingerprint_(std::exchange(o.fingerprint_, 0)),
       scratch_(std::move(o.scratch_)),
+      scratch_frame_(std::exchange(o.scratch_frame_, nullptr)),
       last_key_(std::move(o.last_key_)),
       last_(std::exchange(o.last_, nullptr)) {}
 ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
@@ -142,6 +138,7 @@ ObjectStore& ObjectStore::operator=(ObjectStore&& o) noexcept {
   codec_ = std::move(o.codec_);
   fingerprint_ = std::exchange(o.fingerprint_, 0);
   scratch_ = std::move(o.scratch_);
+  scratch_frame_ = std::exchange(o.scratch_frame_, nullptr);
   last_key_ = std::move(o.last_key_);
   last_ = std::exchange(o.last_, nullptr);
   return *this;
@@ -208,28 +205,23 @@ void ObjectStore::pack_with(std::string_view dictionary) {
 
 std::string_view ObjectStore::text(const StoredObject& o) const {
   if (!o.packed) return o.json;
+  if (o.frame == scratch_frame_) return scratch_;
+  scratch_frame_ = nullptr;  // until scratch_ holds its text
   // Frames this store wrote: they always decode (a failure is a bug, said loudly).
   if (std::string why = codec_->decompress(kDictionary, frame(o), scratch_); !why.empty())
     throw Error("internal error: a cached object does not decompress: " + why);
+  scratch_frame_ = o.frame;
   return scratch_;
 }
 
-ObjectStore::TextDigest ObjectStore::digest_of(std::string_view text) noexcept {
-  XXH128_hash_t h = XXH3_128bits(text.data(), text.size());
-  return TextDigest{{h.low64, h.high64}, static_cast<uint32_t>(text.size())};
-}
-
-bool ObjectStore::same_text(const StoredObject& o, std::string_view text, std::optional<TextDigest>* digest) const {
+bool ObjectStore::same_text(const StoredObject& o, std::string_view text) const {
   if (!o.packed) return o.json == text;
-  if (o.text_size != text.size()) return false;
-  const TextDigest d = digest_of(text);
-  if (digest) *digest = d;
-  return d.hash[0] == o.text_hash[0] && d.hash[1] == o.text_hash[1];
+  return o.text_size == text.size() && this->text(o) == text;
 }
 
-void ObjectStore::set_text(StoredObject& o, std::string_view text, const std::optional<TextDigest>& digest) {
+void ObjectStore::set_text(StoredObject& o, std::string_view text) {
   if (codec_) {
-    pack(*codec_, o, text, digest);
+    pack(*codec_, o, text);
     return;
   }
   o.json.assign(text);

@@ -9,9 +9,12 @@
 // (model/frame_arena.hpp), not as strings on the heap.
 //
 // Most events change nothing that is kept (status, bookkeeping): same_text()
-// tells them apart by size and a 128-bit hash of the text, without
-// decompressing; only a real change reads the old text back (text()) to diff
-// it, and stores the new one compressed (set_text()).
+// tells them apart by size, then by the old text decompressed - which a
+// real change reads back anyway (text() keeps it) to diff it, before the
+// new one is stored compressed (set_text()). A hash of each text was kept
+// once, to tell them apart without decompressing: hashing 7 KB cost more
+// than decompressing it against the dictionary (0.48 against 0.18 us), and
+// every change and every listed object paid it (issue 15).
 //
 // Not thread-safe: owned by one informer (or the replay loop).
 #pragma once
@@ -19,7 +22,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -55,9 +57,8 @@ struct StoredObject {
   // and write them through ObjectStore::managers() and set_managers().
   std::vector<ManagerEntry> managers;
   bool packed = false;
-  uint32_t text_size = 0;          // of the text, packed or not
-  uint32_t frame_size = 0;         // packed: of the frame
-  uint64_t text_hash[2] = {0, 0};  // XXH3-128 of the text (packed only)
+  uint32_t text_size = 0;   // of the text, packed or not
+  uint32_t frame_size = 0;  // packed: of the frame
   // Packed: the frame, owned by the store that holds this object - which
   // never hands its objects out by value, so no copy outlives the frame.
   char* frame = nullptr;
@@ -113,24 +114,16 @@ class ObjectStore {
     for (const auto& [k, v] : objects_) f(k, v);
   }
 
-  // The text of an object of this store. Valid until the next text() call
-  // on this store or the object's next change.
+  // The text of an object of this store. Valid until the next text() or
+  // same_text() call on this store, or the object's next change. The same
+  // object asked for again is not decompressed again (same_text() then the
+  // diff read one changed object).
   std::string_view text(const StoredObject& o) const;
-  // The size and XXH3-128 of a text: how a packed object's text is told
-  // apart from another without decompressing it.
-  struct TextDigest {
-    uint64_t hash[2];
-    uint32_t size;
-  };
-  static TextDigest digest_of(std::string_view text) noexcept;
-  // Whether the object's text is exactly `text`. `digest`, when given, is
-  // set to `text`'s digest if this call computed one (a packed object of
-  // the same size), for set_text() of the same text to reuse: an event that
-  // changes an object hashed its 8 KB twice (perf: 5% of the watch thread).
-  bool same_text(const StoredObject& o, std::string_view text, std::optional<TextDigest>* digest = nullptr) const;
-  // Replaces the object's text (packed when the store packs). `digest`:
-  // digest_of(text), if known.
-  void set_text(StoredObject& o, std::string_view text, const std::optional<TextDigest>& digest = std::nullopt);
+  // Whether the object's text is exactly `text`: by size, then by its text
+  // (decompressed, when packed: through text()).
+  bool same_text(const StoredObject& o, std::string_view text) const;
+  // Replaces the object's text (packed when the store packs).
+  void set_text(StoredObject& o, std::string_view text);
   // An object's managers. Valid until the next managers() call on this
   // store or the object's next change.
   const std::vector<ManagerEntry>& managers(const StoredObject& o) const;
@@ -170,6 +163,9 @@ class ObjectStore {
   mutable std::string scratch_;                         // text()'s output
   mutable std::vector<ManagerEntry> managers_scratch_;  // managers()' output
   std::string managers_code_;                           // set_managers()' encoding
+  // The frame whose text scratch_ holds; reset whenever a frame is written
+  // or given back (its slot may then hold another text at the same address).
+  mutable const char* scratch_frame_ = nullptr;
   // The object last found, by its key: an event's uid check (replaced())
   // and its diff (observe()) look up the same object in turn, and at 100k
   // objects every lookup of the table misses the CPU cache. An element's
@@ -193,8 +189,7 @@ class ObjectStore {
   void pack_managers(StoredObject& o, const std::vector<ManagerEntry>& managers);
   // Stores `text` in `o` as a frame against `codec`, or as it is when the
   // frame would be no smaller.
-  void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text,
-            const std::optional<TextDigest>& digest = std::nullopt);
+  void pack(DictionaryCodec& codec, StoredObject& o, std::string_view text);
 };
 
 }  // namespace kubetrail::model
