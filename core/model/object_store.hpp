@@ -152,10 +152,18 @@ class ObjectStore {
   uint64_t dictionary_fingerprint() const noexcept { return fingerprint_; }
 
  private:
+  // Not noexcept on purpose: libstdc++ then keeps each key's hash in its
+  // node, and a lookup compares hashes before keys. Without it, at 100,000
+  // objects, every lookup hashed again the keys of the other nodes in its
+  // bucket and read each one's heap-allocated key: cache misses that
+  // made the lookup ~25% dearer (issue 15; a key is ~30 bytes, past SSO).
   struct Hash {
     using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+#ifdef __GLIBCXX__
+  static_assert(std::__cache_default<std::string, Hash>::value, "the table keeps each key's hash");
+#endif
   std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
   FrameArena arena_;                                    // frames and managers' codes
   std::unique_ptr<DictionaryCodec> codec_;              // once the store packs
