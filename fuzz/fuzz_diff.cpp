@@ -56,7 +56,7 @@ std::optional<model::ChangeSet> step(diff::ChangeDetector& d, model::ObjectStore
   const std::string frame = event_of(text);
   diff::HollowParse parse;
   if (hollow)
-    d.parse_event(deployments(), p, padded(frame), parse);
+    d.parse_event(deployments(), p, padded(frame), parse, &store);
   else
     parse.error = p.parse(padded(frame)).get(parse.doc);
   dom::element e;
@@ -112,7 +112,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(pruner.prune(e, &source, false) == serialized);
   }
   // A parse leaving members out of the DOM: the plain parse's verdict and
-  // error, and the same pruned bytes.
+  // error, and the same pruned bytes. Given a cache holding `a`'s object,
+  // whose members copied as they were need no walk when their bytes come
+  // again: the same parse.
+  model::DiffOptions seen_options;
+  seen_options.redaction_key = "fuzz";
+  diff::ChangeDetector seer("fuzz", seen_options);
+  model::ObjectStore seen;
+  {
+    dom::parser p;
+    step(seer, seen, p, a, model::WatchEventType::added, true);
+  }
   for (const std::string* text : {&a, &b}) {
     model::DiffOptions o;
     o.redaction_key = "fuzz";
@@ -124,6 +134,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     diff::HollowParse parse;
     for (int i = 0; i < 2; ++i) detector.parse_event(deployments(), hollow_parser, padded(frame), parse);  // 1st: plain
     check(parse.error == plain_error);
+    {
+      dom::parser known_parser;
+      diff::HollowParse known;
+      for (int i = 0; i < 2; ++i) seer.parse_event(deployments(), known_parser, padded(frame), known, &seen);
+      check(known.error == parse.error);
+      check(known.regions == parse.regions);
+      check(known.index == parse.index);
+    }
     dom::element plain_object, hollow_object;
     if (plain_error != simdjson::SUCCESS || plain_doc["object"].get(plain_object) != simdjson::SUCCESS) continue;
     check(parse.doc["object"].get(hollow_object) == simdjson::SUCCESS);

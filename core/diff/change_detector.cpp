@@ -120,6 +120,15 @@ model::StoredObject stored_object(dom::element object) {
   }
   return stored;
 }
+// Keeps the two largest of the members `rules`' last prune copied as they
+// were (Pruner::verbatim()): a Pod's spec and status.
+void remember_verbatim(const Pruner& rules, model::StoredObject& o) {
+  o.verbatim = {};
+  for (const auto& [offset, size] : rules.verbatim()) {
+    auto& smaller = o.verbatim[0].size <= o.verbatim[1].size ? o.verbatim[0] : o.verbatim[1];
+    if (size > smaller.size) smaller = {offset, size};
+  }
+}
 // An Event's change set says what happened - "Warning BackOff on Pod
 // shop/web-1: Back-off restarting failed container (4 times)" - not only
 // "count: 3 -> 4". core/v1 and events.k8s.io/v1 name the same things
@@ -235,8 +244,11 @@ Result<bool> ChangeDetector::seed(const model::ResourceType& type, dom::element 
   std::string name = string_at(metadata, "name");
   if (name.empty()) return Result<bool>::failure("object has no metadata.name");
   extract_managers(object, managers_);
-  store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), stored_object(object),
-            rules_for(type).prune(object, source, false), &managers_);  // nothing to diff against
+  Pruner& rules = rules_for(type);
+  const std::string_view pruned = rules.prune(object, source, false);  // nothing to diff against
+  model::StoredObject stored = stored_object(object);
+  remember_verbatim(rules, stored);
+  store.put(model::ObjectStore::key_of(string_at(metadata, "namespace"), name), std::move(stored), pruned, &managers_);
   return true;
 }
 
@@ -343,7 +355,9 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     cs.type = model::ChangeType::added;
     cs.actor = find_actor(nullptr, managers_);
     cs.new_object = pruned;
-    store.put(key, stored_object(object), pruned, &managers_);
+    model::StoredObject stored = stored_object(object);
+    remember_verbatim(rules, stored);
+    store.put(key, std::move(stored), pruned, &managers_);
   } else {
     // Diff only the subtree holding the changed bytes when there is one.
     // The old text, decompressed when the cache packs: valid until the
@@ -367,6 +381,7 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
     auto update_cache = [&] {
       if (options_.include_objects) cs.old_object.assign(old_text);
       store.set_text(*old, pruned);
+      remember_verbatim(rules, *old);
       old->uid.assign(uid);
       old->resource_version.assign(rv);
       store.set_managers(*old, managers_);
@@ -391,17 +406,44 @@ Result<std::optional<model::ChangeSet>> ChangeDetector::observe(model::WatchEven
 }
 
 void ChangeDetector::parse_event(const model::ResourceType& type, dom::parser& parser,
-                                 simdjson::padded_string_view text, HollowParse& out) {
+                                 simdjson::padded_string_view text, HollowParse& out, const model::ObjectStore* store) {
   if (is_event(type)) {  // event_summary() reads members an Event's pruning copies
     out.index.clear();
     out.regions.clear();
+    out.known = 0;
     out.error = parser.parse(text).get(out.doc);
     return;
   }
   Pruner& rules = rules_for(type);
+  // The cached version of the object, found by the names stage 1's index
+  // gives (the DOM is not there yet), and its text: observe() reads the
+  // same object and text next, from the store's last lookup and text().
+  const model::StoredObject* cached = nullptr;
+  std::string_view cached_text;
+  bool looked = false;
+  auto previous = [&](const Stage1& s1, uint32_t object, std::string_view member) -> std::string_view {
+    if (!looked) {
+      looked = true;
+      const uint32_t metadata = s1.member(object, "metadata");
+      const std::string_view name = s1.plain_string(s1.member(metadata, "name"));
+      if (!store || name.empty()) return {};
+      model::ObjectStore::key_of(s1.plain_string(s1.member(metadata, "namespace")), name, key_);
+      cached = store->find(key_);
+      if (cached && cached->verbatim[0].size + cached->verbatim[1].size > 0) cached_text = store->text(*cached);
+    }
+    if (!cached) return {};
+    for (const auto& v : cached->verbatim) {
+      // The member of that name, if it is one of these: `"name":` before it.
+      if (v.size == 0 || size_t(v.offset) + v.size > cached_text.size() || v.offset < member.size() + 3) continue;
+      const std::string_view before = cached_text.substr(v.offset - member.size() - 3, member.size() + 3);
+      if (before.front() == '"' && before.substr(1, member.size()) == member && before.ends_with("\":"))
+        return cached_text.substr(v.offset, v.size);
+    }
+    return {};
+  };
   // metadata: read by observe(), stored_object(), the actor and the informer.
   parse_hollowed(
-      parser, text, [&](std::string_view key) { return key != "metadata" && rules.opaque(key); }, out);
+      parser, text, [&](std::string_view key) { return key != "metadata" && rules.opaque(key); }, previous, out);
 }
 
 std::optional<model::ChangeSet> ChangeDetector::replaced(const model::ResourceType& type, dom::element object,

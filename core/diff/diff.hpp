@@ -61,8 +61,11 @@ class ChangeDetector {
   // the members of its object that pruning only copies or drops (a Pod's
   // spec and status: most of an event's stage 2, see diff/hollow_parse.hpp).
   // observe() then needs the whole index: SourceText::index = out.index.
+  // `store`, when given, is the cache observe() will be given: a member
+  // whose bytes are those the cached version copied is not checked again
+  // (parse_hollowed's `previous`).
   void parse_event(const model::ResourceType& type, simdjson::dom::parser& parser, simdjson::padded_string_view text,
-                   HollowParse& out);
+                   HollowParse& out, const model::ObjectStore* store = nullptr);
 
   // Stores an object that already existed when watching began (an initial
   // list): cached, never reported. An object without metadata.name is an error.

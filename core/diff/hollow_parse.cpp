@@ -1,5 +1,6 @@
 #include "diff/hollow_parse.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -146,6 +147,19 @@ uint32_t hollow_end(const Stage1& s1, uint32_t first) noexcept {
     in_array = unsigned(arrays & 1) << 12;
   }
   return Stage1::kNone;  // not closed: stage 2 will say so
+}
+
+uint32_t known_end(const Stage1& s1, uint32_t value, std::string_view known) noexcept {
+  if (known.empty() || value >= s1.n) return Stage1::kNone;
+  const uint32_t begin = s1.idx[value];
+  // s1.src holds at least the index's last position + 1 bytes: compare
+  // only within the text up to that last structural.
+  if (known.size() > size_t(s1.idx[s1.n - 1]) + 1 - begin ||
+      std::memcmp(s1.src + begin, known.data(), known.size()) != 0)
+    return Stage1::kNone;
+  const uint32_t last = begin + uint32_t(known.size()) - 1;
+  const uint32_t* at = std::lower_bound(s1.idx + value, s1.idx + s1.n, last);
+  return at != s1.idx + s1.n && *at == last ? uint32_t(at - s1.idx) : Stage1::kNone;
 }
 
 namespace detail {

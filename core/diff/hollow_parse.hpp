@@ -33,8 +33,6 @@
 
 namespace kubetrail::diff {
 
-inline constexpr int kMaxHollowDepth = 64;  // a member nested deeper is parsed whole
-
 // The last structural of the container whose first is `first` in `s1`,
 // having checked that it is one JSON value in the form Pruner::copy()
 // copies byte for byte (see above); Stage1::kNone when it is not (or nests
@@ -52,6 +50,8 @@ struct HollowParse {
   // The members hollowed, as (first, last) structurals of `index`
   // (SourceText::hollow): the pruner copies them without walking them.
   std::vector<uint32_t> regions;
+  // How many of them were known by their bytes (`previous`), not walked.
+  uint32_t known = 0;
   bool hollowed() const noexcept { return !index.empty(); }
 };
 
@@ -63,9 +63,25 @@ struct HollowParse {
 // `text` must have simdjson's padding readable past its end. Falls back to
 // a plain parse when the parser lacks the capacity (the plain parse grows
 // it) or the text starts with a byte order mark.
+//
+// `previous(s1, object, name)` may name bytes known to pass hollow_end():
+// a member of the object's last version that was so checked (or walked by
+// the pruner, which checks the same but the grammar, in a text stage 2
+// accepted) and copied as it was (ObjectStore's StoredObject::verbatim).
+// A member with exactly those bytes is then hollowed without its walk:
+// hollow_end() is a function of a container's bytes alone, since stage 1
+// finds the same structurals in the same bytes starting outside a string.
+// Which member's bytes it names matters for how often the walk is spared,
+// never for what is accepted.
+template <class Opaque, class Previous>
+void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view text, Opaque&& opaque,
+                    Previous&& previous, HollowParse& out);
 template <class Opaque>
 void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view text, Opaque&& opaque,
-                    HollowParse& out);
+                    HollowParse& out) {
+  parse_hollowed(
+      parser, text, opaque, [](const Stage1&, uint32_t, std::string_view) { return std::string_view(); }, out);
+}
 
 // --- implementation --------------------------------------------------------
 
@@ -79,11 +95,16 @@ void hollow_stage2(simdjson::dom::parser& parser, std::string_view text, HollowP
 void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept;
 }  // namespace detail
 
-template <class Opaque>
+// The last structural of the container at `value` if its bytes are
+// `known` (see parse_hollowed), else Stage1::kNone.
+uint32_t known_end(const Stage1& s1, uint32_t value, std::string_view known) noexcept;
+
+template <class Opaque, class Previous>
 void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view text, Opaque&& opaque,
-                    HollowParse& out) {
+                    Previous&& previous, HollowParse& out) {
   out.index.clear();
   out.regions.clear();  // `out` is reused event after event: nothing of the last may stay
+  out.known = 0;
   const std::string_view bytes(text.data(), text.size());
   if (!detail::hollow_stage1(parser, bytes, out.error)) {
     if (out.error == simdjson::SUCCESS) out.error = parser.parse(text).get(out.doc);
@@ -104,7 +125,13 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
         const std::string_view name = quote > s1.idx[key] && s1.src[quote] == '"'
                                           ? std::string_view(s1.src + s1.idx[key] + 1, quote - s1.idx[key] - 1)
                                           : std::string_view("\\");
-        if (name.find('\\') == std::string_view::npos && opaque(name)) end = hollow_end(s1, value);
+        if (name.find('\\') == std::string_view::npos && opaque(name)) {
+          end = known_end(s1, value, previous(s1, object, name));
+          if (end != Stage1::kNone)
+            ++out.known;
+          else
+            end = hollow_end(s1, value);
+        }
         if (end != Stage1::kNone) {
           regions.push_back(value);
           regions.push_back(end);

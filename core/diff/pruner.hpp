@@ -82,6 +82,8 @@ class Pruner {
   // events change nothing in it, was half of the copy's cost).
   std::string_view prune(dom::element object, const SourceText* source = nullptr, bool for_diff = true) {
     recording_ = for_diff;
+    verbatim_.clear();
+    last_verbatim_ = {};
     path_.clear();
     scratch_.clear();
     nodes_.clear();
@@ -105,6 +107,12 @@ class Pruner {
     if (!for_diff) s1_ = {};                         // the source is the caller's: kept only for changed_subtree()
     return text.view();
   }
+
+  // The members of the last prune()'s object copied from the source as they
+  // were and in the form hollow_end() accepts, as (offset, size) in its
+  // text: the next version of the object whose member has exactly these
+  // bytes need not be checked again (ChangeDetector::parse_event).
+  std::span<const std::pair<uint32_t, uint32_t>> verbatim() const noexcept { return verbatim_; }
 
   // Whether top-level member `key` of an object is only dropped or copied
   // whole by prune() (no rule reaches inside it, none redacts it), so that
@@ -387,7 +395,7 @@ class Pruner {
       open_.clear();
       open_.push_back(Open{root, 0, src[origin] == '['});
     }
-    int depth = 1;
+    int depth = 1, deepest = 1;
     uint32_t members = 0;  // commas seen in the innermost open container: the index of its next element
     // Checks accumulate in `bad` (branches on them would mispredict); only
     // brackets and numbers, a few tokens in ten, leave the straight path.
@@ -400,7 +408,7 @@ class Pruner {
       const TokenKind kind = kTokenKinds[static_cast<unsigned char>(c)];
       if (kind == TokenKind::other) continue;  // a string, ':', ',' or a literal: checked by the line above
       if (kind == TokenKind::open) {
-        ++depth;
+        deepest = std::max(deepest, ++depth);
         if constexpr (kRecord) {
           Open& parent = open_.back();
           parent.members = members;
@@ -417,6 +425,7 @@ class Pruner {
       } else if (kind == TokenKind::close) {
         if (--depth == 0) {  // the whole container read
           if (bad || std::memchr(src + origin, '\\', p + 1 - origin)) break;
+          walked_depth_ = deepest;
           return j;
         }
         if constexpr (kRecord) {
@@ -503,6 +512,9 @@ class Pruner {
       if (last != kNoSource) {
         const size_t begin = out.used();
         out.put(std::string_view(s1_.src + s1_.idx[first], s1_.idx[last] + 1 - s1_.idx[first]));
+        // Bytes hollow_end() accepts: checked by it, or walked (the rules it
+        // checks but JSON's grammar, which stage 2 checked) within its depth.
+        if (hollow || walked_depth_ <= kMaxHollowDepth) last_verbatim_ = {begin, out.used()};
         if (recording_) {  // alone: see prune() and record_inside()
           const int32_t id = open_node(at_place, begin, hollow ? nullptr : &e, !hollow);
           close_node(id, out.used());
@@ -581,9 +593,13 @@ class Pruner {
           redact(v, out);
           cursor = plus(value_end(value), 1);
         } else {
+          const bool top = path_.empty();
+          const size_t value_begin = out.used();
           path_.push_back(seg);
           cursor = plus(write(v, child_alive, out, Place{id, key, 0, false, key_begin}, value), 1);
           path_.pop_back();
+          if (top && last_verbatim_ == std::pair{value_begin, out.used()})
+            verbatim_.emplace_back(uint32_t(value_begin), uint32_t(out.used() - value_begin));
         }
       }
       out.put('}');
@@ -651,7 +667,10 @@ class Pruner {
   std::string buffer_;     // prune()'s output, reused: a cached object is copied out at its exact size
   Stage1 s1_;              // the source of the prune() under way (see "Following the source text")
   bool recording_ = true;  // the prune() under way records the containers copied from the source
-  struct Open {            // a container walk_source() is inside
+  std::vector<std::pair<uint32_t, uint32_t>> verbatim_;  // see verbatim()
+  std::pair<size_t, size_t> last_verbatim_;              // the last copy() of the source's bytes
+  int walked_depth_ = 0;                                 // how deep the last walk_source() went
+  struct Open {                                          // a container walk_source() is inside
     int32_t id;
     uint32_t members;  // commas seen: the index of the next element
     bool list;

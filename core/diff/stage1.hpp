@@ -23,6 +23,10 @@ static_assert(simdjson::SIMDJSON_VERSION_MAJOR == 3 && simdjson::SIMDJSON_VERSIO
               "version (dom_parser_implementation::structural_indexes, n_structural_indexes), then update this "
               "assertion");
 
+// A container nested deeper than this is never left out of a parse's DOM
+// (diff/hollow_parse.hpp) nor taken as a checked copy's bytes.
+inline constexpr int kMaxHollowDepth = 64;
+
 // simdjson's stage-1 output for a parsed text: the index of every
 // structural character ({}[]:, and the first byte of every string, number
 // and literal), in order. A container's members sit at known offsets from
@@ -89,9 +93,11 @@ struct Stage1 {
   // Where the value of the document's top-level field `name` starts ("object"
   // of a watch event, "items" of a list); its quoted name must be the key's
   // exact bytes.
-  uint32_t field(std::string_view name) const noexcept {
-    if (at(0) != '{') return kNone;
-    for (uint32_t last = 0; at(last) == '{' || at(last) == ',';) {
+  uint32_t field(std::string_view name) const noexcept { return member(0, name); }
+  // The same inside the object whose '{' is structural `object`.
+  uint32_t member(uint32_t object, std::string_view name) const noexcept {
+    if (at(object) != '{') return kNone;
+    for (uint32_t last = object; at(last) == '{' || at(last) == ',';) {
       uint32_t key = last + 1;
       if (at(key) != '"') break;
       // An escaped key ("obj\u0065ct") may be the one the DOM took for
@@ -103,6 +109,16 @@ struct Stage1 {
       last = plus(value_end(key + 2), 1);
     }
     return kNone;
+  }
+  // The bytes between the quotes of the string whose first structural is
+  // `i`, when it has no backslash (its bytes are then its value); else "".
+  std::string_view plain_string(uint32_t i) const noexcept {
+    if (at(i) != '"' || i + 1 >= n) return {};
+    uint32_t close = idx[i + 1];  // the next token: the closing quote is the last byte before it but whitespace
+    while (close > idx[i] + 1 && src[close - 1] != '"') --close;
+    if (close <= idx[i] + 1) return {};
+    const std::string_view bytes(src + idx[i] + 1, close - 1 - idx[i] - 1);
+    return bytes.find('\\') == std::string_view::npos ? bytes : std::string_view();
   }
 };
 }  // namespace kubetrail::diff

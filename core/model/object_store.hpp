@@ -19,6 +19,7 @@
 // Not thread-safe: owned by one informer (or the replay loop).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -59,6 +60,15 @@ struct StoredObject {
   bool packed = false;
   uint32_t text_size = 0;   // of the text, packed or not
   uint32_t frame_size = 0;  // packed: of the frame
+  // Up to two top-level members of the text, as (offset, size), whose bytes
+  // were copied from the source in the form a parse may leave out of the
+  // DOM unchecked when the next version carries them unchanged
+  // (ChangeDetector::parse_event; size 0: none). Set by the detector, with
+  // the text; an object stored any other way has none.
+  struct Verbatim {
+    uint32_t offset = 0, size = 0;
+  };
+  std::array<Verbatim, 2> verbatim{};
   // Packed: the frame, owned by the store that holds this object - which
   // never hands its objects out by value, so no copy outlives the frame.
   char* frame = nullptr;

@@ -46,7 +46,7 @@ class Tracker {
                 const diff::SourceText* source = nullptr, bool catch_up = false);
   // Parses a watch event's text (see ChangeDetector::parse_event).
   void parse_event(simdjson::dom::parser& parser, simdjson::padded_string_view text, diff::HollowParse& out) {
-    detector_.parse_event(type_, parser, text, out);
+    detector_.parse_event(type_, parser, text, out, &store_);
   }
   // An object that existed when watching began (initial list): cached,
   // never reported.

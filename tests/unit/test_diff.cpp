@@ -1486,6 +1486,98 @@ TEST_CASE("diff: a parse that leaves members out of the DOM accepts and refuses 
   check_spec(R"({"a":1},"spec":{"b":2})", true, true);
 }
 
+TEST_CASE("diff: a member with the bytes its cached version copied is left out unwalked, and the parse is the same") {
+  // parse_event() given the cache compares a member with the bytes the
+  // cached version of the object copied as they were (StoredObject::
+  // verbatim), and hollows it without hollow_end()'s walk when they are the
+  // same. Whatever the new text, the parse must be the one without the
+  // cache: the same error, the same members left out, the same index, the
+  // same pruned bytes - and the walk spared for an unchanged spec (a label
+  // event), whether the cached version came from a list or a watch event.
+  json pod = fixture("pod");
+  const auto type = model::resource_type_for("v1", "Pod");
+  for (const bool from_list : {true, false}) {
+    CAPTURE(from_list);
+    diff::ChangeDetector detector("test", Harness::keyed({}));
+    model::ObjectStore store;
+    for (int i = 0; i < 40; ++i) {  // enough for the store to pack
+      json other = pod;
+      other["metadata"]["name"] = "other-" + std::to_string(i);
+      ParsedEvent e(detector, type, other.dump(), true);
+      diff::SourceText source = e.source();
+      REQUIRE(detector.seed(type, e.object(), store, &source));
+    }
+    {
+      ParsedEvent e(detector, type, pod.dump(), !from_list);
+      diff::SourceText source = e.source();
+      if (from_list)
+        REQUIRE(detector.seed(type, e.object(), store, &source));
+      else
+        REQUIRE(detector.observe(model::WatchEventType::added, type, e.object(), store, "t", &source));
+    }
+    const std::string key =
+        pod["metadata"]["namespace"].get<std::string>() + "/" + pod["metadata"]["name"].get<std::string>();
+    const model::StoredObject* cached = store.find(key);
+    REQUIRE(cached);
+    const std::string spec = pod["spec"].dump();
+    CHECK(((cached->verbatim[0].size == spec.size()) || (cached->verbatim[1].size == spec.size())));
+
+    // Parses `object` with and without the cache; both must agree. Returns
+    // how many members were known by their bytes.
+    auto both = [&](const std::string& object) -> uint32_t {
+      ParsedEvent without(detector, type, object, true);
+      std::string frame = R"({"type":"MODIFIED","object":)" + object + "}";
+      frame.reserve(frame.size() + simdjson::SIMDJSON_PADDING);
+      simdjson::dom::parser parser;
+      diff::HollowParse with;
+      const simdjson::padded_string_view text(frame.data(), frame.size(), frame.capacity());
+      for (int i = 0; i < 2; ++i) detector.parse_event(type, parser, text, with, &store);  // the 1st allocates
+      INFO("object: " << object.substr(0, 200));
+      CHECK(with.error == without.parse.error);
+      CHECK(with.regions == without.parse.regions);
+      CHECK(with.index == without.parse.index);
+      if (with.error != simdjson::SUCCESS) return with.known;
+      diff::SourceText source{&parser, frame, "object"};
+      source.index = with.index;
+      source.hollow = with.regions;
+      diff::SourceText other_source = without.source();
+      CHECK(detector.prune(type, with.doc["object"].value(), &source).json ==
+            detector.prune(type, without.object(), &other_source).json);
+      return with.known;
+    };
+    json labelled = pod;
+    labelled["metadata"]["labels"]["bench-rev"] = "2";
+    CHECK(both(labelled.dump()) >= 1);  // the spec at least: unchanged
+    json other_name = labelled;
+    other_name["metadata"]["name"] = "not-cached";
+    CHECK(both(other_name.dump()) == 0);  // no cached version: walked
+    json image = labelled;
+    image["spec"]["containers"][0]["image"] = "nginx:9.9";
+    both(image.dump());  // the spec changed: walked
+    // The cached spec's bytes, then what a plain parse refuses or parses
+    // in other ways: each parse as without the cache.
+    const std::string text = labelled.dump();
+    const std::string was = R"("spec":)" + spec;
+    const size_t at = text.find(was);
+    REQUIRE(at != std::string::npos);
+    const size_t spec_at = at + 7;
+    for (const std::string& after : {std::string(" "), std::string("x"), std::string("}"), std::string(",,"),
+                                     std::string(",\"spec\":") + spec, std::string(":1")}) {
+      std::string changed = text;
+      changed.insert(spec_at + spec.size(), after);
+      both(changed);
+    }
+    for (size_t cut : {size_t(1), spec.size() / 2, spec.size() - 1, spec.size()})  // the text ends inside it
+      both(text.substr(0, spec_at + cut));
+    std::string last_byte = text;
+    last_byte[spec_at + spec.size() - 1] = ']';  // a bracket that does not close it
+    both(last_byte);
+    std::string first_byte = text;
+    first_byte[spec_at] = '[';
+    both(first_byte);
+  }
+}
+
 TEST_CASE("diff: changes inside members left out of the DOM are the whole DOM's changes") {
   // The pruner copies a hollow member and records its containers, but has
   // no DOM value for them: narrowing into a keyed list element and the new
