@@ -425,9 +425,11 @@ void ChangeDetector::parse_event(const model::ResourceType& type, dom::parser& p
     if (!looked) {
       looked = true;
       const uint32_t metadata = s1.member(object, "metadata");
-      const std::string_view name = s1.plain_string(s1.member(metadata, "name"));
-      if (!store || name.empty()) return {};
-      model::ObjectStore::key_of(s1.plain_string(s1.member(metadata, "namespace")), name, key_);
+      const auto name = s1.plain_string(s1.member(metadata, "name"));
+      if (!store || !name || name->empty()) return {};
+      // A cluster-scoped object has no namespace: "". A wrong key only
+      // finds no bytes to compare.
+      model::ObjectStore::key_of(s1.plain_string(s1.member(metadata, "namespace")).value_or(""), *name, key_);
       cached = store->find(key_);
       if (cached && cached->verbatim[0].size + cached->verbatim[1].size > 0) cached_text = store->text(*cached);
     }

@@ -26,6 +26,7 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -120,13 +121,11 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
       const char open = s1.at(value);
       uint32_t end = Stage1::kNone;
       if ((open == '{' || open == '[') && s1.at(value + 1) != (open == '{' ? '}' : ']')) {
-        // The key's bytes between its quotes, if nothing lies between it and ':'.
-        const uint32_t quote = s1.idx[key + 1] - 1;
-        const std::string_view name = quote > s1.idx[key] && s1.src[quote] == '"'
-                                          ? std::string_view(s1.src + s1.idx[key] + 1, quote - s1.idx[key] - 1)
-                                          : std::string_view("\\");
-        if (name.find('\\') == std::string_view::npos && opaque(name)) {
-          end = known_end(s1, value, previous(s1, object, name));
+        // The key as the DOM has it, or none: an escaped key ("d\u0061ta")
+        // is never taken for another name, nor for "".
+        const std::optional<std::string_view> name = s1.plain_string(key);
+        if (name && opaque(*name)) {
+          end = known_end(s1, value, previous(s1, object, *name));
           if (end != Stage1::kNone)
             ++out.known;
           else

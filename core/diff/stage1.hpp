@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "diff/source_text.hpp"
@@ -111,14 +112,16 @@ struct Stage1 {
     return kNone;
   }
   // The bytes between the quotes of the string whose first structural is
-  // `i`, when it has no backslash (its bytes are then its value); else "".
-  std::string_view plain_string(uint32_t i) const noexcept {
-    if (at(i) != '"' || i + 1 >= n) return {};
-    uint32_t close = idx[i + 1];  // the next token: the closing quote is the last byte before it but whitespace
-    while (close > idx[i] + 1 && src[close - 1] != '"') --close;
-    if (close <= idx[i] + 1) return {};
-    const std::string_view bytes(src + idx[i] + 1, close - 1 - idx[i] - 1);
-    return bytes.find('\\') == std::string_view::npos ? bytes : std::string_view();
+  // `i`, when they are its value: no backslash, and the closing quote right
+  // before the next structural (a key's ':', a value's ',' or bracket).
+  // nullopt otherwise - never "" for a string that is not "".
+  std::optional<std::string_view> plain_string(uint32_t i) const noexcept {
+    if (at(i) != '"' || i + 1 >= n) return std::nullopt;
+    const uint32_t quote = idx[i + 1] - 1;
+    if (quote <= idx[i] || src[quote] != '"') return std::nullopt;
+    const std::string_view bytes(src + idx[i] + 1, quote - idx[i] - 1);
+    if (bytes.find('\\') != std::string_view::npos) return std::nullopt;
+    return bytes;
   }
 };
 }  // namespace kubetrail::diff
