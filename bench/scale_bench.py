@@ -347,14 +347,18 @@ STAGES = (("kt-io", "I/O (TLS, HTTP/2)"), ("kt-w:", "watch (parse, prune, diff, 
           ("main", "routing (main thread)"), ("kt-d:", "delivery (log plugin)"), ("", "other threads"))
 
 
-def cpu_by_stage(pid):
+def cpu_by_stage(pid, field=0):
     """Run time so far of each of STAGES' thread groups, in ns. The main
-    thread is the one whose id is the process's."""
+    thread is the one whose id is the process's. With field=2, how many
+    times each group was put on a CPU instead (schedstat's third field):
+    per event, that counts the wake-ups each hand-off costs - a thread
+    woken for every event pays a futex wait and a context switch each
+    time, one woken for a batch pays them once."""
     total = dict.fromkeys((label for _, label in STAGES), 0)
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
             with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                ns = int(f.read().split()[0])
+                ns = int(f.read().split()[field])
             with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
                 comm = "main" if int(tid) == pid else f.read().strip()
         except (FileNotFoundError, ProcessLookupError):
@@ -654,6 +658,7 @@ def run_kubetrail(rig, args, state):
         # CPU per event: the whole stream as fast as the server writes it.
         perf = start_perf(args, proc.pid, state, "events")
         before, stages, system_before = cpu_ns(proc.pid), cpu_by_stage(proc.pid), system_ns(proc.pid)
+        runs_before = cpu_by_stage(proc.pid, field=2)
         io_before = io_counts(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
@@ -670,6 +675,8 @@ def run_kubetrail(rig, args, state):
         settle(proc.pid)
         res["event_cpu_us"] = (cpu_ns(proc.pid) - before) / 1e3 / args.events
         res["stage_us"] = {k: (v - stages[k]) / 1e3 / args.events for k, v in cpu_by_stage(proc.pid).items()}
+        res["stage_runs"] = {k: (v - runs_before[k]) / args.events
+                             for k, v in cpu_by_stage(proc.pid, field=2).items()}
         res["event_system_us"] = (system_ns(proc.pid) - system_before) / 1e3 / args.events
         io_after = io_counts(proc.pid)
         res["event_writes"] = (io_after["syscw"] - io_before["syscw"]) / args.events
@@ -828,16 +835,17 @@ def main():
     finally:
         rig.stop()
 
-    def split(what, key, unit, fmt, kt):
+    def split(what, key, unit, fmt, kt, total=True):
         """A phase's CPU by thread, and all but the I/O thread: kubetrail's
         own work, beyond moving the bytes (which the rig floor's curl
         does alone)."""
         for _, label in STAGES:
             print("  " + "  ".join(["%-40s" % ("  %s, %s, %s" % (what, label, unit))] + [
                 ("%s " + fmt) % (n, r[key][label]) for n, r in (("off", off), ("on", on)) if r]))
-        print("  " + "  ".join(["%-40s" % ("  %s, all but I/O, %s" % (what, unit))] + [
-            ("%s " + fmt) % (n, sum(r[key].values()) - r[key][STAGES[0][1]]) for n, r in (("off", off), ("on", on))
-            if r]))
+        if total:
+                print("  " + "  ".join(["%-40s" % ("  %s, all but I/O, %s" % (what, unit))] + [
+                ("%s " + fmt) % (n, sum(r[key].values()) - r[key][STAGES[0][1]]) for n, r in (("off", off), ("on", on))
+                if r]))
 
     def row(what, key, fmt, kt, ratio_to_peer=True, higher_is_better=False):
         cells = ["%-40s" % what, ("off " + fmt) % kt[0].get(key, float("nan"))]
@@ -882,6 +890,7 @@ def main():
     # parse, prune, diff and cache of the event (issue 15: >= 100k events/s
     # through the diff on one core).
     split("per event", "stage_us", "us", "%8.1f", kt)
+    split("per event", "stage_runs", "times on a CPU", "%8.2f", kt, total=False)
     watch = STAGES[1][1]
     print("  " + "  ".join(["%-40s" % "events per CPU-second, watch thread"] + [
         ("%s %8.0f" % (n, 1e6 / r["stage_us"][watch])) for n, r in (("off", off), ("on", on))
