@@ -162,6 +162,15 @@ uint32_t known_end(const Stage1& s1, uint32_t value, std::string_view known) noe
   return at != s1.idx + s1.n && *at == last ? uint32_t(at - s1.idx) : Stage1::kNone;
 }
 
+std::vector<uint32_t> stage2_view(const simdjson::dom::parser& parser, const HollowParse& parse) {
+  std::vector<uint32_t> view;
+  if (const auto* impl = parser.implementation.get())
+    view.assign(impl->structural_indexes.get(), impl->structural_indexes.get() + impl->n_structural_indexes);
+  view.push_back(Stage1::kNone);
+  for (const uint32_t r : parse.regions) view.push_back(r < parse.index.size() ? parse.index[r] : Stage1::kNone);
+  return view;
+}
+
 namespace detail {
 
 bool hollow_stage1(simdjson::dom::parser& parser, std::string_view text, simdjson::error_code& error) noexcept {
@@ -174,6 +183,67 @@ bool hollow_stage1(simdjson::dom::parser& parser, std::string_view text, simdjso
     return false;
   error = impl->stage1(reinterpret_cast<const uint8_t*>(text.data()), text.size(), simdjson::stage1_mode::regular);
   return error == simdjson::SUCCESS;
+}
+
+uint32_t prefix_stage1(simdjson::dom::parser& parser, std::string_view text, std::string_view member,
+                       uint32_t last_cut) noexcept {
+  auto* impl = parser.implementation.get();
+  if (!impl || impl->capacity() < text.size() || parser.doc.capacity() < text.size() || text.size() < 2 ||
+      member.size() > 64 || (text.size() >= 3 && std::memcmp(text.data(), "\xEF\xBB\xBF", 3) == 0))
+    return 0;
+  // `,"member":` - a ',' right before a '"' is never inside a string (a
+  // quote there is escaped), though the quote may close one: stage 1 says.
+  char pattern[64 + 4];
+  pattern[0] = ',';
+  pattern[1] = '"';
+  std::memcpy(pattern + 2, member.data(), member.size());
+  pattern[member.size() + 2] = '"';
+  pattern[member.size() + 3] = ':';
+  const size_t length = member.size() + 4;
+  size_t cut = last_cut;
+  // Objects of one kind have the same layout, often to the byte (one
+  // ReplicaSet's Pods): the last event's cut, else a search (2 instructions
+  // a byte, half of what stage 1 costs).
+  if (cut < length || cut >= text.size() || std::memcmp(text.data() + cut - length, pattern, length) != 0) {
+    const void* found = memmem(text.data(), text.size(), pattern, length);
+    if (!found) return 0;
+    cut = size_t(static_cast<const char*>(found) - text.data()) + length;
+  }
+  if (cut >= text.size()) return 0;
+  if (impl->stage1(reinterpret_cast<const uint8_t*>(text.data()), cut, simdjson::stage1_mode::regular) !=
+      simdjson::SUCCESS)
+    return 0;
+  return uint32_t(cut);
+}
+
+bool rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
+                 std::vector<uint32_t>& rest) noexcept {
+  auto* impl = parser.implementation.get();
+  const auto* const bytes = reinterpret_cast<const uint8_t*>(text.data());
+  if (impl->stage1(bytes + resume, text.size() - resume, simdjson::stage1_mode::regular) != simdjson::SUCCESS)
+    return false;
+  const uint32_t* const idx = impl->structural_indexes.get();
+  try {
+    rest.assign(idx, idx + impl->n_structural_indexes);
+  } catch (...) {  // std::bad_alloc: the caller runs the whole text
+    return false;
+  }
+  // Stage 2 reads the bytes through the parser's pointer to the text the
+  // last stage 1 ran on: the prefix again, then (same bytes, same index).
+  if (impl->stage1(bytes, cut, simdjson::stage1_mode::regular) != simdjson::SUCCESS) return false;
+  uint32_t* const out = impl->structural_indexes.get();
+  uint32_t n = impl->n_structural_indexes;
+  // Room: the pieces' structurals are the whole text's, less the known
+  // member's inner ones, and the parser has room for the whole text's.
+  out[n++] = cut;         // the known member's opening bracket
+  out[n++] = resume - 1;  // and its closing one
+  for (const uint32_t at : rest) out[n++] = at + resume;
+  // What stage 1 leaves past the last structural, for stage 2 to stop on.
+  out[n] = out[n + 1] = static_cast<uint32_t>(text.size());
+  out[n + 2] = 0;
+  impl->n_structural_indexes = n;
+  impl->next_structural_index = 0;
+  return true;
 }
 
 void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept {

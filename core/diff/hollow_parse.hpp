@@ -26,7 +26,9 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -53,6 +55,18 @@ struct HollowParse {
   std::vector<uint32_t> regions;
   // How many of them were known by their bytes (`previous`), not walked.
   uint32_t known = 0;
+  // Whether stage 1 ran in two pieces around a known member, never reading
+  // its bytes (see parse_hollowed): `index` then lacks its inner
+  // structurals as well as stage 2's input did.
+  bool split = false;
+  // The largest member a parse knew by its bytes, kept from one event to
+  // the next (the informer reuses one HollowParse for one resource): where
+  // the next parse tries to cut stage 1. "" until one was known.
+  std::string split_member;
+  uint32_t split_at = 0;  // where the last such cut was, in its text: tried first
+  // The index of the text after the known member, while the prefix runs
+  // again (scratch).
+  std::vector<uint32_t> rest_index;
   bool hollowed() const noexcept { return !index.empty(); }
 };
 
@@ -74,6 +88,23 @@ struct HollowParse {
 // finds the same structurals in the same bytes starting outside a string.
 // Which member's bytes it names matters for how often the walk is spared,
 // never for what is accepted.
+//
+// Stage 1 need not read those bytes either (a Pod's spec is 75% of its
+// event): when `out.split_member` names a member of the last event, stage 1
+// runs up to the value of the first `,"<member>":` in the text, and if that
+// is a top-level member of "object" whose value starts with the bytes
+// `previous` names, again from their end (and over the prefix once more:
+// stage 2 reads the text through the last run's pointer); else over the
+// whole text. The pieces' runs
+// find exactly the structurals one run finds: each piece starts outside a
+// string, after an operator (':' ends the first piece; the known bytes,
+// one JSON container with no backslash, end with a bracket), and UTF-8
+// sequences do not straddle either cut (ASCII bytes on both sides). Stage 1
+// reports an unclosed string at its end, so a cut that falls inside one
+// (`"a,"spec":`) fails the first run; any run that fails sends the whole
+// text to one run, which then reports what a plain parse reports. The
+// known member's own structurals are never found: it enters stage 2 as
+// the brackets only, as a hollowed member does anyway.
 template <class Opaque, class Previous>
 void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view text, Opaque&& opaque,
                     Previous&& previous, HollowParse& out);
@@ -83,6 +114,12 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
   parse_hollowed(
       parser, text, opaque, [](const Stage1&, uint32_t, std::string_view) { return std::string_view(); }, out);
 }
+
+// What two parses of one text must agree on, whichever way stage 1 ran:
+// the structurals stage 2 read (byte offsets, from `parser`'s index after
+// the parse), then a kNone, then each member left out as the byte offsets
+// of its brackets. For the tests and fuzz_diff.
+std::vector<uint32_t> stage2_view(const simdjson::dom::parser& parser, const HollowParse& parse);
 
 // --- implementation --------------------------------------------------------
 
@@ -94,6 +131,20 @@ bool hollow_stage1(simdjson::dom::parser& parser, std::string_view text, simdjso
 void hollow_stage2(simdjson::dom::parser& parser, std::string_view text, HollowParse& out);
 // Stage 2 over the whole index (nothing hollowed).
 void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept;
+// Stage 1 over the text up to the value of a `,"member":` (the one ending
+// at `last_cut` if there is one, else the first), into `parser`: the
+// offset of that value's first byte (the cut), or 0 when no such cut could
+// be run (no such bytes, or stage 1 refused the piece).
+uint32_t prefix_stage1(simdjson::dom::parser& parser, std::string_view text, std::string_view member,
+                       uint32_t last_cut) noexcept;
+// After prefix_stage1(), with the known member's bytes at [cut, resume):
+// stage 1 over the text from `resume` on (its index kept in `rest`), then
+// over the prefix again (stage 2 reads the bytes the last stage 1 was
+// given), the known member's brackets and the rest's index appended to
+// the prefix's. False when stage 1 refused a piece: the caller runs the
+// whole text instead.
+bool rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
+                 std::vector<uint32_t>& rest) noexcept;
 }  // namespace detail
 
 // The last structural of the container at `value` if its bytes are
@@ -106,30 +157,75 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
   out.index.clear();
   out.regions.clear();  // `out` is reused event after event: nothing of the last may stay
   out.known = 0;
+  out.split = false;
   const std::string_view bytes(text.data(), text.size());
-  if (!detail::hollow_stage1(parser, bytes, out.error)) {
+  auto* const impl = parser.implementation.get();
+  // The known member's value, when stage 1 ran around it: its brackets are
+  // adjacent in the index.
+  uint32_t split_value = Stage1::kNone;
+  bool staged = false;
+  if (!out.split_member.empty() && opaque(std::string_view(out.split_member))) {
+    if (const uint32_t cut = detail::prefix_stage1(parser, bytes, out.split_member, out.split_at); cut != 0) {
+      const Stage1 prefix{bytes.data(), impl->structural_indexes.get(),
+                          static_cast<uint32_t>(impl->n_structural_indexes)};
+      const uint32_t colon = prefix.n - 1, key = prefix.n - 2;  // the cut's `"member":`
+      uint32_t resume = cut;
+      const size_t quote = cut - out.split_member.size() - 3;  // where prefix_stage1 found `"member":`
+      const uint32_t object = prefix.n >= 2 && prefix.idx[colon] == cut - 1 && prefix.idx[key] == quote
+                                  ? prefix.field("object")
+                                  : Stage1::kNone;
+      uint32_t member = object != Stage1::kNone && prefix.at(object) == '{' ? object + 1 : Stage1::kNone;
+      while (member != key && member != Stage1::kNone && prefix.at(member) == '"' && prefix.at(member + 1) == ':') {
+        const uint32_t end = prefix.value_end(member + 2);
+        member = end != Stage1::kNone && prefix.at(end + 1) == ',' ? end + 2 : Stage1::kNone;
+      }
+      if (member == key) {  // a top-level member of "object", not one inside another
+        const std::string_view known = previous(prefix, object, out.split_member);
+        if (known.size() >= 2 && known.size() < bytes.size() - cut &&
+            std::memcmp(bytes.data() + cut, known.data(), known.size()) == 0)
+          resume = cut + static_cast<uint32_t>(known.size());
+      }
+      if (resume != cut && detail::rest_stage1(parser, bytes, cut, resume, out.rest_index)) {
+        staged = out.split = true;
+        out.split_at = cut;
+        split_value = static_cast<uint32_t>(impl->n_structural_indexes - out.rest_index.size() - 2);
+      }
+    }
+  }
+  if (!staged && !detail::hollow_stage1(parser, bytes, out.error)) {
     if (out.error == simdjson::SUCCESS) out.error = parser.parse(text).get(out.doc);
     return;
   }
-  Stage1 s1{bytes.data(), parser.implementation->structural_indexes.get(),
-            static_cast<uint32_t>(parser.implementation->n_structural_indexes)};
+  Stage1 s1{bytes.data(), impl->structural_indexes.get(), static_cast<uint32_t>(impl->n_structural_indexes)};
   std::vector<uint32_t>& regions = out.regions;
+  std::string_view largest_known;  // its name
+  uint32_t largest_size = 0;
   const uint32_t object = s1.field("object");
   if (s1.at(object) == '{') {
     for (uint32_t key = object + 1; s1.at(key) == '"' && s1.at(key + 1) == ':';) {
       const uint32_t value = key + 2;
       const char open = s1.at(value);
       uint32_t end = Stage1::kNone;
-      if ((open == '{' || open == '[') && s1.at(value + 1) != (open == '{' ? '}' : ']')) {
+      if (value == split_value) {  // known, and its inside never indexed
+        end = value + 1;
+        ++out.known;
+        regions.push_back(value);
+        regions.push_back(end);
+      } else if ((open == '{' || open == '[') && s1.at(value + 1) != (open == '{' ? '}' : ']')) {
         // The key as the DOM has it, or none: an escaped key ("d\u0061ta")
         // is never taken for another name, nor for "".
         const std::optional<std::string_view> name = s1.plain_string(key);
         if (name && opaque(*name)) {
           end = known_end(s1, value, previous(s1, object, *name));
-          if (end != Stage1::kNone)
+          if (end != Stage1::kNone) {
             ++out.known;
-          else
+            if (s1.idx[end] - s1.idx[value] > largest_size) {
+              largest_size = s1.idx[end] - s1.idx[value];
+              largest_known = *name;
+            }
+          } else {
             end = hollow_end(s1, value);
+          }
         }
         if (end != Stage1::kNone) {
           regions.push_back(value);
@@ -141,6 +237,9 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
       key = end + 2;
     }
   }
+  // The member to cut at next time: the split one stays while it is known.
+  if (split_value == Stage1::kNone && !largest_known.empty() && largest_known != out.split_member)
+    out.split_member.assign(largest_known);
   if (regions.empty())
     detail::whole_stage2(parser, out);
   else

@@ -518,7 +518,10 @@ class Pruner {
         if (recording_) {  // alone: see prune() and record_inside()
           const int32_t id = open_node(at_place, begin, hollow ? nullptr : &e, !hollow);
           close_node(id, out.used());
-          nodes_[size_t(id)].unrecorded = first;
+          // A member stage 1 ran around (HollowParse::split) has its
+          // brackets adjacent in the index: nothing inside to record from
+          // it, so a change found inside is diffed as the whole member.
+          nodes_[size_t(id)].unrecorded = hollow && last == first + 1 ? kNoSource : first;
         }
         return last;
       }

@@ -1546,38 +1546,85 @@ TEST_CASE("diff: a member with the bytes its cached version copied is left out u
     const std::string spec = pod["spec"].dump();
     CHECK(((cached->verbatim[0].size == spec.size()) || (cached->verbatim[1].size == spec.size())));
 
-    // Parses `object` with and without the cache; both must agree. Returns
-    // how many members were known by their bytes.
-    auto both = [&](const std::string& object) -> uint32_t {
+    // Parses `object` with and without the cache; both must agree. With
+    // the cache it parses twice more: as the first event of a watch (stage
+    // 1 over the whole text), and as the next (a member known last time
+    // names the cut of stage 1: see parse_hollowed). Returns how many
+    // members each of the two knew by their bytes, and whether stage 1 of
+    // the second ran in pieces.
+    struct Known {
+      uint32_t first = 0, next = 0;
+      bool split = false;
+    };
+    // `before`: a text the same HollowParse parsed first (its cut is where
+    // this parse looks first).
+    auto both = [&](const std::string& object, const std::string& before = {}) -> Known {
       ParsedEvent without(detector, type, object, true);
       std::string frame = R"({"type":"MODIFIED","object":)" + object + "}";
       frame.reserve(frame.size() + simdjson::SIMDJSON_PADDING);
       simdjson::dom::parser parser;
-      diff::HollowParse with;
       const simdjson::padded_string_view text(frame.data(), frame.size(), frame.capacity());
-      for (int i = 0; i < 2; ++i) detector.parse_event(type, parser, text, with, &store);  // the 1st allocates
       INFO("object: " << object.substr(0, 200));
-      CHECK(with.error == without.parse.error);
-      CHECK(with.regions == without.parse.regions);
-      CHECK(with.index == without.parse.index);
-      if (with.error != simdjson::SUCCESS) return with.known;
-      diff::SourceText source{&parser, frame, "object"};
-      source.index = with.index;
-      source.hollow = with.regions;
-      diff::SourceText other_source = without.source();
-      CHECK(detector.prune(type, with.doc["object"].value(), &source).json ==
-            detector.prune(type, without.object(), &other_source).json);
-      return with.known;
+      Known known;
+      for (const bool next : {false, true}) {
+        CAPTURE(next);
+        diff::HollowParse with;
+        if (next) with.split_member = "spec";                    // as a label event before this one left it
+        detector.parse_event(type, parser, text, with, &store);  // the 1st allocates
+        if (next && !before.empty()) {
+          std::string other = R"({"type":"MODIFIED","object":)" + before + "}";
+          other.reserve(other.size() + simdjson::SIMDJSON_PADDING);
+          detector.parse_event(type, parser, simdjson::padded_string_view(other.data(), other.size(), other.capacity()),
+                               with, &store);
+        }
+        detector.parse_event(type, parser, text, with, &store);
+        (next ? known.next : known.first) = with.known;
+        if (next) known.split = with.split;
+        CHECK(with.error == without.parse.error);
+        if (with.error != simdjson::SUCCESS) continue;  // a refused parse leaves nothing to compare
+        CHECK(diff::stage2_view(parser, with) == diff::stage2_view(without.parser, without.parse));
+        diff::SourceText source{&parser, frame, "object"};
+        source.index = with.index;
+        source.hollow = with.regions;
+        diff::SourceText other_source = without.source();
+        CHECK(detector.prune(type, with.doc["object"].value(), &source).json ==
+              detector.prune(type, without.object(), &other_source).json);
+      }
+      return known;
     };
     json labelled = pod;
     labelled["metadata"]["labels"]["bench-rev"] = "2";
-    CHECK(both(labelled.dump()) >= 1);  // the spec at least: unchanged
+    const Known label = both(labelled.dump());
+    CHECK(label.first >= 1);  // the spec at least: unchanged
+    CHECK(label.next == label.first);
+    CHECK(label.split);                                   // and stage 1 never read it
+    CHECK(both(labelled.dump(), labelled.dump()).split);  // the cut where the last one was
     json other_name = labelled;
     other_name["metadata"]["name"] = "not-cached";
-    CHECK(both(other_name.dump()) == 0);  // no cached version: walked
+    CHECK(both(other_name.dump()).next == 0);  // no cached version: walked
     json image = labelled;
     image["spec"]["containers"][0]["image"] = "nginx:9.9";
-    both(image.dump());  // the spec changed: walked
+    CHECK_FALSE(both(image.dump()).split);  // the spec changed: walked
+    // A member named "spec" inside metadata, with the cached spec's bytes,
+    // comes first in the text: not the cut (it is not "object"'s member).
+    json nested = labelled;
+    nested["metadata"]["x"] = json{{"a", 1}, {"spec", pod["spec"]}};
+    CHECK_FALSE(both(nested.dump()).split);
+    // And where the last event's cut was, another member's bytes: looked for.
+    json longer = labelled;
+    longer["metadata"]["labels"]["bench-rev"] = "20";
+    CHECK(both(longer.dump(), labelled.dump()).split);
+    json shorter = pod;
+    shorter["metadata"]["labels"].erase("bench-rev");
+    CHECK(both(shorter.dump(), labelled.dump()).split);
+    // The cut inside a string: `"a,"spec":` ends with an open string.
+    json in_string = labelled;
+    in_string["metadata"]["annotations"]["a,"] = "x";
+    std::string odd = in_string.dump();
+    const size_t annotation = odd.find(R"("a,":"x")");
+    REQUIRE(annotation != std::string::npos);
+    odd.replace(annotation, 8, R"("a,"spec":"x")");  // the key "a," then a second key: refused by stage 2
+    CHECK_FALSE(both(odd).split);
     // The cached spec's bytes, then what a plain parse refuses or parses
     // in other ways: each parse as without the cache.
     const std::string text = labelled.dump();
