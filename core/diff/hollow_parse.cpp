@@ -216,34 +216,42 @@ uint32_t prefix_stage1(simdjson::dom::parser& parser, std::string_view text, std
   return uint32_t(cut);
 }
 
-bool rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
-                 std::vector<uint32_t>& rest) noexcept {
+uint32_t rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
+                     std::vector<uint32_t>& scratch) noexcept {
   auto* impl = parser.implementation.get();
   const auto* const bytes = reinterpret_cast<const uint8_t*>(text.data());
-  if (impl->stage1(bytes + resume, text.size() - resume, simdjson::stage1_mode::regular) != simdjson::SUCCESS)
-    return false;
-  const uint32_t* const idx = impl->structural_indexes.get();
+  const uint32_t prefix = impl->n_structural_indexes;  // prefix_stage1()'s, still in the parser
   try {
-    rest.assign(idx, idx + impl->n_structural_indexes);
+    scratch.assign(impl->structural_indexes.get(), impl->structural_indexes.get() + prefix);
+    if (impl->stage1(bytes + resume, text.size() - resume, simdjson::stage1_mode::regular) != simdjson::SUCCESS)
+      return Stage1::kNone;
+    scratch.insert(scratch.end(), impl->structural_indexes.get(),
+                   impl->structural_indexes.get() + impl->n_structural_indexes);
   } catch (...) {  // std::bad_alloc: the caller runs the whole text
-    return false;
+    return Stage1::kNone;
   }
-  // Stage 2 reads the bytes through the parser's pointer to the text the
-  // last stage 1 ran on: the prefix again, then (same bytes, same index).
-  if (impl->stage1(bytes, cut, simdjson::stage1_mode::regular) != simdjson::SUCCESS) return false;
+  // Stage 2 reads the bytes through the pointer the last stage 1 run was
+  // given (and its length, but only for a document that is one scalar,
+  // which one with an "object" member is not): a run over the opening
+  // brace alone points it at the text again, for a fraction of the
+  // prefix's cost; the prefix again if the text starts otherwise.
+  if ((text[0] != '{' || impl->stage1(bytes, 1, simdjson::stage1_mode::regular) != simdjson::SUCCESS) &&
+      impl->stage1(bytes, cut, simdjson::stage1_mode::regular) != simdjson::SUCCESS)
+    return Stage1::kNone;
   uint32_t* const out = impl->structural_indexes.get();
-  uint32_t n = impl->n_structural_indexes;
   // Room: the pieces' structurals are the whole text's, less the known
   // member's inner ones, and the parser has room for the whole text's.
+  std::memcpy(out, scratch.data(), prefix * sizeof(uint32_t));
+  uint32_t n = prefix;
   out[n++] = cut;         // the known member's opening bracket
   out[n++] = resume - 1;  // and its closing one
-  for (const uint32_t at : rest) out[n++] = at + resume;
+  for (size_t i = prefix; i < scratch.size(); ++i) out[n++] = scratch[i] + resume;
   // What stage 1 leaves past the last structural, for stage 2 to stop on.
   out[n] = out[n + 1] = static_cast<uint32_t>(text.size());
   out[n + 2] = 0;
   impl->n_structural_indexes = n;
   impl->next_structural_index = 0;
-  return true;
+  return prefix;
 }
 
 void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept {

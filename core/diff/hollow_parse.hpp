@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,9 +65,9 @@ struct HollowParse {
   // the next parse tries to cut stage 1. "" until one was known.
   std::string split_member;
   uint32_t split_at = 0;  // where the last such cut was, in its text: tried first
-  // The index of the text after the known member, while the prefix runs
-  // again (scratch).
-  std::vector<uint32_t> rest_index;
+  // The pieces' indexes while stage 1 runs around the known member, and
+  // the ends of the members before it, found checking the cut (scratch).
+  std::vector<uint32_t> scratch, walked;
   bool hollowed() const noexcept { return !index.empty(); }
 };
 
@@ -138,13 +139,13 @@ void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept;
 uint32_t prefix_stage1(simdjson::dom::parser& parser, std::string_view text, std::string_view member,
                        uint32_t last_cut) noexcept;
 // After prefix_stage1(), with the known member's bytes at [cut, resume):
-// stage 1 over the text from `resume` on (its index kept in `rest`), then
-// over the prefix again (stage 2 reads the bytes the last stage 1 was
-// given), the known member's brackets and the rest's index appended to
-// the prefix's. False when stage 1 refused a piece: the caller runs the
-// whole text instead.
-bool rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
-                 std::vector<uint32_t>& rest) noexcept;
+// stage 1 over the text from `resume` on, its index appended to the
+// prefix's with the known member's brackets between (both kept in
+// `scratch` meanwhile). Returns the index of the opening bracket, or
+// Stage1::kNone when stage 1 refused a piece: the caller runs the whole
+// text instead.
+uint32_t rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
+                     std::vector<uint32_t>& scratch) noexcept;
 }  // namespace detail
 
 // The last structural of the container at `value` if its bytes are
@@ -175,8 +176,10 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
                                   ? prefix.field("object")
                                   : Stage1::kNone;
       uint32_t member = object != Stage1::kNone && prefix.at(object) == '{' ? object + 1 : Stage1::kNone;
+      out.walked.clear();
       while (member != key && member != Stage1::kNone && prefix.at(member) == '"' && prefix.at(member + 1) == ':') {
         const uint32_t end = prefix.value_end(member + 2);
+        out.walked.push_back(end);
         member = end != Stage1::kNone && prefix.at(end + 1) == ',' ? end + 2 : Stage1::kNone;
       }
       if (member == key) {  // a top-level member of "object", not one inside another
@@ -185,10 +188,10 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
             std::memcmp(bytes.data() + cut, known.data(), known.size()) == 0)
           resume = cut + static_cast<uint32_t>(known.size());
       }
-      if (resume != cut && detail::rest_stage1(parser, bytes, cut, resume, out.rest_index)) {
+      if (resume != cut) split_value = detail::rest_stage1(parser, bytes, cut, resume, out.scratch);
+      if (split_value != Stage1::kNone) {
         staged = out.split = true;
         out.split_at = cut;
-        split_value = static_cast<uint32_t>(impl->n_structural_indexes - out.rest_index.size() - 2);
       }
     }
   }
@@ -201,8 +204,11 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
   std::string_view largest_known;  // its name
   uint32_t largest_size = 0;
   const uint32_t object = s1.field("object");
+  // The ends of the members before the split one, found on the prefix's
+  // index, which is this one's up to the cut.
+  const std::span<const uint32_t> walked = staged ? std::span<const uint32_t>(out.walked) : std::span<const uint32_t>{};
   if (s1.at(object) == '{') {
-    for (uint32_t key = object + 1; s1.at(key) == '"' && s1.at(key + 1) == ':';) {
+    for (uint32_t key = object + 1, m = 0; s1.at(key) == '"' && s1.at(key + 1) == ':'; ++m) {
       const uint32_t value = key + 2;
       const char open = s1.at(value);
       uint32_t end = Stage1::kNone;
@@ -232,7 +238,7 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
           regions.push_back(end);
         }
       }
-      if (end == Stage1::kNone) end = s1.value_end(value);
+      if (end == Stage1::kNone) end = m < walked.size() ? walked[m] : s1.value_end(value);
       if (end == Stage1::kNone || s1.at(end + 1) != ',') break;  // the end, or stage 2 will say what is wrong
       key = end + 2;
     }
