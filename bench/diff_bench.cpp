@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
             if (plain)
               parse.error = p.parse(text).get(parse.doc);
             else
-              detector.parse_event(c.type, p, text, parse);
+              detector.parse_event(c.type, p, text, parse, &store);  // as the informer: the cache at hand
             auto doc = parse.doc["object"].value();
             // Each event a new resourceVersion, as the API server would send;
             // the parsed text at hand, as the informer has its frame.
