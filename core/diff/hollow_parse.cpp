@@ -243,8 +243,10 @@ uint32_t rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint3
   // member's inner ones, and the parser has room for the whole text's.
   std::memcpy(out, scratch.data(), prefix * sizeof(uint32_t));
   uint32_t n = prefix;
-  out[n++] = cut;         // the known member's opening bracket
-  out[n++] = resume - 1;  // and its closing one
+  if (resume != cut) {
+    out[n++] = cut;         // the known member's opening bracket
+    out[n++] = resume - 1;  // and its closing one
+  }
   for (size_t i = prefix; i < scratch.size(); ++i) out[n++] = scratch[i] + resume;
   // What stage 1 leaves past the last structural, for stage 2 to stop on.
   out[n] = out[n + 1] = static_cast<uint32_t>(text.size());

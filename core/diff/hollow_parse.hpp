@@ -138,12 +138,12 @@ void whole_stage2(simdjson::dom::parser& parser, HollowParse& out) noexcept;
 // be run (no such bytes, or stage 1 refused the piece).
 uint32_t prefix_stage1(simdjson::dom::parser& parser, std::string_view text, std::string_view member,
                        uint32_t last_cut) noexcept;
-// After prefix_stage1(), with the known member's bytes at [cut, resume):
-// stage 1 over the text from `resume` on, its index appended to the
-// prefix's with the known member's brackets between (both kept in
-// `scratch` meanwhile). Returns the index of the opening bracket, or
-// Stage1::kNone when stage 1 refused a piece: the caller runs the whole
-// text instead.
+// After prefix_stage1(), with the known member's bytes at [cut, resume)
+// (none when resume == cut): stage 1 over the text from `resume` on, its
+// index appended to the prefix's with the known member's brackets between
+// (both kept in `scratch` meanwhile). Returns the prefix's structural
+// count (the index of the opening bracket, if any), or Stage1::kNone when
+// stage 1 refused a piece: the caller runs the whole text instead.
 uint32_t rest_stage1(simdjson::dom::parser& parser, std::string_view text, uint32_t cut, uint32_t resume,
                      std::vector<uint32_t>& scratch) noexcept;
 }  // namespace detail
@@ -187,11 +187,15 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
         if (known.size() >= 2 && known.size() < bytes.size() - cut &&
             std::memcmp(bytes.data() + cut, known.data(), known.size()) == 0)
           resume = cut + static_cast<uint32_t>(known.size());
-      }
-      if (resume != cut) split_value = detail::rest_stage1(parser, bytes, cut, resume, out.scratch);
-      if (split_value != Stage1::kNone) {
-        staged = out.split = true;
-        out.split_at = cut;
+        // Changed (a spec edit): stage 1 goes on from the cut, the prefix
+        // not run twice.
+        const uint32_t first = detail::rest_stage1(parser, bytes, cut, resume, out.scratch);
+        staged = first != Stage1::kNone;
+        if (staged) out.split_at = cut;
+        if (staged && resume != cut) {
+          split_value = first;
+          out.split = true;
+        }
       }
     }
   }
