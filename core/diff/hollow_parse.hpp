@@ -184,7 +184,8 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
       }
       if (member == key) {  // a top-level member of "object", not one inside another
         const std::string_view known = previous(prefix, object, out.split_member);
-        if (known.size() >= 2 && known.size() < bytes.size() - cut &&
+        // Not an empty container ("{}"): never hollowed, cut or not.
+        if (known.size() > 2 && known.size() < bytes.size() - cut &&
             std::memcmp(bytes.data() + cut, known.data(), known.size()) == 0)
           resume = cut + static_cast<uint32_t>(known.size());
         // Changed (a spec edit): stage 1 goes on from the cut, the prefix
