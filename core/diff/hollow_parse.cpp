@@ -173,24 +173,29 @@ std::vector<uint32_t> stage2_view(const simdjson::dom::parser& parser, const Hol
 
 namespace detail {
 
+namespace {
+// Whether `parser` can run stage 1 and 2 on `text` itself. The plain parse
+// allocates (and grows) what they need, and skips a byte order mark: such
+// texts are left to it.
+bool stage1_ready(const simdjson::dom::parser& parser, std::string_view text) noexcept {
+  const auto* impl = parser.implementation.get();
+  return impl && impl->capacity() >= text.size() && parser.doc.capacity() >= text.size() && text.size() >= 2 &&
+         !(text.size() >= 3 && std::memcmp(text.data(), "\xEF\xBB\xBF", 3) == 0);
+}
+}  // namespace
+
 bool hollow_stage1(simdjson::dom::parser& parser, std::string_view text, simdjson::error_code& error) noexcept {
   error = simdjson::SUCCESS;
+  if (!stage1_ready(parser, text)) return false;
   auto* impl = parser.implementation.get();
-  // The plain parse allocates (and grows) what stage 1 and 2 need, and
-  // skips a byte order mark: left to it.
-  if (!impl || impl->capacity() < text.size() || parser.doc.capacity() < text.size() || text.size() < 2 ||
-      (text.size() >= 3 && std::memcmp(text.data(), "\xEF\xBB\xBF", 3) == 0))
-    return false;
   error = impl->stage1(reinterpret_cast<const uint8_t*>(text.data()), text.size(), simdjson::stage1_mode::regular);
   return error == simdjson::SUCCESS;
 }
 
 uint32_t prefix_stage1(simdjson::dom::parser& parser, std::string_view text, std::string_view member,
                        uint32_t last_cut) noexcept {
+  if (!stage1_ready(parser, text) || member.size() > 64) return 0;
   auto* impl = parser.implementation.get();
-  if (!impl || impl->capacity() < text.size() || parser.doc.capacity() < text.size() || text.size() < 2 ||
-      member.size() > 64 || (text.size() >= 3 && std::memcmp(text.data(), "\xEF\xBB\xBF", 3) == 0))
-    return 0;
   // `,"member":` - a ',' right before a '"' is never inside a string (a
   // quote there is escaped), though the quote may close one: stage 1 says.
   char pattern[64 + 4];

@@ -91,12 +91,13 @@ struct HollowParse {
 // never for what is accepted.
 //
 // Stage 1 need not read those bytes either (a Pod's spec is 75% of its
-// event): when `out.split_member` names a member of the last event, stage 1
-// runs up to the value of the first `,"<member>":` in the text, and if that
-// is a top-level member of "object" whose value starts with the bytes
-// `previous` names, again from their end (and over the prefix once more:
-// stage 2 reads the text through the last run's pointer); else over the
-// whole text. The pieces' runs
+// event): when `out.split_member` names a member an earlier event knew,
+// stage 1 runs up to the value of a `,"<member>":` in the text (where the
+// last cut was, else the first). If that is a top-level member of "object"
+// whose value starts with the bytes `previous` names, stage 1 runs again
+// from their end; if the bytes differ, from the cut (a member not at the
+// top level: over the whole text). Then over the opening brace alone:
+// stage 2 reads the text through the last run's pointer. The pieces' runs
 // find exactly the structurals one run finds: each piece starts outside a
 // string, after an operator (':' ends the first piece; the known bytes,
 // one JSON container with no backslash, end with a bracket), and UTF-8
