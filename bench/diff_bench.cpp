@@ -238,9 +238,7 @@ int main(int argc, char** argv) {
             auto doc = parse.doc["object"].value();
             // Each event a new resourceVersion, as the API server would send;
             // the parsed text at hand, as the informer has its frame.
-            diff::SourceText source{&p, std::string_view(text.data(), text.size()), "object"};
-            source.index = parse.index;
-            source.hollow = parse.regions;
+            diff::SourceText source = parse.source(p, std::string_view(text.data(), text.size()), "object");
             auto r = detector.observe(i == 0 ? model::WatchEventType::added : model::WatchEventType::modified, c.type,
                                       doc, store, "t", &source);
             produced += r.ok() && r.value().has_value();

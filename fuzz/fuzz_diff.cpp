@@ -61,9 +61,7 @@ std::optional<model::ChangeSet> step(diff::ChangeDetector& d, model::ObjectStore
     parse.error = p.parse(padded(frame)).get(parse.doc);
   dom::element e;
   if (parse.error != simdjson::SUCCESS || parse.doc["object"].get(e) != simdjson::SUCCESS) return std::nullopt;
-  diff::SourceText source{&p, frame, "object"};
-  source.index = parse.index;
-  source.hollow = parse.regions;
+  diff::SourceText source = parse.source(p, frame, "object");
   const auto& type_of = deployments();
   if (auto gone = d.replaced(type_of, e, store, "2026-01-01T00:00:00.000Z")) (void)gone->to_json();
   auto r = d.observe(type, type_of, e, store, "2026-01-01T00:00:00.000Z", &source);
@@ -134,6 +132,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     diff::HollowParse parse;
     for (int i = 0; i < 2; ++i) detector.parse_event(deployments(), hollow_parser, padded(frame), parse);  // 1st: plain
     check(parse.error == plain_error);
+    // Pruned, or refused (an object too deep for the pruner).
+    auto pruned = [&](dom::element object, const diff::SourceText* from) -> std::optional<std::string> {
+      try {
+        return detector.prune(deployments(), object, from).json;
+      } catch (const Error&) {
+        return std::nullopt;
+      }
+    };
     {
       // The 1st parse allocates; the 2nd runs stage 1 over the whole text
       // and names the member it knew; the 3rd cuts stage 1 around it. Or,
@@ -152,38 +158,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           dom::element known_object, object;
           check(known.doc["object"].get(known_object) == simdjson::SUCCESS);
           if (parse.doc["object"].get(object) != simdjson::SUCCESS) continue;
-          diff::SourceText known_source{&known_parser, frame, "object"}, source{&hollow_parser, frame, "object"};
-          known_source.index = known.index;
-          known_source.hollow = known.regions;
-          source.index = parse.index;
-          source.hollow = parse.regions;
-          std::optional<std::string> a, b;
-          try {
-            a = detector.prune(deployments(), known_object, &known_source).json;
-          } catch (const Error&) {
-          }
-          try {
-            b = detector.prune(deployments(), object, &source).json;
-          } catch (const Error&) {
-          }
-          check(a == b);
+          const diff::SourceText known_source = known.source(known_parser, frame, "object"),
+                                 source = parse.source(hollow_parser, frame, "object");
+          check(pruned(known_object, &known_source) == pruned(object, &source));
         }
       }
     }
     dom::element plain_object, hollow_object;
     if (plain_error != simdjson::SUCCESS || plain_doc["object"].get(plain_object) != simdjson::SUCCESS) continue;
     check(parse.doc["object"].get(hollow_object) == simdjson::SUCCESS);
-    diff::SourceText source{&hollow_parser, frame, "object"};
-    source.index = parse.index;
-    source.hollow = parse.regions;
-    // Pruned alike, or refused alike (an object too deep for the pruner).
-    auto pruned = [&](dom::element object, const diff::SourceText* from) -> std::optional<std::string> {
-      try {
-        return detector.prune(deployments(), object, from).json;
-      } catch (const Error&) {
-        return std::nullopt;
-      }
-    };
+    const diff::SourceText source = parse.source(hollow_parser, frame, "object");
+    // Pruned alike, or refused alike.
     check(pruned(hollow_object, &source) == pruned(plain_object, nullptr));
   }
   model::DiffOptions options;

@@ -69,6 +69,14 @@ struct HollowParse {
   // the ends of the members before it, found checking the cut (scratch).
   std::vector<uint32_t> scratch, walked;
   bool hollowed() const noexcept { return !index.empty(); }
+  // The text this parse read with `parser`, for the pruner to copy from:
+  // its index and the members left out. `field`: see SourceText.
+  SourceText source(const simdjson::dom::parser& parser, std::string_view text, std::string_view field) const noexcept {
+    SourceText s{&parser, text, field};
+    s.index = index;
+    s.hollow = regions;
+    return s;
+  }
 };
 
 // Parses `text` with `parser` as parser.parse(text) does, but each

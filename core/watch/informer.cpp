@@ -403,11 +403,9 @@ Informer::WatchEnd Informer::watch(const std::atomic<bool>& stop) {
     if (excluded(ns)) return;
     std::string observed_at = now_rfc3339();
     // Another uid under a cached name: that object was deleted unseen.
-    diff::SourceText source{event.parser, frame, "object"};  // lets the pruner copy untouched subtrees
-    if (event.parser == &parser) {
-      source.index = hollow.index;
-      source.hollow = hollow.regions;
-    }
+    // Lets the pruner copy untouched subtrees.
+    diff::SourceText source = event.parser == &parser ? hollow.source(parser, frame, "object")
+                                                      : diff::SourceText{event.parser, frame, "object"};
     auto applied = tracker_.apply(*type, object, observed_at, &source);
     std::string_view name;
     bool named = object.at_pointer("/metadata/name").get(name) == simdjson::SUCCESS;

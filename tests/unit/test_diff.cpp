@@ -1362,12 +1362,7 @@ struct ParsedEvent {
     }
   }
   simdjson::dom::element object() { return parse.doc["object"].value(); }
-  diff::SourceText source() {
-    diff::SourceText s{&parser, frame, "object"};
-    s.index = parse.index;
-    s.hollow = parse.regions;
-    return s;
-  }
+  diff::SourceText source() { return parse.source(parser, frame, "object"); }
 };
 }  // namespace
 
@@ -1583,9 +1578,7 @@ TEST_CASE("diff: a member with the bytes its cached version copied is left out u
         CHECK(with.error == without.parse.error);
         if (with.error != simdjson::SUCCESS) continue;  // a refused parse leaves nothing to compare
         CHECK(diff::stage2_view(parser, with) == diff::stage2_view(without.parser, without.parse));
-        diff::SourceText source{&parser, frame, "object"};
-        source.index = with.index;
-        source.hollow = with.regions;
+        diff::SourceText source = with.source(parser, frame, "object");
         diff::SourceText other_source = without.source();
         CHECK(detector.prune(type, with.doc["object"].value(), &source).json ==
               detector.prune(type, without.object(), &other_source).json);
@@ -1722,8 +1715,6 @@ TEST_CASE("diff: a parse that leaves members out keeps nothing of the event befo
   }
   CHECK(hollowed);
   CHECK_FALSE(parse.hollowed());
-  diff::SourceText source{&parser, frames.back(), "object"};
-  source.index = parse.index;
-  source.hollow = parse.regions;
+  diff::SourceText source = parse.source(parser, frames.back(), "object");
   CHECK(detector.prune(type, parse.doc["object"].value(), &source).json == reference);
 }
