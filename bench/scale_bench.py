@@ -354,11 +354,26 @@ def cpu_by_stage(pid, field=0):
     per event, that counts the wake-ups each hand-off costs - a thread
     woken for every event pays a futex wait and a context switch each
     time, one woken for a batch pays them once."""
+    def schedstat(f):
+        return int(f.read().split()[field])
+    return by_stage(pid, "schedstat", schedstat)
+
+
+def faults_by_stage(pid):
+    """Minor page faults so far of each of STAGES' thread groups (each
+    thread's /proc/PID/task/TID/stat, its 10th field): a page a stage
+    touched for the first time - memory it allocated afresh instead of
+    reusing, each fault microseconds in a VM."""
+    return by_stage(pid, "stat", lambda f: int(f.read().rsplit(")", 1)[1].split()[7]))
+
+
+def by_stage(pid, name, read):
+    """`read` of each thread's /proc/PID/task/TID/NAME, summed by STAGES."""
     total = dict.fromkeys((label for _, label in STAGES), 0)
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                ns = int(f.read().split()[field])
+            with open("/proc/%d/task/%s/%s" % (pid, tid, name)) as f:
+                ns = read(f)
             with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
                 comm = "main" if int(tid) == pid else f.read().strip()
         except (FileNotFoundError, ProcessLookupError):
@@ -659,6 +674,7 @@ def run_kubetrail(rig, args, state):
         perf = start_perf(args, proc.pid, state, "events")
         before, stages, system_before = cpu_ns(proc.pid), cpu_by_stage(proc.pid), system_ns(proc.pid)
         runs_before = cpu_by_stage(proc.pid, field=2)
+        faults_before = faults_by_stage(proc.pid)
         io_before = io_counts(proc.pid)
         t1 = time.time()
         rig.stream(args.events, after=connects)
@@ -677,6 +693,7 @@ def run_kubetrail(rig, args, state):
         res["stage_us"] = {k: (v - stages[k]) / 1e3 / args.events for k, v in cpu_by_stage(proc.pid).items()}
         res["stage_runs"] = {k: (v - runs_before[k]) / args.events
                              for k, v in cpu_by_stage(proc.pid, field=2).items()}
+        res["stage_faults"] = {k: (v - faults_before[k]) / args.events for k, v in faults_by_stage(proc.pid).items()}
         res["event_system_us"] = (system_ns(proc.pid) - system_before) / 1e3 / args.events
         io_after = io_counts(proc.pid)
         res["event_writes"] = (io_after["syscw"] - io_before["syscw"]) / args.events
@@ -891,6 +908,7 @@ def main():
     # through the diff on one core).
     split("per event", "stage_us", "us", "%8.1f", kt)
     split("per event", "stage_runs", "times on a CPU", "%8.2f", kt, total=False)
+    split("per event", "stage_faults", "minor page faults", "%8.2f", kt, total=False)
     watch = STAGES[1][1]
     print("  " + "  ".join(["%-40s" % "events per CPU-second, watch thread"] + [
         ("%s %8.0f" % (n, 1e6 / r["stage_us"][watch])) for n, r in (("off", off), ("on", on))
