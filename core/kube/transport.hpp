@@ -62,10 +62,16 @@ class Transport {
   // body that would pass `limit` bytes stops the transfer (too_large).
   Outcome perform_whole(CURL* easy, std::string& body, size_t limit, size_t room_after, const std::atomic<bool>* stop);
 
+  // Pieces' memory kept for reuse, per transfer: what can be queued before
+  // it pauses, and one more being read by the caller.
+  static constexpr size_t kMaxSpares = kPauseBytes / kCoalesceBytes + 1;
+
   // How bytes that arrived join the pieces waiting for the caller: to the
-  // last one, up to kCoalesceBytes, else as a new piece in `spare`'s memory
-  // when given (state_bench models the I/O thread with it).
-  static void queue_piece(std::deque<std::string>& pieces, std::string_view bytes, std::string* spare = nullptr);
+  // last one, up to kCoalesceBytes (grown to that at once when it must
+  // grow), else as a new piece in the memory of the last of `spares`, when
+  // given, taken from it (state_bench models the I/O thread with it).
+  static void queue_piece(std::deque<std::string>& pieces, std::string_view bytes,
+                          std::vector<std::string>* spares = nullptr);
 
   // Connections curl had to open so far (CURLINFO_NUM_CONNECTS summed).
   uint64_t connections_opened() const noexcept { return connections_.load(); }

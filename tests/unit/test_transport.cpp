@@ -177,23 +177,55 @@ TEST_CASE("transport: pieces that arrive while the caller is busy are handed ove
 // Each piece had memory of its own, so the I/O thread paid a page fault per
 // 4 KiB of every piece; a piece now starts in the memory the caller handed
 // back. (Failed before: queue_piece had no spare and always allocated.)
-TEST_CASE("transport: a new piece is made in the spare's memory, and the spare is left empty") {
+TEST_CASE("transport: a new piece is made in a spare's memory, which it takes from the spares") {
   std::deque<std::string> pieces;
-  std::string spare;
-  spare.reserve(64 << 10);
-  const char* memory = spare.data();
-  kube::Transport::queue_piece(pieces, "first", &spare);
+  std::vector<std::string> spares(2);
+  spares[0].reserve(32 << 10);
+  spares[1].reserve(64 << 10);
+  const char* memory = spares[1].data();
+  kube::Transport::queue_piece(pieces, "first", &spares);
   REQUIRE(pieces.size() == 1);
   CHECK(pieces[0] == "first");
-  CHECK(pieces[0].data() == memory);
-  CHECK(spare.empty());
-  kube::Transport::queue_piece(pieces, "+second", &spare);  // joins the last piece
+  CHECK(pieces[0].data() == memory);  // the last spare: the one the caller handed back last
+  REQUIRE(spares.size() == 1);
+  kube::Transport::queue_piece(pieces, "+second", &spares);  // joins the last piece
   REQUIRE(pieces.size() == 1);
   CHECK(pieces[0] == "first+second");
+  CHECK(pieces[0].data() == memory);
   std::string big(kube::Transport::kCoalesceBytes, 'x');
-  kube::Transport::queue_piece(pieces, big, &spare);  // too big to join: a piece of its own
+  kube::Transport::queue_piece(pieces, big, &spares);  // too big to join: a piece of its own, in the other spare
   REQUIRE(pieces.size() == 2);
   CHECK(pieces[1] == big);
+  CHECK(spares.empty());
+  kube::Transport::queue_piece(pieces, "third", &spares);  // no spare left: memory of its own
+  REQUIRE(pieces.size() == 3);
+  CHECK(pieces[2] == "third");
+}
+
+// A piece grown by doubling copied what it held at each step: in a burst of
+// 8 KB events about one more copy of every byte on the I/O thread. It now
+// grows once, to the most a piece holds. (Failed before: the piece moved
+// at each doubling, six times on the way to 1 MiB.)
+TEST_CASE("transport: a piece that must grow grows once, to the most a piece holds") {
+  std::deque<std::string> pieces;
+  const std::string event(8 << 10, 'e');
+  kube::Transport::queue_piece(pieces, event);
+  kube::Transport::queue_piece(pieces, event);  // past its capacity: grown
+  REQUIRE(pieces.size() == 1);
+  const char* memory = pieces[0].data();
+  CHECK(pieces[0].capacity() >= kube::Transport::kCoalesceBytes);
+  int moves = 0;
+  while (pieces.size() == 1) {
+    kube::Transport::queue_piece(pieces, event);
+    if (pieces.size() == 1 && pieces[0].data() != memory) {
+      ++moves;
+      memory = pieces[0].data();
+    }
+  }
+  CHECK(moves == 0);
+  CHECK(pieces[0].size() <= kube::Transport::kCoalesceBytes);
+  CHECK(pieces[0].size() + event.size() > kube::Transport::kCoalesceBytes);
+  CHECK(pieces[1] == event);
 }
 
 TEST_CASE("transport: a sink that says stop, or the stop flag, ends an endless stream") {
