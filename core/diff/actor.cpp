@@ -13,20 +13,25 @@ void extract_managers(dom::element object, std::vector<model::ManagerEntry>& out
   dom::array fields;
   size_t n = 0;
   if (object.at_pointer("/metadata/managedFields").get(fields) == simdjson::SUCCESS) {
-    auto assign = [](dom::object f, std::string_view key, std::string& to) {
-      std::string_view v;
-      if (f[key].get(v) != simdjson::SUCCESS) v = {};
-      to.assign(v);
-    };
     for (dom::element e : fields) {
       dom::object f;
       if (e.get(f) != simdjson::SUCCESS) continue;
       if (n == out.size()) out.emplace_back();
       model::ManagerEntry& m = out[n++];
-      assign(f, "manager", m.manager);
-      assign(f, "operation", m.operation);
-      assign(f, "time", m.time);
-      assign(f, "subresource", m.subresource);
+      std::string* const wanted[] = {&m.manager, &m.operation, &m.time, &m.subresource};
+      for (std::string* to : wanted) to->clear();
+      // One pass over the entry's members, not a lookup of each of the four
+      // (each lookup read the members before it again; an entry has seven).
+      // The first of a name counts, as a lookup finds it; one that is not a
+      // string reads as "".
+      unsigned seen = 0;
+      for (auto [key, value] : f) {
+        const int i = key == "manager" ? 0 : key == "operation" ? 1 : key == "time" ? 2 : key == "subresource" ? 3 : -1;
+        if (i < 0 || (seen & (1u << i))) continue;
+        seen |= 1u << i;
+        std::string_view v;
+        if (value.get(v) == simdjson::SUCCESS) wanted[i]->assign(v);
+      }
     }
   }
   out.resize(n);

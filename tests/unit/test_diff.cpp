@@ -6,6 +6,7 @@
 
 #include "common/json_depth.hpp"
 #include "common/json_writer.hpp"
+#include "diff/actor.hpp"
 #include "diff/common_bytes.hpp"
 #include "diff/diff.hpp"
 #include "helpers.hpp"
@@ -244,6 +245,30 @@ TEST_CASE("the actor is the manager whose managedFields entry moved") {
   REQUIRE(cs->actor);
   CHECK(cs->actor->manager == "argocd-controller");
   CHECK(cs->actor->operation == "Apply");
+}
+
+// extract_managers reads each entry in one pass over its members (it looked
+// each of the four names up in turn before; issue 15). What a lookup gave
+// must not change: the first of a duplicated name, "" for a value that is no
+// string or is missing, entries that are no object skipped, and a reused
+// vector's old strings never left behind.
+TEST_CASE("managers read from managedFields: first of a name, strings only, nothing stale") {
+  simdjson::dom::parser p;
+  const std::string text = R"({"metadata":{"managedFields":[
+    {"manager":"kubectl","operation":"Update","apiVersion":"v1","time":"2026-11-23T06:00:00Z",
+     "fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{"f:time":{}}}}},
+    "not an entry",
+    {"subresource":"status","time":7,"manager":"kubelet","manager":"impostor","operation":"Update"},
+    {"fieldsV1":{"manager":"nested, not this entry's"}}]}})";
+  std::vector<model::ManagerEntry> managers(5);
+  for (auto& m : managers) m = {"stale", "stale", "stale", "stale"};
+  diff::extract_managers(p.parse(text).value(), managers);
+  REQUIRE(managers.size() == 3);
+  CHECK(managers[0] == model::ManagerEntry{"kubectl", "Update", "2026-11-23T06:00:00Z", ""});
+  CHECK(managers[1] == model::ManagerEntry{"kubelet", "Update", "", "status"});
+  CHECK(managers[2] == model::ManagerEntry{"", "", "", ""});
+  diff::extract_managers(p.parse(std::string(R"({"metadata":{}})")).value(), managers);
+  CHECK(managers.empty());
 }
 
 TEST_CASE("a re-delivered resourceVersion produces nothing") {
