@@ -173,16 +173,16 @@ void ObjectStore::put(std::string key, StoredObject obj, std::string_view text,
 }
 
 void ObjectStore::replace(std::string key, StoredObject obj) {
-  auto [it, added] = objects_.try_emplace(std::move(key));
-  if (!added) release(it->second);
-  it->second = std::move(obj);
+  auto [o, added] = objects_.try_emplace(key);
+  if (!added) release(*o);
+  *o = std::move(obj);
 }
 
 // The dictionary is the first objects' own text (up to 64 KB): the rest of
 // a resource's objects repeat their keys, labels, images and probes.
 void ObjectStore::start_packing() {
   std::vector<std::string_view> samples;
-  for (const auto& [key, o] : objects_) samples.push_back(o.json);
+  objects_.for_each([&](std::string_view, const StoredObject& o) { samples.push_back(o.json); });
   pack_with(DictionaryCodec::dictionary_from(samples));
 }
 
@@ -193,12 +193,12 @@ void ObjectStore::pack_with(std::string_view dictionary) {
   // they are packed.
   if (!codec->add_dictionary(kDictionary, dictionary).empty()) return;
   std::string text;
-  for (auto& [key, o] : objects_) {
+  objects_.for_each([&](std::string_view, StoredObject& o) {
     text.assign(this->text(o));  // against the dictionary it was packed with, if any
     pack(*codec, o, text);
     if (!o.packed) o.json.shrink_to_fit();
     if (!o.managers_code) pack_managers(o, o.managers);
-  }
+  });
   codec_ = std::move(codec);
   fingerprint_ = DictionaryCodec::fingerprint(dictionary);
 }
@@ -232,7 +232,9 @@ void ObjectStore::set_text(StoredObject& o, std::string_view text) {
 size_t ObjectStore::text_bytes() const {
   size_t n = 0;
   // What memory holds, not what is used.
-  for (const auto& [key, o] : objects_) n += o.packed ? FrameArena::slot_bytes(o.frame_size) : o.json.capacity();
+  objects_.for_each([&](std::string_view, const StoredObject& o) {
+    n += o.packed ? FrameArena::slot_bytes(o.frame_size) : o.json.capacity();
+  });
   return n;
 }
 

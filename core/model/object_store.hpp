@@ -25,56 +25,17 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "model/frame_arena.hpp"
+#include "model/object_table.hpp"
+#include "model/stored_object.hpp"
 
 namespace kubetrail {
 class DictionaryCodec;
 }
 
 namespace kubetrail::model {
-
-// One metadata.managedFields entry, without its field set: who wrote the
-// object and when, for actor attribution.
-struct ManagerEntry {
-  std::string manager;
-  std::string operation;    // "Update" or "Apply"
-  std::string time;         // RFC 3339
-  std::string subresource;  // "" or e.g. "status", "scale"
-  bool operator==(const ManagerEntry&) const = default;
-};
-
-struct StoredObject {
-  // The pruned, redacted, minified object. Inside an ObjectStore that packs,
-  // it is a zstd frame in the store's FrameArena instead (packed = true,
-  // `frame`; json is then empty): read it through ObjectStore::text().
-  std::string json;
-  std::string uid;
-  std::string resource_version;
-  // Inside an ObjectStore that packs, the managers are encoded in the
-  // store's arena instead (`managers_code`; the vector is then empty): read
-  // and write them through ObjectStore::managers() and set_managers().
-  std::vector<ManagerEntry> managers;
-  bool packed = false;
-  uint32_t text_size = 0;   // of the text, packed or not
-  uint32_t frame_size = 0;  // packed: of the frame
-  // Up to two top-level members of the text, as (offset, size), whose bytes
-  // were copied from the source in the form a parse may leave out of the
-  // DOM unchecked when the next version carries them unchanged
-  // (ChangeDetector::parse_event; size 0: none). Set by the detector, with
-  // the text; an object stored any other way has none.
-  struct Verbatim {
-    uint32_t offset = 0, size = 0;
-  };
-  std::array<Verbatim, 2> verbatim{};
-  // Packed: the frame, owned by the store that holds this object - which
-  // never hands its objects out by value, so no copy outlives the frame.
-  char* frame = nullptr;
-  char* managers_code = nullptr;  // the same for the managers, encoded
-  uint32_t managers_code_size = 0;
-};
 
 class ObjectStore {
  public:
@@ -113,15 +74,17 @@ class ObjectStore {
            const std::vector<ManagerEntry>* managers = nullptr);
   void erase(std::string_view key) {
     last_ = nullptr;
-    auto it = objects_.find(key);
-    if (it == objects_.end()) return;
-    release(it->second);
-    objects_.erase(it);
+    StoredObject* o = objects_.find(key);
+    if (!o) return;
+    release(*o);
+    objects_.erase(key);
   }
   size_t size() const noexcept { return objects_.size(); }
+  // f(std::string_view key, const StoredObject&) for each object, in no
+  // order to rely on.
   template <class F>
   void for_each(F&& f) const {
-    for (const auto& [k, v] : objects_) f(k, v);
+    objects_.for_each([&](std::string_view k, const StoredObject& v) { f(k, v); });
   }
 
   // The text of an object of this store. Valid until the next text() or
@@ -162,23 +125,11 @@ class ObjectStore {
   uint64_t dictionary_fingerprint() const noexcept { return fingerprint_; }
 
  private:
-  // Not noexcept on purpose: libstdc++ then keeps each key's hash in its
-  // node, and a lookup compares hashes before keys. Without it, at 100,000
-  // objects, every lookup hashed again the keys of the other nodes in its
-  // bucket and read each one's heap-allocated key: cache misses that
-  // made the lookup ~25% dearer (issue 15; a key is ~30 bytes, past SSO).
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-#ifdef __GLIBCXX__
-  static_assert(std::__cache_default<std::string, Hash>::value, "the table keeps each key's hash");
-#endif
-  std::unordered_map<std::string, StoredObject, Hash, std::equal_to<>> objects_;
-  FrameArena arena_;                                    // frames and managers' codes
-  std::unique_ptr<DictionaryCodec> codec_;              // once the store packs
-  uint64_t fingerprint_ = 0;                            // of codec_'s dictionary
-  mutable std::string scratch_;                         // text()'s output
+  ObjectTable objects_;                     // see model/object_table.hpp: two cache misses a lookup, not five
+  FrameArena arena_;                        // frames and managers' codes
+  std::unique_ptr<DictionaryCodec> codec_;  // once the store packs
+  uint64_t fingerprint_ = 0;                // of codec_'s dictionary
+  mutable std::string scratch_;             // text()'s output
   mutable std::vector<ManagerEntry> managers_scratch_;  // managers()' output
   std::string managers_code_;                           // set_managers()' encoding
   // The frame whose text scratch_ holds; reset whenever a frame is written
@@ -192,10 +143,10 @@ class ObjectStore {
   mutable StoredObject* last_ = nullptr;
   StoredObject* lookup(std::string_view key) const {
     if (last_ && key == last_key_) return last_;
-    auto it = objects_.find(key);
-    if (it == objects_.end()) return nullptr;
+    StoredObject* o = objects_.find(key);
+    if (!o) return nullptr;
     last_key_.assign(key);
-    last_ = const_cast<StoredObject*>(&it->second);  // the store's own element; find() hands it out const
+    last_ = o;
     return last_;
   }
   void start_packing();

@@ -310,8 +310,8 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   }
   if (track_seen) {
     std::vector<std::string> gone;
-    tracker_.store().for_each([&](const std::string& key, const model::StoredObject&) {
-      if (!seen.count(key)) gone.push_back(key);
+    tracker_.store().for_each([&](std::string_view key, const model::StoredObject&) {
+      if (!seen.count(std::string(key))) gone.emplace_back(key);
     });
     for (const auto& key : gone) {
       if (initial) {

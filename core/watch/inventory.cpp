@@ -65,7 +65,7 @@ ResourceSnapshot::ResourceSnapshot(kube::Api& api, diff::ChangeDetector& detecto
   if (end.how == ListEnd::How::stopped) throw Error(name_ + ": snapshot stopped");
   if (end.how == ListEnd::How::failed) throw Error(name_ + ": snapshot list failed: " + end.why);
   keys_.reserve(store_.size());
-  store_.for_each([&](const std::string& key, const model::StoredObject&) { keys_.push_back(key); });
+  store_.for_each([&](std::string_view key, const model::StoredObject&) { keys_.emplace_back(key); });
   std::sort(keys_.begin(), keys_.end());
 }
 
