@@ -2,7 +2,7 @@
 // found touching as few cache lines as can be.
 //
 // At 100,000 objects every lookup misses the CPU cache; what matters is how
-// many times. std::unordered_map missed four to five times an event (the
+// many times. std::unordered_map missed about four times an event (the
 // bucket, the node before the one found - libstdc++ keeps buckets as
 // pointers to the node before their first -, the node, and the key's
 // characters on the heap; callgrind's cache simulation, issue 15). Here a
