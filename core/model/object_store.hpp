@@ -125,11 +125,11 @@ class ObjectStore {
   uint64_t dictionary_fingerprint() const noexcept { return fingerprint_; }
 
  private:
-  ObjectTable objects_;                     // see model/object_table.hpp: two cache misses a lookup, not five
-  FrameArena arena_;                        // frames and managers' codes
-  std::unique_ptr<DictionaryCodec> codec_;  // once the store packs
-  uint64_t fingerprint_ = 0;                // of codec_'s dictionary
-  mutable std::string scratch_;             // text()'s output
+  ObjectTable objects_;                                 // see model/object_table.hpp: two cache misses a lookup
+  FrameArena arena_;                                    // frames and managers' codes
+  std::unique_ptr<DictionaryCodec> codec_;              // once the store packs
+  uint64_t fingerprint_ = 0;                            // of codec_'s dictionary
+  mutable std::string scratch_;                         // text()'s output
   mutable std::vector<ManagerEntry> managers_scratch_;  // managers()' output
   std::string managers_code_;                           // set_managers()' encoding
   // The frame whose text scratch_ holds; reset whenever a frame is written
