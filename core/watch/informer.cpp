@@ -176,7 +176,7 @@ void Informer::list_until_done(bool initial, bool wait_first, const std::atomic<
   }
 }
 
-void Informer::list_item(dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>* seen,
+void Informer::list_item(dom::element item, const diff::SourceText& source, bool initial, SeenKeys* seen,
                          const std::string& observed_at) {
   std::string_view ns, name;
   if (item.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
@@ -219,7 +219,7 @@ void Informer::failed(const dom::element* object, const std::string& where, std:
   spdlog::error("{}: {} {}{}{}: cannot be handled, skipped: {}", name_, where, ns, ns.empty() ? "" : "/", name, why);
 }
 
-void Informer::skip_too_deep(dom::element object, const std::string& where, std::set<std::string>* seen) {
+void Informer::skip_too_deep(dom::element object, const std::string& where, SeenKeys* seen) {
   std::string_view ns, name;
   if (object.at_pointer("/metadata/namespace").get(ns) != simdjson::SUCCESS) ns = {};
   // Still there: a relist must not report it deleted.
@@ -245,7 +245,7 @@ void Informer::deleted_too_deep(dom::element object, const std::string& where) {
 
 bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   std::string list_rv;
-  std::set<std::string> seen;
+  SeenKeys seen;
   std::string observed_at = now_rfc3339();
   // A long list (100,000 pods take tens of seconds) says how far it is
   // every few seconds, rather than nothing until "synced".
@@ -311,7 +311,7 @@ bool Informer::list(bool initial, const std::atomic<bool>& stop) {
   if (track_seen) {
     std::vector<std::string> gone;
     tracker_.store().for_each([&](std::string_view key, const model::StoredObject&) {
-      if (!seen.count(std::string(key))) gone.emplace_back(key);
+      if (!seen.contains(key)) gone.emplace_back(key);
     });
     for (const auto& key : gone) {
       if (initial) {

@@ -103,8 +103,11 @@ class Informer {
 
  private:
   enum class WatchEnd { ended, gone, failed, stopped };
+  // The keys a relist saw; transparent, so the cache's keys (string_views)
+  // are looked up without a copy each.
+  using SeenKeys = std::set<std::string, std::less<>>;
   bool list(bool initial, const std::atomic<bool>& stop);
-  void list_item(simdjson::dom::element item, const diff::SourceText& source, bool initial, std::set<std::string>* seen,
+  void list_item(simdjson::dom::element item, const diff::SourceText& source, bool initial, SeenKeys* seen,
                  const std::string& observed_at);
   // An object (event or list item) that cannot be handled: logged with its
   // resource, namespace/name and reason, counted, skipped.
@@ -112,7 +115,7 @@ class Informer {
   // An object nested deeper than kubetrail handles (common/deep_json.hpp):
   // failed(), and on a list counted as `seen`, so that what the cache has
   // of it stays.
-  void skip_too_deep(simdjson::dom::element object, const std::string& where, std::set<std::string>* seen);
+  void skip_too_deep(simdjson::dom::element object, const std::string& where, SeenKeys* seen);
   // Its DELETED event: reported from the cache's last version of it, if
   // any (else skip_too_deep()), so that no ghost stays behind.
   void deleted_too_deep(simdjson::dom::element object, const std::string& where);
