@@ -67,10 +67,9 @@ class ObjectTable {
       if (s.entry) f(s.entry->key(), std::as_const(s.entry->object));
   }
 
+ private:
   // The hash a key is filed under (std::hash<std::string_view>).
   static uint64_t hash_of(std::string_view key) noexcept;
-
- private:
   // An object and, in the same allocation right after it, its key's bytes.
   struct Entry {
     StoredObject object;
