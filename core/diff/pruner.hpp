@@ -42,7 +42,7 @@ namespace kubetrail::diff {
 class Pruner {
  public:
   enum class Action : unsigned char { drop, redact };
-  static constexpr size_t kMaxRules = 64;
+  static constexpr size_t kMaxRules = model::PatternSteps::kMax;
 
   Pruner(const ListKeys& keys, const std::string& redaction_key) : keys_(&keys), redaction_key_(&redaction_key) {}
   const ListKeys& keys() const noexcept { return *keys_; }
@@ -69,7 +69,8 @@ class Pruner {
     if (rules_.size() == kMaxRules)
       throw Error("too many [diff] ignore_paths and redact_paths: at most " + std::to_string(kMaxRules) +
                   " path rules per resource, built-in noise rules included");
-    rules_.push_back({model::PathPattern::parse(pattern), action});
+    rules_.add(model::PathPattern::parse(pattern));
+    if (action == Action::drop) drops_ |= uint64_t{1} << (rules_.size() - 1);
   }
 
   // The pruned text of `object`, valid until the next call. `source`: the
@@ -87,7 +88,7 @@ class Pruner {
     path_.clear();
     scratch_.clear();
     nodes_.clear();
-    uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1);
+    const uint64_t all = rules_.all();
     identity_.clear();
     if (!kind_field_.empty() && object.type() == dom::element_type::OBJECT) {
       // One pass over the top-level keys for both (each lookup of a key a
@@ -121,10 +122,11 @@ class Pruner {
   bool opaque(std::string_view key) {
     for (const auto& [name, answer] : opaque_)
       if (name == key) return answer;
-    uint64_t all = rules_.size() == 64 ? ~uint64_t{0} : ((uint64_t{1} << rules_.size()) - 1), inside = 0;
+    uint64_t inside = 0;
     path_.clear();
     const bool answer =
-        step(all, model::Segment{model::Segment::Kind::key, key, 0, {}, {}}, inside) != Action::redact && inside == 0;
+        step(rules_.all(), model::Segment{model::Segment::Kind::key, key, 0, {}, {}}, inside) != Action::redact &&
+        inside == 0;
     if (opaque_.size() < 16) opaque_.emplace_back(std::string(key), answer);  // an object's names, not a hostile one's
     return answer;
   }
@@ -215,11 +217,6 @@ class Pruner {
   }
 
  private:
-  struct Rule {
-    model::PathPattern pattern;
-    Action action;
-  };
-
   // Narrowing into one element E of a keyed list L (an image bump then
   // parses one container, not the list). Exact when the diff runs on E or
   // below it: the old text at that place parses as one value, so all of L
@@ -269,20 +266,11 @@ class Pruner {
 
   // Which rules a child at `seg` keeps alive, and whether one ends there.
   std::optional<Action> step(uint64_t alive, const model::Segment& seg, uint64_t& child_alive) const {
-    size_t depth = path_.size();
-    std::optional<Action> ends;
-    child_alive = 0;
-    for (uint64_t m = alive; m; m &= m - 1) {
-      int i = std::countr_zero(m);
-      const auto& segs = rules_[i].pattern.segments();
-      if (depth >= segs.size() || !segs[depth].matches(seg)) continue;
-      if (depth + 1 == segs.size()) {
-        if (!ends || rules_[i].action == Action::drop) ends = rules_[i].action;  // drop wins
-      } else {
-        child_alive |= uint64_t{1} << i;
-      }
-    }
-    return ends;
+    const size_t depth = path_.size();
+    const uint64_t hit = rules_.matching(alive, depth, seg), ends = hit & rules_.ending(depth);
+    child_alive = hit & ~ends;
+    if (!ends) return std::nullopt;
+    return ends & drops_ ? Action::drop : Action::redact;  // drop wins
   }
 
   // A container written to the pruned text, in document order: its bytes
@@ -658,7 +646,8 @@ class Pruner {
 
   const ListKeys* keys_;
   const std::string* redaction_key_;  // the detector's: outlives its rules
-  std::vector<Rule> rules_;
+  model::PatternSteps rules_;         // bit i: the i-th rule added
+  uint64_t drops_ = 0;                // the rules that drop (the others redact)
   std::vector<model::Segment> path_;
   std::vector<std::unique_ptr<std::string>> scratch_;
   std::vector<Node> nodes_;

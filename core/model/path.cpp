@@ -1,5 +1,6 @@
 #include "model/path.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include "common/error.hpp"
@@ -179,6 +180,30 @@ PathPattern PathPattern::parse(std::string_view text) {
   }
   if (p.segments_.empty()) bad(text, 0, "empty path");
   return p;
+}
+
+void PatternSteps::add(const PathPattern& pattern) {
+  if (patterns_.size() == kMax) throw Error("more than " + std::to_string(kMax) + " path patterns");
+  const uint64_t bit = uint64_t{1} << patterns_.size();
+  const auto& segments = pattern.segments();
+  if (depths_.size() < segments.size()) depths_.resize(segments.size());
+  for (size_t depth = 0; depth < segments.size(); ++depth) {
+    const PatternSegment& seg = segments[depth];
+    Depth& d = depths_[depth];
+    if (seg.kind == PatternSegment::Kind::any_key) {
+      d.any_key |= bit;
+    } else if (seg.kind == PatternSegment::Kind::key) {
+      auto same = std::find_if(d.keys.begin(), d.keys.end(), [&](const auto& k) { return k.first == seg.key; });
+      if (same == d.keys.end())
+        d.keys.emplace_back(seg.key, bit);
+      else
+        same->second |= bit;
+    } else {
+      d.elements |= bit;
+    }
+  }
+  if (!segments.empty()) depths_[segments.size() - 1].ending |= bit;  // a parsed one has; an empty one matches nothing
+  patterns_.push_back(pattern);
 }
 
 bool PathPattern::overlaps(std::span<const Segment> path) const noexcept {

@@ -86,3 +86,64 @@ TEST_CASE("every keyed value, however odd, formats to a path that parses back to
   CHECK(kubetrail::model::format_path(odd) == "[4]");
   CHECK_NOTHROW(ParsedPath(kubetrail::model::format_path(odd)));
 }
+
+// PatternSteps answers, by table, what each pattern's own
+// PatternSegment::matches() answers (the pruner walks every member of an
+// object through it, so it must be exactly that): checked against the
+// patterns one by one over random pattern sets and paths.
+TEST_CASE("pattern steps: the patterns alive after each step are the ones whose segments match") {
+  using kubetrail::model::PatternSteps;
+  const std::vector<std::string> pattern_segments{"a",   "b",        "metadata", "*",       "[*]",   "[0]",
+                                                  "[1]", "[name=x]", "[name=*]", "[key=x]", "[\"\"]"};
+  const std::vector<Segment> segments{
+      {Segment::Kind::key, "a", 0, {}, {}},        {Segment::Kind::key, "b", 0, {}, {}},
+      {Segment::Kind::key, "metadata", 0, {}, {}}, {Segment::Kind::key, "", 0, {}, {}},
+      {Segment::Kind::key, "c", 0, {}, {}},        {Segment::Kind::index, {}, 0, {}, {}},
+      {Segment::Kind::index, {}, 1, {}, {}},       {Segment::Kind::keyed, {}, 0, "name", "x"},
+      {Segment::Kind::keyed, {}, 1, "name", "y"},  {Segment::Kind::keyed, {}, 0, "key", "x"}};
+  uint64_t state = 42;
+  auto next = [&](size_t n) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return size_t(state >> 33) % n;
+  };
+  size_t steps_checked = 0, ends_seen = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::vector<PathPattern> patterns;
+    PatternSteps steps;
+    const size_t count = 1 + next(round % 10 == 0 ? PatternSteps::kMax : 12);
+    for (size_t i = 0; i < count; ++i) {
+      std::string text;
+      for (size_t depth = 0, n = 1 + next(4); depth < n; ++depth) {
+        const std::string& s = pattern_segments[next(pattern_segments.size())];
+        if (depth > 0 && s[0] != '[') text += '.';
+        text += s;
+      }
+      patterns.push_back(PathPattern::parse(text));
+      steps.add(patterns.back());
+    }
+    REQUIRE(steps.size() == count);
+    const uint64_t all = count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+    CHECK(steps.all() == all);
+    for (int walk = 0; walk < 20; ++walk) {
+      uint64_t alive = all;  // matched every segment so far
+      for (size_t depth = 0; depth < 5 && alive; ++depth) {
+        const Segment& seg = segments[next(segments.size())];
+        uint64_t want = 0, want_ends = 0;
+        for (size_t i = 0; i < count; ++i) {
+          const auto& segs = patterns[i].segments();
+          if (!(alive >> i & 1) || depth >= segs.size() || !segs[depth].matches(seg)) continue;
+          want |= uint64_t{1} << i;
+          if (depth + 1 == segs.size()) want_ends |= uint64_t{1} << i;
+        }
+        const uint64_t got = steps.matching(alive, depth, seg);
+        REQUIRE(got == want);
+        CHECK((got & steps.ending(depth)) == want_ends);
+        ends_seen += want_ends != 0;
+        ++steps_checked;
+        alive = got & ~steps.ending(depth);
+      }
+    }
+  }
+  CHECK(steps_checked > 5000);
+  CHECK(ends_seen > 500);  // the walks reached patterns' ends, not only their starts
+}
