@@ -337,10 +337,19 @@ class Pruner {
   uint32_t value_end(uint32_t i) const noexcept { return s1_.value_end(i); }
   // The last structural of a container the parse left out of the DOM whose
   // first is `first` (SourceText::hollow), or kNoSource.
+  // A binary search: the pairs are in document order (SourceText::hollow),
+  // and a hostile object can have a million of them - scanned once per
+  // container copied, 100,000 took 3.9 s to prune.
   uint32_t hollow_last(uint32_t first) const noexcept {
-    for (size_t r = 0; r + 1 < hollow_.size(); r += 2)
-      if (hollow_[r] == first) return hollow_[r + 1];
-    return kNoSource;
+    size_t lo = 0, hi = hollow_.size() / 2;
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (hollow_[2 * mid] < first)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo < hollow_.size() / 2 && hollow_[2 * lo] == first ? hollow_[2 * lo + 1] : kNoSource;
   }
   // value_end(), without a walk for a container the parse checked.
   uint32_t end_of(uint32_t i) const noexcept {

@@ -30,7 +30,8 @@ struct SourceText {
   // out of it for stage 2. Empty: the parser's.
   std::span<const uint32_t> index = {};
   // The containers that parse left out, as (first, last) structurals of
-  // `index`: checked then, so the pruner copies them without a walk.
+  // `index`, in document order (the pruner looks them up by binary search):
+  // checked then, so the pruner copies them without a walk.
   std::span<const uint32_t> hollow = {};
 };
 
