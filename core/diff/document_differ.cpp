@@ -1,6 +1,7 @@
 #include "diff/document_differ.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "common/json_writer.hpp"
 #include "diff/json_values.hpp"
@@ -8,16 +9,31 @@
 
 namespace kubetrail::diff {
 
-int32_t UnchangedBytes::child(int32_t parent, std::string_view key) const noexcept {
-  for (uint32_t c = uint32_t(parent) + 1; c < nodes[size_t(parent)].after; c = nodes[c].after)
-    if (!nodes[c].in_list && nodes[c].key == key) return int32_t(c);
-  return -1;
+namespace {
+template <class Match>
+int32_t find_child(std::span<const UnchangedBytes::Node> nodes, int32_t parent, uint32_t& next, Match&& match) {
+  const uint32_t first = uint32_t(parent) + 1, end = nodes[size_t(parent)].after;
+  auto probe = [&](uint32_t from) -> int32_t {
+    uint32_t c = from;
+    for (int k = 0; k < UnchangedBytes::kProbes && c < end; ++k, c = nodes[c].after)
+      if (match(nodes[c])) {
+        next = nodes[c].after;
+        return int32_t(c);
+      }
+    return -1;
+  };
+  if (next > first && next < end)
+    if (const int32_t c = probe(next); c >= 0) return c;
+  return probe(first);
+}
+}  // namespace
+
+int32_t UnchangedBytes::child(int32_t parent, std::string_view key, uint32_t& next) const noexcept {
+  return find_child(nodes, parent, next, [&](const Node& n) { return !n.in_list && n.key == key; });
 }
 
-int32_t UnchangedBytes::child(int32_t parent, uint32_t index) const noexcept {
-  for (uint32_t c = uint32_t(parent) + 1; c < nodes[size_t(parent)].after; c = nodes[c].after)
-    if (nodes[c].in_list && nodes[c].index == index) return int32_t(c);
-  return -1;
+int32_t UnchangedBytes::child(int32_t parent, uint32_t index, uint32_t& next) const noexcept {
+  return find_child(nodes, parent, next, [&](const Node& n) { return n.in_list && n.index == index; });
 }
 
 void DocumentDiffer::diff(dom::element old_doc, dom::element new_doc, std::vector<model::FieldChange>& out,
@@ -44,11 +60,11 @@ void DocumentDiffer::emit(model::FieldOp op, const dom::element* a, const dom::e
 // walked, unless the UnchangedBytes table proves the b side, a container,
 // the same bytes as its counterpart; the walk below it knows its node.
 template <class Id>
-void DocumentDiffer::diff_child(dom::element a, dom::element b, Id id, bool paired_by_name,
+void DocumentDiffer::diff_child(dom::element a, dom::element b, Id id, bool paired_by_name, uint32_t& next_child,
                                 std::vector<model::FieldChange>& out) {
   const int32_t at = node_;
   if (at >= 0 && is_container(b)) {
-    node_ = unchanged_->child(at, id);
+    node_ = unchanged_->child(at, id, next_child);
     if (node_ >= 0 && unchanged_->same(node_, paired_by_name)) {
       node_ = at;
       return;
@@ -67,13 +83,40 @@ void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<mode
     emit(model::FieldOp::replace, &a, &b, out);
 }
 
+namespace {
+// An object's members by name, first of a name winning (as at_key()):
+// built only for an object longer than kScanUpTo, which is then not
+// searched by scans (an object of n keys out of step took n^2/2 compares).
+class MemberIndex {
+ public:
+  explicit MemberIndex(dom::object o) : object_(o) {}
+  bool find(std::string_view key, dom::element& value) {
+    if (object_.size() <= kScanUpTo) return object_.at_key(key).get(value) == simdjson::SUCCESS;
+    if (members_.empty()) {
+      members_.reserve(object_.size());
+      for (auto [k, v] : object_) members_.emplace(k, v);
+    }
+    auto it = members_.find(key);
+    if (it == members_.end()) return false;
+    value = it->second;
+    return true;
+  }
+
+ private:
+  dom::object object_;
+  std::unordered_map<std::string_view, dom::element> members_;
+};
+}  // namespace
+
 void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model::FieldChange>& out) {
   // The API server writes an object's fields in a fixed order, so the two
   // versions nearly always have their keys in the same places: walk them in
-  // step, and look keys up (linearly: objects are small) only once that fails.
+  // step, and look keys up only once that fails.
   auto ib = b.begin();
   bool in_step = true;
   size_t matched = 0;
+  MemberIndex b_members(b);
+  uint32_t next_child = 0;
   for (auto [key, av] : a) {
     path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
     dom::element bv;
@@ -84,19 +127,20 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model
       found = true;
     } else {
       in_step = false;
-      found = b.at_key(key).get(bv) == simdjson::SUCCESS;
+      found = b_members.find(key, bv);
     }
     if (found) {
       ++matched;
-      diff_child(av, bv, key, true, out);
+      diff_child(av, bv, key, true, next_child, out);
     } else {
       emit(model::FieldOp::remove, &av, nullptr, out);
     }
     path_.pop_back();
   }
   if (matched == b.size()) return;  // no key of b is new
+  MemberIndex a_members(a);
   for (auto [key, bv] : b) {
-    if (a.at_key(key).error() == simdjson::SUCCESS) continue;
+    if (dom::element unused; a_members.find(key, unused)) continue;
     path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
     emit(model::FieldOp::add, nullptr, &bv, out);
     path_.pop_back();
@@ -108,12 +152,26 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<model::F
   if (!key.empty()) {
     std::vector<KeyedElement> ka, kb;
     if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
+      uint32_t next_child = 0;
+      std::unordered_map<std::string_view, KeyedElement*> by_key;  // a long list's (see kScanUpTo); keys are unique
+      if (ka.size() > kScanUpTo) {
+        by_key.reserve(ka.size());
+        for (KeyedElement& e : ka) by_key.emplace(e.key, &e);
+      }
+      auto find = [&](std::string_view k) -> KeyedElement* {
+        if (ka.size() <= kScanUpTo) {
+          auto it = std::find_if(ka.begin(), ka.end(), [&](const KeyedElement& e) { return e.key == k; });
+          return it == ka.end() ? nullptr : &*it;
+        }
+        auto it = by_key.find(k);
+        return it == by_key.end() ? nullptr : it->second;
+      };
       for (size_t j = 0; j < kb.size(); ++j) {
-        auto match = std::find_if(ka.begin(), ka.end(), [&](const KeyedElement& e) { return e.key == kb[j].key; });
+        KeyedElement* match = find(kb[j].key);
         path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, j, key, kb[j].key});
-        if (match != ka.end()) {
+        if (match) {
           match->matched = true;
-          diff_child(match->value, kb[j].value, uint32_t(j), true, out);
+          diff_child(match->value, kb[j].value, uint32_t(j), true, next_child, out);
         } else {
           emit(model::FieldOp::add, nullptr, &kb[j].value, out);
         }
@@ -132,9 +190,10 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<model::F
   // end backwards (so that applying the changes in order is well defined).
   size_t na = a.size(), nb = b.size(), common = std::min(na, nb);
   auto ia = a.begin(), ib = b.begin();
+  uint32_t next_child = 0;
   for (size_t i = 0; i < common; ++i, ++ia, ++ib) {
     path_.push_back(model::Segment{model::Segment::Kind::index, {}, i, {}, {}});
-    diff_child(*ia, *ib, uint32_t(i), false, out);
+    diff_child(*ia, *ib, uint32_t(i), false, next_child, out);
     path_.pop_back();
   }
   for (size_t i = common; i < nb; ++i, ++ib) {

@@ -56,8 +56,15 @@ struct UnchangedBytes {
   bool suffix_aligned = false;
 
   // The container child of `parent` named `key` / at `index`, or -1.
-  int32_t child(int32_t parent, std::string_view key) const noexcept;
-  int32_t child(int32_t parent, uint32_t index) const noexcept;
+  // `next`: where the last child found of `parent` ends (0 before the
+  // first). The differ asks for children in document order nearly always,
+  // so the search starts there, and probes at most kProbes nodes from there
+  // and kProbes from the first child: asked out of order, a parent of many
+  // children costs no scan per child (a list of 40,000 took 1.7 s an
+  // event). -1 then only means the differ walks that child in full.
+  static constexpr int kProbes = 8;
+  int32_t child(int32_t parent, std::string_view key, uint32_t& next) const noexcept;
+  int32_t child(int32_t parent, uint32_t index, uint32_t& next) const noexcept;
   // Whether node `n`, paired by name or merge key (or by index), is the
   // same bytes as its counterpart.
   bool same(int32_t n, bool paired_by_name) const noexcept {
@@ -86,7 +93,7 @@ class DocumentDiffer {
             std::vector<model::FieldChange>& out);
   std::vector<model::Segment> path_;
   template <class Id>
-  void diff_child(simdjson::dom::element a, simdjson::dom::element b, Id id, bool paired_by_name,
+  void diff_child(simdjson::dom::element a, simdjson::dom::element b, Id id, bool paired_by_name, uint32_t& next_child,
                   std::vector<model::FieldChange>& out);
   std::vector<std::unique_ptr<std::string>> scratch_;  // owned texts of numeric list keys
   const ListKeys* keys_ = &ListKeys::builtin_only();

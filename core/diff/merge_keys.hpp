@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace kubetrail::diff {
@@ -66,13 +67,27 @@ struct KeyedElement {
 
 // Elements of a keyed list with their key texts; false if keys are missing,
 // not scalars, or not unique (then the list is diffed by index).
+// Lists up to this long are searched by scanning (no allocation); longer
+// ones through a hash table: a Deployment of 40,000 env vars fits etcd's
+// 1.5 MB, and pairing its elements by scans took 8.5 s an event.
+inline constexpr size_t kScanUpTo = 16;
+
 inline bool keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedElement>& out,
                            std::vector<std::unique_ptr<std::string>>& scratch) {
+  std::unordered_set<std::string_view> seen;  // once out is longer than kScanUpTo
   for (dom::element e : arr) {
     std::string_view text;
     if (!key_text(dom::object(e)[key].value_unsafe(), text, scratch)) return false;
-    for (const auto& k : out)
-      if (k.key == text) return false;
+    if (out.size() < kScanUpTo) {
+      for (const auto& k : out)
+        if (k.key == text) return false;
+    } else {
+      if (seen.empty()) {
+        seen.reserve(arr.size());
+        for (const auto& k : out) seen.insert(k.key);
+      }
+      if (!seen.insert(text).second) return false;
+    }
     out.push_back({text, e});
   }
   return true;

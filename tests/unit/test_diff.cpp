@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <functional>
 #include <random>
 
 #include "common/json_depth.hpp"
@@ -1745,34 +1746,174 @@ TEST_CASE("diff: a parse that leaves members out keeps nothing of the event befo
   CHECK(detector.prune(type, parse.doc["object"].value(), &source).json == reference);
 }
 
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+// The bound of the guards below against work quadratic in an object's
+// size: not a speed target, but a line between linear work on a hostile
+// object of a few MB (well under a second here, a few seconds under ASan)
+// and quadratic work on it (a minute or more here). A ratio of two sizes'
+// times was tried first and was not stable: the allocator's state left by
+// the test before moved one size's time 5x.
+constexpr double kHangSeconds = 20;
+}  // namespace
+
 TEST_CASE("diff: an object of many top-level containers prunes in time linear in its size") {
   // Each container the parse left out of the DOM was looked up among all of
   // them whenever the pruner copied one: quadratic. 100,000 members of
-  // `"mN":{"a":1}` (1.7 MB, a tenth of what a watch event may hold) took 3.9
-  // s to prune, a 16 MiB event would have held the watch for minutes. This
-  // failed before the lookup was a binary search: 4x the members took 16x
-  // the time. The bound is a ratio of two sizes in one run (best of three
-  // each), so the VM's speed drops out: linear gives ~4.
+  // `"mN":{"a":1}` (1.7 MB) took 3.9 s to prune, 400,000 took 27 s, at every
+  // event of that object. The 800,000 here (13.6 MB, under the 16 MiB a watch
+  // event may hold) failed before the lookup was a binary search.
   diff::ChangeDetector detector("test", Harness::keyed({}));
   const auto type = model::resource_type_for("v1", "Pod");
-  auto seconds_to_prune = [&](int members) {
-    std::string object = R"({"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","uid":"u"})";
-    for (int i = 0; i < members; ++i) object += ",\"m" + std::to_string(i) + "\":{\"a\":1}";
-    object += "}";
-    double best = 1e9;
-    for (int round = 0; round < 3; ++round) {
+  const int members = 800000;
+  std::string object = R"({"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","uid":"u"})";
+  for (int i = 0; i < members; ++i) object += ",\"m" + std::to_string(i) + "\":{\"a\":1}";
+  object += "}";
+  ParsedEvent e(detector, type, object, true);
+  REQUIRE(e.parse.regions.size() == size_t(members) * 2);  // every member left out of the DOM
+  diff::SourceText source = e.source();
+  const auto start = std::chrono::steady_clock::now();
+  const std::string pruned = detector.prune(type, e.object(), &source).json;
+  const double seconds = seconds_since(start);
+  CHECK(pruned == object);  // nothing in it is noise: copied as it is
+  CHECK(seconds < kHangSeconds);
+}
+
+TEST_CASE("diff: lists and objects of many elements diff in time linear in their size") {
+  // Pairing a keyed list's elements, an object's keys once out of step, and
+  // the differ's lookups of unchanged containers were all scans per element:
+  // a Pod of 40,000 env vars (1.3 MB, within etcd's 1.5 MB) took 8.5 s an
+  // event, an object of 40,000 keys with one added 2.8 s, the same reordered
+  // 3.2 s, a list of 40,000 objects changed at both ends 1.7 s, and 4x the
+  // elements took 12-17x the time. Each shape below is sized so that scans
+  // take a minute or more: this failed before each is paired through a
+  // table (150,000 env vars took 67 s, 300,000 keys with one added 86 s).
+  const auto type = model::resource_type_for("v1", "Pod");
+  using Make = std::function<std::string(int n, bool changed)>;
+  struct Shape {
+    const char* what;
+    int n;
+    size_t changes;  // what the change reports
+    Make make;
+  };
+  const std::vector<Shape> shapes = {
+      {"a keyed list, one element changed", 150000, 1,
+       [](int n, bool changed) {
+         std::string s = R"({"containers":[{"name":"c","image":"i","env":[)";
+         for (int i = 0; i < n; ++i)
+           s += std::string(i ? "," : "") + R"({"name":"V)" + std::to_string(i) + R"(","value":")" +
+                (changed && i == n / 2 ? "y" : "x") + "\"}";
+         return s + "]}]}";
+       }},
+      {"an object, one key added", 300000, 1,
+       [](int n, bool changed) {
+         std::string s = R"({"m":{)";
+         for (int i = 0; i < n; ++i) s += std::string(i ? "," : "") + "\"k" + std::to_string(i) + "\":1";
+         return s + (changed ? ",\"new\":2}}" : "}}");
+       }},
+      {"an object, its keys reversed", 300000, 0,
+       [](int n, bool changed) {
+         std::string s = R"({"m":{)";
+         for (int j = 0; j < n; ++j)
+           s += std::string(j ? "," : "") + "\"k" + std::to_string(changed ? n - 1 - j : j) + "\":1";
+         return s + "}}";
+       }},
+      {"a list of objects, changed at both ends", 300000, 2,
+       [](int n, bool changed) {
+         std::string s = R"({"l":[)";
+         for (int i = 0; i < n; ++i)
+           s += std::string(i ? "," : "") + "{\"a\":" + (changed && (i == 0 || i == n - 1) ? "2" : "1") + "}";
+         return s + "]}";
+       }},
+  };
+  for (const Shape& shape : shapes) {
+    const std::string what = shape.what;
+    CAPTURE(what);
+    diff::ChangeDetector detector("test", Harness::keyed({}));
+    model::ObjectStore store;
+    for (const bool changed : {false, true}) {
+      const std::string object =
+          R"({"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","uid":"u","resourceVersion":")" +
+          std::string(changed ? "2" : "1") + R"("},"spec":)" + shape.make(shape.n, changed) + "}";
       ParsedEvent e(detector, type, object, true);
-      REQUIRE(e.parse.regions.size() == size_t(members) * 2);  // every member left out of the DOM
       diff::SourceText source = e.source();
       const auto start = std::chrono::steady_clock::now();
-      const std::string pruned = detector.prune(type, e.object(), &source).json;
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      REQUIRE(pruned == object);  // nothing in it is noise: copied as it is
+      auto r = detector.observe(changed ? model::WatchEventType::modified : model::WatchEventType::added, type,
+                                e.object(), store, "t", &source);
+      const double seconds = seconds_since(start);
+      REQUIRE(r.ok());
+      const size_t changes = r.value() ? r.value()->changes.size() : 0;  // none: no change set (the reorder)
+      CHECK(changes == (changed ? shape.changes : 0));
+      CHECK(seconds < kHangSeconds);
     }
-    return best;
-  };
-  const double small = seconds_to_prune(20000), large = seconds_to_prune(80000);
-  CAPTURE(small);
-  CAPTURE(large);
-  CHECK(large < 10 * small);
+  }
+}
+
+TEST_CASE("property: lists and maps longer than the differ's scans diff to changes that rebuild the new object") {
+  // The differ pairs a long keyed list's elements, and a long object's keys
+  // once out of step, through hash tables, and finds the unchanged bytes of
+  // long containers by bounded probes (past kScanUpTo and kProbes): random
+  // edits of such lists and maps, checked against the whole-object diff and
+  // by applying the changes to the old object.
+  std::mt19937 rng(20261207);
+  const auto type = model::resource_type_for("apps/v1", "Deployment");
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+  size_t compared = 0, changes_seen = 0;
+  for (int run = 0; run < 30; ++run) {
+    Harness fast, whole;
+    whole.detector.diff_whole_objects(true);
+    whole.with_source = false;
+    json obj = fixture("deployment");
+    json& pod = obj["spec"]["template"]["spec"];
+    json& env = pod["containers"][0]["env"];
+    env = json::array();
+    for (int i = 0; i < 40; ++i) env.push_back({{"name", "V" + std::to_string(i)}, {"value", "x"}});
+    pod["tolerations"] = json::array();  // a list without a merge key: by index
+    for (int i = 0; i < 30; ++i)
+      pod["tolerations"].push_back({{"key", "t" + std::to_string(i)}, {"operator", "Exists"}});
+    for (int i = 0; i < 40; ++i) obj["metadata"]["labels"]["l" + std::to_string(i)] = "v";
+    REQUIRE(fast.add(obj).has_value() == whole.add(obj).has_value());
+    for (int step = 0; step < 10; ++step) {
+      const json before = obj;
+      for (int k = 1 + int(pick(3)); k > 0; --k) {
+        json& e = obj["spec"]["template"]["spec"]["containers"][0]["env"];
+        json& t = obj["spec"]["template"]["spec"]["tolerations"];
+        json& labels = obj["metadata"]["labels"];
+        switch (pick(8)) {
+          case 0: e[pick(e.size())]["value"] = "y" + std::to_string(step); break;
+          case 1: e.erase(pick(e.size())); break;
+          case 2:
+            e.insert(e.begin() + long(pick(e.size())), json{{"name", "N" + std::to_string(step * 10 + k)}});
+            break;
+          case 3: std::shuffle(e.begin(), e.end(), rng); break;
+          case 4: t[pick(t.size())]["effect"] = "NoSchedule"; break;
+          case 5: t.erase(pick(t.size())); break;
+          case 6: labels.erase(labels.begin()); break;
+          default: labels["a" + std::to_string(step)] = "new"; break;
+        }
+      }
+      obj["metadata"]["resourceVersion"] = std::to_string(1000 * (step + 1));
+      auto a = fast.modify(obj), b = whole.modify(obj);
+      CAPTURE(run);
+      CAPTURE(step);
+      REQUIRE(a.has_value() == b.has_value());
+      if (!a) continue;
+      CHECK(a->changes == b->changes);
+      // Applied to the old object pruned, the changes give the new one.
+      simdjson::dom::parser pa, pb;
+      const std::string old_text = before.dump(), new_text = obj.dump();
+      json applied = json::parse(fast.detector.prune(type, pa.parse(old_text).value()).json);
+      json want = json::parse(fast.detector.prune(type, pb.parse(new_text).value()).json);
+      for (const auto& c : a->changes) apply(applied, c);
+      normalize(applied);
+      normalize(want);
+      CHECK(applied == want);
+      ++compared;
+      changes_seen += a->changes.size();
+    }
+  }
+  CHECK(compared > 250);
+  CHECK(changes_seen > 500);
 }
