@@ -1,6 +1,8 @@
 #include "diff/actor.hpp"
 
 #include <algorithm>
+#include <string>
+#include <unordered_map>
 
 #include "common/error.hpp"
 #include "diff/json_values.hpp"
@@ -39,15 +41,38 @@ void extract_managers(dom::element object, std::vector<model::ManagerEntry>& out
 
 namespace {
 
+// A manager's identity in managedFields: who, how, through which
+// subresource. Length-prefixed, so no two triples share a key.
+std::string identity(std::string_view manager, std::string_view operation, std::string_view subresource) {
+  std::string key = std::to_string(manager.size());
+  key.append(1, ':').append(manager).append(std::to_string(operation.size())).append(1, ':');
+  return key.append(operation).append(subresource);
+}
+
+// What find_actor() may read of fieldsV1 sets for one event, in members
+// visited plus bytes of keyed elements' names parsed (tens of ms at most):
+// past it the actor is the newest manager that moved, as when no fieldsV1
+// holds a change. A hostile object's fieldsV1 of millions of members,
+// searched for each of thousands of changes, is not read to the end; a
+// real one's few hundred members are read a few times.
+constexpr size_t kFieldsBudget = size_t{1} << 22;
+
 // Whether a managedFields fieldsV1 set holds `path`: the manager owns that
 // field (or the whole subtree added there). Keyed list elements are
 // "k:{\"name\":\"web\"}" entries, fields "f:name".
-bool fields_hold(dom::element fields, std::span<const model::Segment> path) {
+// `budget`: members it may still visit, spent as it goes; false once out.
+bool fields_hold(dom::element fields, std::span<const model::Segment> path, simdjson::dom::parser& key_parser,
+                 size_t& budget) {
   dom::element node = fields;
-  simdjson::dom::parser key_parser;
   for (const model::Segment& s : path) {
     dom::object o;
     if (node.get(o) != simdjson::SUCCESS) return false;
+    const size_t members = o.size();  // what a lookup in it may read
+    if (members > budget) {
+      budget = 0;
+      return false;
+    }
+    budget -= members;
     bool found = false;
     if (s.kind == model::Segment::Kind::key) {
       found = o.at_key("f:" + std::string(s.key)).get(node) == simdjson::SUCCESS;
@@ -56,6 +81,11 @@ bool fields_hold(dom::element fields, std::span<const model::Segment> path) {
     } else {
       for (auto [name, child] : o) {
         if (!name.starts_with("k:")) continue;
+        if (name.size() > budget) {  // a name is parsed: its bytes are spent too
+          budget = 0;
+          return false;
+        }
+        budget -= name.size();
         dom::element k;
         if (key_parser.parse(simdjson::padded_string(name.substr(2))).get(k) != simdjson::SUCCESS) continue;
         std::vector<std::unique_ptr<std::string>> scratch;
@@ -78,14 +108,29 @@ bool fields_hold(dom::element fields, std::span<const model::Segment> path) {
 std::optional<model::Actor> find_actor(const std::vector<model::ManagerEntry>* before,
                                        const std::vector<model::ManagerEntry>& after, dom::element object,
                                        const std::vector<model::FieldChange>* changes) {
-  std::vector<const model::ManagerEntry*> moved;
-  for (const auto& m : after) {
-    if (before) {
+  // The entry of a manager before: the first of its identity, by scans for
+  // the few an object has (and no allocation), else through a table (a
+  // hostile object's 100,000 entries, scanned for each, took minutes).
+  std::unordered_map<std::string, const model::ManagerEntry*> before_by_identity;
+  if (before && before->size() > kScanUpTo) {
+    before_by_identity.reserve(before->size());
+    for (const auto& p : *before) before_by_identity.emplace(identity(p.manager, p.operation, p.subresource), &p);
+  }
+  auto previous = [&](const model::ManagerEntry& m) -> const model::ManagerEntry* {
+    if (!before) return nullptr;
+    if (before->size() <= kScanUpTo) {
       auto prev = std::find_if(before->begin(), before->end(), [&](const model::ManagerEntry& p) {
         return p.manager == m.manager && p.operation == m.operation && p.subresource == m.subresource;
       });
-      if (prev != before->end() && prev->time >= m.time) continue;
+      return prev == before->end() ? nullptr : &*prev;
     }
+    auto it = before_by_identity.find(identity(m.manager, m.operation, m.subresource));
+    return it == before_by_identity.end() ? nullptr : it->second;
+  };
+  std::vector<const model::ManagerEntry*> moved;
+  for (const auto& m : after) {
+    const model::ManagerEntry* prev = previous(m);
+    if (prev && prev->time >= m.time) continue;
     moved.push_back(&m);
   }
   if (moved.empty()) return std::nullopt;
@@ -103,17 +148,36 @@ std::optional<model::Actor> find_actor(const std::vector<model::ManagerEntry>* b
       } catch (const Error&) {
       }
     }
-    auto holds_a_change = [&](const model::ManagerEntry* m) {
-      for (dom::element e : entries) {
-        if (string_at(e, "manager") != m->manager || string_at(e, "operation") != m->operation ||
-            string_at(e, "subresource") != m->subresource)
-          continue;
-        dom::element fields;
-        if (e["fieldsV1"].get(fields) != simdjson::SUCCESS) return false;
-        for (const auto& p : paths)
-          if (fields_hold(fields, p->segments())) return true;
-        return false;
+    // Each manager's entry: the first of its identity, as a scan finds it.
+    std::unordered_map<std::string, dom::element> entry_by_identity;
+    if (entries.size() > kScanUpTo) {
+      entry_by_identity.reserve(entries.size());
+      for (dom::element e : entries)
+        entry_by_identity.emplace(
+            identity(string_at(e, "manager"), string_at(e, "operation"), string_at(e, "subresource")), e);
+    }
+    auto entry_of = [&](const model::ManagerEntry* m, dom::element& entry) {
+      if (entries.size() > kScanUpTo) {
+        auto it = entry_by_identity.find(identity(m->manager, m->operation, m->subresource));
+        if (it == entry_by_identity.end()) return false;
+        entry = it->second;
+        return true;
       }
+      for (dom::element e : entries)
+        if (string_at(e, "manager") == m->manager && string_at(e, "operation") == m->operation &&
+            string_at(e, "subresource") == m->subresource) {
+          entry = e;
+          return true;
+        }
+      return false;
+    };
+    simdjson::dom::parser key_parser;  // for keyed elements' "k:{...}" names
+    size_t budget = kFieldsBudget;
+    auto holds_a_change = [&](const model::ManagerEntry* m) {
+      dom::element entry, fields;
+      if (budget == 0 || !entry_of(m, entry) || entry["fieldsV1"].get(fields) != simdjson::SUCCESS) return false;
+      for (const auto& p : paths)
+        if (fields_hold(fields, p->segments(), key_parser, budget)) return true;
       return false;
     };
     auto owner = std::find_if(moved.begin(), moved.end(), holds_a_change);
