@@ -54,7 +54,10 @@ struct HollowParse {
   // The members hollowed, as (first, last) structurals of `index`
   // (SourceText::hollow): the pruner copies them without walking them.
   std::vector<uint32_t> regions;
-  // How many of them were known by their bytes (`previous`), not walked.
+  // The object's other members that are non-empty containers, as (first,
+  // last) structurals, their ends found on the way (SourceText::ends).
+  std::vector<uint32_t> ends;
+  // How many members were known by their bytes (`previous`), not walked.
   uint32_t known = 0;
   // Whether stage 1 ran in two pieces around a known member, never reading
   // its bytes (see parse_hollowed): `index` then lacks its inner
@@ -75,6 +78,7 @@ struct HollowParse {
     SourceText s{&parser, text, field};
     s.index = index;
     s.hollow = regions;
+    s.ends = ends;
     return s;
   }
 };
@@ -166,6 +170,7 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
                     Previous&& previous, HollowParse& out) {
   out.index.clear();
   out.regions.clear();  // `out` is reused event after event: nothing of the last may stay
+  out.ends.clear();
   out.known = 0;
   out.split = false;
   const std::string_view bytes(text.data(), text.size());
@@ -252,7 +257,13 @@ void parse_hollowed(simdjson::dom::parser& parser, simdjson::padded_string_view 
           regions.push_back(end);
         }
       }
-      if (end == Stage1::kNone) end = m < walked.size() ? walked[m] : s1.value_end(value);
+      if (end == Stage1::kNone) {
+        end = m < walked.size() ? walked[m] : s1.value_end(value);
+        if (end != Stage1::kNone && end > value + 1 && (open == '{' || open == '[')) {
+          out.ends.push_back(value);
+          out.ends.push_back(end);
+        }
+      }
       if (end == Stage1::kNone || s1.at(end + 1) != ',') break;  // the end, or stage 2 will say what is wrong
       key = end + 2;
     }

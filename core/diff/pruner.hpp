@@ -103,6 +103,7 @@ class Pruner {
     }
     JsonOut text = JsonOut::reusing(buffer_);
     hollow_ = source ? source->hollow : std::span<const uint32_t>{};
+    ends_ = source ? source->ends : std::span<const uint32_t>{};
     const uint32_t last = write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
     if (source && source->end) *source->end = last;  // kNoSource when the source was not followed to the end
     if (!for_diff) s1_ = {};                         // the source is the caller's: kept only for changed_subtree()
@@ -256,11 +257,17 @@ class Pruner {
   }
 
   // step() for a member of a container being written whose value starts at
-  // `value`: a member dropped moves `cursor` past its value.
+  // `value`: a member dropped moves `cursor` past its value. `parent`: the
+  // container's first structural when this is its last member (else
+  // kNoSource): past the member is then the container's close, known
+  // without walking the member when the parse found it (SourceText::ends).
   std::optional<Action> step_member(uint64_t alive, const model::Segment& seg, uint64_t& child_alive, uint32_t value,
-                                    uint32_t& cursor) const {
+                                    uint32_t& cursor, uint32_t parent) const {
     auto action = step(alive, seg, child_alive);
-    if (action == Action::drop) cursor = plus(end_of(value), 1);
+    if (action == Action::drop) {
+      const uint32_t close = parent == kNoSource ? kNoSource : last_in(ends_, parent);
+      cursor = close != kNoSource ? close : plus(end_of(value), 1);
+    }
     return action;
   }
 
@@ -335,22 +342,24 @@ class Pruner {
   char at(uint32_t i) const noexcept { return s1_.at(i); }
   static uint32_t plus(uint32_t i, uint32_t n) noexcept { return Stage1::plus(i, n); }
   uint32_t value_end(uint32_t i) const noexcept { return s1_.value_end(i); }
-  // The last structural of a container the parse left out of the DOM whose
-  // first is `first` (SourceText::hollow), or kNoSource.
-  // A binary search: the pairs are in document order (SourceText::hollow),
-  // and a hostile object can have a million of them - scanned once per
-  // container copied, 100,000 took 3.9 s to prune.
-  uint32_t hollow_last(uint32_t first) const noexcept {
-    size_t lo = 0, hi = hollow_.size() / 2;
+  // The last structural of the container whose first is `first` in
+  // (first, last) pairs in document order, or kNoSource. A binary search: a
+  // hostile object can have a million of them - scanned once per container
+  // copied, 100,000 took 3.9 s to prune.
+  static uint32_t last_in(std::span<const uint32_t> pairs, uint32_t first) noexcept {
+    size_t lo = 0, hi = pairs.size() / 2;
     while (lo < hi) {
       const size_t mid = lo + (hi - lo) / 2;
-      if (hollow_[2 * mid] < first)
+      if (pairs[2 * mid] < first)
         lo = mid + 1;
       else
         hi = mid;
     }
-    return lo < hollow_.size() / 2 && hollow_[2 * lo] == first ? hollow_[2 * lo + 1] : kNoSource;
+    return lo < pairs.size() / 2 && pairs[2 * lo] == first ? pairs[2 * lo + 1] : kNoSource;
   }
+  // The last structural of a container the parse left out of the DOM whose
+  // first is `first` (SourceText::hollow), or kNoSource.
+  uint32_t hollow_last(uint32_t first) const noexcept { return last_in(hollow_, first); }
   // value_end(), without a walk for a container the parse checked.
   uint32_t end_of(uint32_t i) const noexcept {
     const uint32_t last = hollow_last(i);
@@ -577,12 +586,14 @@ class Pruner {
         identity_.clear();
         written = true;
       }
-      for (auto [key, v] : dom::object(e)) {
+      const dom::object members(e);
+      size_t left = members.size();
+      for (auto [key, v] : members) {
         uint32_t value = plus(cursor, 3);
         any = true;
         model::Segment seg{model::Segment::Kind::key, key, 0, {}, {}};
         uint64_t child_alive;
-        auto action = step_member(alive, seg, child_alive, value, cursor);
+        auto action = step_member(alive, seg, child_alive, value, cursor, --left == 0 ? first : kNoSource);
         if (action == Action::drop) continue;
         if (written) out.put(',');
         written = true;
@@ -614,6 +625,7 @@ class Pruner {
       out.put('[');
       uint32_t written = 0, cursor = first;
       size_t i = 0;
+      const size_t count = arr.size();
       for (dom::element v : arr) {
         uint32_t value = plus(cursor, 1);
         model::Segment seg{model::Segment::Kind::index, {}, i++, {}, {}};
@@ -622,7 +634,7 @@ class Pruner {
           seg.field = key;
         }
         uint64_t child_alive;
-        auto action = step_member(alive, seg, child_alive, value, cursor);
+        auto action = step_member(alive, seg, child_alive, value, cursor, i == count ? first : kNoSource);
         if (action == Action::drop) continue;
         if (written) out.put(',');
         Place place{id, {}, written++, true};
@@ -663,6 +675,7 @@ class Pruner {
   std::vector<KeyedElement> keyed_;                   // element_segment()'s
   std::vector<std::pair<std::string, bool>> opaque_;  // opaque()'s answers
   std::span<const uint32_t> hollow_;                  // the source's hollowed containers (SourceText::hollow)
+  std::span<const uint32_t> ends_;                    // other containers whose ends it knows (SourceText::ends)
   std::string kind_field_, api_version_field_;        // see identify()
   std::string identity_;   // what the root object of the prune() under way lacks of them, or ""
   std::string buffer_;     // prune()'s output, reused: a cached object is copied out at its exact size

@@ -33,6 +33,11 @@ struct SourceText {
   // `index`, in document order (the pruner looks them up by binary search):
   // checked then, so the pruner copies them without a walk.
   std::span<const uint32_t> hollow = {};
+  // Other containers whose ends that parse found, the same way and order:
+  // the pruner skipping a dropped last member of one closes it there
+  // instead of walking that member (a Pod's managedFields, ~300
+  // structurals an event).
+  std::span<const uint32_t> ends = {};
 };
 
 // The SourceText of each object in a List response's "items", in order:

@@ -1418,6 +1418,40 @@ TEST_CASE("diff: a watch event parsed without its spec and status in the DOM pru
   CHECK(hollowed >= 4);  // the Pod, Deployment, StatefulSet and Service at least
 }
 
+TEST_CASE("diff: a dropped last member is skipped to the close its parse found, pruning as the walk over it does") {
+  // parse_event() walks the event's metadata anyway (to find where the
+  // spec starts), and keeps the ends it finds (SourceText::ends): the
+  // pruner dropping metadata's last member (managedFields, where the API
+  // server writes it) closes metadata there instead of walking that member
+  // again. Whatever the last member, dropped or not, a container or not,
+  // the bytes must be the ones pruning from the DOM alone gives.
+  diff::ChangeDetector detector("test", Harness::keyed({}));
+  const auto type = model::resource_type_for("v1", "Pod");
+  const std::string managed =
+      R"("managedFields":[{"manager":"kubectl","operation":"Update","fieldsV1":{"f:metadata":{"f:labels":{}}}}])";
+  const std::string spec = R"("spec":{"containers":[{"name":"web","image":"nginx"}]})";
+  size_t with_ends = 0;
+  for (const std::string& last : {managed, std::string(R"("resourceVersion":"7")"), std::string(R"("generation":3)"),
+                                  std::string(R"("finalizers":["a"])"), std::string(R"("labels":{"app":"x"})")}) {
+    for (const bool spec_first : {false, true}) {
+      const std::string metadata = R"("metadata":{"name":"a","namespace":"b","uid":"u",)" +
+                                   std::string(last == managed ? R"("labels":{"app":"x"},)" : managed + ",") + last +
+                                   "}";
+      const std::string object =
+          R"({"kind":"Pod","apiVersion":"v1",)" + (spec_first ? spec + "," + metadata : metadata + "," + spec) + "}";
+      CAPTURE(object);
+      ParsedEvent plain(detector, type, object, false), hollow(detector, type, object, true);
+      REQUIRE(hollow.parse.error == simdjson::SUCCESS);
+      const std::string reference = detector.prune(type, plain.object()).json;
+      diff::SourceText source = hollow.source();
+      CHECK(detector.prune(type, hollow.object(), &source).json == reference);
+      CHECK(reference.find("managedFields") == std::string::npos);
+      with_ends += !hollow.parse.ends.empty();
+    }
+  }
+  CHECK(with_ends == 10);  // metadata's end was known in every parse
+}
+
 TEST_CASE("diff: a parse that leaves members out of the DOM accepts and refuses what a plain parse does") {
   // Stage 2 is where simdjson checks structure, literals, numbers and
   // escapes; a member left out of it is checked by hollow_end() instead.
