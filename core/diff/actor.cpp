@@ -1,8 +1,8 @@
 #include "diff/actor.hpp"
 
 #include <algorithm>
+#include <span>
 #include <string>
-#include <unordered_map>
 
 #include "common/error.hpp"
 #include "diff/json_values.hpp"
@@ -42,11 +42,37 @@ void extract_managers(dom::element object, std::vector<model::ManagerEntry>& out
 namespace {
 
 // A manager's identity in managedFields: who, how, through which
-// subresource. Length-prefixed, so no two triples share a key.
-std::string identity(std::string_view manager, std::string_view operation, std::string_view subresource) {
-  std::string key = std::to_string(manager.size());
-  key.append(1, ':').append(manager).append(std::to_string(operation.size())).append(1, ':');
-  return key.append(operation).append(subresource);
+// subresource. Views into a ManagerEntry or a managedFields entry.
+struct ManagerIdentity {
+  std::string_view manager, operation, subresource;
+  bool operator==(const ManagerIdentity&) const = default;
+};
+
+struct ManagerIdentityHash {
+  size_t operator()(const ManagerIdentity& id) const noexcept {
+    std::hash<std::string_view> h;
+    size_t seed = h(id.manager);
+    for (std::string_view part : {id.operation, id.subresource})
+      seed ^= h(part) + 0x9e3779b97f4a7c15 + (seed << 6) + (seed >> 2);
+    return seed;
+  }
+};
+
+ManagerIdentity identity_of(const model::ManagerEntry& m) { return {m.manager, m.operation, m.subresource}; }
+
+// The managers of one list by identity, first of an identity winning.
+auto managers_by_identity(std::span<const model::ManagerEntry> managers) {
+  auto key_of = [](const model::ManagerEntry& m) { return identity_of(m); };
+  return FirstOfKey<std::span<const model::ManagerEntry>, decltype(key_of), ManagerIdentityHash>(managers, key_of);
+}
+
+// managedFields entries by identity, first of an identity winning.
+auto entries_by_identity(dom::array entries) {
+  auto key_of = [](dom::element e) {
+    return ManagerIdentity{string_view_at(e, "manager"), string_view_at(e, "operation"),
+                           string_view_at(e, "subresource")};
+  };
+  return FirstOfKey<dom::array, decltype(key_of), ManagerIdentityHash>(entries, key_of);
 }
 
 // What find_actor() may read of fieldsV1 sets for one event, in members
@@ -108,29 +134,13 @@ bool fields_hold(dom::element fields, std::span<const model::Segment> path, simd
 std::optional<model::Actor> find_actor(const std::vector<model::ManagerEntry>* before,
                                        const std::vector<model::ManagerEntry>& after, dom::element object,
                                        const std::vector<model::FieldChange>* changes) {
-  // The entry of a manager before: the first of its identity, by scans for
-  // the few an object has (and no allocation), else through a table (a
-  // hostile object's 100,000 entries, scanned for each, took minutes).
-  std::unordered_map<std::string, const model::ManagerEntry*> before_by_identity;
-  if (before && before->size() > kScanUpTo) {
-    before_by_identity.reserve(before->size());
-    for (const auto& p : *before) before_by_identity.emplace(identity(p.manager, p.operation, p.subresource), &p);
-  }
-  auto previous = [&](const model::ManagerEntry& m) -> const model::ManagerEntry* {
-    if (!before) return nullptr;
-    if (before->size() <= kScanUpTo) {
-      auto prev = std::find_if(before->begin(), before->end(), [&](const model::ManagerEntry& p) {
-        return p.manager == m.manager && p.operation == m.operation && p.subresource == m.subresource;
-      });
-      return prev == before->end() ? nullptr : &*prev;
-    }
-    auto it = before_by_identity.find(identity(m.manager, m.operation, m.subresource));
-    return it == before_by_identity.end() ? nullptr : it->second;
-  };
+  // The entry of a manager before: the first of its identity (a hostile
+  // object's 100,000 entries, each scanned for, took minutes).
+  auto before_by_identity = managers_by_identity(before ? std::span(*before) : std::span<const model::ManagerEntry>{});
   std::vector<const model::ManagerEntry*> moved;
   for (const auto& m : after) {
-    const model::ManagerEntry* prev = previous(m);
-    if (prev && prev->time >= m.time) continue;
+    auto prev = before_by_identity.find(identity_of(m));
+    if (prev != before_by_identity.end() && prev->time >= m.time) continue;
     moved.push_back(&m);
   }
   if (moved.empty()) return std::nullopt;
@@ -148,34 +158,14 @@ std::optional<model::Actor> find_actor(const std::vector<model::ManagerEntry>* b
       } catch (const Error&) {
       }
     }
-    // Each manager's entry: the first of its identity, as a scan finds it.
-    std::unordered_map<std::string, dom::element> entry_by_identity;
-    if (entries.size() > kScanUpTo) {
-      entry_by_identity.reserve(entries.size());
-      for (dom::element e : entries)
-        entry_by_identity.emplace(
-            identity(string_at(e, "manager"), string_at(e, "operation"), string_at(e, "subresource")), e);
-    }
-    auto entry_of = [&](const model::ManagerEntry* m, dom::element& entry) {
-      if (entries.size() > kScanUpTo) {
-        auto it = entry_by_identity.find(identity(m->manager, m->operation, m->subresource));
-        if (it == entry_by_identity.end()) return false;
-        entry = it->second;
-        return true;
-      }
-      for (dom::element e : entries)
-        if (string_at(e, "manager") == m->manager && string_at(e, "operation") == m->operation &&
-            string_at(e, "subresource") == m->subresource) {
-          entry = e;
-          return true;
-        }
-      return false;
-    };
+    auto entry_of = entries_by_identity(entries);
     simdjson::dom::parser key_parser;  // for keyed elements' "k:{...}" names
     size_t budget = kFieldsBudget;
     auto holds_a_change = [&](const model::ManagerEntry* m) {
-      dom::element entry, fields;
-      if (budget == 0 || !entry_of(m, entry) || entry["fieldsV1"].get(fields) != simdjson::SUCCESS) return false;
+      if (budget == 0) return false;
+      auto entry = entry_of.find(identity_of(*m));
+      dom::element fields;
+      if (entry == entry_of.end() || (*entry)["fieldsV1"].get(fields) != simdjson::SUCCESS) return false;
       for (const auto& p : paths)
         if (fields_hold(fields, p->segments(), key_parser, budget)) return true;
       return false;

@@ -84,28 +84,10 @@ void DocumentDiffer::diff_value(dom::element a, dom::element b, std::vector<mode
 }
 
 namespace {
-// An object's members by name, first of a name winning (as at_key()):
-// built only for an object longer than kScanUpTo, which is then not
-// searched by scans (an object of n keys out of step took n^2/2 compares).
-class MemberIndex {
- public:
-  explicit MemberIndex(dom::object o) : object_(o) {}
-  bool find(std::string_view key, dom::element& value) {
-    if (object_.size() <= kScanUpTo) return object_.at_key(key).get(value) == simdjson::SUCCESS;
-    if (members_.empty()) {
-      members_.reserve(object_.size());
-      for (auto [k, v] : object_) members_.emplace(k, v);
-    }
-    auto it = members_.find(key);
-    if (it == members_.end()) return false;
-    value = it->second;
-    return true;
-  }
-
- private:
-  dom::object object_;
-  std::unordered_map<std::string_view, dom::element> members_;
-};
+// An object's members by name, first of a name winning (as at_key()).
+auto members_by_name(dom::object o) {
+  return FirstOfKey(o, [](const dom::key_value_pair& member) { return member.key; });
+}
 }  // namespace
 
 void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model::FieldChange>& out) {
@@ -115,7 +97,7 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model
   auto ib = b.begin();
   bool in_step = true;
   size_t matched = 0;
-  MemberIndex b_members(b);
+  auto b_members = members_by_name(b);
   uint32_t next_child = 0;
   for (auto [key, av] : a) {
     path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
@@ -127,7 +109,9 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model
       found = true;
     } else {
       in_step = false;
-      found = b_members.find(key, bv);
+      auto member = b_members.find(key);
+      found = member != b_members.end();
+      if (found) bv = member.value();
     }
     if (found) {
       ++matched;
@@ -138,9 +122,9 @@ void DocumentDiffer::diff_object(dom::object a, dom::object b, std::vector<model
     path_.pop_back();
   }
   if (matched == b.size()) return;  // no key of b is new
-  MemberIndex a_members(a);
+  auto a_members = members_by_name(a);
   for (auto [key, bv] : b) {
-    if (dom::element unused; a_members.find(key, unused)) continue;
+    if (a_members.find(key) != a_members.end()) continue;
     path_.push_back(model::Segment{model::Segment::Kind::key, key, 0, {}, {}});
     emit(model::FieldOp::add, nullptr, &bv, out);
     path_.pop_back();
@@ -153,23 +137,11 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<model::F
     std::vector<KeyedElement> ka, kb;
     if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
       uint32_t next_child = 0;
-      std::unordered_map<std::string_view, KeyedElement*> by_key;  // a long list's (see kScanUpTo); keys are unique
-      if (ka.size() > kScanUpTo) {
-        by_key.reserve(ka.size());
-        for (KeyedElement& e : ka) by_key.emplace(e.key, &e);
-      }
-      auto find = [&](std::string_view k) -> KeyedElement* {
-        if (ka.size() <= kScanUpTo) {
-          auto it = std::find_if(ka.begin(), ka.end(), [&](const KeyedElement& e) { return e.key == k; });
-          return it == ka.end() ? nullptr : &*it;
-        }
-        auto it = by_key.find(k);
-        return it == by_key.end() ? nullptr : it->second;
-      };
+      auto a_by_key = keyed_by_text(ka);
       for (size_t j = 0; j < kb.size(); ++j) {
-        KeyedElement* match = find(kb[j].key);
+        auto match = a_by_key.find(kb[j].key);
         path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, j, key, kb[j].key});
-        if (match) {
+        if (match != a_by_key.end()) {
           match->matched = true;
           diff_child(match->value, kb[j].value, uint32_t(j), true, next_child, out);
         } else {

@@ -36,11 +36,14 @@ inline bool same_scalar(dom::element a, dom::element b) {
   }
 }
 
-// The string field `key` of `e`, or "".
-inline std::string string_at(dom::element e, std::string_view key) {
+// The string field `key` of `e`, or "": a view into e's document.
+inline std::string_view string_view_at(dom::element e, std::string_view key) {
   std::string_view s;
-  if (e[key].get(s) == simdjson::SUCCESS) return std::string(s);
+  if (e[key].get(s) == simdjson::SUCCESS) return s;
   return {};
 }
+
+// The string field `key` of `e`, or "".
+inline std::string string_at(dom::element e, std::string_view key) { return std::string(string_view_at(e, key)); }
 
 }  // namespace kubetrail::diff

@@ -16,7 +16,9 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace kubetrail::diff {
@@ -65,32 +67,83 @@ struct KeyedElement {
   bool matched = false;
 };
 
-// Elements of a keyed list with their key texts; false if keys are missing,
-// not scalars, or not unique (then the list is diffed by index).
-// Lists up to this long are searched by scanning (no allocation); longer
-// ones through a hash table: a Deployment of 40,000 env vars fits etcd's
-// 1.5 MB, and pairing its elements by scans took 8.5 s an event.
+// Lists and objects up to this long are searched by scanning (no
+// allocation); longer ones through a hash table: a Deployment of 40,000 env
+// vars fits etcd's 1.5 MB, and pairing its elements by scans took 8.5 s an
+// event.
 inline constexpr size_t kScanUpTo = 16;
 
+template <class Range, class KeyOf>
+using KeyOfItem = std::remove_cvref_t<std::invoke_result_t<const KeyOf&, decltype(*std::declval<Range&>().begin())>>;
+
+// The first item of each key in a range, found by key: by scans while the
+// range holds at most kScanUpTo items, else through a hash table built at
+// the first lookup. The first of a repeated key wins, as a scan (and
+// simdjson's at_key()) finds it. `Range` is a view (a std::span, a
+// dom::array, a dom::object) that must outlive this; `KeyOf` maps an item
+// to a key of views into it, so that a scan allocates nothing.
+template <class Range, class KeyOf, class Hash = std::hash<KeyOfItem<Range, KeyOf>>>
+class FirstOfKey {
+ public:
+  using Iterator = decltype(std::declval<Range&>().begin());
+  using Key = KeyOfItem<Range, KeyOf>;
+
+  FirstOfKey(Range range, KeyOf key_of) : range_(range), size_(range.size()), key_of_(std::move(key_of)) {}
+
+  // The first item whose key is `key`, or end().
+  Iterator find(const Key& key) {
+    if (size_ <= kScanUpTo) {
+      for (auto it = range_.begin(); it != range_.end(); ++it)
+        if (key_of_(*it) == key) return it;
+      return range_.end();
+    }
+    build();
+    auto found = table_.find(key);
+    return found == table_.end() ? range_.end() : found->second;
+  }
+  Iterator end() { return range_.end(); }
+
+  // Whether no two items share a key.
+  bool unique() {
+    if (size_ <= kScanUpTo) {
+      for (auto it = range_.begin(); it != range_.end(); ++it)
+        if (find(key_of_(*it)) != it) return false;
+      return true;
+    }
+    build();
+    return table_.size() == size_;
+  }
+
+ private:
+  void build() {
+    if (built_) return;
+    built_ = true;
+    table_.reserve(size_);
+    for (auto it = range_.begin(); it != range_.end(); ++it) table_.emplace(key_of_(*it), it);  // keeps the first
+  }
+
+  Range range_;
+  size_t size_;
+  KeyOf key_of_;
+  bool built_ = false;
+  std::unordered_map<Key, Iterator, Hash> table_;
+};
+
+// A keyed list's elements, found by their key texts.
+inline auto keyed_by_text(std::span<KeyedElement> elements) {
+  return FirstOfKey(elements, [](const KeyedElement& e) { return e.key; });
+}
+
+// Elements of a keyed list with their key texts; false if keys are missing,
+// not scalars, or not unique (then the list is diffed by index).
 inline bool keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedElement>& out,
                            std::vector<std::unique_ptr<std::string>>& scratch) {
-  std::unordered_set<std::string_view> seen;  // once out is longer than kScanUpTo
   for (dom::element e : arr) {
     std::string_view text;
     if (!key_text(dom::object(e)[key].value_unsafe(), text, scratch)) return false;
-    if (out.size() < kScanUpTo) {
-      for (const auto& k : out)
-        if (k.key == text) return false;
-    } else {
-      if (seen.empty()) {
-        seen.reserve(arr.size());
-        for (const auto& k : out) seen.insert(k.key);
-      }
-      if (!seen.insert(text).second) return false;
-    }
     out.push_back({text, e});
   }
-  return true;
+  return keyed_by_text(out).unique();
 }
 
 }  // namespace kubetrail::diff

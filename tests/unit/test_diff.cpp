@@ -11,6 +11,7 @@
 #include "diff/actor.hpp"
 #include "diff/common_bytes.hpp"
 #include "diff/diff.hpp"
+#include "diff/merge_keys.hpp"
 #include "helpers.hpp"
 #include "kube/recording.hpp"
 #include "model/path.hpp"
@@ -2043,6 +2044,49 @@ TEST_CASE("diff: a fieldsV1 of many members, searched for many changes, is read 
       CHECK(change_set->changes.size() == size_t(fields));
       REQUIRE(change_set->actor.has_value());
       CHECK(change_set->actor->manager == "wide");
+    }
+  }
+}
+
+TEST_CASE("first of key: scans and the table past kScanUpTo find the same first item of each key") {
+  // One lookup for both the scan and the table (diff/merge_keys.hpp): the
+  // differ, the pruner and actor attribution rely on the first of a
+  // repeated key winning in both, and on unique() saying whether any key
+  // repeats. Sizes on both sides of kScanUpTo, with and without repeats.
+  using kubetrail::diff::FirstOfKey;
+  using kubetrail::diff::kScanUpTo;
+  for (size_t n : {size_t{1}, kScanUpTo, kScanUpTo + 1, size_t{200}}) {
+    for (bool repeat : {false, true}) {
+      CAPTURE(n);
+      CAPTURE(repeat);
+      // Items (key, position); with `repeat`, the last item repeats the key
+      // of the one in the middle.
+      std::vector<std::pair<std::string, size_t>> items;
+      for (size_t i = 0; i < n; ++i) items.emplace_back("k" + std::to_string(i), i);
+      if (repeat) items.emplace_back(items[n / 2].first, n);
+      auto key_of = [](const std::pair<std::string, size_t>& item) { return std::string_view(item.first); };
+      FirstOfKey by_key{std::span(items), key_of};
+      CHECK(by_key.unique() == !repeat);
+      for (size_t i = 0; i < n; ++i) {
+        auto found = by_key.find("k" + std::to_string(i));
+        REQUIRE(found != by_key.end());
+        CHECK(found->second == i);  // the first of a repeated key
+      }
+      CHECK(by_key.find("absent") == by_key.end());
+
+      // The same over a JSON object's members, as the differ reads them.
+      std::string text = "{";
+      for (const auto& [key, position] : items)
+        text += (text.size() > 1 ? ",\"" : "\"") + key + "\":" + std::to_string(position);
+      text += "}";
+      simdjson::dom::parser parser;
+      simdjson::dom::object object = parser.parse(text).get_object().value();
+      FirstOfKey members(object, [](const simdjson::dom::key_value_pair& member) { return member.key; });
+      CHECK(members.unique() == !repeat);
+      auto middle = members.find(items[n / 2].first);
+      REQUIRE(middle != members.end());
+      CHECK(int64_t(middle.value()) == int64_t(n / 2));
+      CHECK(members.find("absent") == members.end());
     }
   }
 }
