@@ -170,7 +170,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const diff::SourceText source = parse.source(hollow_parser, frame, "object");
     // Pruned alike, or refused alike.
     check(pruned(hollow_object, &source) == pruned(plain_object, nullptr));
+    // And alike without the fallback that would hide a pruner lost in the
+    // hollowed text (Pruner::prune() parses it again whole): it never ran.
+    check(detector.reparsed() == 0);
   }
+  check(seer.reparsed() == 0);
   model::DiffOptions options;
   options.redaction_key = "fuzz";  // one key: both detectors write the same markers
   diff::ChangeDetector fast("fuzz", options), whole("fuzz", options);
@@ -211,5 +215,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto back = model::ChangeSet::from_json(text);
     check(back.id == c1->id && back.changes.size() == c1->changes.size());
   }
+  check(fast.reparsed() == 0 && packing.reparsed() == 0);
   return 0;
 }

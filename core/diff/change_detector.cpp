@@ -40,6 +40,12 @@ ChangeDetector::ChangeDetector(std::string cluster, model::DiffOptions options)
 
 ChangeDetector::~ChangeDetector() = default;
 
+uint64_t ChangeDetector::reparsed() const noexcept {
+  uint64_t n = 0;
+  for (const auto& [key, rules] : rules_) n += rules->reparsed();
+  return n;
+}
+
 Pruner& ChangeDetector::rules_for(const model::ResourceType& type) {
   // An informer sees one type: the last one answers without building a key.
   if (last_rules_ && type.resource == last_type_.resource && type.group == last_type_.group &&

@@ -117,6 +117,9 @@ class ChangeDetector {
     uint64_t redeliveries = 0;  // same resourceVersion as cached
   };
   const Stats& stats() const noexcept { return stats_; }
+  // Prunes that pruned a whole parse because the hollowed one lost its
+  // place in the source (Pruner::reparsed()): expected to stay 0.
+  uint64_t reparsed() const noexcept;
 
   // Modified events diff only the subtree where the old and new texts
   // differ (see Pruner::changed_subtree). true: diff whole objects, as the

@@ -82,33 +82,22 @@ class Pruner {
   // then (perf: recording every container of a Pod's spec, when most
   // events change nothing in it, was half of the copy's cost).
   std::string_view prune(dom::element object, const SourceText* source = nullptr, bool for_diff = true) {
-    recording_ = for_diff;
-    verbatim_.clear();
-    last_verbatim_ = {};
-    path_.clear();
-    scratch_.clear();
-    nodes_.clear();
-    const uint64_t all = rules_.all();
-    identity_.clear();
-    if (!kind_field_.empty() && object.type() == dom::element_type::OBJECT) {
-      // One pass over the top-level keys for both (each lookup of a key a
-      // list item lacks is a pass, each key a cache miss into the tape).
-      bool kind = false, api_version = false;
-      for (auto [key, value] : dom::object(object)) {
-        kind |= key == "kind";
-        api_version |= key == "apiVersion";
-      }
-      if (!kind) identity_.append(kind_field_).push_back(',');
-      if (!api_version) identity_.append(api_version_field_).push_back(',');
-    }
-    JsonOut text = JsonOut::reusing(buffer_);
-    hollow_ = source ? source->hollow : std::span<const uint32_t>{};
-    ends_ = source ? source->ends : std::span<const uint32_t>{};
-    const uint32_t last = write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
-    if (source && source->end) *source->end = last;  // kNoSource when the source was not followed to the end
-    if (!for_diff) s1_ = {};                         // the source is the caller's: kept only for changed_subtree()
-    return text.view();
+    const std::string_view text = prune_once(object, source, for_diff);
+    if (hollow_taken_ == hollow_.size() / 2) return text;
+    // A member the parse left out of the DOM (SourceText::hollow) was
+    // neither copied from the source nor skipped as dropped: the walk lost
+    // its place in the source before it, and wrote it from its empty DOM
+    // as {} - a change that never happened, cached. No input is known to
+    // do this (the tests and fuzz_diff compare hollowed prunes with plain
+    // ones); should one, the text is parsed again whole and pruned from
+    // that, slower but right, and counted (reparsed()).
+    ++reparsed_;
+    return prune_once(parse_whole(*source), nullptr, for_diff);
   }
+
+  // How many prune()s found a hollowed member not taken from the source
+  // and pruned a whole parse instead (see prune()). Expected to stay 0.
+  uint64_t reparsed() const noexcept { return reparsed_; }
 
   // The members of the last prune()'s object copied from the source as they
   // were and in the form hollow_end() accepts, as (offset, size) in its
@@ -218,6 +207,50 @@ class Pruner {
   }
 
  private:
+  std::string_view prune_once(dom::element object, const SourceText* source, bool for_diff) {
+    recording_ = for_diff;
+    verbatim_.clear();
+    last_verbatim_ = {};
+    path_.clear();
+    scratch_.clear();
+    nodes_.clear();
+    const uint64_t all = rules_.all();
+    identity_.clear();
+    if (!kind_field_.empty() && object.type() == dom::element_type::OBJECT) {
+      // One pass over the top-level keys for both (each lookup of a key a
+      // list item lacks is a pass, each key a cache miss into the tape).
+      bool kind = false, api_version = false;
+      for (auto [key, value] : dom::object(object)) {
+        kind |= key == "kind";
+        api_version |= key == "apiVersion";
+      }
+      if (!kind) identity_.append(kind_field_).push_back(',');
+      if (!api_version) identity_.append(api_version_field_).push_back(',');
+    }
+    JsonOut text = JsonOut::reusing(buffer_);
+    hollow_ = source ? source->hollow : std::span<const uint32_t>{};
+    ends_ = source ? source->ends : std::span<const uint32_t>{};
+    hollow_taken_ = 0;
+    const uint32_t last = write(object, all, text, Place{}, source ? locate(*source) : kNoSource);
+    if (all == 0 && last != kNoSource) hollow_taken_ = hollow_.size() / 2;  // no rules: the root copied whole
+    if (source && source->end) *source->end = last;  // kNoSource when the source was not followed to the end
+    if (!for_diff) s1_ = {};                         // the source is the caller's: kept only for changed_subtree()
+    return text.view();
+  }
+
+  // The object of `source` parsed again whole, by a parser of this pruner's
+  // own (the caller's DOM, which lacks the hollowed members, stays valid).
+  // The text parsed once already, and a hollowing parse accepts exactly
+  // what a whole one does (diff/hollow_parse.hpp).
+  dom::element parse_whole(const SourceText& source) {
+    whole_text_ = simdjson::padded_string(source.text);
+    dom::element doc;
+    if (source.token != SourceText::kFind || whole_parser_.parse(whole_text_).get(doc) != simdjson::SUCCESS ||
+        (!source.field.empty() && doc[source.field].get(doc) != simdjson::SUCCESS))
+      throw Error("internal: an object that parsed once does not parse whole");
+    return doc;
+  }
+
   // Narrowing into one element E of a keyed list L (an image bump then
   // parses one container, not the list). Exact when the diff runs on E or
   // below it: the old text at that place parses as one value, so all of L
@@ -262,9 +295,12 @@ class Pruner {
   // kNoSource): past the member is then the container's close, known
   // without walking the member when the parse found it (SourceText::ends).
   std::optional<Action> step_member(uint64_t alive, const model::Segment& seg, uint64_t& child_alive, uint32_t value,
-                                    uint32_t& cursor, uint32_t parent) const {
+                                    uint32_t& cursor, uint32_t parent) {
     auto action = step(alive, seg, child_alive);
     if (action == Action::drop) {
+      // A hollowed member dropped is taken too (only the root's members are
+      // hollowed: one lookup for the few the root drops, none below).
+      hollow_taken_ += path_.empty() && !hollow_.empty() && hollow_last(value) != kNoSource;
       const uint32_t close = parent == kNoSource ? kNoSource : last_in(ends_, parent);
       cursor = close != kNoSource ? close : plus(end_of(value), 1);
     }
@@ -514,6 +550,7 @@ class Pruner {
       // hand (e is an empty container), so not `copied` for copied_value().
       uint32_t last = hollow_last(first);
       const bool hollow = last != kNoSource;
+      hollow_taken_ += hollow;
       if (!hollow) last = walk_source<false>(first);
       if (last != kNoSource) {
         const size_t begin = out.used();
@@ -676,8 +713,12 @@ class Pruner {
   std::vector<std::pair<std::string, bool>> opaque_;  // opaque()'s answers
   std::span<const uint32_t> hollow_;                  // the source's hollowed containers (SourceText::hollow)
   std::span<const uint32_t> ends_;                    // other containers whose ends it knows (SourceText::ends)
-  std::string kind_field_, api_version_field_;        // see identify()
-  std::string identity_;   // what the root object of the prune() under way lacks of them, or ""
+  size_t hollow_taken_ = 0;             // hollowed containers the prune() under way copied or dropped (see prune())
+  uint64_t reparsed_ = 0;               // see reparsed()
+  simdjson::padded_string whole_text_;  // parse_whole()'s
+  dom::parser whole_parser_;            // parse_whole()'s: allocates at its first parse, if ever
+  std::string kind_field_, api_version_field_;  // see identify()
+  std::string identity_;                        // what the root object of the prune() under way lacks of them, or ""
   std::string buffer_;     // prune()'s output, reused: a cached object is copied out at its exact size
   Stage1 s1_;              // the source of the prune() under way (see "Following the source text")
   bool recording_ = true;  // the prune() under way records the containers copied from the source

@@ -1416,7 +1416,8 @@ TEST_CASE("diff: a watch event parsed without its spec and status in the DOM pru
     if (o.contains("spec")) CHECK(object["spec"].get_object().value().size() == 0);
     if (o["kind"] == "Secret") CHECK(object["data"].get_object().value().size() > 0);  // redacted: read
   }
-  CHECK(hollowed >= 4);  // the Pod, Deployment, StatefulSet and Service at least
+  CHECK(hollowed >= 4);             // the Pod, Deployment, StatefulSet and Service at least
+  CHECK(detector.reparsed() == 0);  // each hollowed member taken from the source, none parsed again
 }
 
 TEST_CASE("diff: a dropped last member is skipped to the close its parse found, pruning as the walk over it does") {
@@ -1451,6 +1452,41 @@ TEST_CASE("diff: a dropped last member is skipped to the close its parse found, 
     }
   }
   CHECK(with_ends == 10);  // metadata's end was known in every parse
+  CHECK(detector.reparsed() == 0);
+}
+
+TEST_CASE("diff: a prune that loses its place before a hollowed member prunes a whole parse instead of writing {}") {
+  // A member the parse left out of the DOM (spec, hollowed) is only right
+  // when the pruner copies it from the source at its place. A pruner that
+  // lost its place there wrote it from its empty DOM as {}: a change that
+  // never happened, cached. Here the place is lost on purpose, by ends
+  // that point one structural short of metadata's close (the pruner trusts
+  // them when it drops metadata's last member, managedFields). Before the
+  // guard in Pruner::prune() this test failed: the spec came out as {}.
+  diff::ChangeDetector detector("test", Harness::keyed({}));
+  const auto type = model::resource_type_for("v1", "Pod");
+  const std::string object =
+      R"({"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","uid":"u","labels":{"app":"x"},)"
+      R"("managedFields":[{"manager":"kubectl","operation":"Update","fieldsV1":{"f:metadata":{}}}]},)"
+      R"("spec":{"containers":[{"name":"web","image":"nginx"}]},"status":{"phase":"Pending"}})";
+  ParsedEvent plain(detector, type, object, false), hollow(detector, type, object, true);
+  REQUIRE(hollow.parse.error == simdjson::SUCCESS);
+  REQUIRE(!hollow.parse.regions.empty());  // spec (and status) were left out of the DOM
+  REQUIRE(!hollow.parse.ends.empty());     // metadata's end was found
+  const std::string reference = detector.prune(type, plain.object()).json;
+  REQUIRE(reference.find(R"("image":"nginx")") != std::string::npos);
+
+  diff::SourceText source = hollow.source();
+  CHECK(detector.prune(type, hollow.object(), &source).json == reference);
+  CHECK(detector.reparsed() == 0);  // the place kept: nothing parsed again
+
+  std::vector<uint32_t> wrong_ends(hollow.parse.ends.begin(), hollow.parse.ends.end());
+  for (size_t i = 1; i < wrong_ends.size(); i += 2) --wrong_ends[i];
+  source.ends = wrong_ends;
+  CHECK(detector.prune(type, hollow.object(), &source).json == reference);
+  CHECK(detector.reparsed() == 1);
+  // The caller's DOM is untouched by the whole parse: its metadata reads as before.
+  CHECK(std::string_view(hollow.object()["metadata"]["name"]) == "a");
 }
 
 TEST_CASE("diff: a parse that leaves members out of the DOM accepts and refuses what a plain parse does") {
