@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/keyed_hash.hpp"
 #include "diff/json_values.hpp"
 #include "diff/merge_keys.hpp"
 #include "model/path.hpp"
@@ -48,12 +49,12 @@ struct ManagerIdentity {
   bool operator==(const ManagerIdentity&) const = default;
 };
 
+// Keyed (common/keyed_hash.hpp): managers' names are the object's.
 struct ManagerIdentityHash {
   size_t operator()(const ManagerIdentity& id) const noexcept {
-    std::hash<std::string_view> h;
-    size_t seed = h(id.manager);
+    size_t seed = keyed_hash(id.manager);
     for (std::string_view part : {id.operation, id.subresource})
-      seed ^= h(part) + 0x9e3779b97f4a7c15 + (seed << 6) + (seed >> 2);
+      seed ^= keyed_hash(part) + 0x9e3779b97f4a7c15 + (seed << 6) + (seed >> 2);
     return seed;
   }
 };

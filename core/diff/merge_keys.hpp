@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/keyed_hash.hpp"
+
 namespace kubetrail::diff {
 
 namespace dom = simdjson::dom;
@@ -81,12 +83,15 @@ using KeyOfItem = std::remove_cvref_t<std::invoke_result_t<const KeyOf&, decltyp
 // the first lookup. The first of a repeated key wins, as a scan (and
 // simdjson's at_key()) finds it. `Range` is a view (a std::span, a
 // dom::array, a dom::object) that must outlive this; `KeyOf` maps an item
-// to a key of views into it, so that a scan allocates nothing.
-template <class Range, class KeyOf, class Hash = std::hash<KeyOfItem<Range, KeyOf>>>
+// to a key of views into it, so that a scan allocates nothing. The keys
+// are an object's, so the table's hash is keyed (common/keyed_hash.hpp):
+// keys chosen to share a bucket would make it a scan again.
+template <class Range, class KeyOf, class Hash = KeyedHash>
 class FirstOfKey {
  public:
   using Iterator = decltype(std::declval<Range&>().begin());
   using Key = KeyOfItem<Range, KeyOf>;
+  using Hasher = Hash;
 
   FirstOfKey(Range range, KeyOf key_of) : range_(range), size_(range.size()), key_of_(std::move(key_of)) {}
 

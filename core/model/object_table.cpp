@@ -1,12 +1,13 @@
 #include "model/object_table.hpp"
 
 #include <cstring>
-#include <functional>
 #include <new>
+
+#include "common/keyed_hash.hpp"
 
 namespace kubetrail::model {
 
-uint64_t ObjectTable::hash_of(std::string_view key) noexcept { return std::hash<std::string_view>{}(key); }
+uint64_t ObjectTable::hash_of(std::string_view key) noexcept { return keyed_hash(key); }
 
 ObjectTable::Entry* ObjectTable::make_entry(std::string_view key) {
   // sizeof(Entry) is a multiple of its alignment, so the key's bytes start

@@ -55,6 +55,11 @@ class ObjectTable {
   size_t size() const noexcept { return size_; }
   void clear() noexcept;
 
+  // The hash a key is filed under, its low bits its home slot: keyed by a
+  // secret of the process (common/keyed_hash.hpp), so that names cannot be
+  // chosen to share a home. Public for the test that says so.
+  static uint64_t hash_of(std::string_view key) noexcept;
+
   // f(std::string_view key, StoredObject& object) for each object.
   template <class F>
   void for_each(F&& f) {
@@ -68,8 +73,6 @@ class ObjectTable {
   }
 
  private:
-  // The hash a key is filed under (std::hash<std::string_view>).
-  static uint64_t hash_of(std::string_view key) noexcept;
   // An object and, in the same allocation right after it, its key's bytes.
   struct Entry {
     StoredObject object;

@@ -2,7 +2,6 @@
 
 #include <openssl/rand.h>
 #include <sqlite3.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <charconv>
@@ -18,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
+#include "common/keyed_hash.hpp"
 #include "state/sqlite_statement.hpp"
 
 namespace kubetrail::state {
@@ -830,10 +830,10 @@ void sort_in_snapshot_order(std::vector<LogEntry>& entries) {
 // `expected`: about how many there are (the log's object entries).
 std::vector<LogEntry> last_entries(const LogFile& file, std::string_view bytes, int64_t folded_through,
                                    int64_t& through, size_t expected) {
-  struct KeyHash {
+  struct KeyHash {  // keyed: the keys are objects' names (common/keyed_hash.hpp)
     size_t operator()(const SnapshotKey& k) const noexcept {
       const auto& [resource, object, key] = k;
-      return XXH3_64bits(key.data(), key.size()) ^ (resource.size() << 1) ^ object;
+      return keyed_hash(key) ^ (resource.size() << 1) ^ object;
     }
   };
   std::vector<LogEntry> last;

@@ -2102,6 +2102,8 @@ TEST_CASE("first of key: scans and the table past kScanUpTo find the same first 
       if (repeat) items.emplace_back(items[n / 2].first, n);
       auto key_of = [](const std::pair<std::string, size_t>& item) { return std::string_view(item.first); };
       FirstOfKey by_key{std::span(items), key_of};
+      // The keys are an object's: the table's hash is keyed (common/keyed_hash.hpp).
+      static_assert(std::is_same_v<decltype(by_key)::Hasher, kubetrail::KeyedHash>);
       CHECK(by_key.unique() == !repeat);
       for (size_t i = 0; i < n; ++i) {
         auto found = by_key.find("k" + std::to_string(i));
