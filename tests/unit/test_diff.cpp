@@ -1487,6 +1487,32 @@ TEST_CASE("diff: a prune that loses its place before a hollowed member prunes a 
   CHECK(detector.reparsed() == 1);
   // The caller's DOM is untouched by the whole parse: its metadata reads as before.
   CHECK(std::string_view(hollow.object()["metadata"]["name"]) == "a");
+
+  // And an event diffed through the fallback (its containers recorded from
+  // the whole parse) gives the change set the plain parse gives.
+  std::string changed = object;
+  changed.replace(changed.find(R"("nginx")"), 7, R"("nginx:2")");
+  changed.replace(changed.find(R"("app":"x")"), 9, R"("app":"y")");
+  auto diffed = [&](bool lose_place) {
+    model::ObjectStore store;
+    ParsedEvent first(detector, type, object, false);
+    REQUIRE(detector.observe(model::WatchEventType::added, type, first.object(), store, "t").ok());
+    ParsedEvent next(detector, type, changed, lose_place);
+    std::vector<uint32_t> wrong(next.parse.ends.begin(), next.parse.ends.end());
+    for (size_t i = 1; i < wrong.size(); i += 2) --wrong[i];
+    diff::SourceText from = next.source();
+    from.ends = wrong;
+    auto cs = detector.observe(model::WatchEventType::modified, type, next.object(), store, "t",
+                               lose_place ? &from : nullptr);
+    REQUIRE(cs.ok());
+    REQUIRE(cs.value().has_value());
+    return nlohmann::json::parse(cs.value()->to_json())["changes"];
+  };
+  const auto plain_changes = diffed(false);
+  CHECK(plain_changes.size() == 2);  // the image and the label
+  const uint64_t before = detector.reparsed();
+  CHECK(diffed(true) == plain_changes);
+  CHECK(detector.reparsed() == before + 1);
 }
 
 TEST_CASE("diff: a parse that leaves members out of the DOM accepts and refuses what a plain parse does") {
