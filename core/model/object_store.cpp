@@ -1,5 +1,6 @@
 #include "model/object_store.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -179,10 +180,18 @@ void ObjectStore::replace(std::string key, StoredObject obj) {
 }
 
 // The dictionary is the first objects' own text (up to 64 KB): the rest of
-// a resource's objects repeat their keys, labels, images and probes.
+// a resource's objects repeat their keys, labels, images and probes. Taken
+// in key order, not the table's (which follows a hash keyed anew in each
+// process, common/keyed_hash.hpp): the same objects make the same
+// dictionary, and so the same frames and sizes, in every run.
 void ObjectStore::start_packing() {
+  std::vector<std::pair<std::string_view, std::string_view>> objects;  // (key, text)
+  objects.reserve(objects_.size());
+  objects_.for_each([&](std::string_view key, const StoredObject& o) { objects.emplace_back(key, o.json); });
+  std::sort(objects.begin(), objects.end());
   std::vector<std::string_view> samples;
-  objects_.for_each([&](std::string_view, const StoredObject& o) { samples.push_back(o.json); });
+  samples.reserve(objects.size());
+  for (const auto& [key, text] : objects) samples.push_back(text);
   pack_with(DictionaryCodec::dictionary_from(samples));
 }
 
