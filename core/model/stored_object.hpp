@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "model/inline_string.hpp"
+
 namespace kubetrail::model {
 
 // One metadata.managedFields entry, without its field set: who wrote the
@@ -20,19 +22,26 @@ struct ManagerEntry {
 };
 
 struct StoredObject {
+  // The fields an event reads (uid to resourceVersion, the text's frame and
+  // the managers' code) come last, next to the key that the cache's table
+  // (model/object_table.hpp) keeps right after the object in the same
+  // allocation: the lookup has just read those bytes, so these are in
+  // the CPU cache or one line from it. The vectors, empty once a store
+  // packs, come first.
+
   // The pruned, redacted, minified object. Inside an ObjectStore that packs,
   // it is a zstd frame in the store's FrameArena instead (packed = true,
   // `frame`; json is then empty): read it through ObjectStore::text().
   std::string json;
-  std::string uid;
-  std::string resource_version;
   // Inside an ObjectStore that packs, the managers are encoded in the
   // store's arena instead (`managers_code`; the vector is then empty): read
   // and write them through ObjectStore::managers() and set_managers().
   std::vector<ManagerEntry> managers;
+  std::string resource_version;
   bool packed = false;
   uint32_t text_size = 0;   // of the text, packed or not
   uint32_t frame_size = 0;  // packed: of the frame
+  uint32_t managers_code_size = 0;
   // Up to two top-level members of the text, as (offset, size), whose bytes
   // were copied from the source in the form a parse may leave out of the
   // DOM unchecked when the next version carries them unchanged
@@ -46,7 +55,7 @@ struct StoredObject {
   // never hands its objects out by value, so no copy outlives the frame.
   char* frame = nullptr;
   char* managers_code = nullptr;  // the same for the managers, encoded
-  uint32_t managers_code_size = 0;
+  InlineString uid;               // in place, last: see inline_string.hpp
 };
 
 }  // namespace kubetrail::model

@@ -494,3 +494,38 @@ TEST_CASE("object table: names chosen to share a home slot under a known hash sp
     CHECK(found->resource_version == std::to_string(i));
   }
 }
+
+TEST_CASE(
+    "inline string: in place up to its capacity, whole on the heap beyond, through copies, moves and self-assignment") {
+  // A uid is kept in the cache's entry (model/inline_string.hpp); one
+  // longer than the room there must still be kept whole, and every way
+  // the cache copies, moves and reassigns it must keep the bytes.
+  using model::InlineString;
+  const std::string uid = "6a1f4c52-3b7e-4f0a-9d2c-8e5b7a6c4d21";  // 36: in place
+  const std::string long_uid(InlineString::kInline + 25, 'x');     // on the heap
+  for (const std::string& first : {std::string(), uid, long_uid}) {
+    for (const std::string& second : {std::string(), uid, long_uid, std::string(InlineString::kInline, 'y')}) {
+      CAPTURE(first.size());
+      CAPTURE(second.size());
+      InlineString a(first);
+      CHECK(a == first);
+      CHECK(a.empty() == first.empty());
+      InlineString b = a;  // copy
+      CHECK(b == first);
+      a = second;
+      CHECK(a == second);
+      CHECK(b == first);  // the copy owns its bytes
+      InlineString c = std::move(a);
+      CHECK(c == second);
+      CHECK(a.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty, by contract
+      a = std::move(b);
+      CHECK(a == first);
+      // Assigned a view of its own bytes, in place or on the heap.
+      c = c.view().substr(c.size() / 2);
+      CHECK(c == std::string_view(second).substr(second.size() / 2));
+      c = c;  // NOLINT(clang-diagnostic-self-assign-overloaded)
+      CHECK(c == std::string_view(second).substr(second.size() / 2));
+    }
+  }
+  static_assert(sizeof(InlineString) <= 48);
+}
