@@ -135,13 +135,13 @@ void DocumentDiffer::diff_array(dom::array a, dom::array b, std::vector<model::F
   std::string_view key = choose_key(keys_->candidates(path_), {a, b});
   if (!key.empty()) {
     std::vector<KeyedElement> ka, kb;
-    if (keyed_elements(a, key, ka, scratch_) && keyed_elements(b, key, kb, scratch_)) {
+    auto a_by_key = keyed_elements(a, key, ka, scratch_);
+    if (a_by_key && keyed_elements(b, key, kb, scratch_)) {
       uint32_t next_child = 0;
-      auto a_by_key = keyed_by_text(ka);
       for (size_t j = 0; j < kb.size(); ++j) {
-        auto match = a_by_key.find(kb[j].key);
+        auto match = a_by_key->find(kb[j].key);
         path_.push_back(model::Segment{model::Segment::Kind::keyed, {}, j, key, kb[j].key});
-        if (match != a_by_key.end()) {
+        if (match != a_by_key->end()) {
           match->matched = true;
           diff_child(match->value, kb[j].value, uint32_t(j), true, next_child, out);
         } else {

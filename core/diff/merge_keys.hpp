@@ -13,6 +13,7 @@
 
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -139,16 +140,23 @@ inline auto keyed_by_text(std::span<KeyedElement> elements) {
   return FirstOfKey(elements, [](const KeyedElement& e) { return e.key; });
 }
 
-// Elements of a keyed list with their key texts; false if keys are missing,
-// not scalars, or not unique (then the list is diffed by index).
-inline bool keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedElement>& out,
-                           std::vector<std::unique_ptr<std::string>>& scratch) {
+using KeyedIndex = decltype(keyed_by_text(std::declval<std::span<KeyedElement>>()));
+
+// Elements of a keyed list with their key texts, and what finds them by key
+// (the table a long list's uniqueness check built, kept for the pairing
+// rather than built again); nullopt if keys are missing, not scalars, or not
+// unique (then the list is diffed by index). The index views `out`, which
+// must not change while it is used.
+inline std::optional<KeyedIndex> keyed_elements(dom::array arr, std::string_view key, std::vector<KeyedElement>& out,
+                                                std::vector<std::unique_ptr<std::string>>& scratch) {
   for (dom::element e : arr) {
     std::string_view text;
-    if (!key_text(dom::object(e)[key].value_unsafe(), text, scratch)) return false;
+    if (!key_text(dom::object(e)[key].value_unsafe(), text, scratch)) return std::nullopt;
     out.push_back({text, e});
   }
-  return keyed_by_text(out).unique();
+  KeyedIndex index = keyed_by_text(out);
+  if (!index.unique()) return std::nullopt;
+  return index;
 }
 
 }  // namespace kubetrail::diff
