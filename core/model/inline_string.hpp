@@ -51,13 +51,8 @@ class InlineString {
 
   std::string_view view() const noexcept { return {on_heap() ? heap_ : inline_, size_}; }
   operator std::string_view() const noexcept { return view(); }
-  const char* data() const noexcept { return on_heap() ? heap_ : inline_; }
   size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
-  void clear() noexcept {
-    release();
-    size_ = 0;
-  }
 
   friend bool operator==(const InlineString& a, std::string_view b) noexcept { return a.view() == b; }
   friend bool operator==(const InlineString& a, const InlineString& b) noexcept { return a.view() == b.view(); }
