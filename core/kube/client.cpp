@@ -321,6 +321,16 @@ Client::Response Client::perform_once(const Request& req, const Credentials& cre
                    rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR ||
                    rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH || rc == CURLE_SSL_CRL_BADFILE;
   if (rc == CURLE_OPERATION_TIMEDOUT && on_data && r.status >= 200 && r.status < 300) r.error.clear();  // a watch's end
+  // A 2xx whose body did not come whole (the connection closed or the
+  // timeout struck after the head) is no answer: callers go by the status,
+  // and half a body is not what the server said - parsed, it was reported
+  // as "not JSON". Other statuses keep theirs: a 401 or 503 is an answer
+  // whatever became of its body. A watch's body is judged by its framer.
+  // (A request stopped by `stop` mid-body has no error, and no answer.)
+  if (!on_data && rc != CURLE_OK && r.status >= 200 && r.status < 300) {
+    r.status = 0;
+    r.body.clear();
+  }
   if (out.too_large) {
     r.error = "response body larger than " + std::to_string(kMaxBody >> 20) + " MiB: not read";
     r.status = 0;

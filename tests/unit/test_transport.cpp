@@ -26,6 +26,7 @@
 #include "common/thread_name.hpp"
 #include "http_receiver.hpp"
 #include "kube/client.hpp"
+#include "kube/discovery.hpp"
 #include "kube/transport.hpp"
 
 using namespace kubetrail;
@@ -483,6 +484,62 @@ TEST_CASE("client: a response body over 64 MiB is refused with an error saying s
 // Connection::compress decides whether the client offers Accept-Encoding
 // (choose_compression() sets it from [cluster] compression). Failed before
 // for compress = false: the header was always sent.
+// A 200 whose body was cut short (the connection closed, or the timeout
+// struck, before Content-Length bytes came) was handed back as a 200 with
+// half a body and the transport's error beside it; every caller looks at
+// the status, so discovery then said "the answer is not JSON" and a list
+// page "not JSON" - not what happened. Now it is no answer (status 0) with
+// curl's reason, which callers retry as an outage. (Failed before: status
+// 200, and a body of 9 bytes.)
+TEST_CASE("client: a 200 whose body is cut short is no answer, and the error says why") {
+  int listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(listen_fd, 4) == 0);
+  socklen_t len = sizeof addr;
+  getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  // Each connection: the request read, then a head promising 1000 bytes,
+  // 9 of them, and the close.
+  std::thread server([listen_fd] {
+    for (int served = 0; served < 2; ++served) {
+      int fd = accept(listen_fd, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string request;
+      char buf[4096];
+      while (request.find("\r\n\r\n") == std::string::npos && request.size() < 65536) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        request.append(buf, static_cast<size_t>(n));
+      }
+      std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":";
+      send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+      close(fd);
+    }
+  });
+  kubetrail::kube::Connection connection;
+  connection.server = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  kubetrail::kube::Client client(connection);
+  auto r = client.get("/api");
+  CHECK(r.status == 0);
+  CHECK(r.body.empty());
+  CHECK(r.error.find("partial") != std::string::npos);  // curl's CURLE_PARTIAL_FILE
+  // The same through discovery: an outage named for what it was.
+  std::string why;
+  try {
+    kubetrail::kube::Discovery::fetch(client);
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  CHECK(why.find("GET /api failed") != std::string::npos);
+  CHECK(why.find("partial") != std::string::npos);
+  CHECK(why.find("not JSON") == std::string::npos);
+  shutdown(listen_fd, SHUT_RDWR);
+  server.join();
+  close(listen_fd);
+}
+
 TEST_CASE("client: Accept-Encoding is offered only when the connection asks for compression") {
   for (bool compress : {true, false}) {
     CAPTURE(compress);
