@@ -344,7 +344,8 @@ def io_counts(pid):
 # Threads of `kubetrail run` by name (common/thread_name.hpp), for the
 # per-event split: the stage each does.
 STAGES = (("kt-io", "I/O (TLS, HTTP/2)"), ("kt-w:", "watch (parse, prune, diff, cache)"),
-          ("main", "routing (main thread)"), ("kt-d:", "delivery (log plugin)"), ("", "other threads"))
+          ("main", "routing (main thread)"), ("kt-d:", "delivery (log plugin)"),
+          ("kt-history", "history (state on)"), ("", "other threads"))
 
 
 def cpu_by_stage(pid, field=0):
@@ -617,6 +618,9 @@ def start_counting(args, pid):
     would be the other such count; this VM has no hardware counters.)"""
     if not args.syscalls:
         return None
+    if not shutil.which("perf"):
+        note("--syscalls: perf not found (Debian: linux-perf), not counted")
+        return None
     path = tempfile.mktemp(prefix="kubetrail-scale-stat-")
     p = subprocess.Popen(["perf", "stat", "--per-thread", "-x", ",", "-e",
                           "raw_syscalls:sys_enter", "-p", str(pid), "-o", path],
@@ -631,6 +635,9 @@ def stop_counting(counting, pid, events):
         return None
     p, path = counting
     stop(p, signal.SIGINT, 60)
+    if not os.path.exists(path):  # perf could not attach (perf_event_paranoid, not root)
+        note("--syscalls: perf stat wrote nothing (exit %s), not counted" % p.returncode)
+        return None
     names = {}
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
@@ -957,7 +964,7 @@ def main():
     split("per event", "stage_us", "us", "%8.1f", kt)
     split("per event", "stage_runs", "times on a CPU", "%8.2f", kt, total=False)
     split("per event", "stage_faults", "minor page faults", "%8.2f", kt, total=False)
-    if off.get("counts"):
+    if off.get("counts") and (not on or on.get("counts")):
         split("per event", "counts", "system calls", "%8.2f", kt)
     watch = STAGES[1][1]
     print("  " + "  ".join(["%-40s" % "events per CPU-second, watch thread"] + [
