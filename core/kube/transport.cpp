@@ -66,7 +66,11 @@ void count_tls_record(int write_p, int, int content_type, const void*, size_t, S
 }  // namespace
 
 Transport::Transport() : multi_(curl_multi_init()), wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-  if (wake_fd_ < 0) throw std::runtime_error(std::string("transport: eventfd: ") + std::strerror(errno));
+  if (wake_fd_ < 0) {
+    std::string why = std::strerror(errno);
+    curl_multi_cleanup(multi_);  // no destructor runs for a constructor that throws
+    throw std::runtime_error("transport: eventfd: " + why);
+  }
   // Multiplexing over HTTP/2 is libcurl's default for a multi handle; say so.
   curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Transport::on_socket);
