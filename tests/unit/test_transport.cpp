@@ -528,6 +528,31 @@ TEST_CASE("transport: TLS records read ahead through a CONNECT proxy reach the c
   CHECK(proxy.tunnels == 1);
 }
 
+// curl's own timeouts run on its timer, which the I/O thread keeps since
+// it drives curl's socket interface (no call into curl comes while the
+// socket is silent but the timer's): a transfer past CURLOPT_TIMEOUT_MS
+// ends then, not when the server next writes.
+TEST_CASE("transport: a transfer's timeout ends it while the server is silent") {
+  TlsBurstServer server(3, std::chrono::milliseconds(5000));
+  kube::Transport transport;
+  CURL* easy = server.easy("/watch");
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 700L);
+  std::string body;
+  auto start = std::chrono::steady_clock::now();
+  auto out = transport.perform(
+      easy,
+      [&](std::string_view chunk, long) {
+        body.append(chunk);
+        return true;
+      },
+      nullptr);
+  auto took = std::chrono::steady_clock::now() - start;
+  curl_easy_cleanup(easy);
+  CHECK(out.code == CURLE_OPERATION_TIMEDOUT);
+  CHECK(body == event_piece(0) + event_piece(1) + event_piece(2));
+  CHECK(took < std::chrono::milliseconds(3000));
+}
+
 // A transfer paused with records read ahead: curl takes none of them while
 // it is paused, so the drain stops (it must not spin), and the resume has
 // to take them without new bytes on the socket - the body's end here is
