@@ -184,6 +184,18 @@ void Transport::queue_piece(std::deque<std::string>& pieces, std::string_view by
   }
 }
 
+// Marks `ex` done (its handle already out of the multi handle, or never
+// in it) and wakes its caller, who may free it from then on. A transfer
+// that ended by itself keeps its HTTP status; a cancelled one, what it had.
+void Transport::finish(Exchange& ex, CURLcode code, bool cancelled) {
+  std::lock_guard lock(ex.mu);
+  if (!cancelled && ex.status == 0) curl_easy_getinfo(ex.easy, CURLINFO_RESPONSE_CODE, &ex.status);
+  ex.done = true;
+  ex.code = code;
+  ex.cancelled = cancelled;
+  ex.cv.notify_one();
+}
+
 void Transport::run_commands(std::vector<Exchange*>& running) {
   std::vector<std::pair<Command, Exchange*>> commands;
   {
@@ -194,10 +206,7 @@ void Transport::run_commands(std::vector<Exchange*>& running) {
     switch (c) {
       case Command::add:
         if (curl_multi_add_handle(multi_, ex->easy) != CURLM_OK) {
-          std::lock_guard lock(ex->mu);
-          ex->done = true;
-          ex->code = CURLE_FAILED_INIT;
-          ex->cv.notify_one();
+          finish(*ex, CURLE_FAILED_INIT, false);
         } else {
           running.push_back(ex);
         }
@@ -205,10 +214,7 @@ void Transport::run_commands(std::vector<Exchange*>& running) {
       case Command::cancel:  // pointer compared only: ex may be gone if it finished meanwhile
         if (std::erase(running, ex)) {
           curl_multi_remove_handle(multi_, ex->easy);
-          std::lock_guard lock(ex->mu);
-          ex->done = true;
-          ex->cancelled = true;
-          ex->cv.notify_one();
+          finish(*ex, CURLE_OK, true);
         }
         break;
       case Command::resume: {
@@ -241,11 +247,7 @@ void Transport::collect_done(std::vector<Exchange*>& running) {
     CURLcode code = m->data.result;
     curl_multi_remove_handle(multi_, m->easy_handle);
     std::erase(running, ex);
-    std::lock_guard lock(ex->mu);
-    if (ex->status == 0) curl_easy_getinfo(ex->easy, CURLINFO_RESPONSE_CODE, &ex->status);
-    ex->done = true;
-    ex->code = code;
-    ex->cv.notify_one();
+    finish(*ex, code, false);
   }
 }
 
@@ -347,10 +349,7 @@ void Transport::loop() {
   }
   for (Exchange* ex : running) {  // shutting down with transfers in flight
     curl_multi_remove_handle(multi_, ex->easy);
-    std::lock_guard lock(ex->mu);
-    ex->done = true;
-    ex->cancelled = true;
-    ex->cv.notify_one();
+    finish(*ex, CURLE_OK, true);
   }
 }
 

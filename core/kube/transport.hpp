@@ -102,6 +102,7 @@ class Transport {
   void post(Command c, Exchange* ex);
   Outcome run(Exchange& ex, const std::function<bool(std::string_view, long)>* sink, const std::atomic<bool>* stop);
   void loop();
+  static void finish(Exchange& ex, CURLcode code, bool cancelled);
   void run_commands(std::vector<Exchange*>& running);
   void collect_done(std::vector<Exchange*>& running);
   bool drain_read_ahead(const std::vector<Exchange*>& running);
