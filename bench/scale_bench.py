@@ -368,6 +368,18 @@ def faults_by_stage(pid):
     return by_stage(pid, "stat", lambda f: int(f.read().rsplit(")", 1)[1].split()[7]))
 
 
+def stage_of(pid, tid, comm=None):
+    """The STAGES label of thread `tid` of `pid`: the main thread is the one
+    whose id is the process's, the others go by their name (read from
+    /proc unless given)."""
+    if int(tid) == pid:
+        comm = "main"
+    elif comm is None:
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            comm = f.read().strip()
+    return next(label for prefix, label in STAGES if comm.startswith(prefix))
+
+
 def by_stage(pid, name, read):
     """`read` of each thread's /proc/PID/task/TID/NAME, summed by STAGES."""
     total = dict.fromkeys((label for _, label in STAGES), 0)
@@ -375,11 +387,10 @@ def by_stage(pid, name, read):
         try:
             with open("/proc/%d/task/%s/%s" % (pid, tid, name)) as f:
                 ns = read(f)
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                comm = "main" if int(tid) == pid else f.read().strip()
+            stage = stage_of(pid, tid)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total[next(label for prefix, label in STAGES if comm.startswith(prefix))] += ns
+        total[stage] += ns
     return total
 
 
@@ -621,7 +632,8 @@ def start_counting(args, pid):
     if not shutil.which("perf"):
         note("--syscalls: perf not found (Debian: linux-perf), not counted")
         return None
-    path = tempfile.mktemp(prefix="kubetrail-scale-stat-")
+    fd, path = tempfile.mkstemp(prefix="kubetrail-scale-stat-")
+    os.close(fd)  # perf stat -o writes it over
     p = subprocess.Popen(["perf", "stat", "--per-thread", "-x", ",", "-e",
                           "raw_syscalls:sys_enter", "-p", str(pid), "-o", path],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -635,29 +647,22 @@ def stop_counting(counting, pid, events):
         return None
     p, path = counting
     stop(p, signal.SIGINT, 60)
-    if not os.path.exists(path):  # perf could not attach (perf_event_paranoid, not root)
+    if os.path.getsize(path) == 0:  # perf could not attach (perf_event_paranoid, not root)
         note("--syscalls: perf stat wrote nothing (exit %s), not counted" % p.returncode)
+        os.unlink(path)
         return None
-    names = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                names[tid] = "main" if int(tid) == pid else f.read().strip()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    out = {"raw_syscalls:sys_enter": dict.fromkeys((label for _, label in STAGES), 0.0)}
+    calls = dict.fromkeys((label for _, label in STAGES), 0.0)
     with open(path) as f:
         for line in f:
-            # perf stat -x, --per-thread: "COMM-TID,COUNT,UNIT,EVENT,..."
+            # perf stat -x, --per-thread: "COMM-TID,COUNT,UNIT,EVENT,...";
+            # COMM is the thread's name as /proc/PID/task/TID/comm has it.
             cells = line.strip().split(",")
-            if len(cells) < 4 or cells[3] not in out or not cells[1].isdigit():
+            if len(cells) < 4 or cells[3] != "raw_syscalls:sys_enter" or not cells[1].isdigit():
                 continue
-            tid = cells[0].rsplit("-", 1)[-1]
-            comm = names.get(tid, cells[0].rsplit("-", 1)[0])
-            stage = next(label for prefix, label in STAGES if comm.startswith(prefix))
-            out[cells[3]][stage] += int(cells[1]) / events
+            comm, tid = cells[0].rsplit("-", 1)
+            calls[stage_of(pid, tid, comm)] += int(cells[1]) / events
     os.unlink(path)
-    return out["raw_syscalls:sys_enter"]
+    return calls
 
 
 def stop(proc, sig, timeout):
@@ -885,7 +890,7 @@ def main():
     ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
                     help="then state on against off per event in ROUNDS turns of --events / ROUNDS each")
     ap.add_argument("--syscalls", action="store_true",
-                    help="count each thread's system calls and instructions per event (perf stat) during the burst")
+                    help="count each thread's system calls per event (perf stat) during the burst")
     ap.add_argument("--perf", metavar="DIR", help="perf record each kubetrail run's sync and event phases into DIR")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
